@@ -1,0 +1,107 @@
+// The result digest: one function, used by the producer on the primary's
+// result and by the executor on the shadow's, so the two cannot drift apart.
+//
+// Over the libpq text rendering of each value, with XXH3:
+//  * ordered   — the rows as a stream, in order;
+//  * unordered — a commutative combination of per-row hashes (a multiset),
+//                which with `rows` ignores row order;
+//  * columns[] — one unordered digest per column, to name the columns that differ.
+// NULL and the empty string hash differently, and every value is hashed with
+// its length, so no two different rows collide by concatenation.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shadowpipe::digest {
+
+struct Column {
+  std::string name;
+  uint32_t type_oid = 0;
+  bool operator==(const Column&) const = default;
+};
+
+struct ResultDigest {
+  std::vector<Column> columns;
+  uint64_t rows = 0;
+  uint64_t ordered = 0;
+  uint64_t unordered = 0;
+  std::vector<uint64_t> column_digests;  // parallel to columns
+  bool operator==(const ResultDigest&) const = default;
+};
+
+// How values are normalized before hashing, identically on both sides. Each
+// rule is off unless set. Rules apply by the column's type oid.
+struct NormalizationRules {
+  std::optional<int> numeric_scale;        // numeric: round half away from zero to this many decimals
+  std::optional<int> float_digits;         // float4/float8: this many significant digits
+  std::optional<int> timestamp_precision;  // timestamp[tz]/time[tz]: fractional-second digits kept (truncated)
+  std::set<std::string> ignored_columns;   // by column name: excluded from every digest
+
+  bool operator==(const NormalizationRules&) const = default;
+};
+
+// Default rules plus overrides per statement fingerprint, from configuration.
+class NormalizationConfig {
+ public:
+  NormalizationConfig() = default;
+  explicit NormalizationConfig(NormalizationRules defaults) : defaults_(std::move(defaults)) {}
+
+  void set_for_fingerprint(const std::string& fingerprint, NormalizationRules rules);
+  const NormalizationRules& for_fingerprint(std::string_view fingerprint) const;
+  const NormalizationRules& defaults() const { return defaults_; }
+
+  // Parses the JSON configuration file format documented in docs/CONFIGURATION.md:
+  //   {"default": {"numeric_scale": 2, "float_digits": 12, "timestamp_precision": 3,
+  //                "ignored_columns": ["updated_at"]},
+  //    "fingerprints": {"<fingerprint>": {...same keys...}}}
+  // Throws shadowpipe::Failure naming the file and the offending key.
+  static NormalizationConfig load_file(const std::string& path);
+  static NormalizationConfig parse(std::string_view json, const std::string& origin);
+
+ private:
+  NormalizationRules defaults_;
+  std::map<std::string, NormalizationRules, std::less<>> by_fingerprint_;
+};
+
+// Streaming builder: any row source (a PGresult, a test table, a cursor).
+class DigestBuilder {
+ public:
+  DigestBuilder(std::vector<Column> columns, const NormalizationRules& rules);
+  // One value per column, nullopt for SQL NULL. Values are libpq text form.
+  void add_row(std::span<const std::optional<std::string_view>> values);
+  ResultDigest finish() &&;
+
+ private:
+  // Private state is defined in digest.cpp's terms; kept small and reused per row.
+  std::vector<Column> columns_;
+  const NormalizationRules* rules_;
+  std::vector<int> kept_;              // indexes of columns not ignored
+  std::vector<uint8_t> value_kind_;    // per column: how to normalize (by type oid)
+  std::vector<uint64_t> column_sums_;
+  std::string scratch_;                // normalization output buffer
+  void* ordered_state_ = nullptr;      // XXH3_state_t*, owned
+  uint64_t unordered_ = 0;
+  uint64_t rows_ = 0;
+ public:
+  ~DigestBuilder();
+  DigestBuilder(const DigestBuilder&) = delete;
+  DigestBuilder& operator=(const DigestBuilder&) = delete;
+};
+
+// The one function both sides call on a libpq result (text format).
+ResultDigest digest_result(const PGresult* result, const NormalizationRules& rules);
+
+// 16 lowercase hex digits, the wire form of a digest.
+std::string to_hex(uint64_t value);
+std::optional<uint64_t> from_hex(std::string_view text);
+
+}  // namespace shadowpipe::digest

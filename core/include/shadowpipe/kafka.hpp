@@ -1,0 +1,153 @@
+// RAII owners for librdkafka handles, shared by every program. Creating a
+// handle with a bad property throws shadowpipe::Failure naming the property;
+// per-message outcomes (queue full, delivery errors) are returned as values.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shadowpipe::kafka {
+
+// librdkafka properties in the order given; later entries win. This is how
+// TLS and SASL settings reach every program unchanged (-X key=value).
+using Properties = std::vector<std::pair<std::string, std::string>>;
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* handle) const noexcept { rd_kafka_destroy(handle); }
+};
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const noexcept { rd_kafka_conf_destroy(conf); }
+};
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* message) const noexcept { rd_kafka_message_destroy(message); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* list) const noexcept {
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+};
+
+using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+// Builds a configuration; throws Failure naming the property that was refused.
+ConfPtr make_conf(const Properties& properties);
+
+class Message {
+ public:
+  Message() = default;
+  explicit Message(rd_kafka_message_t* raw) : handle_(raw) {}
+  explicit operator bool() const { return handle_ != nullptr; }
+  rd_kafka_message_t* get() const { return handle_.get(); }
+
+  rd_kafka_resp_err_t error() const { return handle_->err; }
+  std::string error_text() const;
+  std::string_view topic() const;
+  int32_t partition() const { return handle_->partition; }
+  int64_t offset() const { return handle_->offset; }
+  std::string_view key() const {
+    return {static_cast<const char*>(handle_->key), handle_->key_len};
+  }
+  std::string_view payload() const {
+    return {static_cast<const char*>(handle_->payload), handle_->len};
+  }
+  // Record timestamp in milliseconds since the epoch, or -1 when absent.
+  int64_t timestamp_ms() const;
+
+ private:
+  std::unique_ptr<rd_kafka_message_t, MessageDeleter> handle_;
+};
+
+class PartitionList {
+ public:
+  explicit PartitionList(int capacity = 8) : handle_(rd_kafka_topic_partition_list_new(capacity)) {}
+  // Takes ownership of a list librdkafka handed over.
+  explicit PartitionList(rd_kafka_topic_partition_list_t* raw) : handle_(raw) {}
+  rd_kafka_topic_partition_list_t* get() const { return handle_.get(); }
+  rd_kafka_topic_partition_t& add(const std::string& topic, int32_t partition, int64_t offset = RD_KAFKA_OFFSET_INVALID);
+  int size() const { return handle_ ? handle_->cnt : 0; }
+  rd_kafka_topic_partition_t& operator[](int index) const { return handle_->elems[index]; }
+
+ private:
+  std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> handle_;
+};
+
+class Producer {
+ public:
+  // Called on librdkafka's poll thread for each delivered or failed record.
+  using DeliveryCallback = std::function<void(const rd_kafka_message_t&)>;
+
+  Producer(const Properties& properties, DeliveryCallback on_delivery = {});
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  rd_kafka_t* get() const { return handle_.get(); }
+  // Enqueues without blocking; RD_KAFKA_RESP_ERR__QUEUE_FULL and the like are
+  // returned, never waited out. partition -1 lets the partitioner choose.
+  rd_kafka_resp_err_t produce(const std::string& topic, int32_t partition, std::string_view key,
+                              std::string_view payload, void* opaque = nullptr);
+  int poll(std::chrono::milliseconds timeout);
+  // Waits up to the deadline; returns what is still undelivered.
+  int flush(std::chrono::milliseconds deadline);
+  int outstanding() const { return rd_kafka_outq_len(handle_.get()); }
+
+ private:
+  static void delivery_trampoline(rd_kafka_t*, const rd_kafka_message_t*, void*);
+  std::unique_ptr<DeliveryCallback> on_delivery_;
+  HandlePtr handle_;
+};
+
+class Consumer {
+ public:
+  // Called from poll() on assignment changes; the callback must (incrementally)
+  // assign or unassign, or call Consumer::default_rebalance.
+  using RebalanceCallback = std::function<void(rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*)>;
+
+  Consumer(const Properties& properties, RebalanceCallback on_rebalance = {});
+  ~Consumer();  // closes (leaves the group) if close() was not called
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  rd_kafka_t* get() const { return handle_.get(); }
+  void subscribe(const std::vector<std::string>& topics);
+  // Returns an empty Message on timeout.
+  Message poll(std::chrono::milliseconds timeout);
+  // Commits the given offsets (next offset to read) synchronously; returns the error.
+  rd_kafka_resp_err_t commit(const PartitionList& offsets);
+  void close();
+  // Applies a rebalance event the plain way (eager or cooperative).
+  void default_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions);
+
+ private:
+  static void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*);
+  std::unique_ptr<RebalanceCallback> on_rebalance_;
+  HandlePtr handle_;
+  bool closed_ = false;
+};
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 1;
+  int replication_factor = 1;
+  Properties config;  // e.g. retention.ms
+};
+
+// Creates topics through the admin API; existing topics are left as they are
+// when exists_ok. Throws Failure with the broker's reason otherwise.
+void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
+                   std::chrono::milliseconds timeout, bool exists_ok = true);
+// Partition count of a topic, or nullopt when it does not exist.
+std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
+                                   std::chrono::milliseconds timeout);
+
+}  // namespace shadowpipe::kafka

@@ -1,0 +1,69 @@
+// The project's error rule, in one place:
+//  * Input that arrives at run time from outside (wire records, SQL text,
+//    statement files) is expected to be bad sometimes; its functions return
+//    Result<T>, and the caller routes the Error (DLQ, skip, count).
+//  * Failures of the environment or of configuration (cannot connect at
+//    start, bad option, a broken invariant) throw shadowpipe::Failure; main()
+//    catches it, prints what failed, with what input, and what to do.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace shadowpipe {
+
+enum class ErrorCode {
+  malformed,            // not JSON, or not the shape the schema requires
+  missing_field,        // a required field is absent
+  wrong_type,           // a field has the wrong JSON type
+  unsupported_version,  // "v" has a major version this build does not read
+  too_large,            // a field is over its configured size limit
+  invalid_value,        // right type, value out of its domain
+  sql_syntax,           // the PostgreSQL parser refused the statement
+  io,                   // reading a local file failed
+};
+
+std::string_view to_string(ErrorCode code);
+
+struct Error {
+  ErrorCode code = ErrorCode::malformed;
+  std::string field;    // JSON path of the offending field, e.g. statements[2].sql
+  std::string message;  // human-readable, says what to do where it can
+
+  // "missing_field at statements[2].sql: ..." — the form used in DLQ records.
+  std::string describe() const;
+};
+
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Error error) : state_(std::move(error)) {}  // NOLINT
+
+  bool ok() const { return state_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+
+  T& value() & { return std::get<0>(state_); }
+  const T& value() const& { return std::get<0>(state_); }
+  T&& value() && { return std::get<0>(std::move(state_)); }
+  const Error& error() const { return std::get<1>(state_); }
+
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+
+ private:
+  std::variant<T, Error> state_;
+};
+
+// Thrown for environment and configuration failures (see the rule above).
+class Failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace shadowpipe

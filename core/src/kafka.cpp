@@ -1,0 +1,221 @@
+#include "shadowpipe/kafka.hpp"
+
+#include "shadowpipe/result.hpp"
+
+namespace shadowpipe::kafka {
+
+ConfPtr make_conf(const Properties& properties) {
+  ConfPtr conf(rd_kafka_conf_new());
+  char errstr[512];
+  for (const auto& [key, value] : properties) {
+    if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+      throw Failure("Kafka property " + key + "=" + value + " was refused: " + errstr +
+                    " — fix or remove that -X option");
+    }
+  }
+  return conf;
+}
+
+std::string Message::error_text() const {
+  if (!handle_) return "";
+  if (handle_->payload && handle_->err) return rd_kafka_message_errstr(handle_.get());
+  return rd_kafka_err2str(handle_->err);
+}
+
+std::string_view Message::topic() const {
+  return handle_->rkt ? std::string_view(rd_kafka_topic_name(handle_->rkt)) : std::string_view();
+}
+
+int64_t Message::timestamp_ms() const {
+  rd_kafka_timestamp_type_t type;
+  return rd_kafka_message_timestamp(handle_.get(), &type);
+}
+
+rd_kafka_topic_partition_t& PartitionList::add(const std::string& topic, int32_t partition, int64_t offset) {
+  auto* entry = rd_kafka_topic_partition_list_add(handle_.get(), topic.c_str(), partition);
+  entry->offset = offset;
+  return *entry;
+}
+
+namespace {
+HandlePtr make_handle(rd_kafka_type_t type, ConfPtr conf) {
+  char errstr[512];
+  rd_kafka_t* raw = rd_kafka_new(type, conf.get(), errstr, sizeof errstr);
+  if (!raw) throw Failure(std::string("cannot create the Kafka client: ") + errstr);
+  conf.release();  // rd_kafka_new owns it now
+  return HandlePtr(raw);
+}
+}  // namespace
+
+Producer::Producer(const Properties& properties, DeliveryCallback on_delivery)
+    : on_delivery_(std::make_unique<DeliveryCallback>(std::move(on_delivery))) {
+  auto conf = make_conf(properties);
+  rd_kafka_conf_set_opaque(conf.get(), on_delivery_.get());
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &Producer::delivery_trampoline);
+  handle_ = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+}
+
+Producer::~Producer() = default;
+
+void Producer::delivery_trampoline(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+  auto* callback = static_cast<DeliveryCallback*>(opaque);
+  if (callback && *callback) (*callback)(*message);
+}
+
+rd_kafka_resp_err_t Producer::produce(const std::string& topic, int32_t partition, std::string_view key,
+                                      std::string_view payload, void* opaque) {
+  return rd_kafka_producev(
+      handle_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()), RD_KAFKA_V_OPAQUE(opaque),
+      RD_KAFKA_V_END);
+}
+
+int Producer::poll(std::chrono::milliseconds timeout) {
+  return rd_kafka_poll(handle_.get(), static_cast<int>(timeout.count()));
+}
+
+int Producer::flush(std::chrono::milliseconds deadline) {
+  rd_kafka_flush(handle_.get(), static_cast<int>(deadline.count()));
+  return rd_kafka_outq_len(handle_.get());
+}
+
+Consumer::Consumer(const Properties& properties, RebalanceCallback on_rebalance)
+    : on_rebalance_(std::make_unique<RebalanceCallback>(std::move(on_rebalance))) {
+  auto conf = make_conf(properties);
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &Consumer::rebalance_trampoline);
+  handle_ = make_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  rd_kafka_poll_set_consumer(handle_.get());
+}
+
+Consumer::~Consumer() {
+  if (!closed_) close();
+}
+
+void Consumer::rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t event,
+                                    rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  auto* self = static_cast<Consumer*>(opaque);
+  if (self->on_rebalance_ && *self->on_rebalance_) {
+    (*self->on_rebalance_)(event, partitions);
+  } else {
+    self->default_rebalance(event, partitions);
+  }
+}
+
+void Consumer::default_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
+  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(handle_.get())) == "COOPERATIVE";
+  if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (cooperative) {
+      if (auto* error = rd_kafka_incremental_assign(handle_.get(), partitions)) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(handle_.get(), partitions);
+    }
+  } else {
+    if (cooperative) {
+      if (auto* error = rd_kafka_incremental_unassign(handle_.get(), partitions)) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(handle_.get(), nullptr);
+    }
+  }
+}
+
+void Consumer::subscribe(const std::vector<std::string>& topics) {
+  PartitionList list(static_cast<int>(topics.size()));
+  for (const auto& topic : topics) list.add(topic, RD_KAFKA_PARTITION_UA);
+  if (auto err = rd_kafka_subscribe(handle_.get(), list.get())) {
+    throw Failure("cannot subscribe to the topics: " + std::string(rd_kafka_err2str(err)));
+  }
+}
+
+Message Consumer::poll(std::chrono::milliseconds timeout) {
+  return Message(rd_kafka_consumer_poll(handle_.get(), static_cast<int>(timeout.count())));
+}
+
+rd_kafka_resp_err_t Consumer::commit(const PartitionList& offsets) {
+  return rd_kafka_commit(handle_.get(), offsets.get(), 0);
+}
+
+void Consumer::close() {
+  if (closed_) return;
+  closed_ = true;
+  rd_kafka_consumer_close(handle_.get());
+}
+
+namespace {
+struct AdminOptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* options) const noexcept { rd_kafka_AdminOptions_destroy(options); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* queue) const noexcept { rd_kafka_queue_destroy(queue); }
+};
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* event) const noexcept { rd_kafka_event_destroy(event); }
+};
+struct NewTopicDeleter {
+  void operator()(rd_kafka_NewTopic_t* topic) const noexcept { rd_kafka_NewTopic_destroy(topic); }
+};
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* metadata) const noexcept { rd_kafka_metadata_destroy(metadata); }
+};
+}  // namespace
+
+void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
+                   std::chrono::milliseconds timeout, bool exists_ok) {
+  char errstr[512];
+  std::vector<std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter>> owned;
+  std::vector<rd_kafka_NewTopic_t*> raw;
+  for (const auto& spec : topics) {
+    std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter> topic(
+        rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions, spec.replication_factor, errstr, sizeof errstr));
+    if (!topic) throw Failure("invalid topic " + spec.name + ": " + errstr);
+    for (const auto& [key, value] : spec.config) {
+      if (rd_kafka_NewTopic_set_config(topic.get(), key.c_str(), value.c_str())) {
+        throw Failure("invalid config " + key + "=" + value + " for topic " + spec.name);
+      }
+    }
+    raw.push_back(topic.get());
+    owned.push_back(std::move(topic));
+  }
+  std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
+      rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS));
+  rd_kafka_AdminOptions_set_operation_timeout(options.get(), static_cast<int>(timeout.count()), errstr, sizeof errstr);
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), static_cast<int>(timeout.count()), errstr, sizeof errstr);
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_new(handle));
+  rd_kafka_CreateTopics(handle, raw.data(), raw.size(), options.get(), queue.get());
+  std::unique_ptr<rd_kafka_event_t, EventDeleter> event(
+      rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 1000));
+  if (!event) throw Failure("creating topics timed out: is the broker reachable?");
+  if (rd_kafka_event_error(event.get())) {
+    throw Failure(std::string("creating topics failed: ") + rd_kafka_event_error_string(event.get()));
+  }
+  const auto* result = rd_kafka_event_CreateTopics_result(event.get());
+  size_t count = 0;
+  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);
+  for (size_t i = 0; i < count; ++i) {
+    auto err = rd_kafka_topic_result_error(results[i]);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && exists_ok) continue;
+    const char* why = rd_kafka_topic_result_error_string(results[i]);
+    throw Failure("creating topic " + std::string(rd_kafka_topic_result_name(results[i])) +
+                  " failed: " + (why ? why : rd_kafka_err2str(err)));
+  }
+}
+
+std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
+                                   std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* raw = nullptr;
+  auto err = rd_kafka_metadata(handle, 1, nullptr, &raw, static_cast<int>(timeout.count()));
+  if (err) throw Failure("cannot read Kafka metadata: " + std::string(rd_kafka_err2str(err)) +
+                         " — is the broker reachable?");
+  std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter> metadata(raw);
+  for (int i = 0; i < metadata->topic_cnt; ++i) {
+    const auto& entry = metadata->topics[i];
+    if (topic == entry.topic && entry.err == RD_KAFKA_RESP_ERR_NO_ERROR) return entry.partition_cnt;
+  }
+  return std::nullopt;
+}
+
+}  // namespace shadowpipe::kafka
