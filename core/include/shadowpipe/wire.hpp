@@ -1,0 +1,189 @@
+// The wire records of every topic (schemas/ holds their JSON Schemas), their
+// decoding with simdjson (on-demand) and their encoding. Decoding untrusted
+// bytes returns Result<T> with a typed Error naming the field; it never
+// throws and never crashes. Encoding goes through one writer, never through
+// strings built by hand in callers.
+#pragma once
+
+#include "shadowpipe/digest.hpp"
+#include "shadowpipe/result.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shadowpipe::wire {
+
+// Major version this build reads and writes. Minor additions are new optional
+// fields, ignored by older readers; a higher major is refused.
+inline constexpr int kVersion = 1;
+
+// Size limits for untrusted input; configurable per program.
+struct Limits {
+  size_t max_record_bytes = 16 * 1024 * 1024;
+  size_t max_sql_bytes = 1024 * 1024;
+  size_t max_params = 10'000;
+  size_t max_param_bytes = 1024 * 1024;
+  size_t max_statements = 1'000;
+  size_t max_string_bytes = 64 * 1024;  // ids, keys, names, messages
+};
+
+enum class Status { ok, error, refused };  // refused: the side-effect guard stopped it
+enum class TxMode { autocommit, commit, rollback };
+
+std::string_view to_string(Status status);
+std::string_view to_string(TxMode mode);
+
+// What one side observed executing one statement.
+struct StatementResult {
+  Status status = Status::ok;
+  std::string sqlstate;  // empty when ok
+  std::string message;   // error or refusal message; empty when ok
+  int64_t rows = 0;      // rows returned, or affected by a write
+  std::vector<digest::Column> columns;
+  uint64_t ordered = 0;
+  uint64_t unordered = 0;
+  std::vector<uint64_t> column_digests;  // parallel to columns
+  int64_t latency_us = 0;
+
+  // Fills rows, columns and digests from a digest of the result.
+  void set_digest(const digest::ResultDigest& digest);
+  bool operator==(const StatementResult&) const = default;
+};
+
+// Rendering settings of the primary session, applied by the executor first.
+struct Session {
+  std::string time_zone;
+  std::string date_style;
+  std::string interval_style;
+  std::string search_path;
+  std::vector<std::pair<std::string, std::string>> extra;  // other GUCs that change rendering
+  bool operator==(const Session&) const = default;
+};
+
+struct Statement {
+  std::string sql;
+  std::vector<std::optional<std::string>> params;  // text format; nullopt is NULL
+  std::string fingerprint;                         // 16 hex digits, statement::analyze
+  StatementResult result;                          // the primary's
+  bool operator==(const Statement&) const = default;
+};
+
+// shadow.requests — one per application unit of work.
+struct Request {
+  std::string request_id;
+  int64_t ts_us = 0;  // primary commit time, microseconds since the epoch
+  std::string key;    // consistency key = partition key
+  std::string source; // app name and host
+  Session session;
+  TxMode tx = TxMode::autocommit;
+  std::vector<Statement> statements;
+  bool operator==(const Request&) const = default;
+};
+
+// A captured EXPLAIN (FORMAT JSON), summarized.
+struct PlanSummary {
+  std::vector<std::string> node_types;    // distinct node types, outermost first
+  std::vector<std::string> seq_scans;     // relations read by a sequential scan
+  double total_cost = 0;
+  double plan_rows = 0;
+  bool operator==(const PlanSummary&) const = default;
+};
+
+struct ShadowStatement {
+  std::string fingerprint;
+  StatementResult result;
+  std::optional<PlanSummary> plan;
+  bool operator==(const ShadowStatement&) const = default;
+};
+
+// shadow.results — one per request, same partition number as the request.
+struct ShadowResult {
+  std::string request_id;
+  int64_t ts_us = 0;       // when the shadow finished the unit
+  std::string key;
+  std::string executor;    // executor instance id
+  int32_t source_partition = -1;
+  int64_t source_offset = -1;
+  std::vector<ShadowStatement> statements;
+  bool operator==(const ShadowResult&) const = default;
+};
+
+// shadow.mismatches — one per discrepancy, keyed by request id.
+struct Mismatch {
+  std::string kind;            // shadow_error, value_mismatch, ... (see DESIGN.md)
+  std::string request_id;
+  std::string key;
+  int64_t ts_us = 0;           // the request's primary commit time
+  std::string fingerprint;
+  std::string normalized_sql;
+  int32_t statement_index = -1;  // -1 when the discrepancy is the whole request
+  std::optional<StatementResult> primary;
+  std::optional<StatementResult> shadow;
+  std::vector<std::string> columns_differ;
+  double latency_ratio = 0;      // shadow / primary, latency_regression only
+  std::optional<PlanSummary> plan;
+  bool first_divergence_on_key = false;
+  std::string detail;            // one line a human reads first
+  std::optional<std::vector<std::optional<std::string>>> params;  // only when the operator asks
+  bool operator==(const Mismatch&) const = default;
+};
+
+struct LatencySummary {
+  uint64_t count = 0;
+  double p50_us = 0, p95_us = 0, p99_us = 0, max_us = 0;
+  bool operator==(const LatencySummary&) const = default;
+};
+
+// shadow.summary — per fingerprint, every summary interval.
+struct Summary {
+  int64_t ts_us = 0;
+  std::string comparator;
+  std::string fingerprint;
+  std::string normalized_sql;
+  uint64_t compared = 0;
+  std::map<std::string, uint64_t> discrepancies;  // by kind
+  LatencySummary primary_latency;
+  LatencySummary shadow_latency;
+  bool operator==(const Summary&) const = default;
+};
+
+// shadow.dlq — a record that could not be used, and why.
+struct DeadLetter {
+  int64_t ts_us = 0;
+  std::string consumer;      // program and instance that refused it
+  std::string error_code;    // ErrorCode name
+  std::string field;
+  std::string reason;        // Error::describe()
+  std::string source_topic;
+  int32_t source_partition = -1;
+  int64_t source_offset = -1;
+  std::string payload;       // the record's first bytes (valid UTF-8 kept, others escaped)
+  uint64_t payload_bytes = 0;
+  bool operator==(const DeadLetter&) const = default;
+};
+
+Result<Request> decode_request(std::string_view json, const Limits& limits = {});
+Result<ShadowResult> decode_result(std::string_view json, const Limits& limits = {});
+Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits = {});
+Result<Summary> decode_summary(std::string_view json, const Limits& limits = {});
+Result<DeadLetter> decode_dead_letter(std::string_view json, const Limits& limits = {});
+
+std::string encode(const Request& record);
+std::string encode(const ShadowResult& record);
+std::string encode(const Mismatch& record);
+std::string encode(const Summary& record);
+std::string encode(const DeadLetter& record);
+
+// A DLQ record for bytes that failed to decode; keeps at most max_payload bytes.
+DeadLetter make_dead_letter(const Error& error, std::string_view consumer, std::string_view topic,
+                            int32_t partition, int64_t offset, std::string_view payload,
+                            size_t max_payload = 4096);
+
+int64_t now_us();
+
+}  // namespace shadowpipe::wire
