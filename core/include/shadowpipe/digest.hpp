@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -30,6 +31,8 @@ struct Column {
 };
 
 struct ResultDigest {
+  // Ignored columns (NormalizationRules::ignored_columns) are left out of
+  // columns and column_digests alike, so the two stay parallel.
   std::vector<Column> columns;
   uint64_t rows = 0;
   uint64_t ordered = 0;
@@ -81,15 +84,21 @@ class DigestBuilder {
   ResultDigest finish() &&;
 
  private:
-  // Private state is defined in digest.cpp's terms; kept small and reused per row.
-  std::vector<Column> columns_;
-  const NormalizationRules* rules_;
-  std::vector<int> kept_;              // indexes of columns not ignored
-  std::vector<uint8_t> value_kind_;    // per column: how to normalize (by type oid)
-  std::vector<uint64_t> column_sums_;
-  std::string scratch_;                // normalization output buffer
+  std::vector<Column> columns_;        // the kept (not ignored) columns, in input order
+  size_t input_columns_ = 0;           // values add_row expects, ignored columns included
+  std::vector<int> kept_;              // input index of each kept column
+  std::vector<uint8_t> value_kind_;    // per kept column: which normalization applies
+  // Copied, not referenced: a builder must not dangle when given temporary rules.
+  int numeric_scale_ = 0;
+  int float_digits_ = 0;
+  int timestamp_precision_ = 0;
+  std::vector<uint64_t> column_sums_;  // per kept column: wrapping sum of value hashes
+  std::vector<uint64_t> value_hashes_; // the current row's value hashes, reused
+  std::array<uint64_t, 64> pending_{}; // row hashes batched for the ordered stream
+  size_t pending_count_ = 0;
+  std::string scratch_;                // normalization output buffer, reused
   void* ordered_state_ = nullptr;      // XXH3_state_t*, owned
-  uint64_t unordered_ = 0;
+  uint64_t unordered_ = 0;             // wrapping sum of row hashes
   uint64_t rows_ = 0;
  public:
   ~DigestBuilder();
