@@ -1,0 +1,428 @@
+#include "shadowpipe/digest.hpp"
+
+#include "shadowpipe/result.hpp"
+
+#include <simdjson.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace shadowpipe::digest {
+namespace {
+
+// Hash layout (a wire contract: producer and executor must agree):
+//  * value hash  = XXH3_64(text), or kNullHash for SQL NULL. XXH3 folds the
+//                  input length into every result, so separately hashed values
+//                  are length-delimited; NULL is a marker no text maps to
+//                  (short of a 64-bit collision), so NULL != "".
+//  * row hash    = XXH3_64 over the row's value hashes (8 bytes each, little
+//                  endian): fixed-width fields, so ("ab","c") != ("a","bc").
+//                  Each value's bytes are hashed once, which keeps the cost
+//                  near raw XXH3 for long values.
+//  * ordered     = streaming XXH3 over the row hashes in order.
+//  * unordered   = XXH3_64(wrapping sum of row hashes, row count). A sum, not
+//                  XOR: XOR cancels pairs, so {a,a,b} and {b} would collide.
+//  * column[i]   = XXH3_64(wrapping sum of column i's value hashes, row count).
+constexpr uint64_t kNullHash = 0x4e554c4c'76616c75ULL;  // "NULLvalu"
+
+enum ValueKind : uint8_t { kPlain, kNumeric, kFloat, kTime };
+
+constexpr uint32_t kNumericOid = 1700;
+constexpr uint32_t kFloat4Oid = 700;
+constexpr uint32_t kFloat8Oid = 701;
+constexpr uint32_t kTimestampOid = 1114;
+constexpr uint32_t kTimestamptzOid = 1184;
+constexpr uint32_t kTimeOid = 1083;
+constexpr uint32_t kTimetzOid = 1266;
+
+// Ranges accepted from configuration: beyond them a rule is meaningless
+// (a double has 17 significant digits, PostgreSQL keeps 6 fractional digits).
+constexpr int kMaxNumericScale = 1000;
+constexpr int kMaxFloatDigits = 17;
+constexpr int kMaxTimestampPrecision = 6;
+
+uint64_t to_little_endian(uint64_t value) {
+  if constexpr (std::endian::native == std::endian::big) return __builtin_bswap64(value);
+  return value;
+}
+
+uint64_t finish_multiset(uint64_t sum, uint64_t count) {
+  const uint64_t words[2] = {to_little_endian(sum), to_little_endian(count)};
+  return XXH3_64bits(words, sizeof words);
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// numeric text ("-12.345") rounded half away from zero to `scale` decimals,
+// written as [-]digits[.exactly scale digits]. Done on the text: a numeric
+// has up to 131072 digits, no binary type holds it. Anything that is not a
+// plain decimal (NaN, Infinity, -Infinity) is returned unchanged.
+std::string_view normalize_numeric(std::string_view text, int scale, std::string& out) {
+  size_t pos = 0;
+  bool negative = false;
+  if (!text.empty() && (text[0] == '-' || text[0] == '+')) {
+    negative = text[0] == '-';
+    pos = 1;
+  }
+  size_t int_begin = pos;
+  while (pos < text.size() && is_digit(text[pos])) ++pos;
+  const size_t int_end = pos;
+  size_t frac_begin = pos;
+  size_t frac_end = pos;
+  if (pos < text.size() && text[pos] == '.') {
+    frac_begin = ++pos;
+    while (pos < text.size() && is_digit(text[pos])) ++pos;
+    frac_end = pos;
+  }
+  if (pos != text.size() || (int_end == int_begin && frac_end == frac_begin)) return text;
+  while (int_end - int_begin > 1 && text[int_begin] == '0') ++int_begin;
+
+  const size_t wanted = static_cast<size_t>(scale);
+  const size_t frac_len = frac_end - frac_begin;
+  const size_t kept_frac = std::min(frac_len, wanted);
+  // Digits without the point; out[0] is a spare slot for a carry out.
+  out.assign(1, '0');
+  if (int_end == int_begin) {
+    out.push_back('0');
+  } else {
+    out.append(text.substr(int_begin, int_end - int_begin));
+  }
+  out.append(text.substr(frac_begin, kept_frac));
+  out.append(wanted - kept_frac, '0');
+  if (frac_len > wanted && text[frac_begin + wanted] >= '5') {
+    size_t i = out.size();
+    while (i > 0) {
+      --i;
+      if (out[i] == '9') {
+        out[i] = '0';
+      } else {
+        ++out[i];
+        break;
+      }
+    }
+  }
+  const size_t first = out[0] == '0' ? 1 : 0;  // keep the slot only if the carry used it
+  // PostgreSQL numeric has no negative zero: -0.001 rounds to 0.00.
+  if (out.find_first_not_of('0', first) == std::string::npos) negative = false;
+  const size_t int_digits = out.size() - first - wanted;
+  if (scale > 0) out.insert(out.begin() + static_cast<std::ptrdiff_t>(first + int_digits), '.');
+  if (negative) {
+    if (first == 1) {
+      out[0] = '-';
+      return out;
+    }
+    out.insert(out.begin(), '-');
+    return out;
+  }
+  return std::string_view(out).substr(first);
+}
+
+// float4/float8 text to `digits` significant digits, as printf's %.*g but
+// independent of the C locale. NaN and ±Infinity are unchanged; -0 becomes 0
+// because PostgreSQL treats them as equal.
+std::string_view normalize_float(std::string_view text, int digits, std::string& out) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  auto parsed = std::from_chars(text.data(), end, value);
+  if (parsed.ec != std::errc{} || parsed.ptr != end || !std::isfinite(value)) return text;
+  if (value == 0) return "0";
+  char buffer[64];
+  auto written = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::general, digits);
+  out.assign(buffer, written.ptr);
+  return out;
+}
+
+// time/timetz/timestamp/timestamptz text with fractional seconds truncated to
+// `precision` digits and trailing zeros dropped (PostgreSQL's own style), so
+// "05.120" and "05.12" agree; the zone or era suffix is kept.
+std::string_view normalize_time(std::string_view text, int precision, std::string& out) {
+  const size_t hours_colon = text.find(':');
+  if (hours_colon == std::string_view::npos) return text;  // infinity, -infinity
+  const size_t seconds_colon = text.find(':', hours_colon + 1);
+  if (seconds_colon == std::string_view::npos) return text;
+  const size_t dot = seconds_colon + 3;
+  if (dot >= text.size() || text[dot] != '.' || !is_digit(text[seconds_colon + 1]) ||
+      !is_digit(text[seconds_colon + 2])) {
+    return text;
+  }
+  const size_t frac_begin = dot + 1;
+  size_t frac_end = frac_begin;
+  while (frac_end < text.size() && is_digit(text[frac_end])) ++frac_end;
+  size_t keep = std::min(frac_end - frac_begin, static_cast<size_t>(precision));
+  while (keep > 0 && text[frac_begin + keep - 1] == '0') --keep;
+  if (keep == frac_end - frac_begin) return text;
+  out.assign(text.substr(0, keep > 0 ? frac_begin + keep : dot));
+  out.append(text.substr(frac_end));
+  return out;
+}
+
+ValueKind kind_for(uint32_t oid, const NormalizationRules& rules) {
+  switch (oid) {
+    case kNumericOid: return rules.numeric_scale ? kNumeric : kPlain;
+    case kFloat4Oid:
+    case kFloat8Oid: return rules.float_digits ? kFloat : kPlain;
+    case kTimestampOid:
+    case kTimestamptzOid:
+    case kTimeOid:
+    case kTimetzOid: return rules.timestamp_precision ? kTime : kPlain;
+    default: return kPlain;
+  }
+}
+
+XXH3_state_t* ordered_state(void* state) { return static_cast<XXH3_state_t*>(state); }
+
+// --- configuration -------------------------------------------------------
+
+[[noreturn]] void config_failure(const std::string& origin, const std::string& key, const std::string& problem) {
+  throw Failure("normalization config " + origin + ": key '" + key + "': " + problem);
+}
+
+std::optional<int> parse_limit(simdjson::dom::element value, const std::string& origin, const std::string& key,
+                               int low, int high) {
+  if (value.is_null()) return std::nullopt;
+  int64_t number = 0;
+  if (value.get_int64().get(number) != simdjson::SUCCESS) {
+    config_failure(origin, key, "expected an integer or null");
+  }
+  if (number < low || number > high) {
+    config_failure(origin, key,
+                   "must be between " + std::to_string(low) + " and " + std::to_string(high) + ", got " +
+                       std::to_string(number));
+  }
+  return static_cast<int>(number);
+}
+
+// Reads the keys present in `object` over `rules`: a fingerprint's rules
+// start from the defaults and override only what they name (null clears).
+void parse_rules(simdjson::dom::element element, const std::string& origin, const std::string& path,
+                 NormalizationRules& rules) {
+  simdjson::dom::object object;
+  if (element.get_object().get(object) != simdjson::SUCCESS) config_failure(origin, path, "expected an object");
+  for (auto field : object) {
+    const std::string name(field.key);
+    const std::string key = path + "." + name;
+    if (name == "numeric_scale") {
+      rules.numeric_scale = parse_limit(field.value, origin, key, 0, kMaxNumericScale);
+    } else if (name == "float_digits") {
+      rules.float_digits = parse_limit(field.value, origin, key, 1, kMaxFloatDigits);
+    } else if (name == "timestamp_precision") {
+      rules.timestamp_precision = parse_limit(field.value, origin, key, 0, kMaxTimestampPrecision);
+    } else if (name == "ignored_columns") {
+      simdjson::dom::array columns;
+      if (field.value.get_array().get(columns) != simdjson::SUCCESS) {
+        config_failure(origin, key, "expected an array of column names");
+      }
+      rules.ignored_columns.clear();
+      size_t index = 0;
+      for (auto column : columns) {
+        std::string_view column_name;
+        if (column.get_string().get(column_name) != simdjson::SUCCESS || column_name.empty()) {
+          config_failure(origin, key + "[" + std::to_string(index) + "]", "expected a non-empty column name");
+        }
+        rules.ignored_columns.emplace(column_name);
+        ++index;
+      }
+    } else {
+      config_failure(origin, key,
+                     "unknown key (expected numeric_scale, float_digits, timestamp_precision, ignored_columns)");
+    }
+  }
+}
+
+}  // namespace
+
+// --- NormalizationConfig ---------------------------------------------------
+
+void NormalizationConfig::set_for_fingerprint(const std::string& fingerprint, NormalizationRules rules) {
+  by_fingerprint_.insert_or_assign(fingerprint, std::move(rules));
+}
+
+const NormalizationRules& NormalizationConfig::for_fingerprint(std::string_view fingerprint) const {
+  auto found = by_fingerprint_.find(fingerprint);
+  return found == by_fingerprint_.end() ? defaults_ : found->second;
+}
+
+NormalizationConfig NormalizationConfig::parse(std::string_view json, const std::string& origin) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(json);
+  simdjson::dom::element root;
+  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+    throw Failure("normalization config " + origin + ": not valid JSON: " + simdjson::error_message(error));
+  }
+  simdjson::dom::object top;
+  if (root.get_object().get(top) != simdjson::SUCCESS) {
+    throw Failure("normalization config " + origin + ": expected a JSON object at the top level");
+  }
+  for (auto field : top) {
+    if (field.key != "default" && field.key != "fingerprints") {
+      config_failure(origin, std::string(field.key), "unknown key (expected default, fingerprints)");
+    }
+  }
+  NormalizationConfig config;
+  simdjson::dom::element defaults;
+  if (top["default"].get(defaults) == simdjson::SUCCESS) parse_rules(defaults, origin, "default", config.defaults_);
+
+  simdjson::dom::element fingerprints_element;
+  if (top["fingerprints"].get(fingerprints_element) == simdjson::SUCCESS) {
+    simdjson::dom::object fingerprints;
+    if (fingerprints_element.get_object().get(fingerprints) != simdjson::SUCCESS) {
+      config_failure(origin, "fingerprints", "expected an object keyed by statement fingerprint");
+    }
+    for (auto field : fingerprints) {
+      const std::string fingerprint(field.key);
+      if (fingerprint.empty()) config_failure(origin, "fingerprints", "empty fingerprint");
+      NormalizationRules rules = config.defaults_;
+      parse_rules(field.value, origin, "fingerprints." + fingerprint, rules);
+      config.by_fingerprint_.insert_or_assign(fingerprint, std::move(rules));
+    }
+  }
+  return config;
+}
+
+NormalizationConfig NormalizationConfig::load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Failure("normalization config " + path + ": cannot open: " + std::strerror(errno) +
+                  " (check the path given for the normalization config)");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw Failure("normalization config " + path + ": read failed: " + std::strerror(errno));
+  return parse(text.str(), path);
+}
+
+// --- DigestBuilder -----------------------------------------------------------
+
+DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRules& rules)
+    : input_columns_(columns.size()),
+      numeric_scale_(rules.numeric_scale.value_or(0)),
+      float_digits_(rules.float_digits.value_or(0)),
+      timestamp_precision_(rules.timestamp_precision.value_or(0)) {
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (rules.ignored_columns.contains(columns[i].name)) continue;
+    kept_.push_back(static_cast<int>(i));
+    value_kind_.push_back(kind_for(columns[i].type_oid, rules));
+    columns_.push_back(std::move(columns[i]));
+  }
+  column_sums_.assign(columns_.size(), 0);
+  value_hashes_.assign(columns_.size(), 0);
+  scratch_.reserve(128);
+  XXH3_state_t* state = XXH3_createState();
+  if (state == nullptr) throw Failure("digest: out of memory creating the XXH3 state");
+  XXH3_64bits_reset(state);
+  ordered_state_ = state;
+}
+
+DigestBuilder::~DigestBuilder() { XXH3_freeState(ordered_state(ordered_state_)); }
+
+void DigestBuilder::add_row(std::span<const std::optional<std::string_view>> values) {
+  if (values.size() != input_columns_) {
+    throw Failure("digest: row has " + std::to_string(values.size()) + " values for " +
+                  std::to_string(input_columns_) + " columns");
+  }
+  const size_t kept = kept_.size();
+  for (size_t k = 0; k < kept; ++k) {
+    const std::optional<std::string_view>& value = values[static_cast<size_t>(kept_[k])];
+    uint64_t hash = kNullHash;
+    if (value) {
+      std::string_view text = *value;
+      switch (value_kind_[k]) {
+        case kPlain: break;
+        case kNumeric: text = normalize_numeric(text, numeric_scale_, scratch_); break;
+        case kFloat: text = normalize_float(text, float_digits_, scratch_); break;
+        case kTime: text = normalize_time(text, timestamp_precision_, scratch_); break;
+      }
+      hash = XXH3_64bits(text.data(), text.size());
+    }
+    column_sums_[k] += hash;
+    value_hashes_[k] = to_little_endian(hash);
+  }
+  const uint64_t row_hash = XXH3_64bits(value_hashes_.data(), kept * sizeof(uint64_t));
+  unordered_ += row_hash;
+  pending_[pending_count_++] = to_little_endian(row_hash);
+  if (pending_count_ == pending_.size()) {
+    XXH3_64bits_update(ordered_state(ordered_state_), pending_.data(), sizeof pending_);
+    pending_count_ = 0;
+  }
+  ++rows_;
+}
+
+ResultDigest DigestBuilder::finish() && {
+  XXH3_state_t* state = ordered_state(ordered_state_);
+  XXH3_64bits_update(state, pending_.data(), pending_count_ * sizeof(uint64_t));
+  pending_count_ = 0;
+  ResultDigest digest;
+  digest.rows = rows_;
+  digest.ordered = XXH3_64bits_digest(state);
+  digest.unordered = finish_multiset(unordered_, rows_);
+  digest.column_digests.reserve(column_sums_.size());
+  for (uint64_t sum : column_sums_) digest.column_digests.push_back(finish_multiset(sum, rows_));
+  digest.columns = std::move(columns_);
+  return digest;
+}
+
+// --- PGresult --------------------------------------------------------------
+
+ResultDigest digest_result(const PGresult* result, const NormalizationRules& rules) {
+  const int fields = PQnfields(result);
+  const int rows = PQntuples(result);
+  std::vector<Column> columns;
+  columns.reserve(static_cast<size_t>(fields));
+  for (int c = 0; c < fields; ++c) columns.push_back(Column{PQfname(result, c), static_cast<uint32_t>(PQftype(result, c))});
+  DigestBuilder builder(std::move(columns), rules);
+  std::vector<std::optional<std::string_view>> values(static_cast<size_t>(fields));
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < fields; ++c) {
+      auto& slot = values[static_cast<size_t>(c)];
+      if (PQgetisnull(result, r, c)) {
+        slot.reset();
+      } else {
+        slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(PQgetlength(result, r, c)));
+      }
+    }
+    builder.add_row(values);
+  }
+  return std::move(builder).finish();
+}
+
+// --- hex -------------------------------------------------------------------
+
+std::string to_hex(uint64_t value) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = kDigits[value & 0xF];
+    value >>= 4;
+  }
+  return out;
+}
+
+std::optional<uint64_t> from_hex(std::string_view text) {
+  if (text.size() != 16) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    uint64_t nibble = 0;
+    if (c >= '0' && c <= '9') {
+      nibble = static_cast<uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      nibble = static_cast<uint64_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      nibble = static_cast<uint64_t>(c - 'A' + 10);
+    } else {
+      return std::nullopt;
+    }
+    value = (value << 4) | nibble;
+  }
+  return value;
+}
+
+}  // namespace shadowpipe::digest
