@@ -1,0 +1,674 @@
+// Statement analysis on libpg_query: fingerprint and normalized text come from
+// libpg_query directly; kind, ordering, volatility and the outside-reach guard
+// come from walking the JSON parse tree (simdjson DOM).
+//
+// Kind rules (the strongest kind across statements wins, in this order:
+// read < transaction_control < utility < write < ddl):
+//  * read: SELECT / VALUES / TABLE, SHOW, EXPLAIN without ANALYZE, COPY ... TO,
+//    DECLARE CURSOR over a read, FETCH.
+//  * write: INSERT / UPDATE / DELETE / MERGE, SELECT ... INTO, anything with a
+//    data-modifying CTE, SELECT ... FOR UPDATE/SHARE (anywhere in the tree),
+//    calls to nextval()/setval(), COPY ... FROM, REFRESH MATERIALIZED VIEW,
+//    CALL and DO (they run arbitrary code). The rule is PostgreSQL's own: what
+//    a read-only transaction refuses is not a read.
+//  * EXPLAIN ANALYZE executes its statement, so it takes that statement's kind.
+//  * ddl: CREATE / ALTER / DROP / TRUNCATE / COMMENT / GRANT / REVOKE /
+//    SECURITY LABEL and other schema changes, CREATE TABLE AS.
+//  * transaction_control: BEGIN / START / COMMIT / ROLLBACK / SAVEPOINT /
+//    RELEASE / PREPARE TRANSACTION..., SET TRANSACTION, SET CONSTRAINTS.
+//  * utility: SET / RESET, VACUUM, ANALYZE, CLUSTER, REINDEX, LISTEN / NOTIFY,
+//    LOCK, CHECKPOINT, DISCARD, LOAD, PREPARE / EXECUTE / DEALLOCATE, CLOSE.
+//  Functions that write (a user function called from SELECT) are invisible to
+//  the parser; such a SELECT stays a read.
+//
+// top_level_order_by looks at the last statement of the text, the one whose
+// rows a simple-protocol client keeps: a SELECT (or COPY (SELECT ...) TO) whose
+// outermost query has ORDER BY. ORDER BY inside a subquery, CTE or a
+// parenthesized UNION arm does not order the result.
+#include "shadowpipe/statement.hpp"
+
+#include <pg_query.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstring>
+#include <list>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace shadowpipe::statement {
+
+std::string_view to_string(Kind kind) {
+  switch (kind) {
+    case Kind::read: return "read";
+    case Kind::write: return "write";
+    case Kind::ddl: return "ddl";
+    case Kind::transaction_control: return "transaction_control";
+    case Kind::utility: return "utility";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// ---- libpg_query results, freed on every path --------------------------------
+
+template <class R, void (*Free)(R)>
+class Owned {
+ public:
+  explicit Owned(R result) : result_(result) {}
+  ~Owned() { Free(result_); }
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  const R* operator->() const { return &result_; }
+
+ private:
+  R result_;
+};
+
+using ParseResult = Owned<PgQueryParseResult, pg_query_free_parse_result>;
+using FingerprintResult = Owned<PgQueryFingerprintResult, pg_query_free_fingerprint_result>;
+using NormalizeResult = Owned<PgQueryNormalizeResult, pg_query_free_normalize_result>;
+
+Error syntax_error(const PgQueryError& error) {
+  std::string message = error.message != nullptr ? error.message : "the parser refused the statement";
+  // cursorpos is PostgreSQL's 1-based character position; 0 means unknown.
+  if (error.cursorpos > 0) message += " at position " + std::to_string(error.cursorpos);
+  return Error{ErrorCode::sql_syntax, "sql", std::move(message)};
+}
+
+// ---- name tables -----------------------------------------------------------
+
+int strength(Kind kind) {
+  switch (kind) {
+    case Kind::read: return 0;
+    case Kind::transaction_control: return 1;
+    case Kind::utility: return 2;
+    case Kind::write: return 3;
+    case Kind::ddl: return 4;
+  }
+  return 0;
+}
+
+Kind stronger(Kind a, Kind b) { return strength(a) >= strength(b) ? a : b; }
+
+using NameSet = std::unordered_set<std::string_view>;
+
+// Functions whose value differs between the primary and the shadow even on
+// identical data. now() and friends are STABLE in PostgreSQL, yet the two
+// sides run at different times; the inet_* and user functions differ because
+// the shadow runs on another server and connection.
+const NameSet& volatile_functions() {
+  static const NameSet names{
+      "now", "current_timestamp", "transaction_timestamp", "statement_timestamp", "clock_timestamp",
+      "timeofday", "localtimestamp", "current_date", "current_time", "localtime",
+      "random", "random_normal", "setseed", "nextval", "currval", "lastval", "setval",
+      "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4",
+      "gen_random_bytes", "gen_salt",
+      "txid_current", "txid_current_if_assigned", "txid_current_snapshot", "pg_current_xact_id",
+      "pg_current_xact_id_if_assigned", "pg_current_snapshot", "pg_current_wal_lsn",
+      "pg_current_wal_insert_lsn", "pg_backend_pid", "pg_postmaster_start_time", "pg_conf_load_time",
+      "inet_client_addr", "inet_client_port", "inet_server_addr", "inet_server_port",
+      "current_database", "pg_my_temp_schema"};
+  return names;
+}
+
+// Calls that advance a sequence change database state: the SELECT is a write.
+bool writes_sequence(std::string_view name) { return name == "nextval" || name == "setval"; }
+
+// Functions with effects outside the shadow database: other servers, the
+// server's file system, other sessions and the cluster's processes.
+const NameSet& outside_functions() {
+  static const NameSet names{
+      "pg_notify", "lo_import", "lo_export",
+      "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_file_write",
+      "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls", "pg_ls_logdir",
+      "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir",
+      "pg_ls_logicalmapdir", "pg_ls_replslotdir",
+      "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
+      "pg_switch_wal", "pg_create_restore_point", "pg_promote", "pg_backup_start", "pg_backup_stop",
+      "pg_start_backup", "pg_stop_backup", "pg_logical_emit_message",
+      "pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
+      "pg_drop_replication_slot", "pg_replication_origin_create"};
+  return names;
+}
+
+bool reaches_outside_by_name(std::string_view name) {
+  return name.starts_with("dblink") || outside_functions().contains(name);
+}
+
+// Languages whose functions can touch the server's file system, network and
+// processes; "c" loads a shared library.
+bool untrusted_language(std::string_view language) {
+  static const NameSet names{"plperlu", "plpythonu", "plpython2u", "plpython3u", "pltclu",
+                             "plsh", "plr", "javau", "c"};
+  return names.contains(language);
+}
+
+// Statements that change the cluster (roles, databases, tablespaces are shared
+// by every database on the server) or reach another server.
+const std::unordered_map<std::string_view, std::string_view>& outside_statements() {
+  static const std::unordered_map<std::string_view, std::string_view> reasons{
+      {"AlterSystemStmt", "ALTER SYSTEM"},
+      {"LoadStmt", "LOAD"},
+      {"CreateExtensionStmt", "CREATE EXTENSION"},
+      {"CreatePLangStmt", "CREATE LANGUAGE"},
+      {"CreateRoleStmt", "CREATE ROLE (cluster-wide)"},
+      {"AlterRoleStmt", "ALTER ROLE (cluster-wide)"},
+      {"AlterRoleSetStmt", "ALTER ROLE SET (cluster-wide)"},
+      {"DropRoleStmt", "DROP ROLE (cluster-wide)"},
+      {"GrantRoleStmt", "GRANT/REVOKE role membership (cluster-wide)"},
+      {"CreatedbStmt", "CREATE DATABASE (cluster-wide)"},
+      {"AlterDatabaseStmt", "ALTER DATABASE (cluster-wide)"},
+      {"AlterDatabaseSetStmt", "ALTER DATABASE SET (cluster-wide)"},
+      {"AlterDatabaseRefreshCollStmt", "ALTER DATABASE REFRESH COLLATION VERSION (cluster-wide)"},
+      {"DropdbStmt", "DROP DATABASE (cluster-wide)"},
+      {"CreateTableSpaceStmt", "CREATE TABLESPACE (cluster-wide)"},
+      {"AlterTableSpaceOptionsStmt", "ALTER TABLESPACE (cluster-wide)"},
+      {"DropTableSpaceStmt", "DROP TABLESPACE (cluster-wide)"},
+      {"CreateFdwStmt", "CREATE FOREIGN DATA WRAPPER"},
+      {"AlterFdwStmt", "ALTER FOREIGN DATA WRAPPER"},
+      {"CreateForeignServerStmt", "CREATE SERVER"},
+      {"AlterForeignServerStmt", "ALTER SERVER"},
+      {"CreateForeignTableStmt", "CREATE FOREIGN TABLE"},
+      {"CreateUserMappingStmt", "CREATE USER MAPPING"},
+      {"AlterUserMappingStmt", "ALTER USER MAPPING"},
+      {"ImportForeignSchemaStmt", "IMPORT FOREIGN SCHEMA"},
+      {"CreateSubscriptionStmt", "CREATE SUBSCRIPTION"},
+      {"AlterSubscriptionStmt", "ALTER SUBSCRIPTION"},
+      {"DropSubscriptionStmt", "DROP SUBSCRIPTION"},
+      {"NotifyStmt", "NOTIFY"},
+      {"ListenStmt", "LISTEN"},
+      {"UnlistenStmt", "UNLISTEN"},
+  };
+  return reasons;
+}
+
+// Kinds of the top-level statement nodes whose kind does not depend on their
+// contents. Unknown future node types fall back by prefix (see base_kind).
+const std::unordered_map<std::string_view, Kind>& fixed_kinds() {
+  static const std::unordered_map<std::string_view, Kind> kinds{
+      {"InsertStmt", Kind::write},
+      {"UpdateStmt", Kind::write},
+      {"DeleteStmt", Kind::write},
+      {"MergeStmt", Kind::write},
+      {"CallStmt", Kind::write},
+      {"DoStmt", Kind::write},
+      {"RefreshMatViewStmt", Kind::write},
+      {"VariableShowStmt", Kind::read},
+      {"FetchStmt", Kind::read},
+      {"TransactionStmt", Kind::transaction_control},
+      {"ConstraintsSetStmt", Kind::transaction_control},
+      {"VariableSetStmt", Kind::utility},
+      {"VacuumStmt", Kind::utility},
+      {"ClusterStmt", Kind::utility},
+      {"ReindexStmt", Kind::utility},
+      {"NotifyStmt", Kind::utility},
+      {"ListenStmt", Kind::utility},
+      {"UnlistenStmt", Kind::utility},
+      {"LockStmt", Kind::utility},
+      {"CheckPointStmt", Kind::utility},
+      {"DiscardStmt", Kind::utility},
+      {"LoadStmt", Kind::utility},
+      {"AlterSystemStmt", Kind::utility},
+      {"PrepareStmt", Kind::utility},
+      {"ExecuteStmt", Kind::utility},
+      {"DeallocateStmt", Kind::utility},
+      {"ClosePortalStmt", Kind::utility},
+      {"TruncateStmt", Kind::ddl},
+      {"CommentStmt", Kind::ddl},
+      {"SecLabelStmt", Kind::ddl},
+      {"GrantStmt", Kind::ddl},
+      {"GrantRoleStmt", Kind::ddl},
+      {"DropOwnedStmt", Kind::ddl},
+      {"ReassignOwnedStmt", Kind::ddl},
+      {"IndexStmt", Kind::ddl},
+      {"ViewStmt", Kind::ddl},
+      {"RuleStmt", Kind::ddl},
+      {"DefineStmt", Kind::ddl},
+      {"RenameStmt", Kind::ddl},
+      {"CompositeTypeStmt", Kind::ddl},
+      {"ImportForeignSchemaStmt", Kind::ddl},
+      {"CreateTableAsStmt", Kind::ddl},
+  };
+  return kinds;
+}
+
+// ---- the parse tree walk ---------------------------------------------------
+
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+std::string_view string_field(object node, std::string_view key) {
+  std::string_view out;
+  if (node[key].get_string().get(out) != simdjson::SUCCESS) return {};
+  return out;
+}
+
+bool bool_field(object node, std::string_view key) {
+  bool out = false;
+  if (node[key].get_bool().get(out) != simdjson::SUCCESS) return false;
+  return out;
+}
+
+bool has_nonempty_array(object node, std::string_view key) {
+  simdjson::dom::array items;
+  return node[key].get_array().get(items) == simdjson::SUCCESS && items.size() > 0;
+}
+
+// {"String":{"sval":"x"}} -> x
+std::string_view string_node(element node) {
+  std::string_view out;
+  if (node["String"]["sval"].get_string().get(out) != simdjson::SUCCESS) return {};
+  return out;
+}
+
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// The single {"NodeType": {...}} pair of a wrapped node.
+std::pair<std::string_view, object> unwrap(element node) {
+  object wrapper;
+  if (node.get_object().get(wrapper) != simdjson::SUCCESS) return {};
+  for (auto field : wrapper) {
+    object inner;
+    if (field.value.get_object().get(inner) == simdjson::SUCCESS) return {field.key, inner};
+  }
+  return {};
+}
+
+void add_unique(std::vector<std::string>& list, std::string value) {
+  if (std::find(list.begin(), list.end(), value) == list.end()) list.push_back(std::move(value));
+}
+
+// What a walk over one statement's tree found.
+struct Findings {
+  bool modifies_data = false;  // a nested INSERT/UPDATE/DELETE/MERGE, INTO, FOR UPDATE, nextval()
+};
+
+class Walker {
+ public:
+  explicit Walker(Analysis& analysis) : analysis_(analysis) {}
+
+  // Iterative, because parse trees of long expressions (1+1+...+1) nest
+  // tens of thousands of levels deep.
+  Findings walk(element root) {
+    Findings findings;
+    stack_.clear();
+    stack_.push_back(root);
+    while (!stack_.empty()) {
+      const element current = stack_.back();
+      stack_.pop_back();
+      // Children are pushed reversed so they pop in source order: names are
+      // reported in the order they appear in the statement.
+      const size_t first_child = stack_.size();
+      if (current.is_array()) {
+        simdjson::dom::array items;
+        if (current.get_array().get(items) != simdjson::SUCCESS) continue;
+        for (element item : items) {
+          if (item.is_object() || item.is_array()) stack_.push_back(item);
+        }
+        std::reverse(stack_.begin() + static_cast<std::ptrdiff_t>(first_child), stack_.end());
+        continue;
+      }
+      object fields;
+      if (current.get_object().get(fields) != simdjson::SUCCESS) continue;
+      for (auto field : fields) {
+        // Node types are capitalized ("FuncCall"); struct fields are not.
+        if (!field.key.empty() && std::isupper(static_cast<unsigned char>(field.key.front()))) {
+          object node;
+          if (field.value.get_object().get(node) == simdjson::SUCCESS) visit(field.key, node, findings);
+        } else if (field.key == "intoClause") {
+          findings.modifies_data = true;  // SELECT ... INTO creates and fills a table
+        }
+        if (field.value.is_object() || field.value.is_array()) stack_.push_back(field.value);
+      }
+      std::reverse(stack_.begin() + static_cast<std::ptrdiff_t>(first_child), stack_.end());
+    }
+    return findings;
+  }
+
+ private:
+  void visit(std::string_view type, object node, Findings& findings) {
+    if (type == "FuncCall") {
+      visit_call(node, findings);
+    } else if (type == "SQLValueFunction") {
+      visit_sql_value_function(string_field(node, "op"));
+    } else if (type == "TypeCast") {
+      visit_cast(node);
+    } else if (type == "LockingClause" || type == "InsertStmt" || type == "UpdateStmt" ||
+               type == "DeleteStmt" || type == "MergeStmt") {
+      findings.modifies_data = true;
+    }
+  }
+
+  void visit_call(object node, Findings& findings) {
+    simdjson::dom::array names;
+    if (node["funcname"].get_array().get(names) != simdjson::SUCCESS || names.size() == 0) return;
+    element last;
+    for (element part : names) last = part;
+    const std::string name = lowercase(string_node(last));
+    if (name.empty()) return;
+    simdjson::dom::array args;
+    const size_t arg_count = node["args"].get_array().get(args) == simdjson::SUCCESS ? args.size() : 0;
+    // age(x) with one argument measures from current_date; age(a, b) is immutable.
+    if (volatile_functions().contains(name) || (name == "age" && arg_count == 1)) {
+      add_unique(analysis_.volatile_calls, name);
+    }
+    if (writes_sequence(name)) findings.modifies_data = true;
+    if (reaches_outside_by_name(name)) add_unique(analysis_.outside_reasons, "calls " + name);
+  }
+
+  void visit_sql_value_function(std::string_view op) {
+    static const std::array<std::pair<std::string_view, std::string_view>, 15> names{{
+        {"SVFOP_CURRENT_DATE", "current_date"},
+        {"SVFOP_CURRENT_TIME", "current_time"},
+        {"SVFOP_CURRENT_TIME_N", "current_time"},
+        {"SVFOP_CURRENT_TIMESTAMP", "current_timestamp"},
+        {"SVFOP_CURRENT_TIMESTAMP_N", "current_timestamp"},
+        {"SVFOP_LOCALTIME", "localtime"},
+        {"SVFOP_LOCALTIME_N", "localtime"},
+        {"SVFOP_LOCALTIMESTAMP", "localtimestamp"},
+        {"SVFOP_LOCALTIMESTAMP_N", "localtimestamp"},
+        // The executor may log in as another role and to a database of
+        // another name: these render differently on the shadow.
+        {"SVFOP_CURRENT_ROLE", "current_role"},
+        {"SVFOP_CURRENT_USER", "current_user"},
+        {"SVFOP_USER", "user"},
+        {"SVFOP_SESSION_USER", "session_user"},
+        {"SVFOP_CURRENT_CATALOG", "current_catalog"},
+        {"SVFOP_CURRENT_SCHEMA", ""},  // search_path is replayed: same on both sides
+    }};
+    for (const auto& [code, name] : names) {
+      if (code == op) {
+        if (!name.empty()) add_unique(analysis_.volatile_calls, std::string(name));
+        return;
+      }
+    }
+  }
+
+  // 'now'::timestamp, date 'today' and the like are evaluated at run time.
+  void visit_cast(object node) {
+    static const NameSet time_types{"timestamp", "timestamptz", "date", "time", "timetz"};
+    simdjson::dom::array type_names;
+    if (node["typeName"]["names"].get_array().get(type_names) != simdjson::SUCCESS) return;
+    element last_type;
+    for (element part : type_names) last_type = part;
+    if (!time_types.contains(string_node(last_type))) return;
+    std::string_view literal;
+    if (node["arg"]["A_Const"]["sval"]["sval"].get_string().get(literal) != simdjson::SUCCESS) return;
+    std::string text = lowercase(literal);
+    text.erase(0, text.find_first_not_of(" \t\n"));
+    text.erase(text.find_last_not_of(" \t\n") + 1);
+    if (text == "now" || text == "today" || text == "tomorrow" || text == "yesterday") {
+      add_unique(analysis_.volatile_calls, "'" + text + "'");
+    }
+  }
+
+  Analysis& analysis_;
+  std::vector<element> stack_;
+};
+
+// ---- per statement rules -----------------------------------------------------
+
+std::string_view cluster_object(std::string_view object_type) {
+  if (object_type == "OBJECT_DATABASE") return "DATABASE";
+  if (object_type == "OBJECT_ROLE") return "ROLE";
+  if (object_type == "OBJECT_TABLESPACE") return "TABLESPACE";
+  return {};
+}
+
+std::string_view defelem_string(object options_owner, std::string_view list_key, std::string_view name) {
+  simdjson::dom::array options;
+  if (options_owner[list_key].get_array().get(options) != simdjson::SUCCESS) return {};
+  for (element option : options) {
+    object def;
+    if (option["DefElem"].get_object().get(def) != simdjson::SUCCESS) continue;
+    if (string_field(def, "defname") != name) continue;
+    element arg;
+    if (def["arg"].get(arg) != simdjson::SUCCESS) return {};
+    return string_node(arg);
+  }
+  return {};
+}
+
+// EXPLAIN executes its statement only with ANALYZE (ANALYZE, ANALYZE true/on/1).
+bool explain_executes(object explain) {
+  simdjson::dom::array options;
+  if (explain["options"].get_array().get(options) != simdjson::SUCCESS) return false;
+  bool executes = false;
+  for (element option : options) {
+    object def;
+    if (option["DefElem"].get_object().get(def) != simdjson::SUCCESS) continue;
+    if (string_field(def, "defname") != "analyze") continue;
+    element arg;
+    if (def["arg"].get(arg) != simdjson::SUCCESS) {
+      executes = true;
+      continue;
+    }
+    const auto [type, value] = unwrap(arg);
+    if (type == "Integer") {
+      int64_t number = 0;  // zero is omitted from the JSON
+      executes = value["ival"].get_int64().get(number) == simdjson::SUCCESS && number != 0;
+    } else {
+      const std::string text = lowercase(string_node(arg));
+      executes = !(text == "false" || text == "off" || text == "no" || text == "0");
+    }
+  }
+  return executes;
+}
+
+// The kind of one statement node; `findings` covers the whole statement tree.
+Kind statement_kind(std::string_view type, object node, const Findings& findings) {
+  if (type == "SelectStmt" || type == "DeclareCursorStmt") {
+    return findings.modifies_data ? Kind::write : Kind::read;
+  }
+  if (type == "CopyStmt") {
+    if (bool_field(node, "is_from")) return Kind::write;
+    return findings.modifies_data ? Kind::write : Kind::read;  // COPY (INSERT ... RETURNING) TO
+  }
+  if (type == "ExplainStmt") {
+    if (!explain_executes(node)) return Kind::read;
+    element query;
+    if (node["query"].get(query) != simdjson::SUCCESS) return Kind::read;
+    const auto [inner_type, inner] = unwrap(query);
+    return statement_kind(inner_type, inner, findings);
+  }
+  if (type == "VariableSetStmt") {
+    const std::string_view name = string_field(node, "name");
+    if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") return Kind::transaction_control;
+    return Kind::utility;
+  }
+  if (const auto fixed = fixed_kinds().find(type); fixed != fixed_kinds().end()) return fixed->second;
+  if (type.starts_with("Create") || type.starts_with("Alter") || type.starts_with("Drop")) return Kind::ddl;
+  return Kind::utility;
+}
+
+void add_outside_reasons(std::string_view type, object node, Analysis& analysis) {
+  if (const auto found = outside_statements().find(type); found != outside_statements().end()) {
+    add_unique(analysis.outside_reasons, std::string(found->second));
+  }
+  if (type == "CopyStmt") {
+    const bool program = bool_field(node, "is_program");
+    // No filename means STDIN/STDOUT: the data stays on the client connection.
+    if (program || !string_field(node, "filename").empty()) {
+      std::string reason = bool_field(node, "is_from") ? "COPY FROM " : "COPY TO ";
+      reason += program ? "PROGRAM" : "file";
+      add_unique(analysis.outside_reasons, std::move(reason));
+    }
+  } else if (type == "DoStmt") {
+    std::string language = lowercase(defelem_string(node, "args", "language"));
+    if (untrusted_language(language)) {
+      add_unique(analysis.outside_reasons, "DO block in untrusted language " + language);
+    }
+  } else if (type == "CreateFunctionStmt") {
+    std::string language = lowercase(defelem_string(node, "options", "language"));
+    if (untrusted_language(language)) {
+      add_unique(analysis.outside_reasons,
+                 std::string(bool_field(node, "is_procedure") ? "CREATE PROCEDURE" : "CREATE FUNCTION") +
+                     " in untrusted language " + language);
+    }
+  } else if (type == "RenameStmt" || type == "AlterOwnerStmt" || type == "CommentStmt" || type == "SecLabelStmt") {
+    const std::string_view key = type == "RenameStmt"       ? "renameType"
+                                 : type == "AlterOwnerStmt" ? "objectType"
+                                                            : "objtype";
+    const std::string_view object_name = cluster_object(string_field(node, key));
+    if (!object_name.empty()) {
+      const std::string_view verb = type == "RenameStmt"       ? "RENAME"
+                                    : type == "AlterOwnerStmt" ? "ALTER OWNER of"
+                                    : type == "CommentStmt"    ? "COMMENT ON"
+                                                               : "SECURITY LABEL ON";
+      add_unique(analysis.outside_reasons,
+                 std::string(verb) + " " + std::string(object_name) + " (cluster-wide)");
+    }
+  }
+}
+
+bool orders_result(std::string_view type, object node) {
+  if (type == "SelectStmt") return has_nonempty_array(node, "sortClause") && !node["intoClause"].is_object();
+  if (type == "CopyStmt") {
+    element query;
+    if (node["query"].get(query) != simdjson::SUCCESS) return false;
+    const auto [inner_type, inner] = unwrap(query);
+    return inner_type == "SelectStmt" && has_nonempty_array(inner, "sortClause");
+  }
+  return false;
+}
+
+// One parser per thread: simdjson reuses its buffers between documents.
+simdjson::dom::parser& json_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+Result<element> parse_tree_json(const char* json) {
+  auto& parser = json_parser();
+  const size_t length = std::strlen(json);
+  element root;
+  auto error = parser.parse(json, length).get(root);
+  if (error == simdjson::DEPTH_ERROR) {
+    // A JSON document cannot nest deeper than it is long.
+    if (parser.allocate(length, length) == simdjson::SUCCESS) error = parser.parse(json, length).get(root);
+  }
+  if (error != simdjson::SUCCESS) {
+    // libpg_query wrote the JSON itself; failing here is a broken invariant
+    // only for absurd inputs (memory), so report it as the statement's error.
+    return Error{ErrorCode::too_large, "sql",
+                 std::string("cannot read the parse tree: ") + simdjson::error_message(error)};
+  }
+  return root;
+}
+
+}  // namespace
+
+Result<Analysis> analyze(std::string_view sql) {
+  if (const auto nul = sql.find('\0'); nul != std::string_view::npos) {
+    return Error{ErrorCode::sql_syntax, "sql",
+                 "SQL contains a NUL byte at position " + std::to_string(nul + 1)};
+  }
+  const std::string text(sql);  // libpg_query wants a NUL-terminated string
+
+  const ParseResult parsed(pg_query_parse(text.c_str()));
+  if (parsed->error != nullptr) return syntax_error(*parsed->error);
+
+  auto root = parse_tree_json(parsed->parse_tree);
+  if (!root.ok()) return root.error();
+  simdjson::dom::array statements;
+  if ((*root)["stmts"].get_array().get(statements) != simdjson::SUCCESS || statements.size() == 0) {
+    return Error{ErrorCode::sql_syntax, "sql", "no SQL statement: the text is empty or only comments"};
+  }
+
+  Analysis analysis;
+  analysis.statement_count = static_cast<int>(statements.size());
+  Walker walker(analysis);
+  bool first = true;
+  for (element raw : statements) {
+    element stmt;
+    if (raw["stmt"].get(stmt) != simdjson::SUCCESS) continue;
+    const auto [type, node] = unwrap(stmt);
+    const Findings findings = walker.walk(stmt);
+    const Kind kind = statement_kind(type, node, findings);
+    analysis.kind = first ? kind : stronger(analysis.kind, kind);
+    first = false;
+    add_outside_reasons(type, node, analysis);
+    analysis.top_level_order_by = orders_result(type, node);  // the last statement decides
+  }
+
+  const FingerprintResult fingerprint(pg_query_fingerprint(text.c_str()));
+  if (fingerprint->error != nullptr) return syntax_error(*fingerprint->error);
+  analysis.fingerprint = fingerprint->fingerprint_str;
+
+  const NormalizeResult normalized(pg_query_normalize(text.c_str()));
+  if (normalized->error != nullptr) return syntax_error(*normalized->error);
+  analysis.normalized_sql = normalized->normalized_query;
+  return analysis;
+}
+
+// ---- Analyzer: LRU cache by exact statement text ---------------------------
+
+namespace {
+// Longer texts are nearly always bulk statements with inline data that do not
+// repeat; caching them would let a few of them fill memory.
+constexpr size_t kMaxCachedTextBytes = 8 * 1024;
+}  // namespace
+
+struct Analyzer::Cache {
+  struct Entry {
+    std::string text;
+    Result<Analysis> result;
+  };
+  size_t capacity;
+  mutable std::mutex mutex;
+  std::list<Entry> entries;  // most recently used first
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index;  // keys view Entry::text
+  size_t hits = 0;
+  size_t misses = 0;
+};
+
+Analyzer::Analyzer(size_t capacity) : cache_(std::make_unique<Cache>()) { cache_->capacity = capacity; }
+
+Analyzer::~Analyzer() = default;
+
+Result<Analysis> Analyzer::analyze(std::string_view sql) {
+  Cache& cache = *cache_;
+  {
+    const std::lock_guard lock(cache.mutex);
+    if (const auto found = cache.index.find(sql); found != cache.index.end()) {
+      ++cache.hits;
+      cache.entries.splice(cache.entries.begin(), cache.entries, found->second);
+      return found->second->result;
+    }
+    ++cache.misses;
+  }
+  // Parse outside the lock so threads analyzing different texts run in parallel.
+  Result<Analysis> result = statement::analyze(sql);
+  if (cache.capacity == 0 || sql.size() > kMaxCachedTextBytes) return result;
+
+  const std::lock_guard lock(cache.mutex);
+  if (cache.index.contains(sql)) return result;  // another thread cached it meanwhile
+  cache.entries.push_front(Cache::Entry{std::string(sql), result});
+  cache.index.emplace(cache.entries.front().text, cache.entries.begin());
+  while (cache.entries.size() > cache.capacity) {
+    cache.index.erase(cache.entries.back().text);
+    cache.entries.pop_back();
+  }
+  return result;
+}
+
+size_t Analyzer::hits() const {
+  const std::lock_guard lock(cache_->mutex);
+  return cache_->hits;
+}
+
+size_t Analyzer::misses() const {
+  const std::lock_guard lock(cache_->mutex);
+  return cache_->misses;
+}
+
+}  // namespace shadowpipe::statement

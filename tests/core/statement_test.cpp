@@ -1,0 +1,426 @@
+#include "shadowpipe/statement.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace shadowpipe::statement {
+namespace {
+
+Analysis analyzed(std::string_view sql) {
+  auto result = analyze(sql);
+  if (!result.ok()) {
+    ADD_FAILURE() << "analyze(" << sql << ") failed: " << result.error().describe();
+    return {};
+  }
+  return std::move(result).value();
+}
+
+bool contains(const std::vector<std::string>& list, std::string_view value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// ---- kind --------------------------------------------------------------------
+
+struct KindCase {
+  const char* sql;
+  Kind kind;
+};
+
+class KindTest : public ::testing::TestWithParam<KindCase> {};
+
+TEST_P(KindTest, Classifies) {
+  EXPECT_EQ(to_string(analyzed(GetParam().sql).kind), to_string(GetParam().kind)) << GetParam().sql;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Statements, KindTest,
+    ::testing::Values(
+        KindCase{"SELECT id, name FROM users WHERE id = 42", Kind::read},
+        KindCase{"VALUES (1, 'a'), (2, 'b')", Kind::read},
+        KindCase{"TABLE users", Kind::read},
+        KindCase{"SHOW search_path", Kind::read},
+        KindCase{"EXPLAIN SELECT * FROM users", Kind::read},
+        KindCase{"EXPLAIN INSERT INTO t VALUES (1)", Kind::read},  // not executed
+        KindCase{"EXPLAIN (ANALYZE false) DELETE FROM t", Kind::read},
+        KindCase{"EXPLAIN (ANALYZE 0) DELETE FROM t", Kind::read},
+        KindCase{"EXPLAIN ANALYZE SELECT 1", Kind::read},
+        KindCase{"COPY users TO STDOUT", Kind::read},
+        KindCase{"DECLARE c CURSOR FOR SELECT * FROM users", Kind::read},
+        KindCase{"FETCH 10 FROM c", Kind::read},
+        KindCase{"SELECT * FROM (SELECT * FROM t ORDER BY a) s", Kind::read},
+        KindCase{"INSERT INTO users (name) VALUES ('ann')", Kind::write},
+        KindCase{"UPDATE users SET name = 'bob' WHERE id = 1", Kind::write},
+        KindCase{"DELETE FROM users WHERE id = 1", Kind::write},
+        KindCase{"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v", Kind::write},
+        KindCase{"SELECT * FROM users WHERE id = 1 FOR UPDATE", Kind::write},
+        KindCase{"SELECT * FROM (SELECT * FROM users FOR SHARE) s", Kind::write},
+        KindCase{"SELECT * INTO archive FROM users", Kind::write},
+        KindCase{"WITH moved AS (DELETE FROM a RETURNING *) SELECT count(*) FROM moved", Kind::write},
+        KindCase{"SELECT nextval('users_id_seq')", Kind::write},
+        KindCase{"EXPLAIN ANALYZE UPDATE t SET a = 1", Kind::write},
+        KindCase{"EXPLAIN (ANALYZE on) DELETE FROM t", Kind::write},
+        KindCase{"COPY users FROM STDIN", Kind::write},
+        KindCase{"COPY (INSERT INTO t VALUES (1) RETURNING id) TO STDOUT", Kind::write},
+        KindCase{"CALL refresh_totals()", Kind::write},
+        KindCase{"DO $$ BEGIN UPDATE t SET a = 1; END $$", Kind::write},
+        KindCase{"REFRESH MATERIALIZED VIEW totals", Kind::write},
+        KindCase{"CREATE TABLE t (id bigint PRIMARY KEY)", Kind::ddl},
+        KindCase{"ALTER TABLE users ADD COLUMN email text", Kind::ddl},
+        KindCase{"DROP INDEX users_name_idx", Kind::ddl},
+        KindCase{"TRUNCATE users", Kind::ddl},
+        KindCase{"COMMENT ON TABLE users IS 'people'", Kind::ddl},
+        KindCase{"GRANT SELECT ON users TO reader", Kind::ddl},
+        KindCase{"CREATE INDEX CONCURRENTLY i ON t (a)", Kind::ddl},
+        KindCase{"CREATE TABLE copy AS SELECT * FROM users", Kind::ddl},
+        KindCase{"ALTER TABLE users RENAME TO people", Kind::ddl},
+        KindCase{"BEGIN", Kind::transaction_control},
+        KindCase{"START TRANSACTION ISOLATION LEVEL SERIALIZABLE", Kind::transaction_control},
+        KindCase{"COMMIT", Kind::transaction_control},
+        KindCase{"ROLLBACK TO SAVEPOINT s1", Kind::transaction_control},
+        KindCase{"SAVEPOINT s1", Kind::transaction_control},
+        KindCase{"SET TRANSACTION READ ONLY", Kind::transaction_control},
+        KindCase{"SET CONSTRAINTS ALL DEFERRED", Kind::transaction_control},
+        KindCase{"SET statement_timeout = '5s'", Kind::utility},
+        KindCase{"RESET ALL", Kind::utility},
+        KindCase{"VACUUM ANALYZE users", Kind::utility},
+        KindCase{"ANALYZE users", Kind::utility},
+        KindCase{"LISTEN jobs", Kind::utility},
+        KindCase{"NOTIFY jobs, 'x'", Kind::utility},
+        KindCase{"LOCK TABLE users IN SHARE MODE", Kind::utility},
+        KindCase{"PREPARE q AS INSERT INTO t VALUES ($1)", Kind::utility},
+        KindCase{"DISCARD ALL", Kind::utility}));
+
+TEST(StatementKind, MultipleStatementsTakeTheStrongestKind) {
+  EXPECT_EQ(analyzed("BEGIN; SELECT 1; COMMIT").kind, Kind::transaction_control);
+  EXPECT_EQ(analyzed("BEGIN; INSERT INTO t VALUES (1); COMMIT").kind, Kind::write);
+  EXPECT_EQ(analyzed("SELECT 1; SET search_path = app").kind, Kind::utility);
+  EXPECT_EQ(analyzed("INSERT INTO t VALUES (1); ALTER TABLE t ADD c int; SELECT 1").kind, Kind::ddl);
+  EXPECT_EQ(analyzed("SELECT 1; SELECT 2").kind, Kind::read);
+}
+
+TEST(StatementKind, NamesEveryKind) {
+  EXPECT_EQ(to_string(Kind::read), "read");
+  EXPECT_EQ(to_string(Kind::write), "write");
+  EXPECT_EQ(to_string(Kind::ddl), "ddl");
+  EXPECT_EQ(to_string(Kind::transaction_control), "transaction_control");
+  EXPECT_EQ(to_string(Kind::utility), "utility");
+}
+
+// ---- ORDER BY ----------------------------------------------------------------
+
+TEST(StatementOrder, TopLevelOrderByOrdersTheResult) {
+  EXPECT_TRUE(analyzed("SELECT * FROM users ORDER BY id").top_level_order_by);
+  EXPECT_TRUE(analyzed("SELECT * FROM users ORDER BY id LIMIT 10").top_level_order_by);
+  EXPECT_TRUE(analyzed("SELECT a FROM t UNION SELECT a FROM u ORDER BY 1").top_level_order_by);
+  EXPECT_TRUE(analyzed("WITH x AS (SELECT 1 AS a) SELECT a FROM x ORDER BY a").top_level_order_by);
+  EXPECT_TRUE(analyzed("COPY (SELECT * FROM t ORDER BY a) TO STDOUT").top_level_order_by);
+}
+
+TEST(StatementOrder, NestedOrderByDoesNotOrderTheResult) {
+  EXPECT_FALSE(analyzed("SELECT * FROM users").top_level_order_by);
+  EXPECT_FALSE(analyzed("SELECT * FROM (SELECT * FROM users ORDER BY id) s").top_level_order_by);
+  EXPECT_FALSE(analyzed("WITH x AS (SELECT * FROM t ORDER BY a) SELECT * FROM x").top_level_order_by);
+  EXPECT_FALSE(analyzed("(SELECT a FROM t ORDER BY a) UNION SELECT a FROM u").top_level_order_by);
+  EXPECT_FALSE(analyzed("SELECT array_agg(a ORDER BY a) FROM t").top_level_order_by);
+  EXPECT_FALSE(analyzed("SELECT a, row_number() OVER (ORDER BY a) FROM t").top_level_order_by);
+  EXPECT_FALSE(analyzed("INSERT INTO t SELECT * FROM u ORDER BY a RETURNING *").top_level_order_by);
+}
+
+TEST(StatementOrder, TheLastStatementDecides) {
+  EXPECT_TRUE(analyzed("SET x = 1; SELECT * FROM t ORDER BY a").top_level_order_by);
+  EXPECT_FALSE(analyzed("SELECT * FROM t ORDER BY a; SELECT * FROM u").top_level_order_by);
+}
+
+// ---- volatile calls ----------------------------------------------------------
+
+TEST(StatementVolatile, FindsCallsAnywhereInTheTree) {
+  EXPECT_EQ(analyzed("SELECT now()").volatile_calls, std::vector<std::string>{"now"});
+  EXPECT_EQ(analyzed("SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c < now())").volatile_calls,
+            std::vector<std::string>{"now"});
+  EXPECT_EQ(analyzed("WITH r AS (SELECT random() AS x) SELECT x FROM r").volatile_calls,
+            std::vector<std::string>{"random"});
+  EXPECT_EQ(analyzed("INSERT INTO t (id, at) VALUES (gen_random_uuid(), clock_timestamp())").volatile_calls,
+            (std::vector<std::string>{"gen_random_uuid", "clock_timestamp"}));
+  EXPECT_EQ(analyzed("UPDATE t SET a = 1 RETURNING statement_timestamp()").volatile_calls,
+            std::vector<std::string>{"statement_timestamp"});
+  EXPECT_EQ(analyzed("SELECT pg_catalog.NOW(), public.uuid_generate_v4()").volatile_calls,
+            (std::vector<std::string>{"now", "uuid_generate_v4"}));
+  EXPECT_EQ(analyzed("SELECT nextval('s'), currval('s'), txid_current(), pg_backend_pid()").volatile_calls,
+            (std::vector<std::string>{"nextval", "currval", "txid_current", "pg_backend_pid"}));
+}
+
+TEST(StatementVolatile, FindsSqlValueFunctionsAndTimeLiterals) {
+  EXPECT_EQ(analyzed("SELECT CURRENT_TIMESTAMP, LOCALTIMESTAMP(3), CURRENT_DATE").volatile_calls,
+            (std::vector<std::string>{"current_timestamp", "localtimestamp", "current_date"}));
+  EXPECT_EQ(analyzed("SELECT current_user").volatile_calls, std::vector<std::string>{"current_user"});
+  EXPECT_EQ(analyzed("SELECT 'now'::timestamptz, date 'today'").volatile_calls,
+            (std::vector<std::string>{"'now'", "'today'"}));
+  EXPECT_EQ(analyzed("SELECT age(born) FROM people").volatile_calls, std::vector<std::string>{"age"});
+}
+
+TEST(StatementVolatile, DeduplicatesNames) {
+  const auto analysis = analyzed("SELECT now(), now(), NOW() FROM t WHERE at < now()");
+  EXPECT_EQ(analysis.volatile_calls, std::vector<std::string>{"now"});
+  EXPECT_TRUE(analysis.calls_volatile());
+}
+
+TEST(StatementVolatile, StableDataFunctionsAreNotVolatile) {
+  EXPECT_FALSE(analyzed("SELECT lower(name), count(*), coalesce(a, 0) FROM t GROUP BY 1").calls_volatile());
+  EXPECT_FALSE(analyzed("SELECT age(a, b), current_schema FROM t").calls_volatile());
+  EXPECT_FALSE(analyzed("SELECT 'now' AS word, 'today'::text").calls_volatile());
+  EXPECT_FALSE(analyzed("SELECT my_schema.random_name() FROM t").calls_volatile());
+}
+
+// ---- reaching outside --------------------------------------------------------
+
+struct OutsideCase {
+  const char* sql;
+  const char* reason;
+};
+
+class OutsideTest : public ::testing::TestWithParam<OutsideCase> {};
+
+TEST_P(OutsideTest, NamesTheReason) {
+  const auto analysis = analyzed(GetParam().sql);
+  EXPECT_TRUE(analysis.reaches_outside()) << GetParam().sql;
+  EXPECT_TRUE(contains(analysis.outside_reasons, GetParam().reason))
+      << GetParam().sql << ": " << ::testing::PrintToString(analysis.outside_reasons);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Statements, OutsideTest,
+    ::testing::Values(
+        OutsideCase{"NOTIFY jobs, 'x'", "NOTIFY"},
+        OutsideCase{"LISTEN jobs", "LISTEN"},
+        OutsideCase{"UNLISTEN *", "UNLISTEN"},
+        OutsideCase{"SELECT pg_notify('jobs', id::text) FROM t", "calls pg_notify"},
+        OutsideCase{"COPY t TO PROGRAM 'gzip > /tmp/t.gz'", "COPY TO PROGRAM"},
+        OutsideCase{"COPY t FROM PROGRAM 'curl http://x'", "COPY FROM PROGRAM"},
+        OutsideCase{"COPY t TO '/tmp/t.csv'", "COPY TO file"},
+        OutsideCase{"COPY t FROM '/tmp/t.csv' WITH (FORMAT csv)", "COPY FROM file"},
+        OutsideCase{"SELECT * FROM dblink('host=x', 'SELECT 1') AS r(a int)", "calls dblink"},
+        OutsideCase{"SELECT dblink_exec('host=x', 'DELETE FROM t')", "calls dblink_exec"},
+        OutsideCase{"INSERT INTO t SELECT * FROM (SELECT public.dblink_exec('c', 'x')) s", "calls dblink_exec"},
+        OutsideCase{"SELECT lo_import('/etc/passwd')", "calls lo_import"},
+        OutsideCase{"SELECT lo_export(16384, '/tmp/x')", "calls lo_export"},
+        OutsideCase{"SELECT pg_read_file('/etc/hostname')", "calls pg_read_file"},
+        OutsideCase{"SELECT pg_ls_dir('.')", "calls pg_ls_dir"},
+        OutsideCase{"SELECT pg_terminate_backend(pid) FROM pg_stat_activity", "calls pg_terminate_backend"},
+        OutsideCase{"SELECT pg_reload_conf()", "calls pg_reload_conf"},
+        OutsideCase{"ALTER SYSTEM SET work_mem = '64MB'", "ALTER SYSTEM"},
+        OutsideCase{"CREATE ROLE app LOGIN", "CREATE ROLE (cluster-wide)"},
+        OutsideCase{"DROP ROLE app", "DROP ROLE (cluster-wide)"},
+        OutsideCase{"ALTER ROLE app RENAME TO app2", "RENAME ROLE (cluster-wide)"},
+        OutsideCase{"CREATE DATABASE other", "CREATE DATABASE (cluster-wide)"},
+        OutsideCase{"ALTER DATABASE app OWNER TO bob", "ALTER OWNER of DATABASE (cluster-wide)"},
+        OutsideCase{"CREATE TABLESPACE fast LOCATION '/ssd'", "CREATE TABLESPACE (cluster-wide)"},
+        OutsideCase{"LOAD 'auto_explain'", "LOAD"},
+        OutsideCase{"CREATE EXTENSION IF NOT EXISTS postgres_fdw", "CREATE EXTENSION"},
+        OutsideCase{"CREATE SERVER other FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'x')", "CREATE SERVER"},
+        OutsideCase{"IMPORT FOREIGN SCHEMA public FROM SERVER other INTO remote", "IMPORT FOREIGN SCHEMA"},
+        OutsideCase{"DO LANGUAGE plpython3u $$ import os $$", "DO block in untrusted language plpython3u"},
+        OutsideCase{"CREATE FUNCTION f() RETURNS int LANGUAGE plperlu AS 'return 1'",
+                    "CREATE FUNCTION in untrusted language plperlu"}));
+
+TEST(StatementOutside, ForeignServerStatementsAreDdlAndOutside) {
+  const auto server = analyzed("CREATE SERVER other FOREIGN DATA WRAPPER postgres_fdw");
+  EXPECT_EQ(server.kind, Kind::ddl);
+  EXPECT_TRUE(server.reaches_outside());
+  const auto import = analyzed("IMPORT FOREIGN SCHEMA public FROM SERVER other INTO remote");
+  EXPECT_EQ(import.kind, Kind::ddl);
+  EXPECT_TRUE(import.reaches_outside());
+}
+
+TEST(StatementOutside, ClientSideCopyAndOrdinaryStatementsStayInside) {
+  EXPECT_FALSE(analyzed("COPY t TO STDOUT").reaches_outside());
+  EXPECT_FALSE(analyzed("COPY t (a, b) FROM STDIN WITH (FORMAT csv)").reaches_outside());
+  EXPECT_FALSE(analyzed("COPY (SELECT * FROM t) TO STDOUT").reaches_outside());
+  EXPECT_FALSE(analyzed("SELECT * FROM users WHERE id = 1").reaches_outside());
+  EXPECT_FALSE(analyzed("INSERT INTO notifications (body) VALUES ('notify')").reaches_outside());
+  EXPECT_FALSE(analyzed("ALTER TABLE t RENAME TO u").reaches_outside());
+  EXPECT_FALSE(analyzed("COMMENT ON TABLE t IS 'x'").reaches_outside());
+  EXPECT_FALSE(analyzed("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").reaches_outside());
+  EXPECT_FALSE(analyzed("DO $$ BEGIN PERFORM 1; END $$").reaches_outside());
+  EXPECT_FALSE(analyzed("SELECT my_dblink_wrapper_count FROM t").reaches_outside());  // a column, not a call
+}
+
+TEST(StatementOutside, CollectsEveryReasonOnce) {
+  const auto analysis = analyzed("NOTIFY a; NOTIFY b; SELECT pg_notify('c', 'x'), pg_notify('d', 'y')");
+  EXPECT_EQ(analysis.outside_reasons, (std::vector<std::string>{"NOTIFY", "calls pg_notify"}));
+}
+
+// ---- fingerprint and normalized text -----------------------------------------
+
+TEST(StatementFingerprint, SameStatementWithOtherConstantsShareIt) {
+  const auto a = analyzed("SELECT * FROM users WHERE id = 42 AND name = 'ann'");
+  const auto b = analyzed("select *  from users where id = 7 and name = 'bob'");
+  EXPECT_EQ(a.fingerprint.size(), 16u);
+  EXPECT_TRUE(std::all_of(a.fingerprint.begin(), a.fingerprint.end(),
+                          [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }));
+  EXPECT_EQ(a.fingerprint, b.fingerprint);
+  EXPECT_EQ(analyzed("SELECT * FROM t WHERE a IN (1, 2, 3)").fingerprint,
+            analyzed("SELECT * FROM t WHERE a IN (4)").fingerprint);
+}
+
+TEST(StatementFingerprint, DifferentStatementsDiffer) {
+  EXPECT_NE(analyzed("SELECT * FROM users WHERE id = 1").fingerprint,
+            analyzed("SELECT * FROM accounts WHERE id = 1").fingerprint);
+  EXPECT_NE(analyzed("SELECT a FROM t").fingerprint, analyzed("SELECT b FROM t").fingerprint);
+  EXPECT_NE(analyzed("DELETE FROM t WHERE a = 1").fingerprint, analyzed("SELECT * FROM t WHERE a = 1").fingerprint);
+}
+
+TEST(StatementFingerprint, NormalizedTextReplacesConstants) {
+  const auto analysis = analyzed("SELECT * FROM users WHERE id = 42 AND name = 'ann'");
+  EXPECT_EQ(analysis.normalized_sql, "SELECT * FROM users WHERE id = $1 AND name = $2");
+  EXPECT_EQ(analyzed("INSERT INTO t VALUES (1, 'x')").normalized_sql, "INSERT INTO t VALUES ($1, $2)");
+}
+
+// ---- errors --------------------------------------------------------------------
+
+TEST(StatementErrors, SyntaxErrorCarriesMessageAndPosition) {
+  const auto result = analyze("SELECT * FORM users");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, ErrorCode::sql_syntax);
+  EXPECT_EQ(result.error().field, "sql");
+  EXPECT_EQ(result.error().message, "syntax error at or near \"FORM\" at position 10");
+}
+
+TEST(StatementErrors, ErrorInALaterStatementPointsIntoTheWholeText) {
+  const auto result = analyze("SELECT 1; SELEC 2");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, ErrorCode::sql_syntax);
+  EXPECT_EQ(result.error().message, "syntax error at or near \"SELEC\" at position 11");
+}
+
+TEST(StatementErrors, UnterminatedStringIsAnError) {
+  const auto result = analyze("SELECT 'open");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, ErrorCode::sql_syntax);
+  EXPECT_NE(result.error().message.find("unterminated quoted string"), std::string::npos)
+      << result.error().message;
+}
+
+TEST(StatementErrors, EmptyOrBlankTextIsAnError) {
+  for (const char* sql : {"", "   \n\t ", "-- only a comment", ";"}) {
+    const auto result = analyze(sql);
+    ASSERT_FALSE(result.ok()) << '"' << sql << '"';
+    EXPECT_EQ(result.error().code, ErrorCode::sql_syntax);
+    EXPECT_EQ(result.error().field, "sql");
+  }
+}
+
+TEST(StatementErrors, NulByteIsAnError) {
+  const auto result = analyze(std::string_view("SELECT 1\0; DROP TABLE t", 23));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().message, "SQL contains a NUL byte at position 9");
+}
+
+// ---- multiple statements and big trees ---------------------------------------
+
+TEST(StatementMulti, CountsStatementsAndMergesFindings) {
+  const auto analysis = analyzed("BEGIN; UPDATE t SET at = now() WHERE id = 1; NOTIFY changed; COMMIT");
+  EXPECT_EQ(analysis.statement_count, 4);
+  EXPECT_EQ(analysis.kind, Kind::write);
+  EXPECT_EQ(analysis.volatile_calls, std::vector<std::string>{"now"});
+  EXPECT_EQ(analysis.outside_reasons, std::vector<std::string>{"NOTIFY"});
+  EXPECT_EQ(analyzed("SELECT 1").statement_count, 1);
+}
+
+TEST(StatementMulti, DeeplyNestedExpressionIsAnalyzed) {
+  std::string sql = "SELECT 1";
+  for (int i = 0; i < 20000; ++i) sql += "+1";
+  sql += ", random()";
+  const auto analysis = analyzed(sql);
+  EXPECT_EQ(analysis.kind, Kind::read);
+  EXPECT_EQ(analysis.volatile_calls, std::vector<std::string>{"random"});
+}
+
+// ---- Analyzer cache ------------------------------------------------------------
+
+void expect_same(const Analysis& a, const Analysis& b) {
+  EXPECT_EQ(a.fingerprint, b.fingerprint);
+  EXPECT_EQ(a.normalized_sql, b.normalized_sql);
+  EXPECT_EQ(a.kind, b.kind);
+  EXPECT_EQ(a.statement_count, b.statement_count);
+  EXPECT_EQ(a.top_level_order_by, b.top_level_order_by);
+  EXPECT_EQ(a.volatile_calls, b.volatile_calls);
+  EXPECT_EQ(a.outside_reasons, b.outside_reasons);
+}
+
+TEST(StatementAnalyzer, CountsHitsAndMissesAndReturnsTheUncachedResult) {
+  Analyzer analyzer(16);
+  const std::string sql = "SELECT * FROM t WHERE at < now() ORDER BY id";
+  const auto first = analyzer.analyze(sql);
+  const auto second = analyzer.analyze(sql);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(analyzer.misses(), 1u);
+  EXPECT_EQ(analyzer.hits(), 1u);
+  expect_same(*second, analyzed(sql));
+  expect_same(*first, *second);
+
+  (void)analyzer.analyze("SELECT * FROM t WHERE at < now() ORDER BY id ");  // different text, not a hit
+  EXPECT_EQ(analyzer.misses(), 2u);
+  EXPECT_EQ(analyzer.hits(), 1u);
+}
+
+TEST(StatementAnalyzer, CachesErrorsToo) {
+  Analyzer analyzer;
+  const auto first = analyzer.analyze("SELECT * FORM t");
+  const auto second = analyzer.analyze("SELECT * FORM t");
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().message, first.error().message);
+  EXPECT_EQ(analyzer.hits(), 1u);
+}
+
+TEST(StatementAnalyzer, EvictsTheLeastRecentlyUsedText) {
+  Analyzer analyzer(2);
+  (void)analyzer.analyze("SELECT 1");
+  (void)analyzer.analyze("SELECT 2");
+  (void)analyzer.analyze("SELECT 1");  // hit: "SELECT 2" is now the oldest
+  (void)analyzer.analyze("SELECT 3");  // evicts "SELECT 2"
+  EXPECT_EQ(analyzer.hits(), 1u);
+  (void)analyzer.analyze("SELECT 1");
+  EXPECT_EQ(analyzer.hits(), 2u);
+  (void)analyzer.analyze("SELECT 2");
+  EXPECT_EQ(analyzer.hits(), 2u);
+  EXPECT_EQ(analyzer.misses(), 4u);
+}
+
+TEST(StatementAnalyzer, ZeroCapacityNeverCaches) {
+  Analyzer analyzer(0);
+  (void)analyzer.analyze("SELECT 1");
+  (void)analyzer.analyze("SELECT 1");
+  EXPECT_EQ(analyzer.hits(), 0u);
+  EXPECT_EQ(analyzer.misses(), 2u);
+}
+
+TEST(StatementAnalyzer, IsSafeToShareBetweenThreads) {
+  Analyzer analyzer(8);
+  const std::vector<std::string> texts{"SELECT 1", "SELECT now()", "INSERT INTO t VALUES (1)",
+                                       "NOTIFY x", "SELECT * FROM t ORDER BY a", "BEGIN"};
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 200;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        const std::string& sql = texts[(i + t) % texts.size()];
+        const auto cached = analyzer.analyze(sql);
+        if (!cached.ok() || cached->fingerprint != analyze(sql)->fingerprint) ++failures[t];
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
+  EXPECT_EQ(analyzer.hits() + analyzer.misses(), static_cast<size_t>(kThreads * kRounds));
+  EXPECT_GE(analyzer.hits(), static_cast<size_t>(kThreads * kRounds) - kThreads * texts.size());
+}
+
+}  // namespace
+}  // namespace shadowpipe::statement
