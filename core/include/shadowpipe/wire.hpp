@@ -8,6 +8,7 @@
 #include "shadowpipe/digest.hpp"
 #include "shadowpipe/result.hpp"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -30,6 +31,7 @@ struct Limits {
   size_t max_param_bytes = 1024 * 1024;
   size_t max_statements = 1'000;
   size_t max_string_bytes = 64 * 1024;  // ids, keys, names, messages
+  size_t max_columns = 1664;  // result columns, their digests, columns_differ (PostgreSQL's target-list maximum)
 };
 
 enum class Status { ok, error, refused };  // refused: the side-effect guard stopped it
@@ -37,6 +39,12 @@ enum class TxMode { autocommit, commit, rollback };
 
 std::string_view to_string(Status status);
 std::string_view to_string(TxMode mode);
+
+// The discrepancy kinds of DESIGN.md: the domain of Mismatch::kind.
+inline constexpr std::array<std::string_view, 9> kMismatchKinds = {
+    "shadow_error",    "primary_error_only", "error_mismatch",  "row_count_mismatch", "value_mismatch",
+    "order_mismatch",  "schema_mismatch",    "shadow_missing",  "latency_regression"};
+bool is_mismatch_kind(std::string_view kind);
 
 // What one side observed executing one statement.
 struct StatementResult {
@@ -173,13 +181,18 @@ Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits = {
 Result<Summary> decode_summary(std::string_view json, const Limits& limits = {});
 Result<DeadLetter> decode_dead_letter(std::string_view json, const Limits& limits = {});
 
+// Strings that are not valid UTF-8 are written with each offending byte
+// replaced by U+FFFD, so the output is always valid JSON; non-finite doubles
+// (which JSON cannot carry) are written as 0.
 std::string encode(const Request& record);
 std::string encode(const ShadowResult& record);
 std::string encode(const Mismatch& record);
 std::string encode(const Summary& record);
 std::string encode(const DeadLetter& record);
 
-// A DLQ record for bytes that failed to decode; keeps at most max_payload bytes.
+// A DLQ record for bytes that failed to decode. The payload excerpt is at most
+// max_payload bytes of valid UTF-8: well-formed characters are kept, each other
+// byte is written as the four characters \xNN; payload_bytes is the full size.
 DeadLetter make_dead_letter(const Error& error, std::string_view consumer, std::string_view topic,
                             int32_t partition, int64_t offset, std::string_view payload,
                             size_t max_payload = 4096);
