@@ -1,0 +1,50 @@
+// Classification of one joined request: pure functions over what each side
+// observed, so every discrepancy rule is unit-testable without Kafka.
+#pragma once
+
+#include "shadowpipe/wire.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shadowpipe::comparator {
+
+// One side's outcome of one statement, without its SQL text (the normalized
+// SQL lives once per fingerprint, see FingerprintStats).
+struct SideStatement {
+  std::string fingerprint;
+  wire::StatementResult result;
+};
+
+// What the statement analysis says about how to compare a fingerprint.
+struct StatementTraits {
+  bool top_level_order_by = false;  // row order is part of the answer
+  bool calls_volatile = false;      // values legitimately differ: errors and row counts only
+};
+
+struct Finding {
+  std::string kind;  // one of wire::kMismatchKinds
+  int32_t statement_index = -1;  // -1: the whole request
+  std::vector<std::string> columns_differ;
+  std::string detail;  // the one line a human reads first
+};
+
+// Discrepancies of one statement, one Finding per kind found.
+std::vector<Finding> classify_statement(const wire::StatementResult& primary, const wire::StatementResult& shadow,
+                                        StatementTraits traits, int32_t index);
+
+using TraitsLookup = std::function<StatementTraits(const std::string& fingerprint)>;
+
+// Discrepancies of a whole request. Statements are compared pairwise over the
+// common prefix. A different statement count is a schema_mismatch of the whole
+// request (statement_index -1) unless the shadow stopped at a failed statement
+// that is itself reported (a failed statement aborts the rest of a transaction,
+// so the missing tail is the echo of that failure, not a second cause).
+std::vector<Finding> classify_request(std::span<const SideStatement> primary, std::span<const SideStatement> shadow,
+                                      const TraitsLookup& traits);
+
+}  // namespace shadowpipe::comparator

@@ -1,0 +1,178 @@
+#include "comparator/pending.hpp"
+
+#include <algorithm>
+
+namespace shadowpipe::comparator {
+
+namespace {
+
+// Heap bytes of a string beyond the object itself (short strings live inline).
+size_t heap_bytes(const std::string& text) { return text.capacity() > 15 ? text.capacity() + 1 : 0; }
+
+size_t statement_bytes(const SideStatement& statement) {
+  const auto& result = statement.result;
+  size_t bytes = sizeof(SideStatement) + heap_bytes(statement.fingerprint) + heap_bytes(result.sqlstate) +
+                 heap_bytes(result.message);
+  bytes += result.columns.capacity() * sizeof(digest::Column);
+  for (const auto& column : result.columns) bytes += heap_bytes(column.name);
+  bytes += result.column_digests.capacity() * sizeof(uint64_t);
+  return bytes;
+}
+
+// An unordered_map node (id + entry + hash and link) plus its bucket slot and
+// the entry's place in an ordered waiting index (tree node with a copy of the id).
+size_t entry_overhead(const std::string& request_id) {
+  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + 160;
+  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(std::string);
+  return kMapNode + kIndexNode + 2 * heap_bytes(request_id) + sizeof(int64_t) * 4;
+}
+
+}  // namespace
+
+size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
+  size_t bytes = entry_overhead(request_id) + heap_bytes(side.key);
+  for (const auto& statement : side.statements) bytes += statement_bytes(statement);
+  for (const auto& params : side.params) {
+    bytes += sizeof(Params) + params.capacity() * sizeof(std::optional<std::string>);
+    for (const auto& param : params) bytes += param ? heap_bytes(*param) : 0;
+  }
+  return bytes;
+}
+
+size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
+  size_t bytes = entry_overhead(request_id);
+  for (const auto& statement : side.statements) bytes += statement_bytes(statement);
+  return bytes;
+}
+
+PairState::PairState(int64_t window_us, int64_t decided_retention_us, size_t decided_capacity)
+    : window_us_(window_us), decided_retention_us_(decided_retention_us), decided_capacity_(decided_capacity) {}
+
+void PairState::advance_clock(int64_t record_ts_us, int64_t wall_us, bool is_request) {
+  // Only request times drive the window: a result's time is when the shadow
+  // finished, which runs behind by the executor's lag and would expire
+  // requests whose results are on their way.
+  if (is_request) {
+    request_clock_us_ = std::max(request_clock_us_, record_ts_us);
+  } else {
+    result_clock_us_ = std::max(result_clock_us_, record_ts_us);
+  }
+  last_record_wall_us_ = wall_us;
+}
+
+int64_t PairState::clock_us(int64_t wall_us) const {
+  const int64_t base = request_clock_us_ ? request_clock_us_ : result_clock_us_;
+  return base + std::max<int64_t>(0, wall_us - last_record_wall_us_);
+}
+
+void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
+  auto& next = next_offset_[static_cast<int>(side)];
+  next = std::max(next.value_or(0), offset + 1);
+  last_record_wall_us_ = wall_us;
+}
+
+void PairState::remember(const std::string& request_id) {
+  if (decided_.emplace(request_id, request_clock_us_).second) decided_order_.emplace_back(request_clock_us_, request_id);
+  forget_expired_decisions();
+}
+
+void PairState::mark_decided(const std::string& request_id) { remember(request_id); }
+
+void PairState::forget_expired_decisions() {
+  while (!decided_order_.empty() && (decided_order_.size() > decided_capacity_ ||
+                                     decided_order_.front().first < request_clock_us_ - decided_retention_us_)) {
+    decided_.erase(decided_order_.front().second);
+    decided_order_.pop_front();
+  }
+}
+
+PairState::Added PairState::add_request(std::string request_id, RequestSide side, int64_t wall_us) {
+  consumed(Side::requests, side.offset, wall_us);
+  advance_clock(side.ts_us, wall_us, true);
+  if (decided_.contains(request_id)) return {Outcome::duplicate, std::nullopt};
+  auto [it, inserted] = entries_.try_emplace(request_id);
+  Entry& entry = it->second;
+  if (entry.request) return {Outcome::duplicate, std::nullopt};
+  if (entry.result) {
+    Joined joined{request_id, std::move(side), std::move(*entry.result)};
+    waiting_results_.erase({joined.result.ts_us, request_id});
+    pending_offsets_[1].erase(pending_offsets_[1].find(joined.result.offset));
+    bytes_[1] -= entry.bytes;
+    entries_.erase(it);
+    remember(joined.request_id);
+    return {Outcome::joined, std::move(joined)};
+  }
+  entry.bytes = estimate_bytes(request_id, side);
+  bytes_[0] += entry.bytes;
+  pending_offsets_[0].insert(side.offset);
+  waiting_requests_.emplace(side.ts_us, request_id);
+  entry.request = std::move(side);
+  return {};
+}
+
+PairState::Added PairState::add_result(std::string request_id, ResultSide side, int64_t wall_us) {
+  consumed(Side::results, side.offset, wall_us);
+  advance_clock(side.ts_us, wall_us, false);
+  if (decided_.contains(request_id)) return {Outcome::duplicate, std::nullopt};
+  auto [it, inserted] = entries_.try_emplace(request_id);
+  Entry& entry = it->second;
+  if (entry.result) return {Outcome::duplicate, std::nullopt};
+  if (entry.request) {
+    Joined joined{request_id, std::move(*entry.request), std::move(side)};
+    waiting_requests_.erase({joined.request.ts_us, request_id});
+    pending_offsets_[0].erase(pending_offsets_[0].find(joined.request.offset));
+    bytes_[0] -= entry.bytes;
+    entries_.erase(it);
+    remember(joined.request_id);
+    return {Outcome::joined, std::move(joined)};
+  }
+  entry.bytes = estimate_bytes(request_id, side);
+  bytes_[1] += entry.bytes;
+  pending_offsets_[1].insert(side.offset);
+  waiting_results_.emplace(side.ts_us, request_id);
+  entry.result = std::move(side);
+  return {};
+}
+
+PairState::Expired PairState::expire(int64_t wall_us) {
+  Expired expired;
+  const int64_t horizon = clock_us(wall_us) - window_us_;
+  while (!waiting_requests_.empty() && waiting_requests_.begin()->first < horizon) {
+    const std::string request_id = waiting_requests_.begin()->second;
+    waiting_requests_.erase(waiting_requests_.begin());
+    auto it = entries_.find(request_id);
+    Entry& entry = it->second;
+    pending_offsets_[0].erase(pending_offsets_[0].find(entry.request->offset));
+    bytes_[0] -= entry.bytes;
+    expired.missing.push_back(Missing{request_id, std::move(*entry.request)});
+    entries_.erase(it);
+    remember(request_id);
+  }
+  // A result is at least as late as its request, so once the requests have
+  // moved a window past it, its request is not coming (it was dead-lettered,
+  // or decided before a replay that started between the two).
+  while (!waiting_results_.empty() && waiting_results_.begin()->first < horizon) {
+    const std::string request_id = waiting_results_.begin()->second;
+    waiting_results_.erase(waiting_results_.begin());
+    auto it = entries_.find(request_id);
+    pending_offsets_[1].erase(pending_offsets_[1].find(it->second.result->offset));
+    bytes_[1] -= it->second.bytes;
+    entries_.erase(it);
+    ++expired.orphan_results;
+  }
+  forget_expired_decisions();
+  return expired;
+}
+
+std::optional<int64_t> PairState::commit_offset(Side side) const {
+  const int index = static_cast<int>(side);
+  if (!pending_offsets_[index].empty()) return *pending_offsets_[index].begin();
+  return next_offset_[index];
+}
+
+std::optional<int64_t> PairState::oldest_pending_ts() const {
+  if (waiting_requests_.empty()) return std::nullopt;
+  return waiting_requests_.begin()->first;
+}
+
+}  // namespace shadowpipe::comparator
