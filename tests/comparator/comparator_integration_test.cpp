@@ -1,0 +1,640 @@
+// The comparator through the real broker: records built as wire structs,
+// encoded, produced to unique topics, decided by the comparator (in-process,
+// or the real binary for the crash test), and read back from the topics.
+#include "comparator/service.hpp"
+#include "shadowpipe/kafka.hpp"
+#include "shadowpipe/result.hpp"
+#include "shadowpipe/statement.hpp"
+#include "shadowpipe/wire.hpp"
+#include "support/stack_env.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <thread>
+
+namespace sp = shadowpipe;
+namespace cmp = shadowpipe::comparator;
+namespace wire = shadowpipe::wire;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kSelect = "select id, name from items where id = $1";
+const std::string kOrdered = "select id, name from items order by id";
+const std::string kCount = "select count(*) from orders where customer = $1";
+
+std::string fingerprint_of(const std::string& sql) {
+  auto analysis = sp::statement::analyze(sql);
+  if (!analysis) throw std::runtime_error("test SQL does not parse: " + analysis.error().describe());
+  return analysis->fingerprint;
+}
+
+wire::StatementResult good(int64_t rows = 2, int64_t latency_us = 1000) {
+  wire::StatementResult result;
+  result.rows = rows;
+  result.columns = {{"id", 23}, {"name", 25}};
+  result.ordered = 0x1111 + static_cast<uint64_t>(rows);
+  result.unordered = 0x2222 + static_cast<uint64_t>(rows);
+  result.column_digests = {0xaaaa, 0xbbbb};
+  result.latency_us = latency_us;
+  return result;
+}
+
+wire::StatementResult failed(std::string sqlstate, std::string message) {
+  wire::StatementResult result;
+  result.status = wire::Status::error;
+  result.sqlstate = std::move(sqlstate);
+  result.message = std::move(message);
+  return result;
+}
+
+struct Step {
+  std::string sql;
+  wire::StatementResult primary;
+  wire::StatementResult shadow;
+};
+
+wire::Request make_request(const std::string& id, const std::string& key, const std::vector<Step>& steps) {
+  wire::Request request;
+  request.request_id = id;
+  request.ts_us = wire::now_us();
+  request.key = key;
+  request.source = "comparator-test";
+  for (const auto& step : steps) {
+    wire::Statement statement;
+    statement.sql = step.sql;
+    statement.params = {std::string("42")};
+    statement.fingerprint = fingerprint_of(step.sql);
+    statement.result = step.primary;
+    request.statements.push_back(std::move(statement));
+  }
+  return request;
+}
+
+wire::ShadowResult make_result(const std::string& id, const std::string& key, const std::vector<Step>& steps,
+                               std::optional<wire::PlanSummary> plan = std::nullopt) {
+  wire::ShadowResult result;
+  result.request_id = id;
+  result.ts_us = wire::now_us();
+  result.key = key;
+  result.executor = "test-executor";
+  for (const auto& step : steps) result.statements.push_back({fingerprint_of(step.sql), step.shadow, plan});
+  return result;
+}
+
+struct Topics {
+  std::string requests, results, mismatches, summary, dlq;
+  int partitions = 1;
+};
+
+class Broker {
+ public:
+  Broker() : producer({{"bootstrap.servers", sp::testing::brokers()}, {"enable.idempotence", "true"}, {"linger.ms", "5"}}) {}
+
+  Topics create(int partitions, int result_partitions = 0) {
+    const auto base = sp::testing::unique_name("cmp");
+    Topics topics{base + ".requests", base + ".results", base + ".mismatches", base + ".summary", base + ".dlq",
+                  partitions};
+    sp::kafka::create_topics(producer.get(),
+                             {{topics.requests, partitions, 1, {}},
+                              {topics.results, result_partitions ? result_partitions : partitions, 1, {}},
+                              {topics.mismatches, partitions, 1, {}},
+                              {topics.summary, 1, 1, {}},
+                              {topics.dlq, 1, 1, {}}},
+                             20s);
+    return topics;
+  }
+
+  void send(const std::string& topic, int32_t partition, const std::string& key, const std::string& payload) {
+    for (;;) {
+      auto err = producer.produce(topic, partition, key, payload);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+      ASSERT_EQ(err, RD_KAFKA_RESP_ERR__QUEUE_FULL) << rd_kafka_err2str(err);
+      producer.poll(50ms);
+    }
+  }
+  void request(const Topics& t, int32_t partition, const wire::Request& record) {
+    send(t.requests, partition, record.key, wire::encode(record));
+  }
+  void result(const Topics& t, int32_t partition, const wire::ShadowResult& record) {
+    send(t.results, partition, record.key, wire::encode(record));
+  }
+  void flush() { ASSERT_EQ(producer.flush(30s), 0) << "records were not delivered"; }
+
+  sp::kafka::Producer producer;
+};
+
+// Reads a topic from the beginning, keeping every record and its partition.
+class Reader {
+ public:
+  explicit Reader(const std::string& topic)
+      : consumer({{"bootstrap.servers", sp::testing::brokers()},
+                  {"group.id", sp::testing::unique_name("cmp-reader")},
+                  {"auto.offset.reset", "earliest"},
+                  {"enable.auto.commit", "false"}}) {
+    consumer.subscribe({topic});
+  }
+  // Polls until done(records) or the timeout; returns done(records).
+  bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done() && std::chrono::steady_clock::now() < deadline) poll_once();
+    return done();
+  }
+  void drain_for(std::chrono::milliseconds duration) {
+    const auto deadline = std::chrono::steady_clock::now() + duration;
+    while (std::chrono::steady_clock::now() < deadline) poll_once();
+  }
+  std::vector<std::pair<int32_t, std::string>> records;
+
+ private:
+  void poll_once() {
+    auto message = consumer.poll(100ms);
+    if (message && !message.error()) records.emplace_back(message.partition(), std::string(message.payload()));
+  }
+  sp::kafka::Consumer consumer;
+};
+
+struct Published {
+  int32_t partition;
+  wire::Mismatch record;
+};
+
+std::vector<Published> mismatches_of(const Reader& reader) {
+  std::vector<Published> out;
+  for (const auto& [partition, payload] : reader.records) {
+    auto decoded = wire::decode_mismatch(payload);
+    EXPECT_TRUE(decoded.ok()) << (decoded.ok() ? "" : decoded.error().describe());
+    if (decoded) out.push_back({partition, std::move(decoded.value())});
+  }
+  return out;
+}
+
+std::map<std::string, int> count_by_request(const Reader& reader) {
+  std::map<std::string, int> counts;
+  for (const auto& published : mismatches_of(reader)) counts[published.record.request_id]++;
+  return counts;
+}
+
+cmp::Options options_for(const Topics& topics) {
+  cmp::Options options;
+  options.kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  options.group = sp::testing::unique_name("cmp-group");
+  options.comparator_id = sp::testing::unique_name("cmp");
+  options.requests_topic = topics.requests;
+  options.results_topic = topics.results;
+  options.mismatches_topic = topics.mismatches;
+  options.summary_topic = topics.summary;
+  options.dlq_topic = topics.dlq;
+  options.window = 2s;
+  options.summary_interval = 1s;
+  options.commit_interval = 500ms;
+  return options;
+}
+
+// A comparator running in-process on its own thread.
+class Running {
+ public:
+  explicit Running(cmp::Options options)
+      : comparator_(std::make_unique<cmp::Comparator>(std::move(options))), thread_([this] {
+          try {
+            comparator_->run(stop_);
+          } catch (...) {
+            error_ = std::current_exception();
+          }
+        }) {}
+  ~Running() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  void stop() {
+    stop_ = true;
+    thread_.join();
+    if (error_) std::rethrow_exception(error_);
+  }
+  cmp::Stats stats() const { return comparator_->stats(); }
+  bool wait_for(const std::function<bool(const cmp::Stats&)>& done, std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (done(stats())) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return done(stats());
+  }
+
+ private:
+  std::unique_ptr<cmp::Comparator> comparator_;
+  std::atomic<bool> stop_{false};
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
+// ---- one test per discrepancy kind -----------------------------------------
+
+struct KindCase {
+  std::string kind;
+  std::vector<Step> steps;
+  std::vector<std::string> columns_differ;
+};
+
+std::vector<KindCase> kind_cases() {
+  auto retyped = good();
+  retyped.columns[1].type_oid = 1043;
+  auto other_values = good();
+  other_values.unordered = 0x9999;
+  other_values.column_digests[1] = 0xcccc;
+  auto reordered = good();
+  reordered.ordered = 0x7777;
+  return {
+      {"shadow_error", {{kSelect, good(), failed("22001", "value too long for type character varying(5)")}}, {}},
+      {"primary_error_only", {{kSelect, failed("23505", "duplicate key"), good()}}, {}},
+      {"error_mismatch", {{kSelect, failed("23505", "duplicate key"), failed("42703", "column does not exist")}}, {}},
+      {"schema_mismatch", {{kSelect, good(), retyped}}, {"name"}},
+      {"row_count_mismatch", {{kSelect, good(2), good(3)}}, {}},
+      {"value_mismatch", {{kSelect, good(), other_values}}, {"name"}},
+      {"order_mismatch", {{kOrdered, good(), reordered}}, {}},
+  };
+}
+
+class DiscrepancyKind : public ::testing::TestWithParam<KindCase> {};
+
+TEST_P(DiscrepancyKind, IsPublishedOnceWithItsEvidence) {
+  const auto& kind_case = GetParam();
+  Broker broker;
+  auto topics = broker.create(2);
+  // The case on partition 1, a matching request on partition 0, and a volatile
+  // statement whose values differ (not a discrepancy) on partition 0.
+  auto volatile_shadow = good();
+  volatile_shadow.unordered = 0x5555;
+  const std::vector<Step> matching = {{kSelect, good(), good()}};
+  const std::vector<Step> volatile_steps = {{"select id, now() from items where id = $1", good(), volatile_shadow}};
+  broker.request(topics, 1, make_request("case", "tenant-a", kind_case.steps));
+  broker.result(topics, 1, make_result("case", "tenant-a", kind_case.steps));
+  broker.request(topics, 0, make_request("matching", "tenant-b", matching));
+  broker.result(topics, 0, make_result("matching", "tenant-b", matching));
+  broker.request(topics, 0, make_request("volatile", "tenant-b", volatile_steps));
+  broker.result(topics, 0, make_result("volatile", "tenant-b", volatile_steps));
+  broker.flush();
+
+  Running comparator(options_for(topics));
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 30s)) << "no mismatch published";
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 3; }, 10s));
+  reader.drain_for(1500ms);
+  comparator.stop();
+
+  auto published = mismatches_of(reader);
+  ASSERT_EQ(published.size(), 1u);
+  const auto& record = published[0].record;
+  EXPECT_EQ(published[0].partition, 1) << "mismatches of request partition N go to mismatch partition N";
+  EXPECT_EQ(record.kind, kind_case.kind);
+  EXPECT_EQ(record.request_id, "case");
+  EXPECT_EQ(record.key, "tenant-a");
+  EXPECT_EQ(record.statement_index, 0);
+  EXPECT_EQ(record.fingerprint, fingerprint_of(kind_case.steps[0].sql));
+  EXPECT_NE(record.normalized_sql.find("items"), std::string::npos);
+  ASSERT_TRUE(record.primary && record.shadow);
+  EXPECT_EQ(record.primary->status, kind_case.steps[0].primary.status);
+  EXPECT_EQ(record.shadow->sqlstate, kind_case.steps[0].shadow.sqlstate);
+  EXPECT_EQ(record.shadow->message, kind_case.steps[0].shadow.message);
+  EXPECT_EQ(record.columns_differ, kind_case.columns_differ);
+  EXPECT_TRUE(record.first_divergence_on_key);
+  EXPECT_FALSE(record.params.has_value()) << "raw parameters are left out unless asked for";
+  EXPECT_FALSE(record.detail.empty());
+  EXPECT_EQ(comparator.stats().discrepancies.at(kind_case.kind), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, DiscrepancyKind, ::testing::ValuesIn(kind_cases()),
+                         [](const auto& info) { return info.param.kind; });
+
+TEST(Comparator, RequestWithoutResultIsShadowMissingAfterTheWindow) {
+  Broker broker;
+  auto topics = broker.create(1);
+  const std::vector<Step> steps = {{kSelect, good(), good()}};
+  broker.request(topics, 0, make_request("lost", "tenant-a", steps));
+  broker.request(topics, 0, make_request("answered", "tenant-a", steps));
+  broker.result(topics, 0, make_result("answered", "tenant-a", steps));
+  broker.flush();
+
+  Running comparator(options_for(topics));
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1 && s.pending_requests == 1; }, 20s));
+  ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 20s));
+  reader.drain_for(1s);
+  comparator.stop();
+  auto published = mismatches_of(reader);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0].record.kind, "shadow_missing");
+  EXPECT_EQ(published[0].record.request_id, "lost");
+  EXPECT_EQ(published[0].record.statement_index, -1);
+  EXPECT_EQ(published[0].record.fingerprint, fingerprint_of(kSelect));
+  EXPECT_EQ(comparator.stats().shadow_missing, 1u);
+}
+
+TEST(Comparator, DuplicateRequestsAndResultsAreDroppedAndCounted) {
+  Broker broker;
+  auto topics = broker.create(1);
+  const std::vector<Step> steps = {{kSelect, good(), failed("22001", "too long")}};
+  auto request = make_request("twice", "tenant-a", steps);
+  auto result = make_result("twice", "tenant-a", steps);
+  broker.request(topics, 0, request);
+  broker.request(topics, 0, request);
+  broker.result(topics, 0, result);
+  broker.result(topics, 0, result);
+  broker.request(topics, 0, request);  // a late producer retry, after the decision
+  broker.flush();
+
+  Running comparator(options_for(topics));
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.duplicates == 3; }, 20s))
+      << "duplicates counted: " << comparator.stats().duplicates;
+  reader.drain_for(3s);  // past the window: a duplicate must not turn into shadow_missing
+  comparator.stop();
+  EXPECT_EQ(count_by_request(reader), (std::map<std::string, int>{{"twice", 1}}));
+  EXPECT_EQ(comparator.stats().pairs, 1u);
+  EXPECT_EQ(comparator.stats().shadow_missing, 0u);
+}
+
+TEST(Comparator, ResultsArrivingBeforeTheirRequestsStillJoin) {
+  Broker broker;
+  auto topics = broker.create(2);
+  const std::vector<Step> steps = {{kSelect, good(), failed("22001", "too long")}};
+  auto options = options_for(topics);
+  options.window = 10s;
+  options.include_params = true;
+  Running comparator(options);
+  for (int i = 0; i < 20; ++i) broker.result(topics, i % 2, make_result("r" + std::to_string(i), "k", steps));
+  broker.flush();
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pending_results == 20; }, 30s));
+  for (int i = 0; i < 20; ++i) broker.request(topics, i % 2, make_request("r" + std::to_string(i), "k", steps));
+  broker.flush();
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_until([&] { return reader.records.size() >= 20; }, 20s));
+  reader.drain_for(1s);
+  comparator.stop();
+  auto published = mismatches_of(reader);
+  ASSERT_EQ(published.size(), 20u);
+  for (const auto& [partition, record] : published) {
+    EXPECT_EQ(record.kind, "shadow_error");
+    ASSERT_TRUE(record.params.has_value()) << "--include-params puts the parameters in";
+    EXPECT_EQ(*record.params, (std::vector<std::optional<std::string>>{std::string("42")}));
+  }
+  EXPECT_EQ(comparator.stats().pairs, 20u);
+  EXPECT_EQ(comparator.stats().pending_results, 0u);
+}
+
+TEST(Comparator, OnlyTheFirstDiscrepancyOnAKeyIsMarkedAsTheCause) {
+  Broker broker;
+  auto topics = broker.create(1);
+  const std::vector<Step> refused = {{kSelect, good(), failed("23502", "null value in column")}};
+  const std::vector<Step> echo = {{kSelect, good(1), good(0)}};
+  broker.request(topics, 0, make_request("cause", "order-7", refused));
+  broker.result(topics, 0, make_result("cause", "order-7", refused));
+  broker.request(topics, 0, make_request("echo", "order-7", echo));
+  broker.result(topics, 0, make_result("echo", "order-7", echo));
+  broker.flush();
+  Running comparator(options_for(topics));
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_until([&] { return reader.records.size() >= 2; }, 30s));
+  comparator.stop();
+  auto published = mismatches_of(reader);
+  ASSERT_EQ(published.size(), 2u);
+  EXPECT_EQ(published[0].record.request_id, "cause");
+  EXPECT_TRUE(published[0].record.first_divergence_on_key);
+  EXPECT_EQ(published[1].record.request_id, "echo");
+  EXPECT_FALSE(published[1].record.first_divergence_on_key);
+}
+
+TEST(Comparator, BadRecordsGoToTheDeadLetterTopicAndThePartitionMovesOn) {
+  Broker broker;
+  auto topics = broker.create(1);
+  const std::vector<Step> steps = {{kSelect, good(), failed("22001", "too long")}};
+  broker.send(topics.requests, 0, "k", "{not json");
+  auto unparsable = make_request("bad-sql", "k", {{kSelect, good(), good()}});
+  unparsable.statements[0].sql = "selec id form items";
+  unparsable.statements[0].fingerprint = "00000000000000ff";
+  broker.request(topics, 0, unparsable);
+  broker.request(topics, 0, make_request("after", "k", steps));
+  broker.result(topics, 0, make_result("after", "k", steps));
+  broker.flush();
+  Running comparator(options_for(topics));
+  Reader dlq(topics.dlq);
+  Reader mismatches(topics.mismatches);
+  ASSERT_TRUE(dlq.wait_until([&] { return dlq.records.size() >= 2; }, 30s));
+  ASSERT_TRUE(mismatches.wait_until([&] { return !mismatches.records.empty(); }, 20s));
+  comparator.stop();
+  auto first = wire::decode_dead_letter(dlq.records[0].second);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->source_topic, topics.requests);
+  EXPECT_EQ(first->source_offset, 0);
+  auto second = wire::decode_dead_letter(dlq.records[1].second);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->error_code, "sql_syntax");
+  EXPECT_EQ(second->source_offset, 1);
+  EXPECT_EQ(count_by_request(mismatches), (std::map<std::string, int>{{"after", 1}}));
+  EXPECT_EQ(comparator.stats().dead_letters, 2u);
+}
+
+TEST(Comparator, RefusesToStartWhenPartitionCountsDiffer) {
+  Broker broker;
+  auto topics = broker.create(2, 3);
+  try {
+    cmp::Comparator comparator(options_for(topics));
+    FAIL() << "the comparator started on topics it cannot join";
+  } catch (const sp::Failure& failure) {
+    const std::string what = failure.what();
+    EXPECT_NE(what.find(topics.requests + " has 2 partitions"), std::string::npos) << what;
+    EXPECT_NE(what.find(topics.results + " has 3"), std::string::npos) << what;
+  }
+}
+
+TEST(Comparator, LatencyRegressionCarriesBothDistributionsAndTheShadowPlan) {
+  Broker broker;
+  auto topics = broker.create(1);
+  const wire::PlanSummary plan{{"Seq Scan"}, {"items"}, 1234.5, 1};
+  for (int i = 0; i < 20; ++i) {
+    const std::vector<Step> slow = {{kSelect, good(2, 1000 + i), good(2, 20000 + 10 * i)}};
+    const std::vector<Step> steady = {{kCount, good(1, 2000 + i), good(1, 2100 + i)}};
+    broker.request(topics, 0, make_request("slow" + std::to_string(i), "k", slow));
+    broker.result(topics, 0, make_result("slow" + std::to_string(i), "k", slow, plan));
+    broker.request(topics, 0, make_request("steady" + std::to_string(i), "k", steady));
+    broker.result(topics, 0, make_result("steady" + std::to_string(i), "k", steady));
+  }
+  broker.flush();
+  auto options = options_for(topics);
+  options.min_samples = 10;
+  options.summary_interval = 500ms;
+  Running comparator(options);
+  Reader mismatches(topics.mismatches);
+  Reader summaries(topics.summary);
+  ASSERT_TRUE(mismatches.wait_until([&] { return !mismatches.records.empty(); }, 30s));
+  ASSERT_TRUE(summaries.wait_until([&] { return summaries.records.size() >= 2; }, 10s));
+  mismatches.drain_for(1500ms);  // evaluated again: published once
+  comparator.stop();
+
+  auto published = mismatches_of(mismatches);
+  ASSERT_EQ(published.size(), 1u);
+  const auto& record = published[0].record;
+  EXPECT_EQ(record.kind, "latency_regression");
+  EXPECT_EQ(record.fingerprint, fingerprint_of(kSelect));
+  EXPECT_NEAR(record.latency_ratio, 20, 1.5);
+  ASSERT_TRUE(record.plan.has_value());
+  EXPECT_EQ(*record.plan, plan);
+  EXPECT_NE(record.detail.find("p99"), std::string::npos);
+  EXPECT_NE(record.detail.find("p50"), std::string::npos);
+
+  std::map<std::string, uint64_t> compared;
+  for (const auto& [partition, payload] : summaries.records) {
+    auto summary = wire::decode_summary(payload);
+    ASSERT_TRUE(summary.ok()) << summary.error().describe();
+    compared[summary->fingerprint] += summary->compared;
+    if (summary->fingerprint == fingerprint_of(kSelect) && summary->compared > 0) {
+      EXPECT_NEAR(summary->shadow_latency.p95_us, 20000, 600);
+      EXPECT_NEAR(summary->primary_latency.p50_us, 1010, 25);
+    }
+  }
+  EXPECT_EQ(compared[fingerprint_of(kSelect)], 20u);
+  EXPECT_EQ(compared[fingerprint_of(kCount)], 20u);
+}
+
+// ---- crash, rebalance, memory ----------------------------------------------
+
+std::vector<Step> failing_steps() { return {{kSelect, good(), failed("22001", "too long")}}; }
+
+void publish_pairs(Broker& broker, const Topics& topics, int from, int to, const std::string& prefix) {
+  const auto steps = failing_steps();
+  for (int i = from; i < to; ++i) {
+    const auto id = prefix + std::to_string(i);
+    const auto key = "key-" + std::to_string(i % 97);
+    const int32_t partition = i % topics.partitions;
+    broker.request(topics, partition, make_request(id, key, steps));
+    broker.result(topics, partition, make_result(id, key, steps));
+  }
+  broker.flush();
+}
+
+std::string comparator_binary() {
+  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "shadow-comparator").string();
+}
+
+pid_t start_binary(const Topics& topics, const std::string& group) {
+  const std::vector<std::string> args = {comparator_binary(), "--brokers", sp::testing::brokers(), "--group", group,
+                                         "--requests-topic", topics.requests, "--results-topic", topics.results,
+                                         "--mismatches-topic", topics.mismatches, "--summary-topic", topics.summary,
+                                         "--dlq-topic", topics.dlq, "--window", "3000", "--commit-interval", "1000"};
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
+  ASSERT_TRUE(std::filesystem::exists(comparator_binary())) << comparator_binary();
+  Broker broker;
+  auto topics = broker.create(3);
+  const std::string group = sp::testing::unique_name("cmp-crash");
+  publish_pairs(broker, topics, 0, 3000, "a");
+  Reader reader(topics.mismatches);
+
+  const pid_t first = start_binary(topics, group);
+  ASSERT_GT(first, 0);
+  ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 30s)) << "first instance published nothing";
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  int status = 0;
+  waitpid(first, &status, 0);
+  const size_t before_restart = reader.records.size();
+  publish_pairs(broker, topics, 3000, 5000, "a");
+
+  const pid_t second = start_binary(topics, group);
+  ASSERT_GT(second, 0);
+  const bool complete = reader.wait_until([&] { return count_by_request(reader).size() >= 5000; }, 45s);
+  reader.drain_for(2s);
+  kill(second, SIGTERM);
+  waitpid(second, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  ASSERT_TRUE(complete) << "decided " << count_by_request(reader).size() << " of 5000";
+
+  auto counts = count_by_request(reader);
+  EXPECT_EQ(counts.size(), 5000u);
+  int repeated = 0;
+  for (const auto& [id, count] : counts) repeated += count > 1;
+  EXPECT_EQ(repeated, 0) << "records before the kill: " << before_restart << ", total " << reader.records.size();
+}
+
+TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
+  Broker broker;
+  auto topics = broker.create(6);
+  publish_pairs(broker, topics, 0, 3000, "b");
+  auto options = options_for(topics);
+  auto first_options = options;
+  first_options.comparator_id = "first";
+  auto second_options = options;
+  second_options.comparator_id = "second";
+  auto first = std::make_unique<Running>(first_options);
+  Running second(second_options);
+  ASSERT_TRUE(first->wait_for([](const cmp::Stats& s) { return s.assigned_pairs == 3; }, 30s));
+  ASSERT_TRUE(second.wait_for([](const cmp::Stats& s) { return s.assigned_pairs == 3; }, 30s));
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_until([&] { return reader.records.size() >= 1000; }, 30s));
+  first->stop();
+  const uint64_t first_pairs = first->stats().pairs;
+  first.reset();
+  publish_pairs(broker, topics, 3000, 6000, "b");
+  ASSERT_TRUE(second.wait_for([](const cmp::Stats& s) { return s.assigned_pairs == 6; }, 30s));
+  ASSERT_TRUE(reader.wait_until([&] { return count_by_request(reader).size() >= 6000; }, 40s))
+      << "decided " << count_by_request(reader).size() << " of 6000";
+  reader.drain_for(1s);
+  second.stop();
+  EXPECT_GT(first_pairs, 0u);
+  auto counts = count_by_request(reader);
+  EXPECT_EQ(counts.size(), 6000u);
+  int repeated = 0;
+  for (const auto& [id, count] : counts) repeated += count > 1;
+  EXPECT_EQ(repeated, 0);
+}
+
+TEST(Comparator, PendingMemoryStaysUnderTheLimitWhileResultsLagFarBehind) {
+  Broker broker;
+  auto topics = broker.create(2);
+  const auto steps = failing_steps();
+  constexpr int kRequests = 4000;
+  for (int i = 0; i < kRequests; ++i) broker.request(topics, i % 2, make_request("m" + std::to_string(i), "k", steps));
+  broker.flush();
+  auto options = options_for(topics);
+  options.window = 30s;
+  options.max_pending_bytes = 256 * 1024;
+  Running comparator(options);
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.paused_partitions > 0; }, 30s))
+      << "pending bytes " << comparator.stats().pending_bytes;
+  std::this_thread::sleep_for(1s);
+  auto paused = comparator.stats();
+  std::cout << "bytes per pending request: " << paused.bytes_per_pending_entry << ", pending requests "
+            << paused.pending_requests << ", high water " << paused.pending_bytes_high_water << " bytes\n";
+  EXPECT_LT(paused.pending_requests, static_cast<size_t>(kRequests)) << "the requests did not stop at the limit";
+  EXPECT_GT(paused.bytes_per_pending_entry, 0);
+
+  for (int i = 0; i < kRequests; ++i) broker.result(topics, i % 2, make_result("m" + std::to_string(i), "k", steps));
+  broker.flush();
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == kRequests; }, 40s))
+      << "pairs " << comparator.stats().pairs;
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.paused_partitions == 0; }, 5s));
+  comparator.stop();
+  const auto final_stats = comparator.stats();
+  // One entry past the limit is the most a check after each record allows.
+  EXPECT_LE(final_stats.pending_bytes_high_water, options.max_pending_bytes + 4096);
+  EXPECT_EQ(final_stats.shadow_missing, 0u) << "nothing is dropped to stay under the limit";
+  EXPECT_GT(final_stats.pauses, 0u);
+}
+
+}  // namespace
