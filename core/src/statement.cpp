@@ -28,13 +28,18 @@
 #include "shadowpipe/statement.hpp"
 
 #include <pg_query.h>
+#include <pthread.h>
 #include <simdjson.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <exception>
 #include <list>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -565,6 +570,65 @@ Result<element> parse_tree_json(const char* json) {
   return root;
 }
 
+// libpg_query's tree walkers (JSON output, normalize) recurse once per nesting
+// level, and a long operator chain (1+1+...+1) nests one level per two bytes
+// of SQL: about 160 bytes of stack per byte of SQL, so a 50 KiB statement
+// overflows an 8 MiB thread stack and kills the process. Texts above
+// kInlineTextBytes are therefore analyzed on a thread whose stack grows with
+// the text; the mapping is MAP_NORESERVE, so only the pages a deep statement
+// really touches cost memory. Below the threshold the caller's stack is used
+// (worst case about 320 KiB).
+constexpr size_t kInlineTextBytes = 2 * 1024;
+constexpr size_t kStackBytesPerTextByte = 512;  // three times the measured need
+constexpr size_t kBaseStackBytes = 1024 * 1024;
+
+template <class Body>
+Result<Analysis> run_on_own_stack(size_t text_bytes, Body body) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t wanted = kBaseStackBytes + kStackBytesPerTextByte * text_bytes;
+  const size_t stack_bytes = (wanted + page - 1) / page * page + page;  // plus a guard page
+  void* memory = mmap(nullptr, stack_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  const auto too_large = [&] {
+    return Error{ErrorCode::too_large, "sql",
+                 "SQL text of " + std::to_string(text_bytes) + " bytes is too large to analyze (cannot reserve " +
+                     std::to_string(stack_bytes >> 20) + " MiB of parser stack)"};
+  };
+  if (memory == MAP_FAILED) return too_large();
+  // The stack grows down: an overflow hits this page and faults at once.
+  mprotect(memory, page, PROT_NONE);
+
+  struct Job {
+    Body* body;
+    std::optional<Result<Analysis>> result;
+    std::exception_ptr failure;
+  } job{&body, std::nullopt, nullptr};
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setstack(&attributes, memory, stack_bytes);
+  pthread_t thread;
+  const int created = pthread_create(
+      &thread, &attributes,
+      [](void* argument) -> void* {
+        auto& job = *static_cast<Job*>(argument);
+        try {
+          job.result.emplace((*job.body)());
+        } catch (...) {
+          job.failure = std::current_exception();
+        }
+        return nullptr;
+      },
+      &job);
+  pthread_attr_destroy(&attributes);
+  if (created == 0) pthread_join(thread, nullptr);
+  munmap(memory, stack_bytes);
+  if (created != 0) return too_large();
+  if (job.failure) std::rethrow_exception(job.failure);
+  return std::move(*job.result);
+}
+
+Result<Analysis> analyze_text(const std::string& text);
+
 }  // namespace
 
 Result<Analysis> analyze(std::string_view sql) {
@@ -573,6 +637,16 @@ Result<Analysis> analyze(std::string_view sql) {
                  "SQL contains a NUL byte at position " + std::to_string(nul + 1)};
   }
   const std::string text(sql);  // libpg_query wants a NUL-terminated string
+  if (text.size() <= kInlineTextBytes) return analyze_text(text);
+  return run_on_own_stack(text.size(), [&text] { return analyze_text(text); });
+}
+
+namespace {
+Result<Analysis> analyze_text(const std::string& text) {
+  // libpg_query keeps one top-level memory context per thread, reused by every
+  // call and freed when the thread exits; each call frees its own memory with
+  // the results below. pg_query_exit() is therefore never needed here (the
+  // ASan build's LeakSanitizer confirms it).
 
   const ParseResult parsed(pg_query_parse(text.c_str()));
   if (parsed->error != nullptr) return syntax_error(*parsed->error);
@@ -609,6 +683,7 @@ Result<Analysis> analyze(std::string_view sql) {
   analysis.normalized_sql = normalized->normalized_query;
   return analysis;
 }
+}  // namespace
 
 // ---- Analyzer: LRU cache by exact statement text ---------------------------
 

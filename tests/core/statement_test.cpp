@@ -330,13 +330,34 @@ TEST(StatementMulti, CountsStatementsAndMergesFindings) {
   EXPECT_EQ(analyzed("SELECT 1").statement_count, 1);
 }
 
+// 100k terms nest 100k levels deep: libpg_query's recursive walkers would
+// overflow an 8 MiB thread stack at about 25k.
 TEST(StatementMulti, DeeplyNestedExpressionIsAnalyzed) {
   std::string sql = "SELECT 1";
-  for (int i = 0; i < 20000; ++i) sql += "+1";
+  for (int i = 0; i < 100000; ++i) sql += "+1";
   sql += ", random()";
   const auto analysis = analyzed(sql);
   EXPECT_EQ(analysis.kind, Kind::read);
   EXPECT_EQ(analysis.volatile_calls, std::vector<std::string>{"random"});
+}
+
+TEST(StatementMulti, LongFlatStatementIsAnalyzed) {
+  std::string sql = "INSERT INTO t (a, b) VALUES (1, 'x')";
+  for (int i = 0; i < 5000; ++i) sql += ", (" + std::to_string(i) + ", 'row')";
+  sql += " RETURNING now()";
+  const auto analysis = analyzed(sql);
+  EXPECT_EQ(analysis.kind, Kind::write);
+  EXPECT_EQ(analysis.volatile_calls, std::vector<std::string>{"now"});
+  EXPECT_EQ(analysis.fingerprint, analyzed("INSERT INTO t (a, b) VALUES (1, 'x') RETURNING now()").fingerprint);
+}
+
+TEST(StatementErrors, SyntaxErrorInALongStatementIsReported) {
+  std::string sql = "SELECT 1";
+  for (int i = 0; i < 5000; ++i) sql += "+1";
+  sql += " FORM t";  // FORM reads as a column alias: the error is at "t", the last byte
+  const auto result = analyze(sql);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().message, "syntax error at or near \"t\" at position " + std::to_string(sql.size()));
 }
 
 // ---- Analyzer cache ------------------------------------------------------------
