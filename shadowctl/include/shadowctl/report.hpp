@@ -1,0 +1,93 @@
+// `shadowctl report` and `verdict` read the mismatch and summary topics into
+// one Report: per fingerprint, what was compared, what differed and how the
+// latency moved. Rendering (text, json, html) is separate from reading.
+#pragma once
+
+#include "shadowctl/topics.hpp"
+#include "shadowpipe/kafka.hpp"
+#include "shadowpipe/wire.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace shadowctl {
+
+struct FingerprintReport {
+  std::string fingerprint;
+  std::string normalized_sql;
+  uint64_t compared = 0;
+  std::map<std::string, uint64_t> discrepancies;  // by kind, from the mismatch topic
+  std::vector<std::string> example_request_ids;   // the first few, in topic order
+  std::set<std::string> columns_differ;
+  std::set<std::string> sqlstates;                // the shadow's (or primary's) error codes seen
+  std::vector<std::string> error_messages;        // a few distinct shadow error messages
+  shadowpipe::wire::LatencySummary primary_latency;
+  shadowpipe::wire::LatencySummary shadow_latency;
+  std::optional<shadowpipe::wire::Mismatch> latency_regression;  // the latest one
+
+  uint64_t discrepancy_total(bool with_latency) const;
+};
+
+struct Report {
+  std::vector<FingerprintReport> fingerprints;  // most discrepancies first
+  uint64_t compared = 0;
+  uint64_t mismatch_records = 0;
+  uint64_t duplicate_mismatch_records = 0;  // same request, kind and statement seen twice
+  uint64_t unreadable_records = 0;          // records in the topics that did not decode
+  int64_t first_ts_us = 0;
+  int64_t last_ts_us = 0;
+
+  uint64_t discrepancies(bool with_latency) const;
+};
+
+// Accumulates records; exposed so tests and --follow feed it directly.
+class ReportBuilder {
+ public:
+  void add_mismatch(const shadowpipe::wire::Mismatch& mismatch);
+  // Summary records are cumulative per comparator instance: the latest one
+  // per (comparator, fingerprint) counts, and instances add up.
+  void add_summary(const shadowpipe::wire::Summary& summary);
+  void add_unreadable() { ++unreadable_; }
+  Report build() const;
+
+ private:
+  struct Entry {
+    FingerprintReport report;
+    std::map<std::string, shadowpipe::wire::Summary> latest_by_comparator;
+  };
+  Entry& entry(const std::string& fingerprint);
+  std::map<std::string, Entry> entries_;
+  std::set<std::string> seen_;  // request_id|kind|statement_index
+  uint64_t mismatch_records_ = 0, duplicates_ = 0, unreadable_ = 0;
+  int64_t first_ts_us_ = 0, last_ts_us_ = 0;
+};
+
+struct ReadOptions {
+  TopicNames names;
+  std::optional<int64_t> since_ms;
+  std::chrono::milliseconds timeout{60'000};
+};
+
+// Reads both topics to their current end.
+Report read_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options);
+
+enum class Format { text, json, html };
+std::string render(const Report& report, Format format);
+
+}  // namespace shadowctl
+
+namespace shadowctl {
+
+// --follow: reads to the end, then keeps reading; calls on_update with the
+// whole report every couple of seconds while something changed, until
+// should_stop() says so.
+void follow_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options,
+                   const std::function<void(const Report&)>& on_update, const std::function<bool()>& should_stop);
+
+}  // namespace shadowctl

@@ -1,0 +1,153 @@
+#include "shadowctl/report.hpp"
+
+#include "shadowctl/topic_reader.hpp"
+
+#include <algorithm>
+
+namespace shadowctl {
+
+namespace wire = shadowpipe::wire;
+
+namespace {
+constexpr size_t kExampleRequests = 3;
+constexpr size_t kErrorMessages = 3;
+}  // namespace
+
+uint64_t FingerprintReport::discrepancy_total(bool with_latency) const {
+  uint64_t total = 0;
+  for (const auto& [kind, count] : discrepancies) {
+    if (with_latency || kind != "latency_regression") total += count;
+  }
+  return total;
+}
+
+uint64_t Report::discrepancies(bool with_latency) const {
+  uint64_t total = 0;
+  for (const auto& fingerprint : fingerprints) total += fingerprint.discrepancy_total(with_latency);
+  return total;
+}
+
+ReportBuilder::Entry& ReportBuilder::entry(const std::string& fingerprint) {
+  auto& entry = entries_[fingerprint];
+  entry.report.fingerprint = fingerprint;
+  return entry;
+}
+
+void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
+  // A comparator that replays after a crash may publish a decision again.
+  const auto identity =
+      mismatch.request_id + "|" + mismatch.kind + "|" + std::to_string(mismatch.statement_index);
+  ++mismatch_records_;
+  if (!seen_.insert(identity).second) {
+    ++duplicates_;
+    return;
+  }
+  if (mismatch.ts_us > 0) {
+    first_ts_us_ = first_ts_us_ == 0 ? mismatch.ts_us : std::min(first_ts_us_, mismatch.ts_us);
+    last_ts_us_ = std::max(last_ts_us_, mismatch.ts_us);
+  }
+  auto& report = entry(mismatch.fingerprint).report;
+  if (report.normalized_sql.empty()) report.normalized_sql = mismatch.normalized_sql;
+  ++report.discrepancies[mismatch.kind];
+  if (report.example_request_ids.size() < kExampleRequests &&
+      std::find(report.example_request_ids.begin(), report.example_request_ids.end(), mismatch.request_id) ==
+          report.example_request_ids.end()) {
+    report.example_request_ids.push_back(mismatch.request_id);
+  }
+  report.columns_differ.insert(mismatch.columns_differ.begin(), mismatch.columns_differ.end());
+  for (const auto* side : {&mismatch.shadow, &mismatch.primary}) {
+    if (*side && !(*side)->sqlstate.empty()) report.sqlstates.insert((*side)->sqlstate);
+  }
+  if (mismatch.shadow && !mismatch.shadow->message.empty() && report.error_messages.size() < kErrorMessages &&
+      std::find(report.error_messages.begin(), report.error_messages.end(), mismatch.shadow->message) ==
+          report.error_messages.end()) {
+    report.error_messages.push_back(mismatch.shadow->message);
+  }
+  if (mismatch.kind == "latency_regression") report.latency_regression = mismatch;
+}
+
+void ReportBuilder::add_summary(const wire::Summary& summary) {
+  auto& entry = this->entry(summary.fingerprint);
+  if (entry.report.normalized_sql.empty()) entry.report.normalized_sql = summary.normalized_sql;
+  auto& latest = entry.latest_by_comparator[summary.comparator];
+  if (summary.ts_us >= latest.ts_us) latest = summary;
+}
+
+Report ReportBuilder::build() const {
+  Report report;
+  report.mismatch_records = mismatch_records_;
+  report.duplicate_mismatch_records = duplicates_;
+  report.unreadable_records = unreadable_;
+  report.first_ts_us = first_ts_us_;
+  report.last_ts_us = last_ts_us_;
+  for (const auto& [fingerprint, entry] : entries_) {
+    FingerprintReport out = entry.report;
+    // Instances split the partitions, so their counts add up; latency comes
+    // from the instance that saw the most of this fingerprint.
+    uint64_t most = 0;
+    for (const auto& [comparator, summary] : entry.latest_by_comparator) {
+      out.compared += summary.compared;
+      if (summary.compared >= most) {
+        most = summary.compared;
+        out.primary_latency = summary.primary_latency;
+        out.shadow_latency = summary.shadow_latency;
+      }
+    }
+    report.compared += out.compared;
+    report.fingerprints.push_back(std::move(out));
+  }
+  std::stable_sort(report.fingerprints.begin(), report.fingerprints.end(), [](const auto& a, const auto& b) {
+    if (a.discrepancy_total(true) != b.discrepancy_total(true)) {
+      return a.discrepancy_total(true) > b.discrepancy_total(true);
+    }
+    return a.compared > b.compared;
+  });
+  return report;
+}
+
+Report read_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options) {
+  ReportBuilder builder;
+  TopicReader reader(kafka, {options.names.mismatches, options.names.summary}, options.since_ms);
+  reader.read_to_end(
+      [&](const shadowpipe::kafka::Message& message) {
+        if (message.topic() == options.names.mismatches) {
+          auto mismatch = wire::decode_mismatch(message.payload());
+          if (mismatch) builder.add_mismatch(*mismatch); else builder.add_unreadable();
+        } else {
+          auto summary = wire::decode_summary(message.payload());
+          if (summary) builder.add_summary(*summary); else builder.add_unreadable();
+        }
+      },
+      options.timeout);
+  return builder.build();
+}
+
+}  // namespace shadowctl
+
+namespace shadowctl {
+
+void follow_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options,
+                   const std::function<void(const Report&)>& on_update, const std::function<bool()>& should_stop) {
+  ReportBuilder builder;
+  bool changed = false;
+  auto handle = [&](const shadowpipe::kafka::Message& message) {
+    changed = true;
+    if (message.topic() == options.names.mismatches) {
+      auto mismatch = wire::decode_mismatch(message.payload());
+      if (mismatch) builder.add_mismatch(*mismatch); else builder.add_unreadable();
+    } else {
+      auto summary = wire::decode_summary(message.payload());
+      if (summary) builder.add_summary(*summary); else builder.add_unreadable();
+    }
+  };
+  TopicReader reader(kafka, {options.names.mismatches, options.names.summary}, options.since_ms);
+  reader.read_to_end(handle, options.timeout);
+  on_update(builder.build());
+  while (!should_stop()) {
+    changed = false;
+    reader.read_for(handle, std::chrono::seconds(2));
+    if (changed) on_update(builder.build());
+  }
+}
+
+}  // namespace shadowctl

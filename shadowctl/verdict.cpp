@@ -1,0 +1,72 @@
+#include "shadowctl/verdict.hpp"
+
+#include <cstdio>
+
+namespace shadowctl {
+
+namespace {
+std::string fixed(double value, const char* format) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, format, value);
+  return buffer;
+}
+}  // namespace
+
+Verdict judge(const Report& report, const VerdictOptions& options) {
+  Verdict verdict;
+  if (report.compared < options.min_requests) {
+    verdict.reasons.push_back("only " + std::to_string(report.compared) + " requests were compared, fewer than " +
+                              "--min-requests " + std::to_string(options.min_requests) +
+                              ": let more traffic through the shadow before deciding");
+  }
+  const uint64_t discrepancies = report.discrepancies(false);
+  const double rate = report.compared ? static_cast<double>(discrepancies) / static_cast<double>(report.compared)
+                                      : (discrepancies ? 1.0 : 0.0);
+  if (rate > options.max_mismatch_rate) {
+    verdict.reasons.push_back(std::to_string(discrepancies) + " discrepancies in " + std::to_string(report.compared) +
+                              " requests (rate " + fixed(rate, "%.5f") + " > --max-mismatch-rate " +
+                              fixed(options.max_mismatch_rate, "%.5f") + ")");
+    for (const auto& fingerprint : report.fingerprints) {
+      if (fingerprint.discrepancy_total(false) == 0) continue;
+      std::string kinds;
+      for (const auto& [kind, count] : fingerprint.discrepancies) {
+        if (kind == "latency_regression") continue;
+        kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
+      }
+      std::string what = "  " + fingerprint.fingerprint + ": " + kinds;
+      if (!fingerprint.sqlstates.empty()) what += "; SQLSTATE " + *fingerprint.sqlstates.begin();
+      if (!fingerprint.columns_differ.empty()) what += "; columns " + *fingerprint.columns_differ.begin();
+      what += " — " + fingerprint.normalized_sql.substr(0, 80);
+      verdict.reasons.push_back(what);
+    }
+  }
+  for (const auto& fingerprint : report.fingerprints) {
+    if (!fingerprint.latency_regression) continue;
+    const double ratio = fingerprint.latency_regression->latency_ratio;
+    if (ratio > options.max_latency_ratio) {
+      std::string what = "latency regression on " + fingerprint.fingerprint + ": shadow p95 " + fixed(ratio, "%.1f") +
+                         "x the primary's (> --max-latency-ratio " + fixed(options.max_latency_ratio, "%.1f") + ")";
+      if (fingerprint.latency_regression->plan && !fingerprint.latency_regression->plan->seq_scans.empty()) {
+        what += "; the shadow plan scans " + fingerprint.latency_regression->plan->seq_scans.front() + " sequentially";
+      }
+      what += " — " + fingerprint.normalized_sql.substr(0, 80);
+      verdict.reasons.push_back(what);
+    }
+  }
+  verdict.pass = verdict.reasons.empty();
+  if (verdict.pass) {
+    verdict.reasons.push_back(std::to_string(report.compared) + " requests compared across " +
+                              std::to_string(report.fingerprints.size()) + " fingerprints; " +
+                              std::to_string(discrepancies) + " discrepancies; no latency regression above " +
+                              fixed(options.max_latency_ratio, "%.1f") + "x");
+  }
+  return verdict;
+}
+
+std::string render(const Verdict& verdict) {
+  std::string out = verdict.pass ? "PASS\n" : "FAIL\n";
+  for (const auto& reason : verdict.reasons) out += "  " + reason + "\n";
+  return out;
+}
+
+}  // namespace shadowctl

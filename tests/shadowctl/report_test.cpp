@@ -1,0 +1,173 @@
+#include "shadowctl/report.hpp"
+#include "shadowctl/reset.hpp"
+#include "shadowctl/since.hpp"
+#include "shadowpipe/result.hpp"
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+using shadowctl::ReportBuilder;
+namespace wire = shadowpipe::wire;
+
+namespace {
+
+wire::Mismatch mismatch(const std::string& request, const std::string& kind, const std::string& fingerprint) {
+  wire::Mismatch out;
+  out.kind = kind;
+  out.request_id = request;
+  out.fingerprint = fingerprint;
+  out.normalized_sql = "select * from t where id = $1";
+  out.statement_index = 0;
+  out.ts_us = 1'800'000'000'000'000;
+  return out;
+}
+
+wire::Summary summary(const std::string& comparator, const std::string& fingerprint, uint64_t compared, int64_t ts) {
+  wire::Summary out;
+  out.comparator = comparator;
+  out.fingerprint = fingerprint;
+  out.compared = compared;
+  out.ts_us = ts;
+  out.primary_latency = {compared, 100, 200, 300, 400};
+  out.shadow_latency = {compared, 110, 220, 330, 440};
+  return out;
+}
+
+}  // namespace
+
+TEST(ReportBuilder, CountsEachDecisionOnceEvenWhenRepublished) {
+  ReportBuilder builder;
+  builder.add_mismatch(mismatch("r1", "value_mismatch", "f1"));
+  builder.add_mismatch(mismatch("r1", "value_mismatch", "f1"));  // a replay after a crash
+  builder.add_mismatch(mismatch("r1", "row_count_mismatch", "f1"));
+  builder.add_mismatch(mismatch("r2", "value_mismatch", "f1"));
+  const auto report = builder.build();
+  ASSERT_EQ(report.fingerprints.size(), 1u);
+  EXPECT_EQ(report.fingerprints[0].discrepancies.at("value_mismatch"), 2u);
+  EXPECT_EQ(report.fingerprints[0].discrepancies.at("row_count_mismatch"), 1u);
+  EXPECT_EQ(report.duplicate_mismatch_records, 1u);
+  EXPECT_EQ(report.mismatch_records, 4u);
+  EXPECT_EQ(report.fingerprints[0].example_request_ids, (std::vector<std::string>{"r1", "r2"}));
+}
+
+TEST(ReportBuilder, LatestSummaryPerComparatorCountsAndInstancesAddUp) {
+  ReportBuilder builder;
+  builder.add_summary(summary("c1", "f1", 100, 1));
+  builder.add_summary(summary("c1", "f1", 250, 2));  // cumulative: replaces the earlier one
+  builder.add_summary(summary("c1", "f1", 200, 0));  // older, arriving late: ignored
+  builder.add_summary(summary("c2", "f1", 50, 5));
+  const auto report = builder.build();
+  ASSERT_EQ(report.fingerprints.size(), 1u);
+  EXPECT_EQ(report.fingerprints[0].compared, 300u);
+  EXPECT_EQ(report.compared, 300u);
+  EXPECT_EQ(report.fingerprints[0].primary_latency.count, 250u) << "latency of the instance that saw the most";
+}
+
+TEST(ReportBuilder, EvidenceIsCollected) {
+  ReportBuilder builder;
+  auto error = mismatch("r1", "shadow_error", "f2");
+  error.shadow = wire::StatementResult{};
+  error.shadow->status = wire::Status::error;
+  error.shadow->sqlstate = "22001";
+  error.shadow->message = "value too long for type character varying(64)";
+  builder.add_mismatch(error);
+  auto values = mismatch("r2", "value_mismatch", "f3");
+  values.columns_differ = {"price"};
+  builder.add_mismatch(values);
+  auto slow = mismatch("r3", "latency_regression", "f4");
+  slow.latency_ratio = 40;
+  slow.plan = wire::PlanSummary{{"Sort", "Seq Scan"}, {"orders"}, 4521.5, 12};
+  builder.add_mismatch(slow);
+  const auto report = builder.build();
+  ASSERT_EQ(report.fingerprints.size(), 3u);
+  EXPECT_EQ(report.discrepancies(false), 2u);
+  EXPECT_EQ(report.discrepancies(true), 3u);
+  for (const auto& fingerprint : report.fingerprints) {
+    if (fingerprint.fingerprint == "f2") {
+      EXPECT_EQ(fingerprint.sqlstates, (std::set<std::string>{"22001"}));
+      EXPECT_EQ(fingerprint.error_messages.size(), 1u);
+    } else if (fingerprint.fingerprint == "f3") {
+      EXPECT_EQ(fingerprint.columns_differ, (std::set<std::string>{"price"}));
+    } else {
+      ASSERT_TRUE(fingerprint.latency_regression.has_value());
+      EXPECT_EQ(fingerprint.latency_regression->plan->seq_scans.front(), "orders");
+    }
+  }
+}
+
+TEST(ReportRender, JsonIsOneDocumentWithTheEvidence) {
+  ReportBuilder builder;
+  auto values = mismatch("r2", "value_mismatch", "f3");
+  values.columns_differ = {"price"};
+  builder.add_mismatch(values);
+  builder.add_summary(summary("c1", "f3", 10, 1));
+  auto slow = mismatch("r3", "latency_regression", "f3");
+  slow.latency_ratio = 12.5;
+  slow.plan = wire::PlanSummary{{"Seq Scan"}, {"orders"}, 100, 1};
+  builder.add_mismatch(slow);
+  const auto json = shadowctl::render(builder.build(), shadowctl::Format::json);
+  simdjson::dom::parser parser;
+  auto document = parser.parse(json);
+  ASSERT_FALSE(document.error()) << json;
+  EXPECT_EQ(uint64_t(document["compared"]), 10u);
+  EXPECT_EQ(uint64_t(document["discrepancies"]), 1u);
+  auto fingerprint = document["fingerprints"].at(0);
+  EXPECT_EQ(std::string_view(fingerprint["fingerprint"]), "f3");
+  EXPECT_EQ(std::string_view(fingerprint["columns_differ"].at(0)), "price");
+  EXPECT_EQ(uint64_t(fingerprint["discrepancies"]["value_mismatch"]), 1u);
+  EXPECT_EQ(double(fingerprint["latency_regression"]["ratio"]), 12.5);
+  EXPECT_EQ(std::string_view(fingerprint["latency_regression"]["plan"]["seq_scans"].at(0)), "orders");
+  EXPECT_EQ(double(fingerprint["latency"]["shadow"]["p95_us"]), 220);
+}
+
+TEST(ReportRender, HtmlIsSelfContainedAndEscaped) {
+  ReportBuilder builder;
+  auto values = mismatch("r2", "value_mismatch", "f3");
+  values.normalized_sql = "select '<script>' from t";
+  builder.add_mismatch(values);
+  builder.add_summary(summary("c1", "f3", 10, 1));
+  const auto html = shadowctl::render(builder.build(), shadowctl::Format::html);
+  EXPECT_NE(html.find("<svg"), std::string::npos) << "a latency chart per fingerprint";
+  EXPECT_EQ(html.find("<script"), std::string::npos) << "SQL must be escaped, and no scripts";
+  EXPECT_NE(html.find("&lt;script&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("http://"), std::string::npos) << "nothing fetched from elsewhere";
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+}
+
+TEST(ReportRender, TextNamesEveryFingerprintAndItsEvidence) {
+  ReportBuilder builder;
+  auto error = mismatch("r1", "shadow_error", "f2");
+  error.shadow = wire::StatementResult{};
+  error.shadow->sqlstate = "22001";
+  builder.add_mismatch(error);
+  const auto text = shadowctl::render(builder.build(), shadowctl::Format::text);
+  EXPECT_NE(text.find("f2"), std::string::npos);
+  EXPECT_NE(text.find("shadow_error 1"), std::string::npos);
+  EXPECT_NE(text.find("SQLSTATE: 22001"), std::string::npos);
+  EXPECT_NE(text.find("example requests: r1"), std::string::npos);
+}
+
+TEST(Since, DurationsTimesAndEpochMilliseconds) {
+  const int64_t now = 1'800'000'000'000;
+  EXPECT_EQ(shadowctl::parse_since("90s", now), now - 90'000);
+  EXPECT_EQ(shadowctl::parse_since("15m", now), now - 900'000);
+  EXPECT_EQ(shadowctl::parse_since("2h", now), now - 7'200'000);
+  EXPECT_EQ(shadowctl::parse_since("1d", now), now - 86'400'000);
+  EXPECT_EQ(shadowctl::parse_since("1700000000000", now), 1'700'000'000'000);
+  EXPECT_EQ(shadowctl::parse_since("2026-11-27T09:00:00Z", now), 1'795'770'000'000);
+  EXPECT_THROW(shadowctl::parse_since("yesterday", now), shadowpipe::Failure);
+  EXPECT_THROW(shadowctl::parse_since("15x", now), shadowpipe::Failure);
+  EXPECT_THROW(shadowctl::parse_since("", now), shadowpipe::Failure);
+}
+
+TEST(WithDatabase, ReplacesOnlyTheDatabase) {
+  const auto keywords = shadowctl::with_database("host=127.0.0.1 port=5432 user=postgres dbname=shop", "postgres");
+  EXPECT_NE(keywords.find("dbname='postgres'"), std::string::npos) << keywords;
+  EXPECT_EQ(keywords.find("shop"), std::string::npos) << keywords;
+  EXPECT_NE(keywords.find("host='127.0.0.1'"), std::string::npos) << keywords;
+  EXPECT_NE(keywords.find("user='postgres'"), std::string::npos) << keywords;
+  const auto from_uri = shadowctl::with_database("postgresql://u@h:6543/shop", "postgres");
+  EXPECT_NE(from_uri.find("dbname='postgres'"), std::string::npos) << from_uri;
+  EXPECT_NE(from_uri.find("port='6543'"), std::string::npos) << from_uri;
+  EXPECT_THROW(shadowctl::with_database("host='unterminated", "x"), shadowpipe::Failure);
+}

@@ -1,0 +1,110 @@
+// reset against the real servers and broker: the shadow is rebuilt from the
+// primary, migrated, stamped, and the executor group starts after the snapshot.
+#include "shadowctl/reset.hpp"
+#include "shadowpipe/pg.hpp"
+#include "shadowpipe/result.hpp"
+#include "support/stack_env.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace sp = shadowpipe;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string make_database(const std::string& server_dsn, const std::string& name) {
+  sp::pg::Connection admin(server_dsn);
+  admin.exec_checked("drop database if exists " + name + " with (force)");
+  admin.exec_checked("create database " + name);
+  return shadowctl::with_database(server_dsn, name);
+}
+
+int64_t committed_offset(const sp::kafka::Properties& kafka, const std::string& group, const std::string& topic) {
+  auto properties = kafka;
+  properties.emplace_back("group.id", group);
+  sp::kafka::Consumer consumer(properties);
+  sp::kafka::PartitionList list;
+  list.add(topic, 0);
+  EXPECT_EQ(rd_kafka_committed(consumer.get(), list.get(), 10000), 0);
+  return list[0].offset;
+}
+
+}  // namespace
+
+TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
+  const auto database = sp::testing::unique_name("reset").substr(0, 40);
+  std::string name = database;
+  std::replace(name.begin(), name.end(), '-', '_');
+  const auto primary = make_database(sp::testing::primary_dsn(), name);
+  const auto shadow = make_database(sp::testing::shadow_dsn(), name);
+  {
+    sp::pg::Connection connection(primary);
+    connection.exec_checked("create table customers (id bigint primary key, email varchar(255))");
+    connection.exec_checked("insert into customers select g, 'user' || g || '@example.com' from generate_series(1, 500) g");
+  }
+  {
+    sp::pg::Connection connection(shadow);
+    connection.exec_checked("create table stale (id int)");  // must not survive the reset
+  }
+  const sp::kafka::Properties kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  const auto topic = sp::testing::unique_name("reset.requests");
+  sp::kafka::Producer producer(kafka);
+  sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(producer.produce(topic, 0, "k", "before"), 0);
+  ASSERT_EQ(producer.flush(10s), 0);
+  std::this_thread::sleep_for(50ms);  // record times strictly before the snapshot
+
+  const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
+  std::ofstream(migration) << "alter table customers add column nickname text;\n";
+  shadowctl::ResetOptions options;
+  options.primary_dsn = primary;
+  options.shadow_dsn = shadow;
+  options.migrations = {migration.string()};
+  options.group = sp::testing::unique_name("reset-group");
+  options.requests_topic = topic;
+  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  const auto outcome = shadowctl::reset_shadow(kafka, options);
+  std::filesystem::remove(migration);
+
+  sp::pg::Connection connection(shadow);
+  EXPECT_EQ(connection.exec_checked("select count(*) from customers").value(0, 0), "500");
+  EXPECT_EQ(connection.exec_checked("select count(*) from information_schema.columns "
+                                    "where table_name = 'customers' and column_name = 'nickname'").value(0, 0), "1");
+  EXPECT_EQ(connection.exec_checked("select count(*) from pg_tables where tablename = 'stale'").value(0, 0), "0");
+  EXPECT_EQ(connection.exec_checked("select (extract(epoch from taken_at) * 1000)::bigint from shadowpipe.snapshot")
+                .value(0, 0), std::to_string(outcome.snapshot_time_ms));
+  EXPECT_EQ(committed_offset(kafka, options.group, topic), 5) << "the group starts after the 5 requests in the snapshot";
+}
+
+TEST(Reset, RefusesWhileExecutorsOfTheGroupRun) {
+  const sp::kafka::Properties kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  const auto topic = sp::testing::unique_name("reset.busy");
+  const auto group = sp::testing::unique_name("busy-group");
+  {
+    sp::kafka::Producer producer(kafka);
+    sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
+  }
+  auto properties = kafka;
+  properties.emplace_back("group.id", group);
+  sp::kafka::Consumer member(properties);
+  member.subscribe({topic});
+  for (int i = 0; i < 50 && shadowctl::active_members(kafka, group) == 0; ++i) member.poll(200ms);
+  ASSERT_GT(shadowctl::active_members(kafka, group), 0);
+
+  shadowctl::ResetOptions options;
+  options.primary_dsn = sp::testing::primary_dsn();
+  options.shadow_dsn = sp::testing::shadow_dsn();
+  options.group = group;
+  options.requests_topic = topic;
+  try {
+    shadowctl::reset_shadow(kafka, options);
+    FAIL() << "reset must refuse while the group has members";
+  } catch (const sp::Failure& failure) {
+    EXPECT_NE(std::string(failure.what()).find("running executors"), std::string::npos) << failure.what();
+  }
+  member.close();
+}

@@ -1,0 +1,64 @@
+#include "shadowctl/verdict.hpp"
+
+#include <gtest/gtest.h>
+
+using shadowctl::FingerprintReport;
+using shadowctl::Report;
+
+namespace {
+
+Report report_with(uint64_t compared, std::map<std::string, uint64_t> discrepancies, double latency_ratio = 0) {
+  Report report;
+  FingerprintReport fingerprint;
+  fingerprint.fingerprint = "f1";
+  fingerprint.normalized_sql = "select 1";
+  fingerprint.compared = compared;
+  fingerprint.discrepancies = std::move(discrepancies);
+  if (latency_ratio > 0) {
+    fingerprint.latency_regression = shadowpipe::wire::Mismatch{};
+    fingerprint.latency_regression->latency_ratio = latency_ratio;
+    fingerprint.latency_regression->plan = shadowpipe::wire::PlanSummary{{"Seq Scan"}, {"orders"}, 1, 1};
+    fingerprint.discrepancies["latency_regression"] = 1;
+  }
+  report.compared = compared;
+  report.fingerprints.push_back(fingerprint);
+  return report;
+}
+
+bool mentions(const shadowctl::Verdict& verdict, const std::string& text) {
+  for (const auto& reason : verdict.reasons) {
+    if (reason.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST(Verdict, PassesCleanTrafficAboveTheMinimum) {
+  auto verdict = shadowctl::judge(report_with(5000, {}), {1000, 0.0, 3.0});
+  EXPECT_TRUE(verdict.pass);
+  EXPECT_EQ(shadowctl::render(verdict).rfind("PASS", 0), 0u);
+}
+
+TEST(Verdict, FailsWithTooFewRequests) {
+  auto verdict = shadowctl::judge(report_with(999, {}), {1000, 0.0, 3.0});
+  EXPECT_FALSE(verdict.pass);
+  EXPECT_TRUE(mentions(verdict, "--min-requests 1000"));
+}
+
+TEST(Verdict, FailsAboveTheMismatchRateAndNamesTheFingerprint) {
+  auto verdict = shadowctl::judge(report_with(1000, {{"shadow_error", 5}}), {100, 0.001, 3.0});
+  EXPECT_FALSE(verdict.pass);
+  EXPECT_TRUE(mentions(verdict, "5 discrepancies in 1000"));
+  EXPECT_TRUE(mentions(verdict, "f1: shadow_error 5"));
+  EXPECT_TRUE(shadowctl::judge(report_with(1000, {{"shadow_error", 1}}), {100, 0.001, 3.0}).pass)
+      << "a rate at the limit passes";
+}
+
+TEST(Verdict, LatencyRegressionFailsOnlyAboveTheRatio) {
+  auto slow = shadowctl::judge(report_with(1000, {}, 8.0), {100, 0.0, 3.0});
+  EXPECT_FALSE(slow.pass);
+  EXPECT_TRUE(mentions(slow, "scans orders sequentially"));
+  EXPECT_TRUE(shadowctl::judge(report_with(1000, {}, 2.5), {100, 0.0, 3.0}).pass)
+      << "latency regressions do not count as mismatches; only the ratio limit judges them";
+}
