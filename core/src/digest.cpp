@@ -383,10 +383,12 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < fields; ++c) {
       auto& slot = values[static_cast<size_t>(c)];
-      if (PQgetisnull(result, r, c)) {
+      const int length = PQgetlength(result, r, c);
+      // libpq reports NULL with length 0, so only empty values need the NULL test.
+      if (length == 0 && PQgetisnull(result, r, c)) {
         slot.reset();
       } else {
-        slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(PQgetlength(result, r, c)));
+        slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(length));
       }
     }
     builder.add_row(values);

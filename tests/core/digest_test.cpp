@@ -6,25 +6,64 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <fstream>
 #include <new>
 #include <set>
 
 // Counts heap allocations so a test can prove the per-row hot path allocates
-// nothing once the builder exists.
+// nothing once the builder exists. Every form of operator new and delete is
+// replaced, so none pairs with the runtime's own (ASan checks the pairing).
 namespace {
 std::atomic<long> g_allocations{0};
-}  // namespace
 
-[[gnu::noinline]] void* operator new(std::size_t size) {
+void* counted_allocation(std::size_t size, std::size_t alignment) noexcept {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  if (size == 0) size = 1;
+  if (alignment <= alignof(std::max_align_t)) return std::malloc(size);
+  return std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+void* counted_allocation_or_throw(std::size_t size, std::size_t alignment) {
+  if (void* p = counted_allocation(size, alignment)) return p;
   throw std::bad_alloc();
 }
+constexpr std::size_t kDefaultAlignment = alignof(std::max_align_t);
+}  // namespace
+
 // Out of line, so GCC does not see free() paired with operator new at call sites.
+[[gnu::noinline]] void* operator new(std::size_t n) { return counted_allocation_or_throw(n, kDefaultAlignment); }
+[[gnu::noinline]] void* operator new[](std::size_t n) { return counted_allocation_or_throw(n, kDefaultAlignment); }
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) {
+  return counted_allocation_or_throw(n, static_cast<std::size_t>(a));
+}
+[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t a) {
+  return counted_allocation_or_throw(n, static_cast<std::size_t>(a));
+}
+[[gnu::noinline]] void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_allocation(n, kDefaultAlignment);
+}
+[[gnu::noinline]] void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_allocation(n, kDefaultAlignment);
+}
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return counted_allocation(n, static_cast<std::size_t>(a));
+}
+[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return counted_allocation(n, static_cast<std::size_t>(a));
+}
 [[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace shadowpipe::digest {
 namespace {
