@@ -1,0 +1,69 @@
+// The executor's own state in the shadow database, schema `shadowpipe`:
+//
+//   applied(consumer_group, topic, partition, next_offset)
+//     the next request offset to execute per topic-partition; updated in the
+//     same transaction as the unit it records, so a unit is applied exactly
+//     once whatever happens to the process or the Kafka committed offset.
+//   results_log(consumer_group, topic, partition, source_offset, destination,
+//               record_key, payload)
+//     the record the unit produced (a shadow.results or a shadow.dlq record),
+//     written in that same transaction, deleted once Kafka acknowledged it and
+//     the consumer offset moved past it; re-published on assignment, so a
+//     crash between commit and delivery loses no result.
+#pragma once
+
+#include "shadowpipe/pg.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace shadowpipe::executor {
+
+// Which partition's state a statement reads or writes.
+struct PartitionId {
+  std::string group;
+  std::string topic;
+  int32_t partition = -1;
+};
+
+// Where a logged record goes.
+enum class Destination { results, dlq };
+const char* to_string(Destination destination);
+
+struct LoggedRecord {
+  int64_t source_offset = -1;
+  Destination destination = Destination::results;
+  std::string key;
+  std::string payload;
+};
+
+// Creates the schema and tables when missing (serialized by an advisory lock
+// so executors starting together do not race). When they exist nothing is
+// created, so a role without CREATE on the database works once a DBA ran
+// this (see shadow_executor/README.md).
+void ensure_schema(const pg::Connection& conn);
+
+// The partition's next offset to execute; when the partition has no row yet,
+// inserts `start_if_new` and returns it.
+int64_t claim_next_offset(const pg::Connection& conn, const PartitionId& id, int64_t start_if_new);
+
+// The partition's next offset, or -1 when it has no row.
+int64_t read_next_offset(const pg::Connection& conn, const PartitionId& id);
+
+// Records logged at or after from_offset, in offset order.
+std::vector<LoggedRecord> logged_records(const pg::Connection& conn, const PartitionId& id, int64_t from_offset);
+
+// One logged record, for a unit whose commit outcome was unknown (the
+// connection dropped during COMMIT).
+std::vector<LoggedRecord> logged_record_at(const pg::Connection& conn, const PartitionId& id, int64_t offset);
+
+// Deletes the logged records below each partition's offset, in one statement.
+struct ForgetBelow {
+  int32_t partition;
+  int64_t offset;
+};
+void forget_logged_below(const pg::Connection& conn, const std::string& group, const std::string& topic,
+                         const std::vector<ForgetBelow>& bounds);
+
+}  // namespace shadowpipe::executor

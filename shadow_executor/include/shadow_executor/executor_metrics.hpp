@@ -1,0 +1,43 @@
+// The executor's Prometheus metrics (served on /metrics by metrics::Endpoint).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <string>
+
+namespace shadowpipe::executor {
+
+struct ExecutorMetrics {
+  explicit ExecutorMetrics(prometheus::Registry& registry);
+
+  prometheus::Counter& statement_error(const std::string& sqlstate);
+  prometheus::Gauge& lag(int32_t partition);
+
+  prometheus::Family<prometheus::Counter>& units_family;
+  prometheus::Counter& units_applied;
+  prometheus::Counter& units_already_applied;
+  prometheus::Family<prometheus::Counter>& statements_family;
+  prometheus::Counter& statements_ok;
+  prometheus::Counter& statements_error;
+  prometheus::Counter& statements_refused;
+  prometheus::Family<prometheus::Counter>& errors_family;
+  prometheus::Family<prometheus::Counter>& skipped_family;
+  prometheus::Counter& refused_by_guard;
+  prometheus::Counter& writes_skipped;
+  prometheus::Counter& transaction_control_skipped;
+  prometheus::Counter& unparsable;
+  prometheus::Counter& dead_letters;
+  prometheus::Counter& reconnects;
+  prometheus::Counter& plans_captured;
+  prometheus::Counter& results_republished;
+  prometheus::Counter& delivery_failures;
+  prometheus::Family<prometheus::Gauge>& lag_family;
+  prometheus::Histogram& execution_seconds;
+};
+
+}  // namespace shadowpipe::executor

@@ -1,0 +1,47 @@
+// Everything the executor is configured with; main.cpp fills it from the
+// command line, tests fill it directly.
+#pragma once
+
+#include "shadowpipe/digest.hpp"
+#include "shadowpipe/kafka.hpp"
+#include "shadowpipe/wire.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace shadowpipe::executor {
+
+// --writes: apply keeps the shadow in step with the primary; rollback runs
+// every unit and rolls it back (proves the writes succeed, keeps nothing);
+// skip executes reads only.
+enum class WritesMode { apply, rollback, skip };
+std::string_view to_string(WritesMode mode);
+WritesMode parse_writes_mode(std::string_view text);  // throws Failure on anything else
+
+struct Options {
+  std::string shadow_dsn;
+  std::string group = "shadow-executor";
+  std::string executor_id;  // empty: default_executor_id()
+  std::string requests_topic = "shadow.requests";
+  std::string results_topic = "shadow.results";
+  std::string dlq_topic = "shadow.dlq";
+  WritesMode writes = WritesMode::apply;
+  int statement_timeout_ms = 0;  // 0: the server's setting
+  bool pipeline = false;
+  digest::NormalizationConfig normalization;
+  std::string metrics_bind;      // metrics::bind_address form; empty serves nothing
+  int plans_per_minute = 60;
+  double plan_latency_factor = 5.0;  // re-plan when latency > factor x running median
+  kafka::Properties kafka;           // bootstrap.servers and -X passthrough
+  wire::Limits limits;
+  size_t queue_capacity = 512;       // per partition; the partition is paused above it
+  std::chrono::milliseconds shutdown_deadline{15000};
+  std::chrono::milliseconds commit_interval{1000};
+};
+
+// "<hostname>-<pid>": unique per process, readable in results and logs.
+std::string default_executor_id();
+
+}  // namespace shadowpipe::executor

@@ -1,0 +1,117 @@
+#include "shadow_executor/bookkeeping.hpp"
+
+#include <cstdlib>
+
+namespace shadowpipe::executor {
+
+const char* to_string(Destination destination) {
+  return destination == Destination::dlq ? "dlq" : "results";
+}
+
+namespace {
+Destination destination_of(std::string_view text) {
+  return text == "dlq" ? Destination::dlq : Destination::results;
+}
+
+int64_t to_int64(std::string_view text) { return std::strtoll(std::string(text).c_str(), nullptr, 10); }
+
+std::vector<LoggedRecord> read_records(const pg::Result& result) {
+  std::vector<LoggedRecord> records;
+  records.reserve(static_cast<size_t>(result.rows()));
+  for (int row = 0; row < result.rows(); ++row) {
+    records.push_back(LoggedRecord{to_int64(result.value(row, 0)), destination_of(result.value(row, 1)),
+                                   std::string(result.value(row, 2)), std::string(result.value(row, 3))});
+  }
+  return records;
+}
+}  // namespace
+
+void ensure_schema(const pg::Connection& conn) {
+  auto present = conn.exec_checked(
+      "SELECT to_regclass('shadowpipe.applied') IS NOT NULL AND to_regclass('shadowpipe.results_log') IS NOT NULL");
+  if (present.value(0, 0) == "t") return;
+  // The lock serializes executors that start together: CREATE ... IF NOT
+  // EXISTS is not safe against a concurrent creation of the same name.
+  conn.exec_checked("BEGIN");
+  try {
+    conn.exec_checked("SELECT pg_advisory_xact_lock(hashtext('shadowpipe.schema'))");
+    // Only when missing: CREATE SCHEMA checks the database's CREATE privilege
+    // even with IF NOT EXISTS, and a role given a ready schema lacks it.
+    if (conn.exec_checked("SELECT to_regnamespace('shadowpipe') IS NULL").value(0, 0) == "t") {
+      conn.exec_checked("CREATE SCHEMA shadowpipe");
+    }
+    conn.exec_checked(
+        "CREATE TABLE IF NOT EXISTS shadowpipe.applied ("
+        " consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+        " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
+        " PRIMARY KEY (consumer_group, topic, partition))");
+    conn.exec_checked(
+        "CREATE TABLE IF NOT EXISTS shadowpipe.results_log ("
+        " consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+        " source_offset bigint NOT NULL, destination text NOT NULL CHECK (destination IN ('results', 'dlq')),"
+        " record_key text NOT NULL, payload text NOT NULL,"
+        " PRIMARY KEY (consumer_group, topic, partition, source_offset))");
+    conn.exec_checked("COMMIT");
+  } catch (...) {
+    conn.exec("ROLLBACK");
+    throw;
+  }
+}
+
+int64_t claim_next_offset(const pg::Connection& conn, const PartitionId& id, int64_t start_if_new) {
+  auto result = conn.exec_checked(
+      "WITH inserted AS ("
+      " INSERT INTO shadowpipe.applied (consumer_group, topic, partition, next_offset)"
+      " VALUES ($1, $2, $3::int, $4::bigint) ON CONFLICT DO NOTHING RETURNING next_offset)"
+      " SELECT next_offset FROM inserted"
+      " UNION ALL SELECT next_offset FROM shadowpipe.applied"
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int",
+      {id.group, id.topic, std::to_string(id.partition), std::to_string(start_if_new)});
+  if (result.rows() == 0) return start_if_new;  // cannot happen: one of the two branches returns a row
+  return to_int64(result.value(0, 0));
+}
+
+int64_t read_next_offset(const pg::Connection& conn, const PartitionId& id) {
+  auto result = conn.exec_checked(
+      "SELECT next_offset FROM shadowpipe.applied WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int",
+      {id.group, id.topic, std::to_string(id.partition)});
+  return result.rows() == 0 ? -1 : to_int64(result.value(0, 0));
+}
+
+std::vector<LoggedRecord> logged_records(const pg::Connection& conn, const PartitionId& id, int64_t from_offset) {
+  return read_records(conn.exec_checked(
+      "SELECT source_offset, destination, record_key, payload FROM shadowpipe.results_log"
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND source_offset >= $4::bigint"
+      " ORDER BY source_offset",
+      {id.group, id.topic, std::to_string(id.partition), std::to_string(from_offset)}));
+}
+
+std::vector<LoggedRecord> logged_record_at(const pg::Connection& conn, const PartitionId& id, int64_t offset) {
+  return read_records(conn.exec_checked(
+      "SELECT source_offset, destination, record_key, payload FROM shadowpipe.results_log"
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND source_offset = $4::bigint",
+      {id.group, id.topic, std::to_string(id.partition), std::to_string(offset)}));
+}
+
+void forget_logged_below(const pg::Connection& conn, const std::string& group, const std::string& topic,
+                         const std::vector<ForgetBelow>& bounds) {
+  if (bounds.empty()) return;
+  std::string partitions = "{", offsets = "{";
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    if (i) {
+      partitions += ',';
+      offsets += ',';
+    }
+    partitions += std::to_string(bounds[i].partition);
+    offsets += std::to_string(bounds[i].offset);
+  }
+  partitions += '}';
+  offsets += '}';
+  conn.exec_checked(
+      "DELETE FROM shadowpipe.results_log AS r USING unnest($3::int[], $4::bigint[]) AS bound(partition, below)"
+      " WHERE r.consumer_group = $1 AND r.topic = $2 AND r.partition = bound.partition"
+      " AND r.source_offset < bound.below",
+      {group, topic, partitions, offsets});
+}
+
+}  // namespace shadowpipe::executor

@@ -1,0 +1,632 @@
+#include "shadow_executor/executor.hpp"
+
+#include "shadow_executor/bookkeeping.hpp"
+#include "shadow_executor/delivery_ledger.hpp"
+#include "shadow_executor/plan.hpp"
+#include "shadow_executor/unit_runner.hpp"
+
+#include "shadowpipe/kafka.hpp"
+#include "shadowpipe/metrics.hpp"
+#include "shadowpipe/pg.hpp"
+#include "shadowpipe/result.hpp"
+#include "shadowpipe/statement.hpp"
+#include "shadowpipe/wire.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace shadowpipe::executor {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+void log(const std::string& line) { std::cerr << "shadow-executor: " << line << '\n'; }
+
+// Rides with each produced record to its delivery report.
+struct DeliveryTag {
+  std::string topic;
+  int32_t target_partition;
+  int32_t source_partition;
+  int64_t source_offset;
+};
+
+struct FailedDelivery {
+  std::unique_ptr<DeliveryTag> tag;
+  std::string key;
+  std::string payload;
+};
+
+bool explainable(statement::Kind kind) { return kind == statement::Kind::read || kind == statement::Kind::write; }
+
+// State every partition worker shares.
+struct Shared {
+  Shared(const Options& options, prometheus::Registry& registry)
+      : options(options), plans(options.plans_per_minute, options.plan_latency_factor), metrics(registry) {}
+
+  const Options& options;
+  statement::Analyzer analyzer;
+  PlanPolicy plans;
+  ExecutorMetrics metrics;
+  DeliveryLedger ledger;
+  std::unique_ptr<kafka::Producer> producer;
+  std::atomic<bool> shutting_down{false};
+
+  std::mutex failed_mutex;
+  std::vector<FailedDelivery> failed;
+
+  std::string consumer_name() const { return "shadow-executor/" + options.executor_id; }
+
+  // Announces the record to the ledger and enqueues it; waits out a full
+  // local queue (the main thread keeps polling), never blocks forever on a
+  // broken topic: a refused record stays logged and is re-published on the
+  // next assignment.
+  void publish(const std::string& topic, int32_t target_partition, int32_t source_partition, int64_t source_offset,
+               std::string_view key, std::string_view payload) {
+    ledger.publishing(source_partition, source_offset);
+    auto tag = std::make_unique<DeliveryTag>(DeliveryTag{topic, target_partition, source_partition, source_offset});
+    for (;;) {
+      const auto err = producer->produce(topic, target_partition, key, payload, tag.get());
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        tag.release();  // owned by the delivery report now
+        return;
+      }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        metrics.delivery_failures.Increment();
+        log("cannot produce to " + topic + "[" + std::to_string(target_partition) + "]: " + rd_kafka_err2str(err) +
+            " (kept in shadowpipe.results_log, re-published on the next assignment)");
+        return;
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+
+  void on_delivery(const rd_kafka_message_t& message) {
+    std::unique_ptr<DeliveryTag> tag(static_cast<DeliveryTag*>(message._private));
+    if (!tag) return;
+    if (message.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ledger.delivered(tag->source_partition, tag->source_offset);
+      return;
+    }
+    metrics.delivery_failures.Increment();
+    std::lock_guard lock(failed_mutex);
+    failed.push_back(FailedDelivery{std::move(tag),
+                                    std::string(static_cast<const char*>(message.key), message.key_len),
+                                    std::string(static_cast<const char*>(message.payload), message.len)});
+  }
+
+  void retry_failed_deliveries() {
+    std::vector<FailedDelivery> retry;
+    {
+      std::lock_guard lock(failed_mutex);
+      retry.swap(failed);
+    }
+    for (auto& entry : retry) {
+      // The ledger still counts the first attempt as undelivered; the retry
+      // adds a second entry, so acknowledge the first one away here.
+      ledger.delivered(entry.tag->source_partition, entry.tag->source_offset);
+      publish(entry.tag->topic, entry.tag->target_partition, entry.tag->source_partition, entry.tag->source_offset,
+              entry.key, entry.payload);
+    }
+  }
+};
+
+// Executes one partition's units in offset order on its own connection.
+class PartitionWorker {
+ public:
+  PartitionWorker(Shared& shared, int32_t partition, int64_t next_offset)
+      : shared_(shared),
+        id_{shared.options.group, shared.options.requests_topic, partition},
+        next_offset_(next_offset),
+        thread_([this] { loop(); }) {}
+
+  ~PartitionWorker() { stop(Clock::now() + shared_.options.shutdown_deadline); }
+
+  void push(kafka::Message message) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(message));
+    }
+    wake_.notify_one();
+  }
+
+  size_t queued() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+  }
+
+  int64_t next_offset() const { return next_offset_.load(); }
+
+  // Finishes the unit in flight and drops the queued ones (the partition's
+  // next owner reads them again from shadowpipe.applied). Past the deadline
+  // the running statement is cancelled and its unit rolled back.
+  void stop(Clock::time_point deadline) {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      queue_.clear();
+    }
+    wake_.notify_all();
+    if (!thread_.joinable()) return;
+    {
+      std::unique_lock lock(mutex_);
+      if (!finished_.wait_until(lock, deadline, [this] { return done_; })) {
+        abandon_ = true;
+        if (cancel_) {
+          char errbuf[256];
+          PQcancel(cancel_, errbuf, sizeof errbuf);
+        }
+      }
+    }
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      kafka::Message message;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) break;
+        message = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
+      process_with_retry(message);
+    }
+    disconnect();
+    std::lock_guard lock(mutex_);
+    done_ = true;
+    finished_.notify_all();
+  }
+
+  bool stopping() const {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+
+  void process_with_retry(const kafka::Message& message) {
+    auto backoff = milliseconds(100);
+    for (;;) {
+      try {
+        if (!connect()) return;  // stopping
+        process(message);
+        return;
+      } catch (const ConnectionLost& lost) {
+        log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(message.offset()) + ": " +
+            lost.what() + "; reconnecting in " + std::to_string(backoff.count()) + " ms and retrying the unit");
+        disconnect();
+      } catch (const UnitAbandoned&) {
+        return;
+      } catch (const Failure& failure) {
+        // The bookkeeping was refused (grants, schema dropped): retrying
+        // without a fix would spin, skipping would lose the unit. Keep the
+        // partition stopped at this offset and say so.
+        log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(message.offset()) + ": " +
+            failure.what() + "; retrying in " + std::to_string(backoff.count()) + " ms");
+        disconnect();
+      }
+      if (sleep_unless_stopping(backoff)) return;
+      backoff = std::min(backoff * 2, milliseconds(5000));
+    }
+  }
+
+  // Returns true when stopping.
+  bool sleep_unless_stopping(milliseconds duration) {
+    std::unique_lock lock(mutex_);
+    return wake_.wait_for(lock, duration, [this] { return stopping_; });
+  }
+
+  bool connect() {
+    if (connection_) return true;
+    auto backoff = milliseconds(100);
+    for (;;) {
+      if (stopping()) return false;
+      try {
+        auto connection = std::make_unique<pg::Connection>(shared_.options.shadow_dsn);
+        // Names the backend so an operator (or a test) can find this partition's session.
+        connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) + "'");
+        std::lock_guard lock(mutex_);
+        connection_ = std::move(connection);
+        cancel_ = PQgetCancel(connection_->get());
+        if (ever_connected_) shared_.metrics.reconnects.Increment();
+        ever_connected_ = true;
+        RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
+                            &shared_.options.normalization, shared_.options.executor_id, &abandon_};
+        runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
+        return true;
+      } catch (const Failure& failure) {
+        log("partition " + std::to_string(id_.partition) + ": " + failure.what() + "; retrying in " +
+            std::to_string(backoff.count()) + " ms");
+      }
+      if (sleep_unless_stopping(backoff)) return false;
+      backoff = std::min(backoff * 2, milliseconds(5000));
+    }
+  }
+
+  void disconnect() {
+    std::lock_guard lock(mutex_);
+    runner_.reset();
+    if (cancel_) PQfreeCancel(cancel_);
+    cancel_ = nullptr;
+    connection_.reset();
+  }
+
+  // The offset was applied before (a crash or a dropped connection after
+  // COMMIT): publish what was logged then; the comparator drops duplicates.
+  void republish_logged(int64_t offset) {
+    for (const auto& record : logged_record_at(*connection_, id_, offset)) {
+      const bool dlq = record.destination == Destination::dlq;
+      shared_.publish(dlq ? shared_.options.dlq_topic : shared_.options.results_topic,
+                      dlq ? RD_KAFKA_PARTITION_UA : id_.partition, id_.partition, offset, record.key, record.payload);
+      shared_.metrics.results_republished.Increment();
+    }
+  }
+
+  void advance(int64_t offset) {
+    shared_.ledger.applied(id_.partition, offset + 1);
+    next_offset_ = offset + 1;
+  }
+
+  void process(const kafka::Message& message) {
+    const int64_t offset = message.offset();
+    auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
+    if (!decoded.ok()) {
+      auto letter = wire::make_dead_letter(decoded.error(), shared_.consumer_name(), message.topic(),
+                                           message.partition(), offset, message.payload());
+      const std::string payload = wire::encode(letter);
+      if (runner_->record_dead_letter(id_, offset, message.key(), payload)) {
+        shared_.metrics.dead_letters.Increment();
+        shared_.publish(shared_.options.dlq_topic, RD_KAFKA_PARTITION_UA, id_.partition, offset, message.key(),
+                        payload);
+      } else {
+        republish_logged(offset);
+      }
+      advance(offset);
+      return;
+    }
+    const wire::Request& request = decoded.value();
+    UnitReport report = runner_->run(request, id_, offset);
+    if (!report.applied) {
+      shared_.metrics.units_already_applied.Increment();
+      republish_logged(offset);
+      advance(offset);
+      return;
+    }
+    shared_.metrics.units_applied.Increment();
+    bool planned = false;
+    for (size_t i = 0; i < report.result.statements.size(); ++i) {
+      auto& statement = report.result.statements[i];
+      count(statement.result, report.notes[i]);
+      if (report.notes[i].disposition != Disposition::executed || !explainable(report.notes[i].kind)) continue;
+      if (!shared_.plans.should_capture(statement.fingerprint, statement.result.latency_us)) continue;
+      if (auto plan = runner_->explain(request, i)) {
+        statement.plan = std::move(plan);
+        shared_.metrics.plans_captured.Increment();
+        planned = true;
+      }
+    }
+    shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, request.key,
+                    planned ? wire::encode(report.result) : report.logged_payload);
+    advance(offset);
+  }
+
+  void count(const wire::StatementResult& result, const StatementNote& note) {
+    auto& metrics = shared_.metrics;
+    switch (result.status) {
+      case wire::Status::ok: metrics.statements_ok.Increment(); break;
+      case wire::Status::error:
+        metrics.statements_error.Increment();
+        metrics.statement_error(result.sqlstate).Increment();
+        break;
+      case wire::Status::refused: metrics.statements_refused.Increment(); break;
+    }
+    switch (note.disposition) {
+      case Disposition::executed:
+        metrics.execution_seconds.Observe(static_cast<double>(result.latency_us) / 1e6);
+        break;
+      case Disposition::refused_by_guard: metrics.refused_by_guard.Increment(); break;
+      case Disposition::writes_skipped: metrics.writes_skipped.Increment(); break;
+      case Disposition::transaction_control: metrics.transaction_control_skipped.Increment(); break;
+      case Disposition::unparsable: metrics.unparsable.Increment(); break;
+      case Disposition::not_reached: break;
+    }
+  }
+
+  Shared& shared_;
+  const PartitionId id_;
+  std::atomic<int64_t> next_offset_;
+  std::atomic<bool> abandon_{false};  // stop()'s deadline passed: roll back the unit in flight
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable finished_;
+  std::deque<kafka::Message> queue_;
+  bool stopping_ = false;
+  bool done_ = false;
+  bool ever_connected_ = false;
+  std::unique_ptr<pg::Connection> connection_;
+  PGcancel* cancel_ = nullptr;
+  std::unique_ptr<UnitRunner> runner_;
+  std::thread thread_;  // last: starts once everything above is built
+};
+
+kafka::Properties with_defaults(kafka::Properties defaults, const kafka::Properties& given) {
+  defaults.insert(defaults.end(), given.begin(), given.end());  // later entries win
+  return defaults;
+}
+
+}  // namespace
+
+struct Executor::Impl {
+  explicit Impl(Options given)
+      : options(std::move(given)),
+        endpoint(options.metrics_bind),
+        shared(options, endpoint.registry()),
+        control(std::make_unique<pg::Connection>(options.shadow_dsn)) {
+    ensure_schema(*control);
+    shared.producer = std::make_unique<kafka::Producer>(
+        with_defaults({{"enable.idempotence", "true"}, {"linger.ms", "5"}, {"client.id", shared.consumer_name()}},
+                      options.kafka),
+        [this](const rd_kafka_message_t& message) { shared.on_delivery(message); });
+    consumer = std::make_unique<kafka::Consumer>(
+        with_defaults({{"group.id", options.group},
+                       {"client.id", shared.consumer_name()},
+                       {"enable.auto.commit", "false"},
+                       {"enable.auto.offset.store", "false"},
+                       {"auto.offset.reset", "earliest"},
+                       {"partition.assignment.strategy", "cooperative-sticky"}},
+                      options.kafka),
+        [this](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
+          on_rebalance(event, partitions);
+        });
+  }
+
+  ~Impl() {
+    // Close while the workers and connections the revoke callback uses are alive.
+    shared.shutting_down = true;
+    if (consumer) consumer->close();
+  }
+
+  Options options;
+  metrics::Endpoint endpoint;
+  Shared shared;
+  std::unique_ptr<pg::Connection> control;  // the main thread's bookkeeping connection
+  std::unique_ptr<kafka::Consumer> consumer;
+  std::map<int32_t, std::unique_ptr<PartitionWorker>> workers;
+  std::set<int32_t> paused;
+  std::map<int32_t, int64_t> committed;  // last Kafka offset committed per partition
+  std::exception_ptr callback_failure;   // exceptions must not cross librdkafka's C frames
+
+  const pg::Connection& control_connection() {
+    if (!control || !control->healthy()) control = std::make_unique<pg::Connection>(options.shadow_dsn);
+    return *control;
+  }
+
+  int64_t kafka_committed(int32_t partition) {
+    kafka::PartitionList list(1);
+    list.add(options.requests_topic, partition);
+    if (rd_kafka_committed(consumer->get(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+    return list[0].err ? -1 : list[0].offset;
+  }
+
+  int64_t low_watermark(int32_t partition) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high,
+                                         10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Failure("cannot read the offsets of " + options.requests_topic + "[" + std::to_string(partition) +
+                    "] — is the broker reachable?");
+    }
+    return low;
+  }
+
+  // Starts a partition where shadowpipe.applied says, re-publishes what was
+  // logged but maybe not delivered, and starts its worker.
+  int64_t start_partition(int32_t partition) {
+    const PartitionId id{options.group, options.requests_topic, partition};
+    const int64_t kafka_offset = kafka_committed(partition);
+    auto backoff = milliseconds(200);
+    for (;;) {
+      try {
+        const auto& conn = control_connection();
+        const int64_t start = claim_next_offset(conn, id, kafka_offset >= 0 ? kafka_offset : low_watermark(partition));
+        shared.ledger.track(partition, start);
+        const int64_t from = std::max<int64_t>(kafka_offset, 0);
+        for (const auto& record : logged_records(conn, id, from)) {
+          const bool dlq = record.destination == Destination::dlq;
+          shared.publish(dlq ? options.dlq_topic : options.results_topic, dlq ? RD_KAFKA_PARTITION_UA : partition,
+                         partition, record.source_offset, record.key, record.payload);
+          shared.metrics.results_republished.Increment();
+        }
+        if (kafka_offset > 0) forget_logged_below(conn, options.group, options.requests_topic, {{partition, kafka_offset}});
+        committed[partition] = kafka_offset;
+        workers[partition] = std::make_unique<PartitionWorker>(shared, partition, start);
+        return start;
+      } catch (const Failure& failure) {
+        if (control && control->healthy()) throw;  // refused by a working server: not transient
+        log(std::string(failure.what()) + "; retrying in " + std::to_string(backoff.count()) + " ms");
+        control.reset();
+        if (shared.shutting_down) throw;
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, milliseconds(5000));
+      }
+    }
+  }
+
+  void stop_partitions(const std::vector<int32_t>& partitions) {
+    const auto deadline = Clock::now() + options.shutdown_deadline;
+    for (auto partition : partitions) {
+      if (auto found = workers.find(partition); found != workers.end()) found->second->stop(deadline);
+    }
+    // Give the last results a moment to be acknowledged, so the commit below
+    // covers them and the next owner re-publishes less.
+    while (shared.ledger.undelivered() > 0 && Clock::now() < deadline) shared.producer->poll(milliseconds(10));
+    commit_progress();
+    for (auto partition : partitions) {
+      workers.erase(partition);
+      paused.erase(partition);
+      committed.erase(partition);
+      shared.ledger.forget(partition);
+      shared.metrics.lag_family.Remove(&shared.metrics.lag(partition));
+    }
+  }
+
+  void on_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
+    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer->get())) == "COOPERATIVE";
+    try {
+      if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < partitions->cnt; ++i) {
+          auto& entry = partitions->elems[i];
+          entry.offset = start_partition(entry.partition);
+          log("assigned " + options.requests_topic + "[" + std::to_string(entry.partition) + "] from offset " +
+              std::to_string(entry.offset));
+        }
+      } else {
+        std::vector<int32_t> revoked;
+        for (int i = 0; i < partitions->cnt; ++i) revoked.push_back(partitions->elems[i].partition);
+        stop_partitions(revoked);
+      }
+    } catch (...) {
+      callback_failure = std::current_exception();
+    }
+    // The assignment must be applied (or released) whatever happened above.
+    if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (cooperative) {
+        if (auto* error = rd_kafka_incremental_assign(consumer->get(), partitions)) rd_kafka_error_destroy(error);
+      } else {
+        rd_kafka_assign(consumer->get(), partitions);
+      }
+    } else {
+      if (cooperative) {
+        if (auto* error = rd_kafka_incremental_unassign(consumer->get(), partitions)) rd_kafka_error_destroy(error);
+      } else {
+        rd_kafka_assign(consumer->get(), nullptr);
+      }
+    }
+  }
+
+  // Commits each partition's Kafka offset up to its applied and delivered
+  // records, then deletes the logged copies below it.
+  void commit_progress() {
+    kafka::PartitionList list;
+    std::vector<ForgetBelow> bounds;
+    for (const auto& [partition, offset] : shared.ledger.committable()) {
+      auto known = committed.find(partition);
+      if (known != committed.end() && known->second >= offset) continue;
+      list.add(options.requests_topic, partition, offset);
+      bounds.push_back({partition, offset});
+    }
+    if (bounds.empty()) return;
+    if (auto err = consumer->commit(list)) {
+      log(std::string("committing offsets failed: ") + rd_kafka_err2str(err) + " (retried next interval)");
+      return;
+    }
+    for (const auto& bound : bounds) committed[bound.partition] = bound.offset;
+    try {
+      forget_logged_below(control_connection(), options.group, options.requests_topic, bounds);
+    } catch (const Failure& failure) {
+      control.reset();  // the rows stay; deleted at the next commit
+      log(std::string("deleting delivered results from shadowpipe.results_log failed: ") + failure.what());
+    }
+  }
+
+  void update_lag() {
+    for (const auto& [partition, worker] : workers) {
+      int64_t low = 0, high = 0;
+      if (rd_kafka_get_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high) ==
+              RD_KAFKA_RESP_ERR_NO_ERROR &&
+          high >= 0) {
+        shared.metrics.lag(partition).Set(static_cast<double>(std::max<int64_t>(0, high - worker->next_offset())));
+      }
+    }
+  }
+
+  void set_paused(int32_t partition, bool pause) {
+    kafka::PartitionList list(1);
+    list.add(options.requests_topic, partition);
+    if (pause) {
+      rd_kafka_pause_partitions(consumer->get(), list.get());
+      paused.insert(partition);
+    } else {
+      rd_kafka_resume_partitions(consumer->get(), list.get());
+      paused.erase(partition);
+    }
+  }
+
+  void dispatch(kafka::Message message) {
+    const int32_t partition = message.partition();
+    auto found = workers.find(partition);
+    if (found == workers.end()) return;  // revoked meanwhile; its next owner reads it from shadowpipe.applied
+    found->second->push(std::move(message));
+    if (found->second->queued() >= options.queue_capacity && !paused.contains(partition)) set_paused(partition, true);
+  }
+
+  void resume_drained() {
+    std::vector<int32_t> drained;
+    for (auto partition : paused) {
+      auto found = workers.find(partition);
+      if (found == workers.end() || found->second->queued() <= options.queue_capacity / 2) drained.push_back(partition);
+    }
+    for (auto partition : drained) set_paused(partition, false);
+  }
+
+  void rethrow_callback_failure() {
+    if (callback_failure) std::rethrow_exception(std::exchange(callback_failure, nullptr));
+  }
+
+  int run(const std::atomic<bool>& stop) {
+    consumer->subscribe({options.requests_topic});
+    auto last_commit = Clock::now();
+    while (!stop.load()) {
+      kafka::Message message = consumer->poll(milliseconds(50));
+      rethrow_callback_failure();
+      shared.producer->poll(milliseconds(0));
+      shared.retry_failed_deliveries();
+      if (message) {
+        if (message.error() == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          dispatch(std::move(message));
+        } else if (message.error() != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          log("consumer: " + message.error_text());
+        }
+      }
+      resume_drained();
+      if (Clock::now() - last_commit >= options.commit_interval) {
+        commit_progress();
+        update_lag();
+        last_commit = Clock::now();
+      }
+    }
+    shared.shutting_down = true;
+    std::vector<int32_t> assigned;
+    for (const auto& [partition, worker] : workers) assigned.push_back(partition);
+    stop_partitions(assigned);
+    shared.producer->flush(milliseconds(2000));
+    consumer->close();  // leaves the group; the revoke finds nothing left to stop
+    rethrow_callback_failure();
+    return 0;
+  }
+};
+
+Executor::Executor(Options options) {
+  if (options.executor_id.empty()) options.executor_id = default_executor_id();
+  impl_ = std::make_unique<Impl>(std::move(options));
+}
+
+Executor::~Executor() = default;
+
+int Executor::run(const std::atomic<bool>& stop) { return impl_->run(stop); }
+
+ExecutorMetrics& Executor::metrics() { return impl_->shared.metrics; }
+
+prometheus::Registry& Executor::registry() { return impl_->endpoint.registry(); }
+
+}  // namespace shadowpipe::executor

@@ -1,0 +1,33 @@
+#include "shadow_executor/options.hpp"
+
+#include "shadowpipe/result.hpp"
+
+#include <unistd.h>
+
+#include <array>
+
+namespace shadowpipe::executor {
+
+std::string_view to_string(WritesMode mode) {
+  switch (mode) {
+    case WritesMode::apply: return "apply";
+    case WritesMode::rollback: return "rollback";
+    case WritesMode::skip: return "skip";
+  }
+  return "unknown";
+}
+
+WritesMode parse_writes_mode(std::string_view text) {
+  if (text == "apply") return WritesMode::apply;
+  if (text == "rollback") return WritesMode::rollback;
+  if (text == "skip") return WritesMode::skip;
+  throw Failure("--writes " + std::string(text) + " is not one of apply, rollback, skip");
+}
+
+std::string default_executor_id() {
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) host = {'u', 'n', 'k', 'n', 'o', 'w', 'n'};
+  return std::string(host.data()) + "-" + std::to_string(getpid());
+}
+
+}  // namespace shadowpipe::executor

@@ -1,0 +1,355 @@
+// The executor against the real stack: Kafka, the shadow server, and a
+// reference database on the primary server that gets the same statements once.
+#include "harness.hpp"
+
+#include "shadow_executor/bookkeeping.hpp"
+#include "shadow_executor/unit_runner.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+namespace sp = shadowpipe;
+namespace ex = shadowpipe::executor;
+using namespace sp::testing;
+using sp::wire::Status;
+using sp::wire::TxMode;
+
+namespace {
+
+double metric_value(sp::executor::Executor& executor, const std::string& line_prefix) {
+  const auto text = prometheus::TextSerializer().Serialize(executor.registry().Collect());
+  std::istringstream lines(text);
+  std::string line;
+  double total = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind(line_prefix, 0) == 0) total += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
+// A shadow database with the executor's schema, a claimed partition and a runner.
+struct RunnerBench {
+  explicit RunnerBench(ex::WritesMode writes)
+      : database(shadow_dsn(), "exec_runner"), conn(database.dsn()) {
+    ex::ensure_schema(conn);
+    conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+    ex::claim_next_offset(conn, id, 0);
+    runner = std::make_unique<ex::UnitRunner>(conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr},
+                                              analyzer);
+  }
+  int64_t count(const std::string& where = "true") {
+    return std::stoll(std::string(conn.exec_checked("SELECT count(*) FROM items WHERE " + where).value(0, 0)));
+  }
+  ex::UnitReport run(const sp::wire::Request& request) { return runner->run(request, id, next++); }
+
+  ScratchDatabase database;
+  sp::pg::Connection conn;
+  sp::statement::Analyzer analyzer;
+  ex::PartitionId id{"g", "t", 0};
+  std::unique_ptr<ex::UnitRunner> runner;
+  int64_t next = 0;
+};
+
+sp::wire::Statement insert_item(int id, const std::string& label) {
+  return make_statement("INSERT INTO items VALUES ($1, $2)", {std::to_string(id), label});
+}
+
+}  // namespace
+
+TEST(ExecutorRunner, AutocommitUnitKeepsTheStatementsAroundAFailedOne) {
+  RunnerBench bench(ex::WritesMode::apply);
+  auto report = bench.run(make_request("r1", "k", TxMode::autocommit,
+                                       {insert_item(1, "a"), insert_item(1, "dup"), insert_item(2, "b")}));
+  ASSERT_TRUE(report.applied);
+  ASSERT_EQ(report.result.statements.size(), 3u);
+  EXPECT_EQ(report.result.statements[0].result.status, Status::ok);
+  EXPECT_EQ(report.result.statements[0].result.rows, 1);
+  EXPECT_EQ(report.result.statements[1].result.status, Status::error);
+  EXPECT_EQ(report.result.statements[1].result.sqlstate, "23505");
+  EXPECT_EQ(report.result.statements[2].result.status, Status::ok);
+  EXPECT_EQ(bench.count(), 2);
+}
+
+TEST(ExecutorRunner, CommitUnitFailsAsAWholeAndReportsTheRestAsAborted) {
+  RunnerBench bench(ex::WritesMode::apply);
+  auto report = bench.run(make_request("r1", "k", TxMode::commit,
+                                       {insert_item(1, "a"), make_statement("SELECT 1/0"), insert_item(2, "b")}));
+  ASSERT_TRUE(report.applied);
+  EXPECT_EQ(report.result.statements[0].result.status, Status::ok);
+  EXPECT_EQ(report.result.statements[1].result.sqlstate, "22012");
+  EXPECT_EQ(report.result.statements[2].result.sqlstate, "25P02");
+  EXPECT_EQ(bench.count(), 0);
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 1);  // recorded all the same
+  EXPECT_EQ(ex::logged_records(bench.conn, bench.id, 0).size(), 1u);
+}
+
+TEST(ExecutorRunner, RollbackUnitLeavesNothingAndTransactionControlIsSkipped) {
+  RunnerBench bench(ex::WritesMode::apply);
+  auto report = bench.run(make_request("r1", "k", TxMode::rollback,
+                                       {make_statement("BEGIN"), insert_item(1, "a"), make_statement("ROLLBACK")}));
+  ASSERT_TRUE(report.applied);
+  EXPECT_EQ(report.notes[0].disposition, ex::Disposition::transaction_control);
+  EXPECT_EQ(report.notes[2].disposition, ex::Disposition::transaction_control);
+  EXPECT_EQ(report.result.statements[1].result.status, Status::ok);
+  EXPECT_EQ(bench.count(), 0);
+}
+
+TEST(ExecutorRunner, AnOffsetIsAppliedOnlyOnce) {
+  RunnerBench bench(ex::WritesMode::apply);
+  const auto request = make_request("r1", "k", TxMode::commit, {insert_item(1, "a")});
+  ASSERT_TRUE(bench.runner->run(request, bench.id, 0).applied);
+  EXPECT_FALSE(bench.runner->run(request, bench.id, 0).applied);
+  EXPECT_EQ(bench.count(), 1);
+}
+
+TEST(ExecutorRunner, SessionSettingsOfTheRecordApply) {
+  RunnerBench bench(ex::WritesMode::apply);
+  auto request = make_request("r1", "k", TxMode::autocommit,
+                              {make_statement("SELECT current_setting('TimeZone'), '2024-01-02 03:04:05+00'::timestamptz")});
+  request.session.time_zone = "Asia/Tokyo";
+  auto report = bench.run(request);
+  sp::pg::Connection reference(bench.database.dsn());
+  reference.exec_checked("SET TimeZone = 'Asia/Tokyo'");
+  auto expected = reference.exec_checked(request.statements[0].sql);
+  EXPECT_EQ(report.result.statements[0].result.unordered,
+            sp::digest::digest_result(expected.get(), {}).unordered);
+  // SET LOCAL: nothing leaks into the connection's next unit.
+  EXPECT_NE(bench.conn.exec_checked("SHOW TimeZone").value(0, 0), "Asia/Tokyo");
+}
+
+TEST(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {
+  RunnerBench skip(ex::WritesMode::skip);
+  auto skipped = skip.run(make_request("r1", "k", TxMode::autocommit, {insert_item(1, "a"), make_statement("SELECT 1")}));
+  EXPECT_EQ(skipped.result.statements[0].result.status, Status::refused);
+  EXPECT_EQ(skipped.result.statements[0].result.message, ex::kWritesSkippedMessage);
+  EXPECT_EQ(skipped.result.statements[1].result.status, Status::ok);
+  EXPECT_EQ(skip.count(), 0);
+
+  RunnerBench rollback(ex::WritesMode::rollback);
+  auto rolled = rollback.run(make_request("r1", "k", TxMode::commit, {insert_item(1, "a")}));
+  EXPECT_EQ(rolled.result.statements[0].result.status, Status::ok);
+  EXPECT_EQ(rolled.result.statements[0].result.rows, 1);
+  EXPECT_EQ(rollback.count(), 0);
+  EXPECT_EQ(ex::read_next_offset(rollback.conn, rollback.id), 1);
+}
+
+TEST(ExecutorIntegration, TwoInstancesKeepPerKeyOrder) {
+  Topics topics(4);
+  ScratchDatabase shadow(shadow_dsn(), "exec_order");
+  ScratchDatabase reference(primary_dsn(), "exec_order_ref");
+  const std::string schema = "CREATE TABLE accounts (key text PRIMARY KEY, v bigint NOT NULL, history text NOT NULL)";
+  sp::pg::Connection(shadow.dsn()).exec_checked(schema);
+  sp::pg::Connection ref(reference.dsn());
+  ref.exec_checked(schema);
+
+  // Each step depends on the previous value of the same key: any reordering
+  // within a key changes v and history.
+  std::vector<sp::wire::Request> requests;
+  const int keys = 12, rounds = 40;
+  for (int k = 0; k < keys; ++k) {
+    const std::string key = "key-" + std::to_string(k);
+    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
+                                    {make_statement("INSERT INTO accounts VALUES ($1, 1, '')", {key})}));
+  }
+  for (int r = 0; r < rounds; ++r) {
+    for (int k = 0; k < keys; ++k) {
+      const std::string key = "key-" + std::to_string(k);
+      requests.push_back(make_request(
+          key + "-" + std::to_string(r), key, r % 3 == 0 ? TxMode::commit : TxMode::autocommit,
+          {make_statement("UPDATE accounts SET v = (v * 7 + $1::bigint) % 1000003, history = history || $1 || ',' "
+                          "WHERE key = $2",
+                          {std::to_string(r), key})}));
+    }
+  }
+  const std::string group = unique_name("order-group");
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.executor_id = "first";
+  RunningExecutor first(options);
+  for (size_t i = 0; i < requests.size() / 2; ++i) topics.produce(requests[i]);
+  topics.flush();
+  std::this_thread::sleep_for(1s);
+  options.executor_id = "second";
+  RunningExecutor second(options);  // joins mid-stream: partitions move between them
+  for (size_t i = requests.size() / 2; i < requests.size(); ++i) topics.produce(requests[i]);
+  topics.flush();
+  for (const auto& request : requests) apply_on_reference(ref, request);
+
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 45s));
+  EXPECT_EQ(table_checksum(shadow.dsn(), "accounts"), table_checksum(reference.dsn(), "accounts"));
+  EXPECT_EQ(first.stop(), 0);
+  EXPECT_EQ(second.stop(), 0);
+  auto results = topics.results_by_request(requests.size(), 20s);
+  EXPECT_EQ(results.size(), requests.size());
+  std::set<std::string> executors;
+  for (const auto& [id, result] : results) executors.insert(result.executor);
+  EXPECT_EQ(executors, (std::set<std::string>{"first", "second"}));
+}
+
+TEST(ExecutorIntegration, GuardKeepsEverythingInsideTheShadow) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_guard");
+  const auto marker = std::filesystem::temp_directory_path() / (unique_name("guard-marker") + ".txt");
+  sp::pg::Connection listener(shadow.dsn());
+  listener.exec_checked("LISTEN guard_channel");
+
+  const std::vector<std::string> outside = {
+      "NOTIFY guard_channel, 'leak'",
+      "SELECT pg_notify('guard_channel', 'leak')",
+      "COPY (SELECT 1) TO PROGRAM 'touch " + marker.string() + "'",
+      "SELECT * FROM dblink('host=127.0.0.1 dbname=postgres', 'SELECT 1') AS t(x int)",
+  };
+  std::vector<sp::wire::Statement> statements;
+  for (const auto& sql : outside) statements.push_back(make_statement(sql));
+  statements.push_back(make_statement("SELECT 42"));
+  topics.produce(make_request("guarded", "k", TxMode::autocommit, statements));
+  topics.flush();
+
+  const std::string group = unique_name("guard-group");
+  RunningExecutor running(base_options(topics, shadow.dsn(), group));
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  auto results = topics.results_by_request(1, 20s);
+  ASSERT_EQ(results.count("guarded"), 1u);
+  const auto& result = results["guarded"];
+  ASSERT_EQ(result.statements.size(), outside.size() + 1);
+  for (size_t i = 0; i < outside.size(); ++i) {
+    EXPECT_EQ(result.statements[i].result.status, Status::refused) << outside[i];
+    EXPECT_NE(result.statements[i].result.message.find("reaches outside"), std::string::npos) << outside[i];
+  }
+  EXPECT_EQ(result.statements.back().result.status, Status::ok);
+  EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_statements_not_executed_total{reason=\"reaches_outside\""),
+            static_cast<double>(outside.size()));
+
+  // Nothing left the shadow: no notification arrived, no program ran.
+  listener.exec_checked("SELECT 1");  // lets libpq read any pending notification
+  PQconsumeInput(listener.get());
+  PGnotify* notification = PQnotifies(listener.get());
+  EXPECT_EQ(notification, nullptr);
+  if (notification) PQfreemem(notification);
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_role");
+  std::string role = unique_name("exec_role");
+  for (auto& c : role) c = c == '-' ? '_' : c;
+  {
+    // The grants shadow_executor/README.md documents, nothing more.
+    sp::pg::Connection admin(shadow.dsn());
+    admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+    admin.exec_checked("GRANT CONNECT ON DATABASE " + shadow.name() + " TO " + role);
+    admin.exec_checked("CREATE SCHEMA shadowpipe AUTHORIZATION " + role);
+    admin.exec_checked("CREATE TABLE big (id int PRIMARY KEY, payload text)");
+    admin.exec_checked("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
+    admin.exec_checked("GRANT USAGE ON SCHEMA public TO " + role);
+    admin.exec_checked("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role);
+  }
+  auto options = base_options(topics, shadow.dsn() + " user=" + role, unique_name("role-group"));
+  options.statement_timeout_ms = 300;
+  options.limits.max_sql_bytes = 1000;
+
+  topics.produce(make_request("slow", "k", TxMode::autocommit, {make_statement("SELECT pg_sleep(3)")}));
+  topics.produce_raw("k", "{this is not json");
+  topics.produce(make_request("oversized", "k", TxMode::autocommit,
+                              {make_statement("SELECT '" + std::string(2000, 'x') + "'")}));
+  topics.produce(make_request("scan", "k", TxMode::autocommit,
+                              {make_statement("SELECT count(*) FROM big WHERE payload LIKE $1", {"a%"})}));
+  topics.flush();
+
+  RunningExecutor running(options);
+  ASSERT_TRUE(wait_applied(shadow.dsn(), options.group, topics, 30s));
+  auto results = topics.results_by_request(2, 20s);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results["slow"].statements.at(0).result.status, Status::error);
+  EXPECT_EQ(results["slow"].statements.at(0).result.sqlstate, "57014");
+  EXPECT_EQ(results["slow"].source_offset, 0);
+  const auto& scan = results["scan"].statements.at(0);
+  EXPECT_EQ(scan.result.status, Status::ok);
+  EXPECT_EQ(scan.result.rows, 1);
+  ASSERT_TRUE(scan.plan.has_value()) << "a fingerprint's first execution is explained";
+  EXPECT_EQ(scan.plan->seq_scans, std::vector<std::string>{"big"});
+  EXPECT_GT(scan.plan->total_cost, 0);
+  EXPECT_EQ(results["scan"].source_offset, 3);
+
+  std::vector<sp::wire::DeadLetter> letters;
+  for (const auto& payload : topics.read_all(topics.dlq(), 2, 20s)) {
+    auto decoded = sp::wire::decode_dead_letter(payload);
+    ASSERT_TRUE(decoded.ok()) << decoded.error().describe();
+    letters.push_back(decoded.value());
+  }
+  ASSERT_EQ(letters.size(), 2u);
+  std::sort(letters.begin(), letters.end(), [](auto& a, auto& b) { return a.source_offset < b.source_offset; });
+  EXPECT_EQ(letters[0].source_topic, topics.requests());
+  EXPECT_EQ(letters[0].source_partition, 0);
+  EXPECT_EQ(letters[0].source_offset, 1);
+  EXPECT_EQ(letters[0].error_code, "malformed");
+  EXPECT_EQ(letters[0].payload, "{this is not json");
+  EXPECT_EQ(letters[0].payload_bytes, 17u);
+  EXPECT_EQ(letters[1].source_offset, 2);
+  EXPECT_EQ(letters[1].error_code, "too_large");
+  EXPECT_EQ(letters[1].field, "statements[0].sql");
+  EXPECT_NE(letters[0].consumer.find("shadow-executor"), std::string::npos);
+  EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_dead_letters_total"), 2);
+  EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_statement_errors_total{sqlstate=\"57014\"}"), 1);
+  EXPECT_EQ(running.stop(), 0);
+  // The executor's own state is owned by the unprivileged role.
+  sp::pg::Connection admin(shadow.dsn());
+  EXPECT_EQ(admin.exec_checked("SELECT tableowner FROM pg_tables WHERE schemaname = 'shadowpipe' AND tablename = 'applied'")
+                .value(0, 0),
+            role);
+  admin.exec_checked("DROP SCHEMA shadowpipe CASCADE");
+  admin.exec_checked("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM " + role);
+  admin.exec_checked("REVOKE ALL ON SCHEMA public FROM " + role);
+  admin.exec_checked("REVOKE ALL ON DATABASE " + shadow.name() + " FROM " + role);
+  admin.exec_checked("DROP ROLE " + role);
+}
+
+TEST(ExecutorIntegration, ReconnectsAfterTheBackendIsTerminatedAndAppliesOnce) {
+  // A terminated backend is a real dropped connection (the server closes the
+  // socket); restarting the shared shadow server would disturb other tests.
+  Topics topics(2);
+  ScratchDatabase shadow(shadow_dsn(), "exec_reconnect");
+  ScratchDatabase reference(primary_dsn(), "exec_reconnect_ref");
+  const std::string schema = "CREATE TABLE counters (key text PRIMARY KEY, n bigint NOT NULL)";
+  sp::pg::Connection admin(shadow.dsn());
+  admin.exec_checked(schema);
+  sp::pg::Connection ref(reference.dsn());
+  ref.exec_checked(schema);
+  std::vector<sp::wire::Request> requests;
+  for (int k = 0; k < 6; ++k) {
+    const std::string key = "k" + std::to_string(k);
+    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
+                                    {make_statement("INSERT INTO counters VALUES ($1, 0)", {key})}));
+  }
+  for (int i = 0; i < 1200; ++i) {
+    const std::string key = "k" + std::to_string(i % 6);
+    requests.push_back(make_request("r" + std::to_string(i), key, TxMode::commit,
+                                    {make_statement("UPDATE counters SET n = n * 3 + 1 WHERE key = $1", {key}),
+                                     make_statement("SELECT n FROM counters WHERE key = $1", {key})}));
+  }
+  for (const auto& request : requests) topics.produce(request);
+  topics.flush();
+  for (const auto& request : requests) apply_on_reference(ref, request);
+
+  const std::string group = unique_name("reconnect-group");
+  RunningExecutor running(base_options(topics, shadow.dsn(), group));
+  int terminated = 0;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (terminated < 3 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(300ms);
+    auto killed = admin.exec_checked(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'shadow-executor/p%' AND pid <> pg_backend_pid()");
+    terminated += std::stoi(std::string(killed.value(0, 0)));
+  }
+  EXPECT_GE(terminated, 1) << "no executor backend was found to terminate";
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 40s));
+  EXPECT_EQ(table_checksum(shadow.dsn(), "counters"), table_checksum(reference.dsn(), "counters"));
+  EXPECT_GE(metric_value(running.executor(), "shadowpipe_executor_reconnects_total"), 1);
+  EXPECT_EQ(running.stop(), 0);
+  EXPECT_EQ(topics.results_by_request(requests.size(), 20s).size(), requests.size());
+}

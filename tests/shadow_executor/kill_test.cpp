@@ -1,0 +1,120 @@
+// Exactly-once under kill -9: the real shadow-executor binary is killed
+// repeatedly while it works through a write-heavy stream, restarted, and at
+// the end the shadow's tables equal a reference database that received the
+// same statements exactly once. Every request also has its result published.
+#include "harness.hpp"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <random>
+
+extern char** environ;
+
+namespace sp = shadowpipe;
+using namespace sp::testing;
+using sp::wire::TxMode;
+
+namespace {
+
+pid_t spawn_executor(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(SHADOW_EXECUTOR_BINARY));
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  EXPECT_EQ(posix_spawn(&pid, SHADOW_EXECUTOR_BINARY, nullptr, nullptr, argv.data(), environ), 0);
+  return pid;
+}
+
+int wait_exit(pid_t pid, std::chrono::seconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(50ms);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+}  // namespace
+
+TEST(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
+  Topics topics(3);
+  ScratchDatabase shadow(shadow_dsn(), "exec_kill");
+  ScratchDatabase reference(primary_dsn(), "exec_kill_ref");
+  const std::string schema =
+      "CREATE TABLE events (id bigint PRIMARY KEY, key text NOT NULL, amount int NOT NULL);"
+      "CREATE TABLE totals (key text PRIMARY KEY, sum bigint NOT NULL, n bigint NOT NULL)";
+  sp::pg::Connection(shadow.dsn()).exec_checked(schema);
+  sp::pg::Connection ref(reference.dsn());
+  ref.exec_checked(schema);
+
+  // Non-idempotent writes: a unit applied twice changes sum, n and the events
+  // count; one skipped changes them too.
+  std::vector<sp::wire::Request> requests;
+  const int keys = 9;
+  for (int k = 0; k < keys; ++k) {
+    const std::string key = "key" + std::to_string(k);
+    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
+                                    {make_statement("INSERT INTO totals VALUES ($1, 0, 0)", {key})}));
+  }
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = "key" + std::to_string(i % keys);
+    const std::string amount = std::to_string(i % 97);
+    requests.push_back(make_request(
+        "req-" + std::to_string(i), key, i % 4 == 0 ? TxMode::autocommit : TxMode::commit,
+        {make_statement("INSERT INTO events VALUES ($1, $2, $3)", {std::to_string(i), key, amount}),
+         make_statement("UPDATE totals SET sum = (sum * 31 + $2::int) % 1000000007, n = n + 1 WHERE key = $1",
+                        {key, amount})}));
+  }
+  for (const auto& request : requests) topics.produce(request);
+  topics.flush();
+  for (const auto& request : requests) apply_on_reference(ref, request);
+
+  const std::string group = unique_name("kill-group");
+  const std::string instance = unique_name("kill-instance");
+  auto args = [&](int run) {
+    return std::vector<std::string>{"--shadow", shadow.dsn(), "--brokers", brokers(), "--group", group,
+                                    "--requests-topic", topics.requests(), "--results-topic", topics.results(),
+                                    "--dlq-topic", topics.dlq(), "--executor-id", "run-" + std::to_string(run),
+                                    // Static membership: a restarted instance takes its partitions back at once
+                                    // instead of waiting out the killed member's session.
+                                    "-X", "group.instance.id=" + instance, "-X", "session.timeout.ms=6000"};
+  };
+
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> delay_ms(1200, 2500);
+  sp::pg::Connection shadow_conn(shadow.dsn());
+  std::vector<int64_t> applied_at_kill;
+  for (int run = 0; run < 4; ++run) {
+    const pid_t pid = spawn_executor(args(run));
+    ASSERT_GT(pid, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    waitpid(pid, nullptr, 0);
+    applied_at_kill.push_back(applied_total(shadow_conn, group, topics.requests()));
+  }
+  const int64_t end = topics.requests_end();
+  // The kills must land mid-stream, or the test proves nothing.
+  ASSERT_FALSE(applied_at_kill.empty());
+  EXPECT_GT(applied_at_kill.back(), 0);
+  EXPECT_LT(applied_at_kill.front(), end) << "the stream was done before the first kill";
+
+  const pid_t last = spawn_executor(args(99));
+  const bool caught_up = wait_applied(shadow.dsn(), group, topics, 40s);
+  kill(last, SIGTERM);
+  EXPECT_EQ(wait_exit(last, 20s), 0) << "SIGTERM must end the executor cleanly";
+  ASSERT_TRUE(caught_up);
+
+  EXPECT_EQ(table_checksum(shadow.dsn(), "events"), table_checksum(reference.dsn(), "events"));
+  EXPECT_EQ(table_checksum(shadow.dsn(), "totals"), table_checksum(reference.dsn(), "totals"));
+  // Lossless results: every request has one (duplicates allowed).
+  auto results = topics.results_by_request(requests.size(), 30s);
+  EXPECT_EQ(results.size(), requests.size());
+}
