@@ -8,6 +8,7 @@
 
 #include <array>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 
 namespace {
@@ -42,6 +43,22 @@ void BM_AnalyzeUncached(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_AnalyzeUncached);
+
+// A bulk INSERT above the inline threshold runs on its own thread and stack:
+// this shows what that costs next to parsing the text.
+void BM_AnalyzeBulkInsert(benchmark::State& state) {
+  std::string sql = "INSERT INTO t (id, name, at) VALUES (1, 'a', now())";
+  while (sql.size() < static_cast<size_t>(state.range(0))) sql += ", (1, 'a', now())";
+  for (auto _ : state) {
+    auto result = shadowpipe::statement::analyze(sql);
+    if (!result.ok()) throw std::logic_error(result.error().describe());
+    benchmark::DoNotOptimize(result);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * sql.size()));
+}
+// Real time: the work above the threshold happens on another thread.
+BENCHMARK(BM_AnalyzeBulkInsert)->Arg(2000)->Arg(2100)->Arg(64 * 1024)->UseRealTime();
 
 void BM_AnalyzerCached(benchmark::State& state) {
   Analyzer analyzer(4096);
