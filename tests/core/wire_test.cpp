@@ -112,7 +112,8 @@ TEST(WireRoundTrip, DeadLetter) {
 TEST(WireRoundTrip, ExtremeNumbersAndControlCharacters) {
   Request record = samples::request();
   record.ts_us = std::numeric_limits<int64_t>::max();
-  record.statements[0].sql = std::string("SELECT '\0\x01\x1f\x7f'", 18) + "\"\\/\u2028";
+  constexpr char kControls[] = "SELECT '\0\x01\x1f\x7f'";
+  record.statements[0].sql = std::string(kControls, sizeof kControls - 1) + "\"\\/\u2028";
   record.statements[0].result.ordered = ~0ULL;
   record.statements[0].result.unordered = 0;
   record.statements[0].result.columns[0].type_oid = std::numeric_limits<uint32_t>::max();
