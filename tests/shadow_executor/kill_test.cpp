@@ -10,6 +10,8 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <iostream>
 #include <random>
 
 extern char** environ;
@@ -64,7 +66,7 @@ TEST(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
     requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
                                     {make_statement("INSERT INTO totals VALUES ($1, 0, 0)", {key})}));
   }
-  for (int i = 0; i < 3000; ++i) {
+  for (int i = 0; i < 8000; ++i) {
     const std::string key = "key" + std::to_string(i % keys);
     const std::string amount = std::to_string(i % 97);
     requests.push_back(make_request(
@@ -89,7 +91,7 @@ TEST(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
   };
 
   std::mt19937 random(std::random_device{}());
-  std::uniform_int_distribution<int> delay_ms(1200, 2500);
+  std::uniform_int_distribution<int> delay_ms(500, 1000);
   sp::pg::Connection shadow_conn(shadow.dsn());
   std::vector<int64_t> applied_at_kill;
   for (int run = 0; run < 4; ++run) {
@@ -101,10 +103,13 @@ TEST(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
     applied_at_kill.push_back(applied_total(shadow_conn, group, topics.requests()));
   }
   const int64_t end = topics.requests_end();
+  std::string progress;
+  for (auto applied : applied_at_kill) progress += std::to_string(applied) + "/" + std::to_string(end) + " ";
+  std::cout << "applied when killed: " << progress << std::endl;
   // The kills must land mid-stream, or the test proves nothing.
-  ASSERT_FALSE(applied_at_kill.empty());
-  EXPECT_GT(applied_at_kill.back(), 0);
-  EXPECT_LT(applied_at_kill.front(), end) << "the stream was done before the first kill";
+  const auto mid_stream = std::count_if(applied_at_kill.begin(), applied_at_kill.end(),
+                                        [&](int64_t applied) { return applied > 0 && applied < end; });
+  EXPECT_GE(mid_stream, 3) << "too few kills landed while the executor was working";
 
   const pid_t last = spawn_executor(args(99));
   const bool caught_up = wait_applied(shadow.dsn(), group, topics, 40s);

@@ -29,7 +29,6 @@ struct Options {
   std::string dlq_topic = "shadow.dlq";
   WritesMode writes = WritesMode::apply;
   int statement_timeout_ms = 0;  // 0: the server's setting
-  bool pipeline = false;
   digest::NormalizationConfig normalization;
   std::string metrics_bind;      // metrics::bind_address form; empty serves nothing
   int plans_per_minute = 60;
