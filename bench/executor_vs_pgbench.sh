@@ -25,8 +25,8 @@ trap cleanup EXIT
 
 psql "$SHADOW_DSN" -qc "CREATE DATABASE $db"
 dsn="$SHADOW_DSN dbname=$db"
-psql "$dsn" -qc "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-                 INSERT INTO accounts SELECT g, 0 FROM generate_series(1, $rows) g; VACUUM ANALYZE accounts"
+psql "$dsn" -q -c "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)" \
+  -c "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, $rows) g" -c "VACUUM ANALYZE accounts"
 
 # pgbench: the same two statements, extended protocol like the executor's PQexecParams.
 cat >"$work/update.sql" <<SQL
