@@ -508,9 +508,14 @@ void add_outside_reasons(std::string_view type, object node, Analysis& analysis)
       add_unique(analysis.outside_reasons, std::move(reason));
     }
   } else if (type == "DoStmt") {
+    // A DO body is procedural code the parser does not look into: PL/pgSQL
+    // can PERFORM pg_notify() or dblink_exec() as easily as untrusted code
+    // can open files, so no DO block is run on the shadow.
     std::string language = lowercase(defelem_string(node, "args", "language"));
     if (untrusted_language(language)) {
       add_unique(analysis.outside_reasons, "DO block in untrusted language " + language);
+    } else {
+      add_unique(analysis.outside_reasons, "DO block (its body cannot be checked)");
     }
   } else if (type == "CreateFunctionStmt") {
     std::string language = lowercase(defelem_string(node, "options", "language"));
