@@ -16,6 +16,7 @@
 #include <iostream>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -329,7 +330,10 @@ struct Comparator::Impl {
   std::optional<Error> register_fingerprints(std::vector<wire::Statement>& statements) {
     for (size_t i = 0; i < statements.size(); ++i) {
       auto& statement = statements[i];
-      if (!statement.fingerprint.empty() && fingerprints.contains(statement.fingerprint)) continue;
+      if (!statement.fingerprint.empty()) {
+        auto known = fingerprints.find(statement.fingerprint);
+        if (known != fingerprints.end() && known->second.analyzed) continue;
+      }
       auto analysis = statement::analyze(statement.sql);
       if (!analysis) {
         Error error = analysis.error();
@@ -337,10 +341,11 @@ struct Comparator::Impl {
         return error;
       }
       if (statement.fingerprint.empty()) statement.fingerprint = analysis->fingerprint;
-      auto [it, inserted] = fingerprints.try_emplace(statement.fingerprint);
-      if (inserted) {
-        it->second.normalized_sql = std::move(analysis->normalized_sql);
-        it->second.traits = StatementTraits{analysis->top_level_order_by, analysis->calls_volatile()};
+      auto& stats = fingerprints[statement.fingerprint];
+      if (!stats.analyzed) {
+        stats.analyzed = true;
+        stats.normalized_sql = std::move(analysis->normalized_sql);
+        stats.traits = StatementTraits{analysis->top_level_order_by, analysis->calls_volatile()};
       }
     }
     return std::nullopt;
@@ -389,9 +394,10 @@ struct Comparator::Impl {
     side.offset = message.offset();
     side.statements.reserve(result.statements.size());
     for (auto& statement : result.statements) {
-      if (statement.plan) {
-        auto it = fingerprints.find(statement.fingerprint);
-        if (it != fingerprints.end()) it->second.latest_plan = std::move(statement.plan);
+      // Results may come before their requests: the entry is created here and
+      // analyzed when the first request of the fingerprint arrives.
+      if (statement.plan && !statement.fingerprint.empty()) {
+        fingerprints[statement.fingerprint].latest_plan = std::move(statement.plan);
       }
       side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), true));
     }
@@ -511,9 +517,23 @@ struct Comparator::Impl {
     kafka::Consumer reader(properties);
     const int64_t now_ms = wire::now_us() / 1000;
     kafka::PartitionList query(static_cast<int>(wanted.size()));
-    for (int32_t partition : wanted) query.add(options.mismatches_topic, partition, now_ms - options.dedup_lookback.count());
-    if (auto err = rd_kafka_offsets_for_times(reader.get(), query.get(), 10'000)) {
-      throw Failure("cannot look up offsets of " + options.mismatches_topic + " by time: " + rd_kafka_err2str(err));
+    // A topic created moments ago may not have a known leader yet: retry the
+    // transient errors for a while, since a skipped read-back would repeat
+    // discrepancies.
+    const auto lookup_deadline = Clock::now() + 20s;
+    for (;;) {
+      query = kafka::PartitionList(static_cast<int>(wanted.size()));
+      for (int32_t partition : wanted) {
+        query.add(options.mismatches_topic, partition, now_ms - options.dedup_lookback.count());
+      }
+      auto err = rd_kafka_offsets_for_times(reader.get(), query.get(), 10'000);
+      for (int i = 0; i < query.size() && !err; ++i) err = query[i].err;
+      if (!err) break;
+      if (Clock::now() > lookup_deadline) {
+        throw Failure("cannot look up offsets of " + options.mismatches_topic + " by time: " + rd_kafka_err2str(err) +
+                      " — without them a restart could publish discrepancies twice");
+      }
+      std::this_thread::sleep_for(200ms);
     }
     kafka::PartitionList start(static_cast<int>(wanted.size()));
     std::map<int32_t, int64_t> end;
@@ -607,6 +627,7 @@ struct Comparator::Impl {
       wire::Mismatch record;
       record.kind = "latency_regression";
       record.request_id = "latency_regression:" + regression.fingerprint;
+      record.key = regression.fingerprint;  // not a request: the fingerprint is its consistency key
       record.ts_us = wall_us;
       record.fingerprint = regression.fingerprint;
       record.normalized_sql = stats.normalized_sql;

@@ -16,8 +16,10 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <thread>
+#include <utility>
 
 namespace sp = shadowpipe;
 namespace cmp = shadowpipe::comparator;
@@ -144,8 +146,22 @@ class Reader {
   // Polls until done(records) or the timeout; returns done(records).
   bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done() && std::chrono::steady_clock::now() < deadline) poll_once();
+    // done() may decode every record: check it a few times a second, not per record.
+    while (!done() && std::chrono::steady_clock::now() < deadline) drain_for(200ms);
     return done();
+  }
+  // Returns once the group gave this reader its partitions, so what follows is seen promptly.
+  bool wait_assigned(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      poll_once();
+      rd_kafka_topic_partition_list_t* assignment = nullptr;
+      if (rd_kafka_assignment(consumer.get(), &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        sp::kafka::PartitionList owned(assignment);
+        if (owned.size() > 0) return true;
+      }
+    }
+    return false;
   }
   void drain_for(std::chrono::milliseconds duration) {
     const auto deadline = std::chrono::steady_clock::now() + duration;
@@ -207,21 +223,30 @@ class Running {
             comparator_->run(stop_);
           } catch (...) {
             error_ = std::current_exception();
+            failed_ = true;
           }
         }) {}
   ~Running() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
+    if (error_) ADD_FAILURE() << "the comparator failed: " << describe(error_);
+  }
+  static std::string describe(const std::exception_ptr& error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
   }
   void stop() {
     stop_ = true;
     thread_.join();
-    if (error_) std::rethrow_exception(error_);
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
   cmp::Stats stats() const { return comparator_->stats(); }
   bool wait_for(const std::function<bool(const cmp::Stats&)>& done, std::chrono::milliseconds timeout) const {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
+    while (std::chrono::steady_clock::now() < deadline && !failed_) {
       if (done(stats())) return true;
       std::this_thread::sleep_for(50ms);
     }
@@ -231,6 +256,7 @@ class Running {
  private:
   std::unique_ptr<cmp::Comparator> comparator_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> failed_{false};
   std::exception_ptr error_;
   std::thread thread_;
 };
@@ -371,7 +397,9 @@ TEST(Comparator, ResultsArrivingBeforeTheirRequestsStillJoin) {
   Running comparator(options);
   for (int i = 0; i < 20; ++i) broker.result(topics, i % 2, make_result("r" + std::to_string(i), "k", steps));
   broker.flush();
-  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pending_results == 20; }, 30s));
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pending_results == 20; }, 30s))
+      << "pending results " << comparator.stats().pending_results << ", dead letters "
+      << comparator.stats().dead_letters << ", orphans " << comparator.stats().orphan_results;
   for (int i = 0; i < 20; ++i) broker.request(topics, i % 2, make_request("r" + std::to_string(i), "k", steps));
   broker.flush();
   Reader reader(topics.mismatches);
@@ -527,7 +555,9 @@ pid_t start_binary(const Topics& topics, const std::string& group) {
   const std::vector<std::string> args = {comparator_binary(), "--brokers", sp::testing::brokers(), "--group", group,
                                          "--requests-topic", topics.requests, "--results-topic", topics.results,
                                          "--mismatches-topic", topics.mismatches, "--summary-topic", topics.summary,
-                                         "--dlq-topic", topics.dlq, "--window", "3000", "--commit-interval", "1000"};
+                                         "--dlq-topic", topics.dlq, "--window", "3000", "--commit-interval", "1000",
+                                         // A killed member holds its partitions until its session times out.
+                                         "-X", "session.timeout.ms=6000"};
   const pid_t pid = fork();
   if (pid == 0) {
     std::vector<char*> argv;
@@ -544,8 +574,10 @@ TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
   Broker broker;
   auto topics = broker.create(3);
   const std::string group = sp::testing::unique_name("cmp-crash");
-  publish_pairs(broker, topics, 0, 3000, "a");
+  constexpr int kFirst = 20000, kTotal = 25000;
+  publish_pairs(broker, topics, 0, kFirst, "a");
   Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_assigned(20s));
 
   const pid_t first = start_binary(topics, group);
   ASSERT_GT(first, 0);
@@ -554,19 +586,20 @@ TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
   int status = 0;
   waitpid(first, &status, 0);
   const size_t before_restart = reader.records.size();
-  publish_pairs(broker, topics, 3000, 5000, "a");
+  publish_pairs(broker, topics, kFirst, kTotal, "a");
 
   const pid_t second = start_binary(topics, group);
   ASSERT_GT(second, 0);
-  const bool complete = reader.wait_until([&] { return count_by_request(reader).size() >= 5000; }, 45s);
+  const bool complete = reader.wait_until([&] { return count_by_request(reader).size() >= kTotal; }, 45s);
   reader.drain_for(2s);
   kill(second, SIGTERM);
   waitpid(second, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-  ASSERT_TRUE(complete) << "decided " << count_by_request(reader).size() << " of 5000";
+  ASSERT_TRUE(complete) << "decided " << count_by_request(reader).size() << " of " << kTotal;
 
   auto counts = count_by_request(reader);
-  EXPECT_EQ(counts.size(), 5000u);
+  EXPECT_EQ(counts.size(), static_cast<size_t>(kTotal));
+  std::cout << "published before the kill: " << before_restart << " of " << kFirst << "\n";
   int repeated = 0;
   for (const auto& [id, count] : counts) repeated += count > 1;
   EXPECT_EQ(repeated, 0) << "records before the kill: " << before_restart << ", total " << reader.records.size();

@@ -16,6 +16,7 @@
 namespace shadowpipe::comparator {
 
 struct FingerprintStats {
+  bool analyzed = false;  // false while only shadow results (with a plan) were seen
   std::string normalized_sql;
   StatementTraits traits;
   // Since this instance started: what a regression is judged on.
