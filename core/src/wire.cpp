@@ -1,7 +1,8 @@
 // Encoding of the wire records with RapidJSON's Writer, and the small pieces
 // of the wire contract that are not decoding (names of enums, DLQ records).
 // The field names written here are the ones schemas/*.v1.schema.json define.
-#define RAPIDJSON_SSE2 1  // x86-64 baseline: lets the writer scan strings 16 bytes at a time
+// No RAPIDJSON_SSE2: RapidJSON 1.1.0's SIMD string scan leaves 0x1A..0x1F
+// unescaped (it compares against 0x19), which is invalid JSON. Found by wire_fuzz.
 #include "shadowpipe/wire.hpp"
 
 #include <rapidjson/stringbuffer.h>

@@ -107,8 +107,8 @@ bool check_unknown(Decoder& decoder, od::value& value, const Path& path, int dep
 template <class OnMember>
 bool for_each_member(Decoder& decoder, od::object& object, const Path& path, OnMember&& on_member) {
   for (auto member : object) {
-    od::field field;
-    if (auto code = std::move(member).get(field)) return decoder.fail(code, path, "an object");
+    if (auto code = member.error()) return decoder.fail(code, path, "an object");
+    od::field& field = member.value_unsafe();
     std::string_view key;
     if (!read_key(decoder, field, path, key)) return false;
     if (!on_member(key, field.value())) return false;
@@ -195,23 +195,48 @@ constexpr Shape shape(const std::string_view (&names)[N], uint64_t required) {
 constexpr uint64_t all_of(size_t count) { return count == 64 ? ~0ULL : (1ULL << count) - 1; }
 constexpr uint64_t bit(int index) { return 1ULL << index; }
 
+// Whether the raw (still escaped) key in the padded document is exactly
+// `name`. Names have no quote or backslash, so a byte match followed by the
+// closing quote is equality; the read stays inside the padding.
+bool raw_key_is(const char* raw, std::string_view name) {
+  // A byte loop: names are short, and a libc memcmp call costs more than it saves here.
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (raw[i] != name[i]) return false;
+  }
+  return raw[name.size()] == '"';
+}
+
 // Walks an object once: known members go to on_known(number, value, path),
 // unknown ones are checked and skipped, duplicates and missing required
-// members are errors.
+// members are errors. Writers emit members in the shape's order, so the
+// member after the previous one is tried first, without reading the key.
 template <class OnKnown>
 bool read_object(Decoder& decoder, od::value& value, const Path& path, const Shape& shape, OnKnown&& on_known) {
   od::object object;
   if (auto code = value.get_object().get(object)) return decoder.fail(code, path, "an object");
   uint64_t seen = 0;
-  bool ok = for_each_member(decoder, object, path, [&](std::string_view key, od::value& member) {
-    const int number = shape.find(key);
-    if (number < 0) return check_unknown(decoder, member, path.member(key), 1);
+  size_t expected = 0;
+  for (auto entry : object) {
+    if (auto code = entry.error()) return decoder.fail(code, path, "an object");
+    od::field& field = entry.value_unsafe();  // by reference: copying a field costs a store-forwarding stall
+    int number = -1;
+    if (expected < shape.count && raw_key_is(field.key().raw(), shape.names[expected])) {
+      number = static_cast<int>(expected);
+    } else {
+      std::string_view key;
+      if (!read_key(decoder, field, path, key)) return false;
+      number = shape.find(key);
+      if (number < 0) {
+        if (!check_unknown(decoder, field.value(), path.member(key), 1)) return false;
+        continue;
+      }
+    }
+    expected = static_cast<size_t>(number) + 1;
     const Path member_path = path.member(shape.names[number]);
     if (seen & bit(number)) return decoder.fail(ErrorCode::malformed, member_path, "member appears twice");
     seen |= bit(number);
-    return on_known(number, member, member_path);
-  });
-  if (!ok) return false;
+    if (!on_known(number, field.value(), member_path)) return false;
+  }
   if (const uint64_t missing = shape.required & ~seen) {
     return decoder.fail(ErrorCode::missing_field, path.member(shape.names[__builtin_ctzll(missing)]),
                         "required member is absent");
@@ -227,8 +252,8 @@ bool read_array(Decoder& decoder, od::value& value, const Path& path, size_t max
   size_t index = 0;
   for (auto element : array) {
     if (index == max_count) return decoder.fail(ErrorCode::too_large, path, "more than " + std::to_string(max_count) + " " + std::string(unit));
-    od::value item;
-    if (auto code = std::move(element).get(item)) return decoder.fail(code, path.element(index), "an array element");
+    if (auto code = element.error()) return decoder.fail(code, path.element(index), "an array element");
+    od::value& item = element.value_unsafe();
     if (!on_element(item, path.element(index))) return false;
     ++index;
   }
@@ -512,6 +537,7 @@ bool read_request(Decoder& decoder, od::value& root, Request& out) {
       case 5: return read_session(decoder, member, at, out.session);
       case 6: return read_enum(decoder, member, at, kTxModes, out.tx);
       default: {
+        out.statements.reserve(4);  // typical units are small; saves the 1-2-4 regrowth of large elements
         const bool ok = read_array(decoder, member, at, decoder.limits.max_statements, "statements",
                                    [&](od::value& item, const Path& item_path) {
                                      return read_statement(decoder, item, item_path, out.statements.emplace_back());

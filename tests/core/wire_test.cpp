@@ -131,6 +131,21 @@ TEST(WireRoundTrip, ExtremeNumbersAndControlCharacters) {
   EXPECT_EQ(*decoded_summary, summary);
 }
 
+TEST(WireEncode, EveryControlCharacterIsEscapedAtEveryAlignment) {
+  // Long enough for any vectorized scan, shifted so each byte meets every lane.
+  std::string controls;
+  for (char c = 1; c < 0x20; ++c) controls += c;
+  for (size_t shift = 0; shift < 16; ++shift) {
+    Request record = samples::request();
+    record.statements[0].sql = std::string(shift, 'x') + controls + controls + std::string(40, 'y');
+    const std::string json = encode(record);
+    for (char c : json) ASSERT_GE(static_cast<unsigned char>(c), 0x20) << "raw control character in the output";
+    const auto decoded = decode_request(json);
+    ASSERT_TRUE(decoded) << decoded.error().describe();
+    EXPECT_EQ(decoded->statements[0].sql, record.statements[0].sql);
+  }
+}
+
 TEST(WireEncode, VersionComesFirst) {
   EXPECT_EQ(encode(samples::request()).rfind("{\"v\":1,", 0), 0u);
   EXPECT_EQ(encode(samples::dead_letter()).rfind("{\"v\":1,", 0), 0u);
