@@ -5,6 +5,7 @@
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -13,8 +14,8 @@ namespace {
 using namespace shadowpipe;
 using namespace shadowpipe::wire;
 
-[[noreturn]] void broken(const char* promise) {
-  __builtin_printf("wire_fuzz: broken promise: %s\n", promise);
+[[noreturn]] void broken(const char* promise, std::string_view detail = {}) {
+  std::fprintf(stderr, "wire_fuzz: broken promise: %s\n%.*s\n", promise, static_cast<int>(detail.size()), detail.data());
   std::abort();
 }
 
@@ -24,14 +25,15 @@ void exercise(std::string_view bytes, const Limits& limits, Decode decode) {
   if (first) {
     const std::string encoded = encode(*first);
     const Result<Record> again = decode(encoded, Limits{});
-    if (!again) broken("encode() output does not decode");
+    if (!again) broken("encode() output does not decode", again.error().describe() + "\n" + encoded);
     if (!(*again == *first)) broken("decode(encode(x)) != x");
     return;
   }
   const DeadLetter letter = make_dead_letter(first.error(), "wire_fuzz", "fuzz", 0, 0, bytes, 256);
   if (letter.payload.size() > 256) broken("DLQ payload over max_payload");
-  const Result<DeadLetter> dead = decode_dead_letter(encode(letter));
-  if (!dead) broken("a DLQ record does not decode");
+  const std::string encoded = encode(letter);
+  const Result<DeadLetter> dead = decode_dead_letter(encoded);
+  if (!dead) broken("a DLQ record does not decode", dead.error().describe() + "\n" + encoded);
   if (!(*dead == letter)) broken("DLQ record does not round-trip");
 }
 
