@@ -183,7 +183,7 @@ Result<DeadLetter> decode_dead_letter(std::string_view json, const Limits& limit
 
 // Strings that are not valid UTF-8 are written with each offending byte
 // replaced by U+FFFD, so the output is always valid JSON; non-finite doubles
-// (which JSON cannot carry) are written as 0.
+// (which JSON cannot carry) are written as 0 (NaN) or +-DBL_MAX (infinity).
 std::string encode(const Request& record);
 std::string encode(const ShadowResult& record);
 std::string encode(const Mismatch& record);
