@@ -6,25 +6,37 @@ namespace shadowpipe::comparator {
 
 namespace {
 
+// malloc's bookkeeping per allocation (glibc: a 16-byte header, 16-byte granularity).
+constexpr size_t kAllocationOverhead = 16;
+
 // Heap bytes of a string beyond the object itself (short strings live inline).
-size_t heap_bytes(const std::string& text) { return text.capacity() > 15 ? text.capacity() + 1 : 0; }
+size_t heap_bytes(const std::string& text) {
+  return text.capacity() > 15 ? text.capacity() + 1 + kAllocationOverhead : 0;
+}
+
+template <class T>
+size_t vector_bytes(const std::vector<T>& items) {
+  return items.capacity() ? items.capacity() * sizeof(T) + kAllocationOverhead : 0;
+}
 
 size_t statement_bytes(const SideStatement& statement) {
   const auto& result = statement.result;
   size_t bytes = sizeof(SideStatement) + heap_bytes(statement.fingerprint) + heap_bytes(result.sqlstate) +
                  heap_bytes(result.message);
-  bytes += result.columns.capacity() * sizeof(digest::Column);
+  bytes += vector_bytes(result.columns);
   for (const auto& column : result.columns) bytes += heap_bytes(column.name);
-  bytes += result.column_digests.capacity() * sizeof(uint64_t);
+  bytes += vector_bytes(result.column_digests);
   return bytes;
 }
 
 // An unordered_map node (id + entry + hash and link) plus its bucket slot and
 // the entry's place in an ordered waiting index (tree node with a copy of the id).
 size_t entry_overhead(const std::string& request_id) {
-  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + 160;
-  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(std::string);
-  return kMapNode + kIndexNode + 2 * heap_bytes(request_id) + sizeof(int64_t) * 4;
+  // Node sizes: key string, the Entry (two optionals of the sides), hash and link.
+  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + 160 + kAllocationOverhead;
+  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(std::string) + kAllocationOverhead;
+  constexpr size_t kOffsetNode = 4 * sizeof(void*) + sizeof(int64_t) + kAllocationOverhead;
+  return kMapNode + kIndexNode + kOffsetNode + 2 * heap_bytes(request_id) + sizeof(void*);
 }
 
 }  // namespace
@@ -32,8 +44,10 @@ size_t entry_overhead(const std::string& request_id) {
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   size_t bytes = entry_overhead(request_id) + heap_bytes(side.key);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
+  bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
+  bytes += vector_bytes(side.params);
   for (const auto& params : side.params) {
-    bytes += sizeof(Params) + params.capacity() * sizeof(std::optional<std::string>);
+    bytes += vector_bytes(params);
     for (const auto& param : params) bytes += param ? heap_bytes(*param) : 0;
   }
   return bytes;
@@ -41,6 +55,7 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
   size_t bytes = entry_overhead(request_id);
+  bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
 }
@@ -71,8 +86,11 @@ void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
   last_record_wall_us_ = wall_us;
 }
 
+uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
+
 void PairState::remember(const std::string& request_id) {
-  if (decided_.emplace(request_id, request_clock_us_).second) decided_order_.emplace_back(request_clock_us_, request_id);
+  const uint64_t hash = id_hash(request_id);
+  if (decided_.insert(hash).second) decided_order_.emplace_back(request_clock_us_, hash);
   forget_expired_decisions();
 }
 
@@ -89,7 +107,7 @@ void PairState::forget_expired_decisions() {
 PairState::Added PairState::add_request(std::string request_id, RequestSide side, int64_t wall_us) {
   consumed(Side::requests, side.offset, wall_us);
   advance_clock(side.ts_us, wall_us, true);
-  if (decided_.contains(request_id)) return {Outcome::duplicate, std::nullopt};
+  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt};
   auto [it, inserted] = entries_.try_emplace(request_id);
   Entry& entry = it->second;
   if (entry.request) return {Outcome::duplicate, std::nullopt};
@@ -113,7 +131,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
 PairState::Added PairState::add_result(std::string request_id, ResultSide side, int64_t wall_us) {
   consumed(Side::results, side.offset, wall_us);
   advance_clock(side.ts_us, wall_us, false);
-  if (decided_.contains(request_id)) return {Outcome::duplicate, std::nullopt};
+  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt};
   auto [it, inserted] = entries_.try_emplace(request_id);
   Entry& entry = it->second;
   if (entry.result) return {Outcome::duplicate, std::nullopt};

@@ -1,0 +1,220 @@
+// Pairs decided per second by the comparator through the real broker, against
+// a bare librdkafka consumer reading the same two topics in the same run, and
+// the memory a pending request costs. Run through bench/comparator_throughput.sh.
+#include "comparator/service.hpp"
+#include "shadowpipe/cli.hpp"
+#include "shadowpipe/kafka.hpp"
+#include "shadowpipe/statement.hpp"
+#include "shadowpipe/wire.hpp"
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+namespace sp = shadowpipe;
+namespace cmp = shadowpipe::comparator;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Topics {
+  std::string requests, results, mismatches, summary, dlq;
+};
+
+Topics create_topics(sp::kafka::Producer& producer, const std::string& base, int partitions) {
+  Topics t{base + ".requests", base + ".results", base + ".mismatches", base + ".summary", base + ".dlq"};
+  sp::kafka::create_topics(producer.get(),
+                           {{t.requests, partitions, 1, {}}, {t.results, partitions, 1, {}},
+                            {t.mismatches, partitions, 1, {}}, {t.summary, 1, 1, {}}, {t.dlq, 1, 1, {}}},
+                           20s);
+  return t;
+}
+
+// A typical read: five columns, one parameter; one request in a hundred differs.
+struct Generator {
+  std::vector<std::pair<std::string, std::string>> statements;  // sql, fingerprint
+  Generator() {
+    for (const char* sql : {"select id, name, price, stock, updated_at from items where id = $1",
+                            "select id, customer, total, status, created_at from orders where customer = $1 order by id",
+                            "update items set stock = stock - 1 where id = $1"}) {
+      statements.emplace_back(sql, sp::statement::analyze(sql)->fingerprint);
+    }
+  }
+  sp::wire::StatementResult result(int64_t i, bool differ) const {
+    sp::wire::StatementResult result;
+    result.rows = 1 + i % 5;
+    result.columns = {{"id", 20}, {"name", 25}, {"price", 1700}, {"stock", 23}, {"updated_at", 1184}};
+    result.ordered = 0x1000 + static_cast<uint64_t>(i);
+    result.unordered = 0x2000 + static_cast<uint64_t>(i) + (differ ? 1 : 0);
+    result.column_digests = {1, 2, 3 + (differ ? 1u : 0u), 4, 5};
+    result.latency_us = 300 + i % 700;
+    return result;
+  }
+  std::pair<std::string, std::string> pair(int64_t i) const {
+    const auto& [sql, fingerprint] = statements[static_cast<size_t>(i) % statements.size()];
+    const std::string id = "bench-" + std::to_string(i);
+    const std::string key = "tenant-" + std::to_string(i % 1000);
+    sp::wire::Request request;
+    request.request_id = id;
+    request.ts_us = sp::wire::now_us();
+    request.key = key;
+    request.source = "bench";
+    request.statements.push_back({sql, {std::to_string(i)}, fingerprint, result(i, false)});
+    sp::wire::ShadowResult shadow;
+    shadow.request_id = id;
+    shadow.ts_us = request.ts_us + 500;
+    shadow.key = key;
+    shadow.executor = "bench";
+    shadow.statements.push_back({fingerprint, result(i, i % 100 == 0), std::nullopt});
+    return {sp::wire::encode(request), sp::wire::encode(shadow)};
+  }
+};
+
+void produce_pairs(sp::kafka::Producer& producer, const Topics& t, int partitions, int64_t from, int64_t to,
+                   bool with_results) {
+  Generator generator;
+  for (int64_t i = from; i < to; ++i) {
+    auto [request, result] = generator.pair(i);
+    const int32_t partition = static_cast<int32_t>(i % partitions);
+    const std::string key = "tenant-" + std::to_string(i % 1000);
+    while (producer.produce(t.requests, partition, key, request) == RD_KAFKA_RESP_ERR__QUEUE_FULL) producer.poll(10ms);
+    if (with_results) {
+      while (producer.produce(t.results, partition, key, result) == RD_KAFKA_RESP_ERR__QUEUE_FULL) producer.poll(10ms);
+    }
+  }
+  if (producer.flush(120s) != 0) throw sp::Failure("benchmark records were not delivered");
+}
+
+// Seconds from the first record to the last, for a bare consumer of both topics.
+// With decode, each record is also decoded as the comparator must: the floor
+// for any consumer of these JSON records.
+double bare_consumer_seconds(const sp::kafka::Properties& base, const Topics& t, int64_t records, bool decode) {
+  auto properties = base;
+  properties.emplace_back("group.id", "bench-bare-" + std::to_string(decode) + std::to_string(getpid()) + "-" + t.requests);
+  properties.emplace_back("auto.offset.reset", "earliest");
+  properties.emplace_back("enable.auto.commit", "false");
+  properties.emplace_back("partition.assignment.strategy", "range");
+  sp::kafka::Consumer consumer(properties);
+  consumer.subscribe({t.requests, t.results});
+  int64_t read = 0;
+  Clock::time_point first{};
+  const auto deadline = Clock::now() + 300s;
+  while (read < records && Clock::now() < deadline) {
+    auto message = consumer.poll(100ms);
+    if (!message || message.error()) continue;
+    if (read++ == 0) first = Clock::now();
+    if (decode) {
+      const bool ok = message.topic() == t.requests ? sp::wire::decode_request(message.payload()).ok()
+                                                    : sp::wire::decode_result(message.payload()).ok();
+      if (!ok) throw sp::Failure("benchmark record did not decode");
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - first).count();
+  consumer.close();
+  if (read < records) throw sp::Failure("bare consumer read only " + std::to_string(read) + " records");
+  return seconds;
+}
+
+cmp::Options comparator_options(const sp::kafka::Properties& base, const Topics& t, const std::string& group) {
+  cmp::Options options;
+  options.kafka = base;
+  options.group = group;
+  options.comparator_id = "bench";
+  options.requests_topic = t.requests;
+  options.results_topic = t.results;
+  options.mismatches_topic = t.mismatches;
+  options.summary_topic = t.summary;
+  options.dlq_topic = t.dlq;
+  options.window = 600s;  // nothing expires while the benchmark runs
+  options.max_pending_bytes = size_t{4} << 30;
+  return options;
+}
+
+// Bytes malloc has handed out and not taken back (librdkafka's included).
+double heap_in_use() { return static_cast<double>(mallinfo2().uordblks); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"comparator throughput against a bare librdkafka consumer", "comparator_throughput"};
+  sp::cli::KafkaOptions kafka;
+  sp::cli::add_kafka_options(app, kafka);
+  int64_t pairs = 200'000;
+  int64_t pending = 50'000;
+  int partitions = 6;
+  app.add_option("--pairs", pairs, "request/result pairs to decide")->capture_default_str();
+  app.add_option("--pending", pending, "requests held pending to measure memory")->capture_default_str();
+  app.add_option("--partitions", partitions)->capture_default_str();
+  return sp::cli::run_main(app, argc, argv, [&] {
+    const auto base = kafka.to_properties();
+    sp::kafka::Producer producer(base);
+    const std::string run = "bench-cmp-" + std::to_string(getpid()) + "-" + std::to_string(sp::wire::now_us());
+    auto topics = create_topics(producer, run, partitions);
+    produce_pairs(producer, topics, partitions, 0, pairs, true);
+    std::printf("produced %lld pairs on %d partitions\n", static_cast<long long>(pairs), partitions);
+
+    const double bare = bare_consumer_seconds(base, topics, 2 * pairs, false);
+    const double bare_rate = static_cast<double>(pairs) / bare;
+    std::printf("bare consumer: %lld records in %.2f s = %.0f pairs/s\n", static_cast<long long>(2 * pairs), bare,
+                bare_rate);
+    const double decoding = bare_consumer_seconds(base, topics, 2 * pairs, true);
+    const double decoding_rate = static_cast<double>(pairs) / decoding;
+    std::printf("bare consumer that decodes each record: %.2f s = %.0f pairs/s\n", decoding, decoding_rate);
+
+    double comparator_seconds = 0;
+    cmp::Stats finished;
+    {
+      cmp::Comparator comparator(comparator_options(base, topics, run + "-comparator"));
+      std::atomic<bool> stop{false};
+      std::thread worker([&] { comparator.run(stop); });
+      Clock::time_point first{};
+      const auto deadline = Clock::now() + 300s;
+      // Start the clock at the first decision, as the bare run starts at its first record.
+      while (Clock::now() < deadline) {
+        const auto stats = comparator.stats();
+        if (stats.pairs > 0 && first == Clock::time_point{}) first = Clock::now();
+        if (stats.pairs >= static_cast<uint64_t>(pairs)) break;
+        std::this_thread::sleep_for(5ms);
+      }
+      comparator_seconds = std::chrono::duration<double>(Clock::now() - first).count();
+      finished = comparator.stats();
+      stop = true;
+      worker.join();
+    }
+    const double comparator_rate = static_cast<double>(finished.pairs) / comparator_seconds;
+    std::printf("comparator: %llu pairs decided in %.2f s = %.0f pairs/s (%llu mismatches published)\n",
+                static_cast<unsigned long long>(finished.pairs), comparator_seconds, comparator_rate,
+                static_cast<unsigned long long>(finished.mismatches_published));
+    std::printf("ratio comparator/bare: %.2f; comparator/decoding consumer: %.2f\n", comparator_rate / bare_rate,
+                comparator_rate / decoding_rate);
+
+    // Memory: requests whose results never come stay pending.
+    auto held = create_topics(producer, run + "-pending", partitions);
+    produce_pairs(producer, held, partitions, 0, pending, false);
+    {
+      const double before = heap_in_use();
+      cmp::Comparator comparator(comparator_options(base, held, run + "-pending"));
+      std::atomic<bool> stop{false};
+      std::thread worker([&] { comparator.run(stop); });
+      const auto deadline = Clock::now() + 120s;
+      while (comparator.stats().pending_requests < static_cast<size_t>(pending) && Clock::now() < deadline) {
+        std::this_thread::sleep_for(50ms);
+      }
+      std::this_thread::sleep_for(1s);  // let librdkafka's fetch queue drain
+      const auto stats = comparator.stats();
+      const double after = heap_in_use();
+      std::printf("pending: %zu requests, estimated %zu bytes = %.0f bytes per pending request; "
+                  "heap in use grew %.0f bytes per pending request (measured with mallinfo2, whole process)\n",
+                  stats.pending_requests, stats.pending_bytes, stats.bytes_per_pending_entry,
+                  stats.pending_requests ? (after - before) / static_cast<double>(stats.pending_requests) : 0.0);
+      stop = true;
+      worker.join();
+    }
+    return 0;
+  });
+}
