@@ -97,7 +97,11 @@ class DigestBuilder {
   std::array<uint64_t, 64> pending_{}; // row hashes batched for the ordered stream
   size_t pending_count_ = 0;
   std::string scratch_;                // normalization output buffer, reused
-  void* ordered_state_ = nullptr;      // XXH3_state_t*, owned
+  void* ordered_state_ = nullptr;      // XXH3_state_t*, owned; made when the first batch is full
+  bool rules_active_ = false;          // some kept column has a normalization rule
+  template <bool kRules, bool kDense>
+  void add_row_as(const std::optional<std::string_view>* values);
+  void flush_pending();
   uint64_t unordered_ = 0;             // wrapping sum of row hashes
   uint64_t rows_ = 0;
  public:
