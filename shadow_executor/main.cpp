@@ -48,6 +48,13 @@ int main(int argc, char** argv) {
   app.add_option("--queue-capacity", options.queue_capacity, "queued requests per partition before it is paused")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--batch-units", options.batch_units,
+                 "group commit: queued units of a partition run in one shadow transaction, at most this many "
+                 "(1: a transaction per unit)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--pipeline", options.pipeline,
+               "libpq pipeline mode: send a batch's statements without waiting for each reply");
   app.add_option("--max-sql-bytes", options.limits.max_sql_bytes, "longer statements are dead-lettered")
       ->capture_default_str();
   app.add_option("--max-record-bytes", options.limits.max_record_bytes, "larger records are dead-lettered")

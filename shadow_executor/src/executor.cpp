@@ -20,6 +20,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -171,19 +172,77 @@ class PartitionWorker {
   }
 
  private:
-  void loop() {
+  // A message taken from the queue and decoded.
+  struct Unit {
+    kafka::Message message;
+    std::optional<wire::Request> request;  // empty: the record does not decode (dead letter)
+    std::string dead_letter;               // the encoded dead letter when it does not
+  };
+
+  // The next message not applied yet: the one a batch left over, else the
+  // queue's front. Never waits.
+  std::optional<Unit> take() {
+    if (carry_) return std::exchange(carry_, std::nullopt);
     for (;;) {
       kafka::Message message;
       {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (stopping_) break;
+        std::lock_guard lock(mutex_);
+        if (stopping_ || queue_.empty()) return std::nullopt;
         message = std::move(queue_.front());
         queue_.pop_front();
       }
       if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
-      process_with_retry(message);
+      Unit unit;
+      auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
+      if (decoded.ok()) {
+        unit.request = std::move(decoded.value());
+      } else {
+        unit.dead_letter = wire::encode(wire::make_dead_letter(decoded.error(), shared_.consumer_name(),
+                                                               message.topic(), message.partition(),
+                                                               message.offset(), message.payload()));
+      }
+      unit.message = std::move(message);
+      return unit;
     }
+  }
+
+  // Group commit: the first unit and the ones queued behind it that may
+  // share its transaction (same session settings, nothing that must run
+  // alone), within the batch limits. A unit that may not join waits for the
+  // next batch.
+  std::vector<Unit> next_batch() {
+    std::vector<Unit> batch;
+    auto first = take();
+    if (!first) return batch;
+    batch.push_back(std::move(*first));
+    if (!batch[0].request) return batch;
+    const wire::Request& lead = *batch[0].request;
+    size_t statements = lead.statements.size();
+    while (batch.size() < shared_.options.batch_units) {
+      auto next = take();
+      if (!next) break;
+      if (!next->request || statements + next->request->statements.size() > kMaxBatchStatements ||
+          !UnitRunner::may_share_batch(lead, *next->request, shared_.analyzer)) {
+        carry_ = std::move(next);
+        break;
+      }
+      statements += next->request->statements.size();
+      batch.push_back(std::move(*next));
+    }
+    return batch;
+  }
+
+  void loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || carry_.has_value(); });
+        if (stopping_) break;
+      }
+      auto batch = next_batch();
+      if (!batch.empty()) process_with_retry(batch);
+    }
+    carry_.reset();
     disconnect();
     std::lock_guard lock(mutex_);
     done_ = true;
@@ -195,16 +254,22 @@ class PartitionWorker {
     return stopping_;
   }
 
-  void process_with_retry(const kafka::Message& message) {
+  static std::string offsets(const std::vector<Unit>& batch) {
+    const auto first = std::to_string(batch.front().message.offset());
+    return batch.size() == 1 ? "offset " + first
+                             : "offsets " + first + ".." + std::to_string(batch.back().message.offset());
+  }
+
+  void process_with_retry(const std::vector<Unit>& batch) {
     auto backoff = milliseconds(100);
     for (;;) {
       try {
         if (!connect()) return;  // stopping
-        process(message);
+        process(batch);
         return;
       } catch (const ConnectionLost& lost) {
-        log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(message.offset()) + ": " +
-            lost.what() + "; reconnecting in " + std::to_string(backoff.count()) + " ms and retrying the unit");
+        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
+            lost.what() + "; reconnecting in " + std::to_string(backoff.count()) + " ms and retrying");
         disconnect();
       } catch (const UnitAbandoned&) {
         return;
@@ -212,7 +277,7 @@ class PartitionWorker {
         // The bookkeeping was refused (grants, schema dropped): retrying
         // without a fix would spin, skipping would lose the unit. Keep the
         // partition stopped at this offset and say so.
-        log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(message.offset()) + ": " +
+        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
             failure.what() + "; retrying in " + std::to_string(backoff.count()) + " ms");
         disconnect();
       }
@@ -242,7 +307,8 @@ class PartitionWorker {
         if (ever_connected_) shared_.metrics.reconnects.Increment();
         ever_connected_ = true;
         RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
-                            &shared_.options.normalization, shared_.options.executor_id, &abandon_};
+                            &shared_.options.normalization, shared_.options.executor_id, &abandon_,
+                            shared_.options.pipeline};
         runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
         return true;
       } catch (const Failure& failure) {
@@ -278,47 +344,52 @@ class PartitionWorker {
     next_offset_ = offset + 1;
   }
 
-  void process(const kafka::Message& message) {
-    const int64_t offset = message.offset();
-    auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
-    if (!decoded.ok()) {
-      auto letter = wire::make_dead_letter(decoded.error(), shared_.consumer_name(), message.topic(),
-                                           message.partition(), offset, message.payload());
-      const std::string payload = wire::encode(letter);
-      if (runner_->record_dead_letter(id_, offset, message.key(), payload)) {
+  void process(const std::vector<Unit>& batch) {
+    if (!batch.front().request) {
+      const Unit& unit = batch.front();
+      const int64_t offset = unit.message.offset();
+      if (runner_->record_dead_letter(id_, offset, unit.message.key(), unit.dead_letter)) {
         shared_.metrics.dead_letters.Increment();
-        shared_.publish(shared_.options.dlq_topic, RD_KAFKA_PARTITION_UA, id_.partition, offset, message.key(),
-                        payload);
+        shared_.publish(shared_.options.dlq_topic, RD_KAFKA_PARTITION_UA, id_.partition, offset, unit.message.key(),
+                        unit.dead_letter);
       } else {
         republish_logged(offset);
       }
       advance(offset);
       return;
     }
-    const wire::Request& request = decoded.value();
-    UnitReport report = runner_->run(request, id_, offset);
-    if (!report.applied) {
-      shared_.metrics.units_already_applied.Increment();
-      republish_logged(offset);
-      advance(offset);
-      return;
-    }
-    shared_.metrics.units_applied.Increment();
-    bool planned = false;
-    for (size_t i = 0; i < report.result.statements.size(); ++i) {
-      auto& statement = report.result.statements[i];
-      count(statement.result, report.notes[i]);
-      if (report.notes[i].disposition != Disposition::executed || !explainable(report.notes[i].kind)) continue;
-      if (!shared_.plans.should_capture(statement.fingerprint, statement.result.latency_us)) continue;
-      if (auto plan = runner_->explain(request, i)) {
-        statement.plan = std::move(plan);
-        shared_.metrics.plans_captured.Increment();
-        planned = true;
+    std::vector<BatchUnit> units;
+    units.reserve(batch.size());
+    for (const auto& unit : batch) units.push_back(BatchUnit{&*unit.request, unit.message.offset()});
+    std::vector<UnitReport> reports = runner_->run_batch(units, id_);
+    shared_.metrics.batch_units.Observe(static_cast<double>(units.size()));
+    for (size_t u = 0; u < units.size(); ++u) {
+      const wire::Request& request = *units[u].request;
+      const int64_t offset = units[u].offset;
+      UnitReport& report = reports[u];
+      if (!report.applied) {
+        shared_.metrics.units_already_applied.Increment();
+        republish_logged(offset);
+        advance(offset);
+        continue;
       }
+      shared_.metrics.units_applied.Increment();
+      bool planned = false;
+      for (size_t i = 0; i < report.result.statements.size(); ++i) {
+        auto& statement = report.result.statements[i];
+        count(statement.result, report.notes[i]);
+        if (report.notes[i].disposition != Disposition::executed || !explainable(report.notes[i].kind)) continue;
+        if (!shared_.plans.should_capture(statement.fingerprint, statement.result.latency_us)) continue;
+        if (auto plan = runner_->explain(request, i)) {
+          statement.plan = std::move(plan);
+          shared_.metrics.plans_captured.Increment();
+          planned = true;
+        }
+      }
+      shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, request.key,
+                      planned ? wire::encode(report.result) : report.logged_payload);
+      advance(offset);
     }
-    shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, request.key,
-                    planned ? wire::encode(report.result) : report.logged_payload);
-    advance(offset);
   }
 
   void count(const wire::StatementResult& result, const StatementNote& note) {
@@ -351,6 +422,7 @@ class PartitionWorker {
   std::condition_variable wake_;
   std::condition_variable finished_;
   std::deque<kafka::Message> queue_;
+  std::optional<Unit> carry_;  // taken from the queue but left for the next batch (worker thread only)
   bool stopping_ = false;
   bool done_ = false;
   bool ever_connected_ = false;

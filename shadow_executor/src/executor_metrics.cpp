@@ -71,7 +71,12 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                             .Name("shadowpipe_executor_statement_seconds")
                             .Help("Execution latency of statements on the shadow")
                             .Register(registry)
-                            .Add({}, latency_buckets())) {}
+                            .Add({}, latency_buckets())),
+      batch_units(BuildHistogram()
+                      .Name("shadowpipe_executor_batch_units")
+                      .Help("Units per shadow transaction (group commit)")
+                      .Register(registry)
+                      .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128})) {}
 
 prometheus::Counter& ExecutorMetrics::statement_error(const std::string& sqlstate) {
   return errors_family.Add({{"sqlstate", sqlstate.empty() ? "none" : sqlstate}});

@@ -4,9 +4,14 @@
 
 #include "shadowpipe/result.hpp"
 
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 
 namespace shadowpipe::executor {
 
@@ -114,12 +119,6 @@ std::string UnitRunner::log_values(const PartitionId& id, int64_t offset, Destin
          std::to_string(offset) + ", '" + to_string(destination) + "', " + literal(key) + ", " + literal(payload);
 }
 
-std::string UnitRunner::log_insert(const PartitionId& id, int64_t offset, Destination destination,
-                                   std::string_view key, std::string_view payload) const {
-  return std::string("INSERT INTO ") + kLogColumns + " VALUES (" + log_values(id, offset, destination, key, payload) +
-         ")" + kLogConflict;
-}
-
 bool UnitRunner::fence_and_log(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                                const std::string& payload) {
   // One statement, so fence and log commit together without a transaction block.
@@ -141,57 +140,200 @@ bool UnitRunner::record_dead_letter(const PartitionId& id, int64_t offset, std::
   return fence_and_log(id, offset, Destination::dlq, key, payload);
 }
 
-UnitReport UnitRunner::run(const wire::Request& request, const PartitionId& id, int64_t offset) {
-  UnitReport report;
-  auto& result = report.result;
-  result.request_id = request.request_id;
-  result.key = request.key;
-  result.executor = config_.executor_id;
-  result.source_partition = id.partition;
-  result.source_offset = offset;
+namespace {
 
-  const size_t count = request.statements.size();
-  const bool per_statement_savepoints = request.tx == wire::TxMode::autocommit && count > 1;
+using Clock = std::chrono::steady_clock;
 
-  // Start: one round trip.
-  const std::string settings = settings_select(request.session);
-  std::string start = "BEGIN; " + fence_update(id, offset) + "; ";
-  if (!settings.empty()) start += settings + "; ";
-  start += "SAVEPOINT unit";
-  if (per_statement_savepoints) start += "; SAVEPOINT stmt";
-  auto started = script(start);
-  if (started.size() < 2 || !started[0].succeeded() || !started[1].succeeded()) {
-    script("ROLLBACK");
-    throw Failure("updating shadowpipe.applied on the shadow failed: " +
-                  (started.size() >= 2 ? started[1].error_message() : std::string("no result")) +
-                  " — check the executor role's grants on schema shadowpipe");
+int64_t micros(Clock::duration duration) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
+}
+
+// SQLSTATEs a statement gets because the batch holds the locks of several
+// units at once (a deadlock the primary, committing unit by unit, did not
+// have; a serialization failure against another partition's batch): the
+// batch is rolled back and run again one unit per transaction, where such an
+// error is the unit's own.
+bool batch_artefact(std::string_view sqlstate) { return sqlstate == "40P01" || sqlstate == "40001"; }
+
+// libpq pipeline mode for one batch. Non-blocking, so that sending a long
+// batch while the server answers cannot deadlock with both socket buffers
+// full: while the output is not flushed, input is read into libpq's buffer.
+class Pipeline {
+ public:
+  enum class Type { bookkeeping, statement, sync };
+  struct Command {
+    Type type;
+    size_t unit = 0;
+    size_t step = 0;
+    Clock::time_point sent{};
+  };
+
+  explicit Pipeline(const pg::Connection& conn) : conn_(conn) {
+    if (PQsetnonblocking(conn_.get(), 1) != 0 || PQenterPipelineMode(conn_.get()) != 1) {
+      throw_if_lost(conn_);
+      throw Failure(std::string("cannot enter libpq pipeline mode: ") + PQerrorMessage(conn_.get()));
+    }
   }
-  if (started[1].affected_rows() == 0) {
-    script("ROLLBACK");
-    return report;  // applied before: not again
+  ~Pipeline() { exit(); }
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  size_t size() const { return commands_.size(); }
+  const Command& command(size_t i) const { return commands_[i]; }
+  const pg::Result& result(size_t i) const { return results_[i]; }
+  Clock::time_point arrival(size_t i) const { return arrivals_[i]; }
+
+  void send(const std::string& sql, Type type = Type::bookkeeping, size_t unit = 0, size_t step = 0,
+            const std::vector<std::optional<std::string>>* params = nullptr) {
+    std::vector<const char*> values;
+    if (params) {
+      values.reserve(params->size());
+      for (const auto& param : *params) values.push_back(param ? param->c_str() : nullptr);
+    }
+    if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
+                           values.empty() ? nullptr : values.data(), nullptr, nullptr, 0)) {
+      throw_if_lost(conn_);
+      throw Failure(std::string("cannot send to the shadow: ") + PQerrorMessage(conn_.get()));
+    }
+    commands_.push_back(Command{type, unit, step, {}});
   }
-  const bool settings_failed = !settings.empty() && (started.size() < 3 || !started[2].succeeded());
 
-  bool aborted = false;           // a tx=commit unit failed: the rest is not run
-  bool any_failed = false;
-  bool session_changed = false;   // a plain SET ran: reset after the unit so it cannot leak
-  bool stmt_savepoint_open = per_statement_savepoints;
-  std::string pending;            // savepoint commands not sent yet, prefixed to the next round trip
+  // Asks the server to send the results so far now rather than at the next
+  // sync, so each statement's arrival time is its own.
+  void flush_request() {
+    if (!PQsendFlushRequest(conn_.get())) throw_if_lost(conn_);
+  }
 
-  result.statements.reserve(count);
-  report.notes.reserve(count);
+  // Ends a segment: the server skips the rest of a segment after an error,
+  // and resumes at the command after the sync.
+  void sync() {
+    if (PQpipelineSync(conn_.get()) != 1) {
+      throw_if_lost(conn_);
+      throw Failure(std::string("cannot sync the pipeline: ") + PQerrorMessage(conn_.get()));
+    }
+    commands_.push_back(Command{Type::sync});
+    flush();
+    const auto now = Clock::now();
+    for (size_t i = segment_start_; i < commands_.size(); ++i) commands_[i].sent = now;
+    segment_start_ = commands_.size();
+  }
+
+  // One result per command, in order, with the time it arrived.
+  void collect() {
+    results_.reserve(commands_.size());
+    arrivals_.reserve(commands_.size());
+    for (const auto& command : commands_) {
+      pg::Result result(PQgetResult(conn_.get()));
+      arrivals_.push_back(Clock::now());
+      if (!result) {
+        throw_if_lost(conn_);
+        throw ConnectionLost("shadow connection lost: a pipeline result is missing");
+      }
+      const bool is_sync = result.status() == PGRES_PIPELINE_SYNC;
+      if (is_sync != (command.type == Type::sync)) {
+        throw_if_lost(conn_);
+        throw Failure("the shadow's pipeline answered out of step (" + std::string(PQresStatus(result.status())) +
+                      ": " + result.error_message() + ")");
+      }
+      if (!is_sync) {
+        // Each command's results end with a null.
+        if (PGresult* extra = PQgetResult(conn_.get())) {
+          PQclear(extra);
+          throw Failure("a statement returned more than one result in pipeline mode (COPY?)");
+        }
+      }
+      results_.push_back(std::move(result));
+    }
+  }
+
+  void exit() {
+    if (PQpipelineStatus(conn_.get()) != PQ_PIPELINE_OFF) PQexitPipelineMode(conn_.get());
+    PQsetnonblocking(conn_.get(), 0);
+  }
+
+ private:
+  void flush() {
+    for (;;) {
+      const int flushed = PQflush(conn_.get());
+      if (flushed == 0) return;
+      if (flushed < 0) {
+        throw_if_lost(conn_);
+        throw ConnectionLost(std::string("shadow connection lost: ") + PQerrorMessage(conn_.get()));
+      }
+      pollfd fd{PQsocket(conn_.get()), POLLIN | POLLOUT, 0};
+      if (poll(&fd, 1, 1000) < 0 && errno != EINTR) throw ConnectionLost("shadow connection lost: poll failed");
+      if ((fd.revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(conn_.get())) {
+        throw_if_lost(conn_);
+        throw ConnectionLost(std::string("shadow connection lost: ") + PQerrorMessage(conn_.get()));
+      }
+    }
+  }
+
+  const pg::Connection& conn_;
+  std::vector<Command> commands_;
+  std::vector<pg::Result> results_;
+  std::vector<Clock::time_point> arrivals_;
+  size_t segment_start_ = 0;
+};
+
+}  // namespace
+
+// What the executor does with one statement of a unit, decided before any of
+// the unit's statements runs.
+struct UnitRunner::Step {
+  wire::ShadowStatement shadow;
+  StatementNote note;
+  bool execute = false;
+  int statement_count = 1;
+
+  // Fills the result from what the server answered; false when it failed.
+  bool record(const pg::Result& executed, const digest::NormalizationRules& rules) {
+    if (executed.succeeded()) {
+      shadow.result.set_digest(digest::digest_result(executed.get(), rules));
+      if (executed.status() == PGRES_COMMAND_OK) shadow.result.rows = executed.affected_rows();
+      return true;
+    }
+    shadow.result.status = wire::Status::error;
+    shadow.result.sqlstate = executed.sqlstate();
+    shadow.result.message = executed.error_message();
+    return false;
+  }
+
+  // After a failure in a transaction unit: what the primary's session saw.
+  void not_reached() {
+    note.disposition = Disposition::not_reached;
+    shadow.result = not_executed(wire::Status::error, kAbortedSqlstate, kAbortedMessage);
+  }
+};
+
+bool UnitRunner::runs_alone(const wire::Request& request, statement::Analyzer& analyzer) {
   for (const auto& statement : request.statements) {
-    wire::ShadowStatement shadow;
-    StatementNote note;
+    auto analysis = analyzer.analyze(statement.sql);
+    if (analysis.ok() && !analysis->reaches_outside() &&  // the guard's refusals are not run
+        (analysis->kind == statement::Kind::utility || analysis->statement_count > 1)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool UnitRunner::may_share_batch(const wire::Request& first, const wire::Request& next,
+                                 statement::Analyzer& analyzer) {
+  return first.session == next.session && !runs_alone(first, analyzer) && !runs_alone(next, analyzer);
+}
+
+std::vector<UnitRunner::Step> UnitRunner::classify(const wire::Request& request) {
+  std::vector<Step> steps;
+  steps.reserve(request.statements.size());
+  for (const auto& statement : request.statements) {
+    Step step;
+    auto& shadow = step.shadow;
+    auto& note = step.note;
     auto analysis = analyzer_.analyze(statement.sql);
     shadow.fingerprint = !statement.fingerprint.empty() ? statement.fingerprint
                          : analysis.ok()               ? analysis->fingerprint
                                                        : "";
-    if (settings_failed) {
-      note.disposition = Disposition::not_reached;
-      shadow.result = not_executed(wire::Status::error, started[2].sqlstate(),
-                                   "session setting refused: " + started[2].error_message());
-    } else if (!analysis.ok()) {
+    if (!analysis.ok()) {
       // Not sent: the guard cannot vouch for text its parser cannot read.
       note.disposition = Disposition::unparsable;
       shadow.result = not_executed(wire::Status::error, "42601", analysis.error().message);
@@ -204,7 +346,8 @@ UnitReport UnitRunner::run(const wire::Request& request, const PartitionId& id, 
     } else if (analysis->statement_count > 1 && !statement.params.empty()) {
       note.disposition = Disposition::unparsable;
       note.kind = analysis->kind;
-      shadow.result = not_executed(wire::Status::error, "42601", "cannot insert multiple commands into a prepared statement");
+      shadow.result =
+          not_executed(wire::Status::error, "42601", "cannot insert multiple commands into a prepared statement");
     } else if (analysis->kind == statement::Kind::transaction_control) {
       // The executor owns the unit's transaction; the primary saw these succeed.
       note.disposition = Disposition::transaction_control;
@@ -215,64 +358,326 @@ UnitReport UnitRunner::run(const wire::Request& request, const PartitionId& id, 
       note.disposition = Disposition::writes_skipped;
       note.kind = analysis->kind;
       shadow.result = not_executed(wire::Status::refused, "", kWritesSkippedMessage);
-    } else if (aborted) {
-      note.disposition = Disposition::not_reached;
-      note.kind = analysis->kind;
-      shadow.result = not_executed(wire::Status::error, kAbortedSqlstate, kAbortedMessage);
     } else {
       note.kind = analysis->kind;
-      if (per_statement_savepoints && !stmt_savepoint_open) {
-        pending += "SAVEPOINT stmt";
-        stmt_savepoint_open = true;
+      step.execute = true;
+      step.statement_count = analysis->statement_count;
+    }
+    steps.push_back(std::move(step));
+  }
+  return steps;
+}
+
+std::string UnitRunner::fence_check(const PartitionId& id, int64_t first_offset) const {
+  // Locks the partition's row, and fails (so nothing after it in the
+  // transaction runs) unless the batch's first offset is not applied yet.
+  // Under READ COMMITTED a row another executor updated meanwhile is
+  // re-checked in its new version once that executor commits.
+  return "SELECT coalesce((SELECT next_offset::text FROM shadowpipe.applied WHERE consumer_group = " +
+         literal(id.group) + " AND topic = " + literal(id.topic) + " AND partition = " +
+         std::to_string(id.partition) + " AND next_offset <= " + std::to_string(first_offset) + " FOR UPDATE), " +
+         literal("shadowpipe fence: offset " + std::to_string(first_offset) + " was applied before") + ")::bigint";
+}
+
+std::string UnitRunner::advance_applied(const PartitionId& id, int64_t last_offset) const {
+  // The row is locked by the fence since the batch began.
+  return "UPDATE shadowpipe.applied SET next_offset = " + std::to_string(last_offset + 1) +
+         ", updated_at = now() WHERE consumer_group = " + literal(id.group) + " AND topic = " + literal(id.topic) +
+         " AND partition = " + std::to_string(id.partition);
+}
+
+UnitReport UnitRunner::run(const wire::Request& request, const PartitionId& id, int64_t offset) {
+  return std::move(run_batch({BatchUnit{&request, offset}}, id).front());
+}
+
+std::vector<UnitReport> UnitRunner::run_batch(const std::vector<BatchUnit>& units, const PartitionId& id) {
+  std::vector<UnitReport> reports(units.size());
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto& result = reports[i].result;
+    result.request_id = units[i].request->request_id;
+    result.key = units[i].request->key;
+    result.executor = config_.executor_id;
+    result.source_partition = id.partition;
+    result.source_offset = units[i].offset;
+  }
+  if (units.empty()) return reports;
+  const bool alone = runs_alone(*units[0].request, analyzer_);
+  if (units.size() > 1) {
+    for (size_t i = 0; i < units.size(); ++i) {
+      if ((i > 0 && units[i].offset <= units[i - 1].offset) ||
+          !may_share_batch(*units[0].request, *units[i].request, analyzer_)) {
+        throw std::invalid_argument("run_batch: units must ascend and be able to share a transaction");
       }
+    }
+  }
+  size_t first = 0;
+  for (;;) {
+    const Outcome outcome = config_.pipeline && !alone ? attempt_pipelined(units, first, id, reports)
+                                                       : attempt_plain(units, first, id, reports);
+    if (outcome == Outcome::committed) return reports;
+    if (outcome == Outcome::redo_serially) {
+      for (size_t i = first; i < units.size(); ++i) reports[i] = std::move(run_batch({units[i]}, id).front());
+      return reports;
+    }
+    // The fence refused: some of the units were applied before (by this
+    // executor before a crash, or another instance during a rebalance).
+    const int64_t next = read_next_offset(conn_, id);
+    if (next <= units[first].offset) {
+      throw Failure("the fence in shadowpipe.applied was refused on the shadow: " + fence_error_ +
+                    (next < 0 ? " (the partition has no row)" : "") +
+                    " — check the executor role's grants on schema shadowpipe");
+    }
+    for (; first < units.size() && units[first].offset < next; ++first) reports[first].applied = false;
+    if (first == units.size()) return reports;
+  }
+}
+
+void UnitRunner::record_settings_refused(const BatchUnit& unit, const PartitionId& id, const std::string& sqlstate,
+                                         const std::string& message, UnitReport& report) {
+  auto steps = classify(*unit.request);
+  for (auto& step : steps) {
+    step.note.disposition = Disposition::not_reached;
+    step.shadow.result = not_executed(wire::Status::error, sqlstate, "session setting refused: " + message);
+    report.result.statements.push_back(std::move(step.shadow));
+    report.notes.push_back(step.note);
+  }
+  report.result.ts_us = wire::now_us();
+  report.logged_payload = wire::encode(report.result);
+  report.applied = fence_and_log(id, unit.offset, Destination::results, unit.request->key, report.logged_payload);
+}
+
+UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& units, size_t first,
+                                              const PartitionId& id, std::vector<UnitReport>& reports) {
+  const std::string settings = settings_select(units[first].request->session);
+  // Start: one round trip.
+  std::string start = "BEGIN; " + fence_check(id, units[first].offset) + "; ";
+  if (!settings.empty()) start += settings + "; ";
+  start += "SAVEPOINT sp";
+  auto started = script(start);
+  if (started.empty() || !started[0].succeeded()) {
+    script("ROLLBACK");
+    throw Failure("cannot begin a transaction on the shadow: " +
+                  (started.empty() ? std::string("no result") : started[0].error_message()));
+  }
+  if (started.size() < 2 || !started[1].succeeded()) {
+    fence_error_ = started.size() < 2 ? std::string("no result") : started[1].error_message();
+    script("ROLLBACK");
+    return Outcome::fence_moved;
+  }
+  if (!settings.empty() && (started.size() < 3 || !started[2].succeeded())) {
+    const std::string sqlstate = started.size() < 3 ? "" : started[2].sqlstate();
+    const std::string message = started.size() < 3 ? "no result" : started[2].error_message();
+    script("ROLLBACK");
+    for (size_t i = first; i < units.size(); ++i) record_settings_refused(units[i], id, sqlstate, message, reports[i]);
+    return Outcome::committed;
+  }
+  if (!started.back().succeeded()) {
+    script("ROLLBACK");
+    throw Failure("SAVEPOINT refused on the shadow: " + started.back().error_message());
+  }
+
+  const bool batch = units.size() - first > 1;
+  bool session_changed = false;  // a plain SET ran: reset after the unit so it cannot leak
+  std::string pending;           // savepoint commands not sent yet, prefixed to the next round trip
+  for (size_t u = first; u < units.size(); ++u) {
+    const wire::Request& request = *units[u].request;
+    auto steps = classify(request);
+    const bool undo = request.tx == wire::TxMode::rollback || config_.writes == WritesMode::rollback;
+    const bool per_statement = request.tx == wire::TxMode::autocommit && request.statements.size() > 1;
+    // An autocommit unit to be undone keeps its statements apart with a
+    // nested savepoint v, so sp stays before the unit.
+    const std::string level = per_statement && undo ? "v" : "sp";
+    bool aborted = false;
+    bool executed_any = false;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      auto& step = steps[i];
+      if (!step.execute) continue;
+      if (aborted) {
+        step.not_reached();
+        continue;
+      }
+      if (per_statement && undo && !executed_any) pending += "SAVEPOINT v; ";
+      executed_any = true;
       if (!pending.empty()) {
-        for (auto& step : script(pending)) {
-          if (!step.succeeded()) throw Failure("savepoint bookkeeping failed on the shadow: " + step.error_message());
+        for (auto& done : script(pending)) {
+          if (!done.succeeded()) throw Failure("savepoint bookkeeping failed on the shadow: " + done.error_message());
         }
         pending.clear();
       }
-      const auto begin = std::chrono::steady_clock::now();
-      pg::Result executed = this->statement(statement, analysis->statement_count);
-      shadow.result.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::steady_clock::now() - begin)
-                                     .count();
-      if (executed.succeeded()) {
-        shadow.result.set_digest(digest::digest_result(executed.get(), rules_for(shadow.fingerprint)));
-        if (executed.status() == PGRES_COMMAND_OK) shadow.result.rows = executed.affected_rows();
-        if (analysis->kind == statement::Kind::utility) session_changed = true;
-      } else {
-        shadow.result.status = wire::Status::error;
-        shadow.result.sqlstate = executed.sqlstate();
-        shadow.result.message = executed.error_message();
-        any_failed = true;
-        if (request.tx != wire::TxMode::autocommit) aborted = true;
+      const auto begin = Clock::now();
+      pg::Result executed = this->statement(request.statements[i], step.statement_count);
+      step.shadow.result.latency_us = micros(Clock::now() - begin);
+      const bool ok = step.record(executed, rules_for(step.shadow.fingerprint));
+      if (ok && step.note.kind == statement::Kind::utility) session_changed = true;
+      if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) {
+        script("ROLLBACK");
+        return Outcome::redo_serially;
       }
-      if (per_statement_savepoints) {
-        pending = executed.succeeded() ? "RELEASE SAVEPOINT stmt; "
-                                       : "ROLLBACK TO SAVEPOINT stmt; RELEASE SAVEPOINT stmt; ";
-        stmt_savepoint_open = false;
+      if (per_statement) {
+        pending += ok ? "RELEASE SAVEPOINT " + level + "; SAVEPOINT " + level + "; "
+                      : "ROLLBACK TO SAVEPOINT " + level + "; ";
+      } else if (!ok) {
+        aborted = true;
       }
     }
-    result.statements.push_back(std::move(shadow));
-    report.notes.push_back(note);
+    if (executed_any) {
+      if (undo || aborted) {
+        pending += "ROLLBACK TO SAVEPOINT sp; ";
+      } else if (!per_statement) {
+        pending += "RELEASE SAVEPOINT sp; SAVEPOINT sp; ";
+      }
+    }
+    for (auto& step : steps) {
+      reports[u].result.statements.push_back(std::move(step.shadow));
+      reports[u].notes.push_back(step.note);
+    }
   }
+  return finish(units, first, id, reports, std::move(pending), session_changed);
+}
 
-  result.ts_us = wire::now_us();
-  report.logged_payload = wire::encode(result);
+UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& units, size_t first,
+                                                  const PartitionId& id, std::vector<UnitReport>& reports) {
+  const std::string settings = settings_select(units[first].request->session);
+  std::vector<std::vector<Step>> steps(units.size());
+  Pipeline pipe(conn_);
+  // Start segment; the fence fails the segment when it refuses, and the
+  // missing savepoint sp then fails every later one: nothing runs.
+  pipe.send("BEGIN");
+  const size_t fence_at = pipe.size();
+  pipe.send(fence_check(id, units[first].offset));
+  const size_t settings_at = pipe.size();
+  if (!settings.empty()) pipe.send(settings);
+  pipe.send("SAVEPOINT sp");
+  pipe.sync();
+  // Every segment starts by undoing what failed in the one before it (a
+  // no-op when nothing did: sp is then at the current point).
+  for (size_t u = first; u < units.size(); ++u) {
+    const wire::Request& request = *units[u].request;
+    steps[u] = classify(request);
+    const bool undo = request.tx == wire::TxMode::rollback || config_.writes == WritesMode::rollback;
+    const bool per_statement = request.tx == wire::TxMode::autocommit && request.statements.size() > 1;
+    std::vector<size_t> executed;
+    for (size_t i = 0; i < steps[u].size(); ++i) {
+      if (steps[u][i].execute) executed.push_back(i);
+    }
+    if (executed.empty()) continue;
+    if (per_statement) {
+      // One segment per statement, so a failure skips nothing else.
+      const std::string level = undo ? "v" : "sp";
+      for (size_t n = 0; n < executed.size(); ++n) {
+        if (undo && n == 0) {
+          pipe.send("ROLLBACK TO SAVEPOINT sp");
+          pipe.send("SAVEPOINT v");
+        } else {
+          pipe.send("ROLLBACK TO SAVEPOINT " + level);
+        }
+        pipe.send(request.statements[executed[n]].sql, Pipeline::Type::statement, u, executed[n],
+                  &request.statements[executed[n]].params);
+        pipe.send("RELEASE SAVEPOINT " + level);
+        pipe.send("SAVEPOINT " + level);
+        pipe.sync();
+      }
+    } else {
+      // One segment: after a failure the server skips the rest of the unit,
+      // as the primary's aborted transaction did; the next segment undoes it.
+      pipe.send("ROLLBACK TO SAVEPOINT sp");
+      for (size_t n = 0; n < executed.size(); ++n) {
+        pipe.send(request.statements[executed[n]].sql, Pipeline::Type::statement, u, executed[n],
+                  &request.statements[executed[n]].params);
+        if (n + 1 < executed.size()) pipe.flush_request();
+      }
+      if (!undo) {  // a unit to undo leaves sp before it: the next segment rolls it back
+        pipe.send("RELEASE SAVEPOINT sp");
+        pipe.send("SAVEPOINT sp");
+      }
+      pipe.sync();
+    }
+  }
+  pipe.collect();
+  pipe.exit();
 
-  const bool undo_unit = settings_failed || request.tx == wire::TxMode::rollback ||
-                         config_.writes == WritesMode::rollback || (any_failed && !per_statement_savepoints);
+  if (!pipe.result(0).succeeded()) {
+    script("ROLLBACK");
+    throw Failure("cannot begin a transaction on the shadow: " + pipe.result(0).error_message());
+  }
+  if (!pipe.result(fence_at).succeeded()) {
+    fence_error_ = pipe.result(fence_at).error_message();
+    script("ROLLBACK");
+    return Outcome::fence_moved;
+  }
+  if (!settings.empty() && !pipe.result(settings_at).succeeded()) {
+    const std::string sqlstate = pipe.result(settings_at).sqlstate();
+    const std::string message = pipe.result(settings_at).error_message();
+    script("ROLLBACK");
+    for (size_t i = first; i < units.size(); ++i) record_settings_refused(units[i], id, sqlstate, message, reports[i]);
+    return Outcome::committed;
+  }
+  const bool batch = units.size() - first > 1;
+  bool redo = false;
+  // latency_us in pipeline mode: from the later of the statement's sending
+  // and the arrival of the previous statement's result (or sync) to the
+  // arrival of its own result: the server's time for it, without the round
+  // trip the pipeline saves.
+  Clock::time_point previous{};
+  for (size_t c = 0; c < pipe.size(); ++c) {
+    const auto& command = pipe.command(c);
+    const auto& result = pipe.result(c);
+    if (command.type == Pipeline::Type::sync) {
+      previous = pipe.arrival(c);
+      continue;
+    }
+    if (command.type == Pipeline::Type::bookkeeping) {
+      if (result.status() == PGRES_FATAL_ERROR) {
+        script("ROLLBACK");
+        throw Failure("savepoint bookkeeping failed on the shadow: " + result.error_message());
+      }
+      continue;
+    }
+    auto& step = steps[command.unit][command.step];
+    if (result.status() == PGRES_PIPELINE_ABORTED) {
+      step.not_reached();
+      continue;
+    }
+    step.shadow.result.latency_us = micros(pipe.arrival(c) - std::max(command.sent, previous));
+    previous = pipe.arrival(c);
+    const bool ok = step.record(result, rules_for(step.shadow.fingerprint));
+    if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) redo = true;
+  }
+  if (redo) {
+    script("ROLLBACK");
+    return Outcome::redo_serially;
+  }
+  for (size_t u = first; u < units.size(); ++u) {
+    for (auto& step : steps[u]) {
+      reports[u].result.statements.push_back(std::move(step.shadow));
+      reports[u].notes.push_back(step.note);
+    }
+  }
+  return finish(units, first, id, reports, "ROLLBACK TO SAVEPOINT sp; ", false);
+}
+
+UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
+                                       std::vector<UnitReport>& reports, std::string pending, bool session_changed) {
   if (config_.abandon && config_.abandon->load()) {
     script("ROLLBACK");
-    throw UnitAbandoned("unit at offset " + std::to_string(offset) + " abandoned at shutdown");
+    throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " abandoned at shutdown");
   }
-  std::string finish = pending;
-  if (undo_unit) finish += "ROLLBACK TO SAVEPOINT unit; ";
-  finish += log_insert(id, offset, Destination::results, request.key, report.logged_payload) + "; COMMIT";
-  if (session_changed) finish += "; RESET ALL";
-  auto finished = script(finish);
+  std::string values;
+  for (size_t i = first; i < units.size(); ++i) {
+    auto& report = reports[i];
+    report.result.ts_us = wire::now_us();
+    report.logged_payload = wire::encode(report.result);
+    if (!values.empty()) values += ", ";
+    values += "(" + log_values(id, units[i].offset, Destination::results, units[i].request->key,
+                               report.logged_payload) + ")";
+  }
+  // One round trip: the open savepoint commands, the offset, the results, COMMIT.
+  std::string sql = std::move(pending) + advance_applied(id, units.back().offset) + "; INSERT INTO " + kLogColumns +
+                    " VALUES " + values + kLogConflict + "; COMMIT";
+  if (session_changed) sql += "; RESET ALL";
+  auto finished = script(sql);
   // A COMMIT of a transaction the server had aborted answers with the tag
-  // ROLLBACK, not an error: the unit counts as committed only on "COMMIT".
+  // ROLLBACK, not an error: the batch counts as committed only on "COMMIT".
   bool committed = false;
   std::string commit_error = "the transaction was rolled back at COMMIT";
   std::string commit_sqlstate = "40000";
@@ -285,24 +690,30 @@ UnitReport UnitRunner::run(const wire::Request& request, const PartitionId& id, 
     if (is_command_tag(step, "COMMIT")) committed = true;
   }
   if (committed) {
-    report.applied = true;
-    return report;
+    for (size_t i = first; i < units.size(); ++i) reports[i].applied = true;
+    return Outcome::committed;
   }
-
-  // COMMIT refused (a deferred constraint, a serialization failure): the
-  // unit's effects are gone, as the primary's would be had its COMMIT failed.
-  // Report that on the last statement the server ran, and record the offset.
   script("ROLLBACK");
+  // A batch: which unit made COMMIT fail is unknown; each runs again in a
+  // transaction of its own, so the others are not lost with it.
+  if (units.size() - first > 1) return Outcome::redo_serially;
+
+  // One unit whose COMMIT was refused (a deferred constraint, a
+  // serialization failure): its effects are gone, as the primary's would be
+  // had its COMMIT failed. Report that on the last statement the server ran,
+  // and record the offset.
+  auto& report = reports[first];
+  auto& result = report.result;
   for (size_t i = result.statements.size(); i-- > 0;) {
     if (report.notes[i].disposition == Disposition::executed) {
-      auto& failed = result.statements[i].result;
-      failed = not_executed(wire::Status::error, commit_sqlstate, "at COMMIT: " + commit_error);
+      result.statements[i].result = not_executed(wire::Status::error, commit_sqlstate, "at COMMIT: " + commit_error);
       break;
     }
   }
   report.logged_payload = wire::encode(result);
-  report.applied = fence_and_log(id, offset, Destination::results, request.key, report.logged_payload);
-  return report;
+  report.applied =
+      fence_and_log(id, units[first].offset, Destination::results, units[first].request->key, report.logged_payload);
+  return Outcome::committed;
 }
 
 std::optional<wire::PlanSummary> UnitRunner::explain(const wire::Request& request, size_t statement_index) {

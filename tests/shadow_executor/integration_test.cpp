@@ -33,18 +33,28 @@ double metric_value(sp::executor::Executor& executor, const std::string& line_pr
 
 // A shadow database with the executor's schema, a claimed partition and a runner.
 struct RunnerBench {
-  explicit RunnerBench(ex::WritesMode writes)
+  explicit RunnerBench(ex::WritesMode writes, bool pipeline = false)
       : database(shadow_dsn(), "exec_runner"), conn(database.dsn()) {
     ex::ensure_schema(conn);
     conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+    // A deferred check: violated only at COMMIT.
+    conn.exec_checked(
+        "CREATE TABLE links (id int PRIMARY KEY, item int REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)");
     ex::claim_next_offset(conn, id, 0);
-    runner = std::make_unique<ex::UnitRunner>(conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr},
-                                              analyzer);
+    runner = std::make_unique<ex::UnitRunner>(
+        conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline}, analyzer);
   }
   int64_t count(const std::string& where = "true") {
     return std::stoll(std::string(conn.exec_checked("SELECT count(*) FROM items WHERE " + where).value(0, 0)));
   }
   ex::UnitReport run(const sp::wire::Request& request) { return runner->run(request, id, next++); }
+  // The requests as one batch at the next offsets.
+  std::vector<ex::UnitReport> run_batch(const std::vector<sp::wire::Request>& requests) {
+    std::vector<ex::BatchUnit> units;
+    for (const auto& request : requests) units.push_back(ex::BatchUnit{&request, next++});
+    return runner->run_batch(units, id);
+  }
+  std::string checksum(const std::string& table) { return table_checksum(database.dsn(), table); }
 
   ScratchDatabase database;
   sp::pg::Connection conn;
@@ -58,10 +68,173 @@ sp::wire::Statement insert_item(int id, const std::string& label) {
   return make_statement("INSERT INTO items VALUES ($1, $2)", {std::to_string(id), label});
 }
 
+std::string mode_name(const ::testing::TestParamInfo<bool>& info) { return info.param ? "pipeline" : "plain"; }
+
+// Every way a unit can end, side by side: failures in the middle of each kind
+// of unit, a tx=rollback unit between writes, a refused statement, reads that
+// must see exactly what the units before them kept.
+std::vector<sp::wire::Request> mixed_units() {
+  return {
+      make_request("u0", "k", TxMode::autocommit, {insert_item(1, "a")}),
+      make_request("u1", "k", TxMode::commit, {insert_item(2, "b"), make_statement("SELECT 1/0"), insert_item(3, "c")}),
+      make_request("u2", "k", TxMode::rollback,
+                   {insert_item(4, "d"), make_statement("UPDATE items SET label = 'rolled' WHERE id = 1")}),
+      make_request("u3", "k", TxMode::autocommit, {insert_item(5, "e"), insert_item(1, "dup"), insert_item(6, "f")}),
+      make_request("u4", "k", TxMode::autocommit, {insert_item(1, "dup")}),
+      make_request("u5", "k", TxMode::commit,
+                   {make_statement("BEGIN"), make_statement("UPDATE items SET label = label || '+' WHERE id <= $1", {"5"}),
+                    make_statement("COMMIT")}),
+      make_request("u6", "k", TxMode::rollback, {insert_item(7, "g"), make_statement("SELECT 1/0")}),
+      make_request("u7", "k", TxMode::autocommit,
+                   {make_statement("SELECT id, label FROM items ORDER BY id"), make_statement("SELECT count(*) FROM items")}),
+      make_request("u8", "k", TxMode::commit,
+                   {make_statement("INSERT INTO items SELECT g, 'gen' FROM generate_series(10, 12) g"),
+                    make_statement("NOTIFY leak"), make_statement("SELECT sum(id) FROM items")}),
+      make_request("u9", "k", TxMode::autocommit, {make_statement("SELECT label FROM items WHERE id = $1", {"2"})}),
+      make_request("u10", "k", TxMode::autocommit, {insert_item(20, "x"), make_statement("SELECT 1/0")}),
+      make_request("u11", "k", TxMode::autocommit, {make_statement("SELECT label FROM items ORDER BY id")}),
+  };
+}
+
+// The statements' results without their timing.
+std::vector<sp::wire::ShadowStatement> untimed(const sp::wire::ShadowResult& result) {
+  auto statements = result.statements;
+  for (auto& statement : statements) statement.result.latency_us = 0;
+  return statements;
+}
+
 }  // namespace
 
-TEST(ExecutorRunner, AutocommitUnitKeepsTheStatementsAroundAFailedOne) {
-  RunnerBench bench(ex::WritesMode::apply);
+class ExecutorRunner : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Modes, ExecutorRunner, ::testing::Bool(), mode_name);
+
+TEST_P(ExecutorRunner, BatchEndsInTheSameStateWithTheSameResultsAsUnitByUnit) {
+  for (auto writes : {ex::WritesMode::apply, ex::WritesMode::rollback}) {
+    SCOPED_TRACE(std::string(ex::to_string(writes)));
+    const auto requests = mixed_units();
+    RunnerBench serial(writes, false);
+    RunnerBench batched(writes, GetParam());
+    std::vector<ex::UnitReport> expected;
+    for (const auto& request : requests) expected.push_back(serial.run(request));
+    auto reports = batched.run_batch(requests);
+    ASSERT_EQ(reports.size(), requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      SCOPED_TRACE(requests[i].request_id);
+      EXPECT_TRUE(reports[i].applied);
+      EXPECT_EQ(reports[i].result.request_id, requests[i].request_id);
+      EXPECT_EQ(reports[i].result.source_offset, static_cast<int64_t>(i));
+      EXPECT_EQ(untimed(reports[i].result), untimed(expected[i].result));
+      ASSERT_EQ(reports[i].notes.size(), expected[i].notes.size());
+      for (size_t n = 0; n < reports[i].notes.size(); ++n) {
+        EXPECT_EQ(reports[i].notes[n].disposition, expected[i].notes[n].disposition) << "statement " << n;
+      }
+    }
+    EXPECT_EQ(batched.checksum("items"), serial.checksum("items"));
+    // One offset and one logged result per unit, in order.
+    EXPECT_EQ(ex::read_next_offset(batched.conn, batched.id), static_cast<int64_t>(requests.size()));
+    auto logged = ex::logged_records(batched.conn, batched.id, 0);
+    ASSERT_EQ(logged.size(), requests.size());
+    for (size_t i = 0; i < logged.size(); ++i) {
+      EXPECT_EQ(logged[i].source_offset, static_cast<int64_t>(i));
+      auto decoded = sp::wire::decode_result(logged[i].payload);
+      ASSERT_TRUE(decoded.ok());
+      EXPECT_EQ(decoded->request_id, requests[i].request_id);
+    }
+  }
+  // And what apply must keep, spelled out.
+  RunnerBench batched(ex::WritesMode::apply, GetParam());
+  auto reports = batched.run_batch(mixed_units());
+  EXPECT_EQ(batched.count(), 7) << "u0 1, u3 5 and 6, u8 10-12, u10 20";
+  EXPECT_EQ(batched.count("label LIKE '%+'"), 2) << "u5 saw what u0 and u3 kept (1, 5), not u2's rollback (4)";
+  EXPECT_EQ(batched.count("label = 'rolled'"), 0);
+  EXPECT_EQ(reports[1].result.statements[2].result.sqlstate, "25P02");
+  EXPECT_EQ(reports[3].result.statements[1].result.sqlstate, "23505");
+  EXPECT_EQ(reports[3].result.statements[2].result.status, Status::ok);
+  EXPECT_EQ(reports[8].result.statements[1].result.status, Status::refused);
+  EXPECT_EQ(reports[9].result.statements[0].result.rows, 0) << "u1 was undone";
+}
+
+TEST_P(ExecutorRunner, AFailureAtCommitRedoesTheBatchOneUnitPerTransaction) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  auto reports = bench.run_batch({
+      make_request("a", "k", TxMode::autocommit, {insert_item(1, "a")}),
+      make_request("dangling", "k", TxMode::commit,
+                   {make_statement("INSERT INTO links VALUES (1, 99)"), make_statement("SELECT 1")}),
+      make_request("b", "k", TxMode::autocommit,
+                   {insert_item(2, "b"), make_statement("INSERT INTO links VALUES (2, 2)")}),
+  });
+  ASSERT_EQ(reports.size(), 3u);
+  for (const auto& report : reports) EXPECT_TRUE(report.applied);
+  EXPECT_EQ(reports[0].result.statements[0].result.status, Status::ok);
+  const auto& dangling = reports[1].result.statements;
+  EXPECT_EQ(dangling[0].result.status, Status::ok);
+  EXPECT_EQ(dangling[1].result.sqlstate, "23503") << "reported on the last statement the server ran";
+  EXPECT_NE(dangling[1].result.message.find("at COMMIT"), std::string::npos);
+  EXPECT_EQ(reports[2].result.statements[1].result.status, Status::ok);
+  EXPECT_EQ(bench.count(), 2) << "the other units are not lost with the failing one";
+  EXPECT_EQ(bench.checksum("links"), "1:" + std::string(bench.conn.exec_checked("SELECT md5('(2,2)')").value(0, 0)));
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 3);
+  EXPECT_EQ(ex::logged_records(bench.conn, bench.id, 0).size(), 3u);
+}
+
+TEST_P(ExecutorRunner, ABatchSkipsTheUnitsAppliedBeforeAndRunsTheRest) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  std::vector<sp::wire::Request> requests;
+  for (int i = 0; i < 5; ++i) {
+    requests.push_back(make_request("r" + std::to_string(i), "k", TxMode::commit,
+                                    {make_statement("INSERT INTO items SELECT coalesce(max(id), 0) + 1, $1 FROM items",
+                                                    {std::to_string(i)})}));
+  }
+  ASSERT_TRUE(bench.run(requests[0]).applied);
+  ASSERT_TRUE(bench.run(requests[1]).applied);
+  // A restart (or a second instance) hands the same offsets again, with more.
+  std::vector<ex::BatchUnit> units;
+  for (size_t i = 0; i < requests.size(); ++i) units.push_back(ex::BatchUnit{&requests[i], static_cast<int64_t>(i)});
+  auto reports = bench.runner->run_batch(units, bench.id);
+  EXPECT_FALSE(reports[0].applied);
+  EXPECT_FALSE(reports[1].applied);
+  for (size_t i = 2; i < reports.size(); ++i) {
+    EXPECT_TRUE(reports[i].applied);
+    EXPECT_EQ(reports[i].result.statements.at(0).result.status, Status::ok);
+  }
+  EXPECT_EQ(bench.count(), 5);
+  EXPECT_EQ(bench.count("id = label::int + 1"), 5) << "each unit once, in order";
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 5);
+  auto again = bench.runner->run_batch(units, bench.id);
+  for (const auto& report : again) EXPECT_FALSE(report.applied);
+  EXPECT_EQ(bench.count(), 5);
+}
+
+TEST_P(ExecutorRunner, LatencyIsEachStatementsOwnInsideABatch) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  auto reports = bench.run_batch({
+      make_request("fast", "k", TxMode::autocommit, {make_statement("SELECT 1")}),
+      make_request("slow", "k", TxMode::commit, {make_statement("SELECT 2"), make_statement("SELECT pg_sleep(0.2)"),
+                                                 make_statement("SELECT 3")}),
+      make_request("fast2", "k", TxMode::autocommit, {make_statement("SELECT 4")}),
+  });
+  EXPECT_GE(reports[1].result.statements[1].result.latency_us, 200'000);
+  for (auto [unit, statement] : std::initializer_list<std::pair<int, int>>{{0, 0}, {1, 0}, {1, 2}, {2, 0}}) {
+    EXPECT_LT(reports[unit].result.statements[statement].result.latency_us, 150'000)
+        << "unit " << unit << " statement " << statement << " was charged another statement's time";
+  }
+}
+
+TEST_P(ExecutorRunner, ABatchHoldsOnlyUnitsWithTheSameSessionSettings) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  auto tokyo = make_request("tokyo", "k", TxMode::autocommit, {make_statement("SELECT 1")});
+  tokyo.session.time_zone = "Asia/Tokyo";
+  const auto utc = make_request("utc", "k", TxMode::autocommit, {make_statement("SELECT 1")});
+  const auto set = make_request("set", "k", TxMode::autocommit, {make_statement("SET work_mem = '8MB'")});
+  sp::statement::Analyzer analyzer;
+  EXPECT_FALSE(ex::UnitRunner::may_share_batch(utc, tokyo, analyzer));
+  EXPECT_FALSE(ex::UnitRunner::may_share_batch(utc, set, analyzer)) << "a SET may change the session";
+  EXPECT_TRUE(ex::UnitRunner::may_share_batch(utc, utc, analyzer));
+  EXPECT_THROW(bench.run_batch({utc, tokyo}), std::invalid_argument);
+}
+
+TEST_P(ExecutorRunner, AutocommitUnitKeepsTheStatementsAroundAFailedOne) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto report = bench.run(make_request("r1", "k", TxMode::autocommit,
                                        {insert_item(1, "a"), insert_item(1, "dup"), insert_item(2, "b")}));
   ASSERT_TRUE(report.applied);
@@ -74,8 +247,8 @@ TEST(ExecutorRunner, AutocommitUnitKeepsTheStatementsAroundAFailedOne) {
   EXPECT_EQ(bench.count(), 2);
 }
 
-TEST(ExecutorRunner, CommitUnitFailsAsAWholeAndReportsTheRestAsAborted) {
-  RunnerBench bench(ex::WritesMode::apply);
+TEST_P(ExecutorRunner, CommitUnitFailsAsAWholeAndReportsTheRestAsAborted) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto report = bench.run(make_request("r1", "k", TxMode::commit,
                                        {insert_item(1, "a"), make_statement("SELECT 1/0"), insert_item(2, "b")}));
   ASSERT_TRUE(report.applied);
@@ -87,8 +260,8 @@ TEST(ExecutorRunner, CommitUnitFailsAsAWholeAndReportsTheRestAsAborted) {
   EXPECT_EQ(ex::logged_records(bench.conn, bench.id, 0).size(), 1u);
 }
 
-TEST(ExecutorRunner, RollbackUnitLeavesNothingAndTransactionControlIsSkipped) {
-  RunnerBench bench(ex::WritesMode::apply);
+TEST_P(ExecutorRunner, RollbackUnitLeavesNothingAndTransactionControlIsSkipped) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto report = bench.run(make_request("r1", "k", TxMode::rollback,
                                        {make_statement("BEGIN"), insert_item(1, "a"), make_statement("ROLLBACK")}));
   ASSERT_TRUE(report.applied);
@@ -98,16 +271,16 @@ TEST(ExecutorRunner, RollbackUnitLeavesNothingAndTransactionControlIsSkipped) {
   EXPECT_EQ(bench.count(), 0);
 }
 
-TEST(ExecutorRunner, AnOffsetIsAppliedOnlyOnce) {
-  RunnerBench bench(ex::WritesMode::apply);
+TEST_P(ExecutorRunner, AnOffsetIsAppliedOnlyOnce) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
   const auto request = make_request("r1", "k", TxMode::commit, {insert_item(1, "a")});
   ASSERT_TRUE(bench.runner->run(request, bench.id, 0).applied);
   EXPECT_FALSE(bench.runner->run(request, bench.id, 0).applied);
   EXPECT_EQ(bench.count(), 1);
 }
 
-TEST(ExecutorRunner, SessionSettingsOfTheRecordApply) {
-  RunnerBench bench(ex::WritesMode::apply);
+TEST_P(ExecutorRunner, SessionSettingsOfTheRecordApply) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto request = make_request("r1", "k", TxMode::autocommit,
                               {make_statement("SELECT current_setting('TimeZone'), '2024-01-02 03:04:05+00'::timestamptz")});
   request.session.time_zone = "Asia/Tokyo";
@@ -121,15 +294,15 @@ TEST(ExecutorRunner, SessionSettingsOfTheRecordApply) {
   EXPECT_NE(bench.conn.exec_checked("SHOW TimeZone").value(0, 0), "Asia/Tokyo");
 }
 
-TEST(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {
-  RunnerBench skip(ex::WritesMode::skip);
+TEST_P(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {
+  RunnerBench skip(ex::WritesMode::skip, GetParam());
   auto skipped = skip.run(make_request("r1", "k", TxMode::autocommit, {insert_item(1, "a"), make_statement("SELECT 1")}));
   EXPECT_EQ(skipped.result.statements[0].result.status, Status::refused);
   EXPECT_EQ(skipped.result.statements[0].result.message, ex::kWritesSkippedMessage);
   EXPECT_EQ(skipped.result.statements[1].result.status, Status::ok);
   EXPECT_EQ(skip.count(), 0);
 
-  RunnerBench rollback(ex::WritesMode::rollback);
+  RunnerBench rollback(ex::WritesMode::rollback, GetParam());
   auto rolled = rollback.run(make_request("r1", "k", TxMode::commit, {insert_item(1, "a")}));
   EXPECT_EQ(rolled.result.statements[0].result.status, Status::ok);
   EXPECT_EQ(rolled.result.statements[0].result.rows, 1);
@@ -137,7 +310,10 @@ TEST(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {
   EXPECT_EQ(ex::read_next_offset(rollback.conn, rollback.id), 1);
 }
 
-TEST(ExecutorIntegration, TwoInstancesKeepPerKeyOrder) {
+class ExecutorModes : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Modes, ExecutorModes, ::testing::Bool(), mode_name);
+
+TEST_P(ExecutorModes, TwoInstancesKeepPerKeyOrder) {
   Topics topics(4);
   ScratchDatabase shadow(shadow_dsn(), "exec_order");
   ScratchDatabase reference(primary_dsn(), "exec_order_ref");
@@ -167,6 +343,7 @@ TEST(ExecutorIntegration, TwoInstancesKeepPerKeyOrder) {
   }
   const std::string group = unique_name("order-group");
   auto options = base_options(topics, shadow.dsn(), group);
+  options.pipeline = GetParam();
   options.executor_id = "first";
   RunningExecutor first(options);
   for (size_t i = 0; i < requests.size() / 2; ++i) topics.produce(requests[i]);
@@ -318,7 +495,7 @@ TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   admin.exec_checked("DROP ROLE " + role);
 }
 
-TEST(ExecutorIntegration, ReconnectsAfterTheBackendIsTerminatedAndAppliesOnce) {
+TEST_P(ExecutorModes, ReconnectsAfterTheBackendIsTerminatedAndAppliesOnce) {
   // A terminated backend is a real dropped connection (the server closes the
   // socket); restarting the shared shadow server would disturb other tests.
   Topics topics(2);
@@ -346,7 +523,9 @@ TEST(ExecutorIntegration, ReconnectsAfterTheBackendIsTerminatedAndAppliesOnce) {
   for (const auto& request : requests) apply_on_reference(ref, request);
 
   const std::string group = unique_name("reconnect-group");
-  RunningExecutor running(base_options(topics, shadow.dsn(), group));
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.pipeline = GetParam();
+  RunningExecutor running(options);
   int terminated = 0;
   const auto until = std::chrono::steady_clock::now() + 30s;
   while (terminated < 3 && std::chrono::steady_clock::now() < until) {

@@ -46,7 +46,11 @@ int wait_exit(pid_t pid, std::chrono::seconds deadline) {
 
 }  // namespace
 
-TEST(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
+class ExecutorKill : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Modes, ExecutorKill, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "pipeline" : "plain"; });
+
+TEST_P(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
   Topics topics(3);
   ScratchDatabase shadow(shadow_dsn(), "exec_kill");
   ScratchDatabase reference(primary_dsn(), "exec_kill_ref");
@@ -82,12 +86,14 @@ TEST(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
   const std::string group = unique_name("kill-group");
   const std::string instance = unique_name("kill-instance");
   auto args = [&](int run) {
-    return std::vector<std::string>{"--shadow", shadow.dsn(), "--brokers", brokers(), "--group", group,
+    std::vector<std::string> args{"--shadow", shadow.dsn(), "--brokers", brokers(), "--group", group,
                                     "--requests-topic", topics.requests(), "--results-topic", topics.results(),
                                     "--dlq-topic", topics.dlq(), "--executor-id", "run-" + std::to_string(run),
                                     // Static membership: a restarted instance takes its partitions back at once
                                     // instead of waiting out the killed member's session.
                                     "-X", "group.instance.id=" + instance, "-X", "session.timeout.ms=6000"};
+    if (GetParam()) args.push_back("--pipeline");
+    return args;
   };
 
   std::mt19937 random(std::random_device{}());

@@ -38,6 +38,7 @@ struct ExecutorMetrics {
   prometheus::Counter& delivery_failures;
   prometheus::Family<prometheus::Gauge>& lag_family;
   prometheus::Histogram& execution_seconds;
+  prometheus::Histogram& batch_units;
 };
 
 }  // namespace shadowpipe::executor

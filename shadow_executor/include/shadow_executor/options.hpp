@@ -36,9 +36,20 @@ struct Options {
   kafka::Properties kafka;           // bootstrap.servers and -X passthrough
   wire::Limits limits;
   size_t queue_capacity = 512;       // per partition; the partition is paused above it
+  // Group commit: a partition worker runs the units already queued (never
+  // waiting for more), up to this many units or kMaxBatchStatements
+  // statements, in one shadow transaction. 1: one transaction per unit.
+  size_t batch_units = 64;
+  // libpq pipeline mode: a batch's statements are sent without waiting for
+  // each reply (see unit_runner.hpp).
+  bool pipeline = false;
   std::chrono::milliseconds shutdown_deadline{15000};
   std::chrono::milliseconds commit_interval{1000};
 };
+
+// Statements per batch at most (each kept write takes a subtransaction id;
+// PostgreSQL caches 64 per backend before snapshots get slower for everyone).
+inline constexpr size_t kMaxBatchStatements = 64;
 
 // "<hostname>-<pid>": unique per process, readable in results and logs.
 std::string default_executor_id();

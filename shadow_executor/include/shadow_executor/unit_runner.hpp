@@ -1,18 +1,34 @@
-// Executes one shadow.requests unit on a shadow connection, exactly once.
+// Executes shadow.requests units on a shadow connection, exactly once.
 //
-// One shadow transaction per unit:
-//   BEGIN; UPDATE shadowpipe.applied (the fence: only if next_offset <= this
-//   offset, which also locks the partition's row against a second executor);
-//   set_config(..., is_local) of the record's session settings and the
-//   statement timeout; SAVEPOINT unit;
-//   the statements: autocommit units run each in its own savepoint, so one
-//   failure does not undo the others (as autocommit did on the primary); a
-//   tx=commit unit stops at its first failure (the rest are reported 25P02,
-//   as the primary's session would have seen); tx=rollback and --writes
-//   rollback end in ROLLBACK TO SAVEPOINT unit;
-//   INSERT the result record into shadowpipe.results_log; COMMIT.
-// Bookkeeping commands share round trips with each other (one simple-query
-// script before the first statement, one after the last).
+// Group commit: the units of one batch (consecutive offsets of one partition
+// with the same session settings) share ONE shadow transaction:
+//   BEGIN; the fence (SELECT ... FOR UPDATE of the partition's
+//   shadowpipe.applied row, refused unless next_offset <= the batch's first
+//   offset: it locks the row against a second executor); set_config(...,
+//   is_local) of the batch's session settings and the statement timeout;
+//   SAVEPOINT sp — sp always marks the last point whose work is kept;
+//   each unit: autocommit units run each statement in its own savepoint, so
+//   one failure does not undo the others (as autocommit did on the
+//   primary); a tx=commit unit stops at its first failure (the rest are
+//   reported 25P02, as the primary's session would have seen) and is rolled
+//   back to sp; tx=rollback and --writes rollback units are rolled back to sp;
+//   a kept unit moves sp past its work (RELEASE SAVEPOINT sp; SAVEPOINT sp);
+//   one UPDATE of shadowpipe.applied to the last offset + 1, one multi-row
+//   INSERT of the result records into shadowpipe.results_log; COMMIT.
+// The batch commits atomically with its offset, so exactly-once holds as for
+// one unit. When COMMIT fails (a deferred constraint, a serialization
+// failure), or a statement is chosen as a deadlock victim or fails to
+// serialize (an artefact of holding several units' locks at once), the batch
+// is rolled back and its units are run again one unit per transaction.
+//
+// Without pipeline mode each statement is one round trip, and the savepoint
+// commands between them share a round trip (a simple-query script before the
+// next statement). With pipeline mode (RunnerConfig::pipeline) the whole batch
+// is sent at once — a pipeline sync after the start and after each unit (and
+// after each statement of an autocommit unit), every segment starting with
+// ROLLBACK TO SAVEPOINT sp — so a failure, which makes the server skip the
+// rest of its segment, is undone by the next segment and never reaches the
+// next unit; then one round trip logs and commits.
 #pragma once
 
 #include "shadow_executor/bookkeeping.hpp"
@@ -53,6 +69,8 @@ struct RunnerConfig {
   // Set by the shutdown deadline: the unit is rolled back instead of
   // committed (its statements were likely cancelled, so their results lie).
   const std::atomic<bool>* abandon = nullptr;
+  // Send each batch through libpq's pipeline mode (see above).
+  bool pipeline = false;
 };
 
 // Why a statement ended as it did, beyond what the wire result says; drives
@@ -84,14 +102,34 @@ inline constexpr const char* kAbortedMessage =
     "current transaction is aborted, commands ignored until end of transaction block";
 inline constexpr const char* kAbortedSqlstate = "25P02";
 
+// One unit of a batch: a request and its offset (offsets ascending).
+struct BatchUnit {
+  const wire::Request* request = nullptr;
+  int64_t offset = -1;
+};
+
 class UnitRunner {
  public:
   UnitRunner(const pg::Connection& conn, RunnerConfig config, statement::Analyzer& analyzer);
 
-  // Runs the unit at `offset` of partition `id`. Throws ConnectionLost when
-  // the connection broke; Failure when the bookkeeping itself is refused
-  // (missing grants, missing shadowpipe schema).
+  // Whether the unit must have a transaction of its own instead of sharing
+  // a batch: it holds a utility statement (SET, ...: it may change the
+  // session, which is reset after its commit) or a text of several
+  // statements (it may hide a COMMIT; it cannot be pipelined).
+  static bool runs_alone(const wire::Request& request, statement::Analyzer& analyzer);
+  // Whether `next` may join a batch that holds `first`.
+  static bool may_share_batch(const wire::Request& first, const wire::Request& next, statement::Analyzer& analyzer);
+
+  // Runs the unit at `offset` of partition `id` (a batch of one). Throws
+  // ConnectionLost when the connection broke; Failure when the bookkeeping
+  // itself is refused (missing grants, missing shadowpipe schema).
   UnitReport run(const wire::Request& request, const PartitionId& id, int64_t offset);
+
+  // Runs consecutive units of partition `id` in one transaction (see above).
+  // One report per unit, in order; a report's `applied` is false when its
+  // offset was applied before. Same exceptions as run(). Units that must run
+  // alone (runs_alone) are only accepted as a batch of one.
+  std::vector<UnitReport> run_batch(const std::vector<BatchUnit>& units, const PartitionId& id);
 
   // Records a dead letter at `offset` (fence and log in one statement).
   // Returns false when the offset was already applied.
@@ -103,14 +141,26 @@ class UnitRunner {
   std::optional<wire::PlanSummary> explain(const wire::Request& request, size_t statement_index);
 
  private:
+  struct Step;
+  enum class Outcome { committed, fence_moved, redo_serially };
+
+  std::vector<Step> classify(const wire::Request& request);
+  Outcome attempt_plain(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
+                        std::vector<UnitReport>& reports);
+  Outcome attempt_pipelined(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
+                            std::vector<UnitReport>& reports);
+  Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
+                 std::vector<UnitReport>& reports, std::string pending, bool session_changed);
+  void record_settings_refused(const BatchUnit& unit, const PartitionId& id, const std::string& sqlstate,
+                               const std::string& message, UnitReport& report);
   std::vector<pg::Result> script(const std::string& sql) const;
   pg::Result statement(const wire::Statement& statement, int statement_count) const;
+  std::string fence_check(const PartitionId& id, int64_t first_offset) const;
+  std::string advance_applied(const PartitionId& id, int64_t last_offset) const;
   std::string literal(std::string_view text) const;
   std::string settings_select(const wire::Session& session) const;
   std::string fence_update(const PartitionId& id, int64_t offset) const;
   std::string log_values(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
-                         std::string_view payload) const;
-  std::string log_insert(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                          std::string_view payload) const;
   bool fence_and_log(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                      const std::string& payload);
@@ -120,6 +170,7 @@ class UnitRunner {
   RunnerConfig config_;
   statement::Analyzer& analyzer_;
   digest::NormalizationConfig default_normalization_;
+  std::string fence_error_;  // why the last fence check refused
 };
 
 }  // namespace shadowpipe::executor
