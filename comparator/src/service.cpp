@@ -600,6 +600,11 @@ struct Comparator::Impl {
       if (!fatal) fatal = std::current_exception();
     }
     consumer->default_rebalance(event, list);
+    if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      // Our pause bookkeeping starts empty for a new assignment; make sure no
+      // pause from an earlier one survives in librdkafka.
+      rd_kafka_resume_partitions(consumer->get(), list);
+    }
   }
 
   // ---- periodic work ----------------------------------------------------
