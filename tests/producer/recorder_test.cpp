@@ -66,22 +66,32 @@ TEST(RecorderTest, BrokerDownTenThousandRecordingsReturnPromptlyAndAddUp) {
   }
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::sort(call_us.begin(), call_us.end());
+  const double p50 = call_us[call_us.size() / 2];
   const double p99 = call_us[call_us.size() * 99 / 100];
   const double max = call_us.back();
   RecordProperty("p99_us", std::to_string(p99));
   RecordProperty("max_us", std::to_string(max));
-  const auto slow_calls = std::count_if(call_us.begin(), call_us.end(), [](double us) { return us > 5'000.0; });
-  std::printf("10000 recordings with the broker down: p99 %.1f us, max %.1f us, %ld calls over 5 ms, %.3f s\n", p99,
-              max, static_cast<long>(slow_calls), total_s);
+#ifdef __SANITIZE_ADDRESS__
+  // Debug + ASan/UBSan makes every call ~10-20x slower (p50 ~100 us); the
+  // bounds scale with it and stay below the 1.5 s a blocking call would take.
+  constexpr double kSlowdown = 10;
+#else
+  constexpr double kSlowdown = 1;
+#endif
+  const double slow_us = 5'000.0 * kSlowdown;
+  const auto slow_calls = std::count_if(call_us.begin(), call_us.end(), [&](double us) { return us > slow_us; });
+  std::printf("10000 recordings with the broker down: p50 %.1f us, p99 %.1f us, max %.1f us, %ld calls over %.0f ms, %.3f s\n",
+              p50, p99, max, static_cast<long>(slow_calls), slow_us / 1000, total_s);
   // A blocking enqueue would wait for queue space, i.e. for message.timeout.ms
-  // (1.5 s) per call. A call on this shared machine can still be preempted
-  // for milliseconds (at load average 9 on 2 cores, 5-8 of 10,000 calls took
-  // over 5 ms while p99 was 5 us), so the bounds are: 99 % of calls under
-  // 5 ms, p99 under 2 ms, and none anywhere near the timeout.
-  EXPECT_LE(slow_calls, 100) << "calls over 5 ms";
-  EXPECT_LT(max, 250'000.0) << "slowest call in microseconds";
-  EXPECT_LT(p99, 2'000.0) << "99th percentile call in microseconds";
-  EXPECT_LT(total_s, 5.0);
+  // (1.5 s) per call. A call can still be preempted for milliseconds on this
+  // shared 2-core machine, and when librdkafka expires the 1,000 queued
+  // records at once its threads compete for the CPU (at load average 9, 5-8 of
+  // 10,000 calls took over 5 ms while p99 was 5 us). So the bounds are: 99 %
+  // of calls under 5 ms, p99 under 2 ms, and none anywhere near the timeout.
+  EXPECT_LE(slow_calls, 100) << "calls over " << slow_us << " us";
+  EXPECT_LT(max, std::min(250'000.0 * kSlowdown, 1'000'000.0)) << "slowest call in microseconds";
+  EXPECT_LT(p99, 2'000.0 * kSlowdown) << "99th percentile call in microseconds";
+  EXPECT_LT(total_s, 5.0 * kSlowdown);
 
   Counters counters = recorder.counters();
   EXPECT_EQ(counters.recorded, static_cast<uint64_t>(kUnits));

@@ -1,0 +1,109 @@
+// Cost of one recording on the application thread: statement analysis
+// (cached), the digest of a 20-row result, encoding and the non-blocking
+// enqueue into librdkafka. Results are made in memory (no server), so only
+// the recorder is measured.
+//
+//   build/bin/recorder_bench                      broker unreachable (enqueue until the queue is full, then drop)
+//   SHADOWPIPE_BROKERS=127.0.0.1:39092 build/bin/recorder_bench   also against a real broker (topic bench.recorder)
+#include "shadowpipe/recorder.hpp"
+
+#include <benchmark/benchmark.h>
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace shadowpipe;
+
+// 20 rows like an orders page: id bigint, status text, total numeric, created_at timestamptz.
+std::unique_ptr<PGresult, decltype(&PQclear)> orders_page(int rows) {
+  std::unique_ptr<PGresult, decltype(&PQclear)> result(PQmakeEmptyPGresult(nullptr, PGRES_TUPLES_OK), &PQclear);
+  const char* names[] = {"id", "status", "total", "created_at"};
+  const Oid types[] = {20, 25, 1700, 1184};
+  std::vector<PGresAttDesc> columns(4);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    columns[i] = PGresAttDesc{};
+    columns[i].name = const_cast<char*>(names[i]);
+    columns[i].typid = types[i];
+    columns[i].typlen = -1;
+    columns[i].atttypmod = -1;
+  }
+  PQsetResultAttrs(result.get(), 4, columns.data());
+  for (int row = 0; row < rows; ++row) {
+    const std::string values[] = {std::to_string(240000 + row), row % 3 ? "delivered" : "shipped",
+                                  std::to_string(10 + row * 7) + ".99",
+                                  "2024-03-0" + std::to_string(1 + row % 9) + " 12:34:56.789+00"};
+    for (int column = 0; column < 4; ++column) {
+      PQsetvalue(result.get(), row, column, const_cast<char*>(values[column].data()),
+                 static_cast<int>(values[column].size()));
+    }
+  }
+  return result;
+}
+
+const std::string kCustomerOrders =
+    "SELECT id, status, total, created_at FROM orders WHERE customer_id = $1 ORDER BY created_at DESC, id DESC LIMIT 20";
+
+producer::RecorderConfig config_for(const std::string& brokers) {
+  producer::RecorderConfig config;
+  config.source = "recorder_bench";
+  config.topic = "bench.recorder";
+  config.flush_timeout = std::chrono::milliseconds(brokers.empty() ? 0 : 10000);
+  config.kafka = {{"bootstrap.servers", brokers.empty() ? "127.0.0.1:1" : brokers}, {"log_level", "0"}};
+  return config;
+}
+
+void record_loop(benchmark::State& state, producer::Recorder& recorder) {
+  const auto result = orders_page(20);
+  const std::vector<std::optional<std::string>> params = {std::string("4242")};
+  int64_t i = 0;
+  for (auto _ : state) {
+    recorder.record(nullptr, "customer:4242", kCustomerOrders, params, result.get(), 180 + (i++ & 7));
+  }
+  const auto counters = recorder.counters();
+  state.counters["queue_full"] = static_cast<double>(counters.dropped(producer::DropReason::queue_full));
+  state.counters["sampled_out"] = static_cast<double>(counters.dropped(producer::DropReason::sampled_out));
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Broker unreachable: the first 100,000 records are enqueued (copied into
+// librdkafka's queue), the rest hit queue_full after the full app-side work.
+void BM_Record20Rows_BrokerDown(benchmark::State& state) {
+  producer::Recorder recorder(config_for(""));
+  record_loop(state, recorder);
+}
+BENCHMARK(BM_Record20Rows_BrokerDown);
+
+// The same unit sampled out (rate 0, a read): analysis only, no digest.
+void BM_Record20Rows_SampledOut(benchmark::State& state) {
+  auto config = config_for("");
+  config.sampling.rate = 0;
+  producer::Recorder recorder(config);
+  record_loop(state, recorder);
+}
+BENCHMARK(BM_Record20Rows_SampledOut);
+
+// A real broker draining the queue, as in production.
+void BM_Record20Rows_RealBroker(benchmark::State& state) {
+  const char* brokers = std::getenv("SHADOWPIPE_BROKERS");
+  if (brokers == nullptr || *brokers == '\0') {
+    state.SkipWithError("SHADOWPIPE_BROKERS is not set");
+    return;
+  }
+  auto config = config_for(brokers);
+  {
+    kafka::Producer admin(kafka::Properties{{"bootstrap.servers", brokers}});
+    kafka::create_topics(admin.get(), {{config.topic, 6, 1, {{"retention.ms", "600000"}}}}, std::chrono::seconds(15));
+  }
+  producer::Recorder recorder(config);
+  record_loop(state, recorder);
+}
+BENCHMARK(BM_Record20Rows_RealBroker);
+
+}  // namespace
+
+BENCHMARK_MAIN();
