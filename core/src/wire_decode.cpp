@@ -7,6 +7,8 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -173,8 +175,37 @@ bool check_unknown(Decoder& decoder, od::value& value, const Path& path, int dep
 
 // The members an object may have: index in `names` is the member's number in
 // the caller's switch; required members are a bit mask over those numbers.
+// A member name with its closing quote, as little-endian words and masks, so
+// a raw key in the input is compared a word at a time (see raw_key_is).
+struct RawName {
+  static constexpr size_t kWords = 4;  // names up to 31 bytes
+  uint64_t words[kWords] = {};
+  uint64_t masks[kWords] = {};
+  size_t count = 0;  // words used
+};
+
+constexpr RawName raw_name(std::string_view name) {
+  RawName raw;
+  const size_t bytes = name.size() + 1;  // the closing quote is compared too
+  raw.count = (bytes + 7) / 8;
+  for (size_t j = 0; j < bytes; ++j) {
+    const auto byte = static_cast<uint64_t>(static_cast<unsigned char>(j < name.size() ? name[j] : '"'));
+    raw.words[j / 8] |= byte << (8 * (j % 8));
+    raw.masks[j / 8] |= uint64_t{0xFF} << (8 * (j % 8));
+  }
+  return raw;
+}
+
+template <size_t N>
+constexpr std::array<RawName, N> raw_names(const std::string_view (&names)[N]) {
+  std::array<RawName, N> out{};
+  for (size_t i = 0; i < N; ++i) out[i] = raw_name(names[i]);
+  return out;
+}
+
 struct Shape {
   const std::string_view* names;
+  const RawName* raw;
   size_t count;
   uint64_t required;
 
@@ -186,10 +217,18 @@ struct Shape {
   }
 };
 
-template <size_t N>
-constexpr Shape shape(const std::string_view (&names)[N], uint64_t required) {
-  static_assert(N <= 64);
-  return Shape{names, N, required};
+template <const auto& kNames>
+Shape shape(uint64_t required) {
+  static constexpr size_t kCount = std::size(kNames);
+  static_assert(kCount <= 64);
+  static constexpr std::array<RawName, kCount> kRaw = raw_names(kNames);
+  static_assert([] {
+    for (const auto& name : kNames) {
+      if (name.size() + 1 > 8 * RawName::kWords) return false;
+    }
+    return true;
+  }(), "member names are at most 31 bytes");
+  return Shape{kNames, kRaw.data(), kCount, required};
 }
 
 constexpr uint64_t all_of(size_t count) { return count == 64 ? ~0ULL : (1ULL << count) - 1; }
@@ -198,12 +237,25 @@ constexpr uint64_t bit(int index) { return 1ULL << index; }
 // Whether the raw (still escaped) key in the padded document is exactly
 // `name`. Names have no quote or backslash, so a byte match followed by the
 // closing quote is equality; the read stays inside the padding.
-bool raw_key_is(const char* raw, std::string_view name) {
-  // A byte loop: names are short, and a libc memcmp call costs more than it saves here.
-  for (size_t i = 0; i < name.size(); ++i) {
-    if (raw[i] != name[i]) return false;
+// Compared a word at a time, without a branch per byte: the 8-byte loads
+// may run past the key into the rest of the document or its padding, which
+// is at least SIMDJSON_PADDING (64) bytes, more than a name's 32.
+bool raw_key_is(const char* raw, const RawName& name) {
+  if constexpr (std::endian::native == std::endian::little) {
+    uint64_t differ = 0;
+    for (size_t i = 0; i < name.count; ++i) {
+      uint64_t word;
+      std::memcpy(&word, raw + 8 * i, sizeof word);
+      differ |= (word ^ name.words[i]) & name.masks[i];
+    }
+    return differ == 0;
+  } else {
+    for (size_t j = 0; j < 8 * name.count; ++j) {
+      const auto want = static_cast<unsigned char>(name.words[j / 8] >> (8 * (j % 8)));
+      if (((name.masks[j / 8] >> (8 * (j % 8))) & 0xFF) != 0 && static_cast<unsigned char>(raw[j]) != want) return false;
+    }
+    return true;
   }
-  return raw[name.size()] == '"';
 }
 
 // Walks an object once: known members go to on_known(number, value, path),
@@ -220,7 +272,7 @@ bool read_object(Decoder& decoder, od::value& value, const Path& path, const Sha
     if (auto code = entry.error()) return decoder.fail(code, path, "an object");
     od::field& field = entry.value_unsafe();  // by reference: copying a field costs a store-forwarding stall
     int number = -1;
-    if (expected < shape.count && raw_key_is(field.key().raw(), shape.names[expected])) {
+    if (expected < shape.count && raw_key_is(field.key().raw(), shape.raw[expected])) {
       number = static_cast<int>(expected);
     } else {
       std::string_view key;
@@ -260,7 +312,56 @@ bool read_array(Decoder& decoder, od::value& value, const Path& path, size_t max
   return true;
 }
 
+// The element slot `index` of `items`: an existing element is reused (its
+// strings and vectors keep their capacity), past the end one is added.
+template <class T>
+T& slot(std::vector<T>& items, size_t index) {
+  if (index < items.size()) return items[index];
+  return items.emplace_back();
+}
+
+// read_array into a vector whose old elements are reused: on_element(item,
+// path, element) fills element in place; the vector ends with exactly the
+// array's elements.
+template <class T, class OnElement>
+bool read_array_into(Decoder& decoder, od::value& value, const Path& path, size_t max_count, std::string_view unit,
+                     std::vector<T>& out, OnElement&& on_element) {
+  size_t count = 0;
+  const bool ok = read_array(decoder, value, path, max_count, unit, [&](od::value& item, const Path& item_path) {
+    return on_element(item, item_path, slot(out, count++));
+  });
+  if (ok && out.size() > count) out.resize(count);
+  return ok;
+}
+
+// The text of a string value with no escape in it, read straight from the
+// input: `raw` is the value's token as simdjson indexed it (the opening quote
+// up to the next structural character). nullopt when the value is not a
+// string or has an escape; the caller then reads it the usual way, which
+// unescapes or reports the error. Stage 1 has already validated the bytes
+// as UTF-8 and found the closing quote, so no byte needs looking at twice.
+std::optional<std::string_view> plain_string(std::string_view raw) {
+  if (raw.size() < 2 || raw.front() != '"') return std::nullopt;
+  size_t end = raw.size() - 1;
+  while (raw[end] != '"') --end;  // trailing whitespace; stops at the opening quote at worst
+  if (end == 0) return std::nullopt;
+  const std::string_view text = raw.substr(1, end - 1);
+  if (std::memchr(text.data(), '\\', text.size()) != nullptr) return std::nullopt;
+  return text;
+}
+
+// Moves past a string value whose text plain_string took.
+bool skip_plain_string(od::value& value) {
+  od::raw_json_string ignored;
+  return value.get_raw_json_string().get(ignored) == simdjson::SUCCESS;
+}
+
 bool read_string(Decoder& decoder, od::value& value, const Path& path, size_t max_bytes, std::string& out) {
+  if (const auto text = plain_string(value.raw_json_token())) {
+    if (text->size() > max_bytes) return decoder.too_large(path, text->size(), max_bytes, "bytes");
+    out.assign(*text);
+    if (skip_plain_string(value)) return true;
+  }
   std::string_view text;
   if (auto code = value.get_string().get(text)) return decoder.fail(code, path, "a string");
   if (text.size() > max_bytes) return decoder.too_large(path, text.size(), max_bytes, "bytes");
@@ -324,6 +425,33 @@ bool read_bool(Decoder& decoder, od::value& value, const Path& path, bool& out) 
   return true;
 }
 
+// Value of each byte as a lowercase hex digit, 0xFF for every other byte.
+constexpr std::array<uint8_t, 256> kHexDigit = [] {
+  std::array<uint8_t, 256> table{};
+  for (auto& entry : table) entry = 0xFF;
+  for (int c = '0'; c <= '9'; ++c) table[static_cast<size_t>(c)] = static_cast<uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[static_cast<size_t>(c)] = static_cast<uint8_t>(c - 'a' + 10);
+  return table;
+}();
+
+// 16 lowercase hex digits to their value, without a branch per digit: the
+// digits are looked up, any invalid one shows in the OR of the lookups.
+bool parse_lower_hex16(std::string_view text, uint64_t& out) {
+  if (text.size() != 16) return false;
+  uint64_t high = 0, low = 0;  // two independent chains
+  unsigned invalid = 0;
+  for (size_t i = 0; i < 8; ++i) {
+    const uint8_t a = kHexDigit[static_cast<uint8_t>(text[i])];
+    const uint8_t b = kHexDigit[static_cast<uint8_t>(text[i + 8])];
+    invalid |= a | b;
+    high = (high << 4) | (a & 0xF);
+    low = (low << 4) | (b & 0xF);
+  }
+  if (invalid & 0xF0) return false;
+  out = (high << 32) | low;
+  return true;
+}
+
 bool is_lower_hex(std::string_view text) {
   for (char c : text) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
@@ -332,12 +460,15 @@ bool is_lower_hex(std::string_view text) {
 }
 
 bool read_digest(Decoder& decoder, od::value& value, const Path& path, uint64_t& out) {
+  // The common case, "<16 hex digits>", straight from the input.
+  const std::string_view raw = value.raw_json_token();
+  if (raw.size() >= 18 && raw[0] == '"' && raw[17] == '"' && parse_lower_hex16(raw.substr(1, 16), out) &&
+      skip_plain_string(value)) {
+    return true;
+  }
   std::string_view text;
   if (auto code = value.get_string().get(text)) return decoder.fail(code, path, "a string of 16 hex digits");
-  std::optional<uint64_t> parsed;
-  if (text.size() == 16 && is_lower_hex(text)) parsed = digest::from_hex(text);
-  if (!parsed) return decoder.fail(ErrorCode::invalid_value, path, "expected 16 lowercase hex digits");
-  out = *parsed;
+  if (!parse_lower_hex16(text, out)) return decoder.fail(ErrorCode::invalid_value, path, "expected 16 lowercase hex digits");
   return true;
 }
 
@@ -380,33 +511,36 @@ constexpr std::pair<std::string_view, TxMode> kTxModes[] = {
     {"autocommit", TxMode::autocommit}, {"commit", TxMode::commit}, {"rollback", TxMode::rollback}};
 
 bool read_strings(Decoder& decoder, od::value& value, const Path& path, size_t max_count, std::vector<std::string>& out) {
-  return read_array(decoder, value, path, max_count, "entries", [&](od::value& item, const Path& item_path) {
-    return read_text(decoder, item, item_path, out.emplace_back());
-  });
+  return read_array_into(decoder, value, path, max_count, "entries", out,
+                         [&](od::value& item, const Path& item_path, std::string& entry) {
+                           return read_text(decoder, item, item_path, entry);
+                         });
 }
 
 bool read_params(Decoder& decoder, od::value& value, const Path& path, std::vector<std::optional<std::string>>& out) {
   const Limits& limits = decoder.limits;
-  return read_array(decoder, value, path, limits.max_params, "parameters", [&](od::value& item, const Path& item_path) {
+  return read_array_into(decoder, value, path, limits.max_params, "parameters", out,
+                         [&](od::value& item, const Path& item_path, std::optional<std::string>& param) {
     od::json_type type;
     if (auto code = item.type().get(type)) return decoder.fail(code, item_path, "a string or null");
-    auto& param = out.emplace_back();
     if (type == od::json_type::null) {
+      param.reset();
       bool is_null = false;
       if (auto code = item.is_null().get(is_null)) return decoder.fail(code, item_path, "a string or null");
       if (!is_null) return decoder.fail(ErrorCode::malformed, item_path, "not valid JSON: bad literal");
       return true;
     }
-    return read_string(decoder, item, item_path, limits.max_param_bytes, param.emplace());
+    if (!param) param.emplace();  // a reused string keeps its capacity
+    return read_string(decoder, item, item_path, limits.max_param_bytes, *param);
   });
 }
 
 constexpr std::string_view kColumnMembers[] = {"name", "type"};
 
 bool read_columns(Decoder& decoder, od::value& value, const Path& path, std::vector<digest::Column>& out) {
-  return read_array(decoder, value, path, decoder.limits.max_columns, "columns", [&](od::value& item, const Path& item_path) {
-    auto& column = out.emplace_back();
-    return read_object(decoder, item, item_path, shape(kColumnMembers, all_of(2)), [&](int number, od::value& member, const Path& at) {
+  return read_array_into(decoder, value, path, decoder.limits.max_columns, "columns", out,
+                         [&](od::value& item, const Path& item_path, digest::Column& column) {
+    return read_object(decoder, item, item_path, shape<kColumnMembers>(all_of(2)), [&](int number, od::value& member, const Path& at) {
       if (number == 0) return read_text(decoder, member, at, column.name);
       return read_int_as(decoder, member, at, 0, column.type_oid);
     });
@@ -416,14 +550,15 @@ bool read_columns(Decoder& decoder, od::value& value, const Path& path, std::vec
 constexpr std::string_view kDigestMembers[] = {"ordered", "unordered", "columns"};
 
 bool read_digests(Decoder& decoder, od::value& value, const Path& path, StatementResult& out) {
-  return read_object(decoder, value, path, shape(kDigestMembers, all_of(3)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, value, path, shape<kDigestMembers>(all_of(3)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_digest(decoder, member, at, out.ordered);
       case 1: return read_digest(decoder, member, at, out.unordered);
       default:
-        return read_array(decoder, member, at, decoder.limits.max_columns, "column digests", [&](od::value& item, const Path& item_path) {
-          return read_digest(decoder, item, item_path, out.column_digests.emplace_back());
-        });
+        return read_array_into(decoder, member, at, decoder.limits.max_columns, "column digests", out.column_digests,
+                               [&](od::value& item, const Path& item_path, uint64_t& digest) {
+                                 return read_digest(decoder, item, item_path, digest);
+                               });
     }
   });
 }
@@ -432,7 +567,7 @@ constexpr std::string_view kResultMembers[] = {"status", "sqlstate", "message", 
 
 bool read_result(Decoder& decoder, od::value& value, const Path& path, StatementResult& out) {
   constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
-  const bool ok = read_object(decoder, value, path, shape(kResultMembers, all_of(7)), [&](int number, od::value& member, const Path& at) {
+  const bool ok = read_object(decoder, value, path, shape<kResultMembers>(all_of(7)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_enum(decoder, member, at, kStatuses, out.status);
       case 1: return read_sqlstate(decoder, member, at, out.sqlstate);
@@ -457,7 +592,7 @@ constexpr std::string_view kPlanMembers[] = {"node_types", "seq_scans", "total_c
 bool read_plan(Decoder& decoder, od::value& value, const Path& path, std::optional<PlanSummary>& out) {
   auto& plan = out.emplace();
   const size_t max_nodes = decoder.limits.max_record_bytes;  // bounded by the record itself
-  return read_object(decoder, value, path, shape(kPlanMembers, all_of(4)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, value, path, shape<kPlanMembers>(all_of(4)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_strings(decoder, member, at, max_nodes, plan.node_types);
       case 1: return read_strings(decoder, member, at, max_nodes, plan.seq_scans);
@@ -488,7 +623,7 @@ constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
 constexpr std::string_view kSessionMembers[] = {"time_zone", "date_style", "interval_style", "search_path", "extra"};
 
 bool read_session(Decoder& decoder, od::value& value, const Path& path, Session& out) {
-  return read_object(decoder, value, path, shape(kSessionMembers, all_of(5)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, value, path, shape<kSessionMembers>(all_of(5)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_text(decoder, member, at, out.time_zone);
       case 1: return read_text(decoder, member, at, out.date_style);
@@ -497,14 +632,18 @@ bool read_session(Decoder& decoder, od::value& value, const Path& path, Session&
       default: {
         od::object object;
         if (auto code = member.get_object().get(object)) return decoder.fail(code, at, "an object");
-        return for_each_member(decoder, object, at, [&](std::string_view name, od::value& setting) {
+        size_t count = 0;
+        const bool ok = for_each_member(decoder, object, at, [&](std::string_view name, od::value& setting) {
           const Path setting_path = at.member(name);
           if (name.empty() || name.size() > decoder.limits.max_string_bytes) {
             return decoder.fail(ErrorCode::invalid_value, setting_path, "a setting name is 1 to max_string_bytes bytes");
           }
-          auto& entry = out.extra.emplace_back(std::string(name), std::string());
+          auto& entry = slot(out.extra, count++);
+          entry.first.assign(name);
           return read_text(decoder, setting, setting_path, entry.second);
         });
+        if (ok && out.extra.size() > count) out.extra.resize(count);
+        return ok;
       }
     }
   });
@@ -513,7 +652,7 @@ bool read_session(Decoder& decoder, od::value& value, const Path& path, Session&
 constexpr std::string_view kStatementMembers[] = {"sql", "params", "fingerprint", "result"};
 
 bool read_statement(Decoder& decoder, od::value& value, const Path& path, Statement& out) {
-  return read_object(decoder, value, path, shape(kStatementMembers, all_of(4)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, value, path, shape<kStatementMembers>(all_of(4)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_string(decoder, member, at, decoder.limits.max_sql_bytes, out.sql);
       case 1: return read_params(decoder, member, at, out.params);
@@ -527,7 +666,7 @@ constexpr std::string_view kRequestMembers[] = {"v", "request_id", "ts", "key", 
 
 bool read_request(Decoder& decoder, od::value& root, Request& out) {
   const Path path;
-  return read_object(decoder, root, path, shape(kRequestMembers, all_of(8)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, root, path, shape<kRequestMembers>(all_of(8)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_version(decoder, member, at);
       case 1: return read_nonempty_text(decoder, member, at, out.request_id);
@@ -538,10 +677,10 @@ bool read_request(Decoder& decoder, od::value& root, Request& out) {
       case 6: return read_enum(decoder, member, at, kTxModes, out.tx);
       default: {
         out.statements.reserve(4);  // typical units are small; saves the 1-2-4 regrowth of large elements
-        const bool ok = read_array(decoder, member, at, decoder.limits.max_statements, "statements",
-                                   [&](od::value& item, const Path& item_path) {
-                                     return read_statement(decoder, item, item_path, out.statements.emplace_back());
-                                   });
+        const bool ok = read_array_into(decoder, member, at, decoder.limits.max_statements, "statements", out.statements,
+                                        [&](od::value& item, const Path& item_path, Statement& statement) {
+                                          return read_statement(decoder, item, item_path, statement);
+                                        });
         if (ok && out.statements.empty()) return decoder.fail(ErrorCode::invalid_value, at, "a request has at least one statement");
         return ok;
       }
@@ -555,7 +694,7 @@ constexpr std::string_view kShadowResultMembers[] = {"v", "request_id", "ts", "k
 
 bool read_shadow_result(Decoder& decoder, od::value& root, ShadowResult& out) {
   const Path path;
-  return read_object(decoder, root, path, shape(kShadowResultMembers, all_of(8)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, root, path, shape<kShadowResultMembers>(all_of(8)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_version(decoder, member, at);
       case 1: return read_nonempty_text(decoder, member, at, out.request_id);
@@ -567,7 +706,7 @@ bool read_shadow_result(Decoder& decoder, od::value& root, ShadowResult& out) {
       default:
         return read_array(decoder, member, at, decoder.limits.max_statements, "statements", [&](od::value& item, const Path& item_path) {
           auto& statement = out.statements.emplace_back();
-          return read_object(decoder, item, item_path, shape(kShadowStatementMembers, bit(0) | bit(1)),
+          return read_object(decoder, item, item_path, shape<kShadowStatementMembers>(bit(0) | bit(1)),
                              [&](int statement_member, od::value& field, const Path& field_path) {
                                switch (statement_member) {
                                  case 0: return read_fingerprint(decoder, field, field_path, statement.fingerprint);
@@ -588,7 +727,7 @@ constexpr uint64_t kMismatchRequired = all_of(16) & ~(bit(8) | bit(9) | bit(12) 
 
 bool read_mismatch(Decoder& decoder, od::value& root, Mismatch& out) {
   const Path path;
-  return read_object(decoder, root, path, shape(kMismatchMembers, kMismatchRequired), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, root, path, shape<kMismatchMembers>(kMismatchRequired), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_version(decoder, member, at);
       case 1:
@@ -616,7 +755,7 @@ bool read_mismatch(Decoder& decoder, od::value& root, Mismatch& out) {
 constexpr std::string_view kLatencyMembers[] = {"count", "p50_us", "p95_us", "p99_us", "max_us"};
 
 bool read_latency(Decoder& decoder, od::value& value, const Path& path, LatencySummary& out) {
-  return read_object(decoder, value, path, shape(kLatencyMembers, all_of(5)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, value, path, shape<kLatencyMembers>(all_of(5)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_uint(decoder, member, at, out.count);
       case 1: return read_nonnegative_number(decoder, member, at, out.p50_us);
@@ -641,7 +780,7 @@ constexpr std::string_view kSummaryMembers[] = {"v",        "ts",            "co
 
 bool read_summary(Decoder& decoder, od::value& root, Summary& out) {
   const Path path;
-  return read_object(decoder, root, path, shape(kSummaryMembers, all_of(9)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, root, path, shape<kSummaryMembers>(all_of(9)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_version(decoder, member, at);
       case 1: return read_int(decoder, member, at, 0, kMaxInt64, out.ts_us);
@@ -677,7 +816,7 @@ constexpr std::string_view kDeadLetterMembers[] = {"v",      "ts",           "co
 
 bool read_dead_letter(Decoder& decoder, od::value& root, DeadLetter& out) {
   const Path path;
-  return read_object(decoder, root, path, shape(kDeadLetterMembers, all_of(11)), [&](int number, od::value& member, const Path& at) {
+  return read_object(decoder, root, path, shape<kDeadLetterMembers>(all_of(11)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_version(decoder, member, at);
       case 1: return read_int(decoder, member, at, 0, kMaxInt64, out.ts_us);
@@ -749,8 +888,11 @@ std::optional<int64_t> peek_version(od::parser& parser, simdjson::padded_string_
   return version;
 }
 
+// Decodes into `record`, which may hold an earlier record: every member a
+// reader fills is either required (so always overwritten) or reset by it,
+// and vectors reuse their elements in place.
 template <class Record, class ReadRoot>
-Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRoot read_root) {
+std::optional<Error> decode_record_into(std::string_view json, Record& record, const Limits& limits, ReadRoot read_root) {
   if (json.size() > limits.max_record_bytes) {
     return Error{ErrorCode::too_large, "",
                  "record of " + std::to_string(json.size()) + " bytes, over the limit of " +
@@ -759,7 +901,6 @@ Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRo
   Scratch& scratch = thread_scratch();
   const simdjson::padded_string_view padded = scratch.load(json);
   Decoder decoder{limits, {}};
-  Record record;
   const Path root_path;
   const bool ok = [&] {
     od::document document;
@@ -780,7 +921,14 @@ Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRo
     if (version && (*version < 1 || *version > kVersion)) decoder.error = unsupported_version(*version);
   }
   scratch.trim();
-  if (!ok) return decoder.error;
+  if (!ok) return std::move(decoder.error);
+  return std::nullopt;
+}
+
+template <class Record, class ReadRoot>
+Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRoot read_root) {
+  Record record;
+  if (auto error = decode_record_into(json, record, limits, read_root)) return std::move(*error);
   return record;
 }
 
@@ -788,6 +936,9 @@ Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRo
 
 Result<Request> decode_request(std::string_view json, const Limits& limits) {
   return decode_record<Request>(json, limits, read_request);
+}
+std::optional<Error> decode_request_into(std::string_view json, Request& out, const Limits& limits) {
+  return decode_record_into(json, out, limits, read_request);
 }
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits) {
   return decode_record<ShadowResult>(json, limits, read_shadow_result);

@@ -227,6 +227,82 @@ TEST(WireDecode, EscapedMemberNamesAreRecognized) {
   EXPECT_EQ(decoded->consumer, "x");
 }
 
+TEST(WireDecode, EscapedStringsAndDigestsReadAsTheirText) {
+  // Escapes take the unescaping path; the plain fast path must agree with it.
+  Request record = samples::request();
+  record.statements[0].result.ordered = 0x0123456789abcdefULL;
+  std::string json = encode(record);
+  const auto replace = [&](std::string_view from, std::string_view to) {
+    const size_t at = json.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    json.replace(at, from.size(), to);
+  };
+  replace(R"("0123456789abcdef")", R"("\u0030123456789abcdef")");
+  replace(R"("tenant:4711")", R"("tenant\u003a4711")");
+  replace(R"("5e6f0a1b2c3d4e5f")", R"("5e6f0a1b2c3d4e5\u0066")");
+  const auto decoded = decode_request(json);
+  ASSERT_TRUE(decoded) << decoded.error().describe();
+  EXPECT_EQ(*decoded, record);
+  // Upper-case hex and a short digest stay refused on both paths.
+  std::string upper = encode(record);
+  upper.replace(upper.find("0123456789abcdef"), 16, "0123456789ABCDEF");
+  expect_error(error_of(decode_request(upper)), ErrorCode::invalid_value, "statements[0].result.digests.ordered");
+  std::string escaped_upper = encode(record);
+  escaped_upper.replace(escaped_upper.find("0123456789abcdef"), 16, R"(0123456789abcde\u0046)");
+  expect_error(error_of(decode_request(escaped_upper)), ErrorCode::invalid_value, "statements[0].result.digests.ordered");
+}
+
+// ---------------------------------------------------------------- decode into a kept record
+
+TEST(WireDecodeInto, ReusedRecordEqualsAFreshDecode) {
+  Request big = samples::request();
+  big.statements.push_back(big.statements[0]);
+  big.statements[0].params = {std::string("a long parameter value that does not fit in a short string"), std::nullopt,
+                              std::string("x")};
+  big.session.extra.emplace_back("lc_monetary", "C");
+  Request small = samples::request();
+  small.statements.resize(1);
+  small.statements[0].params = {std::nullopt, std::string("now a string where there was NULL")};
+  small.statements[0].result.columns.resize(1);
+  small.statements[0].result.column_digests.resize(1);
+  small.session.extra.clear();
+  small.request_id = "r";
+
+  Request kept;
+  for (const Request* record : {&big, &small, &big, &small, &small}) {
+    ASSERT_EQ(decode_request_into(encode(*record), kept), std::nullopt);
+    EXPECT_EQ(kept, *record);
+    EXPECT_EQ(kept, *decode_request(encode(*record)));
+  }
+}
+
+TEST(WireDecodeInto, ErrorsAreTheOnesDecodeRequestGives) {
+  const std::string good = encode(samples::request());
+  const std::vector<std::string> bad = {
+      "", "[]", "{", good + "x", good.substr(0, good.size() - 1),
+      edited(good, [](rapidjson::Document& d) { d.RemoveMember("key"); }),
+      edited(good, [](rapidjson::Document& d) { d["statements"][1]["fingerprint"].SetString("XYZ"); }),
+      edited(good, [](rapidjson::Document& d) { d["statements"][0]["result"]["digests"]["columns"].PopBack(); }),
+      edited(good, [](rapidjson::Document& d) { d["v"].SetInt(2); }),
+  };
+  Request kept;
+  for (const std::string& json : bad) {
+    ASSERT_EQ(decode_request_into(good, kept), std::nullopt);
+    const auto error = decode_request_into(json, kept);
+    const auto fresh = decode_request(json);
+    ASSERT_TRUE(error.has_value()) << json;
+    ASSERT_FALSE(fresh) << json;
+    EXPECT_EQ(error->describe(), fresh.error().describe());
+  }
+  Limits small;
+  small.max_record_bytes = 10;
+  const auto error = decode_request_into(good, kept, small);
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code, ErrorCode::too_large);
+  ASSERT_EQ(decode_request_into(good, kept), std::nullopt);  // still usable after errors
+  EXPECT_EQ(kept, samples::request());
+}
+
 TEST(WireDecode, DuplicateMemberIsMalformed) {
   std::string json = encode(samples::dead_letter());
   json.insert(1, R"("consumer":"first",)");

@@ -176,6 +176,12 @@ struct DeadLetter {
 };
 
 Result<Request> decode_request(std::string_view json, const Limits& limits = {});
+// decode_request into a record the caller keeps (one per consumer thread):
+// its strings and vectors keep their capacity from record to record, so a
+// steady stream of similar records decodes without allocating. Returns the
+// error, or nullopt when `out` holds the record. After an error `out` is valid
+// but its contents are unspecified.
+std::optional<Error> decode_request_into(std::string_view json, Request& out, const Limits& limits = {});
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits = {});
 Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits = {});
 Result<Summary> decode_summary(std::string_view json, const Limits& limits = {});
