@@ -69,6 +69,7 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
 void ReportBuilder::add_summary(const wire::Summary& summary) {
   auto& entry = this->entry(summary.fingerprint);
   if (entry.report.normalized_sql.empty()) entry.report.normalized_sql = summary.normalized_sql;
+  entry.compared_by_comparator[summary.comparator] += summary.compared;
   auto& latest = entry.latest_by_comparator[summary.comparator];
   if (summary.ts_us >= latest.ts_us) latest = summary;
 }
@@ -83,14 +84,15 @@ Report ReportBuilder::build() const {
   for (const auto& [fingerprint, entry] : entries_) {
     FingerprintReport out = entry.report;
     // Instances split the partitions, so their counts add up; latency comes
-    // from the instance that saw the most of this fingerprint.
+    // from the newest record of the instance that compared the most.
     uint64_t most = 0;
-    for (const auto& [comparator, summary] : entry.latest_by_comparator) {
-      out.compared += summary.compared;
-      if (summary.compared >= most) {
-        most = summary.compared;
-        out.primary_latency = summary.primary_latency;
-        out.shadow_latency = summary.shadow_latency;
+    for (const auto& [comparator, compared] : entry.compared_by_comparator) {
+      out.compared += compared;
+      if (compared >= most) {
+        most = compared;
+        const auto& latest = entry.latest_by_comparator.at(comparator);
+        out.primary_latency = latest.primary_latency;
+        out.shadow_latency = latest.shadow_latency;
       }
     }
     report.compared += out.compared;

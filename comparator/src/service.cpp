@@ -289,8 +289,6 @@ struct Comparator::Impl {
       if (primary[i].result.status == wire::Status::ok && shadow[i].result.status == wire::Status::ok) {
         stats.primary_latency.add(static_cast<double>(primary[i].result.latency_us));
         stats.shadow_latency.add(static_cast<double>(shadow[i].result.latency_us));
-        stats.primary_interval.add(static_cast<double>(primary[i].result.latency_us));
-        stats.shadow_interval.add(static_cast<double>(shadow[i].result.latency_us));
       }
     }
     publish_findings(partition, joined.request_id, joined.request, &joined.result,
@@ -619,13 +617,14 @@ struct Comparator::Impl {
       summary.normalized_sql = stats.normalized_sql;
       summary.compared = stats.compared_interval;
       summary.discrepancies = std::move(stats.discrepancies_interval);
-      summary.primary_latency = summarize(stats.primary_interval);
-      summary.shadow_latency = summarize(stats.shadow_interval);
+      // Counts are this interval's; percentiles are since this instance
+      // started, so the newest summary describes the whole distribution
+      // (percentiles of separate intervals cannot be added up).
+      summary.primary_latency = summarize(stats.primary_latency);
+      summary.shadow_latency = summarize(stats.shadow_latency);
       publish(options.summary_topic, -1, fingerprint, wire::encode(summary));
       stats.compared_interval = 0;
       stats.discrepancies_interval.clear();
-      stats.primary_interval = LatencySketch();
-      stats.shadow_interval = LatencySketch();
     }
     for (auto& regression : find_regressions(fingerprints, policy)) {
       auto& stats = fingerprints.at(regression.fingerprint);

@@ -50,17 +50,18 @@ TEST(ReportBuilder, CountsEachDecisionOnceEvenWhenRepublished) {
   EXPECT_EQ(report.fingerprints[0].example_request_ids, (std::vector<std::string>{"r1", "r2"}));
 }
 
-TEST(ReportBuilder, LatestSummaryPerComparatorCountsAndInstancesAddUp) {
+TEST(ReportBuilder, SummaryCountsAddUpAndTheNewestLatencyDescribesEachInstance) {
   ReportBuilder builder;
   builder.add_summary(summary("c1", "f1", 100, 1));
-  builder.add_summary(summary("c1", "f1", 250, 2));  // cumulative: replaces the earlier one
-  builder.add_summary(summary("c1", "f1", 200, 0));  // older, arriving late: ignored
+  builder.add_summary(summary("c1", "f1", 150, 3));  // the next interval of the same instance
+  builder.add_summary(summary("c1", "f1", 20, 2));   // an older interval arriving late still counts
   builder.add_summary(summary("c2", "f1", 50, 5));
   const auto report = builder.build();
   ASSERT_EQ(report.fingerprints.size(), 1u);
-  EXPECT_EQ(report.fingerprints[0].compared, 300u);
-  EXPECT_EQ(report.compared, 300u);
-  EXPECT_EQ(report.fingerprints[0].primary_latency.count, 250u) << "latency of the instance that saw the most";
+  EXPECT_EQ(report.fingerprints[0].compared, 320u);
+  EXPECT_EQ(report.compared, 320u);
+  EXPECT_EQ(report.fingerprints[0].primary_latency.count, 150u)
+      << "latency of the newest record of the instance that compared the most";
 }
 
 TEST(ReportBuilder, EvidenceIsCollected) {

@@ -23,8 +23,6 @@ struct FingerprintStats {
   LatencySketch primary_latency;
   LatencySketch shadow_latency;
   // Since the last summary record.
-  LatencySketch primary_interval;
-  LatencySketch shadow_interval;
   uint64_t compared_interval = 0;
   std::map<std::string, uint64_t> discrepancies_interval;
   std::optional<wire::PlanSummary> latest_plan;  // the shadow's, newest seen

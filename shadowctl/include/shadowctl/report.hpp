@@ -50,8 +50,9 @@ struct Report {
 class ReportBuilder {
  public:
   void add_mismatch(const shadowpipe::wire::Mismatch& mismatch);
-  // Summary records are cumulative per comparator instance: the latest one
-  // per (comparator, fingerprint) counts, and instances add up.
+  // Summary records count per interval (compared is summed over every
+  // record) and carry latency percentiles since their comparator started
+  // (the newest record per comparator describes it).
   void add_summary(const shadowpipe::wire::Summary& summary);
   void add_unreadable() { ++unreadable_; }
   Report build() const;
@@ -60,6 +61,7 @@ class ReportBuilder {
   struct Entry {
     FingerprintReport report;
     std::map<std::string, shadowpipe::wire::Summary> latest_by_comparator;
+    std::map<std::string, uint64_t> compared_by_comparator;
   };
   Entry& entry(const std::string& fingerprint);
   std::map<std::string, Entry> entries_;
