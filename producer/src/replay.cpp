@@ -415,10 +415,10 @@ void print_report(const ReplayReport& report, std::ostream& out) {
   out << "shadow-replay: " << report.lines << " lines, " << report.bad_lines << " bad (skipped); " << report.units
       << " units run (" << report.statements << " statements, " << report.primary_errors << " primary errors), "
       << report.units_not_run << " not run, in " << report.elapsed.count() << " s\n";
-  out << "recorder: recorded " << counters.recorded << ", published " << counters.published << ", pending "
-      << counters.pending();
-  for (auto reason : producer::kDropReasons) out << ", " << producer::to_string(reason) << " " << counters.dropped(reason);
-  out << ", rollbacks discarded " << counters.rollbacks_discarded << "\n";
+  out << "recorder: recorded=" << counters.recorded << " published=" << counters.published
+      << " pending=" << counters.pending();
+  for (auto reason : producer::kDropReasons) out << " " << producer::to_string(reason) << "=" << counters.dropped(reason);
+  out << " rollbacks_discarded=" << counters.rollbacks_discarded << "\n";
 }
 
 }  // namespace shadowpipe::replay

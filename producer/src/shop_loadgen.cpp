@@ -405,12 +405,12 @@ void print_report(const LoadgenReport& report, bool shadowing, std::ostream& out
   }
   if (shadowing) {
     const auto& counters = report.recorder;
-    out << "recorder: recorded " << counters.recorded << ", published " << counters.published << ", pending "
-        << counters.pending();
+    out << "recorder: recorded=" << counters.recorded << " published=" << counters.published
+        << " pending=" << counters.pending();
     for (auto reason : producer::kDropReasons) {
-      out << ", " << producer::to_string(reason) << " " << counters.dropped(reason);
+      out << " " << producer::to_string(reason) << "=" << counters.dropped(reason);
     }
-    out << ", rollbacks discarded " << counters.rollbacks_discarded << "\n";
+    out << " rollbacks_discarded=" << counters.rollbacks_discarded << "\n";
   }
 }
 
