@@ -456,7 +456,10 @@ struct Executor::Impl {
                        {"enable.auto.commit", "false"},
                        {"enable.auto.offset.store", "false"},
                        {"auto.offset.reset", "earliest"},
-                       {"partition.assignment.strategy", "cooperative-sticky"}},
+                       {"partition.assignment.strategy", "cooperative-sticky"},
+                       // A fetch that long-polls an idle partition holds back the next
+                       // fetch of a resumed one: keep the broker's wait short.
+                       {"fetch.wait.max.ms", "20"}},
                       options.kafka),
         [this](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
           on_rebalance(event, partitions);
