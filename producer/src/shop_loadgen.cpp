@@ -3,6 +3,8 @@
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/result.hpp"
 
+#include <sys/resource.h>
+
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -299,6 +301,13 @@ class Worker {
   std::deque<std::pair<int64_t, int64_t>> unpaid_;  // (order, customer)
 };
 
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 std::vector<std::string> load_prices(const std::string& dsn) {
   pg::Connection connection(dsn);
   auto result = connection.exec("SELECT id, price::text FROM products ORDER BY id");
@@ -334,6 +343,7 @@ LoadgenReport run(const LoadgenOptions& options) {
   for (int i = 0; i < options.concurrency; ++i) {
     workers.push_back(std::make_unique<Worker>(shared, i, seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL));
   }
+  const double cpu_at_start = process_cpu_seconds();
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(options.duration);
   std::vector<std::thread> threads;
@@ -370,10 +380,12 @@ LoadgenReport run(const LoadgenOptions& options) {
   }
   for (auto& thread : threads) thread.join();
   const auto elapsed = Clock::now() - start;
+  const double cpu_seconds = process_cpu_seconds() - cpu_at_start;
   if (shared.failure) std::rethrow_exception(shared.failure);
 
   LoadgenReport report;
   report.elapsed = elapsed;
+  report.cpu_seconds = cpu_seconds;
   for (int i = 0; i < kOperationCount; ++i) {
     OperationStats stats;
     stats.name = kOperationNames[i];
@@ -396,7 +408,7 @@ void print_report(const LoadgenReport& report, bool shadowing, std::ostream& out
   out << std::fixed << std::setprecision(1);
   out << "shop-loadgen: " << report.units << " units (" << report.statements << " statements) in "
       << report.elapsed.count() << " s: " << report.units_per_second() << " units/s, shadowing "
-      << (shadowing ? "on" : "off") << "\n";
+      << (shadowing ? "on" : "off") << ", " << report.cpu_us_per_unit() << " us CPU per unit\n";
   for (const auto& operation : report.operations) {
     out << "  " << std::left << std::setw(18) << operation.name << std::right << std::setw(9) << operation.units
         << " units  " << std::setw(8)

@@ -41,7 +41,11 @@ struct LoadgenReport {
   uint64_t primary_errors = 0;
   std::vector<OperationStats> operations;
   producer::Counters recorder;  // zero when shadowing is off
+  // CPU time of this process (all its threads, librdkafka's included) while
+  // the workers ran: the application-side cost, free of the broker's.
+  double cpu_seconds = 0;
   double units_per_second() const { return elapsed.count() > 0 ? static_cast<double>(units) / elapsed.count() : 0; }
+  double cpu_us_per_unit() const { return units > 0 ? cpu_seconds * 1e6 / static_cast<double>(units) : 0; }
 };
 
 // Runs the workload; throws Failure when the primary cannot be reached or the
