@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   app.add_option("--latency-min-difference", options.latency_min_difference_ms,
                  "ms the shadow p95 must also exceed the primary p95 by")
       ->capture_default_str();
+  app.add_option("--latency-median-ratio", options.latency_median_factor,
+                 "the shadow p50 must also be this many times the primary p50 (tail-only noise is not a "
+                 "regression); 0 turns the check off")
+      ->capture_default_str();
   app.add_option("--max-pending-bytes", options.max_pending_bytes,
                  "memory for pending entries; above it the partitions that run ahead are paused")
       ->capture_default_str()->check(CLI::PositiveNumber);

@@ -67,6 +67,11 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
 }
 
 void ReportBuilder::add_summary(const wire::Summary& summary) {
+  if (summary.fingerprint.empty()) {  // the whole request stream of one interval
+    saw_request_summaries_ = true;
+    requests_compared_ += summary.compared;
+    return;
+  }
   auto& entry = this->entry(summary.fingerprint);
   if (entry.report.normalized_sql.empty()) entry.report.normalized_sql = summary.normalized_sql;
   entry.compared_by_comparator[summary.comparator] += summary.compared;
@@ -76,6 +81,7 @@ void ReportBuilder::add_summary(const wire::Summary& summary) {
 
 Report ReportBuilder::build() const {
   Report report;
+  report.compared = requests_compared_;
   report.mismatch_records = mismatch_records_;
   report.duplicate_mismatch_records = duplicates_;
   report.unreadable_records = unreadable_;
@@ -95,7 +101,7 @@ Report ReportBuilder::build() const {
         out.shadow_latency = latest.shadow_latency;
       }
     }
-    report.compared += out.compared;
+    if (!saw_request_summaries_) report.compared += out.compared;  // older comparators: statements
     report.fingerprints.push_back(std::move(out));
   }
   std::stable_sort(report.fingerprints.begin(), report.fingerprints.end(), [](const auto& a, const auto& b) {

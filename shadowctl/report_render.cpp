@@ -78,7 +78,7 @@ std::string render_text(const Report& report) {
   if (report.unreadable_records) out << " (" << report.unreadable_records << " unreadable records)";
   out << "\n\n";
   char header[256];
-  std::snprintf(header, sizeof header, "%-18s %10s  %-44s %-24s %-24s\n", "FINGERPRINT", "COMPARED", "DISCREPANCIES",
+  std::snprintf(header, sizeof header, "%-18s %10s  %-44s %-24s %-24s\n", "FINGERPRINT", "STATEMENTS", "DISCREPANCIES",
                 "PRIMARY ms p50/p95/p99", "SHADOW ms p50/p95/p99");
   out << header;
   for (const auto& fingerprint : report.fingerprints) {
@@ -249,7 +249,7 @@ std::string render_html(const Report& report) {
        << " discrepancies</span>, decisions from " << utc(report.first_ts_us) << " to " << utc(report.last_ts_us)
        << ".</p><p class=\"legend\"><span class=\"primary\" style=\"background:#1f77b4\"></span>primary"
           "<span style=\"background:#ff7f0e\"></span>shadow</p>";
-  html << "<table><thead><tr><th>fingerprint / SQL</th><th>compared</th><th>discrepancies</th><th>evidence</th>"
+  html << "<table><thead><tr><th>fingerprint / SQL</th><th>statements compared</th><th>discrepancies</th><th>evidence</th>"
           "<th>latency (ms)</th></tr></thead><tbody>";
   for (const auto& fingerprint : report.fingerprints) {
     html << "<tr><td><b>" << html_escape(fingerprint.fingerprint) << "</b><br><code>"

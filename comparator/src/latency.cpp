@@ -50,6 +50,9 @@ std::vector<Regression> find_regressions(std::map<std::string, FingerprintStats>
     const double ratio = ratios[i];
     const double difference = stats.shadow_latency.quantile(0.95) - stats.primary_latency.quantile(0.95);
     if (ratio <= policy.ratio_factor * baseline || difference <= policy.min_difference_us) continue;
+    const double median_ratio = std::max(stats.shadow_latency.quantile(0.5), kLatencyFloorUs) /
+                                std::max(stats.primary_latency.quantile(0.5), kLatencyFloorUs);
+    if (policy.median_factor > 0 && median_ratio < policy.median_factor) continue;
     if (stats.reported_ratio > 0 && ratio <= stats.reported_ratio * policy.regrow_factor) continue;
     stats.reported_ratio = ratio;
     found.push_back(Regression{*qualifying[i].second, ratio, baseline, qualifying.size(),

@@ -64,6 +64,10 @@ struct Comparator::Impl {
 
   std::map<int32_t, PairState> pairs;
   std::map<std::string, FingerprintStats> fingerprints;
+  // The whole request stream since the last summary: published as a summary
+  // with an empty fingerprint, so a report counts requests, not statements.
+  uint64_t requests_interval = 0;
+  std::map<std::string, uint64_t> request_discrepancies_interval;
   std::set<std::pair<std::string, int32_t>> paused;
   std::map<std::pair<std::string, int32_t>, int64_t> last_committed;
 
@@ -112,6 +116,7 @@ struct Comparator::Impl {
     policy.min_samples = options.min_samples;
     policy.ratio_factor = options.latency_ratio;
     policy.min_difference_us = options.latency_min_difference_ms * 1000.0;
+    policy.median_factor = options.latency_median_factor;
     if (options.dedup_lookback.count() == 0) options.dedup_lookback = 2 * options.window + 5min;
     check_topics();
     register_metrics();
@@ -262,6 +267,7 @@ struct Comparator::Impl {
       publish(options.mismatches_topic, mismatches_copartitioned ? partition : -1, request_id, wire::encode(record));
       ++local.mismatches_published;
       ++local.discrepancies[record.kind];
+      ++request_discrepancies_interval[record.kind];
       discrepancies_total.find(record.kind)->second->Increment();
     }
   }
@@ -278,6 +284,7 @@ struct Comparator::Impl {
   void decide(int32_t partition, Joined& joined) {
     ++local.pairs;
     pairs_total->Increment();
+    ++requests_interval;
     const auto& primary = joined.request.statements;
     const auto& shadow = joined.result.statements;
     for (size_t i = 0; i < std::min(primary.size(), shadow.size()); ++i) {
@@ -297,6 +304,7 @@ struct Comparator::Impl {
 
   void decide_missing(int32_t partition, Missing& missing) {
     ++local.shadow_missing;
+    ++requests_interval;
     std::string detail = "no shadow result within the " + std::to_string(options.window.count()) +
                          " ms window (request of " + std::to_string(missing.request.statements.size()) +
                          " statements)";
@@ -608,6 +616,16 @@ struct Comparator::Impl {
   // ---- periodic work ----------------------------------------------------
 
   void publish_summaries(int64_t wall_us) {
+    if (requests_interval > 0 || !request_discrepancies_interval.empty()) {
+      wire::Summary all_requests;
+      all_requests.ts_us = wall_us;
+      all_requests.comparator = options.comparator_id;
+      all_requests.compared = requests_interval;  // fingerprint stays empty: the whole stream
+      all_requests.discrepancies = std::move(request_discrepancies_interval);
+      publish(options.summary_topic, -1, "", wire::encode(all_requests));
+      requests_interval = 0;
+      request_discrepancies_interval.clear();
+    }
     for (auto& [fingerprint, stats] : fingerprints) {
       if (stats.compared_interval == 0 && stats.discrepancies_interval.empty()) continue;
       wire::Summary summary;
@@ -649,6 +667,7 @@ struct Comparator::Impl {
       publish(options.mismatches_topic, -1, record.request_id, wire::encode(record));
       ++local.mismatches_published;
       ++local.discrepancies[record.kind];
+      ++request_discrepancies_interval[record.kind];
       discrepancies_total.find(record.kind)->second->Increment();
     }
   }

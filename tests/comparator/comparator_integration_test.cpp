@@ -535,6 +535,7 @@ TEST(Comparator, LatencyRegressionCarriesBothDistributionsAndTheShadowPlan) {
   }
   EXPECT_EQ(compared[fingerprint_of(kSelect)], 20u);
   EXPECT_EQ(compared[fingerprint_of(kCount)], 20u);
+  EXPECT_EQ(compared[""], 40u) << "the whole-stream summary counts requests";
 }
 
 // A port nobody listens on right now.

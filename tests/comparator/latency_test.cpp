@@ -48,6 +48,22 @@ TEST(LatencyRegression, PublishedOnceAndAgainOnlyWhenItGrowsMarkedly) {
   EXPECT_EQ(cmp::find_regressions(table, policy()).size(), 1u);
 }
 
+TEST(LatencyRegression, ATailStretchedByContentionIsNotARegression) {
+  std::map<std::string, cmp::FingerprintStats> table;
+  feed(table["a"], 1000, 1000, 60);
+  feed(table["b"], 2000, 2000, 60);
+  // Same median on both sides; a few shadow executions waited on locks.
+  feed(table["busy"], 150, 150, 90);
+  feed(table["busy"], 400, 4000, 10);
+  EXPECT_TRUE(cmp::find_regressions(table, policy()).empty());
+
+  auto tail_only = policy();
+  tail_only.median_factor = 0;  // the check off: the tail alone decides
+  const auto found = cmp::find_regressions(table, tail_only);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].fingerprint, "busy");
+}
+
 TEST(LatencyRegression, UniformSlowdownAcrossFingerprintsIsNotARegression) {
   std::map<std::string, cmp::FingerprintStats> table;
   feed(table["a"], 1000, 5000, 60);

@@ -64,6 +64,18 @@ TEST(ReportBuilder, SummaryCountsAddUpAndTheNewestLatencyDescribesEachInstance) 
       << "latency of the newest record of the instance that compared the most";
 }
 
+TEST(ReportBuilder, RequestsComeFromTheWholeStreamSummaries) {
+  ReportBuilder builder;
+  builder.add_summary(summary("c1", "f1", 300, 1));  // statements of f1
+  builder.add_summary(summary("c1", "f2", 200, 1));  // statements of f2
+  builder.add_summary(summary("c1", "", 250, 1));    // requests, whatever their statements
+  builder.add_summary(summary("c2", "", 50, 2));
+  const auto report = builder.build();
+  EXPECT_EQ(report.compared, 300u);
+  ASSERT_EQ(report.fingerprints.size(), 2u) << "the whole-stream record is not a fingerprint";
+  EXPECT_EQ(report.fingerprints[0].compared + report.fingerprints[1].compared, 500u);
+}
+
 TEST(ReportBuilder, EvidenceIsCollected) {
   ReportBuilder builder;
   auto error = mismatch("r1", "shadow_error", "f2");

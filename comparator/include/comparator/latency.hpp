@@ -33,6 +33,10 @@ struct RegressionPolicy {
   uint64_t min_samples = 50;        // per side
   double ratio_factor = 3;          // how far above the baseline ratio
   double min_difference_us = 1000;  // shadow p95 - primary p95 must exceed this
+  // The shadow's median must be this many times the primary's too: a plan
+  // that turned slow moves the typical execution, while contention on a busy
+  // shadow (lock waits, CPU) only stretches the tail. 0 turns the check off.
+  double median_factor = 2;
   double regrow_factor = 1.5;       // publish again only when the ratio grew this much
   size_t min_fingerprints_for_median = 3;
 };

@@ -37,6 +37,7 @@ struct Options {
   uint64_t min_samples = 50;
   double latency_ratio = 3;
   double latency_min_difference_ms = 1;
+  double latency_median_factor = 2;
   size_t max_pending_bytes = 256u << 20;
   bool include_params = false;
   std::string metrics_bind;  // "host:port", or empty for none

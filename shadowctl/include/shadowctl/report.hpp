@@ -21,7 +21,7 @@ namespace shadowctl {
 struct FingerprintReport {
   std::string fingerprint;
   std::string normalized_sql;
-  uint64_t compared = 0;
+  uint64_t compared = 0;  // statements of this fingerprint compared
   std::map<std::string, uint64_t> discrepancies;  // by kind, from the mismatch topic
   std::vector<std::string> example_request_ids;   // the first few, in topic order
   std::set<std::string> columns_differ;
@@ -36,7 +36,7 @@ struct FingerprintReport {
 
 struct Report {
   std::vector<FingerprintReport> fingerprints;  // most discrepancies first
-  uint64_t compared = 0;
+  uint64_t compared = 0;  // requests decided (from the comparators' whole-stream summaries)
   uint64_t mismatch_records = 0;
   uint64_t duplicate_mismatch_records = 0;  // same request, kind and statement seen twice
   uint64_t unreadable_records = 0;          // records in the topics that did not decode
@@ -66,6 +66,8 @@ class ReportBuilder {
   Entry& entry(const std::string& fingerprint);
   std::map<std::string, Entry> entries_;
   std::set<std::string> seen_;  // request_id|kind|statement_index
+  uint64_t requests_compared_ = 0;
+  bool saw_request_summaries_ = false;
   uint64_t mismatch_records_ = 0, duplicates_ = 0, unreadable_ = 0;
   int64_t first_ts_us_ = 0, last_ts_us_ = 0;
 };
