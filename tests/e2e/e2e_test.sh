@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# e2e_test.sh safe|risky BIN_DIR — runs scripts/demo with that migration and
+# checks the JSON report and the verdict's exit code (see check_report.py).
+set -euo pipefail
+migration=$1 bin=$2
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+run=e2e-$migration-$(date +%s)-$$
+# ~22,000 units with concurrent writes: above the 20,000 the proof asks for.
+SHADOWPIPE_BIN=$bin "$root/scripts/demo" --migration "$migration" --duration 55 --rate 400 \
+    --run-id "$run" --report-json "$work/report.json" >"$work/demo.out" 2>"$work/demo.err" || {
+  echo "scripts/demo failed:"; tail -n 40 "$work/demo.err"; tail -n 40 "$work/demo.out"; exit 1; }
+set +e
+"$bin/shadowctl" verdict --mismatches-topic "$run.mismatches" --summary-topic "$run.summary" \
+    --min-requests 20000 --max-mismatch-rate 0 --max-latency-ratio 3 >"$work/verdict.out" 2>&1
+verdict=$?
+set -e
+cat "$work/verdict.out"
+published=$(sed -n 's/.*published=\([0-9]*\).*/\1/p' "$work/demo.out" | tail -n 1)
+python3 "$root/tests/e2e/check_report.py" "$migration" "$work/report.json" "$verdict" "${published:-0}"
