@@ -17,5 +17,18 @@ set +e
 verdict=$?
 set -e
 cat "$work/verdict.out"
+# Every record the producer, the executors and the comparator published in
+# this run validates against schemas/.
+[ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
+files=()
+for topic in requests results mismatches summary dlq; do
+  kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.$topic" -e -q -f '%s\n' > "$work/$topic.jsonl"
+  files+=("$topic=$work/$topic.jsonl")
+done
+required=(--require requests --require results --require summary)
+[ "$migration" = risky ] && required+=(--require mismatches)
+python3 "$root/tests/schemas/validate_records.py" --schemas "$root/schemas" --max-per-topic 5000 \
+    "${required[@]}" "${files[@]}"
+
 published=$(sed -n 's/.*published=\([0-9]*\).*/\1/p' "$work/demo.out" | tail -n 1)
 python3 "$root/tests/e2e/check_report.py" "$migration" "$work/report.json" "$verdict" "${published:-0}"
