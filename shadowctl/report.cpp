@@ -113,20 +113,20 @@ Report ReportBuilder::build() const {
   return report;
 }
 
+void ReportBuilder::add_record(const shadowpipe::kafka::Message& message, const TopicNames& names) {
+  if (message.topic() == names.mismatches) {
+    auto mismatch = wire::decode_mismatch(message.payload());
+    if (mismatch) add_mismatch(*mismatch); else add_unreadable();
+  } else if (message.topic() == names.summary) {
+    auto summary = wire::decode_summary(message.payload());
+    if (summary) add_summary(*summary); else add_unreadable();
+  }
+}
+
 Report read_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options) {
   ReportBuilder builder;
   TopicReader reader(kafka, {options.names.mismatches, options.names.summary}, options.since_ms);
-  reader.read_to_end(
-      [&](const shadowpipe::kafka::Message& message) {
-        if (message.topic() == options.names.mismatches) {
-          auto mismatch = wire::decode_mismatch(message.payload());
-          if (mismatch) builder.add_mismatch(*mismatch); else builder.add_unreadable();
-        } else {
-          auto summary = wire::decode_summary(message.payload());
-          if (summary) builder.add_summary(*summary); else builder.add_unreadable();
-        }
-      },
-      options.timeout);
+  reader.read_to_end([&](const auto& message) { builder.add_record(message, options.names); }, options.timeout);
   return builder.build();
 }
 
@@ -140,13 +140,7 @@ void follow_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions
   bool changed = false;
   auto handle = [&](const shadowpipe::kafka::Message& message) {
     changed = true;
-    if (message.topic() == options.names.mismatches) {
-      auto mismatch = wire::decode_mismatch(message.payload());
-      if (mismatch) builder.add_mismatch(*mismatch); else builder.add_unreadable();
-    } else {
-      auto summary = wire::decode_summary(message.payload());
-      if (summary) builder.add_summary(*summary); else builder.add_unreadable();
-    }
+    builder.add_record(message, options.names);
   };
   TopicReader reader(kafka, {options.names.mismatches, options.names.summary}, options.since_ms);
   reader.read_to_end(handle, options.timeout);

@@ -99,16 +99,11 @@ GroupDescription describe_group(const kafka::Properties& properties, const std::
   kafka::Producer admin(properties);
   std::unique_ptr<rd_kafka_AdminOptions_t, decltype(&rd_kafka_AdminOptions_destroy)> options(
       rd_kafka_AdminOptions_new(admin.get(), RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS), &rd_kafka_AdminOptions_destroy);
-  std::unique_ptr<rd_kafka_queue_t, decltype(&rd_kafka_queue_destroy)> queue(rd_kafka_queue_new(admin.get()),
-                                                                            &rd_kafka_queue_destroy);
   const char* groups[] = {group.c_str()};
-  rd_kafka_DescribeConsumerGroups(admin.get(), groups, 1, options.get(), queue.get());
-  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> event(rd_kafka_queue_poll(queue.get(), 15000),
-                                                                            &rd_kafka_event_destroy);
-  if (!event) throw Failure("describing consumer group " + group + " timed out — is the broker reachable?");
-  if (rd_kafka_event_error(event.get())) {
-    throw Failure("describing consumer group " + group + " failed: " + rd_kafka_event_error_string(event.get()));
-  }
+  auto event = kafka::admin_request(
+      admin.get(),
+      [&](rd_kafka_queue_t* queue) { rd_kafka_DescribeConsumerGroups(admin.get(), groups, 1, options.get(), queue); },
+      15s, "describing consumer group " + group);
   size_t count = 0;
   const auto* result = rd_kafka_event_DescribeConsumerGroups_result(event.get());
   const auto** descriptions = rd_kafka_DescribeConsumerGroups_result_groups(result, &count);
@@ -148,16 +143,11 @@ void alter_group_offsets(const kafka::Properties& properties, const std::string&
   kafka::Producer admin(properties);
   std::unique_ptr<rd_kafka_AlterConsumerGroupOffsets_t, decltype(&rd_kafka_AlterConsumerGroupOffsets_destroy)> request(
       rd_kafka_AlterConsumerGroupOffsets_new(group.c_str(), offsets.get()), &rd_kafka_AlterConsumerGroupOffsets_destroy);
-  std::unique_ptr<rd_kafka_queue_t, decltype(&rd_kafka_queue_destroy)> queue(rd_kafka_queue_new(admin.get()),
-                                                                            &rd_kafka_queue_destroy);
   auto* raw = request.get();
-  rd_kafka_AlterConsumerGroupOffsets(admin.get(), &raw, 1, nullptr, queue.get());
-  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> event(rd_kafka_queue_poll(queue.get(), 15000),
-                                                                            &rd_kafka_event_destroy);
-  if (!event) throw Failure("moving the offsets of group " + group + " timed out");
-  if (rd_kafka_event_error(event.get())) {
-    throw Failure("moving the offsets of group " + group + " failed: " + rd_kafka_event_error_string(event.get()));
-  }
+  auto event = kafka::admin_request(
+      admin.get(),
+      [&](rd_kafka_queue_t* queue) { rd_kafka_AlterConsumerGroupOffsets(admin.get(), &raw, 1, nullptr, queue); },
+      15s, "moving the offsets of group " + group);
   size_t count = 0;
   const auto* result = rd_kafka_event_AlterConsumerGroupOffsets_result(event.get());
   const auto** groups = rd_kafka_AlterConsumerGroupOffsets_result_groups(result, &count);

@@ -151,9 +151,6 @@ struct AdminOptionsDeleter {
 struct QueueDeleter {
   void operator()(rd_kafka_queue_t* queue) const noexcept { rd_kafka_queue_destroy(queue); }
 };
-struct EventDeleter {
-  void operator()(rd_kafka_event_t* event) const noexcept { rd_kafka_event_destroy(event); }
-};
 struct NewTopicDeleter {
   void operator()(rd_kafka_NewTopic_t* topic) const noexcept { rd_kafka_NewTopic_destroy(topic); }
 };
@@ -161,6 +158,18 @@ struct MetadataDeleter {
   void operator()(const rd_kafka_metadata_t* metadata) const noexcept { rd_kafka_metadata_destroy(metadata); }
 };
 }  // namespace
+
+EventPtr admin_request(rd_kafka_t* handle, const std::function<void(rd_kafka_queue_t*)>& issue,
+                       std::chrono::milliseconds timeout, const std::string& what) {
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_new(handle));
+  issue(queue.get());
+  EventPtr event(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count())));
+  if (!event) throw Failure(what + " timed out after " + std::to_string(timeout.count()) + " ms: is the broker reachable?");
+  if (rd_kafka_event_error(event.get())) {
+    throw Failure(what + " failed: " + rd_kafka_event_error_string(event.get()));
+  }
+  return event;
+}
 
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok) {
@@ -183,14 +192,10 @@ void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
       rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS));
   rd_kafka_AdminOptions_set_operation_timeout(options.get(), static_cast<int>(timeout.count()), errstr, sizeof errstr);
   rd_kafka_AdminOptions_set_request_timeout(options.get(), static_cast<int>(timeout.count()), errstr, sizeof errstr);
-  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_new(handle));
-  rd_kafka_CreateTopics(handle, raw.data(), raw.size(), options.get(), queue.get());
-  std::unique_ptr<rd_kafka_event_t, EventDeleter> event(
-      rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 1000));
-  if (!event) throw Failure("creating topics timed out: is the broker reachable?");
-  if (rd_kafka_event_error(event.get())) {
-    throw Failure(std::string("creating topics failed: ") + rd_kafka_event_error_string(event.get()));
-  }
+  auto event = admin_request(
+      handle,
+      [&](rd_kafka_queue_t* queue) { rd_kafka_CreateTopics(handle, raw.data(), raw.size(), options.get(), queue); },
+      timeout + std::chrono::seconds(1), "creating topics");
   const auto* result = rd_kafka_event_CreateTopics_result(event.get());
   size_t count = 0;
   const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);

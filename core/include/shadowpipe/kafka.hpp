@@ -135,6 +135,18 @@ class Consumer {
   bool closed_ = false;
 };
 
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* event) const noexcept { rd_kafka_event_destroy(event); }
+};
+using EventPtr = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
+
+// Runs one admin request: `issue` sends it with the reply queue it is given;
+// the reply event comes back once the broker answered. Throws Failure saying
+// `what` failed on a timeout or a request-level error; per-item errors are in
+// the event for the caller to read.
+EventPtr admin_request(rd_kafka_t* handle, const std::function<void(rd_kafka_queue_t*)>& issue,
+                       std::chrono::milliseconds timeout, const std::string& what);
+
 struct TopicSpec {
   std::string name;
   int partitions = 1;

@@ -55,6 +55,8 @@ class ReportBuilder {
   // (the newest record per comparator describes it).
   void add_summary(const shadowpipe::wire::Summary& summary);
   void add_unreadable() { ++unreadable_; }
+  // A record read from the mismatch or summary topic, decoded by its topic.
+  void add_record(const shadowpipe::kafka::Message& message, const TopicNames& names);
   Report build() const;
 
  private:
