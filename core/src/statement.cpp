@@ -368,6 +368,11 @@ class Walker {
     }
     if (writes_sequence(name)) findings.modifies_data = true;
     if (reaches_outside_by_name(name)) add_unique(analysis_.outside_reasons, "calls " + name);
+    // Session-level advisory locks outlive the transaction (the _xact_ ones do not).
+    if (name == "pg_advisory_lock" || name == "pg_advisory_lock_shared" || name == "pg_try_advisory_lock" ||
+        name == "pg_try_advisory_lock_shared") {
+      add_unique(analysis_.session_reasons, "session-level advisory lock " + name);
+    }
   }
 
   void visit_sql_value_function(std::string_view op) {
@@ -495,12 +500,31 @@ Kind statement_kind(std::string_view type, object node, const Findings& findings
   return Kind::utility;
 }
 
+// What a statement leaves in the session after its transaction ends (RESET
+// ALL does not undo it).
+void add_session_reasons(std::string_view type, object node, Analysis& analysis) {
+  if (type == "VariableSetStmt" && !bool_field(node, "is_local")) {
+    const std::string_view name = string_field(node, "name");
+    if (name == "role") add_unique(analysis.session_reasons, "SET/RESET ROLE");
+    if (name == "session_authorization") add_unique(analysis.session_reasons, "SET/RESET SESSION AUTHORIZATION");
+  } else if (type == "PrepareStmt") {
+    add_unique(analysis.session_reasons, "PREPARE");
+  } else if (type == "DeclareCursorStmt") {
+    constexpr int64_t kCursorOptHold = 0x0020;  // CURSOR_OPT_HOLD
+    int64_t options = 0;
+    if (node["options"].get_int64().get(options) == simdjson::SUCCESS && (options & kCursorOptHold) != 0) {
+      add_unique(analysis.session_reasons, "DECLARE ... WITH HOLD");
+    }
+  }
+}
+
 void add_outside_reasons(std::string_view type, object node, Analysis& analysis) {
   if (const auto found = outside_statements().find(type); found != outside_statements().end()) {
     add_unique(analysis.outside_reasons, std::string(found->second));
   }
   if (type == "CopyStmt") {
     const bool program = bool_field(node, "is_program");
+    if (!program && string_field(node, "filename").empty()) analysis.copies_client_data = true;
     // No filename means STDIN/STDOUT: the data stays on the client connection.
     if (program || !string_field(node, "filename").empty()) {
       std::string reason = bool_field(node, "is_from") ? "COPY FROM " : "COPY TO ";
@@ -676,6 +700,8 @@ Result<Analysis> analyze_text(const std::string& text) {
     analysis.kind = first ? kind : stronger(analysis.kind, kind);
     first = false;
     add_outside_reasons(type, node, analysis);
+    add_session_reasons(type, node, analysis);
+    if (kind == Kind::transaction_control) analysis.has_transaction_control = true;
     analysis.top_level_order_by = orders_result(type, node);  // the last statement decides
   }
 

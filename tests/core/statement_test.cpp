@@ -102,6 +102,30 @@ TEST(StatementKind, MultipleStatementsTakeTheStrongestKind) {
   EXPECT_EQ(analyzed("SELECT 1; SELECT 2").kind, Kind::read);
 }
 
+TEST(StatementKind, TransactionControlIsSeenUnderAStrongerKind) {
+  EXPECT_TRUE(analyzed("BEGIN; UPDATE t SET a = 1; COMMIT").has_transaction_control);
+  EXPECT_TRUE(analyzed("ROLLBACK; INSERT INTO t VALUES (1)").has_transaction_control);
+  EXPECT_TRUE(analyzed("COMMIT").has_transaction_control);
+  EXPECT_FALSE(analyzed("UPDATE t SET a = 1; SELECT 1").has_transaction_control);
+}
+
+TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
+  EXPECT_TRUE(analyzed("COPY t FROM STDIN").copies_client_data);
+  EXPECT_TRUE(analyzed("COPY (SELECT 1) TO STDOUT").copies_client_data);
+  EXPECT_FALSE(analyzed("COPY t TO '/tmp/t.csv'").copies_client_data);
+  EXPECT_FALSE(analyzed("SELECT 1").copies_client_data);
+  for (const char* sql : {"SET ROLE app", "RESET ROLE", "SET SESSION AUTHORIZATION app",
+                          "RESET SESSION AUTHORIZATION", "SELECT pg_advisory_lock(1)",
+                          "SELECT pg_try_advisory_lock_shared(1, 2)", "PREPARE p AS SELECT 1",
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1"}) {
+    EXPECT_FALSE(analyzed(sql).session_reasons.empty()) << sql;
+  }
+  for (const char* sql : {"SET LOCAL ROLE app", "SELECT pg_advisory_xact_lock(1)", "SET search_path = app",
+                          "DECLARE c CURSOR FOR SELECT 1", "SELECT 1"}) {
+    EXPECT_TRUE(analyzed(sql).session_reasons.empty()) << sql;
+  }
+}
+
 TEST(StatementKind, NamesEveryKind) {
   EXPECT_EQ(to_string(Kind::read), "read");
   EXPECT_EQ(to_string(Kind::write), "write");

@@ -27,6 +27,10 @@ struct Analysis {
   bool calls_volatile() const { return !volatile_calls.empty(); }
   std::vector<std::string> outside_reasons;  // why it reaches outside; empty if it does not
   bool reaches_outside() const { return !outside_reasons.empty(); }
+  // Facts a replayer needs that `kind` (the strongest kind) hides:
+  bool has_transaction_control = false;     // some statement of the text is BEGIN/COMMIT/SAVEPOINT/...
+  bool copies_client_data = false;          // COPY FROM STDIN / TO STDOUT: data on the client connection
+  std::vector<std::string> session_reasons;  // state it leaves in the session past its transaction
 };
 
 // Analyzes SQL; an Error with code sql_syntax carries the parser's message and
