@@ -295,6 +295,7 @@ struct UnitState {
   double rate = 0;              // the highest statement rate so far
   bool autocommit = false;      // one statement; its sampling is decided at add()
   bool unpublishable = false;   // a statement could not be fingerprinted
+  bool oversized = false;       // a statement's text alone is over max_record_bytes
   bool sampled_out_early = false;
   bool search_path_given = false;
 };
@@ -343,6 +344,12 @@ template <class MakeResult>
 void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamView> params,
                    MakeResult&& result_of) {
   RecorderState& recorder = *unit.recorder;
+  // A text that cannot fit in a record is dropped before it costs the
+  // application a parse, a digest and an encoding.
+  if (unit.oversized || sql.size() > recorder.config.max_record_bytes) {
+    unit.oversized = true;
+    return;
+  }
   auto analysis = recorder.analyzer.analyze(sql);
   if (!analysis.ok()) {
     unit.unpublishable = true;
@@ -373,12 +380,18 @@ void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamV
 
 void finish(UnitState& unit, wire::TxMode mode) {
   RecorderState& recorder = *unit.recorder;
-  if (unit.request.statements.empty() && !unit.sampled_out_early && !unit.unpublishable) return;  // nothing ran
+  if (unit.request.statements.empty() && !unit.sampled_out_early && !unit.unpublishable && !unit.oversized) {
+    return;  // nothing ran
+  }
   if (mode == wire::TxMode::rollback && !recorder.config.publish_rollbacks) {
     recorder.rollbacks_discarded.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   recorder.recorded.fetch_add(1, std::memory_order_relaxed);
+  if (unit.oversized) {
+    recorder.drop(DropReason::too_large);
+    return;
+  }
   // Before sampling: an unanalyzable statement has no rate to sample by.
   if (unit.unpublishable) {
     recorder.drop(DropReason::serialization_error);
