@@ -84,6 +84,24 @@ void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
   auto& next = next_offset_[static_cast<int>(side)];
   next = std::max(next.value_or(0), offset + 1);
   last_record_wall_us_ = wall_us;
+  drop_passed_joins();
+}
+
+void PairState::record_join(const Joined& joined) {
+  if (joined.request.offset < 0 || joined.result.offset < 0) return;
+  if (replayable_joins_.emplace(joined.request.offset, joined.result.offset).second) {
+    replayable_result_offsets_.insert(joined.result.offset);
+  }
+  drop_passed_joins();
+}
+
+void PairState::drop_passed_joins() {
+  const auto requests_position = commit_offset(Side::requests);
+  if (!requests_position) return;
+  while (!replayable_joins_.empty() && replayable_joins_.begin()->first < *requests_position) {
+    replayable_result_offsets_.erase(replayable_result_offsets_.find(replayable_joins_.begin()->second));
+    replayable_joins_.erase(replayable_joins_.begin());
+  }
 }
 
 uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
@@ -118,6 +136,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
     bytes_[1] -= entry.bytes;
     entries_.erase(it);
     remember(joined.request_id);
+    record_join(joined);
     return {Outcome::joined, std::move(joined)};
   }
   entry.bytes = estimate_bytes(request_id, side);
@@ -142,6 +161,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
     bytes_[0] -= entry.bytes;
     entries_.erase(it);
     remember(joined.request_id);
+    record_join(joined);
     return {Outcome::joined, std::move(joined)};
   }
   entry.bytes = estimate_bytes(request_id, side);
@@ -179,13 +199,20 @@ PairState::Expired PairState::expire(int64_t wall_us) {
     ++expired.orphan_results;
   }
   forget_expired_decisions();
+  drop_passed_joins();
   return expired;
 }
 
 std::optional<int64_t> PairState::commit_offset(Side side) const {
   const int index = static_cast<int>(side);
-  if (!pending_offsets_[index].empty()) return *pending_offsets_[index].begin();
-  return next_offset_[index];
+  std::optional<int64_t> position =
+      pending_offsets_[index].empty() ? next_offset_[index] : std::optional<int64_t>(*pending_offsets_[index].begin());
+  // The results of requests that a restart replays must be replayed as well,
+  // or those requests would wait in vain and expire as shadow_missing.
+  if (side == Side::results && position && !replayable_result_offsets_.empty()) {
+    position = std::min(*position, *replayable_result_offsets_.begin());
+  }
+  return position;
 }
 
 std::optional<int64_t> PairState::oldest_pending_ts() const {

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+#include <vector>
+
 namespace cmp = shadowpipe::comparator;
 
 namespace {
@@ -70,9 +74,12 @@ TEST(PairState, CommitStaysAtTheOldestPendingOffsetOfEachTopic) {
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 10);
   (void)pair.add_result("r2", result(kStart, 40), kStart);
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 10);  // r1 still undecided
-  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 41);   // nothing pending: next offset
+  // Nothing pending, but r2 is replayed after a crash (r1 holds the requests
+  // position), so its result must be too.
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 40);
   (void)pair.add_result("r1", result(kStart, 41), kStart);
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 12);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 42);
   (void)pair.add_result("r3", result(kStart, 42), kStart);
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 13);
   pair.consumed(cmp::Side::results, 43, kStart);  // a dead-lettered record
@@ -142,4 +149,83 @@ TEST(PairState, DecidedIdsAreForgottenAfterTheRetention) {
   (void)pair.add_request("r2", request(kStart + 3 * kWindow, 1), kStart);
   (void)pair.expire(kStart);
   EXPECT_FALSE(pair.was_decided("r1"));
+}
+
+namespace {
+
+struct Event {
+  cmp::Side side;
+  std::string id;
+  int64_t offset;
+};
+
+void feed(cmp::PairState& pair, const Event& event, std::vector<std::string>* joined) {
+  auto added = event.side == cmp::Side::requests ? pair.add_request(event.id, request(kStart + event.offset, event.offset), kStart)
+                                                 : pair.add_result(event.id, result(kStart + event.offset, event.offset), kStart);
+  if (added.joined && joined) joined->push_back(added.joined->request_id);
+}
+
+// Crashes after every prefix of the stream, restarts from the committed
+// positions and checks that every replayed request is joined again and none
+// waits for a result that is not replayed.
+void expect_lossless_restart_at_every_point(const std::vector<Event>& events) {
+  for (size_t crash = 0; crash <= events.size(); ++crash) {
+    cmp::PairState before(kWindow, 2 * kWindow);
+    std::vector<std::string> joined_before;
+    for (size_t i = 0; i < crash; ++i) feed(before, events[i], &joined_before);
+    const int64_t requests_from = before.commit_offset(cmp::Side::requests).value_or(0);
+    const int64_t results_from = before.commit_offset(cmp::Side::results).value_or(0);
+
+    cmp::PairState after(kWindow, 2 * kWindow);
+    std::vector<std::string> joined_after;
+    std::set<std::string> replayed_requests;
+    for (const auto& event : events) {
+      const bool replayed = event.offset >= (event.side == cmp::Side::requests ? requests_from : results_from);
+      if (!replayed) continue;
+      if (event.side == cmp::Side::requests) replayed_requests.insert(event.id);
+      feed(after, event, &joined_after);
+    }
+    SCOPED_TRACE("crash after " + std::to_string(crash) + " records, replay from requests " +
+                 std::to_string(requests_from) + ", results " + std::to_string(results_from));
+    EXPECT_EQ(after.pending_requests(), 0u) << "a replayed request waits for a result that is not replayed";
+    EXPECT_TRUE(after.expire(kStart + 10 * kWindow).missing.empty());
+    EXPECT_EQ(std::set<std::string>(joined_after.begin(), joined_after.end()), replayed_requests);
+    EXPECT_EQ(joined_after.size(), replayed_requests.size()) << "each replayed request is decided once";
+    // Every request is decided before the crash or after the restart.
+    std::set<std::string> decided(joined_before.begin(), joined_before.end());
+    decided.insert(joined_after.begin(), joined_after.end());
+    EXPECT_EQ(decided.size(), 4u);
+  }
+}
+
+}  // namespace
+
+TEST(PairState, ResultsOfReplayedRequestsAreReplayedWhenTheOldestResultIsDelayed) {
+  // r0's result comes last: r1..r3 join first while r0 holds the requests position.
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  for (int i = 0; i < 4; ++i) (void)pair.add_request("r" + std::to_string(i), request(kStart + i, i), kStart);
+  (void)pair.add_result("r1", result(kStart, 0), kStart);
+  (void)pair.add_result("r2", result(kStart, 1), kStart);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 0);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 0) << "r1 is replayed, so its result must be too";
+  (void)pair.add_result("r0", result(kStart, 2), kStart);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 3);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 3);
+  (void)pair.add_result("r3", result(kStart, 3), kStart);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 4);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 4);
+}
+
+TEST(PairState, RestartFromCommittedPositionsDecidesEveryRequestWithoutShadowMissing) {
+  using enum cmp::Side;
+  // Results out of request order, requests and results interleaved in several ways.
+  expect_lossless_restart_at_every_point({{requests, "r0", 0}, {requests, "r1", 1}, {requests, "r2", 2},
+                                          {requests, "r3", 3}, {results, "r1", 0}, {results, "r2", 1},
+                                          {results, "r3", 2}, {results, "r0", 3}});
+  expect_lossless_restart_at_every_point({{requests, "r0", 0}, {requests, "r1", 1}, {results, "r1", 0},
+                                          {requests, "r2", 2}, {results, "r2", 1}, {results, "r0", 2},
+                                          {requests, "r3", 3}, {results, "r3", 3}});
+  expect_lossless_restart_at_every_point({{results, "r3", 0}, {requests, "r0", 0}, {requests, "r1", 1},
+                                          {results, "r1", 1}, {requests, "r2", 2}, {requests, "r3", 3},
+                                          {results, "r2", 2}, {results, "r0", 3}});
 }

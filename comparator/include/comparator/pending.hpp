@@ -2,10 +2,13 @@
 // results topic, always owned together). No Kafka here: the service feeds it
 // decoded records and asks what became decidable and what may be committed.
 //
-// Lossless rule: the commit position of each topic is the offset of its oldest
-// entry still pending, or the next offset when none is pending, so a crash
-// replays exactly the undecided part (and some decided records after it, which
-// the dedup of the service recognizes).
+// Lossless rule: the requests commit position R is the offset of the oldest
+// request still pending, or the next offset when none is pending. Every
+// request at or after R is replayed after a crash, so its result must be
+// replayed too: the results commit position is at most the oldest pending
+// result and at most the smallest result offset of any decided pair whose
+// request offset is >= R. Decided records replayed after it are recognized by
+// the dedup of the service.
 #pragma once
 
 #include "comparator/classify.hpp"
@@ -107,6 +110,9 @@ class PairState {
     size_t bytes = 0;
   };
   void remember(const std::string& request_id);
+  void record_join(const Joined& joined);
+  // Forgets joined pairs whose request is before the requests commit position.
+  void drop_passed_joins();
   void advance_clock(int64_t record_ts_us, int64_t wall_us, bool is_request);
   void forget_expired_decisions();
 
@@ -119,6 +125,10 @@ class PairState {
   std::multiset<int64_t> pending_offsets_[2];
   std::optional<int64_t> next_offset_[2];
   size_t bytes_[2] = {0, 0};
+  // Joined pairs whose request offset is at or after the requests commit
+  // position: (request offset, result offset), and their result offsets.
+  std::set<std::pair<int64_t, int64_t>> replayable_joins_;
+  std::multiset<int64_t> replayable_result_offsets_;
   // Decided ids as 64-bit hashes (a collision, about 1 in 10^7 per million ids
   // retained, would drop one copy as a duplicate), in decision order with the
   // pair clock at the time, for eviction.
