@@ -410,6 +410,7 @@ class PartitionWorker {
       case Disposition::writes_skipped: metrics.writes_skipped.Increment(); break;
       case Disposition::transaction_control: metrics.transaction_control_skipped.Increment(); break;
       case Disposition::unparsable: metrics.unparsable.Increment(); break;
+      case Disposition::not_replayable: metrics.not_replayable.Increment(); break;
       case Disposition::not_reached: break;
     }
   }

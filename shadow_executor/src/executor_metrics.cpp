@@ -38,6 +38,7 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
       writes_skipped(skipped_family.Add({{"reason", "writes_skipped"}})),
       transaction_control_skipped(skipped_family.Add({{"reason", "transaction_control"}})),
       unparsable(skipped_family.Add({{"reason", "unparsable"}})),
+      not_replayable(skipped_family.Add({{"reason", "not_replayable"}})),
       dead_letters(BuildCounter()
                        .Name("shadowpipe_executor_dead_letters_total")
                        .Help("Request records sent to the dead-letter topic")

@@ -54,6 +54,20 @@ constexpr const char* kLogConflict =
 
 }  // namespace
 
+std::string not_replayable(const statement::Analysis& analysis) {
+  if (analysis.statement_count > 1 && analysis.has_transaction_control) {
+    return "transaction control inside a text of several statements cannot be replayed (the executor owns the "
+           "transaction: a COMMIT in it would commit without the offset)";
+  }
+  if (analysis.copies_client_data) {
+    return "COPY with client data (STDIN/STDOUT) cannot be replayed (the data is not in the record)";
+  }
+  if (!analysis.session_reasons.empty()) {
+    return "leaves state in the shadow session past the unit (" + join(analysis.session_reasons, "; ") + ")";
+  }
+  return {};
+}
+
 UnitRunner::UnitRunner(const pg::Connection& conn, RunnerConfig config, statement::Analyzer& analyzer)
     : conn_(conn), config_(std::move(config)), analyzer_(analyzer) {}
 
@@ -309,7 +323,7 @@ struct UnitRunner::Step {
 bool UnitRunner::runs_alone(const wire::Request& request, statement::Analyzer& analyzer) {
   for (const auto& statement : request.statements) {
     auto analysis = analyzer.analyze(statement.sql);
-    if (analysis.ok() && !analysis->reaches_outside() &&  // the guard's refusals are not run
+    if (analysis.ok() && !analysis->reaches_outside() && not_replayable(*analysis).empty() &&  // refusals are not run
         (analysis->kind == statement::Kind::utility || analysis->statement_count > 1)) {
       return true;
     }
@@ -343,6 +357,10 @@ std::vector<UnitRunner::Step> UnitRunner::classify(const wire::Request& request)
       shadow.result = not_executed(wire::Status::refused, "",
                                    "refused: reaches outside the shadow database (" +
                                        join(analysis->outside_reasons, "; ") + ")");
+    } else if (const std::string why = not_replayable(*analysis); !why.empty()) {
+      note.disposition = Disposition::not_replayable;
+      note.kind = analysis->kind;
+      shadow.result = not_executed(wire::Status::refused, "", "refused: " + why);
     } else if (analysis->statement_count > 1 && !statement.params.empty()) {
       note.disposition = Disposition::unparsable;
       note.kind = analysis->kind;

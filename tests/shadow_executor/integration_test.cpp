@@ -271,6 +271,38 @@ TEST_P(ExecutorRunner, RollbackUnitLeavesNothingAndTransactionControlIsSkipped) 
   EXPECT_EQ(bench.count(), 0);
 }
 
+TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  const std::vector<std::string> refused = {
+      "BEGIN; INSERT INTO items VALUES (1, 'a'); COMMIT",  // its COMMIT would commit without the offset
+      "ROLLBACK; INSERT INTO items VALUES (2, 'b')",
+      "COPY items FROM STDIN",                              // puts the connection in COPY state
+      "COPY items TO STDOUT",
+      "SET ROLE postgres",                                  // outlives the unit on the connection
+      "SELECT pg_advisory_lock(42)",
+      "PREPARE p AS SELECT 1",
+  };
+  for (const auto& sql : refused) {
+    auto report = bench.run(make_request("r-" + sql, "k", TxMode::autocommit, {make_statement(sql)}));
+    ASSERT_TRUE(report.applied) << sql;
+    EXPECT_EQ(report.notes[0].disposition, ex::Disposition::not_replayable) << sql;
+    EXPECT_EQ(report.result.statements[0].result.status, Status::refused) << sql;
+    const auto& message = report.result.statements[0].result.message;
+    EXPECT_TRUE(message.find("cannot be replayed") != std::string::npos ||
+                message.find("state in the shadow session") != std::string::npos)
+        << sql << ": " << message;
+  }
+  EXPECT_EQ(bench.count(), 0);
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), static_cast<int64_t>(refused.size()));
+  // Nothing was left on the connection: no lock, no prepared statement, and the next unit runs.
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").value(0, 0)), "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements").value(0, 0)), "0");
+  auto next = bench.run(make_request("after", "k", TxMode::autocommit, {insert_item(3, "c")}));
+  ASSERT_TRUE(next.applied);
+  EXPECT_EQ(next.result.statements[0].result.status, Status::ok);
+  EXPECT_EQ(bench.count(), 1);
+}
+
 TEST_P(ExecutorRunner, AnOffsetIsAppliedOnlyOnce) {
   RunnerBench bench(ex::WritesMode::apply, GetParam());
   const auto request = make_request("r1", "k", TxMode::commit, {insert_item(1, "a")});

@@ -31,6 +31,7 @@ struct ExecutorMetrics {
   prometheus::Counter& writes_skipped;
   prometheus::Counter& transaction_control_skipped;
   prometheus::Counter& unparsable;
+  prometheus::Counter& not_replayable;
   prometheus::Counter& dead_letters;
   prometheus::Counter& reconnects;
   prometheus::Counter& plans_captured;

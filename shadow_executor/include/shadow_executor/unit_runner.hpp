@@ -79,6 +79,7 @@ enum class Disposition {
   executed,
   refused_by_guard,      // reaches outside the database
   unparsable,            // the parser refused it; not sent to the server
+  not_replayable,        // cannot be replayed safely (see classify): not sent
   transaction_control,   // BEGIN/COMMIT/SAVEPOINT… inside a unit: the executor owns the transaction
   writes_skipped,        // --writes skip
   not_reached,           // after a failure in a tx=commit unit
@@ -101,6 +102,15 @@ inline constexpr const char* kWritesSkippedMessage = "writes skipped (--writes s
 inline constexpr const char* kAbortedMessage =
     "current transaction is aborted, commands ignored until end of transaction block";
 inline constexpr const char* kAbortedSqlstate = "25P02";
+
+// Why a parsed statement text must not be sent to the shadow although it stays
+// inside the database; empty when it may be. Transaction control in a text of
+// several statements (its COMMIT would end the executor's transaction),
+// COPY FROM STDIN / TO STDOUT (puts the connection in COPY state), and
+// statements whose effect outlives the unit on the shared connection
+// (SET ROLE, SET SESSION AUTHORIZATION, session advisory locks, PREPARE,
+// DECLARE ... WITH HOLD).
+std::string not_replayable(const statement::Analysis& analysis);
 
 // One unit of a batch: a request and its offset (offsets ascending).
 struct BatchUnit {
