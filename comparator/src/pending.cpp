@@ -73,17 +73,49 @@ void PairState::advance_clock(int64_t record_ts_us, int64_t wall_us, bool is_req
     result_clock_us_ = std::max(result_clock_us_, record_ts_us);
   }
   last_record_wall_us_ = wall_us;
+  paused_idle_us_ = 0;
 }
 
 int64_t PairState::clock_us(int64_t wall_us) const {
   const int64_t base = request_clock_us_ ? request_clock_us_ : result_clock_us_;
+  if (paused_[0] || paused_[1]) return base + paused_idle_us_;
   return base + std::max<int64_t>(0, wall_us - last_record_wall_us_);
+}
+
+void PairState::pause_waiting_side(int64_t wall_us) {
+  const auto waiting = waiting_side();
+  if (!waiting || paused(*waiting)) return;
+  set_paused(*waiting == Side::requests ? Side::results : Side::requests, false, wall_us);
+  set_paused(*waiting, true, wall_us);
+}
+
+void PairState::resume(int64_t wall_us) {
+  set_paused(Side::requests, false, wall_us);
+  set_paused(Side::results, false, wall_us);
+}
+
+std::optional<Side> PairState::waiting_side() const {
+  if (bytes_[0] == 0 && bytes_[1] == 0) return std::nullopt;
+  return bytes_[0] >= bytes_[1] ? Side::requests : Side::results;
+}
+
+void PairState::set_paused(Side side, bool paused, int64_t wall_us) {
+  const bool was_paused = paused_[0] || paused_[1];
+  paused_[static_cast<int>(side)] = paused;
+  const bool is_paused = paused_[0] || paused_[1];
+  if (!was_paused && is_paused) {
+    paused_idle_us_ = std::max<int64_t>(0, wall_us - last_record_wall_us_);
+  } else if (was_paused && !is_paused) {
+    // The paused time does not count as idle time.
+    last_record_wall_us_ = wall_us - paused_idle_us_;
+  }
 }
 
 void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
   auto& next = next_offset_[static_cast<int>(side)];
   next = std::max(next.value_or(0), offset + 1);
   last_record_wall_us_ = wall_us;
+  paused_idle_us_ = 0;
   drop_passed_joins();
 }
 

@@ -446,23 +446,32 @@ struct Comparator::Impl {
     }
   }
 
+  // Makes librdkafka's pauses of a pair match what the pair asks for.
+  void sync_paused(int32_t partition, const PairState& pair) {
+    for (auto side : {Side::requests, Side::results}) {
+      const auto& topic = side == Side::requests ? options.requests_topic : options.results_topic;
+      if (pair.paused(side) != paused.contains({topic, partition})) set_paused(topic, partition, pair.paused(side));
+    }
+  }
+
   // Above the limit, pause in each pair the side whose entries wait for the
-  // other (usually requests, when results lag); the other side keeps flowing
-  // and drains the pending entries. Nothing is dropped.
-  void enforce_memory_bound() {
+  // other (usually requests, when results lag); the other side is never
+  // paused with it, keeps flowing and drains the pending entries (when the
+  // roles swap, so do the pauses). Nothing is dropped, and a paused pair's
+  // clock stands still.
+  void enforce_memory_bound(int64_t wall_us) {
     const size_t bytes = total_pending_bytes();
     local.pending_bytes_high_water = std::max(local.pending_bytes_high_water, bytes);
     if (bytes > options.max_pending_bytes) {
-      for (const auto& [partition, pair] : pairs) {
-        const size_t requests = pair.waiting_bytes(Side::requests);
-        const size_t results = pair.waiting_bytes(Side::results);
-        if (requests == 0 && results == 0) continue;
-        const auto& topic = requests >= results ? options.requests_topic : options.results_topic;
-        if (!paused.contains({topic, partition})) set_paused(topic, partition, true);
+      for (auto& [partition, pair] : pairs) {
+        pair.pause_waiting_side(wall_us);
+        sync_paused(partition, pair);
       }
     } else if (!paused.empty() && bytes < options.max_pending_bytes / 10 * 8) {
-      auto resume = paused;
-      for (const auto& [topic, partition] : resume) set_paused(topic, partition, false);
+      for (auto& [partition, pair] : pairs) {
+        pair.resume(wall_us);
+        sync_paused(partition, pair);
+      }
     }
   }
 
@@ -722,7 +731,7 @@ struct Comparator::Impl {
           } else {
             handle_result(message, wall_us);
           }
-          enforce_memory_bound();
+          enforce_memory_bound(wall_us);
         }
       }
       // Delivery reports are served in batches: a poll per record costs more than the join.
@@ -734,7 +743,7 @@ struct Comparator::Impl {
       if (now >= next_tick) {
         const int64_t wall_us = wire::now_us();
         expire_all(wall_us);
-        enforce_memory_bound();
+        enforce_memory_bound(wall_us);
         refresh_gauges(wall_us);
         next_tick = now + 200ms;
       }

@@ -229,3 +229,33 @@ TEST(PairState, RestartFromCommittedPositionsDecidesEveryRequestWithoutShadowMis
                                           {results, "r1", 1}, {requests, "r2", 2}, {requests, "r3", 3},
                                           {results, "r2", 2}, {results, "r0", 3}});
 }
+
+TEST(PairState, NeverPausesTheSideThatDrainsThePendingEntries) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  for (int i = 0; i < 2; ++i) (void)pair.add_request("r" + std::to_string(i), request(kStart, i), kStart);
+  pair.pause_waiting_side(kStart);
+  EXPECT_TRUE(pair.paused(cmp::Side::requests));
+  EXPECT_FALSE(pair.paused(cmp::Side::results));
+  // The results drain the requests, then run ahead of them: now they wait.
+  for (int i = 0; i < 5; ++i) (void)pair.add_result("r" + std::to_string(i), result(kStart, i), kStart);
+  ASSERT_EQ(pair.waiting_side(), cmp::Side::results);
+  pair.pause_waiting_side(kStart);
+  EXPECT_TRUE(pair.paused(cmp::Side::results));
+  EXPECT_FALSE(pair.paused(cmp::Side::requests)) << "both sides paused: nothing could drain the pair";
+  pair.resume(kStart);
+  EXPECT_FALSE(pair.paused(cmp::Side::results));
+}
+
+TEST(PairState, ClockStandsStillWhileASideIsPaused) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r1", request(kStart, 0), kStart);
+  pair.pause_waiting_side(kStart + kSecond);
+  ASSERT_TRUE(pair.paused(cmp::Side::requests));
+  // Paused for ten windows: no input is no idleness.
+  EXPECT_TRUE(pair.expire(kStart + 10 * kWindow).missing.empty());
+  EXPECT_EQ(pair.clock_us(kStart + 10 * kWindow), kStart + kSecond);
+  pair.resume(kStart + 10 * kWindow);
+  // Idle again after the pause: the second before it and the time after it count.
+  EXPECT_TRUE(pair.expire(kStart + 11 * kWindow - 2 * kSecond).missing.empty());
+  EXPECT_EQ(pair.expire(kStart + 11 * kWindow).missing.size(), 1u);
+}

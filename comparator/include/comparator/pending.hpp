@@ -100,6 +100,20 @@ class PairState {
   size_t pending_bytes() const { return bytes_[0] + bytes_[1]; }
   // Bytes held by entries of one side that wait for the other side.
   size_t waiting_bytes(Side side) const { return bytes_[static_cast<int>(side)]; }
+  // The side whose entries wait for the other (the one with more waiting
+  // bytes), nullopt when nothing is pending. Under memory pressure this is the
+  // side to pause: the other side's records drain it.
+  std::optional<Side> waiting_side() const;
+  // Memory pauses of a side, kept here because the clock depends on them:
+  // while any side of the pair is paused, the clock does not run on with the
+  // wall clock (no input because of a pause is not idleness, and would turn
+  // lag into shadow_missing).
+  void set_paused(Side side, bool paused, int64_t wall_us);
+  // Under memory pressure: pauses the waiting side and resumes the other, so
+  // the side whose records drain the pending entries is never paused.
+  void pause_waiting_side(int64_t wall_us);
+  void resume(int64_t wall_us);
+  bool paused(Side side) const { return paused_[static_cast<int>(side)]; }
   // Record time of the oldest request waiting for its result, or nullopt.
   std::optional<int64_t> oldest_pending_ts() const;
 
@@ -138,6 +152,8 @@ class PairState {
   int64_t request_clock_us_ = 0;
   int64_t result_clock_us_ = 0;
   int64_t last_record_wall_us_ = 0;
+  bool paused_[2] = {false, false};
+  int64_t paused_idle_us_ = 0;  // idle time accrued when the pause began, frozen while paused
 };
 
 }  // namespace shadowpipe::comparator
