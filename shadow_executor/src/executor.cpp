@@ -67,10 +67,13 @@ struct Shared {
 
   std::string consumer_name() const { return "shadow-executor/" + options.executor_id; }
 
-  // Announces the record to the ledger and enqueues it; waits out a full
-  // local queue (the main thread keeps polling), never blocks forever on a
-  // broken topic: a refused record stays logged and is re-published on the
-  // next assignment.
+  // Announces the record to the ledger and enqueues it. A full local queue
+  // is drained by serving the producer's delivery reports here (rd_kafka_poll
+  // is thread-safe): the main thread calls this too (assignment, retries),
+  // and nobody else would poll meanwhile. Gives up at shutdown, and a record
+  // the producer refuses is retried by the main loop; either way it stays in
+  // shadowpipe.results_log and undelivered in the ledger, so the Kafka offset
+  // is not committed past it and the next owner re-publishes it.
   void publish(const std::string& topic, int32_t target_partition, int32_t source_partition, int64_t source_offset,
                std::string_view key, std::string_view payload) {
     ledger.publishing(source_partition, source_offset);
@@ -84,10 +87,18 @@ struct Shared {
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         metrics.delivery_failures.Increment();
         log("cannot produce to " + topic + "[" + std::to_string(target_partition) + "]: " + rd_kafka_err2str(err) +
-            " (kept in shadowpipe.results_log, re-published on the next assignment)");
+            " (kept in shadowpipe.results_log, retried)");
+        std::lock_guard lock(failed_mutex);
+        failed.push_back(FailedDelivery{std::move(tag), std::string(key), std::string(payload)});
         return;
       }
-      std::this_thread::sleep_for(milliseconds(5));
+      if (shutting_down.load()) {
+        log("the producer's queue is full at shutdown: " + topic + "[" + std::to_string(target_partition) +
+            "] record of offset " + std::to_string(source_offset) +
+            " not sent (kept in shadowpipe.results_log, re-published by the next owner)");
+        return;
+      }
+      producer->poll(milliseconds(5));
     }
   }
 
@@ -662,11 +673,15 @@ struct Executor::Impl {
   int run(const std::atomic<bool>& stop) {
     consumer->subscribe({options.requests_topic});
     auto last_commit = Clock::now();
+    auto last_retry = Clock::now();
     while (!stop.load()) {
       kafka::Message message = consumer->poll(milliseconds(50));
       rethrow_callback_failure();
       shared.producer->poll(milliseconds(0));
-      shared.retry_failed_deliveries();
+      if (Clock::now() - last_retry >= milliseconds(500)) {  // a refused record is retried twice a second, not in a spin
+        shared.retry_failed_deliveries();
+        last_retry = Clock::now();
+      }
       if (message) {
         if (message.error() == RD_KAFKA_RESP_ERR_NO_ERROR) {
           dispatch(std::move(message));

@@ -451,6 +451,64 @@ TEST(ExecutorIntegration, GuardKeepsEverythingInsideTheShadow) {
   EXPECT_FALSE(std::filesystem::exists(marker));
 }
 
+// Results logged but not delivered are re-published on assignment from the
+// main thread, which is also the only one polling the producer: with a local
+// queue of one record, publish() must serve the delivery reports itself.
+TEST(ExecutorIntegration, RepublishingMoreThanTheProducerQueueHoldsDoesNotDeadlock) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_queue");
+  const std::string group = unique_name("queue-group");
+  constexpr int kLogged = 4;
+  {
+    sp::pg::Connection conn(shadow.dsn());
+    ex::ensure_schema(conn);
+    const ex::PartitionId id{group, topics.requests(), 0};
+    ex::claim_next_offset(conn, id, kLogged);
+    for (int offset = 0; offset < kLogged; ++offset) {
+      sp::wire::ShadowResult result;
+      result.request_id = "logged-" + std::to_string(offset);
+      result.key = "k";
+      result.executor = "earlier";
+      result.source_partition = 0;
+      result.source_offset = offset;
+      conn.exec_checked(
+          "INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', 'k', $4)",
+          {group, topics.requests(), std::to_string(offset), sp::wire::encode(result)});
+      topics.produce(make_request("logged-" + std::to_string(offset), "k", TxMode::autocommit,
+                                  {make_statement("SELECT 1")}));
+    }
+    topics.flush();
+  }
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.kafka.emplace_back("queue.buffering.max.messages", "1");
+  RunningExecutor running(std::move(options));
+  auto results = topics.results_by_request(kLogged, 30s);
+  EXPECT_EQ(results.size(), static_cast<size_t>(kLogged));
+  EXPECT_EQ(running.stop(), 0);
+}
+
+// A record the producer refuses outright (here: larger than message.max.bytes)
+// is retried, not forgotten: forgotten, its offset would stay undelivered and
+// block the partition's Kafka commits for good.
+TEST(ExecutorIntegration, ARecordTheProducerRefusesIsRetried) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_refused");
+  topics.produce(make_request("big-key", std::string(4000, 'k'), TxMode::autocommit, {make_statement("SELECT 1")}));
+  topics.flush();
+  const std::string group = unique_name("refused-group");
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.kafka.emplace_back("message.max.bytes", "2000");
+  RunningExecutor running(std::move(options));
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (metric_value(running.executor(), "shadowpipe_executor_delivery_failures_total") < 3 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(metric_value(running.executor(), "shadowpipe_executor_delivery_failures_total"), 3);
+  EXPECT_EQ(running.stop(), 0);
+}
+
 TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   Topics topics(1);
   ScratchDatabase shadow(shadow_dsn(), "exec_role");
