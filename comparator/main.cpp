@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   app.add_option("--commit-interval", commit_ms, "ms between offset commits")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--dedup-lookback", lookback_ms,
-                 "ms of published mismatches read back on assignment to avoid repeats (default 2 x window + 5 min)");
+                 "ms before now of published mismatches read back on assignment to avoid repeats (default: from window + 5 min before the first replayed request, at least 2 x window + 5 min)");
   app.add_option("--min-samples", options.min_samples, "samples per side before a fingerprint's latency is judged")
       ->capture_default_str();
   app.add_option("--latency-ratio", options.latency_ratio,

@@ -80,6 +80,9 @@ struct Comparator::Impl {
   std::deque<std::string> diverged_order;
   static constexpr size_t kDivergedKeysCapacity = 1'000'000;
 
+  // How long read-back entries are kept: twice the longest lookback used.
+  int64_t reported_retention_us = 0;
+
   uint64_t delivery_failures = 0;
   std::string last_delivery_error;
   std::exception_ptr fatal;
@@ -117,7 +120,6 @@ struct Comparator::Impl {
     policy.ratio_factor = options.latency_ratio;
     policy.min_difference_us = options.latency_min_difference_ms * 1000.0;
     policy.median_factor = options.latency_median_factor;
-    if (options.dedup_lookback.count() == 0) options.dedup_lookback = 2 * options.window + 5min;
     check_topics();
     register_metrics();
   }
@@ -513,6 +515,60 @@ struct Comparator::Impl {
     for (auto& [id, offset] : staged) last_committed[id] = offset;
   }
 
+  // Record time (ms) from which the mismatches topic is read back. A restart
+  // replays the requests from their committed offsets, and what was decided
+  // for them was published after they were written: so the read-back starts a
+  // window and a margin before the record time at the committed offset (or at
+  // the start of the partition, for a group without commits) of the oldest
+  // assigned partition — however long the comparator was down. Never later
+  // than now − (2 × window + 5 min). --dedup-lookback, when set, overrides it.
+  int64_t read_back_start_ms(const std::set<int32_t>& request_partitions, kafka::Consumer& reader, int64_t now_ms) {
+    if (options.dedup_lookback.count() > 0) return now_ms - options.dedup_lookback.count();
+    const int64_t margin_ms = (options.window + 5min).count();
+    int64_t start_ms = now_ms - options.window.count() - margin_ms;
+    if (request_partitions.empty()) return start_ms;
+    kafka::PartitionList committed(static_cast<int>(request_partitions.size()));
+    for (int32_t partition : request_partitions) committed.add(options.requests_topic, partition);
+    if (auto err = rd_kafka_committed(consumer->get(), committed.get(), 10'000)) {
+      throw Failure("cannot read the committed offsets of " + options.requests_topic + ": " + rd_kafka_err2str(err) +
+                    " — without them a restart could publish discrepancies twice");
+    }
+    kafka::PartitionList probe(static_cast<int>(request_partitions.size()));
+    std::set<int32_t> waiting;
+    for (int i = 0; i < committed.size(); ++i) {
+      const auto& entry = committed[i];
+      int64_t low = 0, high = 0;
+      if (auto err = rd_kafka_query_watermark_offsets(reader.get(), options.requests_topic.c_str(), entry.partition,
+                                                      &low, &high, 10'000)) {
+        throw Failure("cannot read the offsets of " + options.requests_topic + ": " + rd_kafka_err2str(err));
+      }
+      const int64_t position = entry.offset >= 0 ? std::max(entry.offset, low) : low;
+      if (position >= high) continue;  // nothing to replay on this partition
+      probe.add(options.requests_topic, entry.partition, position);
+      waiting.insert(entry.partition);
+    }
+    if (waiting.empty()) return start_ms;
+    // The first record to be replayed on each partition gives the record time.
+    rd_kafka_assign(reader.get(), probe.get());
+    const auto deadline = Clock::now() + 20s;
+    while (!waiting.empty() && Clock::now() < deadline) {
+      auto message = reader.poll(200ms);
+      if (!message || message.error() || !waiting.contains(message.partition())) continue;
+      int64_t ts_ms = message.timestamp_ms();
+      if (auto request = wire::decode_request(message.payload()); request && request->ts_us > 0) {
+        ts_ms = ts_ms >= 0 ? std::min(ts_ms, request->ts_us / 1000) : request->ts_us / 1000;
+      }
+      if (ts_ms >= 0) start_ms = std::min(start_ms, ts_ms - margin_ms);
+      waiting.erase(message.partition());
+    }
+    rd_kafka_assign(reader.get(), nullptr);
+    if (!waiting.empty()) {
+      log("warning: could not read the first replayed request of " + std::to_string(waiting.size()) +
+          " partitions within 20 s; the read-back starts at now - (2 x window + 5 min)");
+    }
+    return start_ms;
+  }
+
   // Reads back what was already published for these request partitions, so a
   // restart or a new owner does not publish a discrepancy twice. Records of
   // request partition N are on mismatch partition N when the counts match;
@@ -531,6 +587,8 @@ struct Comparator::Impl {
     properties.emplace_back("enable.partition.eof", "false");
     kafka::Consumer reader(properties);
     const int64_t now_ms = wire::now_us() / 1000;
+    const int64_t start_ms = read_back_start_ms(request_partitions, reader, now_ms);
+    reported_retention_us = std::max(reported_retention_us, 2 * (now_ms - start_ms) * 1000);
     kafka::PartitionList query(static_cast<int>(wanted.size()));
     // A topic created moments ago may not have a known leader yet: retry the
     // transient errors for a while, since a skipped read-back would repeat
@@ -539,7 +597,7 @@ struct Comparator::Impl {
     for (;;) {
       query = kafka::PartitionList(static_cast<int>(wanted.size()));
       for (int32_t partition : wanted) {
-        query.add(options.mismatches_topic, partition, now_ms - options.dedup_lookback.count());
+        query.add(options.mismatches_topic, partition, start_ms);
       }
       auto err = rd_kafka_offsets_for_times(reader.get(), query.get(), 10'000);
       for (int i = 0; i < query.size() && !err; ++i) err = query[i].err;
@@ -584,7 +642,7 @@ struct Comparator::Impl {
     }
     rd_kafka_assign(reader.get(), nullptr);
     // Forget what is older than the lookback: it cannot be replayed any more.
-    const int64_t horizon = wire::now_us() - options.dedup_lookback.count() * 2000;
+    const int64_t horizon = wire::now_us() - reported_retention_us;
     while (!reported_order.empty() && reported_order.front().first < horizon) {
       reported.erase(reported_order.front().second);
       reported_order.pop_front();

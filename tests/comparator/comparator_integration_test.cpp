@@ -672,6 +672,49 @@ TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
   EXPECT_EQ(repeated, 0) << "records before the kill: " << before_restart << ", total " << reader.records.size();
 }
 
+void send_at(Broker& broker, const std::string& topic, const std::string& key, const std::string& payload,
+             int64_t ts_ms) {
+  const auto err = rd_kafka_producev(broker.producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                                     RD_KAFKA_V_KEY(key.data(), key.size()),
+                                     RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_END);
+  ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+}
+
+// The comparator was down for two hours: the request it replays was decided,
+// and its discrepancy published, long before now − (2 × window + 5 min).
+TEST(Comparator, ReplayAfterALongOutageDoesNotRepublishWhatWasDecidedBeforeIt) {
+  Broker broker;
+  auto topics = broker.create(1);
+  const auto steps = failing_steps();
+  const int64_t then_ms = wire::now_us() / 1000 - 2 * 3600 * 1000;
+  auto request = make_request("old-1", "k", steps);
+  request.ts_us = then_ms * 1000;
+  auto result = make_result("old-1", "k", steps);
+  result.ts_us = (then_ms + 1000) * 1000;
+  send_at(broker, topics.requests, "k", wire::encode(request), then_ms);
+  send_at(broker, topics.results, "k", wire::encode(result), then_ms + 1000);
+  wire::Mismatch earlier;  // what the run before the outage published for it
+  earlier.kind = "shadow_error";
+  earlier.request_id = "old-1";
+  earlier.key = "k";
+  earlier.ts_us = request.ts_us;
+  earlier.statement_index = 0;
+  send_at(broker, topics.mismatches, "old-1", wire::encode(earlier), then_ms + 2000);
+  broker.flush();
+
+  auto options = options_for(topics);
+  options.window = 10s;
+  Running comparator(options);
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1; }, 30s));
+  Reader reader(topics.mismatches);
+  reader.wait_until([&] { return !reader.records.empty(); }, 20s);
+  reader.drain_for(2s);
+  comparator.stop();
+  EXPECT_EQ(count_by_request(reader)["old-1"], 1) << "the replayed decision was published again";
+  EXPECT_EQ(comparator.stats().republish_suppressed, 1u);
+}
+
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
   Broker broker;
   auto topics = broker.create(6);

@@ -32,7 +32,9 @@ struct Options {
   std::chrono::milliseconds summary_interval{10'000};
   std::chrono::milliseconds commit_interval{1'000};
   // How far back (wall clock) the mismatches already published are read on
-  // assignment; zero means 2 x window + 5 minutes.
+  // assignment; zero means from window + 5 minutes before the record time of
+  // the first request to be replayed (the committed offset), and at least
+  // 2 x window + 5 minutes back.
   std::chrono::milliseconds dedup_lookback{0};
   uint64_t min_samples = 50;
   double latency_ratio = 3;
