@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <thread>
 
 namespace shadowpipe::executor {
@@ -265,18 +266,31 @@ class PartitionWorker {
     return stopping_;
   }
 
-  static std::string offsets(const std::vector<Unit>& batch) {
+  static std::string offsets(std::span<const Unit> batch) {
     const auto first = std::to_string(batch.front().message.offset());
     return batch.size() == 1 ? "offset " + first
                              : "offsets " + first + ".." + std::to_string(batch.back().message.offset());
   }
 
-  void process_with_retry(const std::vector<Unit>& batch) {
+  // A batch that fails this often without a connection loss is poison (a
+  // unit the executor cannot run or record, not a passing outage): it is
+  // split, and a single unit is recorded as not replayed, so the partition
+  // moves on. Failures of the recording itself (the bookkeeping refused) are
+  // retried for good: the unit is never skipped unrecorded.
+  static constexpr int kMaxFailedAttempts = 3;
+
+  void process_with_retry(std::span<const Unit> batch) {
     auto backoff = milliseconds(100);
+    int failures = 0;
+    std::string last_failure;
     for (;;) {
       try {
         if (!connect()) return;  // stopping
-        process(batch);
+        if (failures >= kMaxFailedAttempts && batch.size() == 1 && batch.front().request) {
+          record_not_replayed(batch.front(), last_failure);
+        } else {
+          process(batch);
+        }
         return;
       } catch (const ConnectionLost& lost) {
         log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
@@ -291,6 +305,16 @@ class PartitionWorker {
         log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
             failure.what() + "; retrying in " + std::to_string(backoff.count()) + " ms");
         disconnect();
+        if (failures < kMaxFailedAttempts) last_failure = failure.what();
+        if (++failures == kMaxFailedAttempts && batch.size() > 1) {
+          log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": failed " +
+              std::to_string(failures) + " times; running its units one by one");
+          for (size_t i = 0; i < batch.size(); ++i) {
+            if (stopping()) return;
+            process_with_retry(batch.subspan(i, 1));
+          }
+          return;
+        }
       }
       if (sleep_unless_stopping(backoff)) return;
       backoff = std::min(backoff * 2, milliseconds(5000));
@@ -355,7 +379,25 @@ class PartitionWorker {
     next_offset_ = offset + 1;
   }
 
-  void process(const std::vector<Unit>& batch) {
+  void record_not_replayed(const Unit& unit, const std::string& why) {
+    const int64_t offset = unit.message.offset();
+    log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) + ": failed " +
+        std::to_string(kMaxFailedAttempts) + " times; recorded as not replayed (shadow error " +
+        kNotReplayedSqlstate + ")");
+    UnitReport report = runner_->record_not_replayed(*unit.request, id_, offset, why);
+    if (!report.applied) {
+      shared_.metrics.units_already_applied.Increment();
+      republish_logged(offset);
+    } else {
+      shared_.metrics.units_applied.Increment();
+      for (size_t i = 0; i < report.result.statements.size(); ++i) count(report.result.statements[i].result, report.notes[i]);
+      shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, unit.request->key,
+                      report.logged_payload);
+    }
+    advance(offset);
+  }
+
+  void process(std::span<const Unit> batch) {
     if (!batch.front().request) {
       const Unit& unit = batch.front();
       const int64_t offset = unit.message.offset();

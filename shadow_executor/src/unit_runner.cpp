@@ -464,6 +464,27 @@ void UnitRunner::record_settings_refused(const BatchUnit& unit, const PartitionI
   report.applied = fence_and_log(id, unit.offset, Destination::results, unit.request->key, report.logged_payload);
 }
 
+UnitReport UnitRunner::record_not_replayed(const wire::Request& request, const PartitionId& id, int64_t offset,
+                                           const std::string& why) {
+  UnitReport report;
+  report.result.request_id = request.request_id;
+  report.result.key = request.key;
+  report.result.executor = config_.executor_id;
+  report.result.source_partition = id.partition;
+  report.result.source_offset = offset;
+  auto steps = classify(request);
+  for (auto& step : steps) {
+    step.note.disposition = Disposition::not_reached;
+    step.shadow.result = not_executed(wire::Status::error, kNotReplayedSqlstate, kNotReplayedMessage + why);
+    report.result.statements.push_back(std::move(step.shadow));
+    report.notes.push_back(step.note);
+  }
+  report.result.ts_us = wire::now_us();
+  report.logged_payload = wire::encode(report.result);
+  report.applied = fence_and_log(id, offset, Destination::results, request.key, report.logged_payload);
+  return report;
+}
+
 UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& units, size_t first,
                                               const PartitionId& id, std::vector<UnitReport>& reports) {
   const std::string settings = settings_select(units[first].request->session);

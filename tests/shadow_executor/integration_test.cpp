@@ -509,6 +509,45 @@ TEST(ExecutorIntegration, ARecordTheProducerRefusesIsRetried) {
   EXPECT_EQ(running.stop(), 0);
 }
 
+// A unit that fails again and again without a connection loss (here: its
+// result cannot be logged) must not block its partition: after a few
+// attempts its batch runs unit by unit and the unit is recorded as not
+// replayed; the units around it are applied.
+TEST(ExecutorIntegration, APoisonUnitIsRecordedAsNotReplayedAndThePartitionMovesOn) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_poison");
+  {
+    sp::pg::Connection conn(shadow.dsn());
+    ex::ensure_schema(conn);
+    conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+    conn.exec_checked(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.payload LIKE '%poison%' AND NEW.payload NOT LIKE '%not replayed%' THEN "
+        "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$");
+    conn.exec_checked("CREATE TRIGGER poison BEFORE INSERT ON shadowpipe.results_log FOR EACH ROW EXECUTE FUNCTION poison()");
+  }
+  for (const char* id : {"before", "poison", "after"}) {
+    topics.produce(make_request(id, "k", TxMode::autocommit,
+                                {make_statement("INSERT INTO items VALUES ($1, $2)",
+                                                {std::to_string(std::string_view(id).size()), id})}));
+  }
+  topics.flush();
+  const std::string group = unique_name("poison-group");
+  RunningExecutor running(base_options(topics, shadow.dsn(), group));
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 60s));
+  auto results = topics.results_by_request(3, 20s);
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results["before"].statements.at(0).result.status, Status::ok);
+  EXPECT_EQ(results["after"].statements.at(0).result.status, Status::ok);
+  const auto& poisoned = results["poison"].statements.at(0).result;
+  EXPECT_EQ(poisoned.status, Status::error);
+  EXPECT_EQ(poisoned.sqlstate, ex::kNotReplayedSqlstate);
+  EXPECT_NE(poisoned.message.find("poisoned"), std::string::npos) << poisoned.message;
+  EXPECT_EQ(table_checksum(shadow.dsn(), "(SELECT label FROM items ORDER BY label)"),
+            table_checksum(shadow.dsn(), "(VALUES ('after'), ('before'))"));
+  EXPECT_EQ(running.stop(), 0);
+}
+
 TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   Topics topics(1);
   ScratchDatabase shadow(shadow_dsn(), "exec_role");

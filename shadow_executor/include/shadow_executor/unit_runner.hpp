@@ -102,6 +102,8 @@ inline constexpr const char* kWritesSkippedMessage = "writes skipped (--writes s
 inline constexpr const char* kAbortedMessage =
     "current transaction is aborted, commands ignored until end of transaction block";
 inline constexpr const char* kAbortedSqlstate = "25P02";
+inline constexpr const char* kNotReplayedSqlstate = "XX000";
+inline constexpr const char* kNotReplayedMessage = "not replayed: the executor failed on this unit repeatedly: ";
 
 // Why a parsed statement text must not be sent to the shadow although it stays
 // inside the database; empty when it may be. Transaction control in a text of
@@ -144,6 +146,13 @@ class UnitRunner {
   // Records a dead letter at `offset` (fence and log in one statement).
   // Returns false when the offset was already applied.
   bool record_dead_letter(const PartitionId& id, int64_t offset, std::string_view key, const std::string& payload);
+
+  // Records the unit at `offset` as not replayed, without running it: every
+  // statement a shadow error (kNotReplayedSqlstate) carrying `why`. For a
+  // unit that failed again and again without a connection loss, so that it
+  // cannot block its partition. Throws like run() when the recording fails.
+  UnitReport record_not_replayed(const wire::Request& request, const PartitionId& id, int64_t offset,
+                                 const std::string& why);
 
   // EXPLAIN (FORMAT JSON) of one statement with its parameters and the unit's
   // session settings, in its own transaction (rolled back). nullopt when the
