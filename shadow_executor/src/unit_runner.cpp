@@ -711,7 +711,10 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
                                report.logged_payload) + ")";
   }
   // One round trip: the open savepoint commands, the offset, the results, COMMIT.
-  std::string sql = std::move(pending) + advance_applied(id, units.back().offset) + "; INSERT INTO " + kLogColumns +
+  // The statement timeout (SET LOCAL at the start) is for the traffic's
+  // statements, not for the bookkeeping: a slow log insert must not turn into
+  // a shadow error of the unit.
+  std::string sql = std::move(pending) + "SET LOCAL statement_timeout = 0; " + advance_applied(id, units.back().offset) + "; INSERT INTO " + kLogColumns +
                     " VALUES " + values + kLogConflict + "; COMMIT";
   if (session_changed) sql += "; RESET ALL";
   auto finished = script(sql);
@@ -733,6 +736,15 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
     return Outcome::committed;
   }
   script("ROLLBACK");
+  // Not the units' doing: a shutdown cancel, or the server going away. The
+  // units did not commit; they run again later rather than being recorded
+  // with an error they never had.
+  if (commit_sqlstate == "57014" && config_.abandon && config_.abandon->load()) {
+    throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " cancelled at shutdown");
+  }
+  if (commit_sqlstate == "57014" || commit_sqlstate.starts_with("08") || commit_sqlstate.starts_with("57P")) {
+    throw ConnectionLost("the shadow did not commit (" + commit_sqlstate + "): " + commit_error);
+  }
   // A batch: which unit made COMMIT fail is unknown; each runs again in a
   // transaction of its own, so the others are not lost with it.
   if (units.size() - first > 1) return Outcome::redo_serially;

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <random>
+#include <thread>
 
 namespace sp = shadowpipe;
 namespace ex = shadowpipe::executor;
@@ -301,6 +302,53 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
   ASSERT_TRUE(next.applied);
   EXPECT_EQ(next.result.statements[0].result.status, Status::ok);
   EXPECT_EQ(bench.count(), 1);
+}
+
+// --statement-timeout is SET LOCAL: it must not cover the bookkeeping at the
+// end of the transaction, or a slow log insert becomes the unit's error.
+TEST_P(ExecutorRunner, TheStatementTimeoutDoesNotCoverTheBookkeeping) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  bench.runner = std::make_unique<ex::UnitRunner>(
+      bench.conn, ex::RunnerConfig{ex::WritesMode::apply, 300, nullptr, "test-executor", nullptr, GetParam()},
+      bench.analyzer);
+  // Another session inserts the log row of offset 0 and holds it for longer
+  // than the timeout: the unit's own log insert waits for it.
+  sp::pg::Connection other(bench.database.dsn());
+  other.exec_checked("BEGIN");
+  other.exec_checked(
+      "INSERT INTO shadowpipe.results_log VALUES ('g', 't', 0, 0, 'results', 'k', 'held')");
+  std::thread release([&] {
+    std::this_thread::sleep_for(1200ms);
+    other.exec_checked("ROLLBACK");
+  });
+  ex::UnitReport report;
+  try {
+    report = bench.run(make_request("r1", "k", TxMode::autocommit, {insert_item(1, "a")}));
+  } catch (const std::exception& error) {
+    release.join();
+    FAIL() << error.what();
+  }
+  release.join();
+  ASSERT_TRUE(report.applied);
+  EXPECT_EQ(report.result.statements[0].result.status, Status::ok) << report.result.statements[0].result.message;
+  EXPECT_EQ(bench.count(), 1);
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 1);
+}
+
+// A COMMIT cancelled (a shutdown cancel, an operator) is not the unit's
+// failure: nothing is recorded, the unit runs again later.
+TEST_P(ExecutorRunner, ACancelledCommitIsRetriedNotRecorded) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  bench.conn.exec_checked(
+      "CREATE FUNCTION cancel_me() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "PERFORM pg_cancel_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END $$");
+  bench.conn.exec_checked(
+      "CREATE CONSTRAINT TRIGGER cancel_at_commit AFTER INSERT ON items DEFERRABLE INITIALLY DEFERRED "
+      "FOR EACH ROW EXECUTE FUNCTION cancel_me()");
+  EXPECT_THROW(bench.run(make_request("r1", "k", TxMode::autocommit, {insert_item(1, "a")})), ex::ConnectionLost);
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 0);
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM shadowpipe.results_log").value(0, 0)), "0");
+  EXPECT_EQ(bench.count(), 0);
 }
 
 TEST_P(ExecutorRunner, AnOffsetIsAppliedOnlyOnce) {
