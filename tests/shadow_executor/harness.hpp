@@ -15,9 +15,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -129,19 +131,23 @@ class Topics {
     return total;
   }
 
-  // Reads a topic from the start until `done(records)` or the deadline.
-  std::vector<std::string> read_all(const std::string& topic, size_t at_least, std::chrono::seconds deadline) {
+  // Reads a topic from the start until `at_least` records — distinct ones by
+  // `id_of` when given, since duplicates are allowed — or the deadline.
+  std::vector<std::string> read_all(const std::string& topic, size_t at_least, std::chrono::seconds deadline,
+                                    const std::function<std::string(const std::string&)>& id_of = {}) {
     kafka::Consumer consumer({{"bootstrap.servers", brokers()},
                               {"group.id", unique_name("reader")},
                               {"auto.offset.reset", "earliest"},
                               {"enable.auto.commit", "false"}});
     consumer.subscribe({topic});
     std::vector<std::string> payloads;
+    std::set<std::string> ids;
     const auto until = std::chrono::steady_clock::now() + deadline;
-    while (payloads.size() < at_least && std::chrono::steady_clock::now() < until) {
+    while ((id_of ? ids.size() : payloads.size()) < at_least && std::chrono::steady_clock::now() < until) {
       auto message = consumer.poll(200ms);
       if (!message || message.error()) continue;
       payloads.emplace_back(message.payload());
+      if (id_of) ids.insert(id_of(payloads.back()));
     }
     // Drain a little more: duplicates may follow.
     for (auto message = consumer.poll(300ms); message; message = consumer.poll(300ms)) {
@@ -153,7 +159,11 @@ class Topics {
 
   std::map<std::string, wire::ShadowResult> results_by_request(size_t expected, std::chrono::seconds deadline) {
     std::map<std::string, wire::ShadowResult> by_id;
-    for (const auto& payload : read_all(results_, expected, deadline)) {
+    const auto request_id = [](const std::string& payload) {
+      auto decoded = wire::decode_result(payload);
+      return decoded.ok() ? decoded->request_id : std::string();
+    };
+    for (const auto& payload : read_all(results_, expected, deadline, request_id)) {
       auto decoded = wire::decode_result(payload);
       EXPECT_TRUE(decoded.ok()) << (decoded.ok() ? "" : decoded.error().describe());
       if (decoded.ok()) by_id[decoded->request_id] = decoded.value();

@@ -96,17 +96,28 @@ TEST_P(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
     return args;
   };
 
+  // Each kill lands once the executor applied a random number of units more
+  // since the previous one, however slow the machine: a fixed delay may kill
+  // a loaded run before it applied anything, or an unloaded one after the end.
+  // Four kills of at most 2000 units each stay well inside the stream.
   std::mt19937 random(std::random_device{}());
-  std::uniform_int_distribution<int> delay_ms(500, 1000);
+  std::uniform_int_distribution<int64_t> advance(200, 2000);
   sp::pg::Connection shadow_conn(shadow.dsn());
   std::vector<int64_t> applied_at_kill;
+  const auto overall = std::chrono::steady_clock::now() + 100s;
+  int64_t previous = 0;
   for (int run = 0; run < 4; ++run) {
     const pid_t pid = spawn_executor(args(run));
     ASSERT_GT(pid, 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
+    const int64_t target = previous + advance(random);
+    const auto until = std::min(overall, std::chrono::steady_clock::now() + 30s);
+    while (applied_total(shadow_conn, group, topics.requests()) < target && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+    }
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     waitpid(pid, nullptr, 0);
     applied_at_kill.push_back(applied_total(shadow_conn, group, topics.requests()));
+    previous = applied_at_kill.back();
   }
   const int64_t end = topics.requests_end();
   std::string progress;
