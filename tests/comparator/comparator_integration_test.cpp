@@ -617,11 +617,11 @@ std::string comparator_binary() {
   return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "shadow-comparator").string();
 }
 
-pid_t start_binary(const Topics& topics, const std::string& group) {
+pid_t start_binary(const Topics& topics, const std::string& group, const std::string& window_ms = "3000") {
   const std::vector<std::string> args = {comparator_binary(), "--brokers", sp::testing::brokers(), "--group", group,
                                          "--requests-topic", topics.requests, "--results-topic", topics.results,
                                          "--mismatches-topic", topics.mismatches, "--summary-topic", topics.summary,
-                                         "--dlq-topic", topics.dlq, "--window", "3000", "--commit-interval", "1000",
+                                         "--dlq-topic", topics.dlq, "--window", window_ms, "--commit-interval", "1000",
                                          // A killed member holds its partitions until its session times out.
                                          "-X", "session.timeout.ms=6000"};
   const pid_t pid = fork();
@@ -713,6 +713,65 @@ TEST(Comparator, ReplayAfterALongOutageDoesNotRepublishWhatWasDecidedBeforeIt) {
   comparator.stop();
   EXPECT_EQ(count_by_request(reader)["old-1"], 1) << "the replayed decision was published again";
   EXPECT_EQ(comparator.stats().republish_suppressed, 1u);
+}
+
+// Committed offsets of a group for partition 0 of a topic (negative: none).
+int64_t committed_offset(const std::string& group, const std::string& topic) {
+  sp::kafka::Consumer probe({{"bootstrap.servers", sp::testing::brokers()}, {"group.id", group}});
+  sp::kafka::PartitionList list(1);
+  list.add(topic, 0);
+  if (rd_kafka_committed(probe.get(), list.get(), 10'000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+  return list[0].offset;
+}
+
+// r0's result comes after the results of later requests: the instance is
+// killed while r0 waits and r1..rN are joined and committed. The restarted
+// instance replays r0..rN and must find every result again.
+TEST(Comparator, KilledWhileAnOldRequestWaitsAndRestartedPublishesNoShadowMissing) {
+  ASSERT_TRUE(std::filesystem::exists(comparator_binary())) << comparator_binary();
+  Broker broker;
+  auto topics = broker.create(1);
+  const std::string group = sp::testing::unique_name("cmp-delayed");
+  const auto steps = failing_steps();
+  constexpr int kLater = 50;
+  for (int i = 0; i <= kLater; ++i) broker.request(topics, 0, make_request("d" + std::to_string(i), "k", steps));
+  for (int i = 1; i <= kLater; ++i) broker.result(topics, 0, make_result("d" + std::to_string(i), "k", steps));
+  broker.flush();
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_assigned(20s));
+
+  constexpr auto kWindowMs = "20000";  // the wait for d0 outlives the kill and restart
+  const pid_t first = start_binary(topics, group, kWindowMs);
+  ASSERT_GT(first, 0);
+  ASSERT_TRUE(reader.wait_until([&] { return count_by_request(reader).size() >= kLater; }, 30s));
+  // Both positions committed while d0 is pending.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((committed_offset(group, topics.requests) < 0 || committed_offset(group, topics.results) < 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(committed_offset(group, topics.requests), 0) << "d0 is still pending";
+  ASSERT_GE(committed_offset(group, topics.results), 0);
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  int status = 0;
+  waitpid(first, &status, 0);
+  broker.result(topics, 0, make_result("d0", "k", steps));
+  broker.flush();
+
+  const pid_t second = start_binary(topics, group, kWindowMs);
+  ASSERT_GT(second, 0);
+  const bool decided = reader.wait_until([&] { return count_by_request(reader).contains("d0"); }, 60s);
+  // Past the window: a replayed request without its result would now be shadow_missing.
+  reader.drain_for(25s);
+  kill(second, SIGTERM);
+  waitpid(second, &status, 0);
+  ASSERT_TRUE(decided) << "d0 was not decided after the restart";
+  int missing = 0;
+  for (const auto& published : mismatches_of(reader)) missing += published.record.kind == "shadow_missing";
+  EXPECT_EQ(missing, 0) << "replayed requests whose results were committed past";
+  auto counts = count_by_request(reader);
+  EXPECT_EQ(counts.size(), static_cast<size_t>(kLater + 1));
+  for (const auto& [id, count] : counts) EXPECT_EQ(count, 1) << id;
 }
 
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
