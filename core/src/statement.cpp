@@ -543,10 +543,19 @@ void add_outside_reasons(std::string_view type, object node, Analysis& analysis)
     }
   } else if (type == "CreateFunctionStmt") {
     std::string language = lowercase(defelem_string(node, "options", "language"));
+    const std::string what = bool_field(node, "is_procedure") ? "CREATE PROCEDURE" : "CREATE FUNCTION";
+    element sql_body;
+    const bool standard_body = node["sql_body"].get(sql_body) == simdjson::SUCCESS;
     if (untrusted_language(language)) {
+      add_unique(analysis.outside_reasons, what + " in untrusted language " + language);
+    } else if (!standard_body) {
+      // As with DO: a body kept as a string (PL/pgSQL, or SQL in quotes) is
+      // not parsed here, and a later call would run whatever it holds. A
+      // SQL-standard body (RETURN / BEGIN ATOMIC) is part of the parse tree
+      // and checked like any statement.
       add_unique(analysis.outside_reasons,
-                 std::string(bool_field(node, "is_procedure") ? "CREATE PROCEDURE" : "CREATE FUNCTION") +
-                     " in untrusted language " + language);
+                 what + " in language " + (language.empty() ? std::string("sql") : language) +
+                     " with a string body (its body cannot be checked)");
     }
   } else if (type == "RenameStmt" || type == "AlterOwnerStmt" || type == "CommentStmt" || type == "SecLabelStmt") {
     const std::string_view key = type == "RenameStmt"       ? "renameType"

@@ -267,7 +267,18 @@ TEST(StatementOutside, ClientSideCopyAndOrdinaryStatementsStayInside) {
   EXPECT_FALSE(analyzed("INSERT INTO notifications (body) VALUES ('notify')").reaches_outside());
   EXPECT_FALSE(analyzed("ALTER TABLE t RENAME TO u").reaches_outside());
   EXPECT_FALSE(analyzed("COMMENT ON TABLE t IS 'x'").reaches_outside());
-  EXPECT_FALSE(analyzed("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").reaches_outside());
+  EXPECT_FALSE(analyzed("CREATE FUNCTION f() RETURNS int LANGUAGE sql RETURN 1 + 1").reaches_outside())
+      << "a SQL-standard body is in the parse tree and checked";
+  EXPECT_EQ(analyzed("CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT pg_notify('c', 'x'); END")
+                .outside_reasons,
+            std::vector<std::string>{"calls pg_notify"})
+      << "and what it calls is seen";
+  EXPECT_EQ(analyzed("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('c', 'x'); END $$")
+                .outside_reasons,
+            std::vector<std::string>{"CREATE FUNCTION in language plpgsql with a string body (its body cannot be checked)"});
+  EXPECT_EQ(analyzed("CREATE PROCEDURE p() LANGUAGE sql AS 'SELECT 1'").outside_reasons,
+            std::vector<std::string>{"CREATE PROCEDURE in language sql with a string body (its body cannot be checked)"})
+      << "a quoted SQL body is a string to the parser too";
   EXPECT_EQ(analyzed("DO $$ BEGIN PERFORM pg_notify('c', 'x'); END $$").outside_reasons,
             std::vector<std::string>{"DO block (its body cannot be checked)"})
       << "PL/pgSQL bodies are not parsed, so every DO block is refused";
