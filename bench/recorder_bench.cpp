@@ -4,7 +4,7 @@
 // the recorder is measured.
 //
 //   build/bin/recorder_bench                      broker unreachable (enqueue until the queue is full, then drop)
-//   SHADOWPIPE_BROKERS=127.0.0.1:39092 build/bin/recorder_bench   also against a real broker (topic bench.recorder)
+//   SHADOWPIPE_BROKERS=127.0.0.1:19092 build/bin/recorder_bench   also against a real broker (topic bench.recorder)
 #include "shadowpipe/recorder.hpp"
 
 #include <benchmark/benchmark.h>

@@ -13,7 +13,7 @@
 namespace shadowpipe::cli {
 
 struct KafkaOptions {
-  std::string brokers = "127.0.0.1:39092";
+  std::string brokers = "127.0.0.1:19092";
   std::vector<std::string> properties;  // key=value, passed to librdkafka as is
   std::string properties_file;          // Java-style .properties file
 
