@@ -39,6 +39,12 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
       mismatch.request_id + "|" + mismatch.kind + "|" + std::to_string(mismatch.statement_index);
   ++mismatch_records_;
   if (!seen_.insert(identity).second) {
+    // A comparator publishes a fingerprint's regression again when it grew
+    // markedly: the newer record replaces the older one.
+    if (mismatch.kind == "latency_regression") {
+      entry(mismatch.fingerprint).report.latency_regression = mismatch;
+      return;
+    }
     ++duplicates_;
     return;
   }

@@ -50,6 +50,22 @@ TEST(ReportBuilder, CountsEachDecisionOnceEvenWhenRepublished) {
   EXPECT_EQ(report.fingerprints[0].example_request_ids, (std::vector<std::string>{"r1", "r2"}));
 }
 
+TEST(ReportBuilder, AGrownLatencyRegressionReplacesTheEarlierOne) {
+  ReportBuilder builder;
+  auto first = mismatch("latency_regression:f9", "latency_regression", "f9");
+  first.statement_index = -1;
+  first.latency_ratio = 4;
+  auto grown = first;
+  grown.latency_ratio = 9;
+  builder.add_mismatch(first);
+  builder.add_mismatch(grown);
+  const auto report = builder.build();
+  ASSERT_EQ(report.fingerprints.size(), 1u);
+  EXPECT_EQ(report.fingerprints[0].discrepancies.at("latency_regression"), 1u);
+  EXPECT_EQ(report.fingerprints[0].latency_regression->latency_ratio, 9);
+  EXPECT_EQ(report.duplicate_mismatch_records, 0u) << "a grown regression is news, not a repeat";
+}
+
 TEST(ReportBuilder, SummaryCountsAddUpAndTheNewestLatencyDescribesEachInstance) {
   ReportBuilder builder;
   builder.add_summary(summary("c1", "f1", 100, 1));
