@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
   CLI::App app{"shadowctl: manage shadowpipe topics, read the report and the verdict, reset the shadow"};
   app.name("shadowctl");
   app.require_subcommand(1);
+  // Shared options (--brokers, -X) may come after the command too:
+  // `shadowctl verdict --brokers host:9092` as readily as before it.
+  app.fallthrough();
   shadowpipe::cli::KafkaOptions kafka;
   shadowpipe::cli::add_kafka_options(app, kafka);
 

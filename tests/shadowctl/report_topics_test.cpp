@@ -118,4 +118,9 @@ TEST(VerdictBinary, ExitCodesGateADeploy) {
   EXPECT_EQ(run_shadowctl("verdict --mismatches-topic no-such-topic-xyz --summary-topic no-such-topic-xyz"), 2)
       << "a missing topic is an error, not a verdict";
   EXPECT_EQ(run_shadowctl("verdict --min-requests lots"), 2) << "a usage error";
+  const std::string brokers_after = std::string(SHADOWCTL_BINARY) + " verdict " + topic_options(topics) +
+                                    " --min-requests 1000 --max-mismatch-rate 0.01 --brokers " +
+                                    sp::testing::brokers() + " > /dev/null 2>&1";
+  const int status = std::system(brokers_after.c_str());
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << "shared options are accepted after the command";
 }
