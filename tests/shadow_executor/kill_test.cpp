@@ -2,17 +2,33 @@
 // repeatedly while it works through a write-heavy stream, restarted, and at
 // the end the shadow's tables equal a reference database that received the
 // same statements exactly once. Every request also has its result published.
+//
+// Shadow server restart: the real binary runs against a private PostgreSQL
+// cluster of the test's own (the shared shadow server stays untouched), which
+// is stopped mid-stream and started again; the same process reconnects and
+// applies every unit exactly once.
 #include "harness.hpp"
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 
 extern char** environ;
 
@@ -22,13 +38,18 @@ using sp::wire::TxMode;
 
 namespace {
 
-pid_t spawn_executor(const std::vector<std::string>& args) {
+// `log`, when given, receives the executor's stderr.
+pid_t spawn_executor(const std::vector<std::string>& args, const std::string& log = {}) {
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(SHADOW_EXECUTOR_BINARY));
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!log.empty()) posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, SHADOW_EXECUTOR_BINARY, nullptr, nullptr, argv.data(), environ), 0);
+  EXPECT_EQ(posix_spawn(&pid, SHADOW_EXECUTOR_BINARY, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
   return pid;
 }
 
@@ -42,6 +63,153 @@ int wait_exit(pid_t pid, std::chrono::seconds deadline) {
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   return -1;
+}
+
+// A spawned executor that is killed and reaped on every path unless the test
+// reaped it itself.
+class ExecutorProcess {
+ public:
+  explicit ExecutorProcess(pid_t pid) : pid_(pid) {}
+  ~ExecutorProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  bool alive() {
+    if (pid_ <= 0) return false;
+    if (waitpid(pid_, nullptr, WNOHANG) == 0) return true;
+    pid_ = -1;  // reaped: nothing left to kill
+    return false;
+  }
+  int terminate(std::chrono::seconds deadline) {
+    kill(pid_, SIGTERM);
+    const int status = wait_exit(pid_, deadline);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  pid_t pid_;
+};
+
+std::string shell_quote(const std::string& word) {
+  std::string quoted = "'";
+  for (char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+bool port_is_free(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  close(fd);
+  return free;
+}
+
+// A PostgreSQL 15 cluster of the test's own, in a fresh folder under /tmp, on
+// a loopback port below the ephemeral range chosen at run time. initdb
+// refuses root: as root it runs as the postgres user, as scripts/stack does.
+// Stopped (immediate) and removed on every path.
+class PrivateCluster {
+ public:
+  PrivateCluster() {
+    char tmpl[] = "/tmp/shadowpipe-exec-pg-XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    chmod(dir_.c_str(), 0755);
+    if (geteuid() == 0) {
+      const passwd* pg = getpwnam("postgres");
+      if (!pg || chown(dir_.c_str(), pg->pw_uid, pg->pw_gid) != 0) {
+        std::filesystem::remove_all(dir_);
+        throw std::runtime_error("running as root needs a postgres user to own " + dir_);
+      }
+      as_pg_ = "runuser -u postgres -- ";
+    }
+    try {
+      run("initdb -D " + shell_quote(data()) + " -U postgres --auth=trust -E UTF8 --no-locale", "initdb");
+      std::ofstream conf(data() + "/postgresql.conf", std::ios::app);
+      conf << "listen_addresses = '127.0.0.1'\n"
+              "unix_socket_directories = ''\n"
+              "max_connections = 40\n"
+              "shared_buffers = 32MB\n"
+              "fsync = off\n"
+              "synchronous_commit = off\n"
+              "full_page_writes = off\n";
+      conf.close();
+      // Another process may take a free port between the check and the
+      // start: try a few.
+      std::mt19937 random(std::random_device{}());
+      std::uniform_int_distribution<int> ports(20000, 32000);
+      for (int attempt = 0; attempt < 8 && !running_; ++attempt) {
+        port_ = ports(random);
+        if (!port_is_free(port_)) continue;
+        running_ = pg_ctl("-o " + shell_quote("-p " + std::to_string(port_)) + " -l " + shell_quote(dir_ + "/server.log") +
+                          " -w -t 60 start") == 0;
+      }
+      if (!running_) throw std::runtime_error("the private cluster did not start; see " + dir_ + "/server.log");
+    } catch (...) {
+      remove();
+      throw;
+    }
+  }
+  ~PrivateCluster() { remove(); }
+
+  std::string dsn() const {
+    return "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=postgres connect_timeout=5";
+  }
+  const std::string& dir() const { return dir_; }
+
+  // Fast shutdown: the server terminates every backend and closes their sockets.
+  bool stop() {
+    running_ = pg_ctl("-m fast -w -t 60 stop") != 0;
+    return !running_;
+  }
+  bool start() {
+    running_ = pg_ctl("-o " + shell_quote("-p " + std::to_string(port_)) + " -l " + shell_quote(dir_ + "/server.log") +
+                      " -w -t 60 start") == 0;
+    return running_;
+  }
+
+ private:
+  std::string data() const { return dir_ + "/data"; }
+  int pg_ctl(const std::string& arguments) {
+    return shell("pg_ctl -D " + shell_quote(data()) + " " + arguments, dir_ + "/pg_ctl.log");
+  }
+  void run(const std::string& command, const std::string& what) {
+    if (shell(command, dir_ + "/" + what + ".log") != 0) throw std::runtime_error(what + " failed in " + dir_);
+  }
+  int shell(const std::string& command, const std::string& log) {
+    // From the cluster's folder: the postgres user may not reach the caller's.
+    const std::string line = "cd " + shell_quote(dir_) + " && " + as_pg_ + "/usr/lib/postgresql/15/bin/" + command + " >>" + shell_quote(log) + " 2>&1";
+    const int status = std::system(line.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  void remove() {
+    if (dir_.empty()) return;
+    if (running_) pg_ctl("-m immediate -w -t 30 stop");
+    running_ = false;
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+    dir_.clear();
+  }
+
+  std::string dir_;
+  std::string as_pg_;
+  int port_ = 0;
+  bool running_ = false;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace
@@ -143,4 +311,99 @@ TEST_P(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
   EXPECT_EQ(table_checksum(shadow.dsn(), "events"), table_checksum(reference.dsn(), "events"));
   EXPECT_EQ(table_checksum(shadow.dsn(), "totals"), table_checksum(reference.dsn(), "totals"));
   EXPECT_EQ(results.size(), requests.size());
+}
+
+// Reconnect after the shadow server restarts: `pg_ctl -m fast stop` while the
+// executor works through a write-heavy stream, about 2 s down, started again.
+// The second half of the stream is produced while the server is down, so the
+// executor has units to apply after the restart however fast it was before.
+TEST(ExecutorRestart, ReconnectsAfterTheShadowServerRestartsAndAppliesOnce) {
+  const auto started = std::chrono::steady_clock::now();
+  PrivateCluster cluster;
+  std::cout << "private cluster in " << cluster.dir() << ": " << cluster.dsn() << std::endl;
+  Topics topics(2);
+  ScratchDatabase reference(primary_dsn(), "exec_restart_ref");
+  const std::string schema =
+      "CREATE TABLE events (id bigint PRIMARY KEY, key text NOT NULL, amount int NOT NULL);"
+      "CREATE TABLE totals (key text PRIMARY KEY, sum bigint NOT NULL, n bigint NOT NULL)";
+  sp::pg::Connection(cluster.dsn()).exec_checked(schema);
+  sp::pg::Connection(reference.dsn()).exec_checked(schema);
+
+  // Non-idempotent writes: a unit applied twice or skipped changes sum, n and
+  // the events count.
+  std::vector<sp::wire::Request> requests;
+  const int keys = 6;
+  for (int k = 0; k < keys; ++k) {
+    const std::string key = "key" + std::to_string(k);
+    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
+                                    {make_statement("INSERT INTO totals VALUES ($1, 0, 0)", {key})}));
+  }
+  for (int i = 0; i < 6000; ++i) {
+    const std::string key = "key" + std::to_string(i % keys);
+    const std::string amount = std::to_string(i % 97);
+    requests.push_back(make_request(
+        "req-" + std::to_string(i), key, i % 4 == 0 ? TxMode::autocommit : TxMode::commit,
+        {make_statement("INSERT INTO events VALUES ($1, $2, $3)", {std::to_string(i), key, amount}),
+         make_statement("UPDATE totals SET sum = (sum * 31 + $2::int) % 1000000007, n = n + 1 WHERE key = $1",
+                        {key, amount})}));
+  }
+  const size_t first_half = keys + 3000;
+  for (size_t i = 0; i < first_half; ++i) topics.produce(requests[i]);
+  topics.flush();
+  const int64_t first_end = topics.requests_end();
+
+  const std::string group = unique_name("restart-group");
+  const std::string log = cluster.dir() + "/executor.log";
+  ExecutorProcess executor(spawn_executor({"--shadow", cluster.dsn(), "--brokers", brokers(), "--group", group,
+                                           "--requests-topic", topics.requests(), "--results-topic",
+                                           topics.results(), "--dlq-topic", topics.dlq(), "--executor-id",
+                                           "restart", "-X", "session.timeout.ms=6000"},
+                                          log));
+  ASSERT_GT(executor.pid(), 0);
+
+  // Stop once the executor is visibly at work.
+  int64_t applied_at_stop = 0;
+  {
+    sp::pg::Connection shadow(cluster.dsn());
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while ((applied_at_stop = applied_total(shadow, group, topics.requests())) < 300 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  ASSERT_GE(applied_at_stop, 300) << "the executor applied too little before the stop; log:\n" << read_file(log);
+  ASSERT_TRUE(cluster.stop()) << "pg_ctl stop failed";
+  const auto stopped = std::chrono::steady_clock::now();
+  for (size_t i = first_half; i < requests.size(); ++i) topics.produce(requests[i]);
+  topics.flush();
+  const int64_t end = topics.requests_end();
+  std::this_thread::sleep_until(stopped + 2s);
+  ASSERT_TRUE(executor.alive()) << "the executor exited while the server was down; log:\n" << read_file(log);
+  ASSERT_TRUE(cluster.start()) << "pg_ctl start failed";
+  std::cout << "stopped at " << applied_at_stop << "+ applied of " << first_end << " produced (" << end
+            << " in all), down " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - stopped).count()
+            << " ms" << std::endl;
+
+  sp::pg::Connection ref(reference.dsn());
+  for (const auto& request : requests) apply_on_reference(ref, request);
+  const bool caught_up = wait_applied(cluster.dsn(), group, topics, 40s);
+  // Read while the executor runs (see ExactlyOnceUnderRepeatedKill9).
+  auto results = topics.results_by_request(requests.size(), 30s);
+  const bool alive = executor.alive();
+  const int status = alive ? executor.terminate(20s) : -1;
+  const std::string executor_log = read_file(log);
+  EXPECT_TRUE(alive) << "the executor did not survive the restart; log:\n" << executor_log;
+  EXPECT_EQ(status, 0) << "SIGTERM must end the executor cleanly";
+  ASSERT_TRUE(caught_up) << "log:\n" << executor_log;
+  // The same process resumed: it logged the lost connection and applied the
+  // units produced while the server was down.
+  EXPECT_NE(executor_log.find("reconnecting in"), std::string::npos) << executor_log;
+
+  EXPECT_EQ(table_checksum(cluster.dsn(), "events"), table_checksum(reference.dsn(), "events"));
+  EXPECT_EQ(table_checksum(cluster.dsn(), "totals"), table_checksum(reference.dsn(), "totals"));
+  EXPECT_EQ(results.size(), requests.size());
+  std::cout << "took " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started).count()
+            << " ms" << std::endl;
 }
