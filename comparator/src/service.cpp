@@ -64,6 +64,9 @@ struct Comparator::Impl {
 
   std::map<int32_t, PairState> pairs;
   std::map<std::string, FingerprintStats> fingerprints;
+  // Decoded into again for every request, so the statements, SQL and
+  // parameter buffers are reused instead of allocated per record.
+  wire::Request decoded_request;
   // The whole request stream since the last summary: published as a summary
   // with an empty fingerprint, so a report counts requests, not statements.
   uint64_t requests_interval = 0;
@@ -361,13 +364,12 @@ struct Comparator::Impl {
 
   void handle_request(const kafka::Message& message, int64_t wall_us) {
     auto& pair = pair_of(message.partition());
-    auto decoded = wire::decode_request(message.payload());
-    if (!decoded) {
-      dead_letter(decoded.error(), message);
+    if (auto error = wire::decode_request_into(message.payload(), decoded_request)) {
+      dead_letter(*error, message);
       pair.consumed(Side::requests, message.offset(), wall_us);
       return;
     }
-    auto& request = decoded.value();
+    auto& request = decoded_request;
     if (auto error = register_fingerprints(request.statements)) {
       dead_letter(*error, message);
       pair.consumed(Side::requests, message.offset(), wall_us);
