@@ -212,6 +212,31 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+// The tables append_write_stream writes.
+constexpr const char* kWriteStreamSchema =
+    "CREATE TABLE events (id bigint PRIMARY KEY, key text NOT NULL, amount int NOT NULL);"
+    "CREATE TABLE totals (key text PRIMARY KEY, sum bigint NOT NULL, n bigint NOT NULL)";
+
+// Per key: one init unit, then units that insert an event and fold its
+// amount into a running hash in totals — non-idempotent, so a unit applied
+// twice or skipped changes the checksums.
+void append_write_stream(std::vector<sp::wire::Request>& requests, int keys, int units) {
+  for (int k = 0; k < keys; ++k) {
+    const std::string key = "key" + std::to_string(k);
+    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
+                                    {make_statement("INSERT INTO totals VALUES ($1, 0, 0)", {key})}));
+  }
+  for (int i = 0; i < units; ++i) {
+    const std::string key = "key" + std::to_string(i % keys);
+    const std::string amount = std::to_string(i % 97);
+    requests.push_back(make_request(
+        "req-" + std::to_string(i), key, i % 4 == 0 ? TxMode::autocommit : TxMode::commit,
+        {make_statement("INSERT INTO events VALUES ($1, $2, $3)", {std::to_string(i), key, amount}),
+         make_statement("UPDATE totals SET sum = (sum * 31 + $2::int) % 1000000007, n = n + 1 WHERE key = $1",
+                        {key, amount})}));
+  }
+}
+
 }  // namespace
 
 class ExecutorKill : public ::testing::TestWithParam<bool> {};
@@ -223,8 +248,7 @@ TEST_P(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
   ScratchDatabase shadow(shadow_dsn(), "exec_kill");
   ScratchDatabase reference(primary_dsn(), "exec_kill_ref");
   const std::string schema =
-      "CREATE TABLE events (id bigint PRIMARY KEY, key text NOT NULL, amount int NOT NULL);"
-      "CREATE TABLE totals (key text PRIMARY KEY, sum bigint NOT NULL, n bigint NOT NULL)";
+      kWriteStreamSchema;
   sp::pg::Connection(shadow.dsn()).exec_checked(schema);
   sp::pg::Connection ref(reference.dsn());
   ref.exec_checked(schema);
@@ -233,20 +257,8 @@ TEST_P(ExecutorKill, ExactlyOnceUnderRepeatedKill9) {
   // count; one skipped changes them too.
   std::vector<sp::wire::Request> requests;
   const int keys = 9;
-  for (int k = 0; k < keys; ++k) {
-    const std::string key = "key" + std::to_string(k);
-    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
-                                    {make_statement("INSERT INTO totals VALUES ($1, 0, 0)", {key})}));
-  }
-  for (int i = 0; i < 16000; ++i) {  // long enough that four kills land mid-stream with group commit
-    const std::string key = "key" + std::to_string(i % keys);
-    const std::string amount = std::to_string(i % 97);
-    requests.push_back(make_request(
-        "req-" + std::to_string(i), key, i % 4 == 0 ? TxMode::autocommit : TxMode::commit,
-        {make_statement("INSERT INTO events VALUES ($1, $2, $3)", {std::to_string(i), key, amount}),
-         make_statement("UPDATE totals SET sum = (sum * 31 + $2::int) % 1000000007, n = n + 1 WHERE key = $1",
-                        {key, amount})}));
-  }
+  // long enough that four kills land mid-stream with group commit
+  append_write_stream(requests, keys, 16000);
   for (const auto& request : requests) topics.produce(request);
   topics.flush();
   for (const auto& request : requests) apply_on_reference(ref, request);
@@ -324,8 +336,7 @@ TEST(ExecutorRestart, ReconnectsAfterTheShadowServerRestartsAndAppliesOnce) {
   Topics topics(2);
   ScratchDatabase reference(primary_dsn(), "exec_restart_ref");
   const std::string schema =
-      "CREATE TABLE events (id bigint PRIMARY KEY, key text NOT NULL, amount int NOT NULL);"
-      "CREATE TABLE totals (key text PRIMARY KEY, sum bigint NOT NULL, n bigint NOT NULL)";
+      kWriteStreamSchema;
   sp::pg::Connection(cluster.dsn()).exec_checked(schema);
   sp::pg::Connection(reference.dsn()).exec_checked(schema);
 
@@ -333,20 +344,7 @@ TEST(ExecutorRestart, ReconnectsAfterTheShadowServerRestartsAndAppliesOnce) {
   // the events count.
   std::vector<sp::wire::Request> requests;
   const int keys = 6;
-  for (int k = 0; k < keys; ++k) {
-    const std::string key = "key" + std::to_string(k);
-    requests.push_back(make_request(key + "-init", key, TxMode::autocommit,
-                                    {make_statement("INSERT INTO totals VALUES ($1, 0, 0)", {key})}));
-  }
-  for (int i = 0; i < 6000; ++i) {
-    const std::string key = "key" + std::to_string(i % keys);
-    const std::string amount = std::to_string(i % 97);
-    requests.push_back(make_request(
-        "req-" + std::to_string(i), key, i % 4 == 0 ? TxMode::autocommit : TxMode::commit,
-        {make_statement("INSERT INTO events VALUES ($1, $2, $3)", {std::to_string(i), key, amount}),
-         make_statement("UPDATE totals SET sum = (sum * 31 + $2::int) % 1000000007, n = n + 1 WHERE key = $1",
-                        {key, amount})}));
-  }
+  append_write_stream(requests, keys, 6000);
   const size_t first_half = keys + 3000;
   for (size_t i = 0; i < first_half; ++i) topics.produce(requests[i]);
   topics.flush();
