@@ -5,6 +5,7 @@
 //
 //   build/bin/recorder_bench                      broker unreachable (enqueue until the queue is full, then drop)
 //   SHADOWPIPE_BROKERS=127.0.0.1:19092 build/bin/recorder_bench   also against a real broker (topic bench.recorder)
+#include "producer/made_result.hpp"
 #include "shadowpipe/recorder.hpp"
 
 #include <benchmark/benchmark.h>
@@ -20,29 +21,14 @@ namespace {
 using namespace shadowpipe;
 
 // 20 rows like an orders page: id bigint, status text, total numeric, created_at timestamptz.
-std::unique_ptr<PGresult, decltype(&PQclear)> orders_page(int rows) {
-  std::unique_ptr<PGresult, decltype(&PQclear)> result(PQmakeEmptyPGresult(nullptr, PGRES_TUPLES_OK), &PQclear);
-  const char* names[] = {"id", "status", "total", "created_at"};
-  const Oid types[] = {20, 25, 1700, 1184};
-  std::vector<PGresAttDesc> columns(4);
-  for (size_t i = 0; i < columns.size(); ++i) {
-    columns[i] = PGresAttDesc{};
-    columns[i].name = const_cast<char*>(names[i]);
-    columns[i].typid = types[i];
-    columns[i].typlen = -1;
-    columns[i].atttypmod = -1;
-  }
-  PQsetResultAttrs(result.get(), 4, columns.data());
-  for (int row = 0; row < rows; ++row) {
-    const std::string values[] = {std::to_string(240000 + row), row % 3 ? "delivered" : "shipped",
-                                  std::to_string(10 + row * 7) + ".99",
-                                  "2024-03-0" + std::to_string(1 + row % 9) + " 12:34:56.789+00"};
-    for (int column = 0; column < 4; ++column) {
-      PQsetvalue(result.get(), row, column, const_cast<char*>(values[column].data()),
-                 static_cast<int>(values[column].size()));
-    }
-  }
-  return result;
+pg::Result orders_page(int rows) {
+  return testing::made_pgresult({{"id", 20}, {"status", 25}, {"total", 1700}, {"created_at", 1184}}, rows,
+                                [](int row) {
+                                  return std::vector<std::string>{
+                                      std::to_string(240000 + row), row % 3 ? "delivered" : "shipped",
+                                      std::to_string(10 + row * 7) + ".99",
+                                      "2024-03-0" + std::to_string(1 + row % 9) + " 12:34:56.789+00"};
+                                });
 }
 
 const std::string kCustomerOrders =
