@@ -345,19 +345,32 @@ TEST_P(DiscrepancyKind, IsPublishedOnceWithItsEvidence) {
 INSTANTIATE_TEST_SUITE_P(Kinds, DiscrepancyKind, ::testing::ValuesIn(kind_cases()),
                          [](const auto& info) { return info.param.kind; });
 
-TEST(Comparator, RequestWithoutResultIsShadowMissingAfterTheWindow) {
+TEST(Comparator, RequestTheExecutorPassedWithoutAResultIsShadowMissing) {
   Broker broker;
   auto topics = broker.create(1);
   const std::vector<Step> steps = {{kSelect, good(), good()}};
   broker.request(topics, 0, make_request("lost", "tenant-a", steps));
   broker.request(topics, 0, make_request("answered", "tenant-a", steps));
-  broker.result(topics, 0, make_result("answered", "tenant-a", steps));
+  broker.request(topics, 0, make_request("waiting", "tenant-a", steps));
+  // The executor's result for offset 1, stamped: every result below offset 1
+  // stands before it. There is none for offset 0: the executor passed it.
+  auto answered = make_result("answered", "tenant-a", steps);
+  answered.source_partition = 0;
+  answered.source_offset = 1;
+  answered.published_below = 1;
+  broker.result(topics, 0, answered);
   broker.flush();
 
-  Running comparator(options_for(topics));
+  auto options = options_for(topics);
+  options.window = 1s;  // a stall is reported, never decided
+  Running comparator(options);
   Reader reader(topics.mismatches);
-  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1 && s.pending_requests == 1; }, 20s));
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1 && s.shadow_missing == 1; }, 20s));
   ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 20s));
+  // "waiting" has no result and nothing proves the executor passed it: it
+  // stays undecided however long it waits, and the partition is stalled.
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.stalled_partitions == 1; }, 20s));
+  EXPECT_EQ(comparator.stats().pending_requests, 1u);
   reader.drain_for(1s);
   comparator.stop();
   auto published = mismatches_of(reader);
