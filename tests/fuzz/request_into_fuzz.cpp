@@ -9,9 +9,11 @@
 // next decode must not care), and one refilled before each input with a
 // request that has every optional member set, so each input is decoded over
 // a record with more statements, parameters and columns than it brings.
+#include "fuzz_limits.hpp"
 #include "schemas/wire_samples.hpp"
 #include "shadowpipe/wire.hpp"
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -65,20 +67,13 @@ const Request& full_request() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  // Default limits, and tight ones so the too_large paths are reached too.
-  Limits tight;
-  tight.max_sql_bytes = 64;
-  tight.max_params = 3;
-  tight.max_param_bytes = 16;
-  tight.max_statements = 2;
-  tight.max_string_bytes = 32;
-  tight.max_columns = 2;
-  static Request carried_default, carried_tight;
-  same_as_fresh(bytes, Limits{}, carried_default);
-  same_as_fresh(bytes, tight, carried_tight);
-  for (const Limits& limits : {Limits{}, tight}) {
+  // One carried record per limits, as the comparator keeps one per consumer.
+  static std::array<Request, 2> carried;
+  const auto& limits = fuzzing::fuzz_limits();
+  for (size_t i = 0; i < limits.size(); ++i) {
+    same_as_fresh(bytes, limits[i], carried[i]);
     Request refilled = full_request();
-    same_as_fresh(bytes, limits, refilled);
+    same_as_fresh(bytes, limits[i], refilled);
   }
   return 0;
 }
