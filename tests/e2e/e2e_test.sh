@@ -30,5 +30,10 @@ required=(--require requests --require results --require summary)
 python3 "$root/tests/schemas/validate_records.py" --schemas "$root/schemas" --max-per-topic 5000 \
     "${required[@]}" "${files[@]}"
 
+# What the load generator published is the yardstick for "every request
+# compared": without it the check below would compare against nothing.
 published=$(sed -n 's/.*published=\([0-9]*\).*/\1/p' "$work/demo.out" | tail -n 1)
-python3 "$root/tests/e2e/check_report.py" "$migration" "$work/report.json" "$verdict" "${published:-0}"
+if [ -z "$published" ]; then
+  echo "e2e: the demo's output has no published count from shop-loadgen:"; tail -n 20 "$work/demo.out"; exit 1
+fi
+python3 "$root/tests/e2e/check_report.py" "$migration" "$work/report.json" "$verdict" "$published"
