@@ -467,6 +467,15 @@ struct Comparator::Impl {
     shared = local;
   }
 
+  void publish_regressions() {
+    for (auto& record : decider.regressions(wire::now_us())) {
+      publisher.publish(options.mismatches_topic, -1, record.request_id, wire::encode(record));
+      ++local.mismatches_published;
+      ++local.discrepancies[record.kind];
+      metrics.discrepancy(record.kind);
+    }
+  }
+
   void rethrow_fatal() {
     if (fatal) std::rethrow_exception(fatal);
   }
@@ -512,12 +521,7 @@ struct Comparator::Impl {
         next_tick = now + 200ms;
       }
       if (now >= next_regression_check) {
-        for (auto& record : decider.regressions(wire::now_us())) {
-          publisher.publish(options.mismatches_topic, -1, record.request_id, wire::encode(record));
-          ++local.mismatches_published;
-          ++local.discrepancies[record.kind];
-          metrics.discrepancy(record.kind);
-        }
+        publish_regressions();
         next_regression_check = now + options.summary_interval;
       }
       if (now >= next_commit) {
@@ -526,6 +530,7 @@ struct Comparator::Impl {
         next_commit = Clock::now() + options.commit_interval;
       }
     }
+    publish_regressions();  // judged over every request decided, before the last commit
     commit_cycle(wire::now_us());
     consumer->close();  // the revoke commits what is left
     rethrow_fatal();

@@ -12,8 +12,8 @@ SHADOWPIPE_BIN=$bin "$root/scripts/demo" --migration "$migration" --duration 55 
     --run-id "$run" --report-json "$work/report.json" >"$work/demo.out" 2>"$work/demo.err" || {
   echo "scripts/demo failed:"; tail -n 40 "$work/demo.err"; tail -n 40 "$work/demo.out"; exit 1; }
 set +e
-"$bin/shadowctl" verdict --mismatches-topic "$run.mismatches" --summary-topic "$run.summary" \
-    --min-requests 20000 --max-mismatch-rate 0 --max-latency-ratio 3 >"$work/verdict.out" 2>&1
+"$bin/shadowctl" verdict --requests-topic "$run.requests" --mismatches-topic "$run.mismatches" \
+    --summary-topic "$run.summary" --comparator-group "$run-comparator" --min-requests 20000 --max-mismatch-rate 0 --max-latency-ratio 3 >"$work/verdict.out" 2>&1
 verdict=$?
 set -e
 cat "$work/verdict.out"
