@@ -8,6 +8,7 @@
 // is stopped mid-stream and started again; the same process reconnects and
 // applies every unit exactly once.
 #include "harness.hpp"
+#include "support/process.hpp"
 
 #include <gtest/gtest.h>
 
@@ -30,7 +31,7 @@
 #include <random>
 #include <sstream>
 
-extern char** environ;
+
 
 namespace sp = shadowpipe;
 using namespace sp::testing;
@@ -40,59 +41,10 @@ namespace {
 
 // `log`, when given, receives the executor's stderr.
 pid_t spawn_executor(const std::vector<std::string>& args, const std::string& log = {}) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(SHADOW_EXECUTOR_BINARY));
-  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  if (!log.empty()) posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, SHADOW_EXECUTOR_BINARY, &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
+  return spawn_process(SHADOW_EXECUTOR_BINARY, args, log);
 }
 
-int wait_exit(pid_t pid, std::chrono::seconds deadline) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < until) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    std::this_thread::sleep_for(50ms);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return -1;
-}
-
-// A spawned executor that is killed and reaped on every path unless the test
-// reaped it itself.
-class ExecutorProcess {
- public:
-  explicit ExecutorProcess(pid_t pid) : pid_(pid) {}
-  ~ExecutorProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  bool alive() {
-    if (pid_ <= 0) return false;
-    if (waitpid(pid_, nullptr, WNOHANG) == 0) return true;
-    pid_ = -1;  // reaped: nothing left to kill
-    return false;
-  }
-  int terminate(std::chrono::seconds deadline) {
-    kill(pid_, SIGTERM);
-    const int status = wait_exit(pid_, deadline);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_;
-};
+using ExecutorProcess = ChildProcess;
 
 std::string shell_quote(const std::string& word) {
   std::string quoted = "'";
