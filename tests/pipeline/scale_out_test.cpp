@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -27,6 +28,14 @@ constexpr int kCounters = 40;
 // unit replayed out of order, twice or not at all shows as a discrepancy.
 const std::string kUpdate = "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING id, n";
 const std::string kRead = "SELECT id, n FROM counters WHERE id = $1";
+
+// The binaries under test; SHADOWPIPE_EXECUTOR_BINARY and
+// SHADOWPIPE_COMPARATOR_BINARY run the test against other builds (an older
+// release, to see it fail).
+std::string binary(const char* variable, const char* built) {
+  const char* given = std::getenv(variable);
+  return given && *given ? given : built;
+}
 
 class Pipeline {
  public:
@@ -51,7 +60,7 @@ class Pipeline {
   }
 
   ChildProcess start_executor(const std::string& id) {
-    return ChildProcess(spawn_process(SHADOW_EXECUTOR_BINARY,
+    return ChildProcess(spawn_process(binary("SHADOWPIPE_EXECUTOR_BINARY", SHADOW_EXECUTOR_BINARY),
                                       {"--brokers", brokers(), "--shadow", shadow_.dsn(), "--group", executor_group_,
                                        "--executor-id", id, "--requests-topic", topics_.requests(), "--results-topic",
                                        topics_.results(), "--dlq-topic", topics_.dlq()},
@@ -59,7 +68,7 @@ class Pipeline {
   }
 
   ChildProcess start_comparator(const std::string& id) {
-    return ChildProcess(spawn_process(SHADOW_COMPARATOR_BINARY,
+    return ChildProcess(spawn_process(binary("SHADOWPIPE_COMPARATOR_BINARY", SHADOW_COMPARATOR_BINARY),
                                       {"--brokers", brokers(), "--group", comparator_group_, "--comparator-id", id,
                                        "--requests-topic", topics_.requests(), "--results-topic", topics_.results(),
                                        "--mismatches-topic", mismatches_, "--summary-topic", summary_, "--dlq-topic",
