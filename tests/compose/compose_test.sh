@@ -9,8 +9,9 @@
 #      partitions spread over three executors;
 # after each, docker-compose down -v leaves no container, network or volume.
 # Uses docker-compose.local.yml (no image registry here) and the programs
-# in BIN_DIR (build/bin) through the Dockerfile's prebuilt target. Starts
-# dockerd if none answers, and stops only that one.
+# in BIN_DIR (build/bin) through the Dockerfile's prebuilt target; keeps
+# each run's logs in BIN_DIR/../compose-test. Starts dockerd if none
+# answers, and stops only that one.
 # Environment: SHADOWPIPE_COMPOSE_LOAD_SECONDS (40), SHADOWPIPE_COMPOSE_KAFKA_PORT,
 # _PRIMARY_PORT, _SHADOW_PORT (17092, 17432, 17433: loopback ports on the host).
 set -euo pipefail
@@ -23,7 +24,10 @@ fail() { printf 'compose_test: FAIL: %s\n' "$*"; exit 1; }
 project=shadowpipe-compose-test
 compose=(docker-compose -p "$project" -f docker-compose.yml -f docker-compose.local.yml)
 export SHADOWPIPE_LOAD_SECONDS=${SHADOWPIPE_COMPOSE_LOAD_SECONDS:-40} SHADOWPIPE_LOAD_RATE=300
-work=$(mktemp -d)
+# Each run's logs, report and results stay for reading after a failure.
+work=$(cd "$bin/.." && pwd)/compose-test
+rm -rf "$work"
+mkdir -p "$work"
 
 engine_was_up=yes
 docker info >/dev/null 2>&1 || engine_was_up=no
@@ -34,7 +38,7 @@ cleanup() {
     "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   fi
   [ "$engine_was_up" = yes ] || scripts/docker down || true
-  rm -rf "$work"
+  [ "$status" -eq 0 ] || echo "compose_test: logs, reports and results of each run are in $work"
   exit "$status"
 }
 trap cleanup EXIT
