@@ -19,7 +19,8 @@ import sys, yaml
 config = yaml.safe_load(sys.stdin)
 bad = [f"{name}: {port}" for name, service in config["services"].items() for port in service.get("ports", [])
        if (port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]) != "127.0.0.1"]
-print("\n".join(bad)); sys.exit(1 if bad else 0)'; then :; else
+if bad: print("\n".join(bad))
+sys.exit(1 if bad else 0)'; then :; else
   echo "a port is published beyond 127.0.0.1 (above)"; exit 1
 fi
 # Every image we build comes from the Dockerfile, which runs scripts/bootstrap.
