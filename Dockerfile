@@ -30,9 +30,11 @@ COPY scripts/kafka scripts/kafka
 RUN SHADOWPIPE_SKIP_KAFKA=1 scripts/bootstrap
 COPY . .
 # Its own build folder: the context may carry programs built outside (prebuilt).
+# Only the programs: the image runs no tests.
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHADOWPIPE_BENCH=OFF \
- && cmake --build /build --target all
+ && cmake --build /build --target shadow-executor shadow-comparator shadowctl shop-loadgen shadow-replay
 
 FROM runtime-base AS runtime
-COPY --from=build /build/bin/ /usr/local/bin/
+COPY --from=build /build/bin/shadow-executor /build/bin/shadow-comparator /build/bin/shadowctl \
+     /build/bin/shop-loadgen /build/bin/shadow-replay /usr/local/bin/
 USER nobody
