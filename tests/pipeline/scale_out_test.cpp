@@ -4,6 +4,7 @@
 // traffic flows. Every request must be decided exactly once, none as
 // shadow_missing, and the shadow must end equal to the primary.
 #include "shadow_executor/harness.hpp"
+#include "support/private_cluster.hpp"
 #include "support/process.hpp"
 
 #include "shadowpipe/digest.hpp"
@@ -12,6 +13,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
@@ -39,12 +41,14 @@ std::string binary(const char* variable, const char* built) {
 
 class Pipeline {
  public:
-  explicit Pipeline(int partitions)
+  // shadow_server: the server the shadow database is made on (the stack's
+  // shadow server unless a test brings its own).
+  explicit Pipeline(int partitions, const std::string& shadow_server = shadow_dsn())
       : topics_(partitions),
         mismatches_(unique_name("mismatches")),
         summary_(unique_name("summary")),
         primary_(primary_dsn(), "pipeline_primary"),
-        shadow_(shadow_dsn(), "pipeline_shadow"),
+        shadow_(shadow_server, "pipeline_shadow"),
         executor_group_(unique_name("executors")),
         comparator_group_(unique_name("comparators")),
         reference_(primary_.dsn()),
@@ -177,8 +181,21 @@ TEST(ScaleOut, InstancesAddedAndRemovedMidRunCostNoComparison) {
   }
 }
 
-TEST(ScaleOut, InstancesKilledAndRestartedUnderTrafficCostNoComparison) {
-  Pipeline pipeline(6);
+// The stack's broker (scripts/stack keeps its pid), paused with SIGSTOP as a
+// broker that hangs (a long GC pause, a frozen VM) and resumed.
+pid_t stack_broker_pid() {
+  const char* dir = std::getenv("SHADOWPIPE_STACK_DIR");
+  std::ifstream file(std::string(dir && *dir ? dir : ".stack") + "/kafka/kafka.pid");
+  pid_t pid = -1;
+  file >> pid;
+  return pid;
+}
+
+TEST(ScaleOut, ChaosOfKillsABrokerPauseAndAShadowRestartCostsNoComparison) {
+  const pid_t broker = stack_broker_pid();
+  ASSERT_GT(broker, 0) << "the stack's broker pid is not in .stack/kafka/kafka.pid (run through scripts/test)";
+  PrivateCluster shadow_server;
+  Pipeline pipeline(6, shadow_server.dsn());
   std::map<std::string, ChildProcess> running;
   const std::vector<std::string> ids = {"executor-1", "executor-2", "comparator-1", "comparator-2"};
   auto start = [&](const std::string& id) {
@@ -186,13 +203,29 @@ TEST(ScaleOut, InstancesKilledAndRestartedUnderTrafficCostNoComparison) {
   };
   for (const auto& id : ids) start(id);
   std::mt19937 random(7);
+  const auto began = std::chrono::steady_clock::now();
   for (int round = 0; round < 5; ++round) {
-    pipeline.publish(800);
+    pipeline.publish(600);
     const std::string& victim = ids[random() % ids.size()];
     running[victim].kill_hard();  // SIGKILL: no goodbye, no last commit
-    std::cout << "killed " << victim << " after " << pipeline.published() << " units\n";
+    std::cout << "killed " << victim << " after " << pipeline.published() << " units" << std::endl;
     pipeline.publish(200);
     start(victim);  // same id: a comparator fences its predecessor's transaction
+    if (round == 1) {
+      ASSERT_EQ(kill(broker, SIGSTOP), 0);
+      std::cout << "broker paused" << std::endl;
+      std::this_thread::sleep_for(10s);
+      ASSERT_EQ(kill(broker, SIGCONT), 0);
+    }
+    if (round == 3) {
+      ASSERT_TRUE(shadow_server.stop());
+      std::cout << "shadow server stopped" << std::endl;
+      std::this_thread::sleep_for(2s);
+      ASSERT_TRUE(shadow_server.start());
+    }
+    std::this_thread::sleep_for(2s);
   }
+  std::cout << "chaos over " << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - began).count()
+            << " s of writes" << std::endl;
   expect_every_request_decided_once(pipeline);
 }
