@@ -18,6 +18,7 @@
 #include <deque>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -40,13 +41,45 @@ struct DeliveryTag {
   int32_t target_partition;
   int32_t source_partition;
   int64_t source_offset;
+  size_t stamp_bytes = 0;  // length of the progress stamp spliced into the payload (0: none)
 };
 
 struct FailedDelivery {
   std::unique_ptr<DeliveryTag> tag;
   std::string key;
-  std::string payload;
+  std::string payload;  // as logged: without the stamp, which a retry takes afresh
 };
+
+// The progress stamp: `,"published_below":N` spliced before the closing
+// brace of an encoded record (readers ignore member order). The logged
+// payload is encoded before the stamp is known, and a republished record
+// needs a fresh one, so it is added at produce time.
+std::string stamp_member(int64_t published_below) {
+  return ",\"published_below\":" + std::to_string(published_below);
+}
+
+std::string with_stamp(std::string_view payload, const std::string& stamp) {
+  std::string out;
+  out.reserve(payload.size() + stamp.size());
+  out.append(payload.substr(0, payload.size() - 1));
+  out.append(stamp);
+  out.push_back('}');
+  return out;
+}
+
+std::string without_stamp(std::string_view payload, size_t stamp_bytes) {
+  if (stamp_bytes == 0 || payload.size() < stamp_bytes + 1) return std::string(payload);
+  std::string out(payload.substr(0, payload.size() - 1 - stamp_bytes));
+  out.push_back('}');
+  return out;
+}
+
+// A dead letter's logged payload, with the `refused` result of its unit
+// after a newline when there is one: encoded JSON never holds a raw
+// newline, and one row per source offset keeps shadowpipe.results_log's key.
+std::string with_refusal(const std::string& dead_letter, const std::string& refusal) {
+  return refusal.empty() ? dead_letter : dead_letter + '\n' + refusal;
+}
 
 bool explainable(statement::Kind kind) { return kind == statement::Kind::read || kind == statement::Kind::write; }
 
@@ -75,12 +108,27 @@ struct Shared {
   // the producer refuses is retried by the main loop; either way it stays in
   // shadowpipe.results_log and undelivered in the ledger, so the Kafka offset
   // is not committed past it and the next owner re-publishes it.
+  //
+  // A record for the results topic carries the progress stamp
+  // (wire::ShadowResult::published_below): the ledger's committable offset of
+  // its partition, read after this record was announced and before it is
+  // produced. Every record of an offset below it was acknowledged by Kafka
+  // by then, so it stands earlier in the partition than this one.
   void publish(const std::string& topic, int32_t target_partition, int32_t source_partition, int64_t source_offset,
                std::string_view key, std::string_view payload) {
     ledger.publishing(source_partition, source_offset);
     auto tag = std::make_unique<DeliveryTag>(DeliveryTag{topic, target_partition, source_partition, source_offset});
+    std::string stamped;
+    const bool stamp = topic == options.results_topic && payload.size() >= 2 && payload.back() == '}';
     for (;;) {
-      const auto err = producer->produce(topic, target_partition, key, payload, tag.get());
+      if (stamp) {
+        // Read again on every attempt: a stamp may only grow meanwhile.
+        const std::string member = stamp_member(ledger.committable(source_partition));
+        stamped = with_stamp(payload, member);
+        tag->stamp_bytes = member.size();
+      }
+      const auto err = producer->produce(topic, target_partition, key, stamp ? std::string_view(stamped) : payload,
+                                         tag.get());
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         tag.release();  // owned by the delivery report now
         return;
@@ -103,6 +151,24 @@ struct Shared {
     }
   }
 
+  // Publishes a record of shadowpipe.results_log where it belongs: a result
+  // to the results topic, same partition; a dead letter to the DLQ topic,
+  // and the `refused` result logged with it (see with_refusal) to the
+  // results topic.
+  void publish_logged(const LoggedRecord& record, int32_t partition) {
+    if (record.destination == Destination::results) {
+      publish(options.results_topic, partition, partition, record.source_offset, record.key, record.payload);
+      return;
+    }
+    const std::string_view payload = record.payload;
+    const size_t split = payload.find('\n');
+    publish(options.dlq_topic, RD_KAFKA_PARTITION_UA, partition, record.source_offset, record.key,
+            payload.substr(0, split));
+    if (split != std::string_view::npos) {
+      publish(options.results_topic, partition, partition, record.source_offset, record.key, payload.substr(split + 1));
+    }
+  }
+
   void on_delivery(const rd_kafka_message_t& message) {
     std::unique_ptr<DeliveryTag> tag(static_cast<DeliveryTag*>(message._private));
     if (!tag) return;
@@ -111,10 +177,11 @@ struct Shared {
       return;
     }
     metrics.delivery_failures.Increment();
+    const size_t stamp_bytes = tag->stamp_bytes;
     std::lock_guard lock(failed_mutex);
-    failed.push_back(FailedDelivery{std::move(tag),
-                                    std::string(static_cast<const char*>(message.key), message.key_len),
-                                    std::string(static_cast<const char*>(message.payload), message.len)});
+    failed.push_back(FailedDelivery{
+        std::move(tag), std::string(static_cast<const char*>(message.key), message.key_len),
+        without_stamp({static_cast<const char*>(message.payload), message.len}, stamp_bytes)});
   }
 
   void retry_failed_deliveries() {
@@ -125,10 +192,13 @@ struct Shared {
     }
     for (auto& entry : retry) {
       // The ledger still counts the first attempt as undelivered; the retry
-      // adds a second entry, so acknowledge the first one away here.
-      ledger.delivered(entry.tag->source_partition, entry.tag->source_offset);
+      // adds a second entry, then the first one is acknowledged away. In
+      // that order: the other way round the committable offset (and the
+      // progress stamp of a record produced meanwhile) would briefly pass
+      // this undelivered record.
       publish(entry.tag->topic, entry.tag->target_partition, entry.tag->source_partition, entry.tag->source_offset,
               entry.key, entry.payload);
+      ledger.delivered(entry.tag->source_partition, entry.tag->source_offset);
     }
   }
 };
@@ -187,8 +257,11 @@ class PartitionWorker {
   // A message taken from the queue and decoded.
   struct Unit {
     kafka::Message message;
-    std::optional<wire::Request> request;  // empty: the record does not decode (dead letter)
-    std::string dead_letter;               // the encoded dead letter when it does not
+    std::optional<wire::Request> request;  // empty: a dead letter (does not decode, or its SQL does not parse)
+    std::string dead_letter;               // the encoded dead letter then
+    // With the dead letter, when its request id can still be read: the
+    // `refused` result that tells the comparator the unit was decided.
+    std::string refusal;
   };
 
   // The next message not applied yet: the one a batch left over, else the
@@ -206,16 +279,68 @@ class PartitionWorker {
       if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
       Unit unit;
       auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
-      if (decoded.ok()) {
+      std::optional<Error> refused = decoded.ok() ? unparsable_sql(decoded.value()) : decoded.error();
+      if (!refused) {
         unit.request = std::move(decoded.value());
       } else {
-        unit.dead_letter = wire::encode(wire::make_dead_letter(decoded.error(), shared_.consumer_name(),
-                                                               message.topic(), message.partition(),
-                                                               message.offset(), message.payload()));
+        unit.dead_letter = wire::encode(wire::make_dead_letter(*refused, shared_.consumer_name(), message.topic(),
+                                                               message.partition(), message.offset(),
+                                                               message.payload()));
+        unit.refusal = refusal_of(message, decoded.ok() ? &decoded.value() : nullptr, *refused);
       }
       unit.message = std::move(message);
       return unit;
     }
+  }
+
+  // SQL the parser cannot read goes to the dead-letter topic, the whole unit,
+  // as the comparator does with its request: the guard cannot vouch for it.
+  std::optional<Error> unparsable_sql(const wire::Request& request) {
+    for (size_t i = 0; i < request.statements.size(); ++i) {
+      auto analysis = shared_.analyzer.analyze(request.statements[i].sql);
+      if (analysis.ok()) continue;
+      Error error = analysis.error();
+      error.field = "statements[" + std::to_string(i) + "].sql";
+      return error;
+    }
+    return std::nullopt;
+  }
+
+  // The `refused` result of a dead-lettered unit whose request id can be
+  // read (from `request`, else from a decode without limits, for a record
+  // refused for its size); empty when it cannot.
+  std::string refusal_of(const kafka::Message& message, const wire::Request* request, const Error& why) {
+    std::optional<wire::Request> unbounded;
+    if (!request) {
+      constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
+      auto decoded = wire::decode_request(message.payload(),
+                                          wire::Limits{kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit});
+      if (!decoded.ok()) return {};
+      unbounded = std::move(decoded.value());
+      request = &*unbounded;
+    }
+    wire::ShadowResult result;
+    result.request_id = request->request_id;
+    result.ts_us = wire::now_us();
+    result.key = request->key;
+    result.executor = shared_.options.executor_id;
+    result.source_partition = message.partition();
+    result.source_offset = message.offset();
+    const size_t statements = std::min(request->statements.size(), shared_.options.limits.max_statements);
+    for (size_t i = 0; i < std::max<size_t>(statements, 1); ++i) {
+      auto& statement = result.statements.emplace_back();
+      if (i < request->statements.size() && request->statements[i].fingerprint.size() <= shared_.options.limits.max_string_bytes) {
+        statement.fingerprint = request->statements[i].fingerprint;
+      }
+      statement.result.status = wire::Status::refused;
+      statement.result.message = "not replayed: sent to the dead-letter topic (" + why.describe() + ")";
+      if (statement.result.message.size() > 1024) statement.result.message.resize(1024);
+    }
+    if (result.request_id.size() > shared_.options.limits.max_string_bytes ||
+        result.key.size() > shared_.options.limits.max_string_bytes) {
+      return {};
+    }
+    return wire::encode(result);
   }
 
   // Group commit: the first unit and the ones queued behind it that may
@@ -367,9 +492,7 @@ class PartitionWorker {
   // COMMIT): publish what was logged then; the comparator drops duplicates.
   void republish_logged(int64_t offset) {
     for (const auto& record : logged_record_at(*connection_, id_, offset)) {
-      const bool dlq = record.destination == Destination::dlq;
-      shared_.publish(dlq ? shared_.options.dlq_topic : shared_.options.results_topic,
-                      dlq ? RD_KAFKA_PARTITION_UA : id_.partition, id_.partition, offset, record.key, record.payload);
+      shared_.publish_logged(record, id_.partition);
       shared_.metrics.results_republished.Increment();
     }
   }
@@ -401,10 +524,11 @@ class PartitionWorker {
     if (!batch.front().request) {
       const Unit& unit = batch.front();
       const int64_t offset = unit.message.offset();
-      if (runner_->record_dead_letter(id_, offset, unit.message.key(), unit.dead_letter)) {
+      const LoggedRecord logged{offset, Destination::dlq, std::string(unit.message.key()),
+                                with_refusal(unit.dead_letter, unit.refusal)};
+      if (runner_->record_dead_letter(id_, offset, logged.key, logged.payload)) {
         shared_.metrics.dead_letters.Increment();
-        shared_.publish(shared_.options.dlq_topic, RD_KAFKA_PARTITION_UA, id_.partition, offset, unit.message.key(),
-                        unit.dead_letter);
+        shared_.publish_logged(logged, id_.partition);
       } else {
         republish_logged(offset);
       }
@@ -571,9 +695,7 @@ struct Executor::Impl {
         shared.ledger.track(partition, start);
         const int64_t from = std::max<int64_t>(kafka_offset, 0);
         for (const auto& record : logged_records(conn, id, from)) {
-          const bool dlq = record.destination == Destination::dlq;
-          shared.publish(dlq ? options.dlq_topic : options.results_topic, dlq ? RD_KAFKA_PARTITION_UA : partition,
-                         partition, record.source_offset, record.key, record.payload);
+          shared.publish_logged(record, partition);
           shared.metrics.results_republished.Increment();
         }
         if (kafka_offset > 0) forget_logged_below(conn, options.group, options.requests_topic, {{partition, kafka_offset}});

@@ -535,6 +535,57 @@ TEST(ExecutorIntegration, RepublishingMoreThanTheProducerQueueHoldsDoesNotDeadlo
   EXPECT_EQ(running.stop(), 0);
 }
 
+// The progress stamp (issue 10): every result says below which source offset
+// every result already stands in its partition, also for results
+// re-published from shadowpipe.results_log on assignment.
+TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {
+  Topics topics(2);
+  ScratchDatabase shadow(shadow_dsn(), "exec_stamp");
+  const std::string group = unique_name("stamp-group");
+  constexpr int kLogged = 4, kFresh = 300;
+  {
+    // Partition 0: four units applied and logged by an earlier owner that
+    // crashed before Kafka acknowledged their results.
+    sp::pg::Connection conn(shadow.dsn());
+    ex::ensure_schema(conn);
+    ex::claim_next_offset(conn, ex::PartitionId{group, topics.requests(), 0}, kLogged);
+    for (int offset = 0; offset < kLogged; ++offset) {
+      sp::wire::ShadowResult result;
+      result.request_id = "logged-" + std::to_string(offset);
+      result.key = "k";
+      result.executor = "earlier";
+      result.source_partition = 0;
+      result.source_offset = offset;
+      conn.exec_checked("INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', 'k', $4)",
+                        {group, topics.requests(), std::to_string(offset), sp::wire::encode(result)});
+      topics.produce_raw("k", sp::wire::encode(make_request("logged-" + std::to_string(offset), "k", TxMode::autocommit,
+                                                            {make_statement("SELECT 1")})),
+                         0);
+    }
+  }
+  topics.flush();
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.batch_units = 4;  // many batches: many stamps to check
+  RunningExecutor running(std::move(options));
+  // In waves, so that acknowledgements come back between them and the
+  // stamps move on.
+  for (int i = 0; i < kFresh; ++i) {
+    topics.produce(make_request("fresh-" + std::to_string(i), "key-" + std::to_string(i % 7), TxMode::autocommit,
+                                {make_statement("SELECT $1::int", {std::to_string(i)})}));
+    if (i % 30 == 29) {
+      topics.flush();
+      std::this_thread::sleep_for(150ms);
+    }
+  }
+  topics.flush();
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 60s));
+  const auto records = topics.read_placed(topics.results(), kLogged + kFresh, 30s);
+  ASSERT_GE(records.size(), static_cast<size_t>(kLogged + kFresh));
+  const auto highest = check_progress_stamps(records);
+  for (const auto& [partition, stamp] : highest) EXPECT_GT(stamp, kLogged) << "partition " << partition;
+  EXPECT_EQ(running.stop(), 0);
+}
+
 // A record the producer refuses outright (here: larger than message.max.bytes)
 // is retried, not forgotten: forgotten, its offset would stay undelivered and
 // block the partition's Kafka commits for good.
@@ -622,12 +673,32 @@ TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
                               {make_statement("SELECT '" + std::string(2000, 'x') + "'")}));
   topics.produce(make_request("scan", "k", TxMode::autocommit,
                               {make_statement("SELECT count(*) FROM big WHERE payload LIKE $1", {"a%"})}));
+  // SQL that does not parse: the whole unit is a dead letter, as the
+  // comparator makes it (README), and never reaches the shadow.
+  topics.produce(make_request("unparsable", "k", TxMode::autocommit,
+                              {make_statement("SELECT 1"), make_statement("SELEC 2 FORM nowhere")}));
   topics.flush();
 
   RunningExecutor running(options);
   ASSERT_TRUE(wait_applied(shadow.dsn(), options.group, topics, 30s));
-  auto results = topics.results_by_request(2, 20s);
-  ASSERT_EQ(results.size(), 2u);
+  auto results = topics.results_by_request(4, 20s);
+  ASSERT_EQ(results.size(), 4u);
+  // A dead-lettered unit whose request id is readable has a `refused`
+  // result, so the comparator sees a decision instead of a hole.
+  for (const char* refused : {"oversized", "unparsable"}) {
+    const auto& result = results[refused];
+    ASSERT_FALSE(result.statements.empty()) << refused;
+    for (const auto& statement : result.statements) {
+      EXPECT_EQ(statement.result.status, Status::refused) << refused;
+      EXPECT_NE(statement.result.message.find("dead-letter"), std::string::npos) << statement.result.message;
+    }
+  }
+  EXPECT_EQ(results["oversized"].source_offset, 2);
+  EXPECT_EQ(results["unparsable"].source_offset, 4);
+  EXPECT_EQ(results["unparsable"].statements.size(), 2u);
+  // Offset 1 (not JSON) has no result; every other offset's result stands
+  // before any stamp that passes it.
+  check_progress_stamps(topics.read_placed(topics.results(), 4, 20s), {{0, 1}});
   EXPECT_EQ(results["slow"].statements.at(0).result.status, Status::error);
   EXPECT_EQ(results["slow"].statements.at(0).result.sqlstate, "57014");
   EXPECT_EQ(results["slow"].source_offset, 0);
@@ -640,12 +711,12 @@ TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   EXPECT_EQ(results["scan"].source_offset, 3);
 
   std::vector<sp::wire::DeadLetter> letters;
-  for (const auto& payload : topics.read_all(topics.dlq(), 2, 20s)) {
+  for (const auto& payload : topics.read_all(topics.dlq(), 3, 20s)) {
     auto decoded = sp::wire::decode_dead_letter(payload);
     ASSERT_TRUE(decoded.ok()) << decoded.error().describe();
     letters.push_back(decoded.value());
   }
-  ASSERT_EQ(letters.size(), 2u);
+  ASSERT_EQ(letters.size(), 3u);
   std::sort(letters.begin(), letters.end(), [](auto& a, auto& b) { return a.source_offset < b.source_offset; });
   EXPECT_EQ(letters[0].source_topic, topics.requests());
   EXPECT_EQ(letters[0].source_partition, 0);
@@ -656,8 +727,10 @@ TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   EXPECT_EQ(letters[1].source_offset, 2);
   EXPECT_EQ(letters[1].error_code, "too_large");
   EXPECT_EQ(letters[1].field, "statements[0].sql");
+  EXPECT_EQ(letters[2].source_offset, 4);
+  EXPECT_EQ(letters[2].field, "statements[1].sql");
   EXPECT_NE(letters[0].consumer.find("shadow-executor"), std::string::npos);
-  EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_dead_letters_total"), 2);
+  EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_dead_letters_total"), 3);
   EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_statement_errors_total{sqlstate=\"57014\"}"), 1);
   EXPECT_EQ(running.stop(), 0);
   // The executor's own state is owned by the unprivileged role.
