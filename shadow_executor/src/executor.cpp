@@ -13,6 +13,7 @@
 #include "shadowpipe/wire.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -34,6 +35,43 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 void log(const std::string& line) { std::cerr << "shadow-executor: " << line << '\n'; }
+
+// A passing fault (a broker not answering yet, a shadow restarting) is
+// logged when it starts and when it ends, not on every retry.
+// Thread-safe.
+class Streak {
+ public:
+  // Returns whether this failure starts the streak (the caller logs it then).
+  bool failed() { return failures_.fetch_add(1) == 0; }
+  // Logs the end of a streak, if there was one.
+  void recovered(const std::string& what) {
+    if (const uint64_t failures = failures_.exchange(0); failures > 0) {
+      log(what + ": recovered after " + std::to_string(failures) + " failed attempt(s)");
+    }
+  }
+
+ private:
+  std::atomic<uint64_t> failures_{0};
+};
+
+// Kafka errors that a retry will not cure (credentials, ACLs): fatal.
+bool permanent_kafka_error(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__SSL:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Thrown out of a retry loop of the rebalance callback at shutdown.
+struct StopRequested {};
 
 // Rides with each produced record to its delivery report.
 struct DeliveryTag {
@@ -98,6 +136,7 @@ struct Shared {
 
   std::mutex failed_mutex;
   std::vector<FailedDelivery> failed;
+  Streak produce_streak;
 
   std::string consumer_name() const { return "shadow-executor/" + options.executor_id; }
 
@@ -135,8 +174,10 @@ struct Shared {
       }
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         metrics.delivery_failures.Increment();
-        log("cannot produce to " + topic + "[" + std::to_string(target_partition) + "]: " + rd_kafka_err2str(err) +
-            " (kept in shadowpipe.results_log, retried)");
+        if (produce_streak.failed()) {
+          log("cannot produce to " + topic + "[" + std::to_string(target_partition) + "]: " + rd_kafka_err2str(err) +
+              " (kept in shadowpipe.results_log, retried; logged once until a record is delivered)");
+        }
         std::lock_guard lock(failed_mutex);
         failed.push_back(FailedDelivery{std::move(tag), std::string(key), std::string(payload)});
         return;
@@ -174,6 +215,7 @@ struct Shared {
     if (!tag) return;
     if (message.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       ledger.delivered(tag->source_partition, tag->source_offset);
+      produce_streak.recovered("producing");
       return;
     }
     metrics.delivery_failures.Increment();
@@ -416,11 +458,22 @@ class PartitionWorker {
         } else {
           process(batch);
         }
+        transient_.recovered("partition " + std::to_string(id_.partition));
         return;
       } catch (const ConnectionLost& lost) {
-        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
-            lost.what() + "; reconnecting in " + std::to_string(backoff.count()) + " ms and retrying");
+        // Neither counted nor the unit's error: the shadow went away.
+        if (transient_.failed()) {
+          log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + lost.what() +
+              "; reconnecting with backoff and retrying (logged once until it works again)");
+        }
         disconnect();
+      } catch (const TransientFailure& transient) {
+        // Neither counted nor the unit's error: a passing refusal.
+        if (transient_.failed()) {
+          log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + transient.what() +
+              " (retried with backoff; logged once until it works again)");
+        }
+        if (connection_ && !connection_->healthy()) disconnect();
       } catch (const UnitAbandoned&) {
         return;
       } catch (const Failure& failure) {
@@ -472,8 +525,10 @@ class PartitionWorker {
         runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
         return true;
       } catch (const Failure& failure) {
-        log("partition " + std::to_string(id_.partition) + ": " + failure.what() + "; retrying in " +
-            std::to_string(backoff.count()) + " ms");
+        if (transient_.failed()) {
+          log("partition " + std::to_string(id_.partition) + ": " + failure.what() +
+              "; retrying with backoff (logged once until it works again)");
+        }
       }
       if (sleep_unless_stopping(backoff)) return false;
       backoff = std::min(backoff * 2, milliseconds(5000));
@@ -604,6 +659,7 @@ class PartitionWorker {
   bool stopping_ = false;
   bool done_ = false;
   bool ever_connected_ = false;
+  Streak transient_;  // connection losses and transient refusals (worker thread only)
   std::unique_ptr<pg::Connection> connection_;
   PGcancel* cancel_ = nullptr;
   std::unique_ptr<UnitRunner> runner_;
@@ -618,7 +674,7 @@ kafka::Properties with_defaults(kafka::Properties defaults, const kafka::Propert
 }  // namespace
 
 struct Executor::Impl {
-  explicit Impl(Options given)
+  Impl(Options given, bool stable_id)
       : options(std::move(given)),
         endpoint(options.metrics_bind),
         shared(options, endpoint.registry()),
@@ -628,17 +684,26 @@ struct Executor::Impl {
         with_defaults({{"enable.idempotence", "true"}, {"linger.ms", "5"}, {"client.id", shared.consumer_name()}},
                       options.kafka),
         [this](const rd_kafka_message_t& message) { shared.on_delivery(message); });
+    kafka::Properties group{{"group.id", options.group},
+                            {"client.id", shared.consumer_name()},
+                            {"enable.auto.commit", "false"},
+                            {"enable.auto.offset.store", "false"},
+                            {"auto.offset.reset", "earliest"},
+                            {"partition.assignment.strategy", "cooperative-sticky"},
+                            // A crashed member's partitions move to the others once its
+                            // session times out: 6 s (the broker's minimum by default),
+                            // not librdkafka's 45 s, so they resume within 10 s.
+                            {"session.timeout.ms", "6000"},
+                            {"heartbeat.interval.ms", "1000"},
+                            // A fetch that long-polls an idle partition holds back the next
+                            // fetch of a resumed one: keep the broker's wait short.
+                            {"fetch.wait.max.ms", "20"}};
+    // An id the operator gave is stable across restarts: it names a static
+    // member, so a restarted instance takes its partitions back at once,
+    // without a rebalance. A generated id (hostname-pid) never comes back.
+    if (stable_id) group.emplace_back("group.instance.id", "shadow-executor/" + options.executor_id);
     consumer = std::make_unique<kafka::Consumer>(
-        with_defaults({{"group.id", options.group},
-                       {"client.id", shared.consumer_name()},
-                       {"enable.auto.commit", "false"},
-                       {"enable.auto.offset.store", "false"},
-                       {"auto.offset.reset", "earliest"},
-                       {"partition.assignment.strategy", "cooperative-sticky"},
-                       // A fetch that long-polls an idle partition holds back the next
-                       // fetch of a resumed one: keep the broker's wait short.
-                       {"fetch.wait.max.ms", "20"}},
-                      options.kafka),
+        with_defaults(std::move(group), options.kafka),
         [this](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
           on_rebalance(event, partitions);
         });
@@ -659,28 +724,66 @@ struct Executor::Impl {
   std::set<int32_t> paused;
   std::map<int32_t, int64_t> committed;  // last Kafka offset committed per partition
   std::exception_ptr callback_failure;   // exceptions must not cross librdkafka's C frames
+  Streak commit_streak;
+  rd_kafka_resp_err_t consumer_error = RD_KAFKA_RESP_ERR_NO_ERROR;  // the last one logged
 
   const pg::Connection& control_connection() {
     if (!control || !control->healthy()) control = std::make_unique<pg::Connection>(options.shadow_dsn);
     return *control;
   }
 
+  const std::atomic<bool>* stop_flag = nullptr;  // run()'s
+  bool stopping() const { return shared.shutting_down.load() || (stop_flag && stop_flag->load()); }
+
+  // Repeats a Kafka request until it is answered: right after a broker
+  // starts or a topic is created, and while all brokers are down, requests
+  // fail (unknown topic or partition, not leader, coordinator loading, timed
+  // out) for a while; that is waited out with backoff, logged once per
+  // streak. Errors a retry cannot cure (authorization) are fatal.
+  template <class Attempt>
+  void until_answered(const std::string& what, Attempt attempt) {
+    auto backoff = milliseconds(100);
+    Streak streak;
+    for (;;) {
+      const rd_kafka_resp_err_t err = attempt();
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        streak.recovered(what);
+        return;
+      }
+      if (permanent_kafka_error(err)) throw Failure(what + ": " + rd_kafka_err2str(err));
+      if (streak.failed()) {
+        log(what + ": " + rd_kafka_err2str(err) + "; retrying with backoff until the broker answers (logged once)");
+      }
+      if (stopping()) throw StopRequested{};
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, milliseconds(2000));
+    }
+  }
+
+  // The group's committed offset, or RD_KAFKA_OFFSET_INVALID when it has none.
   int64_t kafka_committed(int32_t partition) {
-    kafka::PartitionList list(1);
-    list.add(options.requests_topic, partition);
-    if (rd_kafka_committed(consumer->get(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
-    return list[0].err ? -1 : list[0].offset;
+    int64_t offset = RD_KAFKA_OFFSET_INVALID;
+    until_answered("reading the committed offset of " + where(partition), [&] {
+      kafka::PartitionList list(1);
+      list.add(options.requests_topic, partition);
+      auto err = rd_kafka_committed(consumer->get(), list.get(), 5000);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = list[0].err;
+      offset = list[0].offset;
+      return err;
+    });
+    return offset;
   }
 
   int64_t low_watermark(int32_t partition) {
     int64_t low = 0, high = 0;
-    if (rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high,
-                                         10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      throw Failure("cannot read the offsets of " + options.requests_topic + "[" + std::to_string(partition) +
-                    "] — is the broker reachable?");
-    }
+    until_answered("reading the offsets of " + where(partition), [&] {
+      return rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high,
+                                              5000);
+    });
     return low;
   }
+
+  std::string where(int32_t partition) const { return options.requests_topic + "[" + std::to_string(partition) + "]"; }
 
   // Starts a partition where shadowpipe.applied says, re-publishes what was
   // logged but maybe not delivered, and starts its worker.
@@ -746,6 +849,9 @@ struct Executor::Impl {
         for (int i = 0; i < partitions->cnt; ++i) revoked.push_back(partitions->elems[i].partition);
         stop_partitions(revoked);
       }
+    } catch (const StopRequested&) {
+      // Stopping while waiting for the broker: the partitions get no worker;
+      // their next owner starts them from shadowpipe.applied.
     } catch (...) {
       callback_failure = std::current_exception();
     }
@@ -778,9 +884,13 @@ struct Executor::Impl {
     }
     if (bounds.empty()) return;
     if (auto err = consumer->commit(list)) {
-      log(std::string("committing offsets failed: ") + rd_kafka_err2str(err) + " (retried next interval)");
+      if (commit_streak.failed()) {
+        log(std::string("committing offsets failed: ") + rd_kafka_err2str(err) +
+            " (retried every interval; logged once until it works again)");
+      }
       return;
     }
+    commit_streak.recovered("committing offsets");
     for (const auto& bound : bounds) committed[bound.partition] = bound.offset;
     try {
       forget_logged_below(control_connection(), options.group, options.requests_topic, bounds);
@@ -835,6 +945,7 @@ struct Executor::Impl {
   }
 
   int run(const std::atomic<bool>& stop) {
+    stop_flag = &stop;
     consumer->subscribe({options.requests_topic});
     auto last_commit = Clock::now();
     auto last_retry = Clock::now();
@@ -848,9 +959,14 @@ struct Executor::Impl {
       }
       if (message) {
         if (message.error() == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          if (consumer_error != RD_KAFKA_RESP_ERR_NO_ERROR) log("consumer: receiving again");
+          consumer_error = RD_KAFKA_RESP_ERR_NO_ERROR;
           dispatch(std::move(message));
-        } else if (message.error() != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-          log("consumer: " + message.error_text());
+        } else if (message.error() != RD_KAFKA_RESP_ERR__PARTITION_EOF && message.error() != consumer_error) {
+          // librdkafka retries by itself (brokers down, a topic not there
+          // yet); say so once per kind of error, not on every poll.
+          consumer_error = message.error();
+          log("consumer: " + message.error_text() + " (librdkafka retries; logged once until it changes)");
         }
       }
       resume_drained();
@@ -872,8 +988,9 @@ struct Executor::Impl {
 };
 
 Executor::Executor(Options options) {
-  if (options.executor_id.empty()) options.executor_id = default_executor_id();
-  impl_ = std::make_unique<Impl>(std::move(options));
+  const bool stable_id = !options.executor_id.empty();
+  if (!stable_id) options.executor_id = default_executor_id();
+  impl_ = std::make_unique<Impl>(std::move(options), stable_id);
 }
 
 Executor::~Executor() = default;

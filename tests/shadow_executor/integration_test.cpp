@@ -647,6 +647,59 @@ TEST(ExecutorIntegration, APoisonUnitIsRecordedAsNotReplayedAndThePartitionMoves
   EXPECT_EQ(running.stop(), 0);
 }
 
+// Passing refusals of the shadow (issue 10) are retried, never a unit's
+// error nor counted toward its failure limit: a serialization failure on a
+// statement, disk full at COMMIT, disk full while logging the result, each
+// more times than kMaxFailedAttempts.
+TEST(ExecutorIntegration, TransientRefusalsAreRetriedNotRecorded) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_transient");
+  {
+    sp::pg::Connection conn(shadow.dsn());
+    ex::ensure_schema(conn);
+    conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+    // Sequences are not rolled back: each counts attempts across retries.
+    conn.exec_checked("CREATE SEQUENCE statement_attempts; CREATE SEQUENCE commit_attempts; CREATE SEQUENCE log_attempts");
+    conn.exec_checked(
+        "CREATE FUNCTION flaky_statement() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.id = 1 AND nextval('statement_attempts') <= 5 THEN "
+        "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF; RETURN NEW; END $$");
+    conn.exec_checked("CREATE TRIGGER flaky_statement BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION flaky_statement()");
+    conn.exec_checked(
+        "CREATE FUNCTION flaky_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.id = 2 AND nextval('commit_attempts') <= 5 THEN "
+        "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END IF; "
+        "RETURN NULL; END $$");
+    conn.exec_checked(
+        "CREATE CONSTRAINT TRIGGER flaky_commit AFTER INSERT ON items DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION flaky_commit()");
+    conn.exec_checked(
+        "CREATE FUNCTION flaky_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.payload LIKE '%\"request_id\":\"log\"%' AND nextval('log_attempts') <= 5 THEN "
+        "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END IF; "
+        "RETURN NEW; END $$");
+    conn.exec_checked("CREATE TRIGGER flaky_log BEFORE INSERT ON shadowpipe.results_log FOR EACH ROW EXECUTE FUNCTION flaky_log()");
+  }
+  int id = 0;
+  for (const char* name : {"statement", "commit", "log"}) {
+    topics.produce(make_request(name, "k", TxMode::commit,
+                                {make_statement("INSERT INTO items VALUES ($1, $2)", {std::to_string(++id), name})}));
+  }
+  topics.flush();
+  const std::string group = unique_name("transient-group");
+  RunningExecutor running(base_options(topics, shadow.dsn(), group));
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 90s));
+  auto results = topics.results_by_request(3, 20s);
+  ASSERT_EQ(results.size(), 3u);
+  for (const char* name : {"statement", "commit", "log"}) {
+    const auto& result = results[name].statements.at(0).result;
+    EXPECT_EQ(result.status, Status::ok) << name << ": " << result.sqlstate << " " << result.message;
+  }
+  EXPECT_EQ(table_checksum(shadow.dsn(), "(SELECT label FROM items ORDER BY id)"),
+            table_checksum(shadow.dsn(), "(VALUES ('statement'), ('commit'), ('log'))"));
+  EXPECT_EQ(running.stop(), 0);
+}
+
 TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   Topics topics(1);
   ScratchDatabase shadow(shadow_dsn(), "exec_role");
