@@ -304,6 +304,9 @@ class PartitionWorker {
     // With the dead letter, when its request id can still be read: the
     // `refused` result that tells the comparator the unit was decided.
     std::string refusal;
+    // A gap record a recorder announced on the requests topic: not a bad
+    // record; its offset is passed over (applied, nothing run, no record).
+    bool gap = false;
   };
 
   // The next message not applied yet: the one a batch left over, else the
@@ -322,7 +325,9 @@ class PartitionWorker {
       Unit unit;
       auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
       std::optional<Error> refused = decoded.ok() ? unparsable_sql(decoded.value()) : decoded.error();
-      if (!refused) {
+      if (!decoded.ok() && wire::is_gap_record(message.payload()) && wire::decode_gap(message.payload()).ok()) {
+        unit.gap = true;
+      } else if (!refused) {
         unit.request = std::move(decoded.value());
       } else {
         unit.dead_letter = wire::encode(wire::make_dead_letter(*refused, shared_.consumer_name(), message.topic(),
@@ -576,6 +581,17 @@ class PartitionWorker {
   }
 
   void process(std::span<const Unit> batch) {
+    if (batch.front().gap) {
+      // The comparator reads the gap from the requests topic itself.
+      const int64_t offset = batch.front().message.offset();
+      if (runner_->record_passed_over(id_, offset)) {
+        shared_.metrics.gap_records_passed.Increment();
+        log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) +
+            ": a gap record announced by a recorder; passed over");
+      }
+      advance(offset);
+      return;
+    }
     if (!batch.front().request) {
       const Unit& unit = batch.front();
       const int64_t offset = unit.message.offset();
@@ -794,7 +810,9 @@ struct Executor::Impl {
     for (;;) {
       try {
         const auto& conn = control_connection();
-        const int64_t start = claim_next_offset(conn, id, kafka_offset >= 0 ? kafka_offset : low_watermark(partition));
+        const int64_t earliest = low_watermark(partition);
+        int64_t start = claim_next_offset(conn, id, kafka_offset >= 0 ? kafka_offset : earliest);
+        if (start < earliest) start = skip_retention_gap(conn, id, start, earliest);
         shared.ledger.track(partition, start);
         const int64_t from = std::max<int64_t>(kafka_offset, 0);
         for (const auto& record : logged_records(conn, id, from)) {
@@ -814,6 +832,34 @@ struct Executor::Impl {
         backoff = std::min(backoff * 2, milliseconds(5000));
       }
     }
+  }
+
+  // Retention deleted requests [from, earliest) before the shadow applied
+  // them: the position moves to `earliest` and a gap record saying so is
+  // logged in the same statement, to be published below with the other
+  // logged records (on the results topic, same partition, stamped), so the
+  // gap is never silent and announced once. Returns the new start.
+  int64_t skip_retention_gap(const pg::Connection& conn, const PartitionId& id, int64_t from, int64_t earliest) {
+    wire::Gap gap;
+    gap.ts_us = wire::now_us();
+    gap.source = shared.consumer_name();
+    gap.reason = "retention";
+    gap.partition = id.partition;
+    gap.from_offset = from;
+    gap.to_offset = earliest;
+    gap.units = static_cast<uint64_t>(earliest - from);
+    gap.write_units = gap.units;  // unknown: the requests are gone
+    gap.detail = "requests " + std::to_string(from) + ".." + std::to_string(earliest - 1) + " of " +
+                 where(id.partition) + " were deleted by retention before the shadow applied them";
+    if (!record_retention_gap(conn, id, from, earliest, wire::encode(gap))) {
+      // Another owner moved it meanwhile.
+      const int64_t moved = read_next_offset(conn, id);
+      return moved < earliest ? skip_retention_gap(conn, id, moved, earliest) : moved;
+    }
+    shared.metrics.retention_gap_units.Increment(static_cast<double>(gap.units));
+    log("gap: " + gap.detail + "; continuing from offset " + std::to_string(earliest) +
+        " (gap record published to " + options.results_topic + ")");
+    return earliest;
   }
 
   void stop_partitions(const std::vector<int32_t>& partitions) {

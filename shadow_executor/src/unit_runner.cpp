@@ -837,4 +837,15 @@ std::optional<wire::PlanSummary> UnitRunner::explain(const wire::Request& reques
   return summary;
 }
 
+bool UnitRunner::record_passed_over(const PartitionId& id, int64_t offset) {
+  auto results = script(fence_update(id, offset));
+  if (results.size() != 1 || !results[0].succeeded()) {
+    throw_if_lost(conn_);
+    throw_refused("recording offset " + std::to_string(offset) + " of " + id.topic + "[" +
+                      std::to_string(id.partition) + "] on the shadow failed: ",
+                  results.empty() ? nullptr : &results[0]);
+  }
+  return results[0].affected_rows() == 1;
+}
+
 }  // namespace shadowpipe::executor

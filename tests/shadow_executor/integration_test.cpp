@@ -586,6 +586,94 @@ TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {
   EXPECT_EQ(running.stop(), 0);
 }
 
+// Deletes the records of `topic`[partition] below `before` (what retention
+// does to old segments), through the admin API.
+void delete_records(const std::string& topic, int32_t partition, int64_t before) {
+  sp::kafka::Producer admin({{"bootstrap.servers", brokers()}});
+  sp::kafka::PartitionList offsets(1);
+  offsets.add(topic, partition, before);
+  rd_kafka_DeleteRecords_t* request = rd_kafka_DeleteRecords_new(offsets.get());
+  auto event = sp::kafka::admin_request(
+      admin.get(), [&](rd_kafka_queue_t* queue) { rd_kafka_DeleteRecords(admin.get(), &request, 1, nullptr, queue); },
+      30s, "deleting records");
+  rd_kafka_DeleteRecords_destroy(request);
+  const auto* result = rd_kafka_event_DeleteRecords_result(event.get());
+  ASSERT_NE(result, nullptr);
+  const auto* deleted = rd_kafka_DeleteRecords_result_offsets(result);
+  ASSERT_EQ(deleted->cnt, 1);
+  ASSERT_EQ(deleted->elems[0].err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(deleted->elems[0].err);
+}
+
+// Gaps are never silent (issue 10): requests retention deleted while the
+// executor was down are announced once, as a gap record on the results
+// topic (same partition, stamped), counted, and the executor continues from
+// the earliest offset left. A gap record a recorder put on the requests
+// topic is passed over: applied once, no dead letter.
+TEST(ExecutorIntegration, ARetentionGapIsAnnouncedOnceAndARecordersGapIsPassedOver) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_gap");
+  const std::string group = unique_name("gap-group");
+  auto request = [](int i) {
+    return make_request("r-" + std::to_string(i), "k", TxMode::autocommit,
+                        {make_statement("SELECT $1::int", {std::to_string(i)})});
+  };
+  for (int i = 0; i < 10; ++i) topics.produce(request(i));
+  sp::wire::Gap dropped;
+  dropped.ts_us = sp::wire::now_us();
+  dropped.source = "app@host";
+  dropped.reason = "producer_dropped";
+  dropped.partition = 0;
+  dropped.units = 3;
+  dropped.write_units = 3;
+  topics.produce_raw("", sp::wire::encode(dropped), 0);  // offset 10
+  topics.flush();
+  {
+    RunningExecutor running(base_options(topics, shadow.dsn(), group));
+    ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+    EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_gap_records_passed_total"), 1);
+    EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_dead_letters_total"), 0);
+    EXPECT_EQ(running.stop(), 0);
+  }
+  // Down: 20 more requests (offsets 11..30), of which retention takes 11..25.
+  for (int i = 11; i < 31; ++i) topics.produce(request(i));
+  topics.flush();
+  delete_records(topics.requests(), 0, 26);
+  for (int run = 0; run < 2; ++run) {  // the second start finds no gap left to announce
+    RunningExecutor running(base_options(topics, shadow.dsn(), group));
+    ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+    EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_gap_units_total{reason=\"retention\"}"),
+              run == 0 ? 15 : 0);
+    // Its records delivered and committed before the next start.
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(running.stop(), 0);
+  }
+  const auto records = topics.read_placed(topics.results(), 10 + 1 + 5, 30s);
+  std::vector<sp::wire::Gap> gaps;
+  std::set<std::string> ids;
+  for (const auto& record : records) {
+    if (sp::wire::is_gap_record(record.payload)) {
+      auto gap = sp::wire::decode_gap(record.payload);
+      ASSERT_TRUE(gap.ok()) << record.payload;
+      gaps.push_back(gap.value());
+      EXPECT_NE(record.payload.find("\"published_below\":"), std::string::npos) << record.payload;
+      EXPECT_EQ(record.partition, 0);
+    } else if (auto result = sp::wire::decode_result(record.payload); result.ok()) {
+      ids.insert(result->request_id);
+    }
+  }
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0].reason, "retention");
+  EXPECT_EQ(gaps[0].partition, 0);
+  EXPECT_EQ(gaps[0].from_offset, 11);
+  EXPECT_EQ(gaps[0].to_offset, 26);
+  EXPECT_EQ(gaps[0].units, 15u);
+  EXPECT_EQ(ids.size(), 15u);  // r-0..r-9 and r-26..r-30
+  EXPECT_TRUE(ids.contains("r-26") && ids.contains("r-30") && !ids.contains("r-25"));
+  // Offset 10 (the recorder's gap) has no result and the stamps stay true.
+  check_progress_stamps(records, {{0, 10}});
+  EXPECT_TRUE(topics.read_all(topics.dlq(), 1, 3s).empty()) << "a gap record is not a bad record";
+}
+
 // A record the producer refuses outright (here: larger than message.max.bytes)
 // is retried, not forgotten: forgotten, its offset would stay undelivered and
 // block the partition's Kafka commits for good.

@@ -161,6 +161,11 @@ class UnitRunner {
   // Returns false when the offset was already applied.
   bool record_dead_letter(const PartitionId& id, int64_t offset, std::string_view key, const std::string& payload);
 
+  // Records `offset` as applied with nothing to run and no record (a gap
+  // record a recorder put on the requests topic). Returns false when the
+  // offset was already applied.
+  bool record_passed_over(const PartitionId& id, int64_t offset);
+
   // Records the unit at `offset` as not replayed, without running it: every
   // statement a shadow error (kNotReplayedSqlstate) carrying `why`. For a
   // unit that failed again and again without a connection loss, so that it
