@@ -356,7 +356,7 @@ struct Comparator::Impl {
       if (!stats.analyzed) {
         stats.analyzed = true;
         stats.normalized_sql = std::move(analysis->normalized_sql);
-        stats.traits = StatementTraits{analysis->top_level_order_by, analysis->calls_volatile()};
+        stats.traits = traits_of(*analysis);
       }
     }
     return std::nullopt;

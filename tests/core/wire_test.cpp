@@ -680,7 +680,7 @@ TEST(WireDeadLetter, HostileMemberNameIsShortenedInThePath) {
 // ------------------------------------------------------------------- misc
 
 TEST(WireMisc, SetDigestCopiesEverything) {
-  digest::ResultDigest digest{{{"a", 23}, {"b", 25}}, 3, 11, 12, {13, 14}};
+  digest::ResultDigest digest{{{"a", 23, "integer"}, {"b", 25, "text"}}, 3, 11, 12, {13, 14}, {15, 16}, {17, 18}};
   StatementResult result;
   result.set_digest(digest);
   EXPECT_EQ(result.rows, 3);
@@ -688,6 +688,8 @@ TEST(WireMisc, SetDigestCopiesEverything) {
   EXPECT_EQ(result.ordered, 11u);
   EXPECT_EQ(result.unordered, 12u);
   EXPECT_EQ(result.column_digests, digest.column_digests);
+  EXPECT_EQ(result.column_ordered, digest.column_ordered);
+  EXPECT_EQ(result.column_values, digest.column_values);
 }
 
 TEST(WireMisc, EnumNames) {
