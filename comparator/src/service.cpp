@@ -80,6 +80,9 @@ struct Comparator::Impl {
   std::deque<std::pair<int64_t, std::string>> reported_order;  // (wall us, id) for eviction
   // Consistency keys that already had a discrepancy: later ones are echoes.
   std::unordered_set<std::string> diverged_keys;
+  // Notices (wire::is_notice_kind) already published, by fingerprint, kind
+  // and detail: a notice describes a fingerprint, so it is published once.
+  std::unordered_set<std::string> notices_published;
   std::deque<std::string> diverged_order;
   static constexpr size_t kDivergedKeysCapacity = 1'000'000;
 
@@ -233,6 +236,11 @@ struct Comparator::Impl {
     if (findings.empty()) return;
     const auto previously = reported.find(request_id);
     for (auto& finding : findings) {
+      if (wire::is_notice_kind(finding.kind)) {
+        const size_t at = finding.statement_index >= 0 ? static_cast<size_t>(finding.statement_index) : 0;
+        const std::string fingerprint = at < request.statements.size() ? request.statements[at].fingerprint : "";
+        if (!notices_published.insert(fingerprint + '\x1f' + finding.kind + '\x1f' + finding.detail).second) continue;
+      }
       const auto tag = reported_tag(finding.kind, finding.statement_index);
       if (previously != reported.end() && previously->second.contains(tag)) {
         ++local.republish_suppressed;
@@ -261,7 +269,7 @@ struct Comparator::Impl {
       record.statement_index = finding.statement_index;
       record.columns_differ = std::move(finding.columns_differ);
       record.detail = std::move(finding.detail);
-      if (!request.key.empty() && diverged_keys.insert(request.key).second) {
+      if (!request.key.empty() && !wire::is_notice_kind(record.kind) && diverged_keys.insert(request.key).second) {
         record.first_divergence_on_key = true;
         diverged_order.push_back(request.key);
         if (diverged_order.size() > kDivergedKeysCapacity) {

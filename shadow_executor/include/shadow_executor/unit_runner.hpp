@@ -34,12 +34,14 @@
 #include "shadow_executor/bookkeeping.hpp"
 #include "shadow_executor/options.hpp"
 
+#include "shadowpipe/catalog.hpp"
 #include "shadowpipe/digest.hpp"
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -184,8 +186,15 @@ class UnitRunner {
   bool fence_and_log(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                      const std::string& payload);
   const digest::NormalizationRules& rules_for(std::string_view fingerprint) const;
+  // Names the result's user types and adds what the shadow's catalog says
+  // about its columns (catalog.hpp), over a connection of its own so no
+  // lookup ever runs inside a unit's transaction or pipeline.
+  void describe_from_catalog(const std::string& sql, const pg::Result& executed, wire::StatementResult& out);
 
   const pg::Connection& conn_;
+  std::unique_ptr<pg::Connection> catalog_conn_;
+  std::unique_ptr<catalog::Catalog> catalog_;
+  bool catalog_unavailable_ = false;
   RunnerConfig config_;
   statement::Analyzer& analyzer_;
   digest::NormalizationConfig default_normalization_;
