@@ -374,6 +374,34 @@ TEST_P(ExecutorRunner, SessionSettingsOfTheRecordApply) {
   EXPECT_NE(bench.conn.exec_checked("SHOW TimeZone").value(0, 0), "Asia/Tokyo");
 }
 
+TEST_P(ExecutorRunner, ResultsCarryTypeNamesAndTheShadowCatalogsFacts) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  bench.conn.exec_checked("CREATE TYPE mood AS ENUM ('sad', 'ok')");
+  bench.conn.exec_checked(
+      "CREATE TABLE events (id int PRIMARY KEY, m mood, seen timestamptz DEFAULT now(), serial_no int GENERATED ALWAYS AS IDENTITY)");
+  auto units = std::vector<sp::wire::Request>{
+      make_request("w", "k", TxMode::autocommit, {make_statement("INSERT INTO events (id, m) VALUES (1, 'ok')")}),
+      make_request("r", "k", TxMode::autocommit,
+                   {make_statement("SELECT id, m, seen, serial_no, now() AS asked FROM events ORDER BY id LIMIT 1")})};
+  auto reports = bench.run_batch(units);
+  ASSERT_EQ(reports.size(), 2u);
+  const auto& result = reports[1].result.statements.at(0).result;
+  ASSERT_EQ(result.status, Status::ok) << result.message;
+  ASSERT_EQ(result.columns.size(), 5u);
+  EXPECT_EQ(result.columns[0].type_name, "integer");
+  EXPECT_EQ(result.columns[1].type_name, "mood");  // a user type, named from the catalog
+  ASSERT_EQ(result.volatile_columns.size(), 2u);
+  EXPECT_EQ(result.volatile_columns[0].index, 2u);
+  EXPECT_EQ(result.volatile_columns[0].reason, "default now()");
+  EXPECT_EQ(result.volatile_columns[1].index, 3u);
+  EXPECT_EQ(result.volatile_columns[1].reason, "identity column");
+  EXPECT_EQ(result.order_total, std::optional<bool>(true));  // ORDER BY the primary key
+  // The encoded record carries them to the comparator.
+  auto decoded = sp::wire::decode_result(sp::wire::encode(reports[1].result));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->statements[0].result.volatile_columns, result.volatile_columns);
+}
+
 TEST_P(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {
   RunnerBench skip(ex::WritesMode::skip, GetParam());
   auto skipped = skip.run(make_request("r1", "k", TxMode::autocommit, {insert_item(1, "a"), make_statement("SELECT 1")}));
