@@ -371,11 +371,61 @@ class Walker {
     }
     if (writes_sequence(name)) findings.modifies_data = true;
     if (reaches_outside_by_name(name)) add_unique(analysis_.outside_reasons, "calls " + name);
+    if (name == "set_config") visit_set_config(node);
     // Session-level advisory locks outlive the transaction (the _xact_ ones do not).
     if (name == "pg_advisory_lock" || name == "pg_advisory_lock_shared" || name == "pg_try_advisory_lock" ||
         name == "pg_try_advisory_lock_shared") {
       add_unique(analysis_.session_reasons, "session-level advisory lock " + name);
     }
+  }
+
+  // set_config(name, value, is_local): with is_local false (or not a
+  // constant, so not provably true) the setting outlives the transaction and
+  // would reach the next units of other sessions on the shadow's connection;
+  // a role change through it is refused like SET ROLE.
+  void visit_set_config(object node) {
+    simdjson::dom::array args;
+    if (node["args"].get_array().get(args) != simdjson::SUCCESS || args.size() != 3) return;
+    const std::optional<bool> is_local = constant_bool(args.at(2).value_unsafe());
+    if (is_local == std::optional<bool>(true)) return;
+    const std::string setting = lowercase(constant_text(args.at(0).value_unsafe()));
+    if (setting == "role" || setting == "session_authorization") {
+      add_unique(analysis_.session_reasons, "set_config('" + setting + "', ..., false) changes the role, like SET ROLE");
+    } else {
+      add_unique(analysis_.session_reasons,
+                 "set_config(" + (setting.empty() ? std::string("...") : "'" + setting + "'") +
+                     ", ..., false) changes the session past its transaction (is_local must be a constant true)");
+    }
+  }
+
+  // A constant's text: 'x', or 'x'::type.
+  static std::string_view constant_text(element value) {
+    const auto [type, node] = unwrap(value);
+    if (type == "TypeCast") {
+      element arg;
+      return node["arg"].get(arg) == simdjson::SUCCESS ? constant_text(arg) : std::string_view();
+    }
+    if (type != "A_Const") return {};
+    std::string_view text;
+    if (node["sval"]["sval"].get_string().get(text) != simdjson::SUCCESS) return {};
+    return text;
+  }
+
+  // A constant boolean (true, false, 'on'::bool, ...); nullopt when not a constant.
+  static std::optional<bool> constant_bool(element value) {
+    const auto [type, node] = unwrap(value);
+    if (type == "A_Const") {
+      object boolean;
+      if (node["boolval"].get_object().get(boolean) == simdjson::SUCCESS) {
+        bool flag = false;  // false is written as an empty object
+        if (boolean["boolval"].get_bool().get(flag) != simdjson::SUCCESS) flag = false;
+        return flag;
+      }
+    }
+    const std::string text = lowercase(constant_text(value));
+    if (text == "true" || text == "t" || text == "on" || text == "yes" || text == "y" || text == "1") return true;
+    if (text == "false" || text == "f" || text == "off" || text == "no" || text == "n" || text == "0") return false;
+    return std::nullopt;
   }
 
   void visit_sql_value_function(std::string_view op) {
@@ -512,6 +562,21 @@ void add_session_reasons(std::string_view type, object node, Analysis& analysis)
     if (name == "session_authorization") add_unique(analysis.session_reasons, "SET/RESET SESSION AUTHORIZATION");
   } else if (type == "PrepareStmt") {
     add_unique(analysis.session_reasons, "PREPARE");
+  } else if (type == "CreateStmt" || type == "CreateTableAsStmt" || type == "SelectStmt" || type == "ViewStmt" ||
+             type == "CreateSeqStmt") {
+    // A temporary object lives as long as the session: on the shadow's shared
+    // connection other sessions' units would see it. ON COMMIT DROP keeps it
+    // inside the unit's transaction.
+    object relation, into;
+    const bool has_into = node[type == "SelectStmt" ? "intoClause" : "into"].get_object().get(into) == simdjson::SUCCESS;
+    const std::string_view key = type == "CreateStmt" ? "relation" : type == "ViewStmt" ? "view" : "sequence";
+    const bool found = has_into ? into["rel"].get_object().get(relation) == simdjson::SUCCESS
+                                : node[key].get_object().get(relation) == simdjson::SUCCESS;
+    const std::string_view on_commit = has_into ? string_field(into, "onCommit") : string_field(node, "oncommit");
+    if (found && string_field(relation, "relpersistence") == "t" && on_commit != "ONCOMMIT_DROP") {
+      add_unique(analysis.session_reasons, "a temporary " + std::string(type == "ViewStmt" ? "view" : type == "CreateSeqStmt" ? "sequence" : "table") +
+                                               " outlives the unit (only ON COMMIT DROP is replayed)");
+    }
   } else if (type == "DeclareCursorStmt") {
     constexpr int64_t kCursorOptHold = 0x0020;  // CURSOR_OPT_HOLD
     int64_t options = 0;

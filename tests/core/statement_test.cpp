@@ -117,11 +117,19 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   for (const char* sql : {"SET ROLE app", "RESET ROLE", "SET SESSION AUTHORIZATION app",
                           "RESET SESSION AUTHORIZATION", "SELECT pg_advisory_lock(1)",
                           "SELECT pg_try_advisory_lock_shared(1, 2)", "PREPARE p AS SELECT 1",
-                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1"}) {
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                          "SELECT set_config('search_path', 'app', false)", "SELECT set_config('x.y', '1', $1)",
+                          "SELECT set_config('x.y', '1', 'off'::boolean)", "CREATE TEMP TABLE s (id int)",
+                          "CREATE TEMPORARY TABLE s AS SELECT 1", "SELECT 1 INTO TEMP s", "CREATE TEMP VIEW v AS SELECT 1",
+                          "CREATE TEMP SEQUENCE q"}) {
     EXPECT_FALSE(analyzed(sql).session_reasons.empty()) << sql;
   }
+  EXPECT_NE(analyzed("SELECT set_config('role', 'admin', false)").session_reasons.at(0).find("like SET ROLE"),
+            std::string::npos);
   for (const char* sql : {"SET LOCAL ROLE app", "SELECT pg_advisory_xact_lock(1)", "SET search_path = app",
-                          "DECLARE c CURSOR FOR SELECT 1", "SELECT 1"}) {
+                          "DECLARE c CURSOR FOR SELECT 1", "SELECT 1", "SELECT set_config('search_path', 'app', true)",
+                          "SELECT set_config('role', 'app', 'true')", "CREATE TEMP TABLE s (id int) ON COMMIT DROP",
+                          "CREATE TABLE s (id int)", "CREATE UNLOGGED TABLE s (id int)"}) {
     EXPECT_TRUE(analyzed(sql).session_reasons.empty()) << sql;
   }
 }

@@ -282,9 +282,18 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
       "SET ROLE postgres",                                  // outlives the unit on the connection
       "SELECT pg_advisory_lock(42)",
       "PREPARE p AS SELECT 1",
+      // Session state through functions and temporary objects reaches the
+      // next units of other application sessions on the shared connection.
+      "SELECT set_config('search_path', 'pg_catalog', false)",
+      "SELECT set_config('role', 'postgres', false)",       // a role change, like SET ROLE
+      "SELECT set_config('statement_timeout', '1', $1)",
+      "CREATE TEMP TABLE scratch (id int)",
+      "CREATE TEMPORARY TABLE scratch2 AS SELECT 1 AS x",
   };
   for (const auto& sql : refused) {
-    auto report = bench.run(make_request("r-" + sql, "k", TxMode::autocommit, {make_statement(sql)}));
+    auto statement = make_statement(sql);
+    if (sql.find("$1") != std::string::npos) statement.params = {std::string("false")};
+    auto report = bench.run(make_request("r-" + sql, "k", TxMode::autocommit, {statement}));
     ASSERT_TRUE(report.applied) << sql;
     EXPECT_EQ(report.notes[0].disposition, ex::Disposition::not_replayable) << sql;
     EXPECT_EQ(report.result.statements[0].result.status, Status::refused) << sql;
@@ -298,10 +307,27 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
   // Nothing was left on the connection: no lock, no prepared statement, and the next unit runs.
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").value(0, 0)), "0");
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements").value(0, 0)), "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").value(0, 0)), "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SHOW search_path").value(0, 0)), "\"$user\", public");
   auto next = bench.run(make_request("after", "k", TxMode::autocommit, {insert_item(3, "c")}));
   ASSERT_TRUE(next.applied);
   EXPECT_EQ(next.result.statements[0].result.status, Status::ok);
   EXPECT_EQ(bench.count(), 1);
+}
+
+TEST_P(ExecutorRunner, TransactionScopedSessionStateIsReplayed) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  auto report = bench.run(make_request(
+      "local", "k", TxMode::commit,
+      {make_statement("SELECT set_config('application_name', 'unit-local', true)"),
+       make_statement("CREATE TEMP TABLE scratch (id int) ON COMMIT DROP"),
+       make_statement("INSERT INTO scratch VALUES (1)"), make_statement("INSERT INTO items SELECT id, 'from temp' FROM scratch")}));
+  ASSERT_TRUE(report.applied);
+  for (const auto& statement : report.result.statements) {
+    EXPECT_EQ(statement.result.status, Status::ok) << statement.result.message;
+  }
+  EXPECT_EQ(bench.count("label = 'from temp'"), 1);
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").value(0, 0)), "0");
 }
 
 // --statement-timeout is SET LOCAL: it must not cover the bookkeeping at the

@@ -113,7 +113,10 @@ inline constexpr const char* kNotReplayedMessage = "not replayed: the executor f
 // COPY FROM STDIN / TO STDOUT (puts the connection in COPY state), and
 // statements whose effect outlives the unit on the shared connection
 // (SET ROLE, SET SESSION AUTHORIZATION, session advisory locks, PREPARE,
-// DECLARE ... WITH HOLD).
+// DECLARE ... WITH HOLD, set_config(..., false) — a role change through it
+// named like SET ROLE —, temporary tables, views and sequences without ON
+// COMMIT DROP). Each refusal is counted (statements_not_executed_total,
+// reason not_replayable) and its result says why.
 std::string not_replayable(const statement::Analysis& analysis);
 
 // One unit of a batch: a request and its offset (offsets ascending).
