@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
   verdict->add_option("--min-requests", verdict_options.min_requests, "fewer compared requests fail")->capture_default_str();
   verdict->add_option("--max-mismatch-rate", verdict_options.max_mismatch_rate,
                       "discrepancies per compared request allowed (latency aside)")->capture_default_str();
+  verdict->add_flag("--fail-on-type-change", verdict_options.fail_on_type_change,
+                    "fail on every column whose type changed, not only where its rendered values differ");
   verdict->add_option("--max-latency-ratio", verdict_options.max_latency_ratio,
                       "a latency regression above this shadow/primary p95 ratio fails")->capture_default_str();
   verdict->add_option("--comparator-group", read_options.comparator_group,

@@ -58,6 +58,10 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
   }
   auto& report = entry(mismatch.fingerprint).report;
   if (report.normalized_sql.empty()) report.normalized_sql = mismatch.normalized_sql;
+  if (wire::is_notice_kind(mismatch.kind)) {
+    report.notices[mismatch.kind].insert(mismatch.detail);
+    return;
+  }
   ++report.discrepancies[mismatch.kind];
   if (report.example_request_ids.size() < kExampleRequests &&
       std::find(report.example_request_ids.begin(), report.example_request_ids.end(), mismatch.request_id) ==

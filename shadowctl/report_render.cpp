@@ -88,6 +88,10 @@ std::string render_text(const Report& report) {
                   percentiles(fingerprint.primary_latency).c_str(), percentiles(fingerprint.shadow_latency).c_str());
     out << row;
     out << "    sql: " << one_line(fingerprint.normalized_sql, 110) << "\n";
+    if (fingerprint.nondeterministic()) out << "    NON-DETERMINISTIC: only row counts compared\n";
+    for (const auto& [kind, details] : fingerprint.notices) {
+      for (const auto& detail : details) out << "    notice " << kind << ": " << one_line(detail, 110) << "\n";
+    }
     if (!fingerprint.columns_differ.empty()) out << "    columns that differ: " << join(fingerprint.columns_differ, ", ") << "\n";
     if (!fingerprint.sqlstates.empty()) out << "    SQLSTATE: " << join(fingerprint.sqlstates, ", ") << "\n";
     for (const auto& message : fingerprint.error_messages) out << "    error: " << one_line(message, 110) << "\n";
@@ -158,6 +162,11 @@ std::string render_json(const Report& report) {
     json.Key("discrepancies");
     json.StartObject();
     for (const auto& [kind, count] : fingerprint.discrepancies) { write_string(json, kind); json.Uint64(count); }
+    json.EndObject();
+    json.Key("nondeterministic"); json.Bool(fingerprint.nondeterministic());
+    json.Key("notices");
+    json.StartObject();
+    for (const auto& [kind, details] : fingerprint.notices) { write_string(json, kind); write_strings(json, details); }
     json.EndObject();
     json.Key("example_request_ids"); write_strings(json, fingerprint.example_request_ids);
     json.Key("columns_differ"); write_strings(json, fingerprint.columns_differ);
@@ -255,6 +264,10 @@ std::string render_html(const Report& report) {
     html << "<tr><td><b>" << html_escape(fingerprint.fingerprint) << "</b><br><code>"
          << html_escape(fingerprint.normalized_sql) << "</code></td><td>" << fingerprint.compared << "</td><td class=\""
          << (fingerprint.discrepancies.empty() ? "ok" : "bad") << "\">" << html_escape(kinds(fingerprint)) << "</td><td>";
+    if (fingerprint.nondeterministic()) html << "<b>non-deterministic</b>: only row counts compared<br>";
+    for (const auto& [kind, details] : fingerprint.notices) {
+      for (const auto& detail : details) html << "notice " << html_escape(kind) << ": " << html_escape(detail) << "<br>";
+    }
     if (!fingerprint.columns_differ.empty()) html << "columns: " << html_escape(join(fingerprint.columns_differ, ", ")) << "<br>";
     if (!fingerprint.sqlstates.empty()) html << "SQLSTATE: " << html_escape(join(fingerprint.sqlstates, ", ")) << "<br>";
     for (const auto& message : fingerprint.error_messages) html << "error: " << html_escape(message) << "<br>";

@@ -50,6 +50,16 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
       verdict.reasons.push_back(what);
     }
   }
+  if (options.fail_on_type_change) {
+    for (const auto& fingerprint : report.fingerprints) {
+      const auto changed = fingerprint.notices.find("type_changed");
+      if (changed == fingerprint.notices.end()) continue;
+      for (const auto& detail : changed->second) {
+        verdict.reasons.push_back("--fail-on-type-change: " + fingerprint.fingerprint + ": " + detail + " — " +
+                                  fingerprint.normalized_sql.substr(0, 80));
+      }
+    }
+  }
   for (const auto& fingerprint : report.fingerprints) {
     if (!fingerprint.latency_regression) continue;
     const double ratio = fingerprint.latency_regression->latency_ratio;

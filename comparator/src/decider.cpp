@@ -31,7 +31,7 @@ std::optional<Error> Decider::register_fingerprints(std::vector<wire::Statement>
     if (!stats.analyzed) {
       stats.analyzed = true;
       stats.normalized_sql = std::move(analysis->normalized_sql);
-      stats.traits = StatementTraits{analysis->top_level_order_by, analysis->calls_volatile()};
+      stats.traits = traits_of(*analysis);
     }
   }
   return std::nullopt;
@@ -61,6 +61,9 @@ Decision Decider::publish_findings(const std::string& request_id, const RequestS
   for (auto& finding : findings) {
     const size_t index = finding.statement_index >= 0 ? static_cast<size_t>(finding.statement_index) : 0;
     const std::string fingerprint = index < request.statements.size() ? request.statements[index].fingerprint : "";
+    // A notice describes a fingerprint, so it is published (and counted) once.
+    const bool notice = wire::is_notice_kind(finding.kind);
+    if (notice && !notices_published_.insert(fingerprint + '\x1f' + finding.kind + '\x1f' + finding.detail).second) continue;
     decision.tally.discrepancies.emplace_back(fingerprint, finding.kind);
     if (previously != reported_.end() && previously->second.contains(reported_tag(finding.kind, finding.statement_index))) {
       ++decision.suppressed;
@@ -86,7 +89,7 @@ Decision Decider::publish_findings(const std::string& request_id, const RequestS
     record.statement_index = finding.statement_index;
     record.columns_differ = std::move(finding.columns_differ);
     record.detail = std::move(finding.detail);
-    record.first_divergence_on_key = first_divergence(request.key);
+    record.first_divergence_on_key = !notice && first_divergence(request.key);
     decision.publish.push_back(std::move(record));
   }
   return decision;

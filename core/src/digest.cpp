@@ -32,9 +32,20 @@ namespace {
 //  * unordered   = XXH3_64(wrapping sum of row hashes, row count). A sum, not
 //                  XOR: XOR cancels pairs, so {a,a,b} and {b} would collide.
 //  * column[i]   = XXH3_64(wrapping sum of column i's value hashes, row count).
+//  * column_ordered[i] = XXH3_64(s, row count) where s = s * kSequenceMultiplier
+//                  + value hash over column i's values in row order (wrapping):
+//                  a polynomial hash, so a swap of two different values
+//                  changes it (the multiplier minus one has a single factor
+//                  of two: a swap collides with probability about 2^-63).
+//  * column_values[i] = as column[i], over each value's canonical text
+//                  (canonical_number, canonical_padded); the value hash
+//                  itself wherever the canonical text is the rendered one.
 constexpr uint64_t kNullHash = 0x4e554c4c'76616c75ULL;  // "NULLvalu"
+constexpr uint64_t kSequenceMultiplier = 0x9e3779b97f4a7c17ULL;  // odd; minus one is 2 mod 4
+static_assert(kSequenceMultiplier % 4 == 3);
 
-enum ValueKind : uint8_t { kPlain, kNumeric, kFloat, kTime };
+enum ValueKind : uint8_t { kPlain, kNumeric, kFloat, kFloat4, kTime };
+enum CanonicalKind : uint8_t { kAsRendered, kNumber, kPadded };
 
 constexpr uint32_t kNumericOid = 1700;
 constexpr uint32_t kFloat4Oid = 700;
@@ -43,6 +54,18 @@ constexpr uint32_t kTimestampOid = 1114;
 constexpr uint32_t kTimestamptzOid = 1184;
 constexpr uint32_t kTimeOid = 1083;
 constexpr uint32_t kTimetzOid = 1266;
+constexpr uint32_t kInt2Oid = 21;
+constexpr uint32_t kInt4Oid = 23;
+constexpr uint32_t kInt8Oid = 20;
+constexpr uint32_t kBpcharOid = 1042;
+
+struct BuiltinType {
+  uint32_t oid;
+  const char* name;
+};
+constexpr BuiltinType kBuiltinTypes[] = {
+#include "builtin_types.inc"
+};
 
 // Ranges accepted from configuration: beyond them a rule is meaningless
 // (a double has 17 significant digits, PostgreSQL keeps 6 fractional digits).
@@ -168,7 +191,7 @@ std::string_view normalize_time(std::string_view text, int precision, std::strin
 ValueKind kind_for(uint32_t oid, const NormalizationRules& rules) {
   switch (oid) {
     case kNumericOid: return rules.numeric_scale ? kNumeric : kPlain;
-    case kFloat4Oid:
+    case kFloat4Oid: return rules.float_digits ? kFloat4 : kPlain;
     case kFloat8Oid: return rules.float_digits ? kFloat : kPlain;
     case kTimestampOid:
     case kTimestamptzOid:
@@ -176,6 +199,89 @@ ValueKind kind_for(uint32_t oid, const NormalizationRules& rules) {
     case kTimetzOid: return rules.timestamp_precision ? kTime : kPlain;
     default: return kPlain;
   }
+}
+
+CanonicalKind canonical_kind_for(uint32_t oid) {
+  switch (oid) {
+    case kInt2Oid:
+    case kInt4Oid:
+    case kInt8Oid:
+    case kNumericOid:
+    case kFloat4Oid:
+    case kFloat8Oid: return kNumber;
+    case kBpcharOid: return kPadded;
+    default: return kAsRendered;
+  }
+}
+
+// A number's text as a plain decimal with no redundant digit: no sign for
+// zero, no '+', no leading zeros, no trailing fractional zeros, no exponent
+// ("300.00" -> "300", "-0.50" -> "-0.5", "1e+20" -> "100000000000000000000").
+// Texts that are not plain numbers (NaN, Infinity) and exponents beyond any
+// float's range are returned unchanged. An integer's text is already
+// canonical and costs one scan.
+std::string_view canonical_number(std::string_view text, std::string& out) {
+  if (text.empty()) return text;
+  bool simple = text[0] != '+' && !(text[0] == '0' && text.size() > 1) && !(text.size() > 1 && text[0] == '-' && text[1] == '0');
+  for (char c : text) simple = simple && c != '.' && c != 'e' && c != 'E';
+  if (simple) return text;
+
+  size_t pos = 0;
+  bool negative = false;
+  if (text[0] == '-' || text[0] == '+') negative = text[pos++] == '-';
+  std::string digits;  // all mantissa digits, the point dropped
+  long point = -1;     // digits before the decimal point
+  size_t mantissa_digits = 0;
+  for (; pos < text.size(); ++pos) {
+    const char c = text[pos];
+    if (is_digit(c)) {
+      digits.push_back(c);
+      ++mantissa_digits;
+    } else if (c == '.' && point < 0) {
+      point = static_cast<long>(digits.size());
+    } else {
+      break;
+    }
+  }
+  if (mantissa_digits == 0) return text;
+  if (point < 0) point = static_cast<long>(digits.size());
+  if (pos < text.size()) {
+    if (text[pos] != 'e' && text[pos] != 'E') return text;
+    long exponent = 0;
+    auto parsed = std::from_chars(text.data() + pos + 1 + (text[pos + 1] == '+' ? 1 : 0), text.data() + text.size(), exponent);
+    if (parsed.ec != std::errc{} || parsed.ptr != text.data() + text.size() || exponent > 400 || exponent < -400) {
+      return text;
+    }
+    point += exponent;
+  }
+  // Place the point inside the digit string, padding with zeros as needed.
+  if (point < 0) {
+    digits.insert(0, static_cast<size_t>(-point), '0');
+    point = 0;
+  }
+  if (point > static_cast<long>(digits.size())) digits.append(static_cast<size_t>(point) - digits.size(), '0');
+  std::string_view whole(digits.data(), static_cast<size_t>(point));
+  std::string_view fraction(digits.data() + point, digits.size() - static_cast<size_t>(point));
+  while (!whole.empty() && whole.front() == '0') whole.remove_prefix(1);
+  while (!fraction.empty() && fraction.back() == '0') fraction.remove_suffix(1);
+  out.clear();
+  if (negative && !(whole.empty() && fraction.empty())) out.push_back('-');
+  if (whole.empty()) {
+    out.push_back('0');
+  } else {
+    out.append(whole);
+  }
+  if (!fraction.empty()) {
+    out.push_back('.');
+    out.append(fraction);
+  }
+  return out;
+}
+
+// char(n) renders with its blank padding; the value is the text without it.
+std::string_view canonical_padded(std::string_view text) {
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  return text;
 }
 
 XXH3_state_t* ordered_state(void* state) { return static_cast<XXH3_state_t*>(state); }
@@ -321,11 +427,15 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
     if (rules.ignored_columns.contains(columns[i].name)) continue;
     kept_.push_back(static_cast<int>(i));
     value_kind_.push_back(kind_for(columns[i].type_oid, rules));
+    canonical_kind_.push_back(canonical_kind_for(columns[i].type_oid));
     columns_.push_back(std::move(columns[i]));
   }
   column_sums_.assign(columns_.size(), 0);
+  column_sequences_.assign(columns_.size(), 0);
+  value_sums_.assign(columns_.size(), 0);
   value_hashes_.assign(columns_.size(), 0);
-  rules_active_ = std::any_of(value_kind_.begin(), value_kind_.end(), [](uint8_t kind) { return kind != kPlain; });
+  rules_active_ = std::any_of(value_kind_.begin(), value_kind_.end(), [](uint8_t kind) { return kind != kPlain; }) ||
+                  std::any_of(canonical_kind_.begin(), canonical_kind_.end(), [](uint8_t kind) { return kind != kAsRendered; });
   if (rules_active_) scratch_.reserve(128);
 }
 
@@ -353,10 +463,13 @@ template <bool kRules, bool kDense>
 void DigestBuilder::add_row_as(const std::optional<std::string_view>* values) {
   const size_t kept = kept_.size();
   uint64_t* const sums = column_sums_.data();
+  uint64_t* const sequences = column_sequences_.data();
+  uint64_t* const value_sums = value_sums_.data();
   uint64_t* const hashes = value_hashes_.data();
   for (size_t k = 0; k < kept; ++k) {
     const std::optional<std::string_view>& value = values[kDense ? k : static_cast<size_t>(kept_[k])];
     uint64_t hash = kNullHash;
+    uint64_t canonical_hash = kNullHash;
     if (value) {
       std::string_view text = *value;
       if constexpr (kRules) {
@@ -364,12 +477,27 @@ void DigestBuilder::add_row_as(const std::optional<std::string_view>* values) {
           case kPlain: break;
           case kNumeric: text = normalize_numeric(text, numeric_scale_, scratch_); break;
           case kFloat: text = normalize_float(text, float_digits_, scratch_); break;
+          case kFloat4: text = normalize_float(text, std::min(float_digits_, kFloat4Digits), scratch_); break;
           case kTime: text = normalize_time(text, timestamp_precision_, scratch_); break;
         }
       }
       hash = xxh3(text.data(), text.size());
+      canonical_hash = hash;
+      if constexpr (kRules) {
+        std::string_view canonical = text;
+        switch (canonical_kind_[k]) {
+          case kAsRendered: break;
+          case kNumber: canonical = canonical_number(text, canonical_scratch_); break;
+          case kPadded: canonical = canonical_padded(text); break;
+        }
+        if (canonical.size() != text.size() || canonical.data() != text.data()) {
+          canonical_hash = xxh3(canonical.data(), canonical.size());
+        }
+      }
     }
     sums[k] += hash;
+    sequences[k] = sequences[k] * kSequenceMultiplier + hash;
+    value_sums[k] += canonical_hash;
     hashes[k] = to_little_endian(hash);
   }
   const uint64_t row_hash = xxh3(hashes, kept * sizeof(uint64_t));
@@ -405,6 +533,10 @@ ResultDigest DigestBuilder::finish() && {
   digest.unordered = finish_multiset(unordered_, rows_);
   digest.column_digests.reserve(column_sums_.size());
   for (uint64_t sum : column_sums_) digest.column_digests.push_back(finish_multiset(sum, rows_));
+  digest.column_ordered.reserve(column_sequences_.size());
+  for (uint64_t sequence : column_sequences_) digest.column_ordered.push_back(finish_multiset(sequence, rows_));
+  digest.column_values.reserve(value_sums_.size());
+  for (uint64_t sum : value_sums_) digest.column_values.push_back(finish_multiset(sum, rows_));
   digest.columns = std::move(columns_);
   return digest;
 }
@@ -416,7 +548,10 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
   const int rows = PQntuples(result);
   std::vector<Column> columns;
   columns.reserve(static_cast<size_t>(fields));
-  for (int c = 0; c < fields; ++c) columns.push_back(Column{PQfname(result, c), static_cast<uint32_t>(PQftype(result, c))});
+  for (int c = 0; c < fields; ++c) {
+    const auto oid = static_cast<uint32_t>(PQftype(result, c));
+    columns.push_back(Column{PQfname(result, c), oid, std::string(builtin_type_name(oid))});
+  }
   DigestBuilder builder(std::move(columns), rules);
   std::vector<std::optional<std::string_view>> values(static_cast<size_t>(fields));
   for (int r = 0; r < rows; ++r) {
@@ -433,6 +568,13 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
     builder.add_row(values);
   }
   return std::move(builder).finish();
+}
+
+std::string_view builtin_type_name(uint32_t oid) {
+  const auto* end = std::end(kBuiltinTypes);
+  const auto* found = std::lower_bound(std::begin(kBuiltinTypes), end, oid,
+                                       [](const BuiltinType& type, uint32_t wanted) { return type.oid < wanted; });
+  return found != end && found->oid == oid ? std::string_view(found->name) : std::string_view();
 }
 
 // --- hex -------------------------------------------------------------------

@@ -360,6 +360,9 @@ class Walker {
     for (element part : names) last = part;
     const std::string name = lowercase(string_node(last));
     if (name.empty()) return;
+    if (names.size() == 1 || lowercase(string_node(names.at(0).value_unsafe())) != "pg_catalog") {
+      add_unique(analysis_.called_functions, name);
+    }
     simdjson::dom::array args;
     const size_t arg_count = node["args"].get_array().get(args) == simdjson::SUCCESS ? args.size() : 0;
     // age(x) with one argument measures from current_date; age(a, b) is immutable.
@@ -368,11 +371,61 @@ class Walker {
     }
     if (writes_sequence(name)) findings.modifies_data = true;
     if (reaches_outside_by_name(name)) add_unique(analysis_.outside_reasons, "calls " + name);
+    if (name == "set_config") visit_set_config(node);
     // Session-level advisory locks outlive the transaction (the _xact_ ones do not).
     if (name == "pg_advisory_lock" || name == "pg_advisory_lock_shared" || name == "pg_try_advisory_lock" ||
         name == "pg_try_advisory_lock_shared") {
       add_unique(analysis_.session_reasons, "session-level advisory lock " + name);
     }
+  }
+
+  // set_config(name, value, is_local): with is_local false (or not a
+  // constant, so not provably true) the setting outlives the transaction and
+  // would reach the next units of other sessions on the shadow's connection;
+  // a role change through it is refused like SET ROLE.
+  void visit_set_config(object node) {
+    simdjson::dom::array args;
+    if (node["args"].get_array().get(args) != simdjson::SUCCESS || args.size() != 3) return;
+    const std::optional<bool> is_local = constant_bool(args.at(2).value_unsafe());
+    if (is_local == std::optional<bool>(true)) return;
+    const std::string setting = lowercase(constant_text(args.at(0).value_unsafe()));
+    if (setting == "role" || setting == "session_authorization") {
+      add_unique(analysis_.session_reasons, "set_config('" + setting + "', ..., false) changes the role, like SET ROLE");
+    } else {
+      add_unique(analysis_.session_reasons,
+                 "set_config(" + (setting.empty() ? std::string("...") : "'" + setting + "'") +
+                     ", ..., false) changes the session past its transaction (is_local must be a constant true)");
+    }
+  }
+
+  // A constant's text: 'x', or 'x'::type.
+  static std::string_view constant_text(element value) {
+    const auto [type, node] = unwrap(value);
+    if (type == "TypeCast") {
+      element arg;
+      return node["arg"].get(arg) == simdjson::SUCCESS ? constant_text(arg) : std::string_view();
+    }
+    if (type != "A_Const") return {};
+    std::string_view text;
+    if (node["sval"]["sval"].get_string().get(text) != simdjson::SUCCESS) return {};
+    return text;
+  }
+
+  // A constant boolean (true, false, 'on'::bool, ...); nullopt when not a constant.
+  static std::optional<bool> constant_bool(element value) {
+    const auto [type, node] = unwrap(value);
+    if (type == "A_Const") {
+      object boolean;
+      if (node["boolval"].get_object().get(boolean) == simdjson::SUCCESS) {
+        bool flag = false;  // false is written as an empty object
+        if (boolean["boolval"].get_bool().get(flag) != simdjson::SUCCESS) flag = false;
+        return flag;
+      }
+    }
+    const std::string text = lowercase(constant_text(value));
+    if (text == "true" || text == "t" || text == "on" || text == "yes" || text == "y" || text == "1") return true;
+    if (text == "false" || text == "f" || text == "off" || text == "no" || text == "n" || text == "0") return false;
+    return std::nullopt;
   }
 
   void visit_sql_value_function(std::string_view op) {
@@ -509,6 +562,21 @@ void add_session_reasons(std::string_view type, object node, Analysis& analysis)
     if (name == "session_authorization") add_unique(analysis.session_reasons, "SET/RESET SESSION AUTHORIZATION");
   } else if (type == "PrepareStmt") {
     add_unique(analysis.session_reasons, "PREPARE");
+  } else if (type == "CreateStmt" || type == "CreateTableAsStmt" || type == "SelectStmt" || type == "ViewStmt" ||
+             type == "CreateSeqStmt") {
+    // A temporary object lives as long as the session: on the shadow's shared
+    // connection other sessions' units would see it. ON COMMIT DROP keeps it
+    // inside the unit's transaction.
+    object relation, into;
+    const bool has_into = node[type == "SelectStmt" ? "intoClause" : "into"].get_object().get(into) == simdjson::SUCCESS;
+    const std::string_view key = type == "CreateStmt" ? "relation" : type == "ViewStmt" ? "view" : "sequence";
+    const bool found = has_into ? into["rel"].get_object().get(relation) == simdjson::SUCCESS
+                                : node[key].get_object().get(relation) == simdjson::SUCCESS;
+    const std::string_view on_commit = has_into ? string_field(into, "onCommit") : string_field(node, "oncommit");
+    if (found && string_field(relation, "relpersistence") == "t" && on_commit != "ONCOMMIT_DROP") {
+      add_unique(analysis.session_reasons, "a temporary " + std::string(type == "ViewStmt" ? "view" : type == "CreateSeqStmt" ? "sequence" : "table") +
+                                               " outlives the unit (only ON COMMIT DROP is replayed)");
+    }
   } else if (type == "DeclareCursorStmt") {
     constexpr int64_t kCursorOptHold = 0x0020;  // CURSOR_OPT_HOLD
     int64_t options = 0;
@@ -570,6 +638,203 @@ void add_outside_reasons(std::string_view type, object node, Analysis& analysis)
       add_unique(analysis.outside_reasons,
                  std::string(verb) + " " + std::string(object_name) + " (cluster-wide)");
     }
+  }
+}
+
+// ---- the rows of a SELECT: ORDER BY keys, limits, outputs ---------------------
+
+std::vector<std::string> column_ref_fields(object column_ref, bool& star) {
+  std::vector<std::string> out;
+  star = false;
+  simdjson::dom::array fields;
+  if (column_ref["fields"].get_array().get(fields) != simdjson::SUCCESS) return out;
+  for (element field : fields) {
+    if (field["A_Star"].is_object()) {
+      star = true;
+    } else {
+      out.push_back(std::string(string_node(field)));
+    }
+  }
+  return out;
+}
+
+// The name PostgreSQL gives an unnamed select-list entry (FigureColname),
+// for the expressions whose name is the obvious one.
+std::string figure_column_name(element value) {
+  const auto [type, node] = unwrap(value);
+  if (type == "ColumnRef") {
+    bool star = false;
+    auto fields = column_ref_fields(node, star);
+    return star || fields.empty() ? "?column?" : fields.back();
+  }
+  if (type == "FuncCall") {
+    simdjson::dom::array names;
+    if (node["funcname"].get_array().get(names) != simdjson::SUCCESS || names.size() == 0) return "?column?";
+    element last;
+    for (element part : names) last = part;
+    return std::string(string_node(last));
+  }
+  if (type == "TypeCast") {
+    element arg;
+    if (node["arg"].get(arg) == simdjson::SUCCESS) {
+      std::string inner = figure_column_name(arg);
+      if (inner != "?column?") return inner;
+    }
+    simdjson::dom::array type_names;
+    if (node["typeName"]["names"].get_array().get(type_names) != simdjson::SUCCESS) return "?column?";
+    element last;
+    for (element part : type_names) last = part;
+    return std::string(string_node(last));
+  }
+  return "?column?";
+}
+
+void describe_select(object select, Analysis& analysis) {
+  std::string_view op = string_field(select, "op");
+  const bool set_operation = !op.empty() && op != "SETOP_NONE";
+  analysis.limited = select["limitCount"].is_object() || select["limitOffset"].is_object();
+  simdjson::dom::array distinct;
+  if (select["distinctClause"].get_array().get(distinct) == simdjson::SUCCESS) {
+    for (element item : distinct) {
+      if (item.is_object() && item.get_object().value_unsafe().size() > 0) analysis.distinct_on = true;
+    }
+  }
+
+  // The select list: names, positions, and what each entry calls.
+  std::vector<std::string> alias_names;  // explicit AS names, which shadow a star's columns
+  bool star_seen = false;
+  if (!set_operation) {
+    simdjson::dom::array targets;
+    if (select["targetList"].get_array().get(targets) == simdjson::SUCCESS) {
+      int position = 0;
+      for (element target : targets) {
+        object res_target;
+        if (target["ResTarget"].get_object().get(res_target) != simdjson::SUCCESS) continue;
+        ++position;
+        OutputExpression output;
+        element value;
+        const bool has_value = res_target["val"].get(value) == simdjson::SUCCESS;
+        const auto [value_type, value_node] = has_value ? unwrap(value) : std::pair<std::string_view, object>{};
+        if (value_type == "ColumnRef") column_ref_fields(value_node, output.star);
+        output.position = star_seen ? 0 : position;
+        output.output_name = std::string(string_field(res_target, "name"));
+        if (!output.output_name.empty()) {
+          alias_names.push_back(output.output_name);
+        } else if (has_value) {
+          output.output_name = figure_column_name(value);
+        }
+        if (has_value) {
+          Analysis scratch;
+          Walker(scratch).walk(value);
+          output.volatile_calls = std::move(scratch.volatile_calls);
+          output.called_functions = std::move(scratch.called_functions);
+        }
+        if (output.star) star_seen = true;
+        analysis.outputs.push_back(std::move(output));
+      }
+    }
+  }
+
+  // Everything else the statement evaluates: a volatile call there changes
+  // which rows come back.
+  Analysis elsewhere;
+  Walker walker(elsewhere);
+  for (auto field : select) {
+    if (!set_operation && field.key == "targetList") continue;
+    if (field.value.is_object() || field.value.is_array()) walker.walk(field.value);
+  }
+  analysis.volatile_outside_outputs = !elsewhere.volatile_calls.empty();
+  analysis.functions_outside_outputs = std::move(elsewhere.called_functions);
+
+  // FROM: exactly one table, no join, no function, no subquery.
+  simdjson::dom::array from;
+  std::string relation_name;
+  if (select["fromClause"].get_array().get(from) == simdjson::SUCCESS && from.size() == 1) {
+    object range_var;
+    if (from.at(0)["RangeVar"].get_object().get(range_var) == simdjson::SUCCESS) {
+      relation_name = std::string(string_field(range_var, "relname"));
+      const std::string_view schema = string_field(range_var, "schemaname");
+      analysis.single_relation = schema.empty() ? relation_name : std::string(schema) + "." + relation_name;
+      object alias;
+      if (range_var["alias"].get_object().get(alias) == simdjson::SUCCESS) {
+        analysis.single_relation_alias = std::string(string_field(alias, "aliasname"));
+      }
+    }
+  }
+
+  simdjson::dom::array sorts;
+  if (select["sortClause"].get_array().get(sorts) != simdjson::SUCCESS) return;
+  for (element sort : sorts) {
+    element key_node;
+    SortKey key;
+    if (sort["SortBy"]["node"].get(key_node) != simdjson::SUCCESS) {
+      analysis.sort_keys.push_back(std::move(key));
+      continue;
+    }
+    const auto [type, node] = unwrap(key_node);
+    if (type == "A_Const") {
+      int64_t number = 0;
+      if (node["ival"]["ival"].get_int64().get(number) == simdjson::SUCCESS && number > 0) {
+        key.position = static_cast<int>(number);
+      }
+    } else if (type == "ColumnRef") {
+      bool star = false;
+      auto fields = column_ref_fields(node, star);
+      if (!star && !fields.empty() && fields.size() <= 2) {
+        key.column = fields.back();
+        if (fields.size() == 2) key.qualifier = fields.front();
+        if (fields.size() == 1) {
+          // PostgreSQL's rule: a bare name is an output column's name first;
+          // when an alias takes it, it may not be the table's column at all.
+          key.output_name = key.column;
+          if (std::find(alias_names.begin(), alias_names.end(), key.column) != alias_names.end()) key.column.clear();
+        } else if (!set_operation) {
+          // t.c is the output column that is that very column: a select-list
+          // entry c or t.c kept under its own name, or a star's column when no
+          // alias takes the name.
+          const bool aliased = std::find(alias_names.begin(), alias_names.end(), key.column) != alias_names.end();
+          for (const auto& output : analysis.outputs) {
+            if (output.star && !aliased) key.output_name = key.column;
+          }
+          simdjson::dom::array targets;
+          if (select["targetList"].get_array().get(targets) == simdjson::SUCCESS) {
+            for (element target : targets) {
+              object res_target;
+              if (target["ResTarget"].get_object().get(res_target) != simdjson::SUCCESS) continue;
+              element target_value;
+              if (res_target["val"].get(target_value) != simdjson::SUCCESS) continue;
+              const auto [value_type, value_node] = unwrap(target_value);
+              if (value_type != "ColumnRef") continue;
+              bool target_star = false;
+              auto target_fields = column_ref_fields(value_node, target_star);
+              if (target_star || target_fields.empty() || target_fields.back() != key.column) continue;
+              if (target_fields.size() == 2 && target_fields.front() != key.qualifier) continue;
+              const std::string_view alias = string_field(res_target, "name");
+              key.output_name = alias.empty() ? key.column : std::string(alias);
+            }
+          }
+        }
+      }
+    }
+    analysis.sort_keys.push_back(std::move(key));
+  }
+
+  // GROUP BY columns that are all ORDER BY keys: each group is one row, so
+  // the keys order the rows totally.
+  simdjson::dom::array groups;
+  if (select["groupClause"].get_array().get(groups) == simdjson::SUCCESS && groups.size() > 0) {
+    bool covered = true;
+    for (element group : groups) {
+      const auto [type, node] = unwrap(group);
+      bool star = false;
+      auto fields = type == "ColumnRef" ? column_ref_fields(node, star) : std::vector<std::string>{};
+      const bool found = !star && !fields.empty() &&
+                         std::any_of(analysis.sort_keys.begin(), analysis.sort_keys.end(), [&](const SortKey& key) {
+                           return key.column == fields.back();
+                         });
+      covered = covered && found;
+    }
+    analysis.order_total_by_grouping = covered;
   }
 }
 
@@ -712,7 +977,22 @@ Result<Analysis> analyze_text(const std::string& text) {
     add_session_reasons(type, node, analysis);
     if (kind == Kind::transaction_control) analysis.has_transaction_control = true;
     analysis.top_level_order_by = orders_result(type, node);  // the last statement decides
+    analysis.sort_keys.clear();
+    analysis.outputs.clear();
+    analysis.limited = analysis.distinct_on = analysis.order_total_by_grouping = false;
+    analysis.single_relation.clear();
+    analysis.single_relation_alias.clear();
+    analysis.functions_outside_outputs.clear();
+    if (type == "SelectStmt" && !node["intoClause"].is_object()) {
+      describe_select(node, analysis);
+    } else {
+      analysis.volatile_outside_outputs = analysis.calls_volatile();
+      analysis.functions_outside_outputs = analysis.called_functions;
+    }
   }
+
+  // Volatile calls in an earlier statement of the text change what the last reads.
+  if (analysis.statement_count > 1 && analysis.calls_volatile()) analysis.volatile_outside_outputs = true;
 
   const FingerprintResult fingerprint(pg_query_fingerprint(text.c_str()));
   if (fingerprint->error != nullptr) return syntax_error(*fingerprint->error);
@@ -784,6 +1064,26 @@ size_t Analyzer::hits() const {
 size_t Analyzer::misses() const {
   const std::lock_guard lock(cache_->mutex);
   return cache_->misses;
+}
+
+std::optional<size_t> output_index(const OutputExpression& output, const std::vector<std::string>& result_names) {
+  if (output.position > 0) {
+    const auto index = static_cast<size_t>(output.position - 1);
+    if (index < result_names.size()) return index;
+    return std::nullopt;
+  }
+  return unique_column(output.output_name, result_names);
+}
+
+std::optional<size_t> unique_column(std::string_view name, const std::vector<std::string>& result_names) {
+  if (name.empty()) return std::nullopt;
+  std::optional<size_t> found;
+  for (size_t i = 0; i < result_names.size(); ++i) {
+    if (result_names[i] != name) continue;
+    if (found) return std::nullopt;
+    found = i;
+  }
+  return found;
 }
 
 }  // namespace shadowpipe::statement

@@ -39,12 +39,19 @@ bool is_mismatch_kind(std::string_view kind) {
   return std::find(kMismatchKinds.begin(), kMismatchKinds.end(), kind) != kMismatchKinds.end();
 }
 
+bool is_notice_kind(std::string_view kind) {
+  return kind == "type_changed" || kind == "order_not_checked" || kind == "nondeterministic_result" ||
+         kind == "columns_not_compared";
+}
+
 void StatementResult::set_digest(const digest::ResultDigest& digest) {
   rows = static_cast<int64_t>(digest.rows);
   columns = digest.columns;
   ordered = digest.ordered;
   unordered = digest.unordered;
   column_digests = digest.column_digests;
+  column_ordered = digest.column_ordered;
+  column_values = digest.column_values;
 }
 
 int64_t now_us() {
@@ -230,6 +237,7 @@ void write_result(Encoder& out, const StatementResult& result) {
     out.begin_object();
     out.member("name", column.name);
     out.member_uint("type", column.type_oid);
+    if (!column.type_name.empty()) out.member("type_name", column.type_name);
     out.end_object();
   }
   out.end_array();
@@ -237,12 +245,30 @@ void write_result(Encoder& out, const StatementResult& result) {
   out.begin_object();
   out.key("ordered"), out.hex(result.ordered);
   out.key("unordered"), out.hex(result.unordered);
-  out.key("columns");
-  out.begin_array();
-  for (uint64_t column_digest : result.column_digests) out.hex(column_digest);
-  out.end_array();
+  const auto digests = [&](std::string_view name, const std::vector<uint64_t>& values) {
+    out.key(name);
+    out.begin_array();
+    for (uint64_t value : values) out.hex(value);
+    out.end_array();
+  };
+  digests("columns", result.column_digests);
+  if (!result.column_ordered.empty()) digests("ordered_columns", result.column_ordered);
+  if (!result.column_values.empty()) digests("value_columns", result.column_values);
   out.end_object();
   out.member_int("latency_us", result.latency_us);
+  if (!result.volatile_columns.empty()) {
+    out.key("volatile_columns");
+    out.begin_array();
+    for (const auto& column : result.volatile_columns) {
+      out.begin_object();
+      out.member_uint("column", column.index);
+      out.member("reason", column.reason);
+      out.end_object();
+    }
+    out.end_array();
+  }
+  if (!result.volatile_statement.empty()) out.member("volatile_statement", result.volatile_statement);
+  if (result.order_total) out.member_bool("order_total", *result.order_total);
   out.end_object();
 }
 

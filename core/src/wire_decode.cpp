@@ -535,38 +535,65 @@ bool read_params(Decoder& decoder, od::value& value, const Path& path, std::vect
   });
 }
 
-constexpr std::string_view kColumnMembers[] = {"name", "type"};
+constexpr std::string_view kColumnMembers[] = {"name", "type", "type_name"};
 
 bool read_columns(Decoder& decoder, od::value& value, const Path& path, std::vector<digest::Column>& out) {
   return read_array_into(decoder, value, path, decoder.limits.max_columns, "columns", out,
                          [&](od::value& item, const Path& item_path, digest::Column& column) {
+    column.type_name.clear();  // optional: a reused element must not keep an old name
     return read_object(decoder, item, item_path, shape<kColumnMembers>(all_of(2)), [&](int number, od::value& member, const Path& at) {
       if (number == 0) return read_text(decoder, member, at, column.name);
+      if (number == 2) return read_text(decoder, member, at, column.type_name);
       return read_int_as(decoder, member, at, 0, column.type_oid);
     });
   });
 }
 
-constexpr std::string_view kDigestMembers[] = {"ordered", "unordered", "columns"};
+constexpr std::string_view kDigestMembers[] = {"ordered", "unordered", "columns", "ordered_columns", "value_columns"};
 
 bool read_digests(Decoder& decoder, od::value& value, const Path& path, StatementResult& out) {
+  out.column_ordered.clear();  // optional members
+  out.column_values.clear();
   return read_object(decoder, value, path, shape<kDigestMembers>(all_of(3)), [&](int number, od::value& member, const Path& at) {
+    const auto digest_array = [&](std::vector<uint64_t>& into) {
+      return read_array_into(decoder, member, at, decoder.limits.max_columns, "column digests", into,
+                             [&](od::value& item, const Path& item_path, uint64_t& digest) {
+                               return read_digest(decoder, item, item_path, digest);
+                             });
+    };
     switch (number) {
       case 0: return read_digest(decoder, member, at, out.ordered);
       case 1: return read_digest(decoder, member, at, out.unordered);
-      default:
-        return read_array_into(decoder, member, at, decoder.limits.max_columns, "column digests", out.column_digests,
-                               [&](od::value& item, const Path& item_path, uint64_t& digest) {
-                                 return read_digest(decoder, item, item_path, digest);
-                               });
+      case 2: return digest_array(out.column_digests);
+      case 3: return digest_array(out.column_ordered);
+      default: return digest_array(out.column_values);
     }
   });
 }
 
-constexpr std::string_view kResultMembers[] = {"status", "sqlstate", "message", "rows", "columns", "digests", "latency_us"};
+constexpr std::string_view kVolatileColumnMembers[] = {"column", "reason"};
+
+bool read_volatile_columns(Decoder& decoder, od::value& value, const Path& path, std::vector<VolatileColumn>& out) {
+  return read_array_into(decoder, value, path, decoder.limits.max_columns, "volatile columns", out,
+                         [&](od::value& item, const Path& item_path, VolatileColumn& column) {
+    return read_object(decoder, item, item_path, shape<kVolatileColumnMembers>(all_of(2)),
+                       [&](int number, od::value& member, const Path& at) {
+                         if (number == 0) return read_int_as(decoder, member, at, 0, column.index);
+                         return read_text(decoder, member, at, column.reason);
+                       });
+  });
+}
+
+constexpr std::string_view kResultMembers[] = {"status",     "sqlstate",         "message",
+                                               "rows",       "columns",          "digests",
+                                               "latency_us", "volatile_columns", "volatile_statement",
+                                               "order_total"};
 
 bool read_result(Decoder& decoder, od::value& value, const Path& path, StatementResult& out) {
   constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
+  out.volatile_columns.clear();  // optional members
+  out.volatile_statement.clear();
+  out.order_total.reset();
   const bool ok = read_object(decoder, value, path, shape<kResultMembers>(all_of(7)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_enum(decoder, member, at, kStatuses, out.status);
@@ -575,14 +602,28 @@ bool read_result(Decoder& decoder, od::value& value, const Path& path, Statement
       case 3: return read_int(decoder, member, at, 0, kMaxInt, out.rows);
       case 4: return read_columns(decoder, member, at, out.columns);
       case 5: return read_digests(decoder, member, at, out);
-      default: return read_int(decoder, member, at, 0, kMaxInt, out.latency_us);
+      case 6: return read_int(decoder, member, at, 0, kMaxInt, out.latency_us);
+      case 7: return read_volatile_columns(decoder, member, at, out.volatile_columns);
+      case 8: return read_text(decoder, member, at, out.volatile_statement);
+      default: return read_bool(decoder, member, at, out.order_total.emplace());
     }
   });
   if (!ok) return false;
-  if (out.column_digests.size() != out.columns.size()) {
-    return decoder.fail(ErrorCode::invalid_value, path.member("digests").member("columns"),
-                        std::to_string(out.column_digests.size()) + " column digests for " +
+  const auto parallel = [&](const std::vector<uint64_t>& digests, std::string_view member, bool optional) {
+    if (digests.size() == out.columns.size() || (optional && digests.empty())) return true;
+    return decoder.fail(ErrorCode::invalid_value, path.member("digests").member(member),
+                        std::to_string(digests.size()) + " column digests for " +
                             std::to_string(out.columns.size()) + " columns; there is one per column");
+  };
+  if (!parallel(out.column_digests, "columns", false) || !parallel(out.column_ordered, "ordered_columns", true) ||
+      !parallel(out.column_values, "value_columns", true)) {
+    return false;
+  }
+  for (const auto& column : out.volatile_columns) {
+    if (column.index >= out.columns.size()) {
+      return decoder.fail(ErrorCode::invalid_value, path.member("volatile_columns"),
+                          "column " + std::to_string(column.index) + " of " + std::to_string(out.columns.size()));
+    }
   }
   return true;
 }

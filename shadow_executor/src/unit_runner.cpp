@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iostream>
 #include <memory>
 #include <stdexcept>
 
@@ -75,6 +76,47 @@ std::string not_replayable(const statement::Analysis& analysis) {
 
 UnitRunner::UnitRunner(const pg::Connection& conn, RunnerConfig config, statement::Analyzer& analyzer)
     : conn_(conn), config_(std::move(config)), analyzer_(analyzer) {}
+
+namespace {
+// The connection string of an open connection, from what libpq used for it
+// (PQconninfo), so a second connection reaches the same server and database
+// as the same role.
+std::string same_server_dsn(PGconn* conn) {
+  std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)> options(PQconninfo(conn), PQconninfoFree);
+  std::string dsn;
+  for (const PQconninfoOption* option = options.get(); option && option->keyword; ++option) {
+    if (option->val == nullptr || *option->val == '\0') continue;
+    dsn += std::string(option->keyword) + "='";
+    for (const char* c = option->val; *c; ++c) {
+      if (*c == '\'' || *c == '\\') dsn += '\\';
+      dsn += *c;
+    }
+    dsn += "' ";
+  }
+  return dsn + "application_name='shadow-executor catalog'";
+}
+}  // namespace
+
+void UnitRunner::describe_from_catalog(const std::string& sql, const pg::Result& executed, wire::StatementResult& out) {
+  if (catalog_unavailable_ || executed.status() != PGRES_TUPLES_OK) return;
+  try {
+    if (!catalog_) {
+      catalog_conn_ = std::make_unique<pg::Connection>(same_server_dsn(conn_.get()));
+      catalog_ = std::make_unique<catalog::Catalog>(*catalog_conn_);
+    }
+    catalog_->name_types(out.columns);
+    auto analysis = analyzer_.analyze(sql);
+    if (analysis.ok()) catalog_->describe(*analysis, executed.get(), out);
+  } catch (const std::exception& failure) {
+    // Without the catalog the comparison falls back to what the statement
+    // text shows: user types unnamed (not compared), no catalog exclusions.
+    std::cerr << "shadow-executor: the shadow's catalog cannot be read, results go without its facts: "
+              << failure.what() << "\n";
+    catalog_unavailable_ = true;
+    catalog_.reset();
+    catalog_conn_.reset();
+  }
+}
 
 const digest::NormalizationRules& UnitRunner::rules_for(std::string_view fingerprint) const {
   const auto& config = config_.normalization ? *config_.normalization : default_normalization_;
@@ -573,6 +615,7 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
       pg::Result executed = this->statement(request.statements[i], step.statement_count);
       step.shadow.result.latency_us = micros(Clock::now() - begin);
       const bool ok = step.record(executed, rules_for(step.shadow.fingerprint));
+      if (ok) describe_from_catalog(request.statements[i].sql, executed, step.shadow.result);
       if (ok && step.note.kind == statement::Kind::utility) session_changed = true;
       if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) {
         script("ROLLBACK");
@@ -715,6 +758,7 @@ UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& 
     step.shadow.result.latency_us = micros(pipe.arrival(c) - std::max(command.sent, previous));
     previous = pipe.arrival(c);
     const bool ok = step.record(result, rules_for(step.shadow.fingerprint));
+    if (ok) describe_from_catalog(units[command.unit].request->statements[command.step].sql, result, step.shadow.result);
     if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) redo = true;
     if (!ok && !transient) {
       try {

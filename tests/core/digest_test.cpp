@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <new>
 #include <set>
 
@@ -83,6 +85,7 @@ NormalizationRules rules_with(std::optional<int> numeric_scale, std::optional<in
 NormalizationRules numeric_scale(int scale) { return rules_with(scale, std::nullopt, std::nullopt); }
 NormalizationRules float_digits(int digits) { return rules_with(std::nullopt, digits, std::nullopt); }
 NormalizationRules timestamp_precision(int digits) { return rules_with(std::nullopt, std::nullopt, digits); }
+NormalizationRules exact_floats() { return rules_with(std::nullopt, std::nullopt, std::nullopt); }
 
 ResultDigest digest_of(const std::vector<Column>& columns, const std::vector<Row>& rows,
                        const NormalizationRules& rules = {}) {
@@ -398,10 +401,15 @@ TEST(DigestResult, EqualsBuilderOverTheSameRows) {
   ASSERT_TRUE(PQgetisnull(result.get(), 1, 1));
   ASSERT_FALSE(PQgetisnull(result.get(), 0, 1));
 
-  EXPECT_EQ(digest_result(result.get(), {}), digest_of(columns, rows));
+  // digest_result names the built-in types.
+  std::vector<Column> named = columns;
+  for (auto& column : named) column.type_name = std::string(builtin_type_name(column.type_oid));
+  EXPECT_EQ(named[0].type_name, "integer");
+  EXPECT_EQ(named[3].type_name, "timestamp with time zone");
+  EXPECT_EQ(digest_result(result.get(), {}), digest_of(named, rows));
   const NormalizationRules rules = rules_with(1, std::nullopt, 2, {"id"});
   const ResultDigest with_rules = digest_result(result.get(), rules);
-  EXPECT_EQ(with_rules, digest_of(columns, rows, rules));
+  EXPECT_EQ(with_rules, digest_of(named, rows, rules));
   EXPECT_EQ(with_rules.columns.size(), 3u);
   EXPECT_NE(with_rules, digest_result(result.get(), {}));
 }
@@ -504,6 +512,81 @@ TEST(Hex, RejectsBadText) {
                                " 123456789abcdef", "0x23456789abcdef", "-123456789abcdef"}) {
     EXPECT_FALSE(from_hex(bad).has_value()) << bad;
   }
+}
+
+
+// ---- canonical values, sequences per column, the default float tolerance -----
+
+TEST(CanonicalValues, EqualNumbersRenderedDifferentlyShareTheValueDigestNotTheRenderedOne) {
+  const auto with_scale = single(kNumeric, "300.00", exact_floats());
+  const auto integer = single(kInt4, "300", exact_floats());
+  EXPECT_NE(with_scale.column_digests, integer.column_digests);
+  EXPECT_EQ(with_scale.column_values, integer.column_values);
+  const std::pair<std::string_view, std::string_view> same[] = {
+      {"-0.50", "-0.5"}, {"0.000", "0"}, {"-0", "0"}, {"1e+20", "100000000000000000000"}, {"1.5e-3", "0.0015"},
+      {"007", "7"}, {"+3", "3"}};
+  for (const auto& [a, b] : same) {
+    EXPECT_EQ(single(kNumeric, a, exact_floats()).column_values, single(kNumeric, b, exact_floats()).column_values)
+        << a << " vs " << b;
+  }
+  EXPECT_NE(single(kNumeric, "300.01", exact_floats()).column_values, single(kInt4, "300", exact_floats()).column_values);
+  EXPECT_NE(single(kNumeric, "30", exact_floats()).column_values, single(kInt4, "300", exact_floats()).column_values);
+  EXPECT_EQ(single(kNumeric, "NaN", exact_floats()).column_values, single(kFloat8, "NaN", exact_floats()).column_values);
+  // Text is never read as a number: '300.00' and '300' are different strings.
+  EXPECT_NE(single(kText, "300.00").column_values, single(kText, "300").column_values);
+  // char(n) padding is representation.
+  EXPECT_EQ(single(1042, "ab   ").column_values, single(kText, "ab").column_values);
+}
+
+TEST(ColumnSequences, ASwapChangesTheColumnsSequenceNotItsMultiset) {
+  const std::vector<Column> columns = {{"grp", kInt4}, {"id", kInt4}};
+  const auto a = digest_of(columns, {{"1", "10"}, {"1", "11"}, {"2", "12"}});
+  const auto b = digest_of(columns, {{"1", "11"}, {"1", "10"}, {"2", "12"}});  // a tie reordered
+  EXPECT_EQ(a.column_ordered[0], b.column_ordered[0]);  // the sort key's sequence is the same
+  EXPECT_NE(a.column_ordered[1], b.column_ordered[1]);
+  EXPECT_EQ(a.unordered, b.unordered);
+  EXPECT_NE(a.ordered, b.ordered);
+  // NULL and '' differ in a sequence too, and the row count is part of it.
+  EXPECT_NE(digest_of({{"v", kText}}, {{std::nullopt}}).column_ordered, digest_of({{"v", kText}}, {{""}}).column_ordered);
+}
+
+TEST(FloatTolerance, OnByDefaultAtTwelveDigitsForFloat8AndSixForFloat4) {
+  const NormalizationRules defaults;
+  ASSERT_EQ(defaults.float_digits, kDefaultFloatDigits);
+  EXPECT_EQ(single(kFloat8, "0.6000000000000001", defaults), single(kFloat8, "0.6", defaults));
+  EXPECT_NE(single(kFloat8, "0.6000001", defaults), single(kFloat8, "0.6", defaults));
+  EXPECT_EQ(single(kFloat4, "0.30000001", defaults), single(kFloat4, "0.3", defaults));
+  EXPECT_NE(single(kFloat4, "0.30001", defaults), single(kFloat4, "0.3", defaults));
+  EXPECT_NE(single(kFloat8, "0.6000000000000001", exact_floats()), single(kFloat8, "0.6", exact_floats()));
+  EXPECT_EQ(NormalizationConfig::parse(R"({"default": {"float_digits": null}})", "test").defaults().float_digits,
+            std::nullopt);
+}
+
+// The tolerance is a rounding to a grid: two values closer than the grid
+// step can still fall on either side of a rounding boundary. Measured here
+// on sums of the same 1000 random doubles in two orders.
+TEST(FloatTolerance, SumsInAnotherOrderAgreeNearlyAlways) {
+  std::mt19937_64 random(42);
+  std::uniform_real_distribution<double> value(-1000, 1000);
+  int differing_bits = 0, differing_digests = 0;
+  const NormalizationRules defaults;
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::vector<double> values(1000);
+    for (auto& v : values) v = value(random);
+    double forward = 0, backward = 0;
+    for (double v : values) forward += v;
+    for (auto it = values.rbegin(); it != values.rend(); ++it) backward += *it;
+    if (forward == backward) continue;
+    ++differing_bits;
+    char a[32], b[32];
+    std::snprintf(a, sizeof a, "%.17g", forward);
+    std::snprintf(b, sizeof b, "%.17g", backward);
+    if (single(kFloat8, a, defaults) != single(kFloat8, b, defaults)) ++differing_digests;
+  }
+  EXPECT_GT(differing_bits, 1000);                   // the premise: order changes the bits
+  EXPECT_LT(differing_digests * 100, differing_bits);  // under 1% still differ after rounding
+  std::printf("float8 sums of 1000 values in two orders: %d of 2000 differ in bits, %d after rounding to %d digits\n",
+              differing_bits, differing_digests, kDefaultFloatDigits);
 }
 
 }  // namespace

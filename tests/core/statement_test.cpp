@@ -117,11 +117,19 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   for (const char* sql : {"SET ROLE app", "RESET ROLE", "SET SESSION AUTHORIZATION app",
                           "RESET SESSION AUTHORIZATION", "SELECT pg_advisory_lock(1)",
                           "SELECT pg_try_advisory_lock_shared(1, 2)", "PREPARE p AS SELECT 1",
-                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1"}) {
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                          "SELECT set_config('search_path', 'app', false)", "SELECT set_config('x.y', '1', $1)",
+                          "SELECT set_config('x.y', '1', 'off'::boolean)", "CREATE TEMP TABLE s (id int)",
+                          "CREATE TEMPORARY TABLE s AS SELECT 1", "SELECT 1 INTO TEMP s", "CREATE TEMP VIEW v AS SELECT 1",
+                          "CREATE TEMP SEQUENCE q"}) {
     EXPECT_FALSE(analyzed(sql).session_reasons.empty()) << sql;
   }
+  EXPECT_NE(analyzed("SELECT set_config('role', 'admin', false)").session_reasons.at(0).find("like SET ROLE"),
+            std::string::npos);
   for (const char* sql : {"SET LOCAL ROLE app", "SELECT pg_advisory_xact_lock(1)", "SET search_path = app",
-                          "DECLARE c CURSOR FOR SELECT 1", "SELECT 1"}) {
+                          "DECLARE c CURSOR FOR SELECT 1", "SELECT 1", "SELECT set_config('search_path', 'app', true)",
+                          "SELECT set_config('role', 'app', 'true')", "CREATE TEMP TABLE s (id int) ON COMMIT DROP",
+                          "CREATE TABLE s (id int)", "CREATE UNLOGGED TABLE s (id int)"}) {
     EXPECT_TRUE(analyzed(sql).session_reasons.empty()) << sql;
   }
 }
@@ -478,6 +486,63 @@ TEST(StatementAnalyzer, IsSafeToShareBetweenThreads) {
   EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
   EXPECT_EQ(analyzer.hits() + analyzer.misses(), static_cast<size_t>(kThreads * kRounds));
   EXPECT_GE(analyzer.hits(), static_cast<size_t>(kThreads * kRounds) - kThreads * texts.size());
+}
+
+
+// ---- the rows of the last statement: sort keys, limits, outputs ---------------
+
+TEST(StatementRows, SortKeysArePlacedByPositionNameOrQualifiedColumn) {
+  auto a = analyzed("SELECT id, name AS n FROM t ORDER BY 2, id DESC, t.created, lower(name)");
+  ASSERT_EQ(a.sort_keys.size(), 4u);
+  EXPECT_EQ(a.sort_keys[0].position, 2);
+  EXPECT_EQ(a.sort_keys[1].output_name, "id");
+  EXPECT_EQ(a.sort_keys[1].column, "id");
+  EXPECT_EQ(a.sort_keys[2].output_name, "");  // t.created is not in the select list
+  EXPECT_EQ(a.sort_keys[2].column, "created");
+  EXPECT_EQ(a.sort_keys[2].qualifier, "t");
+  EXPECT_EQ(a.sort_keys[3].output_name, "");  // an expression
+  EXPECT_EQ(analyzed("SELECT * FROM t ORDER BY t.id").sort_keys[0].output_name, "id");
+  EXPECT_EQ(analyzed("SELECT t.id AS key FROM t ORDER BY t.id").sort_keys[0].output_name, "key");
+  // An alias that takes a table column's name is not that column.
+  EXPECT_EQ(analyzed("SELECT v AS id FROM t ORDER BY id").sort_keys[0].column, "");
+}
+
+TEST(StatementRows, LimitsDistinctOnAndTheSingleTableAreSeen) {
+  EXPECT_TRUE(analyzed("SELECT id FROM t LIMIT 5").limited);
+  EXPECT_TRUE(analyzed("SELECT id FROM t ORDER BY id FETCH FIRST 3 ROWS ONLY").limited);
+  EXPECT_TRUE(analyzed("SELECT id FROM t OFFSET 2").limited);
+  EXPECT_FALSE(analyzed("SELECT id FROM t WHERE id IN (SELECT id FROM u LIMIT 1)").limited);
+  EXPECT_TRUE(analyzed("SELECT DISTINCT ON (a) a, b FROM t ORDER BY a").distinct_on);
+  EXPECT_FALSE(analyzed("SELECT DISTINCT a FROM t").distinct_on);
+  auto a = analyzed("SELECT id FROM s.t AS x ORDER BY x.id LIMIT 1");
+  EXPECT_EQ(a.single_relation, "s.t");
+  EXPECT_EQ(a.single_relation_alias, "x");
+  EXPECT_EQ(analyzed("SELECT id FROM t JOIN u USING (id)").single_relation, "");
+  EXPECT_TRUE(analyzed("SELECT grp, count(*) FROM t GROUP BY grp ORDER BY grp LIMIT 3").order_total_by_grouping);
+  EXPECT_FALSE(analyzed("SELECT grp, count(*) FROM t GROUP BY grp ORDER BY 2 LIMIT 3").order_total_by_grouping);
+}
+
+TEST(StatementRows, AVolatileCallIsTiedToTheOutputItFeeds) {
+  auto a = analyzed("SELECT id, now() AS seen, name FROM t WHERE id = 1");
+  ASSERT_EQ(a.outputs.size(), 3u);
+  EXPECT_TRUE(a.outputs[0].volatile_calls.empty());
+  EXPECT_EQ(a.outputs[1].volatile_calls, std::vector<std::string>{"now"});
+  EXPECT_EQ(a.outputs[1].position, 2);
+  EXPECT_EQ(a.outputs[1].output_name, "seen");
+  EXPECT_FALSE(a.volatile_outside_outputs);
+  EXPECT_TRUE(analyzed("SELECT id FROM t WHERE created > now() - interval '1 day'").volatile_outside_outputs);
+  EXPECT_TRUE(analyzed("SELECT id FROM t ORDER BY random()").volatile_outside_outputs);
+  EXPECT_TRUE(analyzed("INSERT INTO t VALUES (now()) RETURNING id").volatile_outside_outputs);
+  // Behind a star the position is unknown, the name is kept.
+  auto starred = analyzed("SELECT *, clock_timestamp() FROM t");
+  EXPECT_EQ(starred.outputs[1].position, 0);
+  EXPECT_EQ(starred.outputs[1].output_name, "clock_timestamp");
+  // User functions are listed for the catalog, per output and elsewhere.
+  auto user = analyzed("SELECT stamp(id) FROM t WHERE check_it(id) AND pg_catalog.lower(name) = 'a'");
+  EXPECT_EQ(user.outputs[0].called_functions, std::vector<std::string>{"stamp"});
+  EXPECT_EQ(user.functions_outside_outputs, std::vector<std::string>{"check_it"});
+  EXPECT_EQ(output_index(user.outputs[0], {"stamp"}), std::optional<size_t>(0));
+  EXPECT_EQ(unique_column("a", {"a", "b", "a"}), std::nullopt);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <functional>
+#include <set>
 #include <thread>
 
 namespace shadowpipe::wire {
@@ -265,6 +266,8 @@ TEST(WireDecodeInto, ReusedRecordEqualsAFreshDecode) {
   small.statements[0].params = {std::nullopt, std::string("now a string where there was NULL")};
   small.statements[0].result.columns.resize(1);
   small.statements[0].result.column_digests.resize(1);
+  small.statements[0].result.column_ordered.clear();  // optional: absent in the small record
+  small.statements[0].result.column_values.resize(1);
   small.session.extra.clear();
   small.request_id = "r";
 
@@ -350,6 +353,33 @@ TEST(WireVersion, HigherOrLowerMajorIsUnsupported) {
   }
 }
 
+TEST(WireVersion, AV1RecordWithoutTheV11MembersStillReads) {
+  // As an older writer wrote it: no type names, no sequence or canonical
+  // digests, no catalog facts.
+  const std::string json = R"({"v": 1, "request_id": "r", "ts": 1, "key": "k", "executor": "e",
+    "source_partition": 0, "source_offset": 1, "statements": [{"fingerprint": "", "result": {
+    "status": "ok", "sqlstate": "", "message": "", "rows": 1, "columns": [{"name": "id", "type": 23}],
+    "digests": {"ordered": "0000000000000001", "unordered": "0000000000000002", "columns": ["0000000000000003"]},
+    "latency_us": 5}}]})";
+  auto decoded = decode_result(json);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().describe();
+  const auto& result = decoded->statements[0].result;
+  EXPECT_EQ(result.columns[0].type_name, "");
+  EXPECT_TRUE(result.column_ordered.empty());
+  EXPECT_TRUE(result.column_values.empty());
+  EXPECT_TRUE(result.volatile_columns.empty());
+  EXPECT_FALSE(result.order_total.has_value());
+  // A v1.1 member that is not parallel to the columns is refused by name.
+  std::string bad = json;
+  bad.replace(bad.find(R"("columns": ["0000000000000003"])"), 31,
+              R"("columns": ["0000000000000003"], "value_columns": [])");
+  EXPECT_TRUE(decode_result(bad).ok());  // empty: absent
+  bad = json;
+  bad.replace(bad.find(R"("columns": ["0000000000000003"])"), 31,
+              R"("columns": ["0000000000000003"], "ordered_columns": ["0000000000000004", "0000000000000005"])");
+  expect_error(error_of(decode_result(bad)), ErrorCode::invalid_value, "statements[0].result.digests.ordered_columns");
+}
+
 TEST(WireVersion, NewerMajorIsReportedEvenWhenItsShapeBreaksFirst) {
   // A v2 record whose changed members come before "v".
   const std::string json = R"({"request_id": 17, "statements": {}, "v": 2})";
@@ -419,7 +449,11 @@ void collect(const rapidjson::Value& value, const std::string& path, const std::
     for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
       const std::string name = it->name.GetString();
       const std::string child = path.empty() ? name : path + "." + name;
-      const bool removable = free_form || std::count(c.optional_paths.begin(), c.optional_paths.end(), child) > 0;
+      // Members added in v1.1 are optional wherever they appear.
+      static const std::set<std::string> kOptionalMembers = {"type_name",        "ordered_columns",    "value_columns",
+                                                             "volatile_columns", "volatile_statement", "order_total"};
+      const bool removable = free_form || std::count(c.optional_paths.begin(), c.optional_paths.end(), child) > 0 ||
+                             kOptionalMembers.contains(name);
       out.push_back({child, pointer + "/" + name, removable});
       collect(it->value, child, pointer + "/" + name, c, free_form, out);
     }
@@ -680,7 +714,7 @@ TEST(WireDeadLetter, HostileMemberNameIsShortenedInThePath) {
 // ------------------------------------------------------------------- misc
 
 TEST(WireMisc, SetDigestCopiesEverything) {
-  digest::ResultDigest digest{{{"a", 23}, {"b", 25}}, 3, 11, 12, {13, 14}};
+  digest::ResultDigest digest{{{"a", 23, "integer"}, {"b", 25, "text"}}, 3, 11, 12, {13, 14}, {15, 16}, {17, 18}};
   StatementResult result;
   result.set_digest(digest);
   EXPECT_EQ(result.rows, 3);
@@ -688,6 +722,8 @@ TEST(WireMisc, SetDigestCopiesEverything) {
   EXPECT_EQ(result.ordered, 11u);
   EXPECT_EQ(result.unordered, 12u);
   EXPECT_EQ(result.column_digests, digest.column_digests);
+  EXPECT_EQ(result.column_ordered, digest.column_ordered);
+  EXPECT_EQ(result.column_values, digest.column_values);
 }
 
 TEST(WireMisc, EnumNames) {

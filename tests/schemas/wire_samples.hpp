@@ -12,7 +12,13 @@ inline StatementResult ok_result(int64_t rows, std::vector<digest::Column> colum
   result.columns = std::move(columns);
   result.ordered = 0x9e3779b97f4a7c15ULL ^ seed;
   result.unordered = 0xc2b2ae3d27d4eb4fULL ^ seed;
-  for (size_t i = 0; i < result.columns.size(); ++i) result.column_digests.push_back(0x165667b19e3779f9ULL * (seed + i + 1));
+  for (size_t i = 0; i < result.columns.size(); ++i) {
+    auto& column = result.columns[i];
+    if (column.type_name.empty()) column.type_name = std::string(digest::builtin_type_name(column.type_oid));
+    result.column_digests.push_back(0x165667b19e3779f9ULL * (seed + i + 1));
+    result.column_ordered.push_back(0x27d4eb2f165667c5ULL * (seed + i + 1));
+    result.column_values.push_back(0x85ebca77c2b2ae63ULL * (seed + i + 1));
+  }
   result.latency_us = latency_us;
   return result;
 }
@@ -85,6 +91,10 @@ inline ShadowResult shadow_result() {
   record.source_offset = 918273;
   ShadowStatement lookup{primary.statements[0].fingerprint, primary.statements[0].result, std::nullopt};
   lookup.result.latency_us = 530;
+  // What the shadow's catalog added (catalog.hpp).
+  lookup.result.volatile_columns = {{1, "default now()"}};
+  lookup.result.volatile_statement = "calls the volatile or stable function audit() outside the select list";
+  lookup.result.order_total = false;
   ShadowStatement insert{primary.statements[1].fingerprint,
                          error_result("22001", "value too long for type character varying(20)", 301), plan()};
   record.statements = {lookup, insert};

@@ -297,9 +297,18 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
       "SET ROLE postgres",                                  // outlives the unit on the connection
       "SELECT pg_advisory_lock(42)",
       "PREPARE p AS SELECT 1",
+      // Session state through functions and temporary objects reaches the
+      // next units of other application sessions on the shared connection.
+      "SELECT set_config('search_path', 'pg_catalog', false)",
+      "SELECT set_config('role', 'postgres', false)",       // a role change, like SET ROLE
+      "SELECT set_config('statement_timeout', '1', $1)",
+      "CREATE TEMP TABLE scratch (id int)",
+      "CREATE TEMPORARY TABLE scratch2 AS SELECT 1 AS x",
   };
   for (const auto& sql : refused) {
-    auto report = bench.run(make_request("r-" + sql, "k", TxMode::autocommit, {make_statement(sql)}));
+    auto statement = make_statement(sql);
+    if (sql.find("$1") != std::string::npos) statement.params = {std::string("false")};
+    auto report = bench.run(make_request("r-" + sql, "k", TxMode::autocommit, {statement}));
     ASSERT_TRUE(report.applied) << sql;
     EXPECT_EQ(report.notes[0].disposition, ex::Disposition::not_replayable) << sql;
     EXPECT_EQ(report.result.statements[0].result.status, Status::refused) << sql;
@@ -313,10 +322,27 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
   // Nothing was left on the connection: no lock, no prepared statement, and the next unit runs.
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").value(0, 0)), "0");
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements").value(0, 0)), "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").value(0, 0)), "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SHOW search_path").value(0, 0)), "\"$user\", public");
   auto next = bench.run(make_request("after", "k", TxMode::autocommit, {insert_item(3, "c")}));
   ASSERT_TRUE(next.applied);
   EXPECT_EQ(next.result.statements[0].result.status, Status::ok);
   EXPECT_EQ(bench.count(), 1);
+}
+
+TEST_P(ExecutorRunner, TransactionScopedSessionStateIsReplayed) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  auto report = bench.run(make_request(
+      "local", "k", TxMode::commit,
+      {make_statement("SELECT set_config('application_name', 'unit-local', true)"),
+       make_statement("CREATE TEMP TABLE scratch (id int) ON COMMIT DROP"),
+       make_statement("INSERT INTO scratch VALUES (1)"), make_statement("INSERT INTO items SELECT id, 'from temp' FROM scratch")}));
+  ASSERT_TRUE(report.applied);
+  for (const auto& statement : report.result.statements) {
+    EXPECT_EQ(statement.result.status, Status::ok) << statement.result.message;
+  }
+  EXPECT_EQ(bench.count("label = 'from temp'"), 1);
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").value(0, 0)), "0");
 }
 
 // --statement-timeout is SET LOCAL: it must not cover the bookkeeping at the
@@ -395,6 +421,34 @@ TEST_P(ExecutorRunner, SessionSettingsOfTheRecordApply) {
             sp::digest::digest_result(expected.get(), {}).unordered);
   // SET LOCAL: nothing leaks into the connection's next unit.
   EXPECT_NE(bench.conn.exec_checked("SHOW TimeZone").value(0, 0), "Asia/Tokyo");
+}
+
+TEST_P(ExecutorRunner, ResultsCarryTypeNamesAndTheShadowCatalogsFacts) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  bench.conn.exec_checked("CREATE TYPE mood AS ENUM ('sad', 'ok')");
+  bench.conn.exec_checked(
+      "CREATE TABLE events (id int PRIMARY KEY, m mood, seen timestamptz DEFAULT now(), serial_no int GENERATED ALWAYS AS IDENTITY)");
+  auto units = std::vector<sp::wire::Request>{
+      make_request("w", "k", TxMode::autocommit, {make_statement("INSERT INTO events (id, m) VALUES (1, 'ok')")}),
+      make_request("r", "k", TxMode::autocommit,
+                   {make_statement("SELECT id, m, seen, serial_no, now() AS asked FROM events ORDER BY id LIMIT 1")})};
+  auto reports = bench.run_batch(units);
+  ASSERT_EQ(reports.size(), 2u);
+  const auto& result = reports[1].result.statements.at(0).result;
+  ASSERT_EQ(result.status, Status::ok) << result.message;
+  ASSERT_EQ(result.columns.size(), 5u);
+  EXPECT_EQ(result.columns[0].type_name, "integer");
+  EXPECT_EQ(result.columns[1].type_name, "mood");  // a user type, named from the catalog
+  ASSERT_EQ(result.volatile_columns.size(), 2u);
+  EXPECT_EQ(result.volatile_columns[0].index, 2u);
+  EXPECT_EQ(result.volatile_columns[0].reason, "default now()");
+  EXPECT_EQ(result.volatile_columns[1].index, 3u);
+  EXPECT_EQ(result.volatile_columns[1].reason, "identity column");
+  EXPECT_EQ(result.order_total, std::optional<bool>(true));  // ORDER BY the primary key
+  // The encoded record carries them to the comparator.
+  auto decoded = sp::wire::decode_result(sp::wire::encode(reports[1].result));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->statements[0].result.volatile_columns, result.volatile_columns);
 }
 
 TEST_P(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {

@@ -200,3 +200,37 @@ TEST(WithDatabase, ReplacesOnlyTheDatabase) {
   EXPECT_NE(from_uri.find("port='6543'"), std::string::npos) << from_uri;
   EXPECT_THROW(shadowctl::with_database("host='unterminated", "x"), shadowpipe::Failure);
 }
+
+TEST(ReportNotices, NoticesAreKeptApartFromDiscrepanciesAndRenderedInEveryFormat) {
+  ReportBuilder builder;
+  auto retyped = mismatch("r1", "type_changed", "f4");
+  retyped.detail = "type changed: id: integer on the primary, bigint on the shadow";
+  builder.add_mismatch(retyped);
+  auto limited = mismatch("r2", "nondeterministic_result", "f4");
+  limited.detail = "LIMIT/OFFSET without ORDER BY: which rows come back is unspecified, so only row counts are compared";
+  builder.add_mismatch(limited);
+  builder.add_mismatch(mismatch("r3", "representation_mismatch", "f4"));
+  builder.add_summary(summary("c1", "f4", 10, 1));
+  const auto report = builder.build();
+  ASSERT_EQ(report.fingerprints.size(), 1u);
+  EXPECT_EQ(report.discrepancies(false), 1u) << "notices are not discrepancies; a representation change is";
+  EXPECT_TRUE(report.fingerprints[0].nondeterministic());
+
+  const auto text = shadowctl::render(report, shadowctl::Format::text);
+  EXPECT_NE(text.find("NON-DETERMINISTIC"), std::string::npos) << text;
+  EXPECT_NE(text.find("integer on the primary, bigint on the shadow"), std::string::npos) << text;
+  EXPECT_NE(text.find("representation_mismatch 1"), std::string::npos) << text;
+
+  const auto json = shadowctl::render(report, shadowctl::Format::json);
+  simdjson::dom::parser parser;
+  auto document = parser.parse(json);
+  ASSERT_FALSE(document.error()) << json;
+  auto fingerprint = document["fingerprints"].at(0);
+  EXPECT_TRUE(bool(fingerprint["nondeterministic"]));
+  EXPECT_EQ(std::string_view(fingerprint["notices"]["type_changed"].at(0)), retyped.detail);
+  EXPECT_EQ(uint64_t(fingerprint["discrepancies"]["representation_mismatch"]), 1u);
+
+  const auto html = shadowctl::render(report, shadowctl::Format::html);
+  EXPECT_NE(html.find("non-deterministic"), std::string::npos);
+  EXPECT_NE(html.find("integer on the primary, bigint on the shadow"), std::string::npos);
+}

@@ -62,3 +62,14 @@ TEST(Verdict, LatencyRegressionFailsOnlyAboveTheRatio) {
   EXPECT_TRUE(shadowctl::judge(report_with(1000, {}, 2.5), {100, 0.0, 3.0}).pass)
       << "latency regressions do not count as mismatches; only the ratio limit judges them";
 }
+
+TEST(Verdict, ATypeChangeFailsOnlyWithFailOnTypeChange) {
+  auto report = report_with(5000, {});
+  report.fingerprints[0].notices["type_changed"] = {"type changed: id: integer on the primary, bigint on the shadow"};
+  EXPECT_TRUE(shadowctl::judge(report, {1000, 0.0, 3.0}).pass) << "same rendered values: a notice, not a failure";
+  shadowctl::VerdictOptions strict{1000, 0.0, 3.0};
+  strict.fail_on_type_change = true;
+  auto verdict = shadowctl::judge(report, strict);
+  EXPECT_FALSE(verdict.pass);
+  EXPECT_TRUE(mentions(verdict, "integer on the primary, bigint on the shadow"));
+}

@@ -2,6 +2,7 @@
 // observed, so every discrepancy rule is unit-testable without Kafka.
 #pragma once
 
+#include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
@@ -20,11 +21,21 @@ struct SideStatement {
   wire::StatementResult result;
 };
 
-// What the statement analysis says about how to compare a fingerprint.
+// What the statement analysis says about how to compare a fingerprint
+// (docs/COMPARISON.md). The shadow's catalog adds to it per result
+// (StatementResult::volatile_columns, volatile_statement, order_total).
 struct StatementTraits {
-  bool top_level_order_by = false;  // row order is part of the answer
-  bool calls_volatile = false;      // values legitimately differ: errors and row counts only
+  bool top_level_order_by = false;  // row order is part of the answer, as far as the sort keys decide it
+  bool calls_volatile = false;      // a volatile call decides which rows come back: errors and row counts only
+  std::vector<statement::SortKey> sort_keys = {};
+  bool limited = false;             // LIMIT / FETCH / OFFSET: which rows is unspecified without a total order
+  bool distinct_on = false;         // DISTINCT ON: which row of a group is unspecified without a total order
+  bool order_total_by_grouping = false;
+  std::vector<statement::OutputExpression> volatile_outputs = {};  // select-list entries calling volatile functions
 };
+
+// The traits of an analyzed statement.
+StatementTraits traits_of(const statement::Analysis& analysis);
 
 struct Finding {
   std::string kind;  // one of wire::kMismatchKinds

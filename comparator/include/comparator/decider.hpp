@@ -86,6 +86,9 @@ class Decider {
   std::deque<std::pair<int64_t, std::string>> reported_order_;
   // Consistency keys that already had a discrepancy: later ones are echoes.
   std::unordered_set<std::string> diverged_keys_;
+  // Notices (wire::is_notice_kind) already published, by fingerprint, kind
+  // and detail.
+  std::unordered_set<std::string> notices_published_;
   std::deque<std::string> diverged_order_;
   static constexpr size_t kDivergedKeysCapacity = 1'000'000;
 };

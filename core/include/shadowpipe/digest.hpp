@@ -5,7 +5,14 @@
 //  * ordered   — the rows as a stream, in order;
 //  * unordered — a commutative combination of per-row hashes (a multiset),
 //                which with `rows` ignores row order;
-//  * columns[] — one unordered digest per column, to name the columns that differ.
+//  * columns[] — one unordered digest per column, to name the columns that differ;
+//  * column_ordered[] — per column, the sequence of its values in row order,
+//                so the comparator can check the sequence of ORDER BY keys
+//                alone and compare the rows within ties as a multiset;
+//  * column_values[] — per column, an unordered digest of the values in a
+//                canonical form (numbers without trailing fractional zeros,
+//                char(n) without its padding), to tell "same value,
+//                different representation" from a changed value.
 // NULL and the empty string hash differently, and every value is hashed with
 // its length, so no two different rows collide by concatenation.
 #pragma once
@@ -27,8 +34,16 @@ namespace shadowpipe::digest {
 struct Column {
   std::string name;
   uint32_t type_oid = 0;
+  // format_type() of the type, without modifier ("integer", "character
+  // varying", "public.mood"); empty when unknown (a user type the side could
+  // not look up). Types compare by name: OIDs of user types change on restore.
+  std::string type_name = {};
   bool operator==(const Column&) const = default;
 };
+
+// The name PostgreSQL gives a built-in type (OID below 10000, fixed in every
+// cluster), or empty for any other OID.
+std::string_view builtin_type_name(uint32_t oid);
 
 struct ResultDigest {
   // Ignored columns (NormalizationRules::ignored_columns) are left out of
@@ -38,14 +53,25 @@ struct ResultDigest {
   uint64_t ordered = 0;
   uint64_t unordered = 0;
   std::vector<uint64_t> column_digests;  // parallel to columns
+  std::vector<uint64_t> column_ordered;  // parallel to columns: each column's values in row order
+  std::vector<uint64_t> column_values;   // parallel to columns: canonical values, unordered
   bool operator==(const ResultDigest&) const = default;
 };
 
-// How values are normalized before hashing, identically on both sides. Each
-// rule is off unless set. Rules apply by the column's type oid.
+// The default relative tolerance for floats, as significant decimal digits:
+// float8 values are compared rounded to 12 significant digits (a relative
+// difference below about 5e-13 is absorbed, enough for sums and averages
+// taken in another order), float4 values to 6 (float4 carries about 7).
+inline constexpr int kDefaultFloatDigits = 12;
+inline constexpr int kFloat4Digits = 6;
+
+// How values are normalized before hashing, identically on both sides. Rules
+// apply by the column's type oid. Only the float rule is on by default.
 struct NormalizationRules {
   std::optional<int> numeric_scale;        // numeric: round half away from zero to this many decimals
-  std::optional<int> float_digits;         // float4/float8: this many significant digits
+  // float8: this many significant digits; float4: at most kFloat4Digits.
+  // nullopt compares floats exactly as rendered ("float_digits": null).
+  std::optional<int> float_digits = kDefaultFloatDigits;
   std::optional<int> timestamp_precision;  // timestamp[tz]/time[tz]: fractional-second digits kept (truncated)
   std::set<std::string> ignored_columns;   // by column name: excluded from every digest
 
@@ -93,6 +119,10 @@ class DigestBuilder {
   int float_digits_ = 0;
   int timestamp_precision_ = 0;
   std::vector<uint64_t> column_sums_;  // per kept column: wrapping sum of value hashes
+  std::vector<uint64_t> column_sequences_;  // per kept column: polynomial over its value hashes in row order
+  std::vector<uint64_t> value_sums_;   // per kept column: wrapping sum of canonical value hashes
+  std::vector<uint8_t> canonical_kind_;  // per kept column: which canonical form applies
+  std::string canonical_scratch_;
   std::vector<uint64_t> value_hashes_; // the current row's value hashes, reused
   std::array<uint64_t, 64> pending_{}; // row hashes batched for the ordered stream
   size_t pending_count_ = 0;

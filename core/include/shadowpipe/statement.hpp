@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,25 @@ namespace shadowpipe::statement {
 enum class Kind { read, write, ddl, transaction_control, utility };
 std::string_view to_string(Kind kind);
 
+// One key of the top-level ORDER BY, as far as the parser can place it.
+struct SortKey {
+  int position = 0;          // ORDER BY n: the n-th output column (1-based); 0 otherwise
+  std::string output_name;   // the output column it names (resolved against the result's
+                             // column names, which must hold it exactly once); empty when the
+                             // key is an expression the parser cannot tie to an output column
+  std::string column;        // a plain column reference: its column name (the totality proof)
+  std::string qualifier;     // and its table qualifier as written, if any
+};
+
+// One entry of the top-level select list (SELECT, not set operations).
+struct OutputExpression {
+  int position = 0;          // 1-based output position; 0 when a * before it hides the position
+  std::string output_name;   // the name PostgreSQL gives the column
+  bool star = false;         // * or t.*: expands to columns of the tables
+  std::vector<std::string> volatile_calls;    // as Analysis::volatile_calls, within this entry
+  std::vector<std::string> called_functions;  // as Analysis::called_functions, within this entry
+};
+
 struct Analysis {
   std::string fingerprint;     // 16 hex digits, libpg_query's fingerprint
   std::string normalized_sql;  // constants replaced by $n
@@ -25,6 +45,24 @@ struct Analysis {
   bool top_level_order_by = false;           // ordered comparison only if true
   std::vector<std::string> volatile_calls;   // volatile functions called (lowercase names)
   bool calls_volatile() const { return !volatile_calls.empty(); }
+  // Every function called, lowercase, except those qualified pg_catalog.: the
+  // executor asks the shadow's catalog which are volatile or stable user functions.
+  std::vector<std::string> called_functions;
+
+  // How the rows of the last statement (the one whose rows a client keeps)
+  // are determined; docs/COMPARISON.md says how each is used.
+  std::vector<SortKey> sort_keys;             // its top-level ORDER BY, in order
+  bool limited = false;                       // LIMIT, FETCH FIRST or OFFSET at the top level
+  bool distinct_on = false;                   // DISTINCT ON (...)
+  bool order_total_by_grouping = false;       // every GROUP BY column is an ORDER BY key: a total order
+  std::string single_relation;                // FROM names exactly one table (as written, schema.name)
+  std::string single_relation_alias;          // its alias, or empty
+  std::vector<OutputExpression> outputs;      // its select list; empty for set operations and non-SELECTs
+  // A volatile call outside the select list (WHERE, FROM, ORDER BY, a set
+  // operation, a non-SELECT statement): which rows come back may differ, so
+  // no value of the statement is compared.
+  bool volatile_outside_outputs = false;
+  std::vector<std::string> functions_outside_outputs;  // called_functions outside the select list
   std::vector<std::string> outside_reasons;  // why it reaches outside; empty if it does not
   bool reaches_outside() const { return !outside_reasons.empty(); }
   // Facts a replayer needs that `kind` (the strongest kind) hides:
@@ -32,6 +70,12 @@ struct Analysis {
   bool copies_client_data = false;          // COPY FROM STDIN / TO STDOUT: data on the client connection
   std::vector<std::string> session_reasons;  // state it leaves in the session past its transaction
 };
+
+// The result column a select-list entry produced: its position when known,
+// else the one result column of its name; nullopt when neither places it.
+std::optional<size_t> output_index(const OutputExpression& output, const std::vector<std::string>& result_names);
+// The index of the one result column named `name`; nullopt when none or several.
+std::optional<size_t> unique_column(std::string_view name, const std::vector<std::string>& result_names);
 
 // Analyzes SQL; an Error with code sql_syntax carries the parser's message and
 // the cursor position ("syntax error at or near \"FORM\" at position 10").

@@ -40,12 +40,26 @@ enum class TxMode { autocommit, commit, rollback };
 std::string_view to_string(Status status);
 std::string_view to_string(TxMode mode);
 
-// The discrepancy kinds of DESIGN.md: the domain of Mismatch::kind.
+// The discrepancy kinds of DESIGN.md and docs/COMPARISON.md, then the
+// notices: the domain of Mismatch::kind. A notice says how a fingerprint was
+// compared (a type renamed, an order or columns that could not be checked); it
+// is published once per fingerprint and column, and does not count against
+// the verdict (type_changed does with shadowctl verdict --fail-on-type-change).
 // shadow_gap: write units the shadow never received or applied (a Gap record).
-inline constexpr std::array<std::string_view, 10> kMismatchKinds = {
+inline constexpr std::array<std::string_view, 15> kMismatchKinds = {
     "shadow_error",    "primary_error_only", "error_mismatch",  "row_count_mismatch", "value_mismatch",
-    "order_mismatch",  "schema_mismatch",    "shadow_missing",  "latency_regression", "shadow_gap"};
+    "order_mismatch",  "schema_mismatch",    "shadow_missing",  "latency_regression", "representation_mismatch",
+    "type_changed",    "order_not_checked",  "nondeterministic_result", "columns_not_compared", "shadow_gap"};
 bool is_mismatch_kind(std::string_view kind);
+bool is_notice_kind(std::string_view kind);
+
+// An output column whose values legitimately differ between the two sides,
+// found from the shadow's catalog (see catalog.hpp): not compared.
+struct VolatileColumn {
+  uint32_t index = 0;   // position in the result's columns
+  std::string reason;   // "default now()", "identity column", "calls stamp()"...
+  bool operator==(const VolatileColumn&) const = default;
+};
 
 // What one side observed executing one statement.
 struct StatementResult {
@@ -57,7 +71,15 @@ struct StatementResult {
   uint64_t ordered = 0;
   uint64_t unordered = 0;
   std::vector<uint64_t> column_digests;  // parallel to columns
+  // Optional (absent in records of older writers): parallel to columns.
+  std::vector<uint64_t> column_ordered;  // each column's values in row order
+  std::vector<uint64_t> column_values;   // each column's canonical values, unordered
   int64_t latency_us = 0;
+  // What the shadow's catalog says about the result (the executor fills them;
+  // absent from the primary's results):
+  std::vector<VolatileColumn> volatile_columns;
+  std::string volatile_statement;  // non-empty: no value of the statement is comparable, and why
+  std::optional<bool> order_total; // ORDER BY proven a total order by a unique key (LIMIT, DISTINCT ON)
 
   // Fills rows, columns and digests from a digest of the result.
   void set_digest(const digest::ResultDigest& digest);

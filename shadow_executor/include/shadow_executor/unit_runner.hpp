@@ -34,12 +34,14 @@
 #include "shadow_executor/bookkeeping.hpp"
 #include "shadow_executor/options.hpp"
 
+#include "shadowpipe/catalog.hpp"
 #include "shadowpipe/digest.hpp"
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -125,7 +127,10 @@ inline constexpr const char* kNotReplayedMessage = "not replayed: the executor f
 // COPY FROM STDIN / TO STDOUT (puts the connection in COPY state), and
 // statements whose effect outlives the unit on the shared connection
 // (SET ROLE, SET SESSION AUTHORIZATION, session advisory locks, PREPARE,
-// DECLARE ... WITH HOLD).
+// DECLARE ... WITH HOLD, set_config(..., false) — a role change through it
+// named like SET ROLE —, temporary tables, views and sequences without ON
+// COMMIT DROP). Each refusal is counted (statements_not_executed_total,
+// reason not_replayable) and its result says why.
 std::string not_replayable(const statement::Analysis& analysis);
 
 // One unit of a batch: a request and its offset (offsets ascending).
@@ -203,8 +208,15 @@ class UnitRunner {
   bool fence_and_log(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                      const std::string& payload);
   const digest::NormalizationRules& rules_for(std::string_view fingerprint) const;
+  // Names the result's user types and adds what the shadow's catalog says
+  // about its columns (catalog.hpp), over a connection of its own so no
+  // lookup ever runs inside a unit's transaction or pipeline.
+  void describe_from_catalog(const std::string& sql, const pg::Result& executed, wire::StatementResult& out);
 
   const pg::Connection& conn_;
+  std::unique_ptr<pg::Connection> catalog_conn_;
+  std::unique_ptr<catalog::Catalog> catalog_;
+  bool catalog_unavailable_ = false;
   RunnerConfig config_;
   statement::Analyzer& analyzer_;
   digest::NormalizationConfig default_normalization_;

@@ -22,7 +22,12 @@ struct FingerprintReport {
   std::string fingerprint;
   std::string normalized_sql;
   uint64_t compared = 0;  // statements of this fingerprint compared
-  std::map<std::string, uint64_t> discrepancies;  // by kind, from the mismatch topic
+  std::map<std::string, uint64_t> discrepancies;  // by kind, from the mismatch topic (notices apart)
+  // Notices (wire::is_notice_kind): how the fingerprint was compared, by kind,
+  // each distinct detail once (a type change names both types).
+  std::map<std::string, std::set<std::string>> notices;
+  // Marked non-deterministic: LIMIT / DISTINCT ON without a proven total order.
+  bool nondeterministic() const { return notices.contains("nondeterministic_result"); }
   std::vector<std::string> example_request_ids;   // the first few, in topic order
   std::set<std::string> columns_differ;
   std::set<std::string> sqlstates;                // the shadow's (or primary's) error codes seen
