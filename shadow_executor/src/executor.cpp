@@ -705,7 +705,13 @@ struct Executor::Impl {
                             {"enable.auto.commit", "false"},
                             {"enable.auto.offset.store", "false"},
                             {"auto.offset.reset", "earliest"},
-                            {"partition.assignment.strategy", "cooperative-sticky"},
+                            // Eager, not cooperative-sticky: Debian's librdkafka 2.0.2
+                            // aborts (rd_kafka_sticky_assignor_state_destroy assertion,
+                            // librdkafka #4312, fixed in 2.3.0) when a member that
+                            // never got an assignment is closed. An eager revoke
+                            // finishes the unit in flight and commits, so nothing is
+                            // lost, only paused for the rebalance.
+                            {"partition.assignment.strategy", "roundrobin"},
                             // A crashed member's partitions move to the others once its
                             // session times out: 6 s (the broker's minimum by default),
                             // not librdkafka's 45 s, so they resume within 10 s.
