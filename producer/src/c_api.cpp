@@ -196,6 +196,10 @@ shadowpipe_status shadowpipe_recorder_counters(const shadowpipe_recorder* record
   out->dropped_delivery_failed = counters.dropped(DropReason::delivery_failed);
   out->rollbacks_discarded = counters.rollbacks_discarded;
   out->abandoned = counters.abandoned;
+  out->dropped_possibly_delivered = counters.dropped(DropReason::possibly_delivered);
+  out->gaps_announced = counters.gaps_announced;
+  out->gap_units_announced = counters.gap_units_announced;
+  out->gap_units_pending = counters.gap_units_pending;
   return SHADOWPIPE_OK;
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -25,6 +26,7 @@ std::string_view to_string(DropReason reason) {
     case DropReason::sampled_out: return "sampled_out";
     case DropReason::serialization_error: return "serialization_error";
     case DropReason::delivery_failed: return "delivery_failed";
+    case DropReason::possibly_delivered: return "possibly_delivered";
   }
   return "unknown";
 }
@@ -83,7 +85,43 @@ std::string text_or_empty(const char* text) { return text ? std::string(text) : 
 
 bool is_write(statement::Kind kind) { return kind == statement::Kind::write || kind == statement::Kind::ddl; }
 
+// The Java client's murmur2 (org.apache.kafka.common.utils.Utils.murmur2),
+// which librdkafka's murmur2_random partitioner reproduces.
+uint32_t murmur2(std::string_view data) {
+  const uint32_t m = 0x5bd1e995;
+  const int r = 24;
+  uint32_t h = 0x9747b28c ^ static_cast<uint32_t>(data.size());
+  const size_t blocks = data.size() / 4;
+  auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(data[i])); };
+  for (size_t i = 0; i < blocks; ++i) {
+    uint32_t k = byte(4 * i) | (byte(4 * i + 1) << 8) | (byte(4 * i + 2) << 16) | (byte(4 * i + 3) << 24);
+    k *= m;
+    k ^= k >> r;
+    k *= m;
+    h *= m;
+    h ^= k;
+  }
+  const size_t tail = blocks * 4;
+  switch (data.size() % 4) {
+    case 3: h ^= byte(tail + 2) << 16; [[fallthrough]];
+    case 2: h ^= byte(tail + 1) << 8; [[fallthrough]];
+    case 1: h ^= byte(tail); h *= m;
+  }
+  h ^= h >> 13;
+  h *= m;
+  h ^= h >> 15;
+  return h;
+}
+
+// The delivery-report opaque of a write unit's record (a read's is null; a
+// gap record's is its GapTag).
+char kWriteUnitTag;
+
 }  // namespace
+
+int32_t partition_of(std::string_view key, int partitions) {
+  return partitions <= 0 ? -1 : static_cast<int32_t>((murmur2(key) & 0x7fffffff) % static_cast<uint32_t>(partitions));
+}
 
 std::string new_request_id() {
   // Per-thread generator: no lock on the application thread. Seeded once per
@@ -120,6 +158,9 @@ struct Exported {
   prometheus::Counter* rollbacks_discarded = nullptr;
   prometheus::Counter* abandoned = nullptr;
   prometheus::Gauge* pending = nullptr;
+  prometheus::Counter* gaps_announced = nullptr;
+  prometheus::Counter* gap_units_announced = nullptr;
+  prometheus::Gauge* gap_units_pending = nullptr;
   Counters last;
 };
 
@@ -146,6 +187,27 @@ struct RecorderState {
   std::unique_ptr<metrics::Endpoint> endpoint;
   std::mutex export_mutex;
   std::optional<Exported> exported;
+
+  // Write units dropped (queue full, broker down) per partition of the
+  // topic, announced downstream as one gap record per partition once Kafka
+  // accepts records again (see announce_gaps).
+  std::atomic<int> partitions{0};  // of config.topic, learned by the poller; 0: not known yet
+  std::mutex gap_mutex;
+  std::map<int32_t, uint64_t> dropped_writes;
+  std::vector<uint32_t> unplaced_writes;  // key hashes of drops while the partition count was unknown
+  std::atomic<uint64_t> gap_units_pending{0};
+  std::atomic<bool> delivered_since_drop{false};
+  std::atomic<uint64_t> gaps_announced{0};
+  std::atomic<uint64_t> gap_units_announced{0};
+  struct GapTag {
+    int32_t partition;
+    uint64_t units;
+  };
+  void drop_write(std::string_view key, int32_t partition);
+  void place_unplaced();  // with gap_mutex held
+  void announce_gaps();
+  void refresh_partitions();
+  std::chrono::steady_clock::time_point partitions_read{};
 
   std::atomic<bool> closed{false};
   std::atomic<bool> stop_polling{false};
@@ -222,6 +284,21 @@ RecorderState::RecorderState(RecorderConfig given)
                        .Help("Units enqueued whose delivery is not yet reported")
                        .Register(*registry)
                        .Add({});
+    out.gaps_announced = &prometheus::BuildCounter()
+                              .Name("shadowpipe_producer_gaps_announced_total")
+                              .Help("Gap records published for dropped write units (one per partition and recovery)")
+                              .Register(*registry)
+                              .Add({});
+    out.gap_units_announced = &prometheus::BuildCounter()
+                                   .Name("shadowpipe_producer_gap_units_announced_total")
+                                   .Help("Dropped write units announced by gap records")
+                                   .Register(*registry)
+                                   .Add({});
+    out.gap_units_pending = &prometheus::BuildGauge()
+                                 .Name("shadowpipe_producer_gap_units_pending")
+                                 .Help("Dropped write units waiting for Kafka to accept their gap record")
+                                 .Register(*registry)
+                                 .Add({});
     exported = std::move(out);
   }
 
@@ -237,12 +314,108 @@ RecorderState::~RecorderState() {
 }
 
 void RecorderState::on_delivery(const rd_kafka_message_t& message) {
-  if (message.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    published.fetch_add(1, std::memory_order_relaxed);
+  const bool write = message._private == &kWriteUnitTag;
+  if (message._private != nullptr && !write) {  // a gap record
+    std::unique_ptr<GapTag> gap(static_cast<GapTag*>(message._private));
+    if (message.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      gaps_announced.fetch_add(1, std::memory_order_relaxed);
+      gap_units_announced.fetch_add(gap->units, std::memory_order_relaxed);
+    } else {  // announced again later
+      std::lock_guard lock(gap_mutex);
+      dropped_writes[gap->partition] += gap->units;
+      gap_units_pending.fetch_add(gap->units, std::memory_order_relaxed);
+      delivered_since_drop.store(false, std::memory_order_relaxed);
+    }
     return;
   }
-  drop(message.err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? DropReason::too_large : DropReason::delivery_failed);
+  if (message.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    published.fetch_add(1, std::memory_order_relaxed);
+    delivered_since_drop.store(true, std::memory_order_relaxed);
+    return;
+  }
+  if (message.err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+    drop(DropReason::too_large);
+  } else {
+    // A record sent whose acknowledgement was lost may be in the topic all
+    // the same: counted apart, so "failed" means not written.
+    const bool maybe = rd_kafka_message_status(&message) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
+    drop(maybe ? DropReason::possibly_delivered : DropReason::delivery_failed);
+    if (write) drop_write({static_cast<const char*>(message.key), message.key_len}, message.partition);
+  }
   note_error(std::string("delivery to ") + config.topic + " failed: " + rd_kafka_err2str(message.err));
+}
+
+void RecorderState::drop_write(std::string_view key, int32_t partition) {
+  constexpr size_t kMaxUnplaced = 1 << 20;
+  const int count = partitions.load(std::memory_order_relaxed);
+  if (partition < 0 && count > 0) partition = partition_of(key, count);
+  std::lock_guard lock(gap_mutex);
+  delivered_since_drop.store(false, std::memory_order_relaxed);
+  if (partition >= 0) {
+    ++dropped_writes[partition];
+  } else if (unplaced_writes.size() < kMaxUnplaced) {
+    unplaced_writes.push_back(murmur2(key) & 0x7fffffff);
+  } else {
+    // Never talked to the broker and a million write units dropped: the
+    // rest cannot be placed; say so rather than announce a wrong partition.
+    note_error("write units dropped before the topic's partition count was known: too many to place");
+    return;
+  }
+  gap_units_pending.fetch_add(1, std::memory_order_relaxed);
+}
+
+void RecorderState::place_unplaced() {
+  const int count = partitions.load(std::memory_order_relaxed);
+  if (count <= 0) return;
+  for (uint32_t hash : unplaced_writes) ++dropped_writes[static_cast<int32_t>(hash % static_cast<uint32_t>(count))];
+  unplaced_writes.clear();
+}
+
+void RecorderState::refresh_partitions() {
+  const auto now = std::chrono::steady_clock::now();
+  const bool known = partitions.load(std::memory_order_relaxed) > 0;
+  if (now - partitions_read < (known ? std::chrono::seconds(10) : std::chrono::seconds(1))) return;
+  partitions_read = now;
+  try {
+    if (auto count = kafka::partition_count(producer->get(), config.topic, std::chrono::milliseconds(2000))) {
+      partitions.store(*count, std::memory_order_relaxed);
+    }
+  } catch (const Failure&) {
+    // The broker is not reachable: keep what was known, try again later.
+  }
+}
+
+// Once Kafka accepts records again, one gap record per partition that lost
+// write units, on that partition, announcing how many; the counts restart.
+// A gap record that fails is added back and announced again later.
+void RecorderState::announce_gaps() {
+  if (gap_units_pending.load(std::memory_order_relaxed) == 0) return;
+  if (!delivered_since_drop.load(std::memory_order_relaxed)) return;
+  std::lock_guard lock(gap_mutex);
+  place_unplaced();
+  for (auto it = dropped_writes.begin(); it != dropped_writes.end();) {
+    const auto [partition, units] = *it;
+    if (units == 0) {
+      it = dropped_writes.erase(it);
+      continue;
+    }
+    wire::Gap gap;
+    gap.ts_us = wire::now_us();
+    gap.source = source;
+    gap.reason = "producer_dropped";
+    gap.partition = partition;
+    gap.units = units;
+    gap.write_units = units;
+    gap.detail = std::to_string(units) + " write unit(s) the recorder could not publish (queue full or broker down)";
+    auto tag = std::make_unique<GapTag>(GapTag{partition, units});
+    if (producer->produce(config.topic, partition, {}, wire::encode(gap), tag.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ++it;  // kept: tried again at the next poll
+      continue;
+    }
+    tag.release();  // owned by the delivery report
+    gap_units_pending.fetch_sub(units, std::memory_order_relaxed);
+    it = dropped_writes.erase(it);
+  }
 }
 
 // What is still queued when the recorder goes away is purged; librdkafka then
@@ -265,6 +438,9 @@ Counters RecorderState::snapshot() const {
   for (size_t i = 0; i < dropped.size(); ++i) out.dropped_by_reason[i] = dropped[i].load(std::memory_order_relaxed);
   out.rollbacks_discarded = rollbacks_discarded.load(std::memory_order_relaxed);
   out.abandoned = abandoned.load(std::memory_order_relaxed);
+  out.gaps_announced = gaps_announced.load(std::memory_order_relaxed);
+  out.gap_units_announced = gap_units_announced.load(std::memory_order_relaxed);
+  out.gap_units_pending = gap_units_pending.load(std::memory_order_relaxed);
   out.recorded = recorded.load(std::memory_order_relaxed);
   return out;
 }
@@ -286,6 +462,9 @@ void RecorderState::export_metrics() {
   add(exported->rollbacks_discarded, now.rollbacks_discarded, last.rollbacks_discarded);
   add(exported->abandoned, now.abandoned, last.abandoned);
   exported->pending->Set(static_cast<double>(now.pending()));
+  add(exported->gaps_announced, now.gaps_announced, last.gaps_announced);
+  add(exported->gap_units_announced, now.gap_units_announced, last.gap_units_announced);
+  exported->gap_units_pending->Set(static_cast<double>(now.gap_units_pending));
 }
 
 struct UnitState {
@@ -298,6 +477,7 @@ struct UnitState {
   bool oversized = false;       // a statement's text alone is over max_record_bytes
   bool sampled_out_early = false;
   bool search_path_given = false;
+  bool writes = false;          // a statement writes (kind write or ddl): a drop is announced as a gap
 };
 
 }  // namespace detail
@@ -359,6 +539,7 @@ void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamV
   // The executor runs every unit in its own transaction: the application's
   // BEGIN / COMMIT are not statements of the unit.
   if (analysis->kind == statement::Kind::transaction_control) return;
+  if (is_write(analysis->kind)) unit.writes = true;
   const double rate = recorder.statement_rate(analysis->fingerprint, analysis->kind);
   unit.rate = std::max(unit.rate, rate);
   // An autocommit unit's rate is final here; a transaction's can still rise
@@ -428,14 +609,19 @@ void finish(UnitState& unit, wire::TxMode mode) {
     recorder.drop(DropReason::too_large);
     return;
   }
-  const auto err = recorder.producer->produce(recorder.config.topic, RD_KAFKA_PARTITION_UA, request.key, payload);
+  const auto err = recorder.producer->produce(recorder.config.topic, RD_KAFKA_PARTITION_UA, request.key, payload,
+                                              unit.writes ? &kWriteUnitTag : nullptr);
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR: return;
-    case RD_KAFKA_RESP_ERR__QUEUE_FULL: recorder.drop(DropReason::queue_full); return;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+      recorder.drop(DropReason::queue_full);
+      if (unit.writes) recorder.drop_write(request.key, -1);
+      return;
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: recorder.drop(DropReason::too_large); return;
     default:
       // Unknown topic, a fatal idempotence error: the record cannot be delivered.
       recorder.drop(DropReason::delivery_failed);
+      if (unit.writes) recorder.drop_write(request.key, -1);
       recorder.note_error(std::string("enqueueing to ") + recorder.config.topic + " failed: " + rd_kafka_err2str(err));
       return;
   }
@@ -561,6 +747,8 @@ void detail::RecorderState::start_polling() {
   poller = std::thread([this] {
     while (!stop_polling.load(std::memory_order_relaxed)) {
       producer->poll(std::chrono::milliseconds(100));
+      refresh_partitions();
+      announce_gaps();
       export_metrics();
     }
   });

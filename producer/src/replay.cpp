@@ -418,7 +418,9 @@ void print_report(const ReplayReport& report, std::ostream& out) {
   out << "recorder: recorded=" << counters.recorded << " published=" << counters.published
       << " pending=" << counters.pending();
   for (auto reason : producer::kDropReasons) out << " " << producer::to_string(reason) << "=" << counters.dropped(reason);
-  out << " rollbacks_discarded=" << counters.rollbacks_discarded << "\n";
+  out << " rollbacks_discarded=" << counters.rollbacks_discarded << " gaps_announced=" << counters.gaps_announced
+      << " gap_units_announced=" << counters.gap_units_announced << " gap_units_pending=" << counters.gap_units_pending
+      << "\n";
 }
 
 }  // namespace shadowpipe::replay

@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
+#include <set>
 #include <thread>
 
 namespace shadowpipe::producer {
@@ -21,36 +23,6 @@ using namespace std::chrono_literals;
 using Params = std::vector<std::optional<std::string>>;
 
 constexpr int kPartitions = 6;
-
-// The Java client's murmur2 (org.apache.kafka.common.utils.Utils.murmur2).
-int32_t java_murmur2(std::string_view data) {
-  const uint32_t m = 0x5bd1e995;
-  const int r = 24;
-  uint32_t h = 0x9747b28c ^ static_cast<uint32_t>(data.size());
-  const size_t blocks = data.size() / 4;
-  auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(data[i])); };
-  for (size_t i = 0; i < blocks; ++i) {
-    uint32_t k = byte(4 * i) | (byte(4 * i + 1) << 8) | (byte(4 * i + 2) << 16) | (byte(4 * i + 3) << 24);
-    k *= m;
-    k ^= k >> r;
-    k *= m;
-    h *= m;
-    h ^= k;
-  }
-  const size_t tail = blocks * 4;
-  switch (data.size() % 4) {
-    case 3: h ^= byte(tail + 2) << 16; [[fallthrough]];
-    case 2: h ^= byte(tail + 1) << 8; [[fallthrough]];
-    case 1: h ^= byte(tail); h *= m;
-  }
-  h ^= h >> 13;
-  h *= m;
-  h ^= h >> 15;
-  return static_cast<int32_t>(h);
-}
-int32_t java_partition(std::string_view key, int partitions) {
-  return (java_murmur2(key) & 0x7fffffff) % partitions;
-}
 
 class RecorderIntegrationTest : public ::testing::Test {
  protected:
@@ -150,7 +122,7 @@ TEST_F(RecorderIntegrationTest, AutocommitRecordCarriesStatementDigestSessionAnd
   auto messages = consume(1);
   ASSERT_EQ(messages.size(), 1u);
   EXPECT_EQ(messages[0].key, "customer:42");
-  EXPECT_EQ(messages[0].partition, java_partition("customer:42", kPartitions));
+  EXPECT_EQ(messages[0].partition, partition_of("customer:42", kPartitions));
 
   auto decoded = wire::decode_request(messages[0].payload);
   ASSERT_TRUE(decoded.ok()) << decoded.error().describe();
@@ -220,6 +192,72 @@ TEST_F(RecorderIntegrationTest, TransactionArrivesAsOneRecordWithItsStatementsIn
   EXPECT_EQ(request->statements[2].result.rows, 2);
   EXPECT_EQ(request->statements[3].result.rows, 2);  // returned
   EXPECT_EQ(request->statements[3].result.columns.size(), 3u);
+}
+
+// Dropped write units are never silent (issue 10): once Kafka accepts
+// records again, the recorder publishes one gap record per partition that
+// lost write units, on that partition, with the exact count; dropped reads
+// are not announced.
+TEST_F(RecorderIntegrationTest, DroppedWriteUnitsAreAnnouncedAsAGapOnTheirPartition) {
+  constexpr int kUnits = 60;
+  auto settings = config();
+  // A queue of four records lingering a second: the rest of the burst is
+  // dropped as queue_full, then the four are delivered.
+  settings.kafka.emplace_back("queue.buffering.max.messages", "4");
+  settings.kafka.emplace_back("linger.ms", "1000");
+  Counters counters;
+  {
+    Recorder recorder(settings);
+    std::this_thread::sleep_for(1500ms);  // the recorder learns the partition count meanwhile
+    for (int i = 0; i < kUnits; ++i) {
+      const bool write = i % 3 != 0;
+      const std::string sql = write ? "INSERT INTO accounts (id, owner) VALUES ($1, 'x')" : "SELECT $1::int";
+      const Params params{std::to_string(i)};
+      auto [result, latency_us] = run(sql, params);
+      ASSERT_TRUE(result.succeeded()) << result.error_message();
+      recorder.record(primary_->get(), (write ? "w-" : "r-") + std::to_string(i), sql, params, result.get(),
+                      latency_us);
+    }
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < until &&
+           (recorder.counters().gap_units_pending > 0 || recorder.counters().pending() > 0 ||
+            recorder.counters().gaps_announced == 0)) {
+      std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_EQ(recorder.flush(10s), 0);
+    counters = recorder.counters();
+  }
+  EXPECT_EQ(counters.published, 4u);
+  EXPECT_EQ(counters.dropped(DropReason::queue_full), static_cast<uint64_t>(kUnits - 4));
+  EXPECT_EQ(counters.gap_units_pending, 0u);
+
+  std::set<std::string> published;
+  std::map<int32_t, uint64_t> announced;
+  for (const auto& record : consume(4 + 1)) {
+    if (wire::is_gap_record(record.payload)) {
+      auto gap = wire::decode_gap(record.payload);
+      ASSERT_TRUE(gap.ok()) << gap.error().describe();
+      EXPECT_EQ(gap->reason, "producer_dropped");
+      EXPECT_EQ(gap->partition, record.partition) << "a gap goes to the partition its units were meant for";
+      EXPECT_EQ(gap->units, gap->write_units);
+      announced[gap->partition] += gap->units;
+    } else {
+      published.insert(record.key);
+      // partition_of is where librdkafka really put it.
+      EXPECT_EQ(record.partition, partition_of(record.key, kPartitions)) << record.key;
+    }
+  }
+  std::map<int32_t, uint64_t> dropped_writes;
+  for (int i = 0; i < kUnits; ++i) {
+    const std::string key = (i % 3 != 0 ? "w-" : "r-") + std::to_string(i);
+    if (i % 3 != 0 && !published.contains(key)) ++dropped_writes[partition_of(key, kPartitions)];
+  }
+  EXPECT_EQ(published.size(), 4u);
+  EXPECT_EQ(announced, dropped_writes);
+  uint64_t total = 0;
+  for (const auto& [partition, units] : dropped_writes) total += units;
+  EXPECT_EQ(counters.gap_units_announced, total);
+  EXPECT_EQ(counters.gaps_announced, dropped_writes.size());
 }
 
 TEST_F(RecorderIntegrationTest, RollbackIsPublishedAsRollbackOrNotAtAllByPolicy) {

@@ -576,6 +576,30 @@ TEST(ExecutorIntegration, GuardKeepsEverythingInsideTheShadow) {
   EXPECT_FALSE(std::filesystem::exists(marker));
 }
 
+// Partition 0 as an earlier owner left it when it crashed after applying
+// `count` units but before Kafka acknowledged their results: position
+// `count`, the results logged in shadowpipe.results_log, and the requests on
+// the topic.
+void leave_logged_results(const std::string& shadow_dsn, const std::string& group, Topics& topics, int count) {
+  sp::pg::Connection conn(shadow_dsn);
+  ex::ensure_schema(conn);
+  ex::claim_next_offset(conn, ex::PartitionId{group, topics.requests(), 0}, count);
+  for (int offset = 0; offset < count; ++offset) {
+    sp::wire::ShadowResult result;
+    result.request_id = "logged-" + std::to_string(offset);
+    result.key = "k";
+    result.executor = "earlier";
+    result.source_partition = 0;
+    result.source_offset = offset;
+    conn.exec_checked("INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', 'k', $4)",
+                      {group, topics.requests(), std::to_string(offset), sp::wire::encode(result)});
+    topics.produce_raw("k", sp::wire::encode(make_request("logged-" + std::to_string(offset), "k", TxMode::autocommit,
+                                                          {make_statement("SELECT 1")})),
+                       0);
+  }
+  topics.flush();
+}
+
 // Results logged but not delivered are re-published on assignment from the
 // main thread, which is also the only one polling the producer: with a local
 // queue of one record, publish() must serve the delivery reports itself.
@@ -584,26 +608,7 @@ TEST(ExecutorIntegration, RepublishingMoreThanTheProducerQueueHoldsDoesNotDeadlo
   ScratchDatabase shadow(shadow_dsn(), "exec_queue");
   const std::string group = unique_name("queue-group");
   constexpr int kLogged = 4;
-  {
-    sp::pg::Connection conn(shadow.dsn());
-    ex::ensure_schema(conn);
-    const ex::PartitionId id{group, topics.requests(), 0};
-    ex::claim_next_offset(conn, id, kLogged);
-    for (int offset = 0; offset < kLogged; ++offset) {
-      sp::wire::ShadowResult result;
-      result.request_id = "logged-" + std::to_string(offset);
-      result.key = "k";
-      result.executor = "earlier";
-      result.source_partition = 0;
-      result.source_offset = offset;
-      conn.exec_checked(
-          "INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', 'k', $4)",
-          {group, topics.requests(), std::to_string(offset), sp::wire::encode(result)});
-      topics.produce(make_request("logged-" + std::to_string(offset), "k", TxMode::autocommit,
-                                  {make_statement("SELECT 1")}));
-    }
-    topics.flush();
-  }
+  leave_logged_results(shadow.dsn(), group, topics, kLogged);
   auto options = base_options(topics, shadow.dsn(), group);
   options.kafka.emplace_back("queue.buffering.max.messages", "1");
   RunningExecutor running(std::move(options));
@@ -620,27 +625,7 @@ TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {
   ScratchDatabase shadow(shadow_dsn(), "exec_stamp");
   const std::string group = unique_name("stamp-group");
   constexpr int kLogged = 4, kFresh = 300;
-  {
-    // Partition 0: four units applied and logged by an earlier owner that
-    // crashed before Kafka acknowledged their results.
-    sp::pg::Connection conn(shadow.dsn());
-    ex::ensure_schema(conn);
-    ex::claim_next_offset(conn, ex::PartitionId{group, topics.requests(), 0}, kLogged);
-    for (int offset = 0; offset < kLogged; ++offset) {
-      sp::wire::ShadowResult result;
-      result.request_id = "logged-" + std::to_string(offset);
-      result.key = "k";
-      result.executor = "earlier";
-      result.source_partition = 0;
-      result.source_offset = offset;
-      conn.exec_checked("INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', 'k', $4)",
-                        {group, topics.requests(), std::to_string(offset), sp::wire::encode(result)});
-      topics.produce_raw("k", sp::wire::encode(make_request("logged-" + std::to_string(offset), "k", TxMode::autocommit,
-                                                            {make_statement("SELECT 1")})),
-                         0);
-    }
-  }
-  topics.flush();
+  leave_logged_results(shadow.dsn(), group, topics, kLogged);
   auto options = base_options(topics, shadow.dsn(), group);
   options.batch_units = 4;  // many batches: many stamps to check
   RunningExecutor running(std::move(options));

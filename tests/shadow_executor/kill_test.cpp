@@ -274,6 +274,28 @@ TEST(ExecutorFailover, TwoExecutorsStartedTogetherUnderABurstPublishEveryResult)
   std::filesystem::remove_all(dir);
 }
 
+// issue 10: a shadow server that is down (or still starting) when the
+// executor starts is waited for, not a reason to exit.
+TEST(ExecutorRestart, WaitsForAShadowServerThatIsDownAtStartup) {
+  PrivateCluster cluster;
+  Topics topics(1);
+  sp::pg::Connection(cluster.dsn()).exec_checked(kWriteStreamSchema);
+  ASSERT_TRUE(cluster.stop()) << "pg_ctl stop failed";
+  std::vector<sp::wire::Request> requests;
+  append_write_stream(requests, 2, 50);
+  for (const auto& request : requests) topics.produce(request);
+  topics.flush();
+  const std::string group = unique_name("startup-group");
+  const std::string log = cluster.dir() + "/executor.log";
+  ExecutorProcess executor(spawn_executor(executor_args(topics, cluster.dsn(), group, "startup"), log));
+  std::this_thread::sleep_for(3s);
+  ASSERT_TRUE(executor.alive()) << "the executor exited while the shadow was down; log:\n" << read_file(log);
+  ASSERT_TRUE(cluster.start()) << "pg_ctl start failed";
+  EXPECT_TRUE(wait_applied(cluster.dsn(), group, topics, 60s)) << read_file(log);
+  EXPECT_EQ(topics.results_by_request(requests.size(), 30s).size(), requests.size());
+  EXPECT_EQ(executor.terminate(20s), 0);
+}
+
 // Reconnect after the shadow server restarts: `pg_ctl -m fast stop` while the
 // executor works through a write-heavy stream, about 2 s down, started again.
 // The second half of the stream is produced while the server is down, so the

@@ -57,6 +57,12 @@ typedef struct shadowpipe_counters {
   /* Not in recorded: rolled back while publish.rollbacks=false; units freed without commit. */
   uint64_t rollbacks_discarded;
   uint64_t abandoned;
+  /* Not acknowledged, yet possibly written (a dropped_* outcome, added last). */
+  uint64_t dropped_possibly_delivered;
+  /* Gap records announcing dropped write units, the units they announced, and those not announced yet. */
+  uint64_t gaps_announced;
+  uint64_t gap_units_announced;
+  uint64_t gap_units_pending;
 } shadowpipe_counters;
 
 shadowpipe_config *shadowpipe_config_new(void); /* NULL when out of memory */

@@ -43,11 +43,14 @@ enum class DropReason {
   too_large,            // the record is over max_record_bytes (or the broker refused its size)
   sampled_out,          // the sampler left it out
   serialization_error,  // a statement could not be fingerprinted, or encoding failed
-  delivery_failed,      // Kafka did not acknowledge it within message.timeout.ms, or refused it
+  delivery_failed,      // not acknowledged and certainly not written (rd_kafka_message_status NOT_PERSISTED)
+  // Not acknowledged, but it may have reached the topic all the same
+  // (POSSIBLY_PERSISTED: sent, and the broker's answer was lost or late).
+  possibly_delivered,
 };
-inline constexpr std::array<DropReason, 5> kDropReasons = {
+inline constexpr std::array<DropReason, 6> kDropReasons = {
     DropReason::queue_full, DropReason::too_large, DropReason::sampled_out, DropReason::serialization_error,
-    DropReason::delivery_failed};
+    DropReason::delivery_failed, DropReason::possibly_delivered};
 std::string_view to_string(DropReason reason);
 
 struct Counters {
@@ -59,6 +62,14 @@ struct Counters {
   // Not part of `recorded`: units the policy or the application left out.
   uint64_t rollbacks_discarded = 0;  // rolled back while publish_rollbacks is false
   uint64_t abandoned = 0;            // a Unit destroyed without commit() or rollback()
+  // Gap records (wire::Gap, reason producer_dropped) announcing write units
+  // dropped as queue_full, delivery_failed or possibly_delivered, and the
+  // write units they announced (acknowledged by Kafka).
+  uint64_t gaps_announced = 0;
+  uint64_t gap_units_announced = 0;
+  // Dropped write units not announced yet (waiting for Kafka to accept
+  // records again).
+  uint64_t gap_units_pending = 0;
 
   uint64_t dropped(DropReason reason) const { return dropped_by_reason[static_cast<size_t>(reason)]; }
   uint64_t dropped() const;
@@ -104,6 +115,10 @@ struct RecorderConfig {
 // enable.idempotence, acks=all, lz4, Java-compatible murmur2 partitioning,
 // a short linger, and the bounded queue's size.
 kafka::Properties default_kafka_properties();
+
+// The partition librdkafka's murmur2_random partitioner (the Java client's
+// default) gives a non-empty key among `partitions`.
+int32_t partition_of(std::string_view key, int partitions);
 
 // A globally unique request id: a UUIDv7 (millisecond time + 74 random bits).
 std::string new_request_id();

@@ -49,6 +49,9 @@ struct Options {
   bool pipeline = false;
   std::chrono::milliseconds shutdown_deadline{15000};
   std::chrono::milliseconds commit_interval{1000};
+  // How long the first connection to the shadow is retried at startup (a
+  // server still starting or restarting) before the executor gives up.
+  std::chrono::milliseconds startup_wait{60000};
 };
 
 // Statements per batch at most (each kept write takes a subtransaction id;

@@ -1,0 +1,138 @@
+// Executes one partition's units in offset order on its own shadow
+// connection, on a thread of its own; the executor's main loop feeds it the
+// partition's messages. Internal to shadow_executor_lib.
+#pragma once
+
+#include "shadow_executor/bookkeeping.hpp"
+#include "shadow_executor/shared.hpp"
+#include "shadow_executor/unit_runner.hpp"
+
+#include "shadowpipe/kafka.hpp"
+#include "shadowpipe/pg.hpp"
+#include "shadowpipe/result.hpp"
+#include "shadowpipe/wire.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace shadowpipe::executor {
+
+class PartitionWorker {
+ public:
+  using Clock = std::chrono::steady_clock;
+  PartitionWorker(Shared& shared, int32_t partition, int64_t next_offset)
+      : shared_(shared),
+        id_{shared.options.group, shared.options.requests_topic, partition},
+        next_offset_(next_offset),
+        thread_([this] { loop(); }) {}
+
+  ~PartitionWorker() { stop(Clock::now() + shared_.options.shutdown_deadline); }
+
+  void push(kafka::Message message);
+
+  size_t queued() const;
+
+  int64_t next_offset() const { return next_offset_.load(); }
+
+  // Finishes the unit in flight and drops the queued ones (the partition's
+  // next owner reads them again from shadowpipe.applied). Past the deadline
+  // the running statement is cancelled and its unit rolled back.
+  void stop(Clock::time_point deadline);
+
+ private:
+  // A message taken from the queue and decoded.
+  struct Unit {
+    kafka::Message message;
+    std::optional<wire::Request> request;  // empty: a dead letter (does not decode, or its SQL does not parse)
+    std::string dead_letter;               // the encoded dead letter then
+    // With the dead letter, when its request id can still be read: the
+    // `refused` result that tells the comparator the unit was decided.
+    std::string refusal;
+    // A gap record a recorder announced on the requests topic: not a bad
+    // record; its offset is passed over (applied, nothing run, no record).
+    bool gap = false;
+  };
+
+  // The next message not applied yet: the one a batch left over, else the
+  // queue's front. Never waits.
+  std::optional<Unit> take();
+
+  // SQL the parser cannot read goes to the dead-letter topic, the whole unit,
+  // as the comparator does with its request: the guard cannot vouch for it.
+  std::optional<Error> unparsable_sql(const wire::Request& request);
+
+  // The `refused` result of a dead-lettered unit whose request id can be
+  // read (from `request`, else from a decode without limits, for a record
+  // refused for its size); empty when it cannot.
+  std::string refusal_of(const kafka::Message& message, const wire::Request* request, const Error& why);
+
+  // Group commit: the first unit and the ones queued behind it that may
+  // share its transaction (same session settings, nothing that must run
+  // alone), within the batch limits. A unit that may not join waits for the
+  // next batch.
+  std::vector<Unit> next_batch();
+
+  void loop();
+
+  bool stopping() const;
+
+  static std::string offsets(std::span<const Unit> batch);
+
+  // A batch that fails this often without a connection loss is poison (a
+  // unit the executor cannot run or record, not a passing outage): it is
+  // split, and a single unit is recorded as not replayed, so the partition
+  // moves on. Failures of the recording itself (the bookkeeping refused) are
+  // retried for good: the unit is never skipped unrecorded.
+  static constexpr int kMaxFailedAttempts = 3;
+
+  void process_with_retry(std::span<const Unit> batch);
+
+  // Returns true when stopping.
+  bool sleep_unless_stopping(std::chrono::milliseconds duration);
+
+  bool connect();
+
+  void disconnect();
+
+  // The offset was applied before (a crash or a dropped connection after
+  // COMMIT): publish what was logged then; the comparator drops duplicates.
+  void republish_logged(int64_t offset);
+
+  void advance(int64_t offset);
+
+  void record_not_replayed(const Unit& unit, const std::string& why);
+
+  void process(std::span<const Unit> batch);
+
+  void count(const wire::StatementResult& result, const StatementNote& note);
+
+  Shared& shared_;
+  const PartitionId id_;
+  std::atomic<int64_t> next_offset_;
+  std::atomic<bool> abandon_{false};  // stop()'s deadline passed: roll back the unit in flight
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable finished_;
+  std::deque<kafka::Message> queue_;
+  std::optional<Unit> carry_;  // taken from the queue but left for the next batch (worker thread only)
+  bool stopping_ = false;
+  bool done_ = false;
+  bool ever_connected_ = false;
+  Streak transient_;  // connection losses and transient refusals (worker thread only)
+  std::unique_ptr<pg::Connection> connection_;
+  PGcancel* cancel_ = nullptr;
+  std::unique_ptr<UnitRunner> runner_;
+  std::thread thread_;  // last: starts once everything above is built
+};
+
+}  // namespace shadowpipe::executor

@@ -1,0 +1,381 @@
+#include "shadow_executor/partition_worker.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace shadowpipe::executor {
+
+using std::chrono::milliseconds;
+
+namespace {
+bool explainable(statement::Kind kind) { return kind == statement::Kind::read || kind == statement::Kind::write; }
+}  // namespace
+
+void PartitionWorker::push(kafka::Message message) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(message));
+  }
+  wake_.notify_one();
+}
+
+size_t PartitionWorker::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+void PartitionWorker::stop(Clock::time_point deadline) {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  wake_.notify_all();
+  if (!thread_.joinable()) return;
+  {
+    std::unique_lock lock(mutex_);
+    if (!finished_.wait_until(lock, deadline, [this] { return done_; })) {
+      abandon_ = true;
+      if (cancel_) {
+        char errbuf[256];
+        PQcancel(cancel_, errbuf, sizeof errbuf);
+      }
+    }
+  }
+  thread_.join();
+}
+
+std::optional<PartitionWorker::Unit> PartitionWorker::take() {
+  if (carry_) return std::exchange(carry_, std::nullopt);
+  for (;;) {
+    kafka::Message message;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_ || queue_.empty()) return std::nullopt;
+      message = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
+    Unit unit;
+    auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
+    std::optional<Error> refused = decoded.ok() ? unparsable_sql(decoded.value()) : decoded.error();
+    if (!decoded.ok() && wire::is_gap_record(message.payload()) && wire::decode_gap(message.payload()).ok()) {
+      unit.gap = true;
+    } else if (!refused) {
+      unit.request = std::move(decoded.value());
+    } else {
+      unit.dead_letter = wire::encode(wire::make_dead_letter(*refused, shared_.consumer_name(), message.topic(),
+                                                             message.partition(), message.offset(),
+                                                             message.payload()));
+      unit.refusal = refusal_of(message, decoded.ok() ? &decoded.value() : nullptr, *refused);
+    }
+    unit.message = std::move(message);
+    return unit;
+  }
+}
+
+std::optional<Error> PartitionWorker::unparsable_sql(const wire::Request& request) {
+  for (size_t i = 0; i < request.statements.size(); ++i) {
+    auto analysis = shared_.analyzer.analyze(request.statements[i].sql);
+    if (analysis.ok()) continue;
+    Error error = analysis.error();
+    error.field = "statements[" + std::to_string(i) + "].sql";
+    return error;
+  }
+  return std::nullopt;
+}
+
+std::string PartitionWorker::refusal_of(const kafka::Message& message, const wire::Request* request, const Error& why) {
+  std::optional<wire::Request> unbounded;
+  if (!request) {
+    constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
+    auto decoded = wire::decode_request(message.payload(),
+                                        wire::Limits{kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit});
+    if (!decoded.ok()) return {};
+    unbounded = std::move(decoded.value());
+    request = &*unbounded;
+  }
+  wire::ShadowResult result;
+  result.request_id = request->request_id;
+  result.ts_us = wire::now_us();
+  result.key = request->key;
+  result.executor = shared_.options.executor_id;
+  result.source_partition = message.partition();
+  result.source_offset = message.offset();
+  const size_t statements = std::min(request->statements.size(), shared_.options.limits.max_statements);
+  for (size_t i = 0; i < std::max<size_t>(statements, 1); ++i) {
+    auto& statement = result.statements.emplace_back();
+    if (i < request->statements.size() && request->statements[i].fingerprint.size() <= shared_.options.limits.max_string_bytes) {
+      statement.fingerprint = request->statements[i].fingerprint;
+    }
+    statement.result.status = wire::Status::refused;
+    statement.result.message = "not replayed: sent to the dead-letter topic (" + why.describe() + ")";
+    if (statement.result.message.size() > 1024) statement.result.message.resize(1024);
+  }
+  if (result.request_id.size() > shared_.options.limits.max_string_bytes ||
+      result.key.size() > shared_.options.limits.max_string_bytes) {
+    return {};
+  }
+  return wire::encode(result);
+}
+
+std::vector<PartitionWorker::Unit> PartitionWorker::next_batch() {
+  std::vector<Unit> batch;
+  auto first = take();
+  if (!first) return batch;
+  batch.push_back(std::move(*first));
+  if (!batch[0].request) return batch;
+  const wire::Request& lead = *batch[0].request;
+  size_t statements = lead.statements.size();
+  while (batch.size() < shared_.options.batch_units) {
+    auto next = take();
+    if (!next) break;
+    if (!next->request || statements + next->request->statements.size() > kMaxBatchStatements ||
+        !UnitRunner::may_share_batch(lead, *next->request, shared_.analyzer)) {
+      carry_ = std::move(next);
+      break;
+    }
+    statements += next->request->statements.size();
+    batch.push_back(std::move(*next));
+  }
+  return batch;
+}
+
+void PartitionWorker::loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || carry_.has_value(); });
+      if (stopping_) break;
+    }
+    auto batch = next_batch();
+    if (!batch.empty()) process_with_retry(batch);
+  }
+  carry_.reset();
+  disconnect();
+  std::lock_guard lock(mutex_);
+  done_ = true;
+  finished_.notify_all();
+}
+
+bool PartitionWorker::stopping() const {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
+
+std::string PartitionWorker::offsets(std::span<const Unit> batch) {
+  const auto first = std::to_string(batch.front().message.offset());
+  return batch.size() == 1 ? "offset " + first
+                           : "offsets " + first + ".." + std::to_string(batch.back().message.offset());
+}
+
+void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
+  auto backoff = milliseconds(100);
+  int failures = 0;
+  std::string last_failure;
+  for (;;) {
+    try {
+      if (!connect()) return;  // stopping
+      if (failures >= kMaxFailedAttempts && batch.size() == 1 && batch.front().request) {
+        record_not_replayed(batch.front(), last_failure);
+      } else {
+        process(batch);
+      }
+      transient_.recovered("partition " + std::to_string(id_.partition));
+      return;
+    } catch (const ConnectionLost& lost) {
+      // Neither counted nor the unit's error: the shadow went away.
+      if (transient_.failed()) {
+        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + lost.what() +
+            "; reconnecting with backoff and retrying (logged once until it works again)");
+      }
+      disconnect();
+    } catch (const TransientFailure& transient) {
+      // Neither counted nor the unit's error: a passing refusal.
+      if (transient_.failed()) {
+        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + transient.what() +
+            " (retried with backoff; logged once until it works again)");
+      }
+      if (connection_ && !connection_->healthy()) disconnect();
+    } catch (const UnitAbandoned&) {
+      return;
+    } catch (const Failure& failure) {
+      // The bookkeeping was refused (grants, schema dropped): retrying
+      // without a fix would spin, skipping would lose the unit. Keep the
+      // partition stopped at this offset and say so.
+      log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
+          failure.what() + "; retrying in " + std::to_string(backoff.count()) + " ms");
+      disconnect();
+      if (failures < kMaxFailedAttempts) last_failure = failure.what();
+      if (++failures == kMaxFailedAttempts && batch.size() > 1) {
+        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": failed " +
+            std::to_string(failures) + " times; running its units one by one");
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (stopping()) return;
+          process_with_retry(batch.subspan(i, 1));
+        }
+        return;
+      }
+    }
+    if (sleep_unless_stopping(backoff)) return;
+    backoff = std::min(backoff * 2, milliseconds(5000));
+  }
+}
+
+bool PartitionWorker::sleep_unless_stopping(milliseconds duration) {
+  std::unique_lock lock(mutex_);
+  return wake_.wait_for(lock, duration, [this] { return stopping_; });
+}
+
+bool PartitionWorker::connect() {
+  if (connection_) return true;
+  auto backoff = milliseconds(100);
+  for (;;) {
+    if (stopping()) return false;
+    try {
+      auto connection = std::make_unique<pg::Connection>(shared_.options.shadow_dsn);
+      // Names the backend so an operator (or a test) can find this partition's session.
+      connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) + "'");
+      std::lock_guard lock(mutex_);
+      connection_ = std::move(connection);
+      cancel_ = PQgetCancel(connection_->get());
+      if (ever_connected_) shared_.metrics.reconnects.Increment();
+      ever_connected_ = true;
+      RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
+                          &shared_.options.normalization, shared_.options.executor_id, &abandon_,
+                          shared_.options.pipeline};
+      runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
+      return true;
+    } catch (const Failure& failure) {
+      if (transient_.failed()) {
+        log("partition " + std::to_string(id_.partition) + ": " + failure.what() +
+            "; retrying with backoff (logged once until it works again)");
+      }
+    }
+    if (sleep_unless_stopping(backoff)) return false;
+    backoff = std::min(backoff * 2, milliseconds(5000));
+  }
+}
+
+void PartitionWorker::disconnect() {
+  std::lock_guard lock(mutex_);
+  runner_.reset();
+  if (cancel_) PQfreeCancel(cancel_);
+  cancel_ = nullptr;
+  connection_.reset();
+}
+
+void PartitionWorker::republish_logged(int64_t offset) {
+  for (const auto& record : logged_record_at(*connection_, id_, offset)) {
+    shared_.publish_logged(record, id_.partition);
+    shared_.metrics.results_republished.Increment();
+  }
+}
+
+void PartitionWorker::advance(int64_t offset) {
+  shared_.ledger.applied(id_.partition, offset + 1);
+  next_offset_ = offset + 1;
+}
+
+void PartitionWorker::record_not_replayed(const Unit& unit, const std::string& why) {
+  const int64_t offset = unit.message.offset();
+  log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) + ": failed " +
+      std::to_string(kMaxFailedAttempts) + " times; recorded as not replayed (shadow error " +
+      kNotReplayedSqlstate + ")");
+  UnitReport report = runner_->record_not_replayed(*unit.request, id_, offset, why);
+  if (!report.applied) {
+    shared_.metrics.units_already_applied.Increment();
+    republish_logged(offset);
+  } else {
+    shared_.metrics.units_applied.Increment();
+    for (size_t i = 0; i < report.result.statements.size(); ++i) count(report.result.statements[i].result, report.notes[i]);
+    shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, unit.request->key,
+                    report.logged_payload);
+  }
+  advance(offset);
+}
+
+void PartitionWorker::process(std::span<const Unit> batch) {
+  if (batch.front().gap) {
+    // The comparator reads the gap from the requests topic itself.
+    const int64_t offset = batch.front().message.offset();
+    if (runner_->record_passed_over(id_, offset)) {
+      shared_.metrics.gap_records_passed.Increment();
+      log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) +
+          ": a gap record announced by a recorder; passed over");
+    }
+    advance(offset);
+    return;
+  }
+  if (!batch.front().request) {
+    const Unit& unit = batch.front();
+    const int64_t offset = unit.message.offset();
+    const LoggedRecord logged{offset, Destination::dlq, std::string(unit.message.key()),
+                              with_refusal(unit.dead_letter, unit.refusal)};
+    if (runner_->record_dead_letter(id_, offset, logged.key, logged.payload)) {
+      shared_.metrics.dead_letters.Increment();
+      shared_.publish_logged(logged, id_.partition);
+    } else {
+      republish_logged(offset);
+    }
+    advance(offset);
+    return;
+  }
+  std::vector<BatchUnit> units;
+  units.reserve(batch.size());
+  for (const auto& unit : batch) units.push_back(BatchUnit{&*unit.request, unit.message.offset()});
+  std::vector<UnitReport> reports = runner_->run_batch(units, id_);
+  shared_.metrics.batch_units.Observe(static_cast<double>(units.size()));
+  for (size_t u = 0; u < units.size(); ++u) {
+    const wire::Request& request = *units[u].request;
+    const int64_t offset = units[u].offset;
+    UnitReport& report = reports[u];
+    if (!report.applied) {
+      shared_.metrics.units_already_applied.Increment();
+      republish_logged(offset);
+      advance(offset);
+      continue;
+    }
+    shared_.metrics.units_applied.Increment();
+    bool planned = false;
+    for (size_t i = 0; i < report.result.statements.size(); ++i) {
+      auto& statement = report.result.statements[i];
+      count(statement.result, report.notes[i]);
+      if (report.notes[i].disposition != Disposition::executed || !explainable(report.notes[i].kind)) continue;
+      if (!shared_.plans.should_capture(statement.fingerprint, statement.result.latency_us)) continue;
+      if (auto plan = runner_->explain(request, i)) {
+        statement.plan = std::move(plan);
+        shared_.metrics.plans_captured.Increment();
+        planned = true;
+      }
+    }
+    shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, request.key,
+                    planned ? wire::encode(report.result) : report.logged_payload);
+    advance(offset);
+  }
+}
+
+void PartitionWorker::count(const wire::StatementResult& result, const StatementNote& note) {
+  auto& metrics = shared_.metrics;
+  switch (result.status) {
+    case wire::Status::ok: metrics.statements_ok.Increment(); break;
+    case wire::Status::error:
+      metrics.statements_error.Increment();
+      metrics.statement_error(result.sqlstate).Increment();
+      break;
+    case wire::Status::refused: metrics.statements_refused.Increment(); break;
+  }
+  switch (note.disposition) {
+    case Disposition::executed:
+      metrics.execution_seconds.Observe(static_cast<double>(result.latency_us) / 1e6);
+      break;
+    case Disposition::refused_by_guard: metrics.refused_by_guard.Increment(); break;
+    case Disposition::writes_skipped: metrics.writes_skipped.Increment(); break;
+    case Disposition::transaction_control: metrics.transaction_control_skipped.Increment(); break;
+    case Disposition::unparsable: metrics.unparsable.Increment(); break;
+    case Disposition::not_replayable: metrics.not_replayable.Increment(); break;
+    case Disposition::not_reached: break;
+  }
+}
+
+}  // namespace shadowpipe::executor
