@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# issue 10: a shadow-executor started within 100 ms of `shadowctl topics
-# create` on a broker that has just come up must wait out what a fresh
-# broker answers at first (unknown topic or partition, not leader,
-# coordinator load in progress), not exit. Ten times, each on a freshly
+# issue 10: a shadow-executor and a shadow-comparator started within 100 ms of
+# `shadowctl topics create` on a broker that has just come up must wait out
+# what a fresh broker answers at first (unknown topic or partition, not
+# leader, coordinator load in progress), not exit. Ten times, each on a freshly
 # formatted private broker (scripts/stack in a folder of its own, on free
 # ports), against that stack's shadow server.
-# Usage: fresh_broker_test.sh <shadow-executor> <shadowctl> [iterations]
+# Usage: fresh_broker_test.sh <shadow-executor> <shadowctl> <shadow-comparator> [iterations]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-executor=$1 shadowctl=$2 iterations=${3:-10}
+executor=$1 shadowctl=$2 comparator=$3 iterations=${4:-10}
 dir=$(mktemp -d /tmp/shadowpipe-fresh-broker.XXXXXX)
 chmod 755 "$dir"
 free_ports() {  # four ports nobody listens on now
@@ -21,9 +21,10 @@ read -r kafka_port controller_port primary_port shadow_port <<<"$(free_ports)"
 export SHADOWPIPE_STACK_DIR=$dir SHADOWPIPE_KAFKA_PORT=$kafka_port SHADOWPIPE_KAFKA_CONTROLLER_PORT=$controller_port
 export SHADOWPIPE_PRIMARY_PORT=$primary_port SHADOWPIPE_SHADOW_PORT=$shadow_port SHADOWPIPE_KAFKA_HEAP=384m
 stack="$root/scripts/stack"
-executor_pid=
+executor_pid= comparator_pid=
 cleanup() {
   [ -n "$executor_pid" ] && kill -KILL "$executor_pid" 2>/dev/null
+  [ -n "$comparator_pid" ] && kill -KILL "$comparator_pid" 2>/dev/null
   "$stack" down >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
@@ -48,6 +49,9 @@ for i in $(seq 1 "$iterations"); do
   "$executor" --brokers "$SHADOWPIPE_BROKERS" --shadow "$SHADOW_DSN" --group "fresh-$i" --executor-id "fresh-$i" \
       --shutdown-deadline 2000 >"$dir/executor-$i.log" 2>&1 &
   executor_pid=$!
+  "$comparator" --brokers "$SHADOWPIPE_BROKERS" --group "fresh-cmp-$i" --comparator-id "fresh-cmp-$i" \
+      >"$dir/comparator-$i.log" 2>&1 &
+  comparator_pid=$!
   wait "$topics_pid" || { cat "$dir/topics.log"; echo "FAIL: topics create (iteration $i)"; exit 1; }
   # Long enough for the assignment and the first commits on the new topics.
   sleep 8
@@ -65,5 +69,19 @@ for i in $(seq 1 "$iterations"); do
     failures=$((failures + 1))
   fi
   executor_pid=
+  if kill -0 "$comparator_pid" 2>/dev/null; then
+    if grep -q "assigned partition pairs: [1-9]" "$dir/comparator-$i.log"; then
+      echo "ok: iteration $i: the comparator runs and was assigned its partitions"
+    else
+      echo "FAIL: iteration $i: the comparator runs but was assigned nothing"; failures=$((failures + 1))
+    fi
+    kill -TERM "$comparator_pid"
+    wait "$comparator_pid" || { echo "FAIL: iteration $i: the comparator did not stop cleanly"; failures=$((failures + 1)); }
+  else
+    wait "$comparator_pid"
+    echo "FAIL: iteration $i: the comparator exited with $?:"; grep -v '^%' "$dir/comparator-$i.log" | tail -5
+    failures=$((failures + 1))
+  fi
+  comparator_pid=
 done
-[ "$failures" -eq 0 ] && echo "PASS: $iterations executors started next to a fresh broker's topic creation" || exit 1
+[ "$failures" -eq 0 ] && echo "PASS: $iterations executors and comparators started next to a fresh broker's topic creation" || exit 1
