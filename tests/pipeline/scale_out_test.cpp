@@ -103,6 +103,36 @@ class Pipeline {
 
   int published() const { return published_; }
 
+  // A recorder that had to drop write units announces them on the partition
+  // they were meant for (what producer/src/recorder.cpp publishes).
+  void announce_dropped_writes(uint64_t units) {
+    sp::wire::Gap gap;
+    gap.ts_us = sp::wire::now_us();
+    gap.source = "pipeline-test@host";
+    gap.reason = "producer_dropped";
+    gap.partition = 0;
+    gap.units = gap.write_units = units;
+    topics_.produce_raw("", sp::wire::encode(gap), 0);
+    topics_.flush();
+  }
+  // What retention does to old segments of the requests topic.
+  void delete_requests_below(int64_t offset) { delete_records(topics_.requests(), 0, offset); }
+
+  // `shadowctl verdict` on this pipeline's topics: exit status and output.
+  std::pair<int, std::string> verdict() {
+    const std::string command = std::string(SHADOWCTL_BINARY) + " verdict --brokers " + brokers() +
+                                " --requests-topic " + topics_.requests() + " --mismatches-topic " + mismatches_ +
+                                " --summary-topic " + summary_ + " --comparator-group " + comparator_group_ +
+                                " --min-requests 1 2>&1";
+    std::string output;
+    FILE* pipe = popen(command.c_str(), "r");
+    if (!pipe) return {-1, "cannot run shadowctl"};
+    char buffer[4096];
+    while (size_t read = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, read);
+    const int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+  }
+
   // What the comparators published: requests decided (whole-stream
   // summaries) and discrepancies by kind, read from the beginning.
   struct Decided {
@@ -237,4 +267,44 @@ TEST(ScaleOut, ChaosOfKillsABrokerPauseAndAShadowRestartCostsNoComparison) {
   std::cout << "chaos over " << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - began).count()
             << " s of writes" << std::endl;
   expect_every_request_decided_once(pipeline);
+}
+
+// Gaps end in the verdict's named FAIL (issue 10): requests that retention
+// deleted while the executor was down, announced by the executor when it
+// comes back, and write units a recorder had to drop, announced by it.
+TEST(Gaps, ARetentionGapFailsTheVerdictNamingTheWriteUnitsNeverApplied) {
+  Pipeline pipeline(1);
+  auto executor = pipeline.start_executor("executor-1");
+  auto comparator = pipeline.start_comparator("comparator-1");
+  pipeline.publish(20);
+  ASSERT_TRUE(pipeline.wait_decided(20, 120s));
+  ASSERT_EQ(executor.terminate(30s), 0);
+  pipeline.publish(30);               // offsets 20..49, while no executor runs
+  pipeline.delete_requests_below(40);  // retention takes 20..39 before the shadow saw them
+  executor = pipeline.start_executor("executor-1");
+  ASSERT_TRUE(pipeline.wait_decided(50, 120s)) << "decided " << pipeline.decided().requests << "; logs in " << pipeline.logs();
+  const auto decided = pipeline.decided();
+  EXPECT_EQ(decided.kinds.count("shadow_gap") ? decided.kinds.at("shadow_gap") : 0, 1u);
+  const auto [status, output] = pipeline.verdict();
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_NE(output.find("shadow no longer follows the primary: 20 write units never applied — reset the shadow"),
+            std::string::npos)
+      << output;
+}
+
+TEST(Gaps, WriteUnitsARecorderDroppedFailTheVerdict) {
+  Pipeline pipeline(1);
+  auto executor = pipeline.start_executor("executor-1");
+  auto comparator = pipeline.start_comparator("comparator-1");
+  pipeline.publish(10);
+  pipeline.announce_dropped_writes(7);
+  pipeline.publish(10);
+  ASSERT_TRUE(pipeline.wait_decided(20, 120s)) << "logs in " << pipeline.logs();
+  const auto [status, output] = pipeline.verdict();
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_NE(output.find("shadow no longer follows the primary: 7 write units never applied — reset the shadow"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(executor.terminate(30s), 0);
+  EXPECT_EQ(comparator.terminate(60s), 0);
 }

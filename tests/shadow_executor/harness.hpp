@@ -308,4 +308,22 @@ inline std::string table_checksum(const std::string& dsn, const std::string& tab
   return std::string(result.value(0, 0));
 }
 
+// Deletes the records of `topic`[partition] below `before` (what retention
+// does to old segments), through the admin API.
+inline void delete_records(const std::string& topic, int32_t partition, int64_t before) {
+  kafka::Producer admin({{"bootstrap.servers", brokers()}});
+  kafka::PartitionList offsets(1);
+  offsets.add(topic, partition, before);
+  rd_kafka_DeleteRecords_t* request = rd_kafka_DeleteRecords_new(offsets.get());
+  auto event = kafka::admin_request(
+      admin.get(), [&](rd_kafka_queue_t* queue) { rd_kafka_DeleteRecords(admin.get(), &request, 1, nullptr, queue); },
+      30s, "deleting records");
+  rd_kafka_DeleteRecords_destroy(request);
+  const auto* result = rd_kafka_event_DeleteRecords_result(event.get());
+  ASSERT_NE(result, nullptr);
+  const auto* deleted = rd_kafka_DeleteRecords_result_offsets(result);
+  ASSERT_EQ(deleted->cnt, 1);
+  ASSERT_EQ(deleted->elems[0].err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(deleted->elems[0].err);
+}
+
 }  // namespace shadowpipe::testing
