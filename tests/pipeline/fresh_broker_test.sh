@@ -31,6 +31,26 @@ cleanup() {
 trap cleanup EXIT
 
 failures=0
+# A program that still runs, logged its assignment, and stops cleanly on
+# SIGTERM passes; one that exited (or ran with nothing assigned) fails.
+check_program() {  # name pid log assigned-pattern
+  local name=$1 pid=$2 log=$3 pattern=$4
+  if kill -0 "$pid" 2>/dev/null; then
+    if grep -q "$pattern" "$log"; then
+      echo "ok: iteration $i: the $name runs and was assigned its partitions"
+    else
+      echo "FAIL: iteration $i: the $name runs but was assigned nothing"; failures=$((failures + 1))
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || { echo "FAIL: iteration $i: the $name did not stop cleanly"; failures=$((failures + 1)); }
+  else
+    local status=0
+    wait "$pid" || status=$?
+    echo "FAIL: iteration $i: the $name exited with $status:"; grep -v '^%' "$log" | tail -5
+    failures=$((failures + 1))
+  fi
+}
+
 for i in $(seq 1 "$iterations"); do
   # A fresh broker each time: stop it, forget its data, start it again (the
   # PostgreSQL servers keep running).
@@ -55,33 +75,9 @@ for i in $(seq 1 "$iterations"); do
   wait "$topics_pid" || { cat "$dir/topics.log"; echo "FAIL: topics create (iteration $i)"; exit 1; }
   # Long enough for the assignment and the first commits on the new topics.
   sleep 8
-  if kill -0 "$executor_pid" 2>/dev/null; then
-    if grep -q "assigned" "$dir/executor-$i.log"; then
-      echo "ok: iteration $i: the executor runs and was assigned its partitions"
-    else
-      echo "FAIL: iteration $i: the executor runs but was assigned nothing"; failures=$((failures + 1))
-    fi
-    kill -TERM "$executor_pid"
-    wait "$executor_pid" || { echo "FAIL: iteration $i: the executor did not stop cleanly"; failures=$((failures + 1)); }
-  else
-    wait "$executor_pid"
-    echo "FAIL: iteration $i: the executor exited with $?:"; grep -v '^%' "$dir/executor-$i.log" | tail -5
-    failures=$((failures + 1))
-  fi
+  check_program executor "$executor_pid" "$dir/executor-$i.log" "assigned"
   executor_pid=
-  if kill -0 "$comparator_pid" 2>/dev/null; then
-    if grep -q "assigned partition pairs: [1-9]" "$dir/comparator-$i.log"; then
-      echo "ok: iteration $i: the comparator runs and was assigned its partitions"
-    else
-      echo "FAIL: iteration $i: the comparator runs but was assigned nothing"; failures=$((failures + 1))
-    fi
-    kill -TERM "$comparator_pid"
-    wait "$comparator_pid" || { echo "FAIL: iteration $i: the comparator did not stop cleanly"; failures=$((failures + 1)); }
-  else
-    wait "$comparator_pid"
-    echo "FAIL: iteration $i: the comparator exited with $?:"; grep -v '^%' "$dir/comparator-$i.log" | tail -5
-    failures=$((failures + 1))
-  fi
+  check_program comparator "$comparator_pid" "$dir/comparator-$i.log" "assigned partition pairs: [1-9]"
   comparator_pid=
 done
 [ "$failures" -eq 0 ] && echo "PASS: $iterations executors and comparators started next to a fresh broker's topic creation" || exit 1
