@@ -76,7 +76,15 @@ std::string render_text(const Report& report) {
   out << "decisions from " << utc(report.first_ts_us) << " to " << utc(report.last_ts_us);
   if (report.duplicate_mismatch_records) out << " (" << report.duplicate_mismatch_records << " repeated records ignored)";
   if (report.unreadable_records) out << " (" << report.unreadable_records << " unreadable records)";
-  out << "\n\n";
+  out << "\n";
+  for (const auto& gap : report.gaps) out << "GAP: " << one_line(gap.detail, 160) << "\n";
+  for (const auto& partition : report.partitions) {
+    if (partition.undecided() == 0) continue;
+    out << "partition " << partition.partition << ": " << partition.undecided() << " requests not decided yet";
+    if (partition.stall) out << ", stalled since " << utc(partition.stall->since_us) << " (no shadow results)";
+    out << "\n";
+  }
+  out << "\n";
   char header[256];
   std::snprintf(header, sizeof header, "%-18s %10s  %-44s %-24s %-24s\n", "FINGERPRINT", "STATEMENTS", "DISCREPANCIES",
                 "PRIMARY ms p50/p95/p99", "SHADOW ms p50/p95/p99");
