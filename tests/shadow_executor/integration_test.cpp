@@ -659,6 +659,57 @@ TEST(ExecutorIntegration, ARetentionGapIsAnnouncedOnceAndARecordersGapIsPassedOv
   EXPECT_TRUE(topics.read_all(topics.dlq(), 1, 3s).empty()) << "a gap record is not a bad record";
 }
 
+// Retention overtaking a running executor (issue 10): while the partition
+// is paused behind a slow unit, the requests after it are deleted; librdkafka
+// resumes at the earliest offset left, and the worker announces the skipped
+// offsets as a gap record instead of applying on silently.
+TEST(ExecutorIntegration, RetentionOvertakingARunningExecutorIsAnnouncedAsAGap) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_gap_running");
+  const std::string group = unique_name("gap-running-group");
+  topics.produce(make_request("slow", "k", TxMode::autocommit, {make_statement("SELECT pg_sleep(4)")}));
+  for (int i = 1; i <= 20; ++i) {
+    topics.produce(make_request("r-" + std::to_string(i), "k", TxMode::autocommit,
+                                {make_statement("SELECT $1::int", {std::to_string(i)})}));
+  }
+  topics.flush();
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.queue_capacity = 1;  // paused behind the slow unit: nothing else prefetched
+  RunningExecutor running(std::move(options));
+  {
+    // Until the slow unit runs.
+    sp::pg::Connection conn(shadow.dsn());
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < until &&
+           conn.exec_checked("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'")
+                   .value(0, 0) == "0") {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  delete_records(topics.requests(), 0, 15);
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_gap_units_total{reason=\"retention\"}"), 14);
+  EXPECT_EQ(running.stop(), 0);
+  std::vector<sp::wire::Gap> gaps;
+  std::set<std::string> ids;
+  const auto records = topics.read_placed(topics.results(), 1 + 1 + 6, 30s);
+  for (const auto& record : records) {
+    if (sp::wire::is_gap_record(record.payload)) {
+      auto gap = sp::wire::decode_gap(record.payload);
+      ASSERT_TRUE(gap.ok()) << record.payload;
+      gaps.push_back(gap.value());
+    } else if (auto result = sp::wire::decode_result(record.payload); result.ok()) {
+      ids.insert(result->request_id);
+    }
+  }
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0].from_offset, 1);
+  EXPECT_EQ(gaps[0].to_offset, 15);
+  EXPECT_EQ(gaps[0].units, 14u);
+  EXPECT_EQ(ids.size(), 7u);  // slow and r-15..r-20
+  check_progress_stamps(records);
+}
+
 // A record the producer refuses outright (here: larger than message.max.bytes)
 // is retried, not forgotten: forgotten, its offset would stay undelivered and
 // block the partition's Kafka commits for good.
