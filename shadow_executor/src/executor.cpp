@@ -115,6 +115,17 @@ struct Executor::Impl {
         [this](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
           on_rebalance(event, partitions);
         });
+    // For workers that find offsets skipped while running (librdkafka resets
+    // a position retention overtook to the earliest offset).
+    shared.earliest_offset = [this](int32_t partition) {
+      int64_t low = 0, high = 0;
+      const auto err = rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition,
+                                                        &low, &high, 5000);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        throw TransientFailure("reading the earliest offset of " + where(partition) + ": " + rd_kafka_err2str(err));
+      }
+      return low;
+    };
   }
 
   ~Impl() {
@@ -232,17 +243,7 @@ struct Executor::Impl {
   // logged records (on the results topic, same partition, stamped), so the
   // gap is never silent and announced once. Returns the new start.
   int64_t skip_retention_gap(const pg::Connection& conn, const PartitionId& id, int64_t from, int64_t earliest) {
-    wire::Gap gap;
-    gap.ts_us = wire::now_us();
-    gap.source = shared.consumer_name();
-    gap.reason = "retention";
-    gap.partition = id.partition;
-    gap.from_offset = from;
-    gap.to_offset = earliest;
-    gap.units = static_cast<uint64_t>(earliest - from);
-    gap.write_units = gap.units;  // unknown: the requests are gone
-    gap.detail = "requests " + std::to_string(from) + ".." + std::to_string(earliest - 1) + " of " +
-                 where(id.partition) + " were deleted by retention before the shadow applied them";
+    const wire::Gap gap = retention_gap(shared.consumer_name(), options.requests_topic, id.partition, from, earliest);
     if (!record_retention_gap(conn, id, from, earliest, wire::encode(gap))) {
       // Another owner moved it meanwhile.
       const int64_t moved = read_next_offset(conn, id);

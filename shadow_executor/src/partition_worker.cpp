@@ -57,6 +57,8 @@ std::optional<PartitionWorker::Unit> PartitionWorker::take() {
     }
     if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
     Unit unit;
+    if (message.offset() > expected_offset_) unit.skipped_from = expected_offset_;
+    expected_offset_ = message.offset() + 1;
     auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
     std::optional<Error> refused = decoded.ok() ? unparsable_sql(decoded.value()) : decoded.error();
     if (!decoded.ok() && wire::is_gap_record(message.payload()) && wire::decode_gap(message.payload()).ok()) {
@@ -130,7 +132,8 @@ std::vector<PartitionWorker::Unit> PartitionWorker::next_batch() {
   while (batch.size() < shared_.options.batch_units) {
     auto next = take();
     if (!next) break;
-    if (!next->request || statements + next->request->statements.size() > kMaxBatchStatements ||
+    if (!next->request || next->skipped_from >= 0 ||
+        statements + next->request->statements.size() > kMaxBatchStatements ||
         !UnitRunner::may_share_batch(lead, *next->request, shared_.analyzer)) {
       carry_ = std::move(next);
       break;
@@ -295,7 +298,23 @@ void PartitionWorker::record_not_replayed(const Unit& unit, const std::string& w
   advance(offset);
 }
 
+void PartitionWorker::record_skipped(const Unit& unit) {
+  const int64_t from = unit.skipped_from;
+  if (next_offset_.load() != from) return;  // recorded by an earlier attempt
+  const int64_t to = std::min(shared_.earliest_offset(id_.partition), unit.message.offset());
+  if (to <= from) return;  // not deleted: offsets without records (transaction markers)
+  const wire::Gap gap = retention_gap(shared_.consumer_name(), id_.topic, id_.partition, from, to);
+  const LoggedRecord logged{from, Destination::results, "", wire::encode(gap)};
+  if (!record_retention_gap(*connection_, id_, from, to, logged.payload)) return;  // moved by another owner
+  shared_.metrics.retention_gap_units.Increment(static_cast<double>(gap.units));
+  log("gap: " + gap.detail + "; continuing from offset " + std::to_string(to) + " (gap record published to " +
+      shared_.options.results_topic + ")");
+  shared_.publish_logged(logged, id_.partition);
+  advance(to - 1);
+}
+
 void PartitionWorker::process(std::span<const Unit> batch) {
+  if (batch.front().skipped_from >= 0) record_skipped(batch.front());
   if (batch.front().gap) {
     // The comparator reads the gap from the requests topic itself.
     const int64_t offset = batch.front().message.offset();

@@ -9,18 +9,8 @@
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 executor=$1 shadowctl=$2 comparator=$3 iterations=${4:-10}
-dir=$(mktemp -d /tmp/shadowpipe-fresh-broker.XXXXXX)
-chmod 755 "$dir"
-free_ports() {  # four ports nobody listens on now
-  python3 -c 'import socket
-s=[socket.socket() for _ in range(4)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))'
-}
-read -r kafka_port controller_port primary_port shadow_port <<<"$(free_ports)"
-export SHADOWPIPE_STACK_DIR=$dir SHADOWPIPE_KAFKA_PORT=$kafka_port SHADOWPIPE_KAFKA_CONTROLLER_PORT=$controller_port
-export SHADOWPIPE_PRIMARY_PORT=$primary_port SHADOWPIPE_SHADOW_PORT=$shadow_port SHADOWPIPE_KAFKA_HEAP=384m
-stack="$root/scripts/stack"
+source "$root/tests/support/private_stack.sh" fresh-broker
+dir=$private_stack_dir
 executor_pid= comparator_pid=
 cleanup() {
   [ -n "$executor_pid" ] && kill -KILL "$executor_pid" 2>/dev/null

@@ -208,8 +208,8 @@ class Topics {
 
 // Checks the results topic's progress stamps, in partition order: every
 // result carries one, and every source offset below it (but those in
-// `without_result`, dead-lettered) has a result standing earlier in the
-// partition. Returns the highest stamp per partition.
+// `without_result`, dead-lettered) has a result or a gap record standing
+// earlier in the partition. Returns the highest stamp per partition.
 inline std::map<int32_t, int64_t> check_progress_stamps(const std::vector<Topics::Placed>& records,
                                                         const std::set<std::pair<int32_t, int64_t>>& without_result = {}) {
   std::map<int32_t, std::vector<const Topics::Placed*>> by_partition;
@@ -220,7 +220,16 @@ inline std::map<int32_t, int64_t> check_progress_stamps(const std::vector<Topics
     std::set<int64_t> seen;
     int64_t contiguous = 0;  // every source offset below it was seen
     for (const auto* record : placed) {
-      if (wire::is_gap_record(record->payload)) continue;
+      if (wire::is_gap_record(record->payload)) {
+        // A retention gap stands for the offsets it announces.
+        auto gap = wire::decode_gap(record->payload);
+        EXPECT_TRUE(gap.ok()) << record->payload;
+        if (gap.ok()) {
+          EXPECT_GE(gap->from_offset, 0) << record->payload;
+          for (int64_t offset = gap->from_offset; offset < gap->to_offset; ++offset) seen.insert(offset);
+        }
+        continue;
+      }
       auto result = wire::decode_result(record->payload);
       EXPECT_TRUE(result.ok()) << record->payload;
       if (!result.ok()) continue;

@@ -648,6 +648,27 @@ TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {
   EXPECT_EQ(running.stop(), 0);
 }
 
+// The gap records of a results topic (each stamped, on the partition it
+// announces) and the request ids of its results.
+std::pair<std::vector<sp::wire::Gap>, std::set<std::string>> gaps_and_results(
+    const std::vector<Topics::Placed>& records) {
+  std::vector<sp::wire::Gap> gaps;
+  std::set<std::string> ids;
+  for (const auto& record : records) {
+    if (sp::wire::is_gap_record(record.payload)) {
+      auto gap = sp::wire::decode_gap(record.payload);
+      EXPECT_TRUE(gap.ok()) << record.payload;
+      if (!gap.ok()) continue;
+      EXPECT_NE(record.payload.find("\"published_below\":"), std::string::npos) << record.payload;
+      EXPECT_EQ(record.partition, gap->partition);
+      gaps.push_back(gap.value());
+    } else if (auto result = sp::wire::decode_result(record.payload); result.ok()) {
+      ids.insert(result->request_id);
+    }
+  }
+  return {gaps, ids};
+}
+
 // Gaps are never silent (issue 10): requests retention deleted while the
 // executor was down are announced once, as a gap record on the results
 // topic (same partition, stamped), counted, and the executor continues from
@@ -692,19 +713,7 @@ TEST(ExecutorIntegration, ARetentionGapIsAnnouncedOnceAndARecordersGapIsPassedOv
     EXPECT_EQ(running.stop(), 0);
   }
   const auto records = topics.read_placed(topics.results(), 10 + 1 + 5, 30s);
-  std::vector<sp::wire::Gap> gaps;
-  std::set<std::string> ids;
-  for (const auto& record : records) {
-    if (sp::wire::is_gap_record(record.payload)) {
-      auto gap = sp::wire::decode_gap(record.payload);
-      ASSERT_TRUE(gap.ok()) << record.payload;
-      gaps.push_back(gap.value());
-      EXPECT_NE(record.payload.find("\"published_below\":"), std::string::npos) << record.payload;
-      EXPECT_EQ(record.partition, 0);
-    } else if (auto result = sp::wire::decode_result(record.payload); result.ok()) {
-      ids.insert(result->request_id);
-    }
-  }
+  const auto [gaps, ids] = gaps_and_results(records);
   ASSERT_EQ(gaps.size(), 1u);
   EXPECT_EQ(gaps[0].reason, "retention");
   EXPECT_EQ(gaps[0].partition, 0);
@@ -716,6 +725,53 @@ TEST(ExecutorIntegration, ARetentionGapIsAnnouncedOnceAndARecordersGapIsPassedOv
   // Offset 10 (the recorder's gap) has no result and the stamps stay true.
   check_progress_stamps(records, {{0, 10}});
   EXPECT_TRUE(topics.read_all(topics.dlq(), 1, 3s).empty()) << "a gap record is not a bad record";
+}
+
+// Retention overtaking a running executor (issue 10): while the partition
+// is paused behind a slow unit, the requests after it are deleted; librdkafka
+// resumes at the earliest offset left, and the worker announces the skipped
+// offsets as a gap record instead of applying on silently.
+TEST(ExecutorIntegration, RetentionOvertakingARunningExecutorIsAnnouncedAsAGap) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_gap_running");
+  const std::string group = unique_name("gap-running-group");
+  topics.produce(make_request("slow", "k", TxMode::autocommit, {make_statement("SELECT pg_sleep(4)")}));
+  for (int i = 1; i <= 20; ++i) {
+    topics.produce(make_request("r-" + std::to_string(i), "k", TxMode::autocommit,
+                                {make_statement("SELECT $1::int", {std::to_string(i)})}));
+  }
+  topics.flush();
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.queue_capacity = 1;  // paused behind the slow unit: little else prefetched
+  RunningExecutor running(std::move(options));
+  {
+    // Until the slow unit runs.
+    sp::pg::Connection conn(shadow.dsn());
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < until &&
+           conn.exec_checked("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'")
+                   .value(0, 0) == "0") {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  delete_records(topics.requests(), 0, 15);
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  const double announced = metric_value(running.executor(), "shadowpipe_executor_gap_units_total{reason=\"retention\"}");
+  EXPECT_EQ(running.stop(), 0);
+  const auto records = topics.read_placed(topics.results(), 1 + 1 + 6, 30s);
+  const auto [gaps, ids] = gaps_and_results(records);
+  ASSERT_EQ(gaps.size(), 1u);
+  // The gap starts after what the executor had received before the pause
+  // took effect (the slow unit, sometimes one more), and ends where
+  // retention left off; every offset has a result or is in the gap.
+  EXPECT_GE(gaps[0].from_offset, 1);
+  EXPECT_LE(gaps[0].from_offset, 3);
+  EXPECT_EQ(gaps[0].to_offset, 15);
+  EXPECT_EQ(gaps[0].units, static_cast<uint64_t>(gaps[0].to_offset - gaps[0].from_offset));
+  EXPECT_EQ(announced, static_cast<double>(gaps[0].units));
+  EXPECT_EQ(ids.size() + gaps[0].units, 21u);
+  for (int i = 15; i <= 20; ++i) EXPECT_TRUE(ids.contains("r-" + std::to_string(i))) << i;
+  check_progress_stamps(records);
 }
 
 // A record the producer refuses outright (here: larger than message.max.bytes)

@@ -34,6 +34,7 @@ class PartitionWorker {
       : shared_(shared),
         id_{shared.options.group, shared.options.requests_topic, partition},
         next_offset_(next_offset),
+        expected_offset_(next_offset),
         thread_([this] { loop(); }) {}
 
   ~PartitionWorker() { stop(Clock::now() + shared_.options.shutdown_deadline); }
@@ -61,6 +62,10 @@ class PartitionWorker {
     // A gap record a recorder announced on the requests topic: not a bad
     // record; its offset is passed over (applied, nothing run, no record).
     bool gap = false;
+    // Offsets from here to this message's were never received: deleted by
+    // retention while the partition was behind, when Kafka's earliest offset
+    // says so (otherwise transaction markers). -1: none skipped.
+    int64_t skipped_from = -1;
   };
 
   // The next message not applied yet: the one a batch left over, else the
@@ -114,6 +119,10 @@ class PartitionWorker {
 
   void process(std::span<const Unit> batch);
 
+  // Announces and records the offsets retention deleted before `unit`
+  // (Unit::skipped_from), like the executor does on assignment.
+  void record_skipped(const Unit& unit);
+
   void count(const wire::StatementResult& result, const StatementNote& note);
 
   Shared& shared_;
@@ -125,6 +134,7 @@ class PartitionWorker {
   std::condition_variable finished_;
   std::deque<kafka::Message> queue_;
   std::optional<Unit> carry_;  // taken from the queue but left for the next batch (worker thread only)
+  int64_t expected_offset_;     // the offset after the last one taken (worker thread only)
   bool stopping_ = false;
   bool done_ = false;
   bool ever_connected_ = false;

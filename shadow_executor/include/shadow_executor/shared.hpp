@@ -12,9 +12,11 @@
 
 #include "shadowpipe/kafka.hpp"
 #include "shadowpipe/statement.hpp"
+#include "shadowpipe/wire.hpp"
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,6 +70,11 @@ struct FailedDelivery {
 // newline, and one row per source offset keeps shadowpipe.results_log's key.
 std::string with_refusal(const std::string& dead_letter, const std::string& refusal);
 
+// The gap record for requests [from, to) of `topic`[partition] that
+// retention deleted before the shadow applied them.
+wire::Gap retention_gap(const std::string& source, const std::string& topic, int32_t partition, int64_t from,
+                        int64_t to);
+
 // State every partition worker shares.
 struct Shared {
   Shared(const Options& options, prometheus::Registry& registry)
@@ -86,6 +93,10 @@ struct Shared {
   Streak produce_streak;
 
   std::string consumer_name() const { return "shadow-executor/" + options.executor_id; }
+
+  // The earliest offset Kafka still has of a requests partition (set by the
+  // executor; thread-safe). Throws TransientFailure when Kafka does not answer.
+  std::function<int64_t(int32_t)> earliest_offset;
 
   // Announces the record to the ledger and enqueues it. A full local queue
   // is drained by serving the producer's delivery reports here (rd_kafka_poll
