@@ -976,6 +976,18 @@ Result<Analysis> analyze_text(const std::string& text) {
     add_outside_reasons(type, node, analysis);
     add_session_reasons(type, node, analysis);
     if (kind == Kind::transaction_control) analysis.has_transaction_control = true;
+    if (type == "TransactionStmt") {
+      const std::string_view transaction_kind = string_field(node, "kind");
+      const std::string_view command = transaction_kind == "TRANS_STMT_SAVEPOINT"      ? "SAVEPOINT"
+                                       : transaction_kind == "TRANS_STMT_ROLLBACK_TO" ? "ROLLBACK TO SAVEPOINT"
+                                       : transaction_kind == "TRANS_STMT_RELEASE"     ? "RELEASE SAVEPOINT"
+                                                                                      : "";
+      if (!command.empty()) {
+        analysis.savepoint_command = std::string(command);
+        analysis.savepoint_name = std::string(string_field(node, "savepoint_name"));
+      }
+    }
+    if (type == "ConstraintsSetStmt") analysis.sets_constraints = true;
     analysis.top_level_order_by = orders_result(type, node);  // the last statement decides
     analysis.sort_keys.clear();
     analysis.outputs.clear();
@@ -991,6 +1003,11 @@ Result<Analysis> analyze_text(const std::string& text) {
     }
   }
 
+  if (analysis.statement_count > 1) {  // only a text of one statement is replayed as transaction control
+    analysis.savepoint_command.clear();
+    analysis.savepoint_name.clear();
+    analysis.sets_constraints = false;
+  }
   // Volatile calls in an earlier statement of the text change what the last reads.
   if (analysis.statement_count > 1 && analysis.calls_volatile()) analysis.volatile_outside_outputs = true;
 

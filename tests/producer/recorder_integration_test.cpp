@@ -222,6 +222,33 @@ TEST_F(RecorderIntegrationTest, TransactionArrivesAsOneRecordWithItsStatementsIn
   EXPECT_EQ(request->statements[3].result.columns.size(), 3u);
 }
 
+TEST_F(RecorderIntegrationTest, SavepointsAndSetConstraintsAreRecordedInOrderBeginAndCommitAreNot) {
+  // A get-or-create: the insert fails, the transaction goes on after ROLLBACK TO.
+  primary_->exec_checked("INSERT INTO accounts (id, owner, balance) VALUES (9, 'existing', 1)");
+  const std::vector<std::string> statements = {
+      "BEGIN", "SET CONSTRAINTS ALL IMMEDIATE", "SAVEPOINT get_or_create",
+      "INSERT INTO accounts (id, owner, balance) VALUES (9, 'dup', 1)", "ROLLBACK TO SAVEPOINT get_or_create",
+      "SELECT owner FROM accounts WHERE id = 9", "RELEASE SAVEPOINT get_or_create", "COMMIT"};
+  {
+    Recorder recorder(config());
+    Unit unit = recorder.begin(primary_->get(), "k");
+    for (const auto& sql : statements) {
+      auto [result, latency_us] = run(sql, {});
+      unit.add(sql, Params{}, result.get(), latency_us);
+    }
+    unit.commit();
+    EXPECT_EQ(recorder.flush(10s), 0);
+  }
+  auto messages = consume(1);
+  ASSERT_EQ(messages.size(), 1u);
+  auto request = wire::decode_request(messages[0].payload);
+  ASSERT_TRUE(request.ok()) << request.error().describe();
+  std::vector<std::string> recorded;
+  for (const auto& statement : request->statements) recorded.push_back(statement.sql);
+  EXPECT_EQ(recorded, std::vector<std::string>(statements.begin() + 1, statements.end() - 1));
+  EXPECT_EQ(request->statements[2].result.sqlstate, "23505");
+}
+
 TEST_F(RecorderIntegrationTest, RollbackIsPublishedAsRollbackOrNotAtAllByPolicy) {
   for (bool publish_rollbacks : {true, false}) {
     auto settings = config();

@@ -69,6 +69,11 @@ struct Analysis {
   bool has_transaction_control = false;     // some statement of the text is BEGIN/COMMIT/SAVEPOINT/...
   bool copies_client_data = false;          // COPY FROM STDIN / TO STDOUT: data on the client connection
   std::vector<std::string> session_reasons;  // state it leaves in the session past its transaction
+  // Transaction control a replayer runs inside the unit's transaction, as the
+  // primary ran it (set only for a text of one statement):
+  std::string savepoint_command;  // "SAVEPOINT", "ROLLBACK TO SAVEPOINT" or "RELEASE SAVEPOINT"
+  std::string savepoint_name;     // its savepoint, as the server folds it
+  bool sets_constraints = false;  // SET CONSTRAINTS ... DEFERRED / IMMEDIATE
 };
 
 // The result column a select-list entry produced: its position when known,

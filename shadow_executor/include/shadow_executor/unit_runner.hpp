@@ -45,6 +45,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace shadowpipe::executor {
@@ -192,12 +193,20 @@ class UnitRunner {
   // Names the result's user types and adds what the shadow's catalog says
   // about its columns (catalog.hpp), over a connection of its own so no
   // lookup ever runs inside a unit's transaction or pipeline.
-  void describe_from_catalog(const std::string& sql, const pg::Result& executed, wire::StatementResult& out);
+  void describe_from_catalog(const std::string& fingerprint, const std::string& sql, const pg::Result& executed,
+                             wire::StatementResult& out);
+  struct CatalogFacts {
+    std::vector<wire::VolatileColumn> volatile_columns;
+    std::string volatile_statement;
+    std::optional<bool> order_total;
+  };
+  static constexpr size_t kMaxCatalogFacts = 4096;  // fingerprints; the cache starts over beyond
 
   const pg::Connection& conn_;
   std::unique_ptr<pg::Connection> catalog_conn_;
   std::unique_ptr<catalog::Catalog> catalog_;
   bool catalog_unavailable_ = false;
+  std::unordered_map<std::string, CatalogFacts> catalog_facts_;  // by fingerprint and result width
   RunnerConfig config_;
   statement::Analyzer& analyzer_;
   digest::NormalizationConfig default_normalization_;
