@@ -358,9 +358,11 @@ void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamV
   }
   // The executor runs every unit in its own transaction: the application's
   // BEGIN / COMMIT are not statements of the unit. Savepoints and SET
-  // CONSTRAINTS inside a transaction are: the executor replays them in order.
+  // CONSTRAINTS inside a transaction are: the executor replays them in order;
+  // so is BEGIN or SET TRANSACTION with an isolation level, READ ONLY or DEFERRABLE.
   if (analysis->kind == statement::Kind::transaction_control &&
-      (unit.autocommit || (analysis->savepoint_command.empty() && !analysis->sets_constraints))) {
+      (unit.autocommit ||
+       (analysis->savepoint_command.empty() && !analysis->sets_constraints && !analysis->sets_transaction_mode()))) {
     return;
   }
   const double rate = recorder.statement_rate(analysis->fingerprint, analysis->kind);

@@ -174,6 +174,20 @@ pg::Result UnitRunner::statement(const wire::Statement& statement, int statement
   return result;
 }
 
+std::string UnitRunner::isolation_clause(const wire::Request& request) {
+  if (request.tx == wire::TxMode::autocommit) return "";
+  std::string level;
+  for (const auto& statement : request.statements) {
+    auto analysis = analyzer_.analyze(statement.sql);
+    if (analysis.ok() && !analysis->isolation_level.empty()) level = analysis->isolation_level;
+  }
+  // The parser's names, checked: nothing else is written into the BEGIN.
+  for (const char* known : {"serializable", "repeatable read", "read committed", "read uncommitted"}) {
+    if (level == known) return " ISOLATION LEVEL " + level;
+  }
+  return "";
+}
+
 std::string UnitRunner::settings_select(const wire::Session& session) const {
   std::vector<std::string> calls;
   auto add = [&](std::string_view name, std::string_view value) {
@@ -401,7 +415,7 @@ bool UnitRunner::runs_alone(const wire::Request& request, statement::Analyzer& a
     // Savepoints and SET CONSTRAINTS act on the whole transaction, and a
     // ROLLBACK TO after a failure must reach the server (a pipeline skips it).
     if (analysis.ok() && request.tx != wire::TxMode::autocommit &&
-        (!analysis->savepoint_command.empty() || analysis->sets_constraints)) {
+        (!analysis->savepoint_command.empty() || analysis->sets_constraints || analysis->sets_transaction_mode())) {
       return true;
     }
   }
@@ -454,6 +468,15 @@ std::vector<UnitRunner::Step> UnitRunner::classify(const wire::Request& request)
                                ? statement.sql
                                : analysis->savepoint_command + " " + quote_identifier("u_" + analysis->savepoint_name);
       step.restores = analysis->savepoint_command == "ROLLBACK TO SAVEPOINT";
+    } else if (request.tx != wire::TxMode::autocommit && analysis->read_only) {
+      // READ ONLY for the unit's work: set inside the unit's savepoint, which
+      // is rolled back at the end (a read-only unit has nothing to keep), so
+      // the mode never reaches the executor's bookkeeping or the next unit.
+      // The isolation level is the unit's transaction's (see attempt_plain).
+      note.kind = analysis->kind;
+      step.execute = true;
+      step.replayed.emplace();
+      step.replayed->sql = "SET TRANSACTION READ ONLY";
     } else if (analysis->kind == statement::Kind::transaction_control) {
       // The executor owns the unit's transaction; the primary saw these succeed.
       note.disposition = Disposition::transaction_control;
@@ -576,8 +599,10 @@ UnitReport UnitRunner::record_not_replayed(const wire::Request& request, const P
 UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& units, size_t first,
                                               const PartitionId& id, std::vector<UnitReport>& reports) {
   const std::string settings = settings_select(units[first].request->session);
-  // Start: one round trip.
-  std::string start = "BEGIN; " + fence_check(id, units[first].offset) + "; ";
+  // Start: one round trip. A unit that ran under another isolation level on
+  // the primary runs alone, and its transaction gets that level.
+  const std::string isolation = units.size() - first == 1 ? isolation_clause(*units[first].request) : "";
+  std::string start = "BEGIN" + isolation + "; " + fence_check(id, units[first].offset) + "; ";
   if (!settings.empty()) start += settings + "; ";
   start += "SAVEPOINT sp";
   auto started = script(start);
@@ -609,7 +634,10 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
   for (size_t u = first; u < units.size(); ++u) {
     const wire::Request& request = *units[u].request;
     auto steps = classify(request);
-    const bool undo = request.tx == wire::TxMode::rollback || config_.writes == WritesMode::rollback;
+    const bool undo = request.tx == wire::TxMode::rollback || config_.writes == WritesMode::rollback ||
+                      std::any_of(steps.begin(), steps.end(), [](const Step& step) {
+                        return step.replayed && step.replayed->sql == "SET TRANSACTION READ ONLY";
+                      });
     const bool per_statement = request.tx == wire::TxMode::autocommit && request.statements.size() > 1;
     // An autocommit unit to be undone keeps its statements apart with a
     // nested savepoint v, so sp stays before the unit.

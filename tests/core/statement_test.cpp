@@ -555,6 +555,13 @@ TEST(StatementTransaction, SavepointsAndSetConstraintsAreNamedForReplay) {
   EXPECT_TRUE(analyzed("SET CONSTRAINTS ALL DEFERRED").sets_constraints);
   EXPECT_EQ(analyzed("COMMIT").savepoint_command, "");
   EXPECT_EQ(analyzed("SAVEPOINT a; SELECT 1").savepoint_command, "");  // only a text of one statement
+  auto begin = analyzed("BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE");
+  EXPECT_EQ(begin.isolation_level, "serializable");
+  EXPECT_TRUE(begin.read_only);
+  EXPECT_TRUE(begin.deferrable);
+  EXPECT_EQ(analyzed("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").isolation_level, "repeatable read");
+  EXPECT_FALSE(analyzed("START TRANSACTION READ WRITE").read_only);
+  EXPECT_FALSE(analyzed("BEGIN").sets_transaction_mode());
 }
 
 }  // namespace

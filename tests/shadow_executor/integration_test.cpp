@@ -359,6 +359,30 @@ TEST_P(ExecutorRunner, SetConstraintsIsHonoured) {
   EXPECT_EQ(next.result.statements[0].result.sqlstate, "23503");
 }
 
+TEST_P(ExecutorRunner, IsolationLevelAndReadOnlyAreHonoured) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  const std::string probe = "SELECT current_setting('transaction_isolation') AS isolation";
+  auto report = bench.run(make_request(
+      "serializable", "k", TxMode::commit,
+      {make_statement("BEGIN ISOLATION LEVEL SERIALIZABLE"), make_statement(probe), make_statement("COMMIT")}));
+  sp::pg::Connection reference(bench.database.dsn());
+  reference.exec_checked("BEGIN ISOLATION LEVEL SERIALIZABLE");
+  auto expected = reference.exec_checked(probe);
+  reference.exec_checked("COMMIT");
+  EXPECT_EQ(report.result.statements.at(1).result.unordered, sp::digest::digest_result(expected.get(), {}).unordered);
+
+  // READ ONLY: the write fails as it failed on the primary, and the mode ends with the unit.
+  auto read_only = bench.run(make_request(
+      "read-only", "k", TxMode::commit,
+      {make_statement("START TRANSACTION READ ONLY"), make_statement("SELECT count(*) FROM items"), insert_item(1, "x")}));
+  ASSERT_EQ(read_only.result.statements.size(), 3u);
+  EXPECT_EQ(read_only.result.statements[1].result.status, Status::ok);
+  EXPECT_EQ(read_only.result.statements[2].result.sqlstate, "25006");
+  auto next = bench.run(make_request("next", "k", TxMode::commit, {insert_item(2, "y")}));
+  EXPECT_EQ(next.result.statements[0].result.status, Status::ok) << next.result.statements[0].result.message;
+  EXPECT_EQ(bench.count(), 1);
+}
+
 TEST_P(ExecutorRunner, TransactionScopedSessionStateIsReplayed) {
   RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto report = bench.run(make_request(

@@ -74,6 +74,11 @@ struct Analysis {
   std::string savepoint_command;  // "SAVEPOINT", "ROLLBACK TO SAVEPOINT" or "RELEASE SAVEPOINT"
   std::string savepoint_name;     // its savepoint, as the server folds it
   bool sets_constraints = false;  // SET CONSTRAINTS ... DEFERRED / IMMEDIATE
+  // BEGIN / START TRANSACTION / SET TRANSACTION with modes:
+  std::string isolation_level;    // "serializable", "repeatable read", ...; empty when not given
+  bool read_only = false;         // READ ONLY
+  bool deferrable = false;        // DEFERRABLE
+  bool sets_transaction_mode() const { return !isolation_level.empty() || read_only || deferrable; }
 };
 
 // The result column a select-list entry produced: its position when known,

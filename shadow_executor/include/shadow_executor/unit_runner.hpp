@@ -184,6 +184,8 @@ class UnitRunner {
   std::string advance_applied(const PartitionId& id, int64_t last_offset) const;
   std::string literal(std::string_view text) const;
   std::string settings_select(const wire::Session& session) const;
+  // " ISOLATION LEVEL x" when the unit's BEGIN or SET TRANSACTION named one.
+  std::string isolation_clause(const wire::Request& request);
   std::string fence_update(const PartitionId& id, int64_t offset) const;
   std::string log_values(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                          std::string_view payload) const;
