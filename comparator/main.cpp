@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--mismatches-topic", options.mismatches_topic)->capture_default_str();
   app.add_option("--summary-topic", options.summary_topic)->capture_default_str();
   app.add_option("--dlq-topic", options.dlq_topic)->capture_default_str();
-  app.add_option("--window", window_ms, "join window in ms on record time; later results make shadow_missing")
+  app.add_option("--window", window_ms, "ms without executor progress after which a partition whose requests wait is reported stalled (nothing is decided by it)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--summary-interval", summary_ms, "ms between summary records and latency evaluations")
       ->capture_default_str()->check(CLI::PositiveNumber);

@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
                     "fail on every column whose type changed, not only where its rendered values differ");
   verdict->add_option("--max-latency-ratio", verdict_options.max_latency_ratio,
                       "a latency regression above this shadow/primary p95 ratio fails")->capture_default_str();
+  verdict->add_option("--comparator-group", read_options.comparator_group,
+                      "the comparators' consumer group: a partition it has not decided to the end fails")
+      ->capture_default_str();
 
   auto* reset = app.add_subcommand("reset", "rebuild the shadow from the primary and start the executors after it");
   shadowctl::ResetOptions reset_options;

@@ -52,6 +52,10 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
     first_ts_us_ = first_ts_us_ == 0 ? mismatch.ts_us : std::min(first_ts_us_, mismatch.ts_us);
     last_ts_us_ = std::max(last_ts_us_, mismatch.ts_us);
   }
+  if (mismatch.kind == "shadow_gap") {
+    gaps_.push_back({mismatch.request_id, mismatch.primary ? static_cast<uint64_t>(std::max<int64_t>(0, mismatch.primary->rows)) : 0,
+                     mismatch.detail});
+  }
   auto& report = entry(mismatch.fingerprint).report;
   if (report.normalized_sql.empty()) report.normalized_sql = mismatch.normalized_sql;
   if (wire::is_notice_kind(mismatch.kind)) {
@@ -80,6 +84,11 @@ void ReportBuilder::add_summary(const wire::Summary& summary) {
   if (summary.fingerprint.empty()) {  // the whole request stream of one interval
     saw_request_summaries_ = true;
     requests_compared_ += summary.compared;
+    auto& [ts, stalled] = stalls_[summary.comparator];
+    if (summary.ts_us >= ts) {
+      ts = summary.ts_us;
+      stalled = summary.stalled;
+    }
     return;
   }
   auto& entry = this->entry(summary.fingerprint);
@@ -92,6 +101,17 @@ void ReportBuilder::add_summary(const wire::Summary& summary) {
 Report ReportBuilder::build() const {
   Report report;
   report.compared = requests_compared_;
+  report.gaps = gaps_;
+  // Stalls as the newest summary of each comparator names them; read_report
+  // keeps only those of partitions that are still behind.
+  for (const auto& [comparator, newest] : stalls_) {
+    for (const auto& stall : newest.second) {
+      PartitionProgress progress;
+      progress.partition = stall.partition;
+      progress.stall = stall;
+      report.partitions.push_back(progress);
+    }
+  }
   report.mismatch_records = mismatch_records_;
   report.duplicate_mismatch_records = duplicates_;
   report.unreadable_records = unreadable_;
@@ -137,7 +157,54 @@ Report read_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions
   ReportBuilder builder;
   TopicReader reader(kafka, {options.names.mismatches, options.names.summary}, options.since_ms);
   reader.read_to_end([&](const auto& message) { builder.add_record(message, options.names); }, options.timeout);
-  return builder.build();
+  Report report = builder.build();
+  if (options.comparator_group.empty()) {
+    report.progress_unknown = "no comparator group given";
+  } else if (auto progress = read_progress(kafka, options.names.requests, options.comparator_group, report.partitions)) {
+    report.partitions = std::move(*progress);
+  } else {
+    report.progress_unknown = "topic " + options.names.requests + " does not exist (name it with --requests-topic)";
+  }
+  return report;
+}
+
+std::optional<std::vector<PartitionProgress>> read_progress(const shadowpipe::kafka::Properties& kafka, const std::string& requests_topic,
+                                             const std::string& group, const std::vector<PartitionProgress>& stalls) {
+  namespace k = shadowpipe::kafka;
+  k::Properties properties = kafka;
+  properties.emplace_back("group.id", group);  // committed() reads this group's offsets; nothing joins it
+  properties.emplace_back("enable.auto.commit", "false");
+  k::Consumer consumer(properties);
+  const auto partitions = k::partition_count(consumer.get(), requests_topic, std::chrono::seconds(10));
+  if (!partitions) return std::nullopt;
+  k::PartitionList committed(*partitions);
+  for (int32_t partition = 0; partition < *partitions; ++partition) committed.add(requests_topic, partition);
+  if (auto err = rd_kafka_committed(consumer.get(), committed.get(), 10'000)) {
+    throw shadowpipe::Failure("cannot read the committed offsets of group " + group + ": " + rd_kafka_err2str(err));
+  }
+  std::vector<PartitionProgress> out;
+  for (int i = 0; i < committed.size(); ++i) {
+    PartitionProgress progress;
+    progress.partition = committed[i].partition;
+    int64_t low = 0, high = 0;
+    if (auto err = rd_kafka_query_watermark_offsets(consumer.get(), requests_topic.c_str(), progress.partition, &low,
+                                                    &high, 10'000)) {
+      throw shadowpipe::Failure("cannot read the end of " + requests_topic + ": " + rd_kafka_err2str(err));
+    }
+    progress.end = high;
+    // No commit yet: nothing decided, except what retention already removed.
+    progress.decided = committed[i].offset >= 0 ? committed[i].offset : low;
+    if (progress.undecided() > 0) {
+      for (const auto& stalled : stalls) {
+        if (stalled.partition == progress.partition && stalled.stall &&
+            (!progress.stall || stalled.stall->since_us < progress.stall->since_us)) {
+          progress.stall = stalled.stall;
+        }
+      }
+    }
+    out.push_back(progress);
+  }
+  return out;
 }
 
 }  // namespace shadowctl

@@ -68,11 +68,16 @@ void TopicReader::read_to_end(const Handler& handler, std::chrono::milliseconds 
                                 std::to_string(timeout.count() / 1000) + " s — is the broker healthy?");
     }
     auto message = consumer_.poll(200ms);
-    if (!message || message.error()) continue;
-    const std::pair<std::string, int32_t> where{std::string(message.topic()), message.partition()};
-    handler(message);
-    auto end = end_.find(where);
-    if (end != end_.end() && message.offset() + 1 >= end->second) end_.erase(end);
+    if (message && !message.error()) handler(message);
+    // Transaction markers take offsets but never arrive as messages: the end
+    // is reached when the position (not the last message) gets there.
+    kafka::PartitionList positions(static_cast<int>(end_.size()));
+    for (const auto& [where, end] : end_) positions.add(where.first, where.second);
+    rd_kafka_position(consumer_.get(), positions.get());
+    for (int i = 0; i < positions.size(); ++i) {
+      const std::pair<std::string, int32_t> where{positions[i].topic, positions[i].partition};
+      if (positions[i].offset >= 0 && positions[i].offset >= end_[where]) end_.erase(where);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "shadowctl/verdict.hpp"
 
 #include <cstdio>
+#include <ctime>
 
 namespace shadowctl {
 
@@ -8,6 +9,15 @@ namespace {
 std::string fixed(double value, const char* format) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, format, value);
+  return buffer;
+}
+
+std::string format_time(int64_t us) {
+  const std::time_t seconds = static_cast<std::time_t>(us / 1'000'000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
   return buffer;
 }
 }  // namespace
@@ -62,6 +72,29 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
       what += " — " + fingerprint.normalized_sql.substr(0, 80);
       verdict.reasons.push_back(what);
     }
+  }
+  uint64_t lost_write_units = 0;
+  for (const auto& gap : report.gaps) lost_write_units += gap.write_units;
+  if (!report.gaps.empty()) {
+    verdict.reasons.push_back("shadow no longer follows the primary: " + std::to_string(lost_write_units) +
+                              " write units never applied — reset the shadow (shadowctl reset)");
+    for (const auto& gap : report.gaps) verdict.reasons.push_back("  " + gap.detail);
+  }
+  if (!report.progress_unknown.empty()) {
+    verdict.reasons.push_back("cannot tell whether every request is decided: " + report.progress_unknown);
+  }
+  for (const auto& partition : report.partitions) {
+    if (partition.undecided() == 0) continue;
+    std::string what = "partition " + std::to_string(partition.partition) + ": " +
+                       std::to_string(partition.undecided()) + " requests not decided yet (comparators at offset " +
+                       std::to_string(partition.decided) + " of " + std::to_string(partition.end) + ")";
+    if (partition.stall) {
+      what += "; stalled since " + format_time(partition.stall->since_us) + ": no shadow results for " +
+              std::to_string(partition.stall->undecided) + " waiting requests — is its executor running?";
+    } else {
+      what += "; wait for the comparators to catch up";
+    }
+    verdict.reasons.push_back(what);
   }
   verdict.pass = verdict.reasons.empty();
   if (verdict.pass) {

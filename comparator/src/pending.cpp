@@ -60,38 +60,19 @@ size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
   return bytes;
 }
 
-PairState::PairState(int64_t window_us, int64_t decided_retention_us, size_t decided_capacity)
-    : window_us_(window_us), decided_retention_us_(decided_retention_us), decided_capacity_(decided_capacity) {}
+PairState::PairState(int64_t stall_after_us, int64_t decided_retention_us, size_t decided_capacity)
+    : stall_after_us_(stall_after_us), decided_retention_us_(decided_retention_us), decided_capacity_(decided_capacity) {}
 
-void PairState::advance_clock(int64_t record_ts_us, int64_t wall_us, bool is_request) {
-  // Only request times drive the window: a result's time is when the shadow
-  // finished, which runs behind by the executor's lag and would expire
-  // requests whose results are on their way.
-  if (is_request) {
-    request_clock_us_ = std::max(request_clock_us_, record_ts_us);
-  } else {
-    result_clock_us_ = std::max(result_clock_us_, record_ts_us);
-  }
-  last_record_wall_us_ = wall_us;
-  paused_idle_us_ = 0;
-}
-
-int64_t PairState::clock_us(int64_t wall_us) const {
-  const int64_t base = request_clock_us_ ? request_clock_us_ : result_clock_us_;
-  if (paused_[0] || paused_[1]) return base + paused_idle_us_;
-  return base + std::max<int64_t>(0, wall_us - last_record_wall_us_);
-}
-
-void PairState::pause_waiting_side(int64_t wall_us) {
+void PairState::pause_waiting_side() {
   const auto waiting = waiting_side();
   if (!waiting || paused(*waiting)) return;
-  set_paused(*waiting == Side::requests ? Side::results : Side::requests, false, wall_us);
-  set_paused(*waiting, true, wall_us);
+  set_paused(*waiting == Side::requests ? Side::results : Side::requests, false);
+  set_paused(*waiting, true);
 }
 
-void PairState::resume(int64_t wall_us) {
-  set_paused(Side::requests, false, wall_us);
-  set_paused(Side::results, false, wall_us);
+void PairState::resume() {
+  set_paused(Side::requests, false);
+  set_paused(Side::results, false);
 }
 
 std::optional<Side> PairState::waiting_side() const {
@@ -99,30 +80,17 @@ std::optional<Side> PairState::waiting_side() const {
   return bytes_[0] >= bytes_[1] ? Side::requests : Side::results;
 }
 
-void PairState::set_paused(Side side, bool paused, int64_t wall_us) {
-  const bool was_paused = paused_[0] || paused_[1];
-  paused_[static_cast<int>(side)] = paused;
-  const bool is_paused = paused_[0] || paused_[1];
-  if (!was_paused && is_paused) {
-    paused_idle_us_ = std::max<int64_t>(0, wall_us - last_record_wall_us_);
-  } else if (was_paused && !is_paused) {
-    // The paused time does not count as idle time.
-    last_record_wall_us_ = wall_us - paused_idle_us_;
-  }
-}
-
 void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
   auto& next = next_offset_[static_cast<int>(side)];
   next = std::max(next.value_or(0), offset + 1);
-  last_record_wall_us_ = wall_us;
-  paused_idle_us_ = 0;
+  (void)wall_us;
   drop_passed_joins();
 }
 
-void PairState::record_join(const Joined& joined) {
-  if (joined.request.offset < 0 || joined.result.offset < 0) return;
-  if (replayable_joins_.emplace(joined.request.offset, joined.result.offset).second) {
-    replayable_result_offsets_.insert(joined.result.offset);
+void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
+  if (request_offset < 0 || result_offset < 0) return;
+  if (replayable_joins_.emplace(request_offset, result_offset).second) {
+    replayable_result_offsets_.insert(result_offset);
   }
   drop_passed_joins();
 }
@@ -138,101 +106,213 @@ void PairState::drop_passed_joins() {
 
 uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
 
-void PairState::remember(const std::string& request_id) {
+void PairState::remember(const std::string& request_id, int64_t wall_us) {
   const uint64_t hash = id_hash(request_id);
-  if (decided_.insert(hash).second) decided_order_.emplace_back(request_clock_us_, hash);
-  forget_expired_decisions();
+  if (decided_.insert(hash).second) decided_order_.emplace_back(wall_us, hash);
+  forget_expired_decisions(wall_us);
 }
 
-void PairState::mark_decided(const std::string& request_id) { remember(request_id); }
+void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { remember(request_id, wall_us); }
 
-void PairState::forget_expired_decisions() {
+// Wall time, never record time: a request stamped far in the future by a
+// skewed clock must not make every other decided id forgettable.
+void PairState::forget_expired_decisions(int64_t wall_us) {
   while (!decided_order_.empty() && (decided_order_.size() > decided_capacity_ ||
-                                     decided_order_.front().first < request_clock_us_ - decided_retention_us_)) {
+                                     decided_order_.front().first < wall_us - decided_retention_us_)) {
     decided_.erase(decided_order_.front().second);
     decided_order_.pop_front();
   }
 }
 
+void PairState::forget_result(Entry& entry, const std::string& request_id) {
+  const ResultSide& result = *entry.result;
+  if (result.source_offset >= 0) {
+    placed_results_.erase({result.source_offset, request_id});
+  } else {
+    unplaced_results_.erase({entry.since_wall_us, request_id});
+  }
+  pending_offsets_[1].erase(pending_offsets_[1].find(result.offset));
+  bytes_[1] -= entry.bytes;
+  --pending_results_;
+}
+
+PairState::Added PairState::join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id,
+                                 RequestSide request, ResultSide result) {
+  entries_.erase(it);
+  Added added;
+  added.outcome = Outcome::joined;
+  record_replayable(request.offset, result.offset);
+  added.joined = Joined{std::move(request_id), std::move(request), std::move(result)};
+  return added;
+}
+
 PairState::Added PairState::add_request(std::string request_id, RequestSide side, int64_t wall_us) {
   consumed(Side::requests, side.offset, wall_us);
-  advance_clock(side.ts_us, wall_us, true);
-  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt};
+  forget_expired_decisions(wall_us);
+  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   auto [it, inserted] = entries_.try_emplace(request_id);
   Entry& entry = it->second;
-  if (entry.request) return {Outcome::duplicate, std::nullopt};
+  if (entry.request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   if (entry.result) {
-    Joined joined{request_id, std::move(side), std::move(*entry.result)};
-    waiting_results_.erase({joined.result.ts_us, request_id});
-    pending_offsets_[1].erase(pending_offsets_[1].find(joined.result.offset));
-    bytes_[1] -= entry.bytes;
-    entries_.erase(it);
-    remember(joined.request_id);
-    record_join(joined);
-    return {Outcome::joined, std::move(joined)};
+    forget_result(entry, request_id);
+    ResultSide result = std::move(*entry.result);
+    remember(request_id, wall_us);
+    Added added = join(it, std::move(request_id), std::move(side), std::move(result));
+    added.orphan_results = drop_orphan_results();
+    return added;
   }
+  if (side.offset >= 0 && side.offset < passed_below_) {
+    // The results side already showed the executor passed this offset, and
+    // its result was not among what came before the stamp.
+    entries_.erase(it);
+    remember(request_id, wall_us);
+    record_replayable(side.offset, passed_by_result_offset_);
+    Added added;
+    added.missing.push_back(Missing{std::move(request_id), std::move(side), passed_below_});
+    added.orphan_results = drop_orphan_results();
+    return added;
+  }
+  if (waiting_requests_.empty()) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
   entry.bytes = estimate_bytes(request_id, side);
   bytes_[0] += entry.bytes;
   pending_offsets_[0].insert(side.offset);
-  waiting_requests_.emplace(side.ts_us, request_id);
+  waiting_requests_.emplace(side.offset, request_id);
   entry.request = std::move(side);
-  return {};
+  Added added;
+  added.orphan_results = drop_orphan_results();
+  return added;
 }
 
 PairState::Added PairState::add_result(std::string request_id, ResultSide side, int64_t wall_us) {
   consumed(Side::results, side.offset, wall_us);
-  advance_clock(side.ts_us, wall_us, false);
-  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt};
-  auto [it, inserted] = entries_.try_emplace(request_id);
-  Entry& entry = it->second;
-  if (entry.result) return {Outcome::duplicate, std::nullopt};
-  if (entry.request) {
-    Joined joined{request_id, std::move(*entry.request), std::move(side)};
-    waiting_requests_.erase({joined.request.ts_us, request_id});
-    pending_offsets_[0].erase(pending_offsets_[0].find(joined.request.offset));
-    bytes_[0] -= entry.bytes;
-    entries_.erase(it);
-    remember(joined.request_id);
-    record_join(joined);
-    return {Outcome::joined, std::move(joined)};
+  forget_expired_decisions(wall_us);
+  last_progress_wall_us_ = wall_us;
+  const int64_t stamp = side.published_below;
+  const int64_t result_offset = side.offset;
+  Added added;
+  if (was_decided(request_id)) {
+    added.outcome = Outcome::duplicate;
+  } else if (side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0] &&
+             !entries_.contains(request_id)) {
+    // Its request was consumed (or lies below where this instance started)
+    // and is not waiting: it was decided before, or dead-lettered.
+    added.orphan_results = 1;
+  } else {
+    auto [it, inserted] = entries_.try_emplace(request_id);
+    Entry& entry = it->second;
+    if (entry.result) {
+      added.outcome = Outcome::duplicate;
+    } else if (entry.request) {
+      RequestSide request = std::move(*entry.request);
+      waiting_requests_.erase(request.offset);
+      pending_offsets_[0].erase(pending_offsets_[0].find(request.offset));
+      bytes_[0] -= entry.bytes;
+      remember(request_id, wall_us);
+      added = join(it, std::move(request_id), std::move(request), std::move(side));
+    } else {
+      entry.bytes = estimate_bytes(request_id, side);
+      entry.since_wall_us = wall_us;
+      bytes_[1] += entry.bytes;
+      pending_offsets_[1].insert(side.offset);
+      if (side.source_offset >= 0) {
+        placed_results_.emplace(side.source_offset, request_id);
+      } else {
+        unplaced_results_.emplace(wall_us, request_id);
+      }
+      ++pending_results_;
+      entry.result = std::move(side);
+    }
   }
-  entry.bytes = estimate_bytes(request_id, side);
-  bytes_[1] += entry.bytes;
-  pending_offsets_[1].insert(side.offset);
-  waiting_results_.emplace(side.ts_us, request_id);
-  entry.result = std::move(side);
-  return {};
+  if (stamp >= 0) {
+    for (auto& missing : pass(stamp, result_offset)) {
+      remember(missing.request_id, wall_us);
+      added.missing.push_back(std::move(missing));
+    }
+  }
+  return added;
 }
 
-PairState::Expired PairState::expire(int64_t wall_us) {
-  Expired expired;
-  const int64_t horizon = clock_us(wall_us) - window_us_;
-  while (!waiting_requests_.empty() && waiting_requests_.begin()->first < horizon) {
+PairState::Added PairState::progress(int64_t published_below, int64_t result_offset, int64_t wall_us) {
+  consumed(Side::results, result_offset, wall_us);
+  last_progress_wall_us_ = wall_us;
+  Added added;
+  for (auto& missing : pass(published_below, result_offset)) {
+    remember(missing.request_id, wall_us);
+    added.missing.push_back(std::move(missing));
+  }
+  return added;
+}
+
+std::vector<Missing> PairState::pass(int64_t published_below, int64_t result_offset) {
+  if (published_below > passed_below_) {
+    passed_below_ = published_below;
+    passed_by_result_offset_ = result_offset;
+  }
+  std::vector<Missing> passed;
+  while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
     const std::string request_id = waiting_requests_.begin()->second;
     waiting_requests_.erase(waiting_requests_.begin());
     auto it = entries_.find(request_id);
     Entry& entry = it->second;
     pending_offsets_[0].erase(pending_offsets_[0].find(entry.request->offset));
     bytes_[0] -= entry.bytes;
-    expired.missing.push_back(Missing{request_id, std::move(*entry.request)});
+    const int64_t request_offset = entry.request->offset;
+    passed.push_back(Missing{request_id, std::move(*entry.request), published_below});
     entries_.erase(it);
-    remember(request_id);
+    // Replayed after a crash, the request must meet the stamp that decided it again.
+    record_replayable(request_offset, result_offset);
   }
-  // A result is at least as late as its request, so once the requests have
-  // moved a window past it, its request is not coming (it was dead-lettered,
-  // or decided before a replay that started between the two).
-  while (!waiting_results_.empty() && waiting_results_.begin()->first < horizon) {
-    const std::string request_id = waiting_results_.begin()->second;
-    waiting_results_.erase(waiting_results_.begin());
+  return passed;
+}
+
+size_t PairState::drop_orphan_results() {
+  if (!next_offset_[0]) return 0;
+  size_t dropped = 0;
+  while (!placed_results_.empty() && placed_results_.begin()->first < *next_offset_[0]) {
+    const std::string request_id = placed_results_.begin()->second;
     auto it = entries_.find(request_id);
-    pending_offsets_[1].erase(pending_offsets_[1].find(it->second.result->offset));
-    bytes_[1] -= it->second.bytes;
+    if (it->second.request) break;  // cannot happen: a waiting request would have joined
+    forget_result(it->second, request_id);
     entries_.erase(it);
-    ++expired.orphan_results;
+    ++dropped;
   }
-  forget_expired_decisions();
-  drop_passed_joins();
-  return expired;
+  return dropped;
+}
+
+size_t PairState::expire_unplaced_results(int64_t wall_us) {
+  size_t dropped = 0;
+  while (!unplaced_results_.empty() && unplaced_results_.begin()->first < wall_us - stall_after_us_) {
+    const std::string request_id = unplaced_results_.begin()->second;
+    auto it = entries_.find(request_id);
+    forget_result(it->second, request_id);
+    entries_.erase(it);
+    ++dropped;
+  }
+  return dropped + drop_orphan_results();
+}
+
+std::optional<int64_t> PairState::stalled_since(int64_t wall_us) const {
+  if (waiting_requests_.empty() || wall_us - last_progress_wall_us_ < stall_after_us_) return std::nullopt;
+  return last_progress_wall_us_;
+}
+
+void PairState::hold(int64_t request_offset, Tally tally) {
+  auto [it, inserted] = tallies_.try_emplace(request_offset, std::move(tally));
+  if (!inserted) {  // two records at one offset cannot happen; keep both counts rather than lose one
+    for (auto& fingerprint : tally.fingerprints) it->second.fingerprints.push_back(std::move(fingerprint));
+    for (auto& found : tally.discrepancies) it->second.discrepancies.push_back(std::move(found));
+  }
+}
+
+std::vector<Tally> PairState::take_passed_tallies() {
+  std::vector<Tally> passed;
+  const auto position = commit_offset(Side::requests);
+  if (!position) return passed;
+  while (!tallies_.empty() && tallies_.begin()->first < *position) {
+    passed.push_back(std::move(tallies_.begin()->second));
+    tallies_.erase(tallies_.begin());
+  }
+  return passed;
 }
 
 std::optional<int64_t> PairState::commit_offset(Side side) const {
@@ -240,7 +320,7 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
   std::optional<int64_t> position =
       pending_offsets_[index].empty() ? next_offset_[index] : std::optional<int64_t>(*pending_offsets_[index].begin());
   // The results of requests that a restart replays must be replayed as well,
-  // or those requests would wait in vain and expire as shadow_missing.
+  // or those requests would wait in vain.
   if (side == Side::results && position && !replayable_result_offsets_.empty()) {
     position = std::min(*position, *replayable_result_offsets_.begin());
   }
@@ -249,7 +329,8 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 
 std::optional<int64_t> PairState::oldest_pending_ts() const {
   if (waiting_requests_.empty()) return std::nullopt;
-  return waiting_requests_.begin()->first;
+  const auto& entry = entries_.at(waiting_requests_.begin()->second);
+  return entry.request->ts_us;
 }
 
 }  // namespace shadowpipe::comparator

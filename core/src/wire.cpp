@@ -339,6 +339,7 @@ std::string encode(const ShadowResult& record) {
   out.member("executor", record.executor);
   out.member_int("source_partition", record.source_partition);
   out.member_int("source_offset", record.source_offset);
+  if (record.published_below >= 0) out.member_int("published_below", record.published_below);
   out.key("statements");
   out.begin_array();
   for (const auto& statement : record.statements) {
@@ -406,6 +407,36 @@ std::string encode(const Summary& record) {
   write_latency(out, record.primary_latency);
   out.key("shadow_latency");
   write_latency(out, record.shadow_latency);
+  if (!record.stalled.empty()) {
+    out.key("stalled");
+    out.begin_array();
+    for (const auto& stall : record.stalled) {
+      out.begin_object();
+      out.member_int("partition", stall.partition);
+      out.member_int("since", stall.since_us);
+      out.member_uint("undecided", stall.undecided);
+      out.end_object();
+    }
+    out.end_array();
+  }
+  out.end_object();
+  return out.finish();
+}
+
+std::string encode(const Gap& record) {
+  Encoder out;
+  out.begin_object();
+  write_version(out);
+  out.member("record", kGapRecordTag);
+  out.member_int("ts", record.ts_us);
+  out.member("source", record.source);
+  out.member("reason", record.reason);
+  out.member_int("partition", record.partition);
+  out.member_int("from_offset", record.from_offset);
+  out.member_int("to_offset", record.to_offset);
+  out.member_uint("units", record.units);
+  out.member_uint("write_units", record.write_units);
+  out.member("detail", record.detail);
   out.end_object();
   return out.finish();
 }

@@ -660,6 +660,7 @@ bool read_version(Decoder& decoder, od::value& value, const Path& path) {
 }
 
 constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
+constexpr size_t kMaxStalls = 100'000;  // partitions in one summary
 
 constexpr std::string_view kSessionMembers[] = {"time_zone", "date_style", "interval_style", "search_path", "extra"};
 
@@ -731,7 +732,7 @@ bool read_request(Decoder& decoder, od::value& root, Request& out) {
 
 constexpr std::string_view kShadowStatementMembers[] = {"fingerprint", "result", "plan"};
 constexpr std::string_view kShadowResultMembers[] = {"v", "request_id", "ts", "key", "executor", "source_partition",
-                                                     "source_offset", "statements"};
+                                                     "source_offset", "statements", "published_below"};
 
 bool read_shadow_result(Decoder& decoder, od::value& root, ShadowResult& out) {
   const Path path;
@@ -744,6 +745,7 @@ bool read_shadow_result(Decoder& decoder, od::value& root, ShadowResult& out) {
       case 4: return read_text(decoder, member, at, out.executor);
       case 5: return read_int_as(decoder, member, at, -1, out.source_partition);
       case 6: return read_int(decoder, member, at, -1, kMaxInt64, out.source_offset);
+      case 8: return read_int(decoder, member, at, -1, kMaxInt64, out.published_below);
       default:
         return read_array(decoder, member, at, decoder.limits.max_statements, "statements", [&](od::value& item, const Path& item_path) {
           auto& statement = out.statements.emplace_back();
@@ -817,7 +819,8 @@ bool is_counter_name(std::string_view name) {
 }
 
 constexpr std::string_view kSummaryMembers[] = {"v",        "ts",            "comparator",      "fingerprint",   "normalized_sql",
-                                                "compared", "discrepancies", "primary_latency", "shadow_latency"};
+                                                "compared", "discrepancies", "primary_latency", "shadow_latency", "stalled"};
+constexpr std::string_view kStallMembers[] = {"partition", "since", "undecided"};
 
 bool read_summary(Decoder& decoder, od::value& root, Summary& out) {
   const Path path;
@@ -846,7 +849,54 @@ bool read_summary(Decoder& decoder, od::value& root, Summary& out) {
         });
       }
       case 7: return read_latency(decoder, member, at, out.primary_latency);
-      default: return read_latency(decoder, member, at, out.shadow_latency);
+      case 8: return read_latency(decoder, member, at, out.shadow_latency);
+      default:
+        return read_array(decoder, member, at, kMaxStalls, "partitions", [&](od::value& item, const Path& item_path) {
+          auto& stall = out.stalled.emplace_back();
+          return read_object(decoder, item, item_path, shape<kStallMembers>(all_of(3)),
+                             [&](int stall_member, od::value& field, const Path& field_path) {
+                               switch (stall_member) {
+                                 case 0: return read_int_as(decoder, field, field_path, 0, stall.partition);
+                                 case 1: return read_int(decoder, field, field_path, 0, kMaxInt64, stall.since_us);
+                                 default: return read_uint(decoder, field, field_path, stall.undecided);
+                               }
+                             });
+        });
+    }
+  });
+}
+
+constexpr std::string_view kGapMembers[] = {"v",           "record",    "ts",    "source",      "reason",
+                                            "partition",   "from_offset", "to_offset", "units", "write_units",
+                                            "detail"};
+constexpr std::pair<std::string_view, bool> kGapTags[] = {{kGapRecordTag, true}};
+constexpr std::string_view kGapReasons[] = {"retention", "producer_dropped"};
+
+bool read_gap(Decoder& decoder, od::value& root, Gap& out) {
+  const Path path;
+  constexpr uint64_t required = all_of(11) & ~(bit(6) | bit(7) | bit(9) | bit(10));
+  return read_object(decoder, root, path, shape<kGapMembers>(required), [&](int number, od::value& member, const Path& at) {
+    switch (number) {
+      case 0: return read_version(decoder, member, at);
+      case 1: {
+        bool tagged = false;
+        return read_enum(decoder, member, at, kGapTags, tagged);
+      }
+      case 2: return read_int(decoder, member, at, 0, kMaxInt64, out.ts_us);
+      case 3: return read_text(decoder, member, at, out.source);
+      case 4: {
+        if (!read_text(decoder, member, at, out.reason)) return false;
+        if (std::find(std::begin(kGapReasons), std::end(kGapReasons), out.reason) == std::end(kGapReasons)) {
+          return decoder.fail(ErrorCode::invalid_value, at, "a gap reason is retention or producer_dropped");
+        }
+        return true;
+      }
+      case 5: return read_int_as(decoder, member, at, 0, out.partition);
+      case 6: return read_int(decoder, member, at, -1, kMaxInt64, out.from_offset);
+      case 7: return read_int(decoder, member, at, -1, kMaxInt64, out.to_offset);
+      case 8: return read_uint(decoder, member, at, out.units);
+      case 9: return read_uint(decoder, member, at, out.write_units);
+      default: return read_text(decoder, member, at, out.detail);
     }
   });
 }
@@ -992,6 +1042,15 @@ Result<Summary> decode_summary(std::string_view json, const Limits& limits) {
 }
 Result<DeadLetter> decode_dead_letter(std::string_view json, const Limits& limits) {
   return decode_record<DeadLetter>(json, limits, read_dead_letter);
+}
+Result<Gap> decode_gap(std::string_view json, const Limits& limits) {
+  return decode_record<Gap>(json, limits, read_gap);
+}
+bool is_gap_record(std::string_view json) {
+  // The encoder writes "record" right after "v"; a cheap textual look first,
+  // the real decode decides.
+  constexpr std::string_view kMarker = "\"record\":\"gap\"";
+  return json.substr(0, 64).find(kMarker) != std::string_view::npos;
 }
 
 }  // namespace shadowpipe::wire

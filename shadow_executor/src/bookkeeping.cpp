@@ -71,6 +71,19 @@ int64_t claim_next_offset(const pg::Connection& conn, const PartitionId& id, int
   return to_int64(result.value(0, 0));
 }
 
+bool record_retention_gap(const pg::Connection& conn, const PartitionId& id, int64_t from, int64_t to,
+                          const std::string& payload) {
+  auto result = conn.exec_checked(
+      "WITH moved AS (UPDATE shadowpipe.applied SET next_offset = $5::bigint, updated_at = now()"
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND next_offset = $4::bigint RETURNING 1)"
+      " INSERT INTO shadowpipe.results_log (consumer_group, topic, partition, source_offset, destination,"
+      " record_key, payload) SELECT $1, $2, $3::int, $4::bigint, 'results', '', $6 FROM moved"
+      " ON CONFLICT (consumer_group, topic, partition, source_offset) DO UPDATE"
+      " SET destination = EXCLUDED.destination, record_key = EXCLUDED.record_key, payload = EXCLUDED.payload",
+      {id.group, id.topic, std::to_string(id.partition), std::to_string(from), std::to_string(to), payload});
+  return result.affected_rows() == 1;
+}
+
 int64_t read_next_offset(const pg::Connection& conn, const PartitionId& id) {
   auto result = conn.exec_checked(
       "SELECT next_offset FROM shadowpipe.applied WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int",

@@ -13,11 +13,13 @@
 #include "shadowpipe/wire.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -34,19 +36,88 @@ using std::chrono::milliseconds;
 
 void log(const std::string& line) { std::cerr << "shadow-executor: " << line << '\n'; }
 
+// A passing fault (a broker not answering yet, a shadow restarting) is
+// logged when it starts and when it ends, not on every retry.
+// Thread-safe.
+class Streak {
+ public:
+  // Returns whether this failure starts the streak (the caller logs it then).
+  bool failed() { return failures_.fetch_add(1) == 0; }
+  // Logs the end of a streak, if there was one.
+  void recovered(const std::string& what) {
+    if (const uint64_t failures = failures_.exchange(0); failures > 0) {
+      log(what + ": recovered after " + std::to_string(failures) + " failed attempt(s)");
+    }
+  }
+
+ private:
+  std::atomic<uint64_t> failures_{0};
+};
+
+// Kafka errors that a retry will not cure (credentials, ACLs): fatal.
+bool permanent_kafka_error(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__SSL:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Thrown out of a retry loop of the rebalance callback at shutdown.
+struct StopRequested {};
+
 // Rides with each produced record to its delivery report.
 struct DeliveryTag {
   std::string topic;
   int32_t target_partition;
   int32_t source_partition;
   int64_t source_offset;
+  size_t stamp_bytes = 0;  // length of the progress stamp spliced into the payload (0: none)
 };
 
 struct FailedDelivery {
   std::unique_ptr<DeliveryTag> tag;
   std::string key;
-  std::string payload;
+  std::string payload;  // as logged: without the stamp, which a retry takes afresh
 };
+
+// The progress stamp: `,"published_below":N` spliced before the closing
+// brace of an encoded record (readers ignore member order). The logged
+// payload is encoded before the stamp is known, and a republished record
+// needs a fresh one, so it is added at produce time.
+std::string stamp_member(int64_t published_below) {
+  return ",\"published_below\":" + std::to_string(published_below);
+}
+
+std::string with_stamp(std::string_view payload, const std::string& stamp) {
+  std::string out;
+  out.reserve(payload.size() + stamp.size());
+  out.append(payload.substr(0, payload.size() - 1));
+  out.append(stamp);
+  out.push_back('}');
+  return out;
+}
+
+std::string without_stamp(std::string_view payload, size_t stamp_bytes) {
+  if (stamp_bytes == 0 || payload.size() < stamp_bytes + 1) return std::string(payload);
+  std::string out(payload.substr(0, payload.size() - 1 - stamp_bytes));
+  out.push_back('}');
+  return out;
+}
+
+// A dead letter's logged payload, with the `refused` result of its unit
+// after a newline when there is one: encoded JSON never holds a raw
+// newline, and one row per source offset keeps shadowpipe.results_log's key.
+std::string with_refusal(const std::string& dead_letter, const std::string& refusal) {
+  return refusal.empty() ? dead_letter : dead_letter + '\n' + refusal;
+}
 
 bool explainable(statement::Kind kind) { return kind == statement::Kind::read || kind == statement::Kind::write; }
 
@@ -65,6 +136,7 @@ struct Shared {
 
   std::mutex failed_mutex;
   std::vector<FailedDelivery> failed;
+  Streak produce_streak;
 
   std::string consumer_name() const { return "shadow-executor/" + options.executor_id; }
 
@@ -75,20 +147,37 @@ struct Shared {
   // the producer refuses is retried by the main loop; either way it stays in
   // shadowpipe.results_log and undelivered in the ledger, so the Kafka offset
   // is not committed past it and the next owner re-publishes it.
+  //
+  // A record for the results topic carries the progress stamp
+  // (wire::ShadowResult::published_below): the ledger's committable offset of
+  // its partition, read after this record was announced and before it is
+  // produced. Every record of an offset below it was acknowledged by Kafka
+  // by then, so it stands earlier in the partition than this one.
   void publish(const std::string& topic, int32_t target_partition, int32_t source_partition, int64_t source_offset,
                std::string_view key, std::string_view payload) {
     ledger.publishing(source_partition, source_offset);
     auto tag = std::make_unique<DeliveryTag>(DeliveryTag{topic, target_partition, source_partition, source_offset});
+    std::string stamped;
+    const bool stamp = topic == options.results_topic && payload.size() >= 2 && payload.back() == '}';
     for (;;) {
-      const auto err = producer->produce(topic, target_partition, key, payload, tag.get());
+      if (stamp) {
+        // Read again on every attempt: a stamp may only grow meanwhile.
+        const std::string member = stamp_member(ledger.committable(source_partition));
+        stamped = with_stamp(payload, member);
+        tag->stamp_bytes = member.size();
+      }
+      const auto err = producer->produce(topic, target_partition, key, stamp ? std::string_view(stamped) : payload,
+                                         tag.get());
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         tag.release();  // owned by the delivery report now
         return;
       }
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         metrics.delivery_failures.Increment();
-        log("cannot produce to " + topic + "[" + std::to_string(target_partition) + "]: " + rd_kafka_err2str(err) +
-            " (kept in shadowpipe.results_log, retried)");
+        if (produce_streak.failed()) {
+          log("cannot produce to " + topic + "[" + std::to_string(target_partition) + "]: " + rd_kafka_err2str(err) +
+              " (kept in shadowpipe.results_log, retried; logged once until a record is delivered)");
+        }
         std::lock_guard lock(failed_mutex);
         failed.push_back(FailedDelivery{std::move(tag), std::string(key), std::string(payload)});
         return;
@@ -103,18 +192,38 @@ struct Shared {
     }
   }
 
+  // Publishes a record of shadowpipe.results_log where it belongs: a result
+  // to the results topic, same partition; a dead letter to the DLQ topic,
+  // and the `refused` result logged with it (see with_refusal) to the
+  // results topic.
+  void publish_logged(const LoggedRecord& record, int32_t partition) {
+    if (record.destination == Destination::results) {
+      publish(options.results_topic, partition, partition, record.source_offset, record.key, record.payload);
+      return;
+    }
+    const std::string_view payload = record.payload;
+    const size_t split = payload.find('\n');
+    publish(options.dlq_topic, RD_KAFKA_PARTITION_UA, partition, record.source_offset, record.key,
+            payload.substr(0, split));
+    if (split != std::string_view::npos) {
+      publish(options.results_topic, partition, partition, record.source_offset, record.key, payload.substr(split + 1));
+    }
+  }
+
   void on_delivery(const rd_kafka_message_t& message) {
     std::unique_ptr<DeliveryTag> tag(static_cast<DeliveryTag*>(message._private));
     if (!tag) return;
     if (message.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       ledger.delivered(tag->source_partition, tag->source_offset);
+      produce_streak.recovered("producing");
       return;
     }
     metrics.delivery_failures.Increment();
+    const size_t stamp_bytes = tag->stamp_bytes;
     std::lock_guard lock(failed_mutex);
-    failed.push_back(FailedDelivery{std::move(tag),
-                                    std::string(static_cast<const char*>(message.key), message.key_len),
-                                    std::string(static_cast<const char*>(message.payload), message.len)});
+    failed.push_back(FailedDelivery{
+        std::move(tag), std::string(static_cast<const char*>(message.key), message.key_len),
+        without_stamp({static_cast<const char*>(message.payload), message.len}, stamp_bytes)});
   }
 
   void retry_failed_deliveries() {
@@ -125,10 +234,13 @@ struct Shared {
     }
     for (auto& entry : retry) {
       // The ledger still counts the first attempt as undelivered; the retry
-      // adds a second entry, so acknowledge the first one away here.
-      ledger.delivered(entry.tag->source_partition, entry.tag->source_offset);
+      // adds a second entry, then the first one is acknowledged away. In
+      // that order: the other way round the committable offset (and the
+      // progress stamp of a record produced meanwhile) would briefly pass
+      // this undelivered record.
       publish(entry.tag->topic, entry.tag->target_partition, entry.tag->source_partition, entry.tag->source_offset,
               entry.key, entry.payload);
+      ledger.delivered(entry.tag->source_partition, entry.tag->source_offset);
     }
   }
 };
@@ -187,8 +299,14 @@ class PartitionWorker {
   // A message taken from the queue and decoded.
   struct Unit {
     kafka::Message message;
-    std::optional<wire::Request> request;  // empty: the record does not decode (dead letter)
-    std::string dead_letter;               // the encoded dead letter when it does not
+    std::optional<wire::Request> request;  // empty: a dead letter (does not decode, or its SQL does not parse)
+    std::string dead_letter;               // the encoded dead letter then
+    // With the dead letter, when its request id can still be read: the
+    // `refused` result that tells the comparator the unit was decided.
+    std::string refusal;
+    // A gap record a recorder announced on the requests topic: not a bad
+    // record; its offset is passed over (applied, nothing run, no record).
+    bool gap = false;
   };
 
   // The next message not applied yet: the one a batch left over, else the
@@ -206,16 +324,70 @@ class PartitionWorker {
       if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
       Unit unit;
       auto decoded = wire::decode_request(message.payload(), shared_.options.limits);
-      if (decoded.ok()) {
+      std::optional<Error> refused = decoded.ok() ? unparsable_sql(decoded.value()) : decoded.error();
+      if (!decoded.ok() && wire::is_gap_record(message.payload()) && wire::decode_gap(message.payload()).ok()) {
+        unit.gap = true;
+      } else if (!refused) {
         unit.request = std::move(decoded.value());
       } else {
-        unit.dead_letter = wire::encode(wire::make_dead_letter(decoded.error(), shared_.consumer_name(),
-                                                               message.topic(), message.partition(),
-                                                               message.offset(), message.payload()));
+        unit.dead_letter = wire::encode(wire::make_dead_letter(*refused, shared_.consumer_name(), message.topic(),
+                                                               message.partition(), message.offset(),
+                                                               message.payload()));
+        unit.refusal = refusal_of(message, decoded.ok() ? &decoded.value() : nullptr, *refused);
       }
       unit.message = std::move(message);
       return unit;
     }
+  }
+
+  // SQL the parser cannot read goes to the dead-letter topic, the whole unit,
+  // as the comparator does with its request: the guard cannot vouch for it.
+  std::optional<Error> unparsable_sql(const wire::Request& request) {
+    for (size_t i = 0; i < request.statements.size(); ++i) {
+      auto analysis = shared_.analyzer.analyze(request.statements[i].sql);
+      if (analysis.ok()) continue;
+      Error error = analysis.error();
+      error.field = "statements[" + std::to_string(i) + "].sql";
+      return error;
+    }
+    return std::nullopt;
+  }
+
+  // The `refused` result of a dead-lettered unit whose request id can be
+  // read (from `request`, else from a decode without limits, for a record
+  // refused for its size); empty when it cannot.
+  std::string refusal_of(const kafka::Message& message, const wire::Request* request, const Error& why) {
+    std::optional<wire::Request> unbounded;
+    if (!request) {
+      constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
+      auto decoded = wire::decode_request(message.payload(),
+                                          wire::Limits{kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit, kNoLimit});
+      if (!decoded.ok()) return {};
+      unbounded = std::move(decoded.value());
+      request = &*unbounded;
+    }
+    wire::ShadowResult result;
+    result.request_id = request->request_id;
+    result.ts_us = wire::now_us();
+    result.key = request->key;
+    result.executor = shared_.options.executor_id;
+    result.source_partition = message.partition();
+    result.source_offset = message.offset();
+    const size_t statements = std::min(request->statements.size(), shared_.options.limits.max_statements);
+    for (size_t i = 0; i < std::max<size_t>(statements, 1); ++i) {
+      auto& statement = result.statements.emplace_back();
+      if (i < request->statements.size() && request->statements[i].fingerprint.size() <= shared_.options.limits.max_string_bytes) {
+        statement.fingerprint = request->statements[i].fingerprint;
+      }
+      statement.result.status = wire::Status::refused;
+      statement.result.message = "not replayed: sent to the dead-letter topic (" + why.describe() + ")";
+      if (statement.result.message.size() > 1024) statement.result.message.resize(1024);
+    }
+    if (result.request_id.size() > shared_.options.limits.max_string_bytes ||
+        result.key.size() > shared_.options.limits.max_string_bytes) {
+      return {};
+    }
+    return wire::encode(result);
   }
 
   // Group commit: the first unit and the ones queued behind it that may
@@ -291,11 +463,22 @@ class PartitionWorker {
         } else {
           process(batch);
         }
+        transient_.recovered("partition " + std::to_string(id_.partition));
         return;
       } catch (const ConnectionLost& lost) {
-        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
-            lost.what() + "; reconnecting in " + std::to_string(backoff.count()) + " ms and retrying");
+        // Neither counted nor the unit's error: the shadow went away.
+        if (transient_.failed()) {
+          log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + lost.what() +
+              "; reconnecting with backoff and retrying (logged once until it works again)");
+        }
         disconnect();
+      } catch (const TransientFailure& transient) {
+        // Neither counted nor the unit's error: a passing refusal.
+        if (transient_.failed()) {
+          log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + transient.what() +
+              " (retried with backoff; logged once until it works again)");
+        }
+        if (connection_ && !connection_->healthy()) disconnect();
       } catch (const UnitAbandoned&) {
         return;
       } catch (const Failure& failure) {
@@ -347,8 +530,10 @@ class PartitionWorker {
         runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
         return true;
       } catch (const Failure& failure) {
-        log("partition " + std::to_string(id_.partition) + ": " + failure.what() + "; retrying in " +
-            std::to_string(backoff.count()) + " ms");
+        if (transient_.failed()) {
+          log("partition " + std::to_string(id_.partition) + ": " + failure.what() +
+              "; retrying with backoff (logged once until it works again)");
+        }
       }
       if (sleep_unless_stopping(backoff)) return false;
       backoff = std::min(backoff * 2, milliseconds(5000));
@@ -367,9 +552,7 @@ class PartitionWorker {
   // COMMIT): publish what was logged then; the comparator drops duplicates.
   void republish_logged(int64_t offset) {
     for (const auto& record : logged_record_at(*connection_, id_, offset)) {
-      const bool dlq = record.destination == Destination::dlq;
-      shared_.publish(dlq ? shared_.options.dlq_topic : shared_.options.results_topic,
-                      dlq ? RD_KAFKA_PARTITION_UA : id_.partition, id_.partition, offset, record.key, record.payload);
+      shared_.publish_logged(record, id_.partition);
       shared_.metrics.results_republished.Increment();
     }
   }
@@ -398,13 +581,25 @@ class PartitionWorker {
   }
 
   void process(std::span<const Unit> batch) {
+    if (batch.front().gap) {
+      // The comparator reads the gap from the requests topic itself.
+      const int64_t offset = batch.front().message.offset();
+      if (runner_->record_passed_over(id_, offset)) {
+        shared_.metrics.gap_records_passed.Increment();
+        log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) +
+            ": a gap record announced by a recorder; passed over");
+      }
+      advance(offset);
+      return;
+    }
     if (!batch.front().request) {
       const Unit& unit = batch.front();
       const int64_t offset = unit.message.offset();
-      if (runner_->record_dead_letter(id_, offset, unit.message.key(), unit.dead_letter)) {
+      const LoggedRecord logged{offset, Destination::dlq, std::string(unit.message.key()),
+                                with_refusal(unit.dead_letter, unit.refusal)};
+      if (runner_->record_dead_letter(id_, offset, logged.key, logged.payload)) {
         shared_.metrics.dead_letters.Increment();
-        shared_.publish(shared_.options.dlq_topic, RD_KAFKA_PARTITION_UA, id_.partition, offset, unit.message.key(),
-                        unit.dead_letter);
+        shared_.publish_logged(logged, id_.partition);
       } else {
         republish_logged(offset);
       }
@@ -480,6 +675,7 @@ class PartitionWorker {
   bool stopping_ = false;
   bool done_ = false;
   bool ever_connected_ = false;
+  Streak transient_;  // connection losses and transient refusals (worker thread only)
   std::unique_ptr<pg::Connection> connection_;
   PGcancel* cancel_ = nullptr;
   std::unique_ptr<UnitRunner> runner_;
@@ -494,7 +690,7 @@ kafka::Properties with_defaults(kafka::Properties defaults, const kafka::Propert
 }  // namespace
 
 struct Executor::Impl {
-  explicit Impl(Options given)
+  Impl(Options given, bool stable_id)
       : options(std::move(given)),
         endpoint(options.metrics_bind),
         shared(options, endpoint.registry()),
@@ -504,17 +700,32 @@ struct Executor::Impl {
         with_defaults({{"enable.idempotence", "true"}, {"linger.ms", "5"}, {"client.id", shared.consumer_name()}},
                       options.kafka),
         [this](const rd_kafka_message_t& message) { shared.on_delivery(message); });
+    kafka::Properties group{{"group.id", options.group},
+                            {"client.id", shared.consumer_name()},
+                            {"enable.auto.commit", "false"},
+                            {"enable.auto.offset.store", "false"},
+                            {"auto.offset.reset", "earliest"},
+                            // Eager, not cooperative-sticky: Debian's librdkafka 2.0.2
+                            // aborts (rd_kafka_sticky_assignor_state_destroy assertion,
+                            // librdkafka #4312, fixed in 2.3.0) when a member that
+                            // never got an assignment is closed. An eager revoke
+                            // finishes the unit in flight and commits, so nothing is
+                            // lost, only paused for the rebalance.
+                            {"partition.assignment.strategy", "roundrobin"},
+                            // A crashed member's partitions move to the others once its
+                            // session times out: 6 s (the broker's minimum by default),
+                            // not librdkafka's 45 s, so they resume within 10 s.
+                            {"session.timeout.ms", "6000"},
+                            {"heartbeat.interval.ms", "1000"},
+                            // A fetch that long-polls an idle partition holds back the next
+                            // fetch of a resumed one: keep the broker's wait short.
+                            {"fetch.wait.max.ms", "20"}};
+    // An id the operator gave is stable across restarts: it names a static
+    // member, so a restarted instance takes its partitions back at once,
+    // without a rebalance. A generated id (hostname-pid) never comes back.
+    if (stable_id) group.emplace_back("group.instance.id", "shadow-executor/" + options.executor_id);
     consumer = std::make_unique<kafka::Consumer>(
-        with_defaults({{"group.id", options.group},
-                       {"client.id", shared.consumer_name()},
-                       {"enable.auto.commit", "false"},
-                       {"enable.auto.offset.store", "false"},
-                       {"auto.offset.reset", "earliest"},
-                       {"partition.assignment.strategy", "cooperative-sticky"},
-                       // A fetch that long-polls an idle partition holds back the next
-                       // fetch of a resumed one: keep the broker's wait short.
-                       {"fetch.wait.max.ms", "20"}},
-                      options.kafka),
+        with_defaults(std::move(group), options.kafka),
         [this](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
           on_rebalance(event, partitions);
         });
@@ -535,28 +746,66 @@ struct Executor::Impl {
   std::set<int32_t> paused;
   std::map<int32_t, int64_t> committed;  // last Kafka offset committed per partition
   std::exception_ptr callback_failure;   // exceptions must not cross librdkafka's C frames
+  Streak commit_streak;
+  rd_kafka_resp_err_t consumer_error = RD_KAFKA_RESP_ERR_NO_ERROR;  // the last one logged
 
   const pg::Connection& control_connection() {
     if (!control || !control->healthy()) control = std::make_unique<pg::Connection>(options.shadow_dsn);
     return *control;
   }
 
+  const std::atomic<bool>* stop_flag = nullptr;  // run()'s
+  bool stopping() const { return shared.shutting_down.load() || (stop_flag && stop_flag->load()); }
+
+  // Repeats a Kafka request until it is answered: right after a broker
+  // starts or a topic is created, and while all brokers are down, requests
+  // fail (unknown topic or partition, not leader, coordinator loading, timed
+  // out) for a while; that is waited out with backoff, logged once per
+  // streak. Errors a retry cannot cure (authorization) are fatal.
+  template <class Attempt>
+  void until_answered(const std::string& what, Attempt attempt) {
+    auto backoff = milliseconds(100);
+    Streak streak;
+    for (;;) {
+      const rd_kafka_resp_err_t err = attempt();
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        streak.recovered(what);
+        return;
+      }
+      if (permanent_kafka_error(err)) throw Failure(what + ": " + rd_kafka_err2str(err));
+      if (streak.failed()) {
+        log(what + ": " + rd_kafka_err2str(err) + "; retrying with backoff until the broker answers (logged once)");
+      }
+      if (stopping()) throw StopRequested{};
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, milliseconds(2000));
+    }
+  }
+
+  // The group's committed offset, or RD_KAFKA_OFFSET_INVALID when it has none.
   int64_t kafka_committed(int32_t partition) {
-    kafka::PartitionList list(1);
-    list.add(options.requests_topic, partition);
-    if (rd_kafka_committed(consumer->get(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
-    return list[0].err ? -1 : list[0].offset;
+    int64_t offset = RD_KAFKA_OFFSET_INVALID;
+    until_answered("reading the committed offset of " + where(partition), [&] {
+      kafka::PartitionList list(1);
+      list.add(options.requests_topic, partition);
+      auto err = rd_kafka_committed(consumer->get(), list.get(), 5000);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = list[0].err;
+      offset = list[0].offset;
+      return err;
+    });
+    return offset;
   }
 
   int64_t low_watermark(int32_t partition) {
     int64_t low = 0, high = 0;
-    if (rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high,
-                                         10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      throw Failure("cannot read the offsets of " + options.requests_topic + "[" + std::to_string(partition) +
-                    "] — is the broker reachable?");
-    }
+    until_answered("reading the offsets of " + where(partition), [&] {
+      return rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high,
+                                              5000);
+    });
     return low;
   }
+
+  std::string where(int32_t partition) const { return options.requests_topic + "[" + std::to_string(partition) + "]"; }
 
   // Starts a partition where shadowpipe.applied says, re-publishes what was
   // logged but maybe not delivered, and starts its worker.
@@ -567,13 +816,13 @@ struct Executor::Impl {
     for (;;) {
       try {
         const auto& conn = control_connection();
-        const int64_t start = claim_next_offset(conn, id, kafka_offset >= 0 ? kafka_offset : low_watermark(partition));
+        const int64_t earliest = low_watermark(partition);
+        int64_t start = claim_next_offset(conn, id, kafka_offset >= 0 ? kafka_offset : earliest);
+        if (start < earliest) start = skip_retention_gap(conn, id, start, earliest);
         shared.ledger.track(partition, start);
         const int64_t from = std::max<int64_t>(kafka_offset, 0);
         for (const auto& record : logged_records(conn, id, from)) {
-          const bool dlq = record.destination == Destination::dlq;
-          shared.publish(dlq ? options.dlq_topic : options.results_topic, dlq ? RD_KAFKA_PARTITION_UA : partition,
-                         partition, record.source_offset, record.key, record.payload);
+          shared.publish_logged(record, partition);
           shared.metrics.results_republished.Increment();
         }
         if (kafka_offset > 0) forget_logged_below(conn, options.group, options.requests_topic, {{partition, kafka_offset}});
@@ -589,6 +838,34 @@ struct Executor::Impl {
         backoff = std::min(backoff * 2, milliseconds(5000));
       }
     }
+  }
+
+  // Retention deleted requests [from, earliest) before the shadow applied
+  // them: the position moves to `earliest` and a gap record saying so is
+  // logged in the same statement, to be published below with the other
+  // logged records (on the results topic, same partition, stamped), so the
+  // gap is never silent and announced once. Returns the new start.
+  int64_t skip_retention_gap(const pg::Connection& conn, const PartitionId& id, int64_t from, int64_t earliest) {
+    wire::Gap gap;
+    gap.ts_us = wire::now_us();
+    gap.source = shared.consumer_name();
+    gap.reason = "retention";
+    gap.partition = id.partition;
+    gap.from_offset = from;
+    gap.to_offset = earliest;
+    gap.units = static_cast<uint64_t>(earliest - from);
+    gap.write_units = gap.units;  // unknown: the requests are gone
+    gap.detail = "requests " + std::to_string(from) + ".." + std::to_string(earliest - 1) + " of " +
+                 where(id.partition) + " were deleted by retention before the shadow applied them";
+    if (!record_retention_gap(conn, id, from, earliest, wire::encode(gap))) {
+      // Another owner moved it meanwhile.
+      const int64_t moved = read_next_offset(conn, id);
+      return moved < earliest ? skip_retention_gap(conn, id, moved, earliest) : moved;
+    }
+    shared.metrics.retention_gap_units.Increment(static_cast<double>(gap.units));
+    log("gap: " + gap.detail + "; continuing from offset " + std::to_string(earliest) +
+        " (gap record published to " + options.results_topic + ")");
+    return earliest;
   }
 
   void stop_partitions(const std::vector<int32_t>& partitions) {
@@ -624,6 +901,9 @@ struct Executor::Impl {
         for (int i = 0; i < partitions->cnt; ++i) revoked.push_back(partitions->elems[i].partition);
         stop_partitions(revoked);
       }
+    } catch (const StopRequested&) {
+      // Stopping while waiting for the broker: the partitions get no worker;
+      // their next owner starts them from shadowpipe.applied.
     } catch (...) {
       callback_failure = std::current_exception();
     }
@@ -656,9 +936,13 @@ struct Executor::Impl {
     }
     if (bounds.empty()) return;
     if (auto err = consumer->commit(list)) {
-      log(std::string("committing offsets failed: ") + rd_kafka_err2str(err) + " (retried next interval)");
+      if (commit_streak.failed()) {
+        log(std::string("committing offsets failed: ") + rd_kafka_err2str(err) +
+            " (retried every interval; logged once until it works again)");
+      }
       return;
     }
+    commit_streak.recovered("committing offsets");
     for (const auto& bound : bounds) committed[bound.partition] = bound.offset;
     try {
       forget_logged_below(control_connection(), options.group, options.requests_topic, bounds);
@@ -713,6 +997,7 @@ struct Executor::Impl {
   }
 
   int run(const std::atomic<bool>& stop) {
+    stop_flag = &stop;
     consumer->subscribe({options.requests_topic});
     auto last_commit = Clock::now();
     auto last_retry = Clock::now();
@@ -726,9 +1011,14 @@ struct Executor::Impl {
       }
       if (message) {
         if (message.error() == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          if (consumer_error != RD_KAFKA_RESP_ERR_NO_ERROR) log("consumer: receiving again");
+          consumer_error = RD_KAFKA_RESP_ERR_NO_ERROR;
           dispatch(std::move(message));
-        } else if (message.error() != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-          log("consumer: " + message.error_text());
+        } else if (message.error() != RD_KAFKA_RESP_ERR__PARTITION_EOF && message.error() != consumer_error) {
+          // librdkafka retries by itself (brokers down, a topic not there
+          // yet); say so once per kind of error, not on every poll.
+          consumer_error = message.error();
+          log("consumer: " + message.error_text() + " (librdkafka retries; logged once until it changes)");
         }
       }
       resume_drained();
@@ -750,8 +1040,9 @@ struct Executor::Impl {
 };
 
 Executor::Executor(Options options) {
-  if (options.executor_id.empty()) options.executor_id = default_executor_id();
-  impl_ = std::make_unique<Impl>(std::move(options));
+  const bool stable_id = !options.executor_id.empty();
+  if (!stable_id) options.executor_id = default_executor_id();
+  impl_ = std::make_unique<Impl>(std::move(options), stable_id);
 }
 
 Executor::~Executor() = default;

@@ -64,6 +64,16 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                             .Help("Result or dead-letter records Kafka failed to deliver (retried)")
                             .Register(registry)
                             .Add({})),
+      gap_units_family(BuildCounter()
+                           .Name("shadowpipe_executor_gap_units_total")
+                           .Help("Request units the shadow never applied, announced as gap records, by reason")
+                           .Register(registry)),
+      retention_gap_units(gap_units_family.Add({{"reason", "retention"}})),
+      gap_records_passed(BuildCounter()
+                             .Name("shadowpipe_executor_gap_records_passed_total")
+                             .Help("Gap records found on the requests topic (announced by a recorder), passed over")
+                             .Register(registry)
+                             .Add({})),
       lag_family(BuildGauge()
                      .Name("shadowpipe_executor_lag_records")
                      .Help("Records of the partition not yet executed (high watermark - next offset)")

@@ -55,6 +55,11 @@ constexpr const char* kLogConflict =
 
 }  // namespace
 
+bool transient_sqlstate(std::string_view sqlstate) {
+  return sqlstate == "57P01" || sqlstate == "57P03" || sqlstate == "53300" || sqlstate == "40001" ||
+         sqlstate == "40P01" || sqlstate == "53100";
+}
+
 std::string not_replayable(const statement::Analysis& analysis) {
   if (analysis.statement_count > 1 && analysis.has_transaction_control) {
     return "transaction control inside a text of several statements cannot be replayed (the executor owns the "
@@ -222,6 +227,10 @@ bool UnitRunner::fence_and_log(const PartitionId& id, int64_t offset, Destinatio
                           kLogConflict;
   auto results = script(sql);
   if (results.size() != 1 || !results[0].succeeded()) {
+    if (!results.empty() && transient_sqlstate(results.back().sqlstate())) {
+      throw TransientFailure("recording offset " + std::to_string(offset) + " on the shadow: " +
+                             results.back().error_message() + " (" + results.back().sqlstate() + ")");
+    }
     throw Failure("recording offset " + std::to_string(offset) + " of " + id.topic + "[" +
                   std::to_string(id.partition) + "] on the shadow failed: " +
                   (results.empty() ? std::string("no result") : results.back().error_message()) +
@@ -249,6 +258,24 @@ int64_t micros(Clock::duration duration) {
 // batch is rolled back and run again one unit per transaction, where such an
 // error is the unit's own.
 bool batch_artefact(std::string_view sqlstate) { return sqlstate == "40P01" || sqlstate == "40001"; }
+
+// The bookkeeping (BEGIN, savepoints, the fence and log) was refused: for a
+// passing cause the units are retried later, else the refusal is a Failure.
+[[noreturn]] void throw_refused(const std::string& what, const pg::Result* result) {
+  const std::string sqlstate = result ? result->sqlstate() : "";
+  const std::string why = what + (result ? result->error_message() : std::string("no result"));
+  if (transient_sqlstate(sqlstate)) throw TransientFailure(why + " (" + sqlstate + ")");
+  throw Failure(why);
+}
+
+// A statement failed for a passing cause the primary did not have: the
+// unit is retried rather than recorded with an error it owes to the shadow.
+void throw_if_transient(const wire::StatementResult& shadow, const wire::Statement& primary) {
+  if (shadow.status != wire::Status::error || !transient_sqlstate(shadow.sqlstate)) return;
+  if (primary.result.status == wire::Status::error && primary.result.sqlstate == shadow.sqlstate) return;
+  throw TransientFailure("a statement failed on the shadow with " + shadow.sqlstate + " (" + shadow.message +
+                         "), which the primary did not have");
+}
 
 // libpq pipeline mode for one batch. Non-blocking, so that sending a long
 // batch while the server answers cannot deadlock with both socket buffers
@@ -608,8 +635,7 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
   auto started = script(start);
   if (started.empty() || !started[0].succeeded()) {
     script("ROLLBACK");
-    throw Failure("cannot begin a transaction on the shadow: " +
-                  (started.empty() ? std::string("no result") : started[0].error_message()));
+    throw_refused("cannot begin a transaction on the shadow: ", started.empty() ? nullptr : &started[0]);
   }
   if (started.size() < 2 || !started[1].succeeded()) {
     fence_error_ = started.size() < 2 ? std::string("no result") : started[1].error_message();
@@ -625,7 +651,7 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
   }
   if (!started.back().succeeded()) {
     script("ROLLBACK");
-    throw Failure("SAVEPOINT refused on the shadow: " + started.back().error_message());
+    throw_refused("SAVEPOINT refused on the shadow: ", &started.back());
   }
 
   const bool batch = units.size() - first > 1;
@@ -656,7 +682,7 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
       executed_any = true;
       if (!pending.empty()) {
         for (auto& done : script(pending)) {
-          if (!done.succeeded()) throw Failure("savepoint bookkeeping failed on the shadow: " + done.error_message());
+          if (!done.succeeded()) throw_refused("savepoint bookkeeping failed on the shadow: ", &done);
         }
         pending.clear();
       }
@@ -669,6 +695,14 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
       if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) {
         script("ROLLBACK");
         return Outcome::redo_serially;
+      }
+      if (!ok) {
+        try {
+          throw_if_transient(step.shadow.result, request.statements[i]);
+        } catch (const TransientFailure&) {
+          script("ROLLBACK");
+          throw;
+        }
       }
       if (per_statement) {
         pending += ok ? "RELEASE SAVEPOINT " + level + "; SAVEPOINT " + level + "; "
@@ -755,7 +789,7 @@ UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& 
 
   if (!pipe.result(0).succeeded()) {
     script("ROLLBACK");
-    throw Failure("cannot begin a transaction on the shadow: " + pipe.result(0).error_message());
+    throw_refused("cannot begin a transaction on the shadow: ", &pipe.result(0));
   }
   if (!pipe.result(fence_at).succeeded()) {
     fence_error_ = pipe.result(fence_at).error_message();
@@ -771,6 +805,7 @@ UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& 
   }
   const bool batch = units.size() - first > 1;
   bool redo = false;
+  std::optional<std::string> transient;  // a statement failed for a passing cause: retry the units
   // latency_us in pipeline mode: from the later of the statement's sending
   // and the arrival of the previous statement's result (or sync) to the
   // arrival of its own result: the server's time for it, without the round
@@ -786,7 +821,7 @@ UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& 
     if (command.type == Pipeline::Type::bookkeeping) {
       if (result.status() == PGRES_FATAL_ERROR) {
         script("ROLLBACK");
-        throw Failure("savepoint bookkeeping failed on the shadow: " + result.error_message());
+        throw_refused("savepoint bookkeeping failed on the shadow: ", &result);
       }
       continue;
     }
@@ -803,10 +838,21 @@ UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& 
                             step.shadow.result);
     }
     if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) redo = true;
+    if (!ok && !transient) {
+      try {
+        throw_if_transient(step.shadow.result, units[command.unit].request->statements[command.step]);
+      } catch (const TransientFailure& failure) {
+        transient = failure.what();
+      }
+    }
   }
   if (redo) {
     script("ROLLBACK");
     return Outcome::redo_serially;
+  }
+  if (transient) {
+    script("ROLLBACK");
+    throw TransientFailure(*transient);
   }
   for (size_t u = first; u < units.size(); ++u) {
     for (auto& step : steps[u]) {
@@ -870,6 +916,11 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   // A batch: which unit made COMMIT fail is unknown; each runs again in a
   // transaction of its own, so the others are not lost with it.
   if (units.size() - first > 1) return Outcome::redo_serially;
+  // One unit whose COMMIT failed for a passing cause (disk full, a
+  // serialization failure against another partition): run it again later.
+  if (transient_sqlstate(commit_sqlstate)) {
+    throw TransientFailure("the shadow did not commit (" + commit_sqlstate + "): " + commit_error);
+  }
 
   // One unit whose COMMIT was refused (a deferred constraint, a
   // serialization failure): its effects are gone, as the primary's would be
@@ -906,6 +957,17 @@ std::optional<wire::PlanSummary> UnitRunner::explain(const wire::Request& reques
   }
   script("ROLLBACK");
   return summary;
+}
+
+bool UnitRunner::record_passed_over(const PartitionId& id, int64_t offset) {
+  auto results = script(fence_update(id, offset));
+  if (results.size() != 1 || !results[0].succeeded()) {
+    throw_if_lost(conn_);
+    throw_refused("recording offset " + std::to_string(offset) + " of " + id.topic + "[" +
+                      std::to_string(id.partition) + "] on the shadow failed: ",
+                  results.empty() ? nullptr : &results[0]);
+  }
+  return results[0].affected_rows() == 1;
 }
 
 }  // namespace shadowpipe::executor

@@ -147,10 +147,12 @@ class Reader {
     consumer.subscribe({topic});
   }
   // Polls until done(records) or the timeout; returns done(records).
-  bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  // done() may decode every record: by default it is checked a few times a
+  // second, not per record; a cheap one may be checked after every poll.
+  bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                  std::chrono::milliseconds check_every = 200ms) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    // done() may decode every record: check it a few times a second, not per record.
-    while (!done() && std::chrono::steady_clock::now() < deadline) drain_for(200ms);
+    while (!done() && std::chrono::steady_clock::now() < deadline) drain_for(check_every);
     return done();
   }
   // Returns once the group gave this reader its partitions, so what follows is seen promptly.
@@ -345,19 +347,32 @@ TEST_P(DiscrepancyKind, IsPublishedOnceWithItsEvidence) {
 INSTANTIATE_TEST_SUITE_P(Kinds, DiscrepancyKind, ::testing::ValuesIn(kind_cases()),
                          [](const auto& info) { return info.param.kind; });
 
-TEST(Comparator, RequestWithoutResultIsShadowMissingAfterTheWindow) {
+TEST(Comparator, RequestTheExecutorPassedWithoutAResultIsShadowMissing) {
   Broker broker;
   auto topics = broker.create(1);
   const std::vector<Step> steps = {{kSelect, good(), good()}};
   broker.request(topics, 0, make_request("lost", "tenant-a", steps));
   broker.request(topics, 0, make_request("answered", "tenant-a", steps));
-  broker.result(topics, 0, make_result("answered", "tenant-a", steps));
+  broker.request(topics, 0, make_request("waiting", "tenant-a", steps));
+  // The executor's result for offset 1, stamped: every result below offset 1
+  // stands before it. There is none for offset 0: the executor passed it.
+  auto answered = make_result("answered", "tenant-a", steps);
+  answered.source_partition = 0;
+  answered.source_offset = 1;
+  answered.published_below = 1;
+  broker.result(topics, 0, answered);
   broker.flush();
 
-  Running comparator(options_for(topics));
+  auto options = options_for(topics);
+  options.window = 1s;  // a stall is reported, never decided
+  Running comparator(options);
   Reader reader(topics.mismatches);
-  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1 && s.pending_requests == 1; }, 20s));
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1 && s.shadow_missing == 1; }, 20s));
   ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 20s));
+  // "waiting" has no result and nothing proves the executor passed it: it
+  // stays undecided however long it waits, and the partition is stalled.
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.stalled_partitions == 1; }, 20s));
+  EXPECT_EQ(comparator.stats().pending_requests, 1u);
   reader.drain_for(1s);
   comparator.stop();
   auto published = mismatches_of(reader);
@@ -635,6 +650,18 @@ pid_t start_binary(const Topics& topics, const std::string& group, const std::st
   return pid;
 }
 
+// Sum over partitions of a topic's high watermarks: how many records it holds.
+int64_t topic_end(Broker& broker, const std::string& topic, int partitions) {
+  int64_t total = 0;
+  for (int32_t p = 0; p < partitions; ++p) {
+    int64_t low = 0, high = 0;
+    EXPECT_EQ(rd_kafka_query_watermark_offsets(broker.producer.get(), topic.c_str(), p, &low, &high, 10000),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    total += high;
+  }
+  return total;
+}
+
 TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
   ASSERT_TRUE(std::filesystem::exists(comparator_binary())) << comparator_binary();
   Broker broker;
@@ -647,11 +674,20 @@ TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
 
   const pid_t first = start_binary(topics, group);
   ASSERT_GT(first, 0);
-  ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 30s)) << "first instance published nothing";
+  // Killed at its first published record: checked after every poll, so the kill lands early in the stream.
+  ASSERT_TRUE(reader.wait_until([&] { return !reader.records.empty(); }, 30s, 1ms))
+      << "first instance published nothing";
   ASSERT_EQ(kill(first, SIGKILL), 0);
   int status = 0;
   waitpid(first, &status, 0);
-  const size_t before_restart = reader.records.size();
+  // Everything the killed instance published is in the topic now: read it all.
+  const int64_t published_by_first = topic_end(broker, topics.mismatches, topics.partitions);
+  ASSERT_TRUE(reader.wait_until([&] { return static_cast<int64_t>(reader.records.size()) >= published_by_first; }, 30s));
+  const size_t decided_by_first = count_by_request(reader).size();
+  std::cout << "decided before the kill: " << decided_by_first << " of " << kFirst << "\n";
+  // The kill must land mid-stream, or the restart has nothing to finish and nothing to replay.
+  ASSERT_GT(decided_by_first, 0u);
+  ASSERT_LT(decided_by_first, static_cast<size_t>(kFirst)) << "the first instance decided everything before the kill";
   publish_pairs(broker, topics, kFirst, kTotal, "a");
 
   const pid_t second = start_binary(topics, group);
@@ -664,12 +700,20 @@ TEST(Comparator, KilledMidStreamAndRestartedDecidesEveryRequestExactlyOnce) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   ASSERT_TRUE(complete) << "decided " << count_by_request(reader).size() << " of " << kTotal;
 
-  auto counts = count_by_request(reader);
-  EXPECT_EQ(counts.size(), static_cast<size_t>(kTotal));
-  std::cout << "published before the kill: " << before_restart << " of " << kFirst << "\n";
-  int repeated = 0;
-  for (const auto& [id, count] : counts) repeated += count > 1;
-  EXPECT_EQ(repeated, 0) << "records before the kill: " << before_restart << ", total " << reader.records.size();
+  // Every request once, and decided as what it is: its shadow failed with
+  // 22001 (a request replayed without its result would be shadow_missing).
+  std::map<std::string, std::vector<std::string>> kinds;
+  for (const auto& published : mismatches_of(reader)) kinds[published.record.request_id].push_back(published.record.kind);
+  EXPECT_EQ(kinds.size(), static_cast<size_t>(kTotal));
+  int repeated = 0, other_kind = 0;
+  for (const auto& [id, decided] : kinds) {
+    repeated += decided.size() > 1;
+    for (const auto& kind : decided) {
+      if (kind != "shadow_error" && other_kind++ < 5) ADD_FAILURE() << id << " was decided " << kind;
+    }
+  }
+  EXPECT_EQ(repeated, 0) << "records before the kill: " << published_by_first << ", total " << reader.records.size();
+  EXPECT_EQ(other_kind, 0) << "requests decided as another kind than shadow_error";
 }
 
 void send_at(Broker& broker, const std::string& topic, const std::string& key, const std::string& payload,

@@ -86,45 +86,108 @@ TEST(PairState, CommitStaysAtTheOldestPendingOffsetOfEachTopic) {
   EXPECT_EQ(pair.commit_offset(cmp::Side::results), 44);
 }
 
-TEST(PairState, RequestWithoutResultExpiresOnRecordTime) {
+TEST(PairState, RequestThePassedExecutorLeftWithoutResultIsShadowMissing) {
   cmp::PairState pair(kWindow, 2 * kWindow);
-  (void)pair.add_request("late", request(kStart, 0), kStart);
-  (void)pair.add_request("r2", request(kStart + kWindow - 1, 1), kStart);
-  EXPECT_TRUE(pair.expire(kStart).missing.empty());
-  // A newer request moves the pair's clock a whole window past "late".
-  (void)pair.add_request("r3", request(kStart + kWindow + 1, 2), kStart);
-  auto expired = pair.expire(kStart);
-  ASSERT_EQ(expired.missing.size(), 1u);
-  EXPECT_EQ(expired.missing[0].request_id, "late");
-  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 1);
+  (void)pair.add_request("lost", request(kStart, 0), kStart);
+  (void)pair.add_request("r2", request(kStart, 1), kStart);
+  auto answer = result(kStart, 0);
+  answer.source_offset = 1;
+  answer.published_below = 1;  // every result below offset 1 stands before this one
+  auto added = pair.add_result("r2", answer, kStart);
+  ASSERT_TRUE(added.joined);
+  ASSERT_EQ(added.missing.size(), 1u);
+  EXPECT_EQ(added.missing[0].request_id, "lost");
+  EXPECT_EQ(added.missing[0].passed_at, 1);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 2);
   // Its result arriving later is a duplicate of a decided request.
-  EXPECT_EQ(pair.add_result("late", result(kStart, 0), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.add_result("lost", result(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
 }
 
-TEST(PairState, ResultsTimeDoesNotExpireRequestsWhileTheShadowLags) {
+TEST(PairState, ARequestReadAfterTheStampThatPassedItIsShadowMissing) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  // The results side runs ahead: the stamp comes before the requests.
+  auto answer = result(kStart, 0);
+  answer.source_offset = 1;
+  answer.published_below = 1;
+  EXPECT_TRUE(pair.add_result("r1", answer, kStart).missing.empty());
+  auto lost = pair.add_request("lost", request(kStart, 0), kStart);
+  ASSERT_EQ(lost.missing.size(), 1u);
+  EXPECT_EQ(lost.missing[0].request_id, "lost");
+  EXPECT_TRUE(pair.add_request("r1", request(kStart, 1), kStart).joined);
+  EXPECT_EQ(pair.pending_requests(), 0u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 2);
+}
+
+TEST(PairState, AStampAtOrBelowARequestDoesNotPassIt) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r0", request(kStart, 0), kStart);
+  (void)pair.add_request("r1", request(kStart, 1), kStart);
+  auto answer = result(kStart, 0);
+  answer.source_offset = 1;
+  answer.published_below = 0;  // r0's result may still be on its way
+  auto added = pair.add_result("r1", answer, kStart);
+  EXPECT_TRUE(added.missing.empty());
+  EXPECT_EQ(pair.pending_requests(), 1u);
+}
+
+TEST(PairState, NoClockDecidesARequestAndAStalledPartitionIsReported) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r1", request(kStart - 1000 * kWindow, 0), kStart);  // an old record time changes nothing
+  EXPECT_EQ(pair.stalled_since(kStart + kWindow - 1), std::nullopt);
+  EXPECT_EQ(pair.stalled_since(kStart + kWindow), kStart);
+  EXPECT_EQ(pair.pending_requests(), 1u) << "a stall decides nothing";
+  // Progress on the partition (a result) ends the stall.
+  (void)pair.add_result("other", result(kStart, 0), kStart + 2 * kWindow);
+  EXPECT_EQ(pair.stalled_since(kStart + 2 * kWindow + 1), std::nullopt);
+}
+
+TEST(PairState, ARequestFromASkewedClockDoesNotExpireOthersOrTheirDecisions) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   (void)pair.add_request("r1", request(kStart, 0), kStart);
-  (void)pair.add_request("r2", request(kStart + 1, 1), kStart);
-  // The shadow finished r1 long after the primary: its time is no clock for r2.
-  (void)pair.add_result("r1", result(kStart + 5 * kWindow, 0), kStart);
-  EXPECT_TRUE(pair.expire(kStart).missing.empty());
+  (void)pair.add_result("r1", result(kStart, 0), kStart);
+  constexpr int64_t kYear3000 = 32'503'680'000 * kSecond;
+  (void)pair.add_request("future", request(kYear3000, 1), kStart);
+  (void)pair.add_request("r3", request(kStart, 2), kStart);
+  EXPECT_TRUE(pair.was_decided("r1")) << "record time must not age decisions";
+  EXPECT_EQ(pair.pending_requests(), 2u);
+  EXPECT_EQ(pair.stalled_since(kStart + 1), std::nullopt);
 }
 
-TEST(PairState, IdlePairFallsBackToTheWallClock) {
+TEST(PairState, AResultWhoseRequestWasPassedIsAnOrphan) {
   cmp::PairState pair(kWindow, 2 * kWindow);
-  (void)pair.add_request("r1", request(kStart, 0), kStart);
-  EXPECT_TRUE(pair.expire(kStart + kWindow - 1).missing.empty());
-  EXPECT_EQ(pair.expire(kStart + kWindow + 1).missing.size(), 1u);
-}
-
-TEST(PairState, OrphanResultIsDroppedAfterTheWindow) {
-  cmp::PairState pair(kWindow, 2 * kWindow);
-  (void)pair.add_result("orphan", result(kStart, 5), kStart);
+  auto orphan = result(kStart, 5);
+  orphan.source_offset = 0;
+  (void)pair.add_result("orphan", orphan, kStart);
   EXPECT_EQ(pair.commit_offset(cmp::Side::results), 5);
-  (void)pair.add_request("r2", request(kStart + kWindow + 1, 0), kStart);
-  auto expired = pair.expire(kStart);
-  EXPECT_EQ(expired.orphan_results, 1u);
+  // The requests side passes offset 0 without that request (dead-lettered, or
+  // decided by an earlier owner): the result waits for nothing.
+  auto added = pair.add_request("r2", request(kStart, 1), kStart);
+  EXPECT_EQ(added.orphan_results, 1u);
+  EXPECT_EQ(pair.pending_results(), 0u);
   EXPECT_EQ(pair.commit_offset(cmp::Side::results), 6);
+}
+
+TEST(PairState, AResultWithoutSourceOffsetIsDroppedAfterTheWindowOfWallTime) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_result("unplaced", result(kStart, 5), kStart);
+  EXPECT_EQ(pair.expire_unplaced_results(kStart + kWindow - 1), 0u);
+  EXPECT_EQ(pair.expire_unplaced_results(kStart + kWindow + 1), 1u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 6);
+}
+
+TEST(PairState, CountsAreHeldUntilTheCommitPositionPassesTheRequest) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r0", request(kStart, 0), kStart);
+  (void)pair.add_request("r1", request(kStart, 1), kStart);
+  (void)pair.add_result("r1", result(kStart, 0), kStart);
+  pair.hold(1, cmp::Tally{true, {"0123456789abcdef"}, {}});
+  EXPECT_TRUE(pair.take_passed_tallies().empty()) << "r0 holds the position: r1 is replayed after a crash";
+  (void)pair.add_result("r0", result(kStart, 1), kStart);
+  pair.hold(0, cmp::Tally{true, {"0123456789abcdef"}, {{"0123456789abcdef", "value_mismatch"}}});
+  auto passed = pair.take_passed_tallies();
+  ASSERT_EQ(passed.size(), 2u);
+  EXPECT_EQ(passed[0].discrepancies.size(), 1u);
+  EXPECT_EQ(pair.held_tallies(), 0u);
 }
 
 TEST(PairState, BytesAreCountedPerWaitingSideAndReleased) {
@@ -141,13 +204,14 @@ TEST(PairState, BytesAreCountedPerWaitingSideAndReleased) {
   EXPECT_EQ(pair.pending_bytes(), 0u);
 }
 
-TEST(PairState, DecidedIdsAreForgottenAfterTheRetention) {
+TEST(PairState, DecidedIdsAreForgottenAfterTheRetentionOfWallTime) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   (void)pair.add_request("r1", request(kStart, 0), kStart);
   (void)pair.add_result("r1", result(kStart, 0), kStart);
   EXPECT_TRUE(pair.was_decided("r1"));
-  (void)pair.add_request("r2", request(kStart + 3 * kWindow, 1), kStart);
-  (void)pair.expire(kStart);
+  (void)pair.add_request("r2", request(kStart, 1), kStart + 2 * kWindow - 1);
+  EXPECT_TRUE(pair.was_decided("r1"));
+  (void)pair.add_request("r3", request(kStart, 2), kStart + 3 * kWindow);
   EXPECT_FALSE(pair.was_decided("r1"));
 }
 
@@ -188,7 +252,6 @@ void expect_lossless_restart_at_every_point(const std::vector<Event>& events) {
     SCOPED_TRACE("crash after " + std::to_string(crash) + " records, replay from requests " +
                  std::to_string(requests_from) + ", results " + std::to_string(results_from));
     EXPECT_EQ(after.pending_requests(), 0u) << "a replayed request waits for a result that is not replayed";
-    EXPECT_TRUE(after.expire(kStart + 10 * kWindow).missing.empty());
     EXPECT_EQ(std::set<std::string>(joined_after.begin(), joined_after.end()), replayed_requests);
     EXPECT_EQ(joined_after.size(), replayed_requests.size()) << "each replayed request is decided once";
     // Every request is decided before the crash or after the restart.
@@ -233,29 +296,30 @@ TEST(PairState, RestartFromCommittedPositionsDecidesEveryRequestWithoutShadowMis
 TEST(PairState, NeverPausesTheSideThatDrainsThePendingEntries) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   for (int i = 0; i < 2; ++i) (void)pair.add_request("r" + std::to_string(i), request(kStart, i), kStart);
-  pair.pause_waiting_side(kStart);
+  pair.pause_waiting_side();
   EXPECT_TRUE(pair.paused(cmp::Side::requests));
   EXPECT_FALSE(pair.paused(cmp::Side::results));
   // The results drain the requests, then run ahead of them: now they wait.
   for (int i = 0; i < 5; ++i) (void)pair.add_result("r" + std::to_string(i), result(kStart, i), kStart);
   ASSERT_EQ(pair.waiting_side(), cmp::Side::results);
-  pair.pause_waiting_side(kStart);
+  pair.pause_waiting_side();
   EXPECT_TRUE(pair.paused(cmp::Side::results));
   EXPECT_FALSE(pair.paused(cmp::Side::requests)) << "both sides paused: nothing could drain the pair";
-  pair.resume(kStart);
+  pair.resume();
   EXPECT_FALSE(pair.paused(cmp::Side::results));
 }
 
-TEST(PairState, ClockStandsStillWhileASideIsPaused) {
+TEST(PairState, AStampDecidesEveryOlderWaitingRequestSoTheCommitMovesPastThem) {
   cmp::PairState pair(kWindow, 2 * kWindow);
-  (void)pair.add_request("r1", request(kStart, 0), kStart);
-  pair.pause_waiting_side(kStart + kSecond);
-  ASSERT_TRUE(pair.paused(cmp::Side::requests));
-  // Paused for ten windows: no input is no idleness.
-  EXPECT_TRUE(pair.expire(kStart + 10 * kWindow).missing.empty());
-  EXPECT_EQ(pair.clock_us(kStart + 10 * kWindow), kStart + kSecond);
-  pair.resume(kStart + 10 * kWindow);
-  // Idle again after the pause: the second before it and the time after it count.
-  EXPECT_TRUE(pair.expire(kStart + 11 * kWindow - 2 * kSecond).missing.empty());
-  EXPECT_EQ(pair.expire(kStart + 11 * kWindow).missing.size(), 1u);
+  (void)pair.add_request("r0", request(kStart, 0), kStart);
+  (void)pair.add_request("lost", request(kStart, 1), kStart);
+  (void)pair.add_request("r2", request(kStart, 2), kStart);
+  auto stamped = result(kStart, 7);
+  stamped.source_offset = 2;
+  stamped.published_below = 2;
+  auto added = pair.add_result("r2", stamped, kStart);
+  ASSERT_EQ(added.missing.size(), 2u);  // r0 and lost: passed without results
+  EXPECT_EQ(added.missing[0].request_id, "r0");
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 3);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 8);
 }

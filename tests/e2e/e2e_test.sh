@@ -12,8 +12,8 @@ SHADOWPIPE_BIN=$bin "$root/scripts/demo" --migration "$migration" --duration 55 
     --run-id "$run" --report-json "$work/report.json" >"$work/demo.out" 2>"$work/demo.err" || {
   echo "scripts/demo failed:"; tail -n 40 "$work/demo.err"; tail -n 40 "$work/demo.out"; exit 1; }
 set +e
-"$bin/shadowctl" verdict --mismatches-topic "$run.mismatches" --summary-topic "$run.summary" \
-    --min-requests 20000 --max-mismatch-rate 0 --max-latency-ratio 3 >"$work/verdict.out" 2>&1
+"$bin/shadowctl" verdict --requests-topic "$run.requests" --mismatches-topic "$run.mismatches" \
+    --summary-topic "$run.summary" --comparator-group "$run-comparator" --min-requests 20000 --max-mismatch-rate 0 --max-latency-ratio 3 >"$work/verdict.out" 2>&1
 verdict=$?
 set -e
 cat "$work/verdict.out"
@@ -30,5 +30,10 @@ required=(--require requests --require results --require summary)
 python3 "$root/tests/schemas/validate_records.py" --schemas "$root/schemas" --max-per-topic 5000 \
     "${required[@]}" "${files[@]}"
 
+# What the load generator published is the yardstick for "every request
+# compared": without it the check below would compare against nothing.
 published=$(sed -n 's/.*published=\([0-9]*\).*/\1/p' "$work/demo.out" | tail -n 1)
-python3 "$root/tests/e2e/check_report.py" "$migration" "$work/report.json" "$verdict" "${published:-0}"
+if [ -z "$published" ]; then
+  echo "e2e: the demo's output has no published count from shop-loadgen:"; tail -n 20 "$work/demo.out"; exit 1
+fi
+python3 "$root/tests/e2e/check_report.py" "$migration" "$work/report.json" "$verdict" "$published"

@@ -2,6 +2,7 @@
 // crash, no leak, no hang", it checks the codec's own promises on whatever
 // decodes: re-encoding and decoding gives the same record, and a DLQ record
 // made from any refused input is itself a valid record.
+#include "fuzz_limits.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
@@ -41,15 +42,7 @@ void exercise(std::string_view bytes, const Limits& limits, Decode decode) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  // Default limits, and tight ones so the too_large paths are reached too.
-  Limits tight;
-  tight.max_sql_bytes = 64;
-  tight.max_params = 3;
-  tight.max_param_bytes = 16;
-  tight.max_statements = 2;
-  tight.max_string_bytes = 32;
-  tight.max_columns = 2;
-  for (const Limits& limits : {Limits{}, tight}) {
+  for (const Limits& limits : fuzzing::fuzz_limits()) {
     exercise<Request>(bytes, limits, decode_request);
     exercise<ShadowResult>(bytes, limits, decode_result);
     exercise<Mismatch>(bytes, limits, decode_mismatch);

@@ -51,66 +51,52 @@ Counters wait_until_settled(const Recorder& recorder, std::chrono::milliseconds 
   return counters;
 }
 
-TEST(RecorderTest, BrokerDownTenThousandRecordingsReturnPromptlyAndAddUp) {
-#ifdef __SANITIZE_ADDRESS__
-  // Debug + ASan/UBSan makes every call ~10-20x slower (p50 ~100 us); the
-  // bounds scale with it and stay below the time a blocking call would take.
-  constexpr int kSlowdown = 10;
-#else
-  constexpr int kSlowdown = 1;
-#endif
+// A call never waits for queue space: with the queue full it drops the unit
+// as queue_full and returns. A call that waited would wait until queued
+// records expire (message.timeout.ms, ten minutes here, far past the test's
+// time limit), so the split below holds only for a recorder that never
+// blocks, on any machine and under any sanitizer. How long a call takes is
+// measured by bench/recorder_bench (BM_Record20Rows_BrokerDownTail).
+TEST(RecorderTest, BrokerDownTenThousandRecordingsNeverWaitForQueueSpaceAndAddUp) {
   constexpr int kQueue = 1000;
   constexpr int kUnits = 10'000;
-  // Queued records must not expire while the loop still runs, or they would
-  // free queue space and the split between the two drop reasons would move.
-  constexpr int kTimeoutMs = 1500 * kSlowdown;
-  Recorder recorder(unreachable_broker(kQueue, kTimeoutMs));
-  const auto result = testing::made_result(20);
-  std::vector<double> call_us;
-  call_us.reserve(kUnits);
-  const auto started = std::chrono::steady_clock::now();
-  for (int i = 0; i < kUnits; ++i) {
-    const auto before = std::chrono::steady_clock::now();
-    recorder.record(nullptr, "customer:" + std::to_string(i % 50), kRead, kParams, result.get(), 120);
-    call_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - before).count());
+  auto registry = std::make_shared<prometheus::Registry>();
+  {
+    auto config = unreachable_broker(kQueue, 10 * 60 * 1000);
+    config.registry = registry;
+    Recorder recorder(config);
+    const auto result = testing::made_result(20);
+    for (int i = 0; i < kUnits; ++i) {
+      recorder.record(nullptr, "customer:" + std::to_string(i % 50), kRead, kParams, result.get(), 120);
+    }
+    const Counters counters = recorder.counters();
+    EXPECT_EQ(counters.recorded, static_cast<uint64_t>(kUnits));
+    EXPECT_EQ(counters.dropped(DropReason::queue_full), static_cast<uint64_t>(kUnits - kQueue));
+    EXPECT_EQ(counters.dropped(DropReason::delivery_failed), 0u) << "no queued record expired: no call waited";
+    EXPECT_EQ(counters.pending(), static_cast<uint64_t>(kQueue));
+    EXPECT_EQ(counters.published + counters.dropped() + counters.pending(), counters.recorded);
+    EXPECT_EQ(counters.dropped(DropReason::sampled_out), 0u);
+    EXPECT_EQ(counters.dropped(DropReason::serialization_error), 0u);
+    EXPECT_EQ(counters.dropped(DropReason::too_large), 0u);
   }
-  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::sort(call_us.begin(), call_us.end());
-  const double p50 = call_us[call_us.size() / 2];
-  const double p99 = call_us[call_us.size() * 99 / 100];
-  const double max = call_us.back();
-  RecordProperty("p99_us", std::to_string(p99));
-  RecordProperty("max_us", std::to_string(max));
-  const double slow_us = 5'000.0 * kSlowdown;
-  const auto slow_calls = std::count_if(call_us.begin(), call_us.end(), [&](double us) { return us > slow_us; });
-  std::printf("10000 recordings with the broker down: p50 %.1f us, p99 %.1f us, max %.1f us, %ld calls over %.0f ms, %.3f s\n",
-              p50, p99, max, static_cast<long>(slow_calls), slow_us / 1000, total_s);
-  // A blocking enqueue would wait for queue space, i.e. for message.timeout.ms
-  // (1.5 s) per call. A call can still be preempted for milliseconds on this
-  // shared 2-core machine, and when librdkafka expires the 1,000 queued
-  // records at once its threads compete for the CPU (at load average 9, 5-8 of
-  // 10,000 calls took over 5 ms while p99 was 5 us). So the bounds are: 99 %
-  // of calls under 5 ms, p99 under 2 ms, and none anywhere near the timeout.
-  EXPECT_LE(slow_calls, 100) << "calls over " << slow_us << " us";
-  EXPECT_LT(max, std::min(250'000.0 * kSlowdown, 1'000'000.0)) << "slowest call in microseconds";
-  EXPECT_LT(p99, 2'000.0 * kSlowdown) << "99th percentile call in microseconds";
-  EXPECT_LT(total_s, 5.0 * kSlowdown);
-  ASSERT_LT(total_s * 1000, kTimeoutMs) << "the loop outlasted message.timeout.ms; the split below would not hold";
+  // Destroyed with the queue still full: the final account adds up.
+  const std::string text = prometheus::TextSerializer().Serialize(registry->Collect());
+  EXPECT_NE(text.find("shadowpipe_producer_dropped_total{reason=\"queue_full\"} 9000"), std::string::npos) << text;
+  EXPECT_NE(text.find("shadowpipe_producer_dropped_total{reason=\"delivery_failed\"} 1000"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("shadowpipe_producer_pending 0"), std::string::npos) << text;
+}
 
-  Counters counters = recorder.counters();
-  EXPECT_EQ(counters.recorded, static_cast<uint64_t>(kUnits));
-  EXPECT_EQ(counters.dropped(DropReason::queue_full), static_cast<uint64_t>(kUnits - kQueue));
-  EXPECT_EQ(counters.published + counters.dropped() + counters.pending(), counters.recorded);
-
-  counters = wait_until_settled(recorder, std::chrono::milliseconds(kTimeoutMs) + 15s);
+TEST(RecorderTest, QueuedRecordsThatExpireAreCountedAsDeliveryFailed) {
+  constexpr int kUnits = 100;
+  Recorder recorder(unreachable_broker(100000, 300));
+  const auto result = testing::made_result(3);
+  for (int i = 0; i < kUnits; ++i) recorder.record(nullptr, "k", kRead, kParams, result.get(), 5);
+  const Counters counters = wait_until_settled(recorder, 30s);
   EXPECT_EQ(counters.pending(), 0u);
   EXPECT_EQ(counters.published, 0u);
-  EXPECT_EQ(counters.dropped(DropReason::delivery_failed), static_cast<uint64_t>(kQueue));
-  EXPECT_EQ(counters.dropped(DropReason::queue_full) + counters.dropped(DropReason::delivery_failed),
-            static_cast<uint64_t>(kUnits));
-  EXPECT_EQ(counters.dropped(DropReason::sampled_out), 0u);
-  EXPECT_EQ(counters.dropped(DropReason::serialization_error), 0u);
-  EXPECT_EQ(counters.dropped(DropReason::too_large), 0u);
+  EXPECT_EQ(counters.dropped(DropReason::delivery_failed), static_cast<uint64_t>(kUnits));
+  EXPECT_EQ(counters.dropped(DropReason::queue_full), 0u);
   EXPECT_NE(recorder.last_error().find("timed out"), std::string::npos) << recorder.last_error();
 }
 

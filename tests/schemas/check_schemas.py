@@ -20,7 +20,7 @@ import tempfile
 
 from jsonschema import Draft202012Validator
 
-TOPICS = ["requests", "results", "mismatches", "summary", "dlq"]
+TOPICS = ["requests", "results", "mismatches", "summary", "dlq", "gaps"]
 
 
 def load_schemas(schema_dir):

@@ -136,6 +136,19 @@ inline Summary summary() {
   return record;
 }
 
+inline Gap gap() {
+  Gap record;
+  record.ts_us = 1717171719000000;
+  record.source = "shadow-executor/host-b-4242";
+  record.reason = "retention";
+  record.partition = 3;
+  record.from_offset = 1200;
+  record.to_offset = 1450;
+  record.units = record.write_units = 250;
+  record.detail = "shadow.requests[3] offsets 1200..1449 were deleted by retention before they were applied";
+  return record;
+}
+
 inline DeadLetter dead_letter() {
   DeadLetter record;
   record.ts_us = 1717171717999999;

@@ -40,6 +40,9 @@ void write_samples(const std::filesystem::path& dir) {
   write_file(dir, "requests", "rollback_refused", encode(rollback));
 
   write_file(dir, "results", "sample", encode(samples::shadow_result()));
+  ShadowResult stamped = samples::shadow_result();
+  stamped.published_below = stamped.source_offset;
+  write_file(dir, "results", "stamped", encode(stamped));
   ShadowResult empty_result = samples::shadow_result();
   empty_result.statements.clear();
   empty_result.source_partition = -1;
@@ -58,6 +61,17 @@ void write_samples(const std::filesystem::path& dir) {
 
   write_file(dir, "summary", "sample", encode(samples::summary()));
   write_file(dir, "summary", "empty", encode(Summary{}));
+  Summary stalled = samples::summary();
+  stalled.fingerprint.clear();
+  stalled.stalled = {{3, 1717171700000000, 412}, {5, 1717171710000000, 9}};
+  write_file(dir, "summary", "stalled", encode(stalled));
+
+  write_file(dir, "gaps", "retention", encode(samples::gap()));
+  Gap dropped = samples::gap();
+  dropped.reason = "producer_dropped";
+  dropped.from_offset = dropped.to_offset = -1;
+  dropped.detail.clear();
+  write_file(dir, "gaps", "producer_dropped", encode(dropped));
 
   write_file(dir, "dlq", "sample", encode(samples::dead_letter()));
   const Error error{ErrorCode::malformed, "", "not valid JSON: The input is not valid UTF-8"};
@@ -76,6 +90,7 @@ std::string check(const std::string& topic, std::string_view json) {
   if (topic == "mismatches") return verdict(decode_mismatch(json));
   if (topic == "summary") return verdict(decode_summary(json));
   if (topic == "dlq") return verdict(decode_dead_letter(json));
+  if (topic == "gaps") return verdict(decode_gap(json));
   throw std::runtime_error("unknown topic " + topic);
 }
 

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -157,6 +158,34 @@ class Topics {
     return payloads;
   }
 
+  // One record as read, with where it stands.
+  struct Placed {
+    int32_t partition = -1;
+    int64_t offset = -1;
+    std::string payload;
+  };
+  // Reads a topic from the start until it holds `at_least` records or the
+  // deadline, then drains what follows.
+  std::vector<Placed> read_placed(const std::string& topic, size_t at_least, std::chrono::seconds deadline) {
+    kafka::Consumer consumer({{"bootstrap.servers", brokers()},
+                              {"group.id", unique_name("reader")},
+                              {"auto.offset.reset", "earliest"},
+                              {"enable.auto.commit", "false"}});
+    consumer.subscribe({topic});
+    std::vector<Placed> records;
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (records.size() < at_least && std::chrono::steady_clock::now() < until) {
+      auto message = consumer.poll(200ms);
+      if (!message || message.error()) continue;
+      records.push_back({message.partition(), message.offset(), std::string(message.payload())});
+    }
+    for (auto message = consumer.poll(500ms); message; message = consumer.poll(500ms)) {
+      if (!message.error()) records.push_back({message.partition(), message.offset(), std::string(message.payload())});
+    }
+    consumer.close();
+    return records;
+  }
+
   std::map<std::string, wire::ShadowResult> results_by_request(size_t expected, std::chrono::seconds deadline) {
     std::map<std::string, wire::ShadowResult> by_id;
     const auto request_id = [](const std::string& payload) {
@@ -176,6 +205,37 @@ class Topics {
   std::string requests_, results_, dlq_;
   kafka::Producer producer_;
 };
+
+// Checks the results topic's progress stamps, in partition order: every
+// result carries one, and every source offset below it (but those in
+// `without_result`, dead-lettered) has a result standing earlier in the
+// partition. Returns the highest stamp per partition.
+inline std::map<int32_t, int64_t> check_progress_stamps(const std::vector<Topics::Placed>& records,
+                                                        const std::set<std::pair<int32_t, int64_t>>& without_result = {}) {
+  std::map<int32_t, std::vector<const Topics::Placed*>> by_partition;
+  for (const auto& record : records) by_partition[record.partition].push_back(&record);
+  std::map<int32_t, int64_t> highest;
+  for (auto& [partition, placed] : by_partition) {
+    std::sort(placed.begin(), placed.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+    std::set<int64_t> seen;
+    int64_t contiguous = 0;  // every source offset below it was seen
+    for (const auto* record : placed) {
+      if (wire::is_gap_record(record->payload)) continue;
+      auto result = wire::decode_result(record->payload);
+      EXPECT_TRUE(result.ok()) << record->payload;
+      if (!result.ok()) continue;
+      EXPECT_GE(result->published_below, 0) << "no progress stamp: " << record->payload;
+      while (seen.contains(contiguous) || without_result.contains({partition, contiguous})) ++contiguous;
+      EXPECT_LE(result->published_below, contiguous)
+          << "partition " << partition << " offset " << record->offset << ": stamped "
+          << result->published_below << " but the result of source offset " << contiguous
+          << " does not stand before it";
+      highest[partition] = std::max(highest[partition], result->published_below);
+      seen.insert(result->source_offset);
+    }
+  }
+  return highest;
+}
 
 inline executor::Options base_options(const Topics& topics, const std::string& shadow_dsn, const std::string& group) {
   executor::Options options;

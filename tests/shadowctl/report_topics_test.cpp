@@ -2,6 +2,7 @@
 // exit codes are what a deploy pipeline sees.
 #include "shadowctl/report.hpp"
 #include "shadowctl/topics.hpp"
+#include "shadowctl/verdict.hpp"
 #include "shadowpipe/wire.hpp"
 #include "support/stack_env.hpp"
 
@@ -65,7 +66,25 @@ int run_shadowctl(const std::string& arguments) {
 }
 
 std::string topic_options(const Topics& topics) {
-  return "--mismatches-topic " + topics.names.mismatches + " --summary-topic " + topics.names.summary;
+  return "--requests-topic " + topics.names.requests + " --mismatches-topic " + topics.names.mismatches +
+         " --summary-topic " + topics.names.summary + " --comparator-group " + topics.names.requests + ".comparators";
+}
+
+// Requests on partition 1, and the comparator group's commit on it.
+void publish_requests(const Topics& topics, int count) {
+  sp::kafka::Producer producer(topics.kafka);
+  for (int i = 0; i < count; ++i) ASSERT_EQ(producer.produce(topics.names.requests, 1, "k", "{}"), 0);
+  ASSERT_EQ(producer.flush(20s), 0);
+}
+
+void commit_comparators(const Topics& topics, int64_t offset) {
+  auto properties = topics.kafka;
+  properties.emplace_back("group.id", topics.names.requests + ".comparators");
+  sp::kafka::Consumer consumer(properties);
+  sp::kafka::PartitionList offsets;
+  offsets.add(topics.names.requests, 1, offset);
+  ASSERT_EQ(consumer.commit(offsets), RD_KAFKA_RESP_ERR_NO_ERROR);
+  consumer.close();
 }
 
 }  // namespace
@@ -123,4 +142,56 @@ TEST(VerdictBinary, ExitCodesGateADeploy) {
                                     sp::testing::brokers() + " > /dev/null 2>&1";
   const int status = std::system(brokers_after.c_str());
   EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << "shared options are accepted after the command";
+}
+
+TEST(VerdictFromTopics, NeverPassesWhileAPartitionIsBehindOrStalled) {
+  const auto topics = make_topics();
+  publish(topics, {}, {summary("", 2000)});  // the whole stream: 2000 requests decided
+  publish_requests(topics, 5);
+  shadowctl::ReadOptions options;
+  options.names = topics.names;
+  options.comparator_group = topics.names.requests + ".comparators";
+  shadowctl::VerdictOptions gate;
+  gate.min_requests = 1000;
+  auto verdict = shadowctl::judge(shadowctl::read_report(topics.kafka, options), gate);
+  EXPECT_FALSE(verdict.pass);
+  ASSERT_EQ(verdict.reasons.size(), 1u);
+  EXPECT_NE(verdict.reasons[0].find("partition 1: 5 requests not decided yet"), std::string::npos) << verdict.reasons[0];
+
+  // A comparator reported the partition stalled: the verdict says since when.
+  auto stalled = summary("", 0);
+  stalled.stalled = {{1, wire::now_us() - 60'000'000, 5}};
+  publish(topics, {}, {stalled});
+  verdict = shadowctl::judge(shadowctl::read_report(topics.kafka, options), gate);
+  ASSERT_FALSE(verdict.pass);
+  EXPECT_NE(verdict.reasons[0].find("stalled since"), std::string::npos) << shadowctl::render(verdict);
+
+  commit_comparators(topics, 5);  // everything decided
+  verdict = shadowctl::judge(shadowctl::read_report(topics.kafka, options), gate);
+  EXPECT_TRUE(verdict.pass) << shadowctl::render(verdict);
+  EXPECT_EQ(run_shadowctl("verdict " + topic_options(topics) + " --min-requests 1000"), 0);
+}
+
+TEST(VerdictFromTopics, AGapFailsNamingTheWriteUnitsTheShadowNeverApplied) {
+  const auto topics = make_topics();
+  wire::Mismatch gap;
+  gap.kind = "shadow_gap";
+  gap.request_id = "gap:" + topics.names.results + ":2:40";
+  gap.key = gap.request_id;
+  gap.primary = wire::StatementResult{};
+  gap.primary->rows = 42;
+  gap.detail = "shadow no longer follows the primary: 42 write units never applied (retention on partition 2)";
+  publish(topics, {gap, gap}, {summary("cccccccccccccccc", 2000)});
+  shadowctl::ReadOptions options;
+  options.names = topics.names;
+  options.comparator_group = topics.names.requests + ".comparators";
+  shadowctl::VerdictOptions gate;
+  gate.min_requests = 1000;
+  gate.max_mismatch_rate = 1;  // the gap alone must fail it
+  const auto verdict = shadowctl::judge(shadowctl::read_report(topics.kafka, options), gate);
+  ASSERT_FALSE(verdict.pass);
+  EXPECT_EQ(verdict.reasons[0],
+            "shadow no longer follows the primary: 42 write units never applied — reset the shadow (shadowctl reset)")
+      << "a gap read twice is one gap";
+  EXPECT_EQ(run_shadowctl("verdict " + topic_options(topics) + " --min-requests 1000 --max-mismatch-rate 1"), 1);
 }

@@ -3,13 +3,13 @@
 #include "shadowctl/reset.hpp"
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/result.hpp"
+#include "shadowpipe/wire.hpp"
 #include "support/stack_env.hpp"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 namespace sp = shadowpipe;
 using namespace std::chrono_literals;
@@ -33,6 +33,14 @@ int64_t committed_offset(const sp::kafka::Properties& kafka, const std::string& 
   return list[0].offset;
 }
 
+void produce_at(sp::kafka::Producer& producer, const std::string& topic, const std::string& payload, int64_t ts_ms) {
+  const auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                                     RD_KAFKA_V_KEY("k", 1),
+                                     RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_END);
+  ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+}
+
 }  // namespace
 
 TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
@@ -54,9 +62,16 @@ TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
   const auto topic = sp::testing::unique_name("reset.requests");
   sp::kafka::Producer producer(kafka);
   sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
-  for (int i = 0; i < 5; ++i) ASSERT_EQ(producer.produce(topic, 0, "k", "before"), 0);
+  // Records with explicit create times: 5 well before the snapshot, then 3
+  // after it (the broker takes create times up to an hour ahead), so the
+  // group's start is found by time (offsets-for-times), not at the end.
+  const int64_t now_ms = sp::wire::now_us() / 1000;
+  for (int i = 0; i < 5; ++i) produce_at(producer, topic, "before", now_ms - 10 * 60 * 1000 + i);
+  for (int i = 0; i < 3; ++i) produce_at(producer, topic, "after", now_ms + 10 * 60 * 1000 + i);
   ASSERT_EQ(producer.flush(10s), 0);
-  std::this_thread::sleep_for(50ms);  // record times strictly before the snapshot
+  int64_t low = 0, high = 0;
+  ASSERT_EQ(rd_kafka_query_watermark_offsets(producer.get(), topic.c_str(), 0, &low, &high, 10000), 0);
+  ASSERT_EQ(high, 8) << "the broker refused some of the records";
 
   const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
   std::ofstream(migration) << "alter table customers add column nickname text;\n";
@@ -77,7 +92,9 @@ TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
   EXPECT_EQ(connection.exec_checked("select count(*) from pg_tables where tablename = 'stale'").value(0, 0), "0");
   EXPECT_EQ(connection.exec_checked("select (extract(epoch from taken_at) * 1000)::bigint from shadowpipe.snapshot")
                 .value(0, 0), std::to_string(outcome.snapshot_time_ms));
-  EXPECT_EQ(committed_offset(kafka, options.group, topic), 5) << "the group starts after the 5 requests in the snapshot";
+  EXPECT_LT(outcome.snapshot_time_ms, now_ms + 10 * 60 * 1000) << "the records after the snapshot are after it";
+  EXPECT_EQ(committed_offset(kafka, options.group, topic), 5)
+      << "the group starts at the first request after the snapshot, not at the end (8)";
 }
 
 TEST(Reset, RefusesWhileExecutorsOfTheGroupRun) {

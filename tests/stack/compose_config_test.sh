@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# docker-compose.yml cannot run here (no Docker engine); this keeps it valid
-# and keeps it running the same pipeline the suite runs.
+# Keeps docker-compose.yml (and its override for machines without a registry)
+# valid and running the same pipeline the suite runs, without an engine; the
+# compose test (tests/compose) runs it for real.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml -f docker-compose.local.yml config -q
 services=$(docker-compose -f docker-compose.yml config --services | sort | tr '\n' ' ')
-for service in kafka primary shadow topics executor-1 executor-2 comparator loadgen shadowctl; do
+for service in kafka primary shadow topics prepare shadow-executor comparator loadgen verdict shadowctl; do
   grep -qw "$service" <<<"$services" || { echo "docker-compose.yml lacks the $service service (has: $services)"; exit 1; }
 done
+local_services=$(docker-compose -f docker-compose.yml -f docker-compose.local.yml config --services | sort | tr '\n' ' ')
+[ "$local_services" = "$services" ] || { echo "the override changes the services: $local_services vs $services"; exit 1; }
+# Published ports bind loopback only, in the override too.
+if docker-compose -f docker-compose.yml -f docker-compose.local.yml config | python3 -c '
+import sys, yaml
+config = yaml.safe_load(sys.stdin)
+bad = [f"{name}: {port}" for name, service in config["services"].items() for port in service.get("ports", [])
+       if (port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]) != "127.0.0.1"]
+if bad: print("\n".join(bad))
+sys.exit(1 if bad else 0)'; then :; else
+  echo "a port is published beyond 127.0.0.1 (above)"; exit 1
+fi
 # Every image we build comes from the Dockerfile, which runs scripts/bootstrap.
 grep -q 'scripts/bootstrap' Dockerfile || { echo "Dockerfile does not run scripts/bootstrap"; exit 1; }
 # /dev/tcp is a bash feature; debian-slim's /bin/sh (dash) lacks it, so a

@@ -2,6 +2,12 @@
 // results topic, always owned together). No Kafka here: the service feeds it
 // decoded records and asks what became decidable and what may be committed.
 //
+// No clock decides anything here: a request is shadow_missing only when the
+// executor provably passed it (a result stamped published_below > its offset
+// arrived and its own result was not among what came before), and a
+// partition whose requests wait while the executor shows no progress is
+// reported as stalled, its requests left undecided.
+//
 // Lossless rule: the requests commit position R is the offset of the oldest
 // request still pending, or the next offset when none is pending. Every
 // request at or after R is replayed after a crash, so its result must be
@@ -38,7 +44,9 @@ struct RequestSide {
 
 struct ResultSide {
   int64_t ts_us = 0;
-  int64_t offset = -1;
+  int64_t offset = -1;           // of the result on the results topic
+  int64_t source_offset = -1;    // of its request on the requests topic; -1: not given
+  int64_t published_below = -1;  // the executor's progress stamp; -1: none
   std::vector<SideStatement> statements;
 };
 
@@ -48,9 +56,10 @@ struct Joined {
   ResultSide result;
 };
 
-struct Missing {  // a request without a shadow result within the window
+struct Missing {  // a request the executor passed without publishing a result for it
   std::string request_id;
   RequestSide request;
+  int64_t passed_at = -1;  // the published_below that proved it
 };
 
 enum class Side { requests, results };
@@ -59,44 +68,62 @@ enum class Side { requests, results };
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side);
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side);
 
+// What a decided request adds to the counters, held until the requests commit
+// position passes the request: the counters are published in the same Kafka
+// transaction as that position, so a request is counted exactly once however
+// often it is replayed and re-decided.
+struct Tally {
+  bool request = false;                    // counts as one request decided
+  std::vector<std::string> fingerprints;   // one per statement compared
+  std::vector<std::pair<std::string, std::string>> discrepancies;  // (fingerprint, kind), one per finding
+};
+
 class PairState {
  public:
-  // window_us: join window on record time. decided_retention_us: how long a
-  // decided request id is remembered to recognize duplicates.
-  PairState(int64_t window_us, int64_t decided_retention_us, size_t decided_capacity = 500'000);
+  // stall_after_us: wall time without executor progress after which waiting
+  // requests make the partition stalled. decided_retention_us: how long (wall
+  // time) a decided request id is remembered to recognize copies.
+  PairState(int64_t stall_after_us, int64_t decided_retention_us, size_t decided_capacity = 500'000);
 
   enum class Outcome { pending, joined, duplicate };
   struct Added {
     Outcome outcome = Outcome::pending;
     std::optional<Joined> joined;
+    std::vector<Missing> missing;  // requests the record's progress stamp proved passed without a result
+    size_t orphan_results = 0;     // results whose request was decided before (or dead-lettered): dropped
   };
 
   // Each call also records that the offset was consumed (see consumed()).
   Added add_request(std::string request_id, RequestSide side, int64_t wall_us);
   Added add_result(std::string request_id, ResultSide side, int64_t wall_us);
-  // A record that is decided on arrival (dead-lettered): only its offset counts.
+  // A record decided on arrival (dead-lettered, a gap record): only its offset counts.
   void consumed(Side side, int64_t offset, int64_t wall_us);
+  // Executor progress without a result (a gap record on the results topic at
+  // result_offset): requests below published_below are passed.
+  Added progress(int64_t published_below, int64_t result_offset, int64_t wall_us);
   // Remembers a request id as decided, so a later copy or result is a duplicate.
-  void mark_decided(const std::string& request_id);
+  void mark_decided(const std::string& request_id, int64_t wall_us);
   bool was_decided(const std::string& request_id) const { return decided_.contains(id_hash(request_id)); }
   size_t decided_ids() const { return decided_.size(); }
 
-  struct Expired {
-    std::vector<Missing> missing;   // decided as shadow_missing
-    size_t orphan_results = 0;      // results whose request never came: dropped, counted
-  };
-  // Decides what the window closed on. The pair's clock is the newest request
-  // time seen; while the pair receives nothing it runs on with the wall clock,
-  // so the last requests of an idle partition are still decided.
-  Expired expire(int64_t wall_us);
-  // Everything still pending, for a final decision elsewhere (used on revoke only for counting).
-  int64_t clock_us(int64_t wall_us) const;
+  // Results that carry no source offset (older executors) and whose request
+  // did not come within the stall window of wall time: dropped and counted.
+  size_t expire_unplaced_results(int64_t wall_us);
+  // Wall time of the last executor progress while requests wait and none has
+  // come for the stall window; nullopt when the partition is not stalled.
+  std::optional<int64_t> stalled_since(int64_t wall_us) const;
+
+  // Counters of a decided request, held until the commit position passes it.
+  void hold(int64_t request_offset, Tally tally);
+  // The held tallies below the requests commit position, removed.
+  std::vector<Tally> take_passed_tallies();
+  size_t held_tallies() const { return tallies_.size(); }
 
   // Next offset to commit for a topic, nullopt if nothing was consumed yet.
   std::optional<int64_t> commit_offset(Side side) const;
 
   size_t pending_requests() const { return waiting_requests_.size(); }  // requests waiting for a result
-  size_t pending_results() const { return waiting_results_.size(); }    // results waiting for a request
+  size_t pending_results() const { return pending_results_; }           // results waiting for a request
   size_t pending_bytes() const { return bytes_[0] + bytes_[1]; }
   // Bytes held by entries of one side that wait for the other side.
   size_t waiting_bytes(Side side) const { return bytes_[static_cast<int>(side)]; }
@@ -104,15 +131,12 @@ class PairState {
   // bytes), nullopt when nothing is pending. Under memory pressure this is the
   // side to pause: the other side's records drain it.
   std::optional<Side> waiting_side() const;
-  // Memory pauses of a side, kept here because the clock depends on them:
-  // while any side of the pair is paused, the clock does not run on with the
-  // wall clock (no input because of a pause is not idleness, and would turn
-  // lag into shadow_missing).
-  void set_paused(Side side, bool paused, int64_t wall_us);
+  // Memory pauses, decided by the service and kept here with the pair.
+  void set_paused(Side side, bool paused) { paused_[static_cast<int>(side)] = paused; }
   // Under memory pressure: pauses the waiting side and resumes the other, so
   // the side whose records drain the pending entries is never paused.
-  void pause_waiting_side(int64_t wall_us);
-  void resume(int64_t wall_us);
+  void pause_waiting_side();
+  void resume();
   bool paused(Side side) const { return paused_[static_cast<int>(side)]; }
   // Record time of the oldest request waiting for its result, or nullopt.
   std::optional<int64_t> oldest_pending_ts() const;
@@ -122,38 +146,50 @@ class PairState {
     std::optional<RequestSide> request;
     std::optional<ResultSide> result;
     size_t bytes = 0;
+    int64_t since_wall_us = 0;  // when a result without a source offset started waiting
   };
-  void remember(const std::string& request_id);
-  void record_join(const Joined& joined);
-  // Forgets joined pairs whose request is before the requests commit position.
+  Added join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id, RequestSide request,
+             ResultSide result);
+  void forget_result(Entry& entry, const std::string& request_id);
+  void remember(const std::string& request_id, int64_t wall_us);
+  void record_replayable(int64_t request_offset, int64_t result_offset);
+  // Forgets replayable pairs whose request is before the requests commit position.
   void drop_passed_joins();
-  void advance_clock(int64_t record_ts_us, int64_t wall_us, bool is_request);
-  void forget_expired_decisions();
+  // Results whose request offset the requests side has passed: their request
+  // was decided before this record came (or dead-lettered).
+  size_t drop_orphan_results();
+  std::vector<Missing> pass(int64_t published_below, int64_t result_offset);
+  void forget_expired_decisions(int64_t wall_us);
 
-  int64_t window_us_;
+  int64_t stall_after_us_;
   int64_t decided_retention_us_;
   size_t decided_capacity_;
   std::unordered_map<std::string, Entry> entries_;
-  std::set<std::pair<int64_t, std::string>> waiting_requests_;  // (request ts, id)
-  std::set<std::pair<int64_t, std::string>> waiting_results_;   // (result ts, id)
+  std::map<int64_t, std::string> waiting_requests_;            // request offset -> id
+  std::set<std::pair<int64_t, std::string>> placed_results_;   // (source offset, id) of waiting results
+  std::set<std::pair<int64_t, std::string>> unplaced_results_; // (wall us, id) of waiting results without one
+  size_t pending_results_ = 0;
   std::multiset<int64_t> pending_offsets_[2];
   std::optional<int64_t> next_offset_[2];
   size_t bytes_[2] = {0, 0};
-  // Joined pairs whose request offset is at or after the requests commit
-  // position: (request offset, result offset), and their result offsets.
+  // Decided requests at or after the requests commit position: (request
+  // offset, offset of the result that decided it), and those result offsets.
+  // A restart replays such a request, so it must replay that result too.
   std::set<std::pair<int64_t, int64_t>> replayable_joins_;
   std::multiset<int64_t> replayable_result_offsets_;
+  std::map<int64_t, Tally> tallies_;  // by request offset
   // Decided ids as 64-bit hashes (a collision, about 1 in 10^7 per million ids
   // retained, would drop one copy as a duplicate), in decision order with the
-  // pair clock at the time, for eviction.
+  // wall time, for eviction.
   static uint64_t id_hash(const std::string& request_id);
   std::unordered_set<uint64_t> decided_;
   std::deque<std::pair<int64_t, uint64_t>> decided_order_;
-  int64_t request_clock_us_ = 0;
-  int64_t result_clock_us_ = 0;
-  int64_t last_record_wall_us_ = 0;
+  int64_t last_progress_wall_us_ = 0;
+  // The highest progress stamp read: a request below it that arrives later
+  // (the results side ran ahead) and finds no result waiting was passed too.
+  int64_t passed_below_ = -1;
+  int64_t passed_by_result_offset_ = -1;
   bool paused_[2] = {false, false};
-  int64_t paused_idle_us_ = 0;  // idle time accrued when the pause began, frozen while paused
 };
 
 }  // namespace shadowpipe::comparator

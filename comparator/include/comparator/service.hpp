@@ -28,6 +28,10 @@ struct Options {
   std::string mismatches_topic = "shadow.mismatches";
   std::string summary_topic = "shadow.summary";
   std::string dlq_topic = "shadow.dlq";
+  // A partition whose requests wait while the executor shows no progress for
+  // this long is reported stalled (summary, log, metric, verdict); nothing
+  // is decided by it: a request is shadow_missing only when the executor
+  // provably passed it.
   std::chrono::milliseconds window{60'000};
   std::chrono::milliseconds summary_interval{10'000};
   std::chrono::milliseconds commit_interval{1'000};
@@ -50,7 +54,7 @@ struct Stats {
   uint64_t shadow_missing = 0;
   uint64_t duplicates = 0;             // copies of a request or result already seen, dropped
   uint64_t dead_letters = 0;
-  uint64_t orphan_results = 0;         // results whose request never came within the window
+  uint64_t orphan_results = 0;         // results whose request was decided before or dead-lettered
   uint64_t republish_suppressed = 0;   // discrepancies found again after a restart, already published
   uint64_t mismatches_published = 0;
   std::map<std::string, uint64_t> discrepancies;  // by kind
@@ -62,6 +66,9 @@ struct Stats {
   size_t paused_partitions = 0;
   uint64_t pauses = 0;                 // times a partition was paused for memory
   size_t assigned_pairs = 0;
+  size_t stalled_partitions = 0;       // requests wait, no executor progress for the window
+  uint64_t rewinds = 0;                // aborted transactions redone from the committed offsets
+  uint64_t aborted_transactions = 0;
 };
 
 class Comparator {

@@ -45,10 +45,11 @@ std::string_view to_string(TxMode mode);
 // compared (a type renamed, an order or columns that could not be checked); it
 // is published once per fingerprint and column, and does not count against
 // the verdict (type_changed does with shadowctl verdict --fail-on-type-change).
-inline constexpr std::array<std::string_view, 14> kMismatchKinds = {
+// shadow_gap: write units the shadow never received or applied (a Gap record).
+inline constexpr std::array<std::string_view, 15> kMismatchKinds = {
     "shadow_error",    "primary_error_only", "error_mismatch",  "row_count_mismatch", "value_mismatch",
     "order_mismatch",  "schema_mismatch",    "shadow_missing",  "latency_regression", "representation_mismatch",
-    "type_changed",    "order_not_checked",  "nondeterministic_result", "columns_not_compared"};
+    "type_changed",    "order_not_checked",  "nondeterministic_result", "columns_not_compared", "shadow_gap"};
 bool is_mismatch_kind(std::string_view kind);
 bool is_notice_kind(std::string_view kind);
 
@@ -139,9 +140,33 @@ struct ShadowResult {
   std::string executor;    // executor instance id
   int32_t source_partition = -1;
   int64_t source_offset = -1;
+  // Progress stamp: every result for a source offset below this one was
+  // already acknowledged by Kafka when this record was produced, so it stands
+  // earlier in this partition. A reader that has not seen the result of such
+  // an offset knows the executor passed it without one. -1: not stamped.
+  int64_t published_below = -1;
   std::vector<ShadowStatement> statements;
   bool operator==(const ShadowResult&) const = default;
 };
+
+// A stretch of the request stream the shadow never received or applied
+// (schemas/gaps.v1.schema.json). Carried on shadow.requests (a recorder that
+// dropped write units announces them on the partition they were meant for)
+// and on shadow.results (an executor whose position fell below what
+// retention left), in order with the records around it.
+struct Gap {
+  int64_t ts_us = 0;
+  std::string source;          // who announces it: "shadow-executor/<id>", the recorder's source
+  std::string reason;          // "retention" or "producer_dropped"
+  int32_t partition = -1;      // partition of shadow.requests
+  int64_t from_offset = -1;    // retention: first offset never applied; -1 when not known
+  int64_t to_offset = -1;      // retention: first offset applied after the gap; -1 when not known
+  uint64_t units = 0;          // units lost
+  uint64_t write_units = 0;    // of which known to write (retention: the same as units, unknown)
+  std::string detail;
+  bool operator==(const Gap&) const = default;
+};
+inline constexpr std::string_view kGapRecordTag = "gap";  // value of the "record" member
 
 // shadow.mismatches — one per discrepancy, keyed by request id.
 struct Mismatch {
@@ -179,6 +204,15 @@ struct Summary {
   std::map<std::string, uint64_t> discrepancies;  // by kind
   LatencySummary primary_latency;
   LatencySummary shadow_latency;
+  // Whole-stream summaries only: partitions whose requests wait for results
+  // that stopped coming (no executor progress for the comparator's window).
+  struct Stall {
+    int32_t partition = -1;
+    int64_t since_us = 0;     // wall time of the partition's last progress
+    uint64_t undecided = 0;   // requests waiting on it
+    bool operator==(const Stall&) const = default;
+  };
+  std::vector<Stall> stalled;
   bool operator==(const Summary&) const = default;
 };
 
@@ -208,6 +242,10 @@ Result<ShadowResult> decode_result(std::string_view json, const Limits& limits =
 Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits = {});
 Result<Summary> decode_summary(std::string_view json, const Limits& limits = {});
 Result<DeadLetter> decode_dead_letter(std::string_view json, const Limits& limits = {});
+Result<Gap> decode_gap(std::string_view json, const Limits& limits = {});
+// Whether a record that failed to decode as a request or result is a gap
+// record instead (cheap: called only on the failure path).
+bool is_gap_record(std::string_view json);
 
 // Strings that are not valid UTF-8 are written with each offending byte
 // replaced by U+FFFD, so the output is always valid JSON; non-finite doubles
@@ -217,6 +255,7 @@ std::string encode(const ShadowResult& record);
 std::string encode(const Mismatch& record);
 std::string encode(const Summary& record);
 std::string encode(const DeadLetter& record);
+std::string encode(const Gap& record);
 
 // A DLQ record for bytes that failed to decode. The payload excerpt is at most
 // max_payload bytes of valid UTF-8: well-formed characters are kept, each other

@@ -48,6 +48,13 @@ void ensure_schema(const pg::Connection& conn);
 // inserts `start_if_new` and returns it.
 int64_t claim_next_offset(const pg::Connection& conn, const PartitionId& id, int64_t start_if_new);
 
+// Moves the partition's next offset from `from` to `to` (retention deleted
+// the requests between) and logs the gap record announcing it at source
+// offset `from`, in one statement. False when the next offset was not
+// `from` any more (another owner moved it).
+bool record_retention_gap(const pg::Connection& conn, const PartitionId& id, int64_t from, int64_t to,
+                          const std::string& payload);
+
 // The partition's next offset, or -1 when it has no row.
 int64_t read_next_offset(const pg::Connection& conn, const PartitionId& id);
 

@@ -27,6 +27,10 @@ class DeliveryLedger {
   // Per tracked partition: the lowest undelivered offset, else the next
   // offset to apply.
   std::map<int32_t, int64_t> committable() const;
+  // The same for one partition; -1 when it is not tracked. Also the progress
+  // stamp of a record produced now (every record announced for an offset
+  // below it was acknowledged).
+  int64_t committable(int32_t partition) const;
   size_t undelivered() const;
 
  private:

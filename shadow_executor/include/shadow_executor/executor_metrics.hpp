@@ -37,6 +37,9 @@ struct ExecutorMetrics {
   prometheus::Counter& plans_captured;
   prometheus::Counter& results_republished;
   prometheus::Counter& delivery_failures;
+  prometheus::Family<prometheus::Counter>& gap_units_family;
+  prometheus::Counter& retention_gap_units;  // requests retention deleted before they were applied
+  prometheus::Counter& gap_records_passed;   // gap records a recorder put on the requests topic
   prometheus::Family<prometheus::Gauge>& lag_family;
   prometheus::Histogram& execution_seconds;
   prometheus::Histogram& batch_units;

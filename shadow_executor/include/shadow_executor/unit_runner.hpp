@@ -64,6 +64,20 @@ class UnitAbandoned : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The shadow refused for a passing cause (transient_sqlstate): nothing
+// committed; the same units run again after a backoff. Never a unit's
+// error, never counted toward its failure limit.
+class TransientFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// SQLSTATEs that say "try again later", not "this unit is wrong": the
+// server shutting down or starting (57P01, 57P03), too many connections
+// (53300), a serialization failure or deadlock (40001, 40P01: the shadow's
+// concurrency, not the traffic's), disk full (53100).
+bool transient_sqlstate(std::string_view sqlstate);
+
 struct RunnerConfig {
   WritesMode writes = WritesMode::apply;
   int statement_timeout_ms = 0;
@@ -152,6 +166,11 @@ class UnitRunner {
   // Records a dead letter at `offset` (fence and log in one statement).
   // Returns false when the offset was already applied.
   bool record_dead_letter(const PartitionId& id, int64_t offset, std::string_view key, const std::string& payload);
+
+  // Records `offset` as applied with nothing to run and no record (a gap
+  // record a recorder put on the requests topic). Returns false when the
+  // offset was already applied.
+  bool record_passed_over(const PartitionId& id, int64_t offset);
 
   // Records the unit at `offset` as not replayed, without running it: every
   // statement a shadow error (kNotReplayedSqlstate) carrying `why`. For a

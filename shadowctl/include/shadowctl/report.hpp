@@ -39,8 +39,27 @@ struct FingerprintReport {
   uint64_t discrepancy_total(bool with_latency) const;
 };
 
+// A stretch of write units the shadow never applied (a shadow_gap record).
+struct GapNotice {
+  std::string id;
+  uint64_t write_units = 0;
+  std::string detail;
+};
+
+// How far the comparators got on one partition of the requests topic.
+struct PartitionProgress {
+  int32_t partition = -1;
+  int64_t end = 0;       // the topic's end offset when read
+  int64_t decided = 0;   // the comparator group's committed offset: everything below is decided
+  std::optional<shadowpipe::wire::Summary::Stall> stall;  // as the newest summaries report it
+  int64_t undecided() const { return end > decided ? end - decided : 0; }
+};
+
 struct Report {
   std::vector<FingerprintReport> fingerprints;  // most discrepancies first
+  std::vector<GapNotice> gaps;
+  std::vector<PartitionProgress> partitions;  // read from Kafka when the comparator group is known
+  std::string progress_unknown;  // why the comparators' progress could not be read; empty when it was
   uint64_t compared = 0;  // requests decided (from the comparators' whole-stream summaries)
   uint64_t mismatch_records = 0;
   uint64_t duplicate_mismatch_records = 0;  // same request, kind and statement seen twice
@@ -73,6 +92,9 @@ class ReportBuilder {
   Entry& entry(const std::string& fingerprint);
   std::map<std::string, Entry> entries_;
   std::set<std::string> seen_;  // request_id|kind|statement_index
+  std::vector<GapNotice> gaps_;
+  // Per comparator, the stalled partitions its newest whole-stream summary named.
+  std::map<std::string, std::pair<int64_t, std::vector<shadowpipe::wire::Summary::Stall>>> stalls_;
   uint64_t requests_compared_ = 0;
   bool saw_request_summaries_ = false;
   uint64_t mismatch_records_ = 0, duplicates_ = 0, unreadable_ = 0;
@@ -81,12 +103,22 @@ class ReportBuilder {
 
 struct ReadOptions {
   TopicNames names;
+  // The comparators' consumer group: its committed offsets on the requests
+  // topic say what is decided. Empty: progress is not read.
+  std::string comparator_group = "shadow-comparator";
   std::optional<int64_t> since_ms;
   std::chrono::milliseconds timeout{60'000};
 };
 
-// Reads both topics to their current end.
+// Reads both topics to their current end, and the comparators' progress.
 Report read_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options);
+
+// Per partition of the requests topic: its end and the comparator group's
+// committed offset (nullopt when the topic does not exist). Of the stalls the summaries named, keeps those of
+// partitions still behind (a comparator's newest summary may predate a
+// rebalance that moved the partition on).
+std::optional<std::vector<PartitionProgress>> read_progress(const shadowpipe::kafka::Properties& kafka, const std::string& requests_topic,
+                                             const std::string& group, const std::vector<PartitionProgress>& stalls);
 
 enum class Format { text, json, html };
 std::string render(const Report& report, Format format);

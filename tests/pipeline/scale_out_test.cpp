@@ -1,0 +1,240 @@
+// The whole pipeline under scale-out: the real shadow-executor and
+// shadow-comparator binaries, several of each in one group, started together
+// under a burst, then instances added and removed, killed and restarted while
+// traffic flows. Every request must be decided exactly once, none as
+// shadow_missing, and the shadow must end equal to the primary.
+#include "shadow_executor/harness.hpp"
+#include "support/private_cluster.hpp"
+#include "support/process.hpp"
+
+#include "shadowpipe/digest.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+
+namespace sp = shadowpipe;
+using namespace sp::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int kCounters = 40;
+
+// Per-key order matters: each update returns the counter's new value, so a
+// unit replayed out of order, twice or not at all shows as a discrepancy.
+const std::string kUpdate = "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING id, n";
+const std::string kRead = "SELECT id, n FROM counters WHERE id = $1";
+
+// The binaries under test; SHADOWPIPE_EXECUTOR_BINARY and
+// SHADOWPIPE_COMPARATOR_BINARY run the test against other builds (an older
+// release, to see it fail).
+std::string binary(const char* variable, const char* built) {
+  const char* given = std::getenv(variable);
+  return given && *given ? given : built;
+}
+
+class Pipeline {
+ public:
+  // shadow_server: the server the shadow database is made on (the stack's
+  // shadow server unless a test brings its own).
+  explicit Pipeline(int partitions, const std::string& shadow_server = shadow_dsn())
+      : topics_(partitions),
+        mismatches_(unique_name("mismatches")),
+        summary_(unique_name("summary")),
+        primary_(primary_dsn(), "pipeline_primary"),
+        shadow_(shadow_server, "pipeline_shadow"),
+        executor_group_(unique_name("executors")),
+        comparator_group_(unique_name("comparators")),
+        reference_(primary_.dsn()),
+        log_dir_("/tmp/" + unique_name("pipeline-logs")) {
+    sp::kafka::Producer admin({{"bootstrap.servers", brokers()}});
+    sp::kafka::create_topics(admin.get(), {{mismatches_, partitions, 1, {}}, {summary_, 1, 1, {}}}, 20s);
+    for (const auto* database : {&primary_, &shadow_}) {
+      sp::pg::Connection conn(database->dsn());
+      conn.exec_checked("CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL)");
+      conn.exec_checked("INSERT INTO counters SELECT g, 0 FROM generate_series(1, " + std::to_string(kCounters) + ") g");
+    }
+    std::filesystem::create_directories(log_dir_);
+  }
+
+  ChildProcess start_executor(const std::string& id) {
+    return ChildProcess(spawn_process(binary("SHADOWPIPE_EXECUTOR_BINARY", SHADOW_EXECUTOR_BINARY),
+                                      {"--brokers", brokers(), "--shadow", shadow_.dsn(), "--group", executor_group_,
+                                       "--executor-id", id, "--requests-topic", topics_.requests(), "--results-topic",
+                                       topics_.results(), "--dlq-topic", topics_.dlq()},
+                                      log_dir_ + "/" + id + ".log"));
+  }
+
+  ChildProcess start_comparator(const std::string& id) {
+    return ChildProcess(spawn_process(binary("SHADOWPIPE_COMPARATOR_BINARY", SHADOW_COMPARATOR_BINARY),
+                                      {"--brokers", brokers(), "--group", comparator_group_, "--comparator-id", id,
+                                       "--requests-topic", topics_.requests(), "--results-topic", topics_.results(),
+                                       "--mismatches-topic", mismatches_, "--summary-topic", summary_, "--dlq-topic",
+                                       topics_.dlq(), "--commit-interval", "500", "--summary-interval", "2000",
+                                       // Shorter than a rebalance after a crash: lag must not cost a comparison.
+                                       "--window", "10000"},
+                                      log_dir_ + "/" + id + ".log"));
+  }
+
+  // Runs `count` units on the primary (what the application did) and
+  // publishes each with the primary's result, as the recorder would.
+  void publish(int count) {
+    static const sp::digest::NormalizationRules rules;
+    for (int i = 0; i < count; ++i, ++published_) {
+      const int counter = 1 + static_cast<int>(random_() % kCounters);
+      const std::string& sql = published_ % 5 == 4 ? kRead : kUpdate;
+      auto statement = make_statement(sql, {std::to_string(counter)});
+      const auto started = std::chrono::steady_clock::now();
+      auto result = reference_.exec_checked(sql, statement.params);
+      statement.result.set_digest(sp::digest::digest_result(result.get(), rules));
+      statement.result.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::steady_clock::now() - started).count();
+      topics_.produce(make_request("u" + std::to_string(published_), "counter-" + std::to_string(counter),
+                                   sp::wire::TxMode::autocommit, {std::move(statement)}));
+    }
+    topics_.flush();
+  }
+
+  int published() const { return published_; }
+
+  // What the comparators published: requests decided (whole-stream
+  // summaries) and discrepancies by kind, read from the beginning.
+  struct Decided {
+    uint64_t requests = 0;
+    std::map<std::string, uint64_t> kinds;
+    std::map<std::string, int> records_per_request;
+  };
+  Decided decided() {
+    Decided out;
+    for (const auto& payload : topics_.read_all(summary_, 0, 0s)) {
+      auto summary = sp::wire::decode_summary(payload);
+      if (summary && summary->fingerprint.empty()) out.requests += summary->compared;
+    }
+    for (const auto& payload : topics_.read_all(mismatches_, 0, 0s)) {
+      auto mismatch = sp::wire::decode_mismatch(payload);
+      if (!mismatch) continue;
+      ++out.kinds[mismatch->kind];
+      ++out.records_per_request[mismatch->request_id + "#" + std::to_string(mismatch->statement_index)];
+    }
+    return out;
+  }
+
+  bool wait_decided(uint64_t requests, std::chrono::seconds deadline) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+      if (decided().requests >= requests) return true;
+      std::this_thread::sleep_for(1s);
+    }
+    return false;
+  }
+
+  std::string primary_checksum() { return table_checksum(primary_.dsn(), "counters"); }
+  std::string shadow_checksum() { return table_checksum(shadow_.dsn(), "counters"); }
+  const std::string& logs() const { return log_dir_; }
+
+ private:
+  Topics topics_;
+  std::string mismatches_, summary_;
+  ScratchDatabase primary_, shadow_;
+  std::string executor_group_, comparator_group_;
+  sp::pg::Connection reference_;
+  std::string log_dir_;
+  std::mt19937 random_{20261129};
+  int published_ = 0;
+};
+
+void expect_every_request_decided_once(Pipeline& pipeline) {
+  ASSERT_TRUE(pipeline.wait_decided(static_cast<uint64_t>(pipeline.published()), 240s))
+      << "decided " << pipeline.decided().requests << " of " << pipeline.published() << "; logs in " << pipeline.logs();
+  std::this_thread::sleep_for(3s);  // a decision counted twice would show up now
+  const auto decided = pipeline.decided();
+  EXPECT_EQ(decided.requests, static_cast<uint64_t>(pipeline.published())) << "each request is counted exactly once";
+  EXPECT_EQ(decided.kinds.count("shadow_missing"), 0u) << "a rebalance or restart cost a comparison";
+  for (const auto& [kind, count] : decided.kinds) {
+    // Latency is judged on a machine this test loads on purpose: not a comparison.
+    if (kind != "latency_regression") ADD_FAILURE() << count << " " << kind << "; logs in " << pipeline.logs();
+  }
+  for (const auto& [id, count] : decided.records_per_request) {
+    if (!id.starts_with("latency_regression:")) {
+      EXPECT_EQ(count, 1) << id << " published twice";
+    }
+  }
+  EXPECT_EQ(pipeline.shadow_checksum(), pipeline.primary_checksum());
+}
+
+}  // namespace
+
+TEST(ScaleOut, InstancesAddedAndRemovedMidRunCostNoComparison) {
+  Pipeline pipeline(6);
+  std::map<std::string, ChildProcess> running;
+  for (const auto* id : {"executor-1", "executor-2"}) running[id] = pipeline.start_executor(id);
+  for (const auto* id : {"comparator-1", "comparator-2"}) running[id] = pipeline.start_comparator(id);
+  pipeline.publish(3000);  // a burst while the groups form
+  running["executor-3"] = pipeline.start_executor("executor-3");
+  running["comparator-3"] = pipeline.start_comparator("comparator-3");
+  pipeline.publish(1500);
+  EXPECT_EQ(running["executor-1"].terminate(30s), 0);
+  EXPECT_EQ(running["comparator-1"].terminate(60s), 0);
+  pipeline.publish(1500);
+  expect_every_request_decided_once(pipeline);
+  for (auto& [id, process] : running) {
+    if (process.pid() > 0) {
+      EXPECT_TRUE(process.alive()) << id << " exited on its own";
+    }
+  }
+}
+
+// The stack's broker (scripts/stack keeps its pid), paused with SIGSTOP as a
+// broker that hangs (a long GC pause, a frozen VM) and resumed.
+pid_t stack_broker_pid() {
+  const char* dir = std::getenv("SHADOWPIPE_STACK_DIR");
+  std::ifstream file(std::string(dir && *dir ? dir : ".stack") + "/kafka/kafka.pid");
+  pid_t pid = -1;
+  file >> pid;
+  return pid;
+}
+
+TEST(ScaleOut, ChaosOfKillsABrokerPauseAndAShadowRestartCostsNoComparison) {
+  const pid_t broker = stack_broker_pid();
+  ASSERT_GT(broker, 0) << "the stack's broker pid is not in .stack/kafka/kafka.pid (run through scripts/test)";
+  PrivateCluster shadow_server;
+  Pipeline pipeline(6, shadow_server.dsn());
+  std::map<std::string, ChildProcess> running;
+  const std::vector<std::string> ids = {"executor-1", "executor-2", "comparator-1", "comparator-2"};
+  auto start = [&](const std::string& id) {
+    running[id] = id.starts_with("executor") ? pipeline.start_executor(id) : pipeline.start_comparator(id);
+  };
+  for (const auto& id : ids) start(id);
+  const std::vector<std::string> victims = {"comparator-2", "executor-1", "comparator-1", "executor-2", "executor-1"};
+  const auto began = std::chrono::steady_clock::now();
+  for (int round = 0; round < 5; ++round) {
+    pipeline.publish(600);
+    const std::string& victim = victims[round];
+    running[victim].kill_hard();  // SIGKILL: no goodbye, no last commit
+    std::cout << "killed " << victim << " after " << pipeline.published() << " units" << std::endl;
+    pipeline.publish(200);
+    start(victim);  // same id: a comparator fences its predecessor's transaction
+    if (round == 1) {
+      ASSERT_EQ(kill(broker, SIGSTOP), 0);
+      std::cout << "broker paused" << std::endl;
+      std::this_thread::sleep_for(10s);
+      ASSERT_EQ(kill(broker, SIGCONT), 0);
+    }
+    if (round == 3) {
+      ASSERT_TRUE(shadow_server.stop());
+      std::cout << "shadow server stopped" << std::endl;
+      std::this_thread::sleep_for(2s);
+      ASSERT_TRUE(shadow_server.start());
+    }
+    std::this_thread::sleep_for(2s);
+  }
+  std::cout << "chaos over " << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - began).count()
+            << " s of writes" << std::endl;
+  expect_every_request_decided_once(pipeline);
+}
