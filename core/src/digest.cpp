@@ -247,8 +247,11 @@ std::string_view canonical_number(std::string_view text, std::string& out) {
   if (point < 0) point = static_cast<long>(digits.size());
   if (pos < text.size()) {
     if (text[pos] != 'e' && text[pos] != 'E') return text;
+    size_t exponent_begin = pos + 1;
+    if (exponent_begin < text.size() && text[exponent_begin] == '+') ++exponent_begin;
+    if (exponent_begin >= text.size()) return text;  // "1e", "1e+": not a number
     long exponent = 0;
-    auto parsed = std::from_chars(text.data() + pos + 1 + (text[pos + 1] == '+' ? 1 : 0), text.data() + text.size(), exponent);
+    auto parsed = std::from_chars(text.data() + exponent_begin, text.data() + text.size(), exponent);
     if (parsed.ec != std::errc{} || parsed.ptr != text.data() + text.size() || exponent > 400 || exponent < -400) {
       return text;
     }

@@ -976,6 +976,43 @@ Result<Analysis> analyze_text(const std::string& text) {
     add_outside_reasons(type, node, analysis);
     add_session_reasons(type, node, analysis);
     if (kind == Kind::transaction_control) analysis.has_transaction_control = true;
+    if (type == "TransactionStmt") {
+      const std::string_view transaction_kind = string_field(node, "kind");
+      const std::string_view command = transaction_kind == "TRANS_STMT_SAVEPOINT"      ? "SAVEPOINT"
+                                       : transaction_kind == "TRANS_STMT_ROLLBACK_TO" ? "ROLLBACK TO SAVEPOINT"
+                                       : transaction_kind == "TRANS_STMT_RELEASE"     ? "RELEASE SAVEPOINT"
+                                                                                      : "";
+      if (!command.empty()) {
+        analysis.savepoint_command = std::string(command);
+        analysis.savepoint_name = std::string(string_field(node, "savepoint_name"));
+      }
+    }
+    if (type == "ConstraintsSetStmt") analysis.sets_constraints = true;
+    const std::string_view transaction_kind = type == "TransactionStmt" ? string_field(node, "kind") : "";
+    const bool begins = transaction_kind == "TRANS_STMT_BEGIN" || transaction_kind == "TRANS_STMT_START";
+    const bool sets_transaction = type == "VariableSetStmt" && string_field(node, "name") == "TRANSACTION";
+    if (begins || sets_transaction) {
+      simdjson::dom::array modes;
+      if (node[begins ? "options" : "args"].get_array().get(modes) == simdjson::SUCCESS) {
+        for (element mode : modes) {
+          object def;
+          if (mode["DefElem"].get_object().get(def) != simdjson::SUCCESS) continue;
+          const std::string_view name = string_field(def, "defname");
+          element arg;
+          if (def["arg"].get(arg) != simdjson::SUCCESS) continue;
+          int64_t flag = 0;  // ival 0 is written as an empty object
+          const bool on = arg["A_Const"]["ival"]["ival"].get_int64().get(flag) == simdjson::SUCCESS && flag != 0;
+          std::string_view level;
+          if (name == "transaction_isolation" && arg["A_Const"]["sval"]["sval"].get_string().get(level) == simdjson::SUCCESS) {
+            analysis.isolation_level = lowercase(level);
+          } else if (name == "transaction_read_only") {
+            analysis.read_only = on;
+          } else if (name == "transaction_deferrable") {
+            analysis.deferrable = on;
+          }
+        }
+      }
+    }
     analysis.top_level_order_by = orders_result(type, node);  // the last statement decides
     analysis.sort_keys.clear();
     analysis.outputs.clear();
@@ -991,6 +1028,13 @@ Result<Analysis> analyze_text(const std::string& text) {
     }
   }
 
+  if (analysis.statement_count > 1) {  // only a text of one statement is replayed as transaction control
+    analysis.savepoint_command.clear();
+    analysis.savepoint_name.clear();
+    analysis.sets_constraints = false;
+    analysis.isolation_level.clear();
+    analysis.read_only = analysis.deferrable = false;
+  }
   // Volatile calls in an earlier statement of the text change what the last reads.
   if (analysis.statement_count > 1 && analysis.calls_volatile()) analysis.volatile_outside_outputs = true;
 

@@ -537,8 +537,14 @@ void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamV
     return;
   }
   // The executor runs every unit in its own transaction: the application's
-  // BEGIN / COMMIT are not statements of the unit.
-  if (analysis->kind == statement::Kind::transaction_control) return;
+  // BEGIN / COMMIT are not statements of the unit. Savepoints and SET
+  // CONSTRAINTS inside a transaction are: the executor replays them in order;
+  // so is BEGIN or SET TRANSACTION with an isolation level, READ ONLY or DEFERRABLE.
+  if (analysis->kind == statement::Kind::transaction_control &&
+      (unit.autocommit ||
+       (analysis->savepoint_command.empty() && !analysis->sets_constraints && !analysis->sets_transaction_mode()))) {
+    return;
+  }
   if (is_write(analysis->kind)) unit.writes = true;
   const double rate = recorder.statement_rate(analysis->fingerprint, analysis->kind);
   unit.rate = std::max(unit.rate, rate);

@@ -78,6 +78,15 @@ UnitRunner::UnitRunner(const pg::Connection& conn, RunnerConfig config, statemen
     : conn_(conn), config_(std::move(config)), analyzer_(analyzer) {}
 
 namespace {
+std::string quote_identifier(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 // The connection string of an open connection, from what libpq used for it
 // (PQconninfo), so a second connection reaches the same server and database
 // as the same role.
@@ -97,7 +106,8 @@ std::string same_server_dsn(PGconn* conn) {
 }
 }  // namespace
 
-void UnitRunner::describe_from_catalog(const std::string& sql, const pg::Result& executed, wire::StatementResult& out) {
+void UnitRunner::describe_from_catalog(const std::string& fingerprint, const std::string& sql,
+                                      const pg::Result& executed, wire::StatementResult& out) {
   if (catalog_unavailable_ || executed.status() != PGRES_TUPLES_OK) return;
   try {
     if (!catalog_) {
@@ -105,8 +115,23 @@ void UnitRunner::describe_from_catalog(const std::string& sql, const pg::Result&
       catalog_ = std::make_unique<catalog::Catalog>(*catalog_conn_);
     }
     catalog_->name_types(out.columns);
-    auto analysis = analyzer_.analyze(sql);
-    if (analysis.ok()) catalog_->describe(*analysis, executed.get(), out);
+    // A statement's facts depend on its text and the catalog, not on its
+    // parameters: worked out once per fingerprint and result width, so the
+    // steady state costs one lookup per statement.
+    const std::string key = fingerprint + "/" + std::to_string(out.columns.size());
+    auto known = catalog_facts_.find(key);
+    if (known == catalog_facts_.end()) {
+      wire::StatementResult facts;
+      auto analysis = analyzer_.analyze(sql);
+      if (analysis.ok()) catalog_->describe(*analysis, executed.get(), facts);
+      if (catalog_facts_.size() >= kMaxCatalogFacts) catalog_facts_.clear();
+      known = catalog_facts_.emplace(key, CatalogFacts{std::move(facts.volatile_columns),
+                                                       std::move(facts.volatile_statement), facts.order_total})
+                  .first;
+    }
+    out.volatile_columns = known->second.volatile_columns;
+    out.volatile_statement = known->second.volatile_statement;
+    out.order_total = known->second.order_total;
   } catch (const std::exception& failure) {
     // Without the catalog the comparison falls back to what the statement
     // text shows: user types unnamed (not compared), no catalog exclusions.
@@ -152,6 +177,20 @@ pg::Result UnitRunner::statement(const wire::Statement& statement, int statement
   throw_if_lost(conn_);
   if (!result) throw ConnectionLost("shadow connection lost: no result");
   return result;
+}
+
+std::string UnitRunner::isolation_clause(const wire::Request& request) {
+  if (request.tx == wire::TxMode::autocommit) return "";
+  std::string level;
+  for (const auto& statement : request.statements) {
+    auto analysis = analyzer_.analyze(statement.sql);
+    if (analysis.ok() && !analysis->isolation_level.empty()) level = analysis->isolation_level;
+  }
+  // The parser's names, checked: nothing else is written into the BEGIN.
+  for (const char* known : {"serializable", "repeatable read", "read committed", "read uncommitted"}) {
+    if (level == known) return " ISOLATION LEVEL " + level;
+  }
+  return "";
 }
 
 std::string UnitRunner::settings_select(const wire::Session& session) const {
@@ -368,6 +407,10 @@ struct UnitRunner::Step {
   StatementNote note;
   bool execute = false;
   int statement_count = 1;
+  // Transaction control replayed inside the unit (savepoints under names of
+  // their own, SET CONSTRAINTS as is): the text sent instead of the record's.
+  std::optional<wire::Statement> replayed;
+  bool restores = false;  // ROLLBACK TO SAVEPOINT: ends the abort a failure left, as on the primary
 
   // Fills the result from what the server answered; false when it failed.
   bool record(const pg::Result& executed, const digest::NormalizationRules& rules) {
@@ -394,6 +437,12 @@ bool UnitRunner::runs_alone(const wire::Request& request, statement::Analyzer& a
     auto analysis = analyzer.analyze(statement.sql);
     if (analysis.ok() && !analysis->reaches_outside() && not_replayable(*analysis).empty() &&  // refusals are not run
         (analysis->kind == statement::Kind::utility || analysis->statement_count > 1)) {
+      return true;
+    }
+    // Savepoints and SET CONSTRAINTS act on the whole transaction, and a
+    // ROLLBACK TO after a failure must reach the server (a pipeline skips it).
+    if (analysis.ok() && request.tx != wire::TxMode::autocommit &&
+        (!analysis->savepoint_command.empty() || analysis->sets_constraints || analysis->sets_transaction_mode())) {
       return true;
     }
   }
@@ -435,6 +484,26 @@ std::vector<UnitRunner::Step> UnitRunner::classify(const wire::Request& request)
       note.kind = analysis->kind;
       shadow.result =
           not_executed(wire::Status::error, "42601", "cannot insert multiple commands into a prepared statement");
+    } else if (request.tx != wire::TxMode::autocommit &&
+               (!analysis->savepoint_command.empty() || analysis->sets_constraints)) {
+      // Inside the unit's transaction, in order. User savepoints get a prefix
+      // so they never meet the executor's own (sp, v), which stay below them.
+      note.kind = analysis->kind;
+      step.execute = true;
+      step.replayed.emplace();
+      step.replayed->sql = analysis->sets_constraints
+                               ? statement.sql
+                               : analysis->savepoint_command + " " + quote_identifier("u_" + analysis->savepoint_name);
+      step.restores = analysis->savepoint_command == "ROLLBACK TO SAVEPOINT";
+    } else if (request.tx != wire::TxMode::autocommit && analysis->read_only) {
+      // READ ONLY for the unit's work: set inside the unit's savepoint, which
+      // is rolled back at the end (a read-only unit has nothing to keep), so
+      // the mode never reaches the executor's bookkeeping or the next unit.
+      // The isolation level is the unit's transaction's (see attempt_plain).
+      note.kind = analysis->kind;
+      step.execute = true;
+      step.replayed.emplace();
+      step.replayed->sql = "SET TRANSACTION READ ONLY";
     } else if (analysis->kind == statement::Kind::transaction_control) {
       // The executor owns the unit's transaction; the primary saw these succeed.
       note.disposition = Disposition::transaction_control;
@@ -557,8 +626,10 @@ UnitReport UnitRunner::record_not_replayed(const wire::Request& request, const P
 UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& units, size_t first,
                                               const PartitionId& id, std::vector<UnitReport>& reports) {
   const std::string settings = settings_select(units[first].request->session);
-  // Start: one round trip.
-  std::string start = "BEGIN; " + fence_check(id, units[first].offset) + "; ";
+  // Start: one round trip. A unit that ran under another isolation level on
+  // the primary runs alone, and its transaction gets that level.
+  const std::string isolation = units.size() - first == 1 ? isolation_clause(*units[first].request) : "";
+  std::string start = "BEGIN" + isolation + "; " + fence_check(id, units[first].offset) + "; ";
   if (!settings.empty()) start += settings + "; ";
   start += "SAVEPOINT sp";
   auto started = script(start);
@@ -589,7 +660,10 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
   for (size_t u = first; u < units.size(); ++u) {
     const wire::Request& request = *units[u].request;
     auto steps = classify(request);
-    const bool undo = request.tx == wire::TxMode::rollback || config_.writes == WritesMode::rollback;
+    const bool undo = request.tx == wire::TxMode::rollback || config_.writes == WritesMode::rollback ||
+                      std::any_of(steps.begin(), steps.end(), [](const Step& step) {
+                        return step.replayed && step.replayed->sql == "SET TRANSACTION READ ONLY";
+                      });
     const bool per_statement = request.tx == wire::TxMode::autocommit && request.statements.size() > 1;
     // An autocommit unit to be undone keeps its statements apart with a
     // nested savepoint v, so sp stays before the unit.
@@ -599,10 +673,11 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
     for (size_t i = 0; i < steps.size(); ++i) {
       auto& step = steps[i];
       if (!step.execute) continue;
-      if (aborted) {
+      if (aborted && !step.restores) {
         step.not_reached();
         continue;
       }
+      aborted = false;  // ROLLBACK TO SAVEPOINT runs in an aborted transaction, as on the primary
       if (per_statement && undo && !executed_any) pending += "SAVEPOINT v; ";
       executed_any = true;
       if (!pending.empty()) {
@@ -612,10 +687,10 @@ UnitRunner::Outcome UnitRunner::attempt_plain(const std::vector<BatchUnit>& unit
         pending.clear();
       }
       const auto begin = Clock::now();
-      pg::Result executed = this->statement(request.statements[i], step.statement_count);
+      pg::Result executed = this->statement(step.replayed ? *step.replayed : request.statements[i], step.statement_count);
       step.shadow.result.latency_us = micros(Clock::now() - begin);
       const bool ok = step.record(executed, rules_for(step.shadow.fingerprint));
-      if (ok) describe_from_catalog(request.statements[i].sql, executed, step.shadow.result);
+      if (ok) describe_from_catalog(step.shadow.fingerprint, request.statements[i].sql, executed, step.shadow.result);
       if (ok && step.note.kind == statement::Kind::utility) session_changed = true;
       if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) {
         script("ROLLBACK");
@@ -758,7 +833,10 @@ UnitRunner::Outcome UnitRunner::attempt_pipelined(const std::vector<BatchUnit>& 
     step.shadow.result.latency_us = micros(pipe.arrival(c) - std::max(command.sent, previous));
     previous = pipe.arrival(c);
     const bool ok = step.record(result, rules_for(step.shadow.fingerprint));
-    if (ok) describe_from_catalog(units[command.unit].request->statements[command.step].sql, result, step.shadow.result);
+    if (ok) {
+      describe_from_catalog(step.shadow.fingerprint, units[command.unit].request->statements[command.step].sql, result,
+                            step.shadow.result);
+    }
     if (!ok && batch && batch_artefact(step.shadow.result.sqlstate)) redo = true;
     if (!ok && !transient) {
       try {

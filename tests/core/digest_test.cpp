@@ -530,6 +530,13 @@ TEST(CanonicalValues, EqualNumbersRenderedDifferentlyShareTheValueDigestNotTheRe
         << a << " vs " << b;
   }
   EXPECT_NE(single(kNumeric, "300.01", exact_floats()).column_values, single(kInt4, "300", exact_floats()).column_values);
+  // What is not a number keeps its text (and reads nothing past it).
+  for (std::string_view odd : {"1e", "1e+", "-", "+", ".", "-.", "e5", "1.2.3", "1e5x", "--1", "1e-"}) {
+    const std::string owned(odd);  // no terminator to lean on beyond the view
+    EXPECT_EQ(single(kNumeric, std::string_view(owned.data(), owned.size()), exact_floats()).column_values,
+              single(kText, odd, exact_floats()).column_values)
+        << odd;
+  }
   EXPECT_NE(single(kNumeric, "30", exact_floats()).column_values, single(kInt4, "300", exact_floats()).column_values);
   EXPECT_EQ(single(kNumeric, "NaN", exact_floats()).column_values, single(kFloat8, "NaN", exact_floats()).column_values);
   // Text is never read as a number: '300.00' and '300' are different strings.

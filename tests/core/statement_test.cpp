@@ -545,5 +545,24 @@ TEST(StatementRows, AVolatileCallIsTiedToTheOutputItFeeds) {
   EXPECT_EQ(unique_column("a", {"a", "b", "a"}), std::nullopt);
 }
 
+TEST(StatementTransaction, SavepointsAndSetConstraintsAreNamedForReplay) {
+  auto a = analyzed("SAVEPOINT Get_Or_Create");
+  EXPECT_EQ(a.savepoint_command, "SAVEPOINT");
+  EXPECT_EQ(a.savepoint_name, "get_or_create");  // folded as the server folds it
+  EXPECT_EQ(analyzed("ROLLBACK TO SAVEPOINT \"Mixed\"").savepoint_name, "Mixed");
+  EXPECT_EQ(analyzed("ROLLBACK TO s").savepoint_command, "ROLLBACK TO SAVEPOINT");
+  EXPECT_EQ(analyzed("RELEASE s").savepoint_command, "RELEASE SAVEPOINT");
+  EXPECT_TRUE(analyzed("SET CONSTRAINTS ALL DEFERRED").sets_constraints);
+  EXPECT_EQ(analyzed("COMMIT").savepoint_command, "");
+  EXPECT_EQ(analyzed("SAVEPOINT a; SELECT 1").savepoint_command, "");  // only a text of one statement
+  auto begin = analyzed("BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE");
+  EXPECT_EQ(begin.isolation_level, "serializable");
+  EXPECT_TRUE(begin.read_only);
+  EXPECT_TRUE(begin.deferrable);
+  EXPECT_EQ(analyzed("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").isolation_level, "repeatable read");
+  EXPECT_FALSE(analyzed("START TRANSACTION READ WRITE").read_only);
+  EXPECT_FALSE(analyzed("BEGIN").sets_transaction_mode());
+}
+
 }  // namespace
 }  // namespace shadowpipe::statement

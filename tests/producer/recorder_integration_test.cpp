@@ -260,6 +260,52 @@ TEST_F(RecorderIntegrationTest, DroppedWriteUnitsAreAnnouncedAsAGapOnTheirPartit
   EXPECT_EQ(counters.gaps_announced, dropped_writes.size());
 }
 
+TEST_F(RecorderIntegrationTest, SavepointsSetConstraintsAndTransactionModesAreRecordedInOrderCommitIsNot) {
+  // A get-or-create: the insert fails, the transaction goes on after ROLLBACK TO.
+  primary_->exec_checked("INSERT INTO accounts (id, owner, balance) VALUES (9, 'existing', 1)");
+  const std::vector<std::string> statements = {
+      "BEGIN ISOLATION LEVEL REPEATABLE READ", "SET CONSTRAINTS ALL IMMEDIATE", "SAVEPOINT get_or_create",
+      "INSERT INTO accounts (id, owner, balance) VALUES (9, 'dup', 1)", "ROLLBACK TO SAVEPOINT get_or_create",
+      "SELECT owner FROM accounts WHERE id = 9", "RELEASE SAVEPOINT get_or_create", "COMMIT"};
+  {
+    Recorder recorder(config());
+    Unit unit = recorder.begin(primary_->get(), "k");
+    for (const auto& sql : statements) {
+      auto [result, latency_us] = run(sql, {});
+      unit.add(sql, Params{}, result.get(), latency_us);
+    }
+    unit.commit();
+    EXPECT_EQ(recorder.flush(10s), 0);
+  }
+  auto messages = consume(1);
+  ASSERT_EQ(messages.size(), 1u);
+  auto request = wire::decode_request(messages[0].payload);
+  ASSERT_TRUE(request.ok()) << request.error().describe();
+  std::vector<std::string> recorded;
+  for (const auto& statement : request->statements) recorded.push_back(statement.sql);
+  EXPECT_EQ(recorded, std::vector<std::string>(statements.begin(), statements.end() - 1));
+  EXPECT_EQ(request->statements[3].result.sqlstate, "23505");
+  // A plain BEGIN is still left out: the executor owns the transaction.
+  {
+    Recorder recorder(config());
+    Unit unit = recorder.begin(primary_->get(), "k2");
+    for (const std::string sql : {"BEGIN", "SELECT 1", "COMMIT"}) {
+      auto [result, latency_us] = run(sql, {});
+      unit.add(sql, Params{}, result.get(), latency_us);
+    }
+    unit.commit();
+    EXPECT_EQ(recorder.flush(10s), 0);
+  }
+  messages = consume(2);
+  ASSERT_EQ(messages.size(), 2u);
+  auto plain = wire::decode_request(messages[0].payload);
+  if (plain.ok() && plain->key != "k2") plain = wire::decode_request(messages[1].payload);
+  ASSERT_TRUE(plain.ok());
+  ASSERT_EQ(plain->key, "k2");
+  ASSERT_EQ(plain->statements.size(), 1u);
+  EXPECT_EQ(plain->statements[0].sql, "SELECT 1");
+}
+
 TEST_F(RecorderIntegrationTest, RollbackIsPublishedAsRollbackOrNotAtAllByPolicy) {
   for (bool publish_rollbacks : {true, false}) {
     auto settings = config();

@@ -330,6 +330,74 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
   EXPECT_EQ(bench.count(), 1);
 }
 
+TEST_P(ExecutorRunner, SavepointsAreReplayedInOrderSoAGetOrCreateKeepsItsWrites) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  bench.conn.exec_checked("INSERT INTO items VALUES (1, 'existing')");
+  auto request = make_request(
+      "goc", "k", TxMode::commit,
+      {make_statement("SAVEPOINT outer_sp"), insert_item(2, "kept"), make_statement("SAVEPOINT get_or_create"),
+       insert_item(1, "dup"), make_statement("ROLLBACK TO SAVEPOINT get_or_create"),
+       make_statement("SELECT label FROM items WHERE id = 1"), insert_item(3, "after"),
+       make_statement("RELEASE SAVEPOINT outer_sp")});
+  auto report = bench.run(request);
+  ASSERT_TRUE(report.applied);
+  const auto& results = report.result.statements;
+  ASSERT_EQ(results.size(), 8u);
+  EXPECT_EQ(results[3].result.sqlstate, "23505");  // as on the primary
+  for (size_t i : {0u, 1u, 2u, 4u, 5u, 6u, 7u}) {
+    EXPECT_EQ(results[i].result.status, Status::ok) << i << ": " << results[i].result.message;
+  }
+  EXPECT_EQ(results[5].result.rows, 1);
+  EXPECT_EQ(bench.count(), 3) << "the unit's writes are kept, as the primary kept them";
+  // The executor's own savepoint survived the unit's: the next unit runs normally.
+  auto next = bench.run(make_request("next", "k", TxMode::commit, {insert_item(4, "next")}));
+  EXPECT_EQ(next.result.statements[0].result.status, Status::ok);
+  EXPECT_EQ(bench.count(), 4);
+}
+
+TEST_P(ExecutorRunner, SetConstraintsIsHonoured) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  bench.conn.exec_checked(
+      "CREATE TABLE tags (id int PRIMARY KEY, item int REFERENCES items (id) DEFERRABLE INITIALLY IMMEDIATE)");
+  // DEFERRED: the row that satisfies the key comes after the row that needs it, as the primary allowed.
+  auto report = bench.run(make_request(
+      "deferred", "k", TxMode::commit,
+      {make_statement("SET CONSTRAINTS ALL DEFERRED"), make_statement("INSERT INTO tags VALUES (1, 50)"),
+       insert_item(50, "target")}));
+  ASSERT_EQ(report.result.statements.size(), 3u);
+  for (const auto& statement : report.result.statements) {
+    EXPECT_EQ(statement.result.status, Status::ok) << statement.result.message;
+  }
+  EXPECT_EQ(bench.count("id = 50"), 1);
+  // The setting ends with the unit: the next unit's check is immediate again.
+  auto next = bench.run(make_request("immediate", "k", TxMode::commit, {make_statement("INSERT INTO tags VALUES (2, 51)")}));
+  EXPECT_EQ(next.result.statements[0].result.sqlstate, "23503");
+}
+
+TEST_P(ExecutorRunner, IsolationLevelAndReadOnlyAreHonoured) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  const std::string probe = "SELECT current_setting('transaction_isolation') AS isolation";
+  auto report = bench.run(make_request(
+      "serializable", "k", TxMode::commit,
+      {make_statement("BEGIN ISOLATION LEVEL SERIALIZABLE"), make_statement(probe), make_statement("COMMIT")}));
+  sp::pg::Connection reference(bench.database.dsn());
+  reference.exec_checked("BEGIN ISOLATION LEVEL SERIALIZABLE");
+  auto expected = reference.exec_checked(probe);
+  reference.exec_checked("COMMIT");
+  EXPECT_EQ(report.result.statements.at(1).result.unordered, sp::digest::digest_result(expected.get(), {}).unordered);
+
+  // READ ONLY: the write fails as it failed on the primary, and the mode ends with the unit.
+  auto read_only = bench.run(make_request(
+      "read-only", "k", TxMode::commit,
+      {make_statement("START TRANSACTION READ ONLY"), make_statement("SELECT count(*) FROM items"), insert_item(1, "x")}));
+  ASSERT_EQ(read_only.result.statements.size(), 3u);
+  EXPECT_EQ(read_only.result.statements[1].result.status, Status::ok);
+  EXPECT_EQ(read_only.result.statements[2].result.sqlstate, "25006");
+  auto next = bench.run(make_request("next", "k", TxMode::commit, {insert_item(2, "y")}));
+  EXPECT_EQ(next.result.statements[0].result.status, Status::ok) << next.result.statements[0].result.message;
+  EXPECT_EQ(bench.count(), 1);
+}
+
 TEST_P(ExecutorRunner, TransactionScopedSessionStateIsReplayed) {
   RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto report = bench.run(make_request(

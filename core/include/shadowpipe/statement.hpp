@@ -69,6 +69,16 @@ struct Analysis {
   bool has_transaction_control = false;     // some statement of the text is BEGIN/COMMIT/SAVEPOINT/...
   bool copies_client_data = false;          // COPY FROM STDIN / TO STDOUT: data on the client connection
   std::vector<std::string> session_reasons;  // state it leaves in the session past its transaction
+  // Transaction control a replayer runs inside the unit's transaction, as the
+  // primary ran it (set only for a text of one statement):
+  std::string savepoint_command;  // "SAVEPOINT", "ROLLBACK TO SAVEPOINT" or "RELEASE SAVEPOINT"
+  std::string savepoint_name;     // its savepoint, as the server folds it
+  bool sets_constraints = false;  // SET CONSTRAINTS ... DEFERRED / IMMEDIATE
+  // BEGIN / START TRANSACTION / SET TRANSACTION with modes:
+  std::string isolation_level;    // "serializable", "repeatable read", ...; empty when not given
+  bool read_only = false;         // READ ONLY
+  bool deferrable = false;        // DEFERRABLE
+  bool sets_transaction_mode() const { return !isolation_level.empty() || read_only || deferrable; }
 };
 
 // The result column a select-list entry produced: its position when known,

@@ -45,6 +45,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace shadowpipe::executor {
@@ -202,6 +203,8 @@ class UnitRunner {
   std::string advance_applied(const PartitionId& id, int64_t last_offset) const;
   std::string literal(std::string_view text) const;
   std::string settings_select(const wire::Session& session) const;
+  // " ISOLATION LEVEL x" when the unit's BEGIN or SET TRANSACTION named one.
+  std::string isolation_clause(const wire::Request& request);
   std::string fence_update(const PartitionId& id, int64_t offset) const;
   std::string log_values(const PartitionId& id, int64_t offset, Destination destination, std::string_view key,
                          std::string_view payload) const;
@@ -211,12 +214,20 @@ class UnitRunner {
   // Names the result's user types and adds what the shadow's catalog says
   // about its columns (catalog.hpp), over a connection of its own so no
   // lookup ever runs inside a unit's transaction or pipeline.
-  void describe_from_catalog(const std::string& sql, const pg::Result& executed, wire::StatementResult& out);
+  void describe_from_catalog(const std::string& fingerprint, const std::string& sql, const pg::Result& executed,
+                             wire::StatementResult& out);
+  struct CatalogFacts {
+    std::vector<wire::VolatileColumn> volatile_columns;
+    std::string volatile_statement;
+    std::optional<bool> order_total;
+  };
+  static constexpr size_t kMaxCatalogFacts = 4096;  // fingerprints; the cache starts over beyond
 
   const pg::Connection& conn_;
   std::unique_ptr<pg::Connection> catalog_conn_;
   std::unique_ptr<catalog::Catalog> catalog_;
   bool catalog_unavailable_ = false;
+  std::unordered_map<std::string, CatalogFacts> catalog_facts_;  // by fingerprint and result width
   RunnerConfig config_;
   statement::Analyzer& analyzer_;
   digest::NormalizationConfig default_normalization_;
