@@ -459,6 +459,32 @@ std::string encode(const DeadLetter& record) {
   return out.finish();
 }
 
+Gap retention_gap(std::string source, const std::string& topic, int32_t partition, int64_t from, int64_t to) {
+  Gap gap;
+  gap.ts_us = now_us();
+  gap.source = std::move(source);
+  gap.reason = "retention";
+  gap.partition = partition;
+  gap.from_offset = from;
+  gap.to_offset = to;
+  gap.units = static_cast<uint64_t>(to - from);
+  gap.write_units = gap.units;  // unknown: the requests are gone
+  gap.detail = "requests " + std::to_string(from) + ".." + std::to_string(to - 1) + " of " + topic + "[" +
+               std::to_string(partition) + "] were deleted by retention before the shadow applied them";
+  return gap;
+}
+
+Gap producer_dropped_gap(std::string source, int32_t partition, uint64_t write_units) {
+  Gap gap;
+  gap.ts_us = now_us();
+  gap.source = std::move(source);
+  gap.reason = "producer_dropped";
+  gap.partition = partition;
+  gap.units = gap.write_units = write_units;
+  gap.detail = std::to_string(write_units) + " write unit(s) the recorder could not publish (queue full or broker down)";
+  return gap;
+}
+
 DeadLetter make_dead_letter(const Error& error, std::string_view consumer, std::string_view topic,
                             int32_t partition, int64_t offset, std::string_view payload,
                             size_t max_payload) {

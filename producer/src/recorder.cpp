@@ -399,14 +399,7 @@ void RecorderState::announce_gaps() {
       it = dropped_writes.erase(it);
       continue;
     }
-    wire::Gap gap;
-    gap.ts_us = wire::now_us();
-    gap.source = source;
-    gap.reason = "producer_dropped";
-    gap.partition = partition;
-    gap.units = units;
-    gap.write_units = units;
-    gap.detail = std::to_string(units) + " write unit(s) the recorder could not publish (queue full or broker down)";
+    const wire::Gap gap = wire::producer_dropped_gap(source, partition, units);
     auto tag = std::make_unique<GapTag>(GapTag{partition, units});
     if (producer->produce(config.topic, partition, {}, wire::encode(gap), tag.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
       ++it;  // kept: tried again at the next poll

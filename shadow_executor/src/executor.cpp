@@ -243,7 +243,7 @@ struct Executor::Impl {
   // logged records (on the results topic, same partition, stamped), so the
   // gap is never silent and announced once. Returns the new start.
   int64_t skip_retention_gap(const pg::Connection& conn, const PartitionId& id, int64_t from, int64_t earliest) {
-    const wire::Gap gap = retention_gap(shared.consumer_name(), options.requests_topic, id.partition, from, earliest);
+    const wire::Gap gap = wire::retention_gap(shared.consumer_name(), options.requests_topic, id.partition, from, earliest);
     if (!record_retention_gap(conn, id, from, earliest, wire::encode(gap))) {
       // Another owner moved it meanwhile.
       const int64_t moved = read_next_offset(conn, id);

@@ -303,7 +303,7 @@ void PartitionWorker::record_skipped(const Unit& unit) {
   if (next_offset_.load() != from) return;  // recorded by an earlier attempt
   const int64_t to = std::min(shared_.earliest_offset(id_.partition), unit.message.offset());
   if (to <= from) return;  // not deleted: offsets without records (transaction markers)
-  const wire::Gap gap = retention_gap(shared_.consumer_name(), id_.topic, id_.partition, from, to);
+  const wire::Gap gap = wire::retention_gap(shared_.consumer_name(), id_.topic, id_.partition, from, to);
   const LoggedRecord logged{from, Destination::results, "", wire::encode(gap)};
   if (!record_retention_gap(*connection_, id_, from, to, logged.payload)) return;  // moved by another owner
   shared_.metrics.retention_gap_units.Increment(static_cast<double>(gap.units));

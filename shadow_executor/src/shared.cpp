@@ -37,22 +37,6 @@ std::string without_stamp(std::string_view payload, size_t stamp_bytes) {
 
 }  // namespace
 
-wire::Gap retention_gap(const std::string& source, const std::string& topic, int32_t partition, int64_t from,
-                        int64_t to) {
-  wire::Gap gap;
-  gap.ts_us = wire::now_us();
-  gap.source = source;
-  gap.reason = "retention";
-  gap.partition = partition;
-  gap.from_offset = from;
-  gap.to_offset = to;
-  gap.units = static_cast<uint64_t>(to - from);
-  gap.write_units = gap.units;  // unknown: the requests are gone
-  gap.detail = "requests " + std::to_string(from) + ".." + std::to_string(to - 1) + " of " + topic + "[" +
-               std::to_string(partition) + "] were deleted by retention before the shadow applied them";
-  return gap;
-}
-
 std::string with_refusal(const std::string& dead_letter, const std::string& refusal) {
   return refusal.empty() ? dead_letter : dead_letter + '\n' + refusal;
 }

@@ -168,6 +168,12 @@ struct Gap {
 };
 inline constexpr std::string_view kGapRecordTag = "gap";  // value of the "record" member
 
+// The two kinds of gap, built in one place for the executor and the recorder.
+// retention: requests [from, to) of topic[partition] deleted before applied.
+Gap retention_gap(std::string source, const std::string& topic, int32_t partition, int64_t from, int64_t to);
+// producer_dropped: write units the recorder could not publish to partition.
+Gap producer_dropped_gap(std::string source, int32_t partition, uint64_t write_units);
+
 // shadow.mismatches — one per discrepancy, keyed by request id.
 struct Mismatch {
   std::string kind;            // shadow_error, value_mismatch, ... (see DESIGN.md)

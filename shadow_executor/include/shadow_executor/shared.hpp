@@ -70,11 +70,6 @@ struct FailedDelivery {
 // newline, and one row per source offset keeps shadowpipe.results_log's key.
 std::string with_refusal(const std::string& dead_letter, const std::string& refusal);
 
-// The gap record for requests [from, to) of `topic`[partition] that
-// retention deleted before the shadow applied them.
-wire::Gap retention_gap(const std::string& source, const std::string& topic, int32_t partition, int64_t from,
-                        int64_t to);
-
 // State every partition worker shares.
 struct Shared {
   Shared(const Options& options, prometheus::Registry& registry)
