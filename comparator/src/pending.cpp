@@ -166,7 +166,6 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
     // its result was not among what came before the stamp.
     entries_.erase(it);
     remember(request_id, wall_us);
-    record_replayable(side.offset, passed_by_result_offset_);
     Added added;
     added.missing.push_back(Missing{std::move(request_id), std::move(side), passed_below_});
     added.orphan_results = drop_orphan_results();
@@ -188,7 +187,6 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   forget_expired_decisions(wall_us);
   last_progress_wall_us_ = wall_us;
   const int64_t stamp = side.published_below;
-  const int64_t result_offset = side.offset;
   Added added;
   if (was_decided(request_id)) {
     added.outcome = Outcome::duplicate;
@@ -224,7 +222,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
     }
   }
   if (stamp >= 0) {
-    for (auto& missing : pass(stamp, result_offset)) {
+    for (auto& missing : pass(stamp)) {
       remember(missing.request_id, wall_us);
       added.missing.push_back(std::move(missing));
     }
@@ -236,18 +234,18 @@ PairState::Added PairState::progress(int64_t published_below, int64_t result_off
   consumed(Side::results, result_offset, wall_us);
   last_progress_wall_us_ = wall_us;
   Added added;
-  for (auto& missing : pass(published_below, result_offset)) {
+  for (auto& missing : pass(published_below)) {
     remember(missing.request_id, wall_us);
     added.missing.push_back(std::move(missing));
   }
   return added;
 }
 
-std::vector<Missing> PairState::pass(int64_t published_below, int64_t result_offset) {
-  if (published_below > passed_below_) {
-    passed_below_ = published_below;
-    passed_by_result_offset_ = result_offset;
-  }
+// Every waiting request below the stamp is decided at once, so the requests
+// commit position passes each of them: none is replayed after a crash, and
+// the stamp need not be either.
+std::vector<Missing> PairState::pass(int64_t published_below) {
+  passed_below_ = std::max(passed_below_, published_below);
   std::vector<Missing> passed;
   while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
     const std::string request_id = waiting_requests_.begin()->second;
@@ -256,12 +254,10 @@ std::vector<Missing> PairState::pass(int64_t published_below, int64_t result_off
     Entry& entry = it->second;
     pending_offsets_[0].erase(pending_offsets_[0].find(entry.request->offset));
     bytes_[0] -= entry.bytes;
-    const int64_t request_offset = entry.request->offset;
     passed.push_back(Missing{request_id, std::move(*entry.request), published_below});
     entries_.erase(it);
-    // Replayed after a crash, the request must meet the stamp that decided it again.
-    record_replayable(request_offset, result_offset);
   }
+  drop_passed_joins();  // the requests position moved past them
   return passed;
 }
 

@@ -158,7 +158,7 @@ class PairState {
   // Results whose request offset the requests side has passed: their request
   // was decided before this record came (or dead-lettered).
   size_t drop_orphan_results();
-  std::vector<Missing> pass(int64_t published_below, int64_t result_offset);
+  std::vector<Missing> pass(int64_t published_below);
   void forget_expired_decisions(int64_t wall_us);
 
   int64_t stall_after_us_;
@@ -188,7 +188,6 @@ class PairState {
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.
   int64_t passed_below_ = -1;
-  int64_t passed_by_result_offset_ = -1;
   bool paused_[2] = {false, false};
 };
 
