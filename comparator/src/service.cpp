@@ -126,10 +126,9 @@ struct Comparator::Impl {
 
   // A topic created moments ago may not be known to every broker yet: wait a
   // while before calling it missing.
-  int require_topic(const std::string& topic, const char* option) {
+  int require_topic(const kafka::Producer& probe, const std::string& topic, const char* option) {
     const auto deadline = Clock::now() + 30s;
     for (;;) {
-      kafka::Producer probe(options.kafka);
       if (auto count = kafka::partition_count(probe.get(), topic, 10s)) return *count;
       if (Clock::now() > deadline) {
         throw Failure("topic " + topic + " does not exist: create it (shadowctl topics) or name the right one with " +
@@ -140,8 +139,9 @@ struct Comparator::Impl {
   }
 
   void check_topics() {
-    const int requests = require_topic(options.requests_topic, "--requests-topic");
-    const int results = require_topic(options.results_topic, "--results-topic");
+    const kafka::Producer probe(options.kafka);  // metadata only; nothing is produced
+    const int requests = require_topic(probe, options.requests_topic, "--requests-topic");
+    const int results = require_topic(probe, options.results_topic, "--results-topic");
     if (requests != results) {
       throw Failure("topic " + options.requests_topic + " has " + std::to_string(requests) + " partitions but " +
                     options.results_topic + " has " + std::to_string(results) +
@@ -150,15 +150,15 @@ struct Comparator::Impl {
                     std::to_string(requests) + " partitions");
     }
     partitions = requests;
-    mismatch_partitions = require_topic(options.mismatches_topic, "--mismatches-topic");
+    mismatch_partitions = require_topic(probe, options.mismatches_topic, "--mismatches-topic");
     mismatches_copartitioned = mismatch_partitions == partitions;
     if (!mismatches_copartitioned) {
       log("warning: " + options.mismatches_topic + " has " + std::to_string(mismatch_partitions) +
           " partitions, not " + std::to_string(partitions) +
           ": mismatches are partitioned by request id, and every assignment reads back all mismatch partitions");
     }
-    require_topic(options.summary_topic, "--summary-topic");
-    require_topic(options.dlq_topic, "--dlq-topic");
+    require_topic(probe, options.summary_topic, "--summary-topic");
+    require_topic(probe, options.dlq_topic, "--dlq-topic");
   }
 
   // ---- publishing -------------------------------------------------------
