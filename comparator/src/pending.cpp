@@ -39,7 +39,42 @@ size_t entry_overhead(const std::string& request_id) {
   return kMapNode + kIndexNode + kOffsetNode + 2 * heap_bytes(request_id) + sizeof(void*);
 }
 
+SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
+  if (!keep_message) {
+    result.message.clear();
+    result.message.shrink_to_fit();
+  }
+  return SideStatement{std::move(fingerprint), std::move(result)};
+}
+
 }  // namespace
+
+RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params) {
+  RequestSide side;
+  side.key = std::move(request.key);
+  side.ts_us = request.ts_us;
+  side.offset = offset;
+  side.statements.reserve(request.statements.size());
+  for (auto& statement : request.statements) {
+    side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), false));
+    if (keep_params) side.params.push_back(std::move(statement.params));
+  }
+  return side;
+}
+
+ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition) {
+  ResultSide side;
+  side.ts_us = result.ts_us;
+  side.offset = offset;
+  const bool placed = result.source_partition == partition;
+  side.source_offset = placed ? result.source_offset : -1;
+  side.published_below = placed ? result.published_below : -1;
+  side.statements.reserve(result.statements.size());
+  for (auto& statement : result.statements) {
+    side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), true));
+  }
+  return side;
+}
 
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   size_t bytes = entry_overhead(request_id) + heap_bytes(side.key);
@@ -124,6 +159,13 @@ void PairState::forget_expired_decisions(int64_t wall_us) {
   }
 }
 
+void PairState::forget_request(const Entry& entry) {
+  const int64_t offset = entry.request->offset;
+  waiting_requests_.erase(offset);
+  pending_offsets_[0].erase(pending_offsets_[0].find(offset));
+  bytes_[0] -= entry.bytes;
+}
+
 void PairState::forget_result(Entry& entry, const std::string& request_id) {
   const ResultSide& result = *entry.result;
   if (result.source_offset >= 0) {
@@ -201,10 +243,8 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
     if (entry.result) {
       added.outcome = Outcome::duplicate;
     } else if (entry.request) {
+      forget_request(entry);
       RequestSide request = std::move(*entry.request);
-      waiting_requests_.erase(request.offset);
-      pending_offsets_[0].erase(pending_offsets_[0].find(request.offset));
-      bytes_[0] -= entry.bytes;
       remember(request_id, wall_us);
       added = join(it, std::move(request_id), std::move(request), std::move(side));
     } else {
@@ -249,11 +289,9 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
   std::vector<Missing> passed;
   while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
     const std::string request_id = waiting_requests_.begin()->second;
-    waiting_requests_.erase(waiting_requests_.begin());
     auto it = entries_.find(request_id);
     Entry& entry = it->second;
-    pending_offsets_[0].erase(pending_offsets_[0].find(entry.request->offset));
-    bytes_[0] -= entry.bytes;
+    forget_request(entry);
     passed.push_back(Missing{request_id, std::move(*entry.request), published_below});
     entries_.erase(it);
   }

@@ -127,14 +127,15 @@ std::vector<PartitionWorker::Unit> PartitionWorker::next_batch() {
   if (!first) return batch;
   batch.push_back(std::move(*first));
   if (!batch[0].request) return batch;
-  const wire::Request& lead = *batch[0].request;
-  size_t statements = lead.statements.size();
+  // Read through batch[0] each time: push_back may move the units, and a
+  // reference into the first one would then point at freed memory.
+  size_t statements = batch[0].request->statements.size();
   while (batch.size() < shared_.options.batch_units) {
     auto next = take();
     if (!next) break;
     if (!next->request || next->skipped_from >= 0 ||
         statements + next->request->statements.size() > kMaxBatchStatements ||
-        !UnitRunner::may_share_batch(lead, *next->request, shared_.analyzer)) {
+        !UnitRunner::may_share_batch(*batch[0].request, *next->request, shared_.analyzer)) {
       carry_ = std::move(next);
       break;
     }

@@ -167,6 +167,12 @@ class Pipeline {
   std::string primary_checksum() { return table_checksum(primary_.dsn(), "counters"); }
   std::string shadow_checksum() { return table_checksum(shadow_.dsn(), "counters"); }
   const std::string& logs() const { return log_dir_; }
+  // The end of one program's log, for a failure message (a crash report is there).
+  std::string log_tail(const std::string& id, size_t bytes = 4000) const {
+    std::ifstream file(log_dir_ + "/" + id + ".log");
+    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    return id + ".log ends with:\n" + (text.size() > bytes ? text.substr(text.size() - bytes) : text);
+  }
 
  private:
   Topics topics_;
@@ -209,8 +215,8 @@ TEST(ScaleOut, InstancesAddedAndRemovedMidRunCostNoComparison) {
   running["executor-3"] = pipeline.start_executor("executor-3");
   running["comparator-3"] = pipeline.start_comparator("comparator-3");
   pipeline.publish(1500);
-  EXPECT_EQ(running["executor-1"].terminate(30s), 0);
-  EXPECT_EQ(running["comparator-1"].terminate(60s), 0);
+  EXPECT_EQ(running["executor-1"].terminate(30s), 0) << pipeline.log_tail("executor-1");
+  EXPECT_EQ(running["comparator-1"].terminate(60s), 0) << pipeline.log_tail("comparator-1");
   pipeline.publish(1500);
   expect_every_request_decided_once(pipeline);
   for (auto& [id, process] : running) {
@@ -278,7 +284,7 @@ TEST(Gaps, ARetentionGapFailsTheVerdictNamingTheWriteUnitsNeverApplied) {
   auto comparator = pipeline.start_comparator("comparator-1");
   pipeline.publish(20);
   ASSERT_TRUE(pipeline.wait_decided(20, 120s));
-  ASSERT_EQ(executor.terminate(30s), 0);
+  ASSERT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
   pipeline.publish(30);               // offsets 20..49, while no executor runs
   pipeline.delete_requests_below(40);  // retention takes 20..39 before the shadow saw them
   executor = pipeline.start_executor("executor-1");
@@ -305,6 +311,6 @@ TEST(Gaps, WriteUnitsARecorderDroppedFailTheVerdict) {
   EXPECT_NE(output.find("shadow no longer follows the primary: 7 write units never applied — reset the shadow"),
             std::string::npos)
       << output;
-  EXPECT_EQ(executor.terminate(30s), 0);
-  EXPECT_EQ(comparator.terminate(60s), 0);
+  EXPECT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
+  EXPECT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
 }

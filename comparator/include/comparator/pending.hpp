@@ -18,6 +18,7 @@
 #pragma once
 
 #include "comparator/classify.hpp"
+#include "shadowpipe/wire.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -65,6 +66,15 @@ struct Missing {  // a request the executor passed without publishing a result f
 enum class Side { requests, results };
 
 // Estimated heap and container bytes an entry holds (strings, vectors, map node).
+// The evidence of a request record that deciding it takes (the primary's
+// error message is not kept, its SQLSTATE is); moves out of `request`.
+RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params);
+
+// The same of a result record read at `offset` of `partition`. A result
+// published to another partition than its request's says nothing about this
+// partition's offsets, so it carries no source offset and no stamp.
+ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition);
+
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side);
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side);
 
@@ -150,6 +160,9 @@ class PairState {
   };
   Added join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id, RequestSide request,
              ResultSide result);
+  // Each side's bookkeeping of a pending entry, undone in one place when it
+  // joins, is passed, or is dropped.
+  void forget_request(const Entry& entry);
   void forget_result(Entry& entry, const std::string& request_id);
   void remember(const std::string& request_id, int64_t wall_us);
   void record_replayable(int64_t request_offset, int64_t result_offset);
