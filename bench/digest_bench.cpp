@@ -6,6 +6,7 @@
 // concatenated in one XXH3_64bits call, the upper bound. At exit the program
 // prints each digest's bytes/s as a fraction of raw XXH3 for the same N.
 #include "shadowpipe/digest.hpp"
+#include "shadowpipe/pg_result.hpp"
 
 #include <benchmark/benchmark.h>
 #include <libpq-fe.h>

@@ -1,6 +1,7 @@
 #include "shadowpipe/recorder.hpp"
 
 #include "shadowpipe/metrics.hpp"
+#include "shadowpipe/pg_result.hpp"
 #include "shadowpipe/result.hpp"
 #include "shadowpipe/statement.hpp"
 
@@ -483,31 +484,13 @@ namespace {
 wire::StatementResult primary_result(const PGresult* result, const PGconn* conn,
                                      const digest::NormalizationRules& rules, int64_t latency_us) {
   wire::StatementResult out;
-  out.latency_us = latency_us;
   if (result == nullptr) {
     out.status = wire::Status::error;
     out.message = conn ? text_or_empty(PQerrorMessage(conn)) : "the primary returned no result";
-    return out;
+  } else {
+    out = pg::statement_result(result, rules);
   }
-  switch (PQresultStatus(result)) {
-    case PGRES_TUPLES_OK:
-    case PGRES_SINGLE_TUPLE:
-      out.set_digest(digest::digest_result(result, rules));
-      break;
-    case PGRES_COMMAND_OK:
-    case PGRES_EMPTY_QUERY:
-    case PGRES_PIPELINE_SYNC: {
-      out.set_digest(digest::digest_result(result, rules));
-      const char* affected = PQcmdTuples(const_cast<PGresult*>(result));
-      out.rows = (affected && *affected) ? std::strtoll(affected, nullptr, 10) : 0;
-      break;
-    }
-    default:
-      out.status = wire::Status::error;
-      out.sqlstate = text_or_empty(PQresultErrorField(result, PG_DIAG_SQLSTATE));
-      out.message = text_or_empty(PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
-      break;
-  }
+  out.latency_us = latency_us;
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include "shadow_executor/plan.hpp"
 
+#include "shadowpipe/pg_result.hpp"
 #include "shadowpipe/result.hpp"
 
 #include <poll.h>

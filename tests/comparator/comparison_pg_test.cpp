@@ -8,6 +8,7 @@
 
 #include "shadowpipe/catalog.hpp"
 #include "shadowpipe/digest.hpp"
+#include "shadowpipe/pg_result.hpp"
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/statement.hpp"
 #include "support/stack_env.hpp"

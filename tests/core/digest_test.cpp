@@ -1,4 +1,5 @@
 #include "shadowpipe/digest.hpp"
+#include "shadowpipe/pg_result.hpp"
 
 #include "shadowpipe/result.hpp"
 

@@ -8,6 +8,7 @@
 #include "support/process.hpp"
 
 #include "shadowpipe/digest.hpp"
+#include "shadowpipe/pg_result.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,6 +3,7 @@
 // wire codec the executor uses.
 #include "shadowpipe/kafka.hpp"
 #include "shadowpipe/pg.hpp"
+#include "shadowpipe/pg_result.hpp"
 #include "shadowpipe/recorder.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"

@@ -4,6 +4,7 @@
 
 #include "shadow_executor/bookkeeping.hpp"
 #include "shadow_executor/unit_runner.hpp"
+#include "shadowpipe/pg_result.hpp"
 
 #include <prometheus/text_serializer.h>
 

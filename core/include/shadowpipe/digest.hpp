@@ -17,8 +17,6 @@
 // its length, so no two different rows collide by concatenation.
 #pragma once
 
-#include <libpq-fe.h>
-
 #include <array>
 #include <cstdint>
 #include <map>
@@ -139,9 +137,6 @@ class DigestBuilder {
   DigestBuilder(const DigestBuilder&) = delete;
   DigestBuilder& operator=(const DigestBuilder&) = delete;
 };
-
-// The one function both sides call on a libpq result (text format).
-ResultDigest digest_result(const PGresult* result, const NormalizationRules& rules);
 
 // 16 lowercase hex digits, the wire form of a digest.
 std::string to_hex(uint64_t value);

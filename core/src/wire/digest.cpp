@@ -544,35 +544,6 @@ ResultDigest DigestBuilder::finish() && {
   return digest;
 }
 
-// --- PGresult --------------------------------------------------------------
-
-ResultDigest digest_result(const PGresult* result, const NormalizationRules& rules) {
-  const int fields = PQnfields(result);
-  const int rows = PQntuples(result);
-  std::vector<Column> columns;
-  columns.reserve(static_cast<size_t>(fields));
-  for (int c = 0; c < fields; ++c) {
-    const auto oid = static_cast<uint32_t>(PQftype(result, c));
-    columns.push_back(Column{PQfname(result, c), oid, std::string(builtin_type_name(oid))});
-  }
-  DigestBuilder builder(std::move(columns), rules);
-  std::vector<std::optional<std::string_view>> values(static_cast<size_t>(fields));
-  for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < fields; ++c) {
-      auto& slot = values[static_cast<size_t>(c)];
-      const int length = PQgetlength(result, r, c);
-      // libpq reports NULL with length 0, so only empty values need the NULL test.
-      if (length == 0 && PQgetisnull(result, r, c)) {
-        slot.reset();
-      } else {
-        slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(length));
-      }
-    }
-    builder.add_row(values);
-  }
-  return std::move(builder).finish();
-}
-
 std::string_view builtin_type_name(uint32_t oid) {
   const auto* end = std::end(kBuiltinTypes);
   const auto* found = std::lower_bound(std::begin(kBuiltinTypes), end, oid,
