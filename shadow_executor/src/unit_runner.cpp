@@ -415,15 +415,10 @@ struct UnitRunner::Step {
 
   // Fills the result from what the server answered; false when it failed.
   bool record(const pg::Result& executed, const digest::NormalizationRules& rules) {
-    if (executed.succeeded()) {
-      shadow.result.set_digest(digest::digest_result(executed.get(), rules));
-      if (executed.status() == PGRES_COMMAND_OK) shadow.result.rows = executed.affected_rows();
-      return true;
-    }
-    shadow.result.status = wire::Status::error;
-    shadow.result.sqlstate = executed.sqlstate();
-    shadow.result.message = executed.error_message();
-    return false;
+    const int64_t latency_us = shadow.result.latency_us;
+    shadow.result = pg::statement_result(executed.get(), rules);  // as the recorder converts the primary's
+    shadow.result.latency_us = latency_us;
+    return executed.succeeded();
   }
 
   // After a failure in a transaction unit: what the primary's session saw.
