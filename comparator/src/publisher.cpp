@@ -33,6 +33,13 @@ TransactionalPublisher::TransactionalPublisher(kafka::Properties properties, std
 
 TransactionalPublisher::~TransactionalPublisher() = default;
 
+void TransactionalPublisher::close() {
+  if (!producer_) return;
+  ErrorPtr error(rd_kafka_abort_transaction(producer_->get(), 10'000));
+  if (error) log(std::string("closing: aborting the open transaction: ") + rd_kafka_error_string(error.get()));
+  producer_.reset();
+}
+
 void TransactionalPublisher::create_producer() {
   producer_.reset();  // the old handle first: its id is about to be fenced
   producer_ = std::make_unique<kafka::Producer>(properties_);

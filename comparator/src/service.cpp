@@ -367,6 +367,7 @@ struct Comparator::Impl {
     publish_regressions();  // judged over every request decided, before the last commit
     commit_cycle(wire::now_us());
     consumer->close();  // the revoke commits what is left
+    publisher.close();
     rethrow_fatal();
     pairs.clear();
     refresh_gauges(wire::now_us());

@@ -39,6 +39,12 @@ class TransactionalPublisher {
   // it decided since. Returns aborted without a rewind need when stopping.
   Outcome commit(const kafka::PartitionList& offsets, rd_kafka_t* consumer);
 
+  // At a clean stop, after the last commit: aborts the transaction opened
+  // after it (what it holds was not committed with offsets, so the next owner
+  // decides it again) and releases the producer, so nothing of it is left to
+  // tear down with the process.
+  void close();
+
   uint64_t aborted_transactions() const { return aborted_; }
 
  private:
