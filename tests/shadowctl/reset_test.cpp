@@ -125,3 +125,49 @@ TEST(Reset, RefusesWhileExecutorsOfTheGroupRun) {
   }
   member.close();
 }
+
+TEST(ResetGuard, RefusesAMigrationThatAddsAPgNotifyTriggerBeforeMovingTheGroup) {
+  std::string name = sp::testing::unique_name("reset_guard").substr(0, 40);
+  std::replace(name.begin(), name.end(), '-', '_');
+  const auto primary = shadowctl::with_database(sp::testing::primary_dsn(), name);
+  const auto shadow = shadowctl::with_database(sp::testing::shadow_dsn(), name);
+  for (const auto& server : {sp::testing::primary_dsn(), sp::testing::shadow_dsn()}) make_database(server, name);
+  sp::pg::Connection(primary).exec_checked("CREATE TABLE orders (id bigint PRIMARY KEY)");
+  const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
+  std::ofstream(migration) << "CREATE FUNCTION orders_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN\n"
+                              "  PERFORM pg_notify('orders', NEW.id::text); RETURN NEW; END $$;\n"
+                              "CREATE TRIGGER orders_notify AFTER INSERT ON orders\n"
+                              "  FOR EACH ROW EXECUTE FUNCTION orders_changed();\n";
+  const sp::kafka::Properties kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  const auto topic = sp::testing::unique_name("reset.guard");
+  {
+    sp::kafka::Producer producer(kafka);
+    sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
+  }
+  shadowctl::ResetOptions options;
+  options.primary_dsn = primary;
+  options.shadow_dsn = shadow;
+  options.migrations = {migration.string()};
+  options.group = sp::testing::unique_name("guard-group");
+  options.requests_topic = topic;
+  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  try {
+    shadowctl::reset_shadow(kafka, options);
+    ADD_FAILURE() << "a migration adding a pg_notify trigger must be refused";
+  } catch (const sp::Failure& failure) {
+    const std::string message = failure.what();
+    EXPECT_NE(message.find("trigger orders_notify on public.orders (calls pg_notify)"), std::string::npos) << message;
+    EXPECT_NE(message.find("--allow-outside-reach 'trigger orders_notify on public.orders'"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("group was not moved"), std::string::npos) << message;
+  }
+  EXPECT_LT(committed_offset(kafka, options.group, topic), 0) << "the group did not move";
+
+  options.allow_outside_reach = {"trigger orders_notify on public.orders"};
+  const auto outcome = shadowctl::reset_shadow(kafka, options);
+  EXPECT_NE(std::find(outcome.steps.begin(), outcome.steps.end(),
+                      "allowed by --allow-outside-reach: trigger orders_notify on public.orders (calls pg_notify)"),
+            outcome.steps.end());
+  EXPECT_EQ(committed_offset(kafka, options.group, topic), 0) << "moved once accepted";
+  std::filesystem::remove(migration);
+}
