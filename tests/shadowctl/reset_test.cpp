@@ -41,6 +41,19 @@ void produce_at(sp::kafka::Producer& producer, const std::string& topic, const s
   ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
 }
 
+shadowctl::ResetOptions reset_options(const std::string& primary, const std::string& shadow,
+                                      const std::filesystem::path& migration, const std::string& group,
+                                      const std::string& topic) {
+  shadowctl::ResetOptions options;
+  options.primary_dsn = primary;
+  options.shadow_dsn = shadow;
+  options.migrations = {migration.string()};
+  options.group = group;
+  options.requests_topic = topic;
+  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  return options;
+}
+
 }  // namespace
 
 TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
@@ -75,13 +88,7 @@ TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
 
   const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
   std::ofstream(migration) << "alter table customers add column nickname text;\n";
-  shadowctl::ResetOptions options;
-  options.primary_dsn = primary;
-  options.shadow_dsn = shadow;
-  options.migrations = {migration.string()};
-  options.group = sp::testing::unique_name("reset-group");
-  options.requests_topic = topic;
-  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  auto options = reset_options(primary, shadow, migration, sp::testing::unique_name("reset-group"), topic);
   const auto outcome = shadowctl::reset_shadow(kafka, options);
   std::filesystem::remove(migration);
 
@@ -144,13 +151,7 @@ TEST(ResetGuard, RefusesAMigrationThatAddsAPgNotifyTriggerBeforeMovingTheGroup) 
     sp::kafka::Producer producer(kafka);
     sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
   }
-  shadowctl::ResetOptions options;
-  options.primary_dsn = primary;
-  options.shadow_dsn = shadow;
-  options.migrations = {migration.string()};
-  options.group = sp::testing::unique_name("guard-group");
-  options.requests_topic = topic;
-  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  auto options = reset_options(primary, shadow, migration, sp::testing::unique_name("guard-group"), topic);
   try {
     shadowctl::reset_shadow(kafka, options);
     ADD_FAILURE() << "a migration adding a pg_notify trigger must be refused";
