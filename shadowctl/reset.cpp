@@ -213,6 +213,8 @@ ResetOutcome reset_shadow(const kafka::Properties& properties, const ResetOption
                          migrations});
   }
 
+  interrupts.check_interrupted("stamping the shadow");  // the last moment a signal can still stop it
+
   // 5. The executors start with the first request after the snapshot.
   auto offsets = offsets_after(properties, options.requests_topic, outcome.snapshot_time_ms);
   alter_group_offsets(properties, options.group, offsets);
