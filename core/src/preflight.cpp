@@ -235,10 +235,9 @@ std::vector<OutsideReach> check_outside_reach(const std::vector<OutsideReach>& f
     return out;
   };
   if (!unknown.empty()) {
-    std::string message = std::string(kOverrideFlag) + " names ";
+    std::string message = std::string(kOverrideFlag) + " names no object of " + where + " that can reach outside it: ";
     for (size_t i = 0; i < unknown.size(); ++i) message += (i ? ", '" : "'") + unknown[i] + "'";
-    message += unknown.size() == 1 ? ", which is not an object" : ", which are not objects";
-    message += " of " + where + " that reaches outside it; name each object exactly as listed here";
+    message += " — name each object exactly as listed here";
     message += found.empty() ? " (none were found)" : ":" + listing(found);
     throw Failure(message);
   }

@@ -71,7 +71,7 @@ TEST(CheckOutsideReach, AnOverrideAllowsExactlyTheObjectItNames) {
 
 TEST(CheckOutsideReach, AnOverrideNamingNoObjectIsAnError) {
   const auto typo = refusal({"trigger orders_notify on public.orders", "trigger order_notify on public.orders"});
-  EXPECT_NE(typo.find("names 'trigger order_notify on public.orders', which is not an object"), std::string::npos)
+  EXPECT_NE(typo.find("that can reach outside it: 'trigger order_notify on public.orders' — name each"), std::string::npos)
       << typo;
   EXPECT_NE(typo.find("trigger orders_notify on public.orders (calls pg_notify)"), std::string::npos)
       << "lists what it could have meant: " << typo;

@@ -115,7 +115,7 @@ TEST(ExecutorPreflight, RefusesAShadowWithATriggerCallingPgNotifyAndStartsWithTh
   typo.insert(typo.end(), {"--allow-outside-reach", "trigger order_notify on public.orders"});
   std::filesystem::remove(log);
   EXPECT_EQ(wait_exit(spawn_process(SHADOW_EXECUTOR_BINARY, typo, log.string()), std::chrono::seconds(60)), 2);
-  EXPECT_NE(read_text(log.string()).find("names 'trigger order_notify on public.orders', which is not an object"),
+  EXPECT_NE(read_text(log.string()).find("that can reach outside it: 'trigger order_notify on public.orders' — name each"),
             std::string::npos)
       << read_text(log.string());
 
