@@ -124,6 +124,7 @@ class CommandLineWatch {
         ++seen_;
         if (command_line.find(secret_) != std::string::npos) ++leaks_;
       }
+      std::this_thread::sleep_for(1ms);  // a scan every millisecond, not a spinning core
     }
   }
   std::string secret_;
