@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
   reset->footer(
       "The dump is kept in a private directory under TMPDIR (0700, file 0600), removed on every exit, SIGINT and "
       "SIGTERM included. Passwords in the DSNs never reach a command line: pg_dump, pg_restore and psql get them "
-      "in a private PGPASSFILE.");
+      "in a private PGPASSFILE. Give DSNs that hold a password through PRIMARY_DSN and SHADOW_DSN: on shadowctl's "
+      "own command line they would be visible in ps.");
 
   return shadowpipe::cli::run_main(app, argc, argv, [&]() -> int {
     const auto properties = kafka.to_properties();
