@@ -9,14 +9,18 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 namespace shadowctl {
 
 namespace kafka = shadowpipe::kafka;
 namespace pg = shadowpipe::pg;
+namespace preflight = shadowpipe::preflight;
 using shadowpipe::Failure;
 using namespace std::chrono_literals;
 
@@ -98,6 +102,30 @@ void alter_group_offsets(const kafka::Properties& properties, const std::string&
   }
 }
 
+// Before anything is dumped: objects the migration files create that reach
+// outside the shadow, as far as the parser can name them (the catalog check
+// after the migration decides the rest). Overrides that name other objects
+// (ones the primary has) are for the catalog check.
+void refuse_created_outside_reach(const ResetOptions& options) {
+  std::vector<std::string> texts;
+  for (const auto& migration : options.migrations) {
+    std::ifstream in(migration);
+    std::stringstream text;
+    if (!(text << in.rdbuf())) throw Failure("cannot read the migration file " + migration);
+    texts.push_back(text.str());
+  }
+  const auto created = preflight::created_outside_reach(texts);
+  if (!created) return;
+  std::vector<preflight::OutsideReach> found;
+  for (const auto& object : *created) found.push_back({object, "created by the migration"});
+  std::vector<std::string> allowed;
+  for (const auto& name : options.allow_outside_reach) {
+    if (std::find(created->begin(), created->end(), name) != created->end()) allowed.push_back(name);
+  }
+  preflight::check_outside_reach(found, allowed, "the migration (read before it runs)",
+                                 "remove it from the migration; nothing was dumped or restored");
+}
+
 }  // namespace
 
 std::string with_database(const std::string& dsn, const std::string& database) {
@@ -118,6 +146,8 @@ ResetOutcome reset_shadow(const kafka::Properties& properties, const ResetOption
   for (const auto& migration : options.migrations) {
     if (!std::filesystem::is_regular_file(migration)) throw Failure("migration file " + migration + " does not exist");
   }
+
+  refuse_created_outside_reach(options);
 
   const auto group = describe_group(properties, options.group);
   if (group.members > 0) {
@@ -184,11 +214,11 @@ ResetOutcome reset_shadow(const kafka::Properties& properties, const ResetOption
   // the same guard the executor runs at start, before the group is moved.
   {
     pg::Connection shadow_connection(options.shadow_dsn);
-    const auto allowed = shadowpipe::preflight::refuse_outside_reach(
+    const auto allowed = preflight::refuse_outside_reach(
         shadow_connection, options.allow_outside_reach,
         "e.g. with a migration file that drops it; the executors' group was not moved");
     for (const auto& object : allowed) {
-      outcome.steps.push_back("allowed by " + std::string(shadowpipe::preflight::kOverrideFlag) + ": " +
+      outcome.steps.push_back("allowed by " + std::string(preflight::kOverrideFlag) + ": " +
                               object.describe());
     }
   }

@@ -82,3 +82,37 @@ TEST(CheckOutsideReach, AnOverrideNamingNoObjectIsAnError) {
     EXPECT_NE(std::string(failure.what()).find("(none were found)"), std::string::npos) << failure.what();
   }
 }
+
+TEST(CreatedOutsideReach, ReadsWhatMigrationFilesCreateByTheCatalogsNames) {
+  using Names = std::vector<std::string>;
+  const auto created = sp::preflight::created_outside_reach(
+      {"ALTER TABLE orders ADD COLUMN note text;\n"
+       "CREATE EXTENSION IF NOT EXISTS pg_trgm;\n"  // does not reach outside
+       "CREATE EXTENSION dblink;\n"
+       "CREATE SERVER Remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'x');\n"
+       "CREATE FUNCTION f() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;\n"
+       "CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION f();",
+       "CREATE FOREIGN DATA WRAPPER handmade; CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p "
+       "WITH (connect = false);"});
+  ASSERT_TRUE(created.has_value());
+  EXPECT_EQ(*created, (Names{"extension dblink", "foreign server remote", "event trigger log_ddl",
+                             "foreign data wrapper handmade", "subscription s"}));
+}
+
+TEST(CreatedOutsideReach, LeavesWhatALaterStatementDropsAndWhatItCannotNameToTheCatalog) {
+  using Names = std::vector<std::string>;
+  const auto dropped = sp::preflight::created_outside_reach(
+      {"CREATE EXTENSION dblink; CREATE SERVER remote FOREIGN DATA WRAPPER postgres_fdw;",
+       "DROP SERVER remote; DROP EXTENSION IF EXISTS dblink CASCADE;"});
+  ASSERT_TRUE(dropped.has_value());
+  EXPECT_EQ(*dropped, Names{});
+  EXPECT_EQ(sp::preflight::created_outside_reach({"\\set ON_ERROR_STOP on\nCREATE EXTENSION dblink;"}), std::nullopt)
+      << "a psql meta-command: the parser cannot read the file";
+  EXPECT_EQ(sp::preflight::created_outside_reach({"CREATE SERVER a FOREIGN DATA WRAPPER w; ALTER SERVER a RENAME TO b;"}),
+            std::nullopt);
+  const auto in_schema = sp::preflight::created_outside_reach(
+      {"CREATE FOREIGN TABLE t (id int) SERVER remote; CREATE TRIGGER n AFTER INSERT ON t2 FOR EACH ROW EXECUTE "
+       "FUNCTION notify_it();"});
+  ASSERT_TRUE(in_schema.has_value());
+  EXPECT_EQ(*in_schema, Names{}) << "named by schema: left to the catalog check";
+}

@@ -172,3 +172,38 @@ TEST(ResetGuard, RefusesAMigrationThatAddsAPgNotifyTriggerBeforeMovingTheGroup) 
   EXPECT_EQ(committed_offset(kafka, options.group, topic), 0) << "moved once accepted";
   std::filesystem::remove(migration);
 }
+
+TEST(ResetGuard, RefusesAMigrationCreatingDblinkBeforeDumpingAnything) {
+  std::string name = sp::testing::unique_name("reset_static").substr(0, 40);
+  std::replace(name.begin(), name.end(), '-', '_');
+  const auto primary = make_database(sp::testing::primary_dsn(), name);
+  const auto shadow = make_database(sp::testing::shadow_dsn(), name);
+  sp::pg::Connection(primary).exec_checked("CREATE TABLE orders (id bigint PRIMARY KEY)");
+  sp::pg::Connection(shadow).exec_checked("CREATE TABLE untouched (id int)");
+  const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
+  std::ofstream(migration) << "ALTER TABLE orders ADD COLUMN note text;\nCREATE EXTENSION dblink;\n";
+  const sp::kafka::Properties kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  const auto topic = sp::testing::unique_name("reset.static");
+  {
+    sp::kafka::Producer producer(kafka);
+    sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
+  }
+  auto options = reset_options(primary, shadow, migration, sp::testing::unique_name("static-group"), topic);
+  try {
+    shadowctl::reset_shadow(kafka, options);
+    ADD_FAILURE() << "a migration creating dblink must be refused";
+  } catch (const sp::Failure& failure) {
+    const std::string message = failure.what();
+    EXPECT_NE(message.find("extension dblink (created by the migration)"), std::string::npos) << message;
+    EXPECT_NE(message.find("nothing was dumped or restored"), std::string::npos) << message;
+  }
+  EXPECT_EQ(sp::pg::Connection(shadow).exec_checked("SELECT count(*) FROM pg_tables WHERE tablename = 'untouched'")
+                .value(0, 0), "1") << "refused before the shadow was rebuilt";
+
+  options.allow_outside_reach = {"extension dblink"};
+  const auto outcome = shadowctl::reset_shadow(kafka, options);
+  EXPECT_NE(std::find(outcome.steps.begin(), outcome.steps.end(),
+                      "allowed by --allow-outside-reach: extension dblink (connects to other databases)"),
+            outcome.steps.end());
+  std::filesystem::remove(migration);
+}

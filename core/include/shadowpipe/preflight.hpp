@@ -12,6 +12,7 @@
 
 #include "shadowpipe/pg.hpp"
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,17 @@ std::vector<OutsideReach> find_outside_reach(const pg::Connection& conn);
 std::vector<OutsideReach> check_outside_reach(const std::vector<OutsideReach>& found,
                                               const std::vector<std::string>& allowed, const std::string& where,
                                               const std::string& advice = {});
+
+// What SQL texts (migration files, in the order they run) create that
+// find_outside_reach would list under the same name, read with the PostgreSQL
+// parser before they run: the extensions dblink, postgres_fdw, http and
+// pg_net, foreign data wrappers and servers, event triggers, subscriptions
+// (objects without a schema, so the parser's name is the catalog's), less
+// those a later statement drops. Objects in a schema (foreign tables,
+// triggers, functions) depend on search_path and are left to the catalog
+// check; so is everything when a text does not parse (psql meta-commands) or
+// renames such an object: nullopt.
+std::optional<std::vector<std::string>> created_outside_reach(const std::vector<std::string>& texts);
 
 // find_outside_reach + check_outside_reach on `conn`.
 std::vector<OutsideReach> refuse_outside_reach(const pg::Connection& conn, const std::vector<std::string>& allowed,
