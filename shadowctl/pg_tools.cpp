@@ -93,8 +93,9 @@ std::filesystem::path PrivateWorkdir::private_file(const std::string& name, std:
   if (fd < 0) throw Failure("cannot create " + file.string() + ": " + std::strerror(errno));
   const bool written = fchmod(fd, 0600) == 0 &&
                        (content.empty() || write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+  const int error = errno;  // before close() may change it
   close(fd);
-  if (!written) throw Failure("cannot write " + file.string() + ": " + std::strerror(errno));
+  if (!written) throw Failure("cannot write " + file.string() + ": " + std::strerror(error));
   return file;
 }
 
@@ -116,8 +117,8 @@ InterruptGuard::~InterruptGuard() {
 
 void InterruptGuard::check_interrupted(std::string_view after) const {
   if (const int signal = interrupted_by) {
-    throw Failure("interrupted by " + signal_name(signal) +
-                  " after " + std::string(after) + "; stopped, and the private dump directory was removed");
+    throw Failure("interrupted by " + signal_name(signal) + " after " + std::string(after) +
+                  "; stopped, and the private dump directory was removed");
   }
 }
 
