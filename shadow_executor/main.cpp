@@ -3,6 +3,7 @@
 
 #include "shadowpipe/cli.hpp"
 #include "shadowpipe/metrics.hpp"
+#include "shadowpipe/preflight.hpp"
 
 #include <csignal>
 
@@ -23,6 +24,11 @@ int main(int argc, char** argv) {
   std::string metrics_port;
   int shutdown_deadline_ms = static_cast<int>(options.shutdown_deadline.count());
   app.add_option("--shadow", options.shadow_dsn, "libpq DSN of the shadow database")->envname("SHADOW_DSN")->required();
+  app.add_option(std::string(preflight::kOverrideFlag), options.allow_outside_reach,
+                 "accept this object of the shadow that can reach outside it (a foreign table, a trigger calling "
+                 "pg_notify...), named exactly as the start-up refusal lists it, e.g. 'trigger orders_notify on "
+                 "public.orders'; repeatable. Without it the executor refuses such a shadow")
+      ->allow_extra_args(false);
   app.add_option("--group", options.group, "Kafka consumer group")->capture_default_str();
   app.add_option("--executor-id", options.executor_id, "id in result records (default hostname-pid)");
   app.add_option("--requests-topic", options.requests_topic)->capture_default_str();

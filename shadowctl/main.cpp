@@ -6,6 +6,7 @@
 #include "shadowctl/topics.hpp"
 #include "shadowctl/verdict.hpp"
 #include "shadowpipe/cli.hpp"
+#include "shadowpipe/preflight.hpp"
 #include "shadowpipe/result.hpp"
 
 #include <chrono>
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
                       "the comparators' consumer group: a partition it has not decided to the end fails")
       ->capture_default_str();
 
-  auto* reset = app.add_subcommand("reset", "rebuild the shadow from the primary and start the executors after it");
+  auto* reset = app.add_subcommand("reset", "rebuild the shadow from the primary, migrate it, refuse it if it can reach outside, and start the executors after it");
   shadowctl::ResetOptions reset_options;
   int64_t snapshot_time_ms = 0;
   reset->add_option("--primary", reset_options.primary_dsn, "primary DSN to dump")->envname("PRIMARY_DSN");
@@ -95,6 +96,16 @@ int main(int argc, char** argv) {
   reset->add_option("--group", reset_options.group, "the executors' consumer group")->capture_default_str();
   reset->add_option("--requests-topic", reset_options.requests_topic)->capture_default_str();
   reset->add_option("--pg-bin", reset_options.pg_bin, "folder of pg_dump, pg_restore and psql (default: PATH)");
+  reset->add_option(std::string(shadowpipe::preflight::kOverrideFlag), reset_options.allow_outside_reach,
+                    "accept this object of the migrated shadow that can reach outside it (a foreign table, a trigger "
+                    "calling pg_notify...), named exactly as the refusal lists it; repeatable. Without it reset "
+                    "refuses such a shadow, as the executor does")
+      ->allow_extra_args(false);
+  reset->footer(
+      "The dump is kept in a private directory under TMPDIR (0700, file 0600), removed on every exit, SIGINT and "
+      "SIGTERM included. Passwords in the DSNs never reach a command line: pg_dump, pg_restore and psql get them "
+      "in a private PGPASSFILE. Give DSNs that hold a password through PRIMARY_DSN and SHADOW_DSN: on shadowctl's "
+      "own command line they would be visible in ps.");
 
   return shadowpipe::cli::run_main(app, argc, argv, [&]() -> int {
     const auto properties = kafka.to_properties();

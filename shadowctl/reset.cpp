@@ -1,94 +1,30 @@
 #include "shadowctl/reset.hpp"
 
+#include "shadowctl/conninfo.hpp"
+#include "shadowctl/pg_tools.hpp"
+
 #include "shadowpipe/pg.hpp"
+#include "shadowpipe/preflight.hpp"
 #include "shadowpipe/result.hpp"
 
 #include <libpq-fe.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
-extern char** environ;
-
 namespace shadowctl {
 
 namespace kafka = shadowpipe::kafka;
 namespace pg = shadowpipe::pg;
+namespace preflight = shadowpipe::preflight;
 using shadowpipe::Failure;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct ConninfoDeleter {
-  void operator()(PQconninfoOption* options) const noexcept { PQconninfoFree(options); }
-};
-
-std::string quote_conninfo_value(const std::string& value) {
-  std::string out = "'";
-  for (char c : value) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
-std::string database_of(const std::string& dsn) {
-  char* error = nullptr;
-  std::unique_ptr<PQconninfoOption, ConninfoDeleter> options(PQconninfoParse(dsn.c_str(), &error));
-  if (!options) {
-    std::string why = error ? error : "unparsable";
-    PQfreemem(error);
-    throw Failure("the DSN '" + dsn + "' does not parse: " + why);
-  }
-  for (auto* option = options.get(); option->keyword; ++option) {
-    if (std::string_view(option->keyword) == "dbname" && option->val) return option->val;
-  }
-  return "";
-}
-
-// Runs a program with arguments (no shell); throws with its stderr on failure.
-void run(const std::vector<std::string>& argv, const std::string& step) {
-  auto error_log = std::filesystem::temp_directory_path() / ("shadowctl-" + std::to_string(getpid()) + ".err");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, error_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  std::vector<char*> raw;
-  for (const auto& arg : argv) raw.push_back(const_cast<char*>(arg.c_str()));
-  raw.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = posix_spawnp(&pid, raw[0], &actions, nullptr, raw.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) {
-    throw Failure(step + ": cannot run " + argv[0] + " (" + std::strerror(spawned) +
-                  ") — install the PostgreSQL client (scripts/bootstrap) or give --pg-bin");
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  std::ifstream in(error_log);
-  std::stringstream errors;
-  errors << in.rdbuf();
-  std::filesystem::remove(error_log);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string text = errors.str();
-    if (text.size() > 2000) text = text.substr(0, 2000) + "...";
-    throw Failure(step + " failed (" + argv[0] + " exited " +
-                  std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "): " + text);
-  }
-}
-
-std::string tool(const ResetOptions& options, const std::string& name) {
-  return options.pg_bin.empty() ? name : (std::filesystem::path(options.pg_bin) / name).string();
-}
 
 struct GroupDescription {
   int members = 0;
@@ -166,24 +102,34 @@ void alter_group_offsets(const kafka::Properties& properties, const std::string&
   }
 }
 
+// Before anything is dumped: objects the migration files create that reach
+// outside the shadow, as far as the parser can name them (the catalog check
+// after the migration decides the rest). Overrides that name other objects
+// (ones the primary has) are for the catalog check.
+void refuse_created_outside_reach(const ResetOptions& options) {
+  std::vector<std::string> texts;
+  for (const auto& migration : options.migrations) {
+    std::ifstream in(migration);
+    std::stringstream text;
+    if (!(text << in.rdbuf())) throw Failure("cannot read the migration file " + migration);
+    texts.push_back(text.str());
+  }
+  const auto created = preflight::created_outside_reach(texts);
+  if (!created) return;
+  std::vector<preflight::OutsideReach> found;
+  for (const auto& object : *created) found.push_back({object, "created by the migration"});
+  std::vector<std::string> allowed;
+  for (const auto& name : options.allow_outside_reach) {
+    if (std::find(created->begin(), created->end(), name) != created->end()) allowed.push_back(name);
+  }
+  preflight::check_outside_reach(found, allowed, "the migration (read before it runs)",
+                                 "remove it from the migration; nothing was dumped or restored");
+}
+
 }  // namespace
 
 std::string with_database(const std::string& dsn, const std::string& database) {
-  char* error = nullptr;
-  std::unique_ptr<PQconninfoOption, ConninfoDeleter> options(PQconninfoParse(dsn.c_str(), &error));
-  if (!options) {
-    std::string why = error ? error : "unparsable";
-    PQfreemem(error);
-    throw Failure("the DSN '" + dsn + "' does not parse: " + why);
-  }
-  std::string out;
-  for (auto* option = options.get(); option->keyword; ++option) {
-    const bool is_dbname = std::string_view(option->keyword) == "dbname";
-    if (!is_dbname && (!option->val || !*option->val)) continue;
-    if (!out.empty()) out += ' ';
-    out += std::string(option->keyword) + "=" + quote_conninfo_value(is_dbname ? database : option->val);
-  }
-  return out;
+  return Conninfo::parse(dsn).with("dbname", database).str();
 }
 
 int active_members(const kafka::Properties& properties, const std::string& group) {
@@ -201,70 +147,88 @@ ResetOutcome reset_shadow(const kafka::Properties& properties, const ResetOption
     if (!std::filesystem::is_regular_file(migration)) throw Failure("migration file " + migration + " does not exist");
   }
 
+  refuse_created_outside_reach(options);
+
   const auto group = describe_group(properties, options.group);
   if (group.members > 0) {
     throw Failure("consumer group " + options.group + " has " + std::to_string(group.members) +
                   " running executors (state " + group.state + "); stop them before resetting the shadow");
   }
 
+  const auto shadow = Conninfo::parse(options.shadow_dsn, "the --shadow DSN");
+  const std::string shadow_database = shadow.get("dbname");
+  if (shadow_database.empty()) throw Failure("the shadow DSN names no database (dbname=...)");
+
+  // The dump of production data, the password files and the tools' errors:
+  // private, and gone on every way out of here (a signal included).
+  InterruptGuard interrupts;
+  PrivateWorkdir workdir("shadowctl-reset");
+
   // 1. The snapshot: an exported snapshot keeps pg_dump consistent with the
   //    time we record, while this transaction stays open.
-  const std::string shadow_database = database_of(options.shadow_dsn);
-  if (shadow_database.empty()) throw Failure("the shadow DSN names no database (dbname=...)");
   std::string dump_path = options.dump_file;
-  std::unique_ptr<pg::Connection> snapshot_holder;
-  std::filesystem::path temporary_dump;
   if (dump_path.empty()) {
-    snapshot_holder = std::make_unique<pg::Connection>(options.primary_dsn);
-    snapshot_holder->exec_checked("begin isolation level repeatable read read only");
-    auto snapshot = snapshot_holder->exec_checked(
+    const auto primary = Conninfo::parse(options.primary_dsn, "the --primary DSN");
+    pg::Connection snapshot_holder(options.primary_dsn);
+    snapshot_holder.exec_checked("begin isolation level repeatable read read only");
+    auto snapshot = snapshot_holder.exec_checked(
         "select pg_export_snapshot(), (extract(epoch from clock_timestamp()) * 1000)::bigint");
     const std::string snapshot_id(snapshot.value(0, 0));
     outcome.snapshot_time_ms = std::stoll(std::string(snapshot.value(0, 1)));
-    temporary_dump = std::filesystem::temp_directory_path() / ("shadowctl-reset-" + std::to_string(getpid()) + ".dump");
-    run({tool(options, "pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--snapshot=" + snapshot_id,
-         "--file=" + temporary_dump.string(), "--dbname=" + options.primary_dsn},
-        "dumping the primary");
-    snapshot_holder->exec("commit");
-    dump_path = temporary_dump.string();
+    // Created 0600 first: pg_dump truncates it and keeps the mode.
+    dump_path = workdir.private_file("primary.dump").string();
+    run_tool(workdir, options.pg_bin, "pg_dump",
+             {"--format=custom", "--no-owner", "--no-privileges", "--snapshot=" + snapshot_id, "--file=" + dump_path},
+             primary, "dumping the primary");
+    snapshot_holder.exec("commit");
     outcome.steps.push_back("dumped the primary at snapshot " + snapshot_id);
   } else {
     outcome.snapshot_time_ms = *options.snapshot_time_ms;
     outcome.steps.push_back("using the dump " + dump_path);
   }
+  interrupts.check_interrupted("the dump");
 
   // 2. A fresh shadow database: nothing of the old shadow (tables the
   //    migration made, stale applied offsets) survives into the new run.
   {
-    pg::Connection maintenance(with_database(options.shadow_dsn, "postgres"));
-    const auto quoted = std::string(PQescapeIdentifier(maintenance.get(), shadow_database.c_str(), shadow_database.size()));
-    maintenance.exec_checked("drop database if exists " + quoted + " with (force)");
-    maintenance.exec_checked("create database " + quoted);
+    pg::Connection maintenance(shadow.with("dbname", "postgres").str());
+    std::unique_ptr<char, decltype(&PQfreemem)> quoted(
+        PQescapeIdentifier(maintenance.get(), shadow_database.c_str(), shadow_database.size()), &PQfreemem);
+    maintenance.exec_checked("drop database if exists " + std::string(quoted.get()) + " with (force)");
+    maintenance.exec_checked("create database " + std::string(quoted.get()));
   }
-  try {
-    run({tool(options, "pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
-         "--dbname=" + options.shadow_dsn, dump_path},
-        "restoring into the shadow");
-  } catch (...) {
-    if (!temporary_dump.empty()) std::filesystem::remove(temporary_dump);
-    throw;
-  }
-  if (!temporary_dump.empty()) std::filesystem::remove(temporary_dump);
+  run_tool(workdir, options.pg_bin, "pg_restore", {"--no-owner", "--no-privileges", "--exit-on-error", dump_path},
+           shadow, "restoring into the shadow");
+  if (options.dump_file.empty()) std::filesystem::remove(dump_path);  // not needed any more: no copy kept longer
   outcome.steps.push_back("restored the snapshot into the shadow database " + shadow_database);
 
   // 3. The migration under test, each file in one transaction.
   for (const auto& migration : options.migrations) {
-    run({tool(options, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", migration,
-         "--dbname=" + options.shadow_dsn},
-        "applying the migration " + migration);
+    run_tool(workdir, options.pg_bin, "psql",
+             {"-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", migration}, shadow,
+             "applying the migration " + migration);
     outcome.steps.push_back("applied " + migration);
   }
 
+  // The shadow the executors will replay into must not reach outside it:
+  // the same guard the executor runs at start, before the group is moved.
+  {
+    pg::Connection shadow_connection(options.shadow_dsn);
+    const auto allowed = preflight::refuse_outside_reach(
+        shadow_connection, options.allow_outside_reach,
+        "e.g. with a migration file that drops it; the executors' group was not moved");
+    for (const auto& object : allowed) {
+      outcome.steps.push_back("allowed by " + std::string(preflight::kOverrideFlag) + ": " +
+                              object.describe());
+    }
+  }
+  interrupts.check_interrupted("the migration");
+
   // 4. Remember where this shadow starts.
   {
-    pg::Connection shadow(options.shadow_dsn);
-    shadow.exec_checked("create schema if not exists shadowpipe");
-    shadow.exec_checked(
+    pg::Connection stamp(options.shadow_dsn);
+    stamp.exec_checked("create schema if not exists shadowpipe");
+    stamp.exec_checked(
         "create table if not exists shadowpipe.snapshot (taken_at timestamptz not null, source text not null, "
         "migrations text[] not null, recorded_at timestamptz not null default now())");
     std::string migrations = "{";
@@ -272,12 +236,14 @@ ResetOutcome reset_shadow(const kafka::Properties& properties, const ResetOption
       migrations += (i ? "," : "") + std::string("\"") + options.migrations[i] + "\"";
     }
     migrations += "}";
-    shadow.exec_checked("insert into shadowpipe.snapshot (taken_at, source, migrations) values "
+    stamp.exec_checked("insert into shadowpipe.snapshot (taken_at, source, migrations) values "
                         "(to_timestamp($1::bigint / 1000.0), $2, $3::text[])",
                         {std::to_string(outcome.snapshot_time_ms),
                          options.dump_file.empty() ? std::string("pg_dump of the primary") : options.dump_file,
                          migrations});
   }
+
+  interrupts.check_interrupted("stamping the shadow");  // the last moment a signal can still stop it
 
   // 5. The executors start with the first request after the snapshot.
   auto offsets = offsets_after(properties, options.requests_topic, outcome.snapshot_time_ms);

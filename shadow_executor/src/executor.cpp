@@ -7,6 +7,7 @@
 #include "shadowpipe/kafka.hpp"
 #include "shadowpipe/metrics.hpp"
 #include "shadowpipe/pg.hpp"
+#include "shadowpipe/preflight.hpp"
 #include "shadowpipe/result.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"
@@ -81,6 +82,9 @@ struct Executor::Impl {
         endpoint(options.metrics_bind),
         shared(options, endpoint.registry()),
         control(connect_at_startup(options)) {
+    for (const auto& allowed : preflight::refuse_outside_reach(*control, options.allow_outside_reach)) {
+      log("allowed by " + std::string(preflight::kOverrideFlag) + ": " + allowed.describe());
+    }
     ensure_schema(*control);
     shared.producer = std::make_unique<kafka::Producer>(
         with_defaults({{"enable.idempotence", "true"}, {"linger.ms", "5"}, {"client.id", shared.consumer_name()}},

@@ -41,6 +41,36 @@ void produce_at(sp::kafka::Producer& producer, const std::string& topic, const s
   ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
 }
 
+shadowctl::ResetOptions reset_options(const std::string& primary, const std::string& shadow,
+                                      const std::filesystem::path& migration, const std::string& group,
+                                      const std::string& topic) {
+  shadowctl::ResetOptions options;
+  options.primary_dsn = primary;
+  options.shadow_dsn = shadow;
+  options.migrations = {migration.string()};
+  options.group = group;
+  options.requests_topic = topic;
+  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  return options;
+}
+
+std::string new_topic(const sp::kafka::Properties& kafka, const std::string& prefix) {
+  const auto topic = sp::testing::unique_name(prefix);
+  sp::kafka::Producer producer(kafka);
+  sp::kafka::create_topics(producer.get(), {{topic, 1, 1, {}}}, 15s);
+  return topic;
+}
+
+// What reset refused with, or "" when it succeeded.
+std::string reset_refusal(const sp::kafka::Properties& kafka, const shadowctl::ResetOptions& options) {
+  try {
+    shadowctl::reset_shadow(kafka, options);
+  } catch (const sp::Failure& failure) {
+    return failure.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
@@ -75,13 +105,7 @@ TEST(Reset, RebuildsTheShadowAppliesTheMigrationAndMovesTheGroup) {
 
   const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
   std::ofstream(migration) << "alter table customers add column nickname text;\n";
-  shadowctl::ResetOptions options;
-  options.primary_dsn = primary;
-  options.shadow_dsn = shadow;
-  options.migrations = {migration.string()};
-  options.group = sp::testing::unique_name("reset-group");
-  options.requests_topic = topic;
-  options.pg_bin = "/usr/lib/postgresql/15/bin";
+  auto options = reset_options(primary, shadow, migration, sp::testing::unique_name("reset-group"), topic);
   const auto outcome = shadowctl::reset_shadow(kafka, options);
   std::filesystem::remove(migration);
 
@@ -124,4 +148,61 @@ TEST(Reset, RefusesWhileExecutorsOfTheGroupRun) {
     EXPECT_NE(std::string(failure.what()).find("running executors"), std::string::npos) << failure.what();
   }
   member.close();
+}
+
+TEST(ResetGuard, RefusesAMigrationThatAddsAPgNotifyTriggerBeforeMovingTheGroup) {
+  std::string name = sp::testing::unique_name("reset_guard").substr(0, 40);
+  std::replace(name.begin(), name.end(), '-', '_');
+  const auto primary = shadowctl::with_database(sp::testing::primary_dsn(), name);
+  const auto shadow = shadowctl::with_database(sp::testing::shadow_dsn(), name);
+  for (const auto& server : {sp::testing::primary_dsn(), sp::testing::shadow_dsn()}) make_database(server, name);
+  sp::pg::Connection(primary).exec_checked("CREATE TABLE orders (id bigint PRIMARY KEY)");
+  const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
+  std::ofstream(migration) << "CREATE FUNCTION orders_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN\n"
+                              "  PERFORM pg_notify('orders', NEW.id::text); RETURN NEW; END $$;\n"
+                              "CREATE TRIGGER orders_notify AFTER INSERT ON orders\n"
+                              "  FOR EACH ROW EXECUTE FUNCTION orders_changed();\n";
+  const sp::kafka::Properties kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  const auto topic = new_topic(kafka, "reset.guard");
+  auto options = reset_options(primary, shadow, migration, sp::testing::unique_name("guard-group"), topic);
+  const auto message = reset_refusal(kafka, options);
+  EXPECT_NE(message.find("trigger orders_notify on public.orders (calls pg_notify)"), std::string::npos) << message;
+  EXPECT_NE(message.find("--allow-outside-reach 'trigger orders_notify on public.orders'"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("group was not moved"), std::string::npos) << message;
+  EXPECT_LT(committed_offset(kafka, options.group, topic), 0) << "the group did not move";
+
+  options.allow_outside_reach = {"trigger orders_notify on public.orders"};
+  const auto outcome = shadowctl::reset_shadow(kafka, options);
+  EXPECT_NE(std::find(outcome.steps.begin(), outcome.steps.end(),
+                      "allowed by --allow-outside-reach: trigger orders_notify on public.orders (calls pg_notify)"),
+            outcome.steps.end());
+  EXPECT_EQ(committed_offset(kafka, options.group, topic), 0) << "moved once accepted";
+  std::filesystem::remove(migration);
+}
+
+TEST(ResetGuard, RefusesAMigrationCreatingDblinkBeforeDumpingAnything) {
+  std::string name = sp::testing::unique_name("reset_static").substr(0, 40);
+  std::replace(name.begin(), name.end(), '-', '_');
+  const auto primary = make_database(sp::testing::primary_dsn(), name);
+  const auto shadow = make_database(sp::testing::shadow_dsn(), name);
+  sp::pg::Connection(primary).exec_checked("CREATE TABLE orders (id bigint PRIMARY KEY)");
+  sp::pg::Connection(shadow).exec_checked("CREATE TABLE untouched (id int)");
+  const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");
+  std::ofstream(migration) << "ALTER TABLE orders ADD COLUMN note text;\nCREATE EXTENSION dblink;\n";
+  const sp::kafka::Properties kafka = {{"bootstrap.servers", sp::testing::brokers()}};
+  const auto topic = new_topic(kafka, "reset.static");
+  auto options = reset_options(primary, shadow, migration, sp::testing::unique_name("static-group"), topic);
+  const auto message = reset_refusal(kafka, options);
+  EXPECT_NE(message.find("extension dblink (created by the migration)"), std::string::npos) << message;
+  EXPECT_NE(message.find("nothing was dumped or restored"), std::string::npos) << message;
+  EXPECT_EQ(sp::pg::Connection(shadow).exec_checked("SELECT count(*) FROM pg_tables WHERE tablename = 'untouched'")
+                .value(0, 0), "1") << "refused before the shadow was rebuilt";
+
+  options.allow_outside_reach = {"extension dblink"};
+  const auto outcome = shadowctl::reset_shadow(kafka, options);
+  EXPECT_NE(std::find(outcome.steps.begin(), outcome.steps.end(),
+                      "allowed by --allow-outside-reach: extension dblink (connects to other databases)"),
+            outcome.steps.end());
+  std::filesystem::remove(migration);
 }

@@ -43,7 +43,9 @@ inline bool port_is_free(int port) {
 // Stopped (immediate) and removed on every path.
 class PrivateCluster {
  public:
-  PrivateCluster() {
+  // With a password, TCP connections must authenticate with it (SCRAM), as
+  // on a real server; the stack's servers trust every local connection.
+  explicit PrivateCluster(const std::string& superuser_password = {}) {
     char tmpl[] = "/tmp/shadowpipe-exec-pg-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
@@ -57,7 +59,13 @@ class PrivateCluster {
       as_pg_ = "runuser -u postgres -- ";
     }
     try {
-      run("initdb -D " + shell_quote(data()) + " -U postgres --auth=trust -E UTF8 --no-locale", "initdb");
+      std::string auth = "--auth=trust";
+      if (!superuser_password.empty()) {
+        std::ofstream(dir_ + "/pwfile") << superuser_password << '\n';
+        auth = "--auth-local=trust --auth-host=scram-sha-256 --pwfile=" + shell_quote(dir_ + "/pwfile");
+      }
+      run("initdb -D " + shell_quote(data()) + " -U postgres " + auth + " -E UTF8 --no-locale", "initdb");
+      std::filesystem::remove(dir_ + "/pwfile");
       std::ofstream conf(data() + "/postgresql.conf", std::ios::app);
       conf << "listen_addresses = '127.0.0.1'\n"
               "unix_socket_directories = ''\n"

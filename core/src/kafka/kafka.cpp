@@ -4,14 +4,50 @@
 
 namespace shadowpipe::kafka {
 
+namespace {
+
+// librdkafka's reason quotes the refused value, or one item of a list value
+// ("Invalid value \"...\" for configuration property \"debug\""), and the
+// value may be a secret given to the wrong key or a mistyped one. Every
+// quoted text but the key is hidden, and so is any remaining occurrence of
+// the value or of one of its items (four characters or more).
+std::string reason_without_value(std::string reason, const std::string& key, const std::string& value) {
+  std::string out;
+  for (size_t at = 0; at < reason.size();) {
+    const size_t open = reason.find('"', at);
+    const size_t close = open == std::string::npos ? open : reason.find('"', open + 1);
+    if (close == std::string::npos) {
+      out += reason.substr(at);
+      break;
+    }
+    const std::string quoted = reason.substr(open + 1, close - open - 1);
+    out += reason.substr(at, open - at) + "\"" + (quoted == key ? quoted : "<value hidden>") + "\"";
+    at = close + 1;
+  }
+  std::vector<std::string> pieces = {value};
+  for (size_t start = 0; start <= value.size();) {
+    const size_t end = std::min(value.find(',', start), value.size());
+    pieces.push_back(value.substr(start, end - start));
+    start = end + 1;
+  }
+  for (const auto& piece : pieces) {
+    if (piece.size() < 4) continue;
+    for (size_t found; (found = out.find(piece)) != std::string::npos;) out.replace(found, piece.size(), "<value hidden>");
+  }
+  return out;
+}
+
+}  // namespace
+
 ConfPtr make_conf(const Properties& properties) {
   ConfPtr conf(rd_kafka_conf_new());
   char errstr[512];
   for (const auto& [key, value] : properties) {
     if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), errstr, sizeof errstr) !=
         RD_KAFKA_CONF_OK) {
-      throw Failure("Kafka property " + key + "=" + value + " was refused: " + errstr +
-                    " — fix or remove that -X option");
+      // Never the value: it may be a password (sasl.password, ssl.key.password).
+      throw Failure("Kafka property " + key + " was refused: " + reason_without_value(errstr, key, value) +
+                    " — fix or remove that -X option (its value is not shown)");
     }
   }
   return conf;

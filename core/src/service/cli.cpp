@@ -18,7 +18,10 @@ std::string trim(std::string text) {
 std::pair<std::string, std::string> split_property(const std::string& entry, const std::string& origin) {
   const auto eq = entry.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw Failure("Kafka property '" + entry + "' from " + origin + " is not key=value");
+    // Only what looks like the key: the rest may be a secret (sasl.password:...).
+    const auto key_end = entry.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    throw Failure("a Kafka property from " + origin + " is not key=value: the entry starting with '" +
+                  entry.substr(0, key_end) + "' (the rest is not shown)");
   }
   return {trim(entry.substr(0, eq)), trim(entry.substr(eq + 1))};
 }

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shadowpipe::executor {
 
@@ -22,6 +23,9 @@ WritesMode parse_writes_mode(std::string_view text);  // throws Failure on anyth
 
 struct Options {
   std::string shadow_dsn;
+  // Objects of the shadow that reach outside it, accepted by name (exactly as
+  // the start-up refusal lists them; see shadowpipe/preflight.hpp).
+  std::vector<std::string> allow_outside_reach;
   std::string group = "shadow-executor";
   std::string executor_id;  // empty: default_executor_id()
   std::string requests_topic = "shadow.requests";

@@ -23,6 +23,9 @@ struct ResetOptions {
   std::string group = "shadow-executor";
   std::string requests_topic = "shadow.requests";
   std::string pg_bin;                      // folder of pg_dump, pg_restore, psql; empty: PATH
+  // Objects of the migrated shadow that reach outside it, accepted by name
+  // (see shadowpipe/preflight.hpp); any other such object refuses the reset.
+  std::vector<std::string> allow_outside_reach;
 };
 
 struct ResetOutcome {
@@ -31,7 +34,11 @@ struct ResetOutcome {
 };
 
 // Throws shadowpipe::Failure, saying which step failed and why; refuses while
-// members of the executor group are running.
+// members of the executor group are running, and when the migrated shadow
+// holds an object that can reach outside it (the executor's start-up guard)
+// that allow_outside_reach does not name. The dump lives in a private
+// directory under TMPDIR, removed on every exit path; passwords never reach
+// a command line (see pg_tools.hpp).
 ResetOutcome reset_shadow(const shadowpipe::kafka::Properties& kafka, const ResetOptions& options);
 
 // The executor group's live member count (0 when the group is empty or unknown).
