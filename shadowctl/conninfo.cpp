@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <memory>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 namespace {
 
@@ -73,4 +73,4 @@ std::string Conninfo::str() const {
   return out;
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

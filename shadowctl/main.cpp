@@ -14,6 +14,8 @@
 #include <fstream>
 #include <iostream>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 namespace {
 
 int64_t now_ms() {

@@ -17,7 +17,7 @@
 
 extern char** environ;
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 using shadowpipe::Failure;
 
@@ -167,4 +167,4 @@ void run_tool(const PrivateWorkdir& workdir, const std::string& pg_bin, const st
   }
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 namespace wire = shadowpipe::wire;
 
@@ -207,9 +207,9 @@ std::optional<std::vector<PartitionProgress>> read_progress(const shadowpipe::ka
   return out;
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 void follow_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options,
                    const std::function<void(const Report&)>& on_update, const std::function<bool()>& should_stop) {
@@ -229,4 +229,4 @@ void follow_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions
   }
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -10,7 +10,7 @@
 #include <ctime>
 #include <sstream>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 namespace wire = shadowpipe::wire;
 
@@ -307,4 +307,4 @@ std::string render(const Report& report, Format format) {
   return {};
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -16,7 +16,7 @@
 #include <memory>
 #include <sstream>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 namespace kafka = shadowpipe::kafka;
 namespace pg = shadowpipe::pg;
@@ -256,4 +256,4 @@ ResetOutcome reset_shadow(const kafka::Properties& properties, const ResetOption
   return outcome;
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -5,7 +5,7 @@
 #include <charconv>
 #include <ctime>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 int64_t parse_since(const std::string& text, int64_t now_ms) {
   const auto bad = [&] {
@@ -35,4 +35,4 @@ int64_t parse_since(const std::string& text, int64_t now_ms) {
   throw bad();
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

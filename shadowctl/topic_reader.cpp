@@ -2,7 +2,7 @@
 
 #include "shadowpipe/result.hpp"
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 namespace kafka = shadowpipe::kafka;
 using namespace std::chrono_literals;
@@ -89,4 +89,4 @@ void TopicReader::read_for(const Handler& handler, std::chrono::milliseconds dur
   }
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -6,7 +6,7 @@
 #include <optional>
 #include <thread>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 using namespace std::chrono_literals;
 namespace kafka = shadowpipe::kafka;
@@ -70,4 +70,4 @@ std::vector<std::string> create_topics(const kafka::Properties& properties, cons
   return lines;
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 namespace {
 std::string fixed(double value, const char* format) {
@@ -112,4 +112,4 @@ std::string render(const Verdict& verdict) {
   return out;
 }
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 using shadowctl::Conninfo;
 
 TEST(Conninfo, ReadsKeywordAndUriFormsAlike) {

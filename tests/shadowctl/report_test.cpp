@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 using shadowctl::ReportBuilder;
 namespace wire = shadowpipe::wire;
 

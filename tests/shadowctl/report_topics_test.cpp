@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <sys/wait.h>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 namespace sp = shadowpipe;
 namespace wire = shadowpipe::wire;
 using namespace std::chrono_literals;

@@ -25,6 +25,8 @@
 #include <sstream>
 #include <thread>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 namespace sp = shadowpipe;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 namespace sp = shadowpipe;
 using namespace std::chrono_literals;
 

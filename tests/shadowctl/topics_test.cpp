@@ -6,6 +6,8 @@
 
 #include <thread>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 namespace sp = shadowpipe;
 using namespace std::chrono_literals;
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+namespace shadowctl = shadowpipe::shadowctl;
+
 using shadowctl::FingerprintReport;
 using shadowctl::Report;
 

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 class Conninfo {
  public:
@@ -29,4 +29,4 @@ class Conninfo {
   std::vector<std::pair<std::string, std::string>> settings_;  // only the keywords that are set
 };
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

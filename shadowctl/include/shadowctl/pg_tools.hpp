@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 // mkdtemp under TMPDIR (std::filesystem::temp_directory_path), mode 0700;
 // removed with everything in it by the destructor.
@@ -58,4 +58,4 @@ class InterruptGuard {
 void run_tool(const PrivateWorkdir& workdir, const std::string& pg_bin, const std::string& program,
               const std::vector<std::string>& arguments, const Conninfo& target, const std::string& step);
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 struct FingerprintReport {
   std::string fingerprint;
@@ -123,9 +123,9 @@ std::optional<std::vector<PartitionProgress>> read_progress(const shadowpipe::ka
 enum class Format { text, json, html };
 std::string render(const Report& report, Format format);
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 // --follow: reads to the end, then keeps reading; calls on_update with the
 // whole report every couple of seconds while something changed, until
@@ -133,4 +133,4 @@ namespace shadowctl {
 void follow_report(const shadowpipe::kafka::Properties& kafka, const ReadOptions& options,
                    const std::function<void(const Report&)>& on_update, const std::function<bool()>& should_stop);
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

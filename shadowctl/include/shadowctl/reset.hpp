@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 struct ResetOptions {
   std::string primary_dsn;
@@ -47,4 +47,4 @@ int active_members(const shadowpipe::kafka::Properties& kafka, const std::string
 // The DSN with its database replaced (libpq keyword or URI form).
 std::string with_database(const std::string& dsn, const std::string& database);
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 class TopicReader {
  public:
@@ -35,4 +35,4 @@ class TopicReader {
   std::map<std::pair<std::string, int32_t>, int64_t> end_;  // next offset to reach
 };
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 struct TopicNames {
   std::string requests = "shadow.requests";
@@ -31,4 +31,4 @@ struct TopicsOptions {
 // or from --partitions. Returns one line per topic saying what was done.
 std::vector<std::string> create_topics(const shadowpipe::kafka::Properties& kafka, const TopicsOptions& options);
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace shadowctl {
+namespace shadowpipe::shadowctl {
 
 struct VerdictOptions {
   uint64_t min_requests = 1000;    // fewer compared requests prove nothing
@@ -27,4 +27,4 @@ struct Verdict {
 Verdict judge(const Report& report, const VerdictOptions& options);
 std::string render(const Verdict& verdict);
 
-}  // namespace shadowctl
+}  // namespace shadowpipe::shadowctl
