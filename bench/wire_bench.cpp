@@ -73,7 +73,7 @@ void BM_DecodeRequestInto(benchmark::State& state) {
   const std::string& json = typical_json();
   Request record;
   for (auto _ : state) {
-    if (auto error = decode_request_into(json, record)) state.SkipWithError(error->describe().c_str());
+    if (auto decoded = decode_request_into(json, record); !decoded) state.SkipWithError(decoded.error().describe().c_str());
     benchmark::DoNotOptimize(record);
   }
   if (record != typical_request()) state.SkipWithError("decode_request_into gave another record");

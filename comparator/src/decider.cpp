@@ -13,7 +13,7 @@ std::string reported_tag(std::string_view kind, int32_t statement_index) {
 }
 }  // namespace
 
-std::optional<Error> Decider::register_fingerprints(std::vector<wire::Statement>& statements) {
+Result<void> Decider::register_fingerprints(std::vector<wire::Statement>& statements) {
   for (size_t i = 0; i < statements.size(); ++i) {
     auto& statement = statements[i];
     if (!statement.fingerprint.empty()) {
@@ -34,7 +34,7 @@ std::optional<Error> Decider::register_fingerprints(std::vector<wire::Statement>
       stats.traits = traits_of(*analysis);
     }
   }
-  return std::nullopt;
+  return {};
 }
 
 void Decider::note_plan(const std::string& fingerprint, wire::PlanSummary plan) {

@@ -149,15 +149,15 @@ struct Comparator::Impl {
 
   void handle_request(const kafka::Message& message, int64_t wall_us) {
     auto& pair = pair_of(message.partition());
-    if (auto error = wire::decode_request_into(message.payload(), decoded_request)) {
+    if (auto decoded = wire::decode_request_into(message.payload(), decoded_request); !decoded) {
       if (handle_gap(message, Side::requests, wall_us)) return;
-      dead_letter(*error, message);
+      dead_letter(decoded.error(), message);
       pair.consumed(Side::requests, message.offset(), wall_us);
       return;
     }
     auto& request = decoded_request;
-    if (auto error = decider.register_fingerprints(request.statements)) {
-      dead_letter(*error, message);
+    if (auto registered = decider.register_fingerprints(request.statements); !registered) {
+      dead_letter(registered.error(), message);
       pair.consumed(Side::requests, message.offset(), wall_us);
       // Its shadow result, when it comes, is for a request decided here.
       pair.mark_decided(request.request_id, wall_us);

@@ -273,7 +273,7 @@ TEST(WireDecodeInto, ReusedRecordEqualsAFreshDecode) {
 
   Request kept;
   for (const Request* record : {&big, &small, &big, &small, &small}) {
-    ASSERT_EQ(decode_request_into(encode(*record), kept), std::nullopt);
+    ASSERT_TRUE(decode_request_into(encode(*record), kept).ok());
     EXPECT_EQ(kept, *record);
     EXPECT_EQ(kept, *decode_request(encode(*record)));
   }
@@ -290,19 +290,19 @@ TEST(WireDecodeInto, ErrorsAreTheOnesDecodeRequestGives) {
   };
   Request kept;
   for (const std::string& json : bad) {
-    ASSERT_EQ(decode_request_into(good, kept), std::nullopt);
-    const auto error = decode_request_into(json, kept);
+    ASSERT_TRUE(decode_request_into(good, kept).ok());
+    const auto decoded = decode_request_into(json, kept);
     const auto fresh = decode_request(json);
-    ASSERT_TRUE(error.has_value()) << json;
+    ASSERT_FALSE(decoded.ok()) << json;
     ASSERT_FALSE(fresh) << json;
-    EXPECT_EQ(error->describe(), fresh.error().describe());
+    EXPECT_EQ(decoded.error().describe(), fresh.error().describe());
   }
   Limits small;
   small.max_record_bytes = 10;
-  const auto error = decode_request_into(good, kept, small);
-  ASSERT_TRUE(error.has_value());
-  EXPECT_EQ(error->code, ErrorCode::too_large);
-  ASSERT_EQ(decode_request_into(good, kept), std::nullopt);  // still usable after errors
+  const auto decoded = decode_request_into(good, kept, small);
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.error().code, ErrorCode::too_large);
+  ASSERT_TRUE(decode_request_into(good, kept).ok());  // still usable after errors
   EXPECT_EQ(kept, samples::request());
 }
 

@@ -33,9 +33,11 @@ using namespace shadowpipe::wire;
 
 void same_as_fresh(std::string_view bytes, const Limits& limits, Request& kept) {
   const Result<Request> fresh = decode_request(bytes, limits);
-  const std::optional<Error> error = decode_request_into(bytes, kept, limits);
-  if (fresh.ok() && error) broken("decode_request_into refused what decode_request accepts", bytes, error->describe());
-  if (!fresh.ok() && !error) broken("decode_request_into accepted what decode_request refuses", bytes,
+  const Result<void> decoded = decode_request_into(bytes, kept, limits);
+  if (fresh.ok() && !decoded) {
+    broken("decode_request_into refused what decode_request accepts", bytes, decoded.error().describe());
+  }
+  if (!fresh.ok() && decoded) broken("decode_request_into accepted what decode_request refuses", bytes,
                                     fresh.error().describe() + "\nkept: " + encode(kept));
   if (fresh.ok()) {
     if (!(kept == *fresh)) broken("decode_request_into gave another record", bytes,
@@ -43,9 +45,10 @@ void same_as_fresh(std::string_view bytes, const Limits& limits, Request& kept) 
     return;
   }
   const Error& expected = fresh.error();
-  if (error->code != expected.code || error->field != expected.field || error->message != expected.message) {
+  const Error& error = decoded.error();
+  if (error.code != expected.code || error.field != expected.field || error.message != expected.message) {
     broken("decode_request_into gave another error", bytes,
-           "fresh: " + expected.describe() + "\nkept:  " + error->describe());
+           "fresh: " + expected.describe() + "\nkept:  " + error.describe());
   }
 }
 

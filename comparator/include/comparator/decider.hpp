@@ -45,7 +45,7 @@ class Decider {
   // Registers each new fingerprint with its analysis (parsed once per
   // fingerprint). Fills an empty fingerprint in. An error for SQL that does
   // not parse, naming the statement.
-  std::optional<Error> register_fingerprints(std::vector<wire::Statement>& statements);
+  Result<void> register_fingerprints(std::vector<wire::Statement>& statements);
   // The newest shadow plan of a fingerprint, attached to its regressions.
   void note_plan(const std::string& fingerprint, wire::PlanSummary plan);
 

@@ -243,7 +243,7 @@ Result<Request> decode_request(std::string_view json, const Limits& limits = {})
 // steady stream of similar records decodes without allocating. Returns the
 // error, or nullopt when `out` holds the record. After an error `out` is valid
 // but its contents are unspecified.
-std::optional<Error> decode_request_into(std::string_view json, Request& out, const Limits& limits = {});
+Result<void> decode_request_into(std::string_view json, Request& out, const Limits& limits = {});
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits = {});
 Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits = {});
 Result<Summary> decode_summary(std::string_view json, const Limits& limits = {});

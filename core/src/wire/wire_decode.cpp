@@ -983,7 +983,7 @@ std::optional<int64_t> peek_version(od::parser& parser, simdjson::padded_string_
 // reader fills is either required (so always overwritten) or reset by it,
 // and vectors reuse their elements in place.
 template <class Record, class ReadRoot>
-std::optional<Error> decode_record_into(std::string_view json, Record& record, const Limits& limits, ReadRoot read_root) {
+Result<void> decode_record_into(std::string_view json, Record& record, const Limits& limits, ReadRoot read_root) {
   if (json.size() > limits.max_record_bytes) {
     return Error{ErrorCode::too_large, "",
                  "record of " + std::to_string(json.size()) + " bytes, over the limit of " +
@@ -1013,13 +1013,13 @@ std::optional<Error> decode_record_into(std::string_view json, Record& record, c
   }
   scratch.trim();
   if (!ok) return std::move(decoder.error);
-  return std::nullopt;
+  return {};
 }
 
 template <class Record, class ReadRoot>
 Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRoot read_root) {
   Record record;
-  if (auto error = decode_record_into(json, record, limits, read_root)) return std::move(*error);
+  if (auto decoded = decode_record_into(json, record, limits, read_root); !decoded) return decoded.error();
   return record;
 }
 
@@ -1028,7 +1028,7 @@ Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRo
 Result<Request> decode_request(std::string_view json, const Limits& limits) {
   return decode_record<Request>(json, limits, read_request);
 }
-std::optional<Error> decode_request_into(std::string_view json, Request& out, const Limits& limits) {
+Result<void> decode_request_into(std::string_view json, Request& out, const Limits& limits) {
   return decode_record_into(json, out, limits, read_request);
 }
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits) {
