@@ -179,18 +179,12 @@ std::optional<std::vector<PartitionProgress>> read_progress(const shadowpipe::ka
   if (!partitions) return std::nullopt;
   k::PartitionList committed(*partitions);
   for (int32_t partition = 0; partition < *partitions; ++partition) committed.add(requests_topic, partition);
-  if (auto err = rd_kafka_committed(consumer.get(), committed.get(), 10'000)) {
-    throw shadowpipe::Failure("cannot read the committed offsets of group " + group + ": " + rd_kafka_err2str(err));
-  }
+  k::read_committed(consumer.get(), committed);
   std::vector<PartitionProgress> out;
   for (int i = 0; i < committed.size(); ++i) {
     PartitionProgress progress;
     progress.partition = committed[i].partition;
-    int64_t low = 0, high = 0;
-    if (auto err = rd_kafka_query_watermark_offsets(consumer.get(), requests_topic.c_str(), progress.partition, &low,
-                                                    &high, 10'000)) {
-      throw shadowpipe::Failure("cannot read the end of " + requests_topic + ": " + rd_kafka_err2str(err));
-    }
+    const auto [low, high] = k::watermarks(consumer.get(), requests_topic, progress.partition);
     progress.end = high;
     // No commit yet: nothing decided, except what retention already removed.
     progress.decided = committed[i].offset >= 0 ? committed[i].offset : low;

@@ -66,9 +66,8 @@ kafka::PartitionList offsets_after(const kafka::Properties& properties, const st
   for (int i = 0; i < offsets.size(); ++i) {
     auto& entry = offsets[i];
     if (entry.offset < 0) {  // nothing after the snapshot yet: start at the end
-      int64_t low = 0, high = 0;
-      rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), entry.partition, &low, &high, 10000);
-      entry.offset = high;
+      // An unanswered query must not leave offset 0: that would replay the whole topic.
+      entry.offset = kafka::watermarks(consumer.get(), topic, entry.partition).high;
     }
   }
   return offsets;

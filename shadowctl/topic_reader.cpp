@@ -30,11 +30,7 @@ TopicReader::TopicReader(const kafka::Properties& properties, const std::vector<
                                 "or name the right ones with the topic options");
     }
     for (int32_t partition = 0; partition < *partitions; ++partition) {
-      int64_t low = 0, high = 0;
-      if (auto err = rd_kafka_query_watermark_offsets(consumer_.get(), topic.c_str(), partition, &low, &high, 10000)) {
-        throw shadowpipe::Failure("cannot read the end of " + topic + "[" + std::to_string(partition) +
-                                  "]: " + rd_kafka_err2str(err));
-      }
+      const auto [low, high] = kafka::watermarks(consumer_.get(), topic, partition);
       if (high > low) end_[{topic, partition}] = high;
       if (since_ms) {
         by_time.add(topic, partition, *since_ms);

@@ -33,19 +33,12 @@ int64_t read_back_start_ms(const Options& options, rd_kafka_t* group_consumer,
   if (request_partitions.empty()) return start_ms;
   kafka::PartitionList committed(static_cast<int>(request_partitions.size()));
   for (int32_t partition : request_partitions) committed.add(options.requests_topic, partition);
-  if (auto err = rd_kafka_committed(group_consumer, committed.get(), 10'000)) {
-    throw Failure("cannot read the committed offsets of " + options.requests_topic + ": " + rd_kafka_err2str(err) +
-                  " — without them a restart could publish discrepancies twice");
-  }
+  kafka::read_committed(group_consumer, committed);  // without them a restart could publish discrepancies twice
   kafka::PartitionList probe(static_cast<int>(request_partitions.size()));
   std::set<int32_t> waiting;
   for (int i = 0; i < committed.size(); ++i) {
     const auto& entry = committed[i];
-    int64_t low = 0, high = 0;
-    if (auto err = rd_kafka_query_watermark_offsets(reader.get(), options.requests_topic.c_str(), entry.partition,
-                                                    &low, &high, 10'000)) {
-      throw Failure("cannot read the offsets of " + options.requests_topic + ": " + rd_kafka_err2str(err));
-    }
+    const auto [low, high] = kafka::watermarks(reader.get(), options.requests_topic, entry.partition);
     const int64_t position = entry.offset >= 0 ? std::max(entry.offset, low) : low;
     if (position >= high) continue;  // nothing to replay on this partition
     probe.add(options.requests_topic, entry.partition, position);
@@ -118,11 +111,7 @@ size_t read_back_reported(const ReadBackScope& scope, rd_kafka_t* group_consumer
   for (int i = 0; i < query.size(); ++i) {
     const auto& entry = query[i];
     if (entry.offset < 0) continue;  // nothing published since the lookback
-    int64_t low = 0, high = 0;
-    if (auto err = rd_kafka_query_watermark_offsets(reader.get(), options.mismatches_topic.c_str(), entry.partition,
-                                                    &low, &high, 10'000)) {
-      throw Failure("cannot read the end of " + options.mismatches_topic + ": " + rd_kafka_err2str(err));
-    }
+    const int64_t high = kafka::watermarks(reader.get(), options.mismatches_topic, entry.partition).high;
     if (entry.offset >= high) continue;
     start.add(options.mismatches_topic, entry.partition, entry.offset);
     end[entry.partition] = high;

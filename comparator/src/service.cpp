@@ -222,10 +222,7 @@ struct Comparator::Impl {
       owned.add(options.results_topic, partition);
     }
     if (owned.size() == 0) return;
-    if (auto err = rd_kafka_committed(consumer->get(), owned.get(), 30'000)) {
-      throw Failure(std::string("cannot read the committed offsets to redo an aborted transaction: ") +
-                    rd_kafka_err2str(err));
-    }
+    kafka::read_committed(consumer->get(), owned, 30s);  // to redo an aborted transaction
     for (int i = 0; i < owned.size(); ++i) {
       if (owned[i].offset < 0) owned[i].offset = RD_KAFKA_OFFSET_BEGINNING;
     }

@@ -158,6 +158,21 @@ struct TopicSpec {
 // when exists_ok. Throws Failure with the broker's reason otherwise.
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok = true);
+struct Watermarks {
+  int64_t low = 0;   // the first offset retention kept
+  int64_t high = 0;  // the offset after the last record
+};
+// Asked of the partition's leader. Throws Failure naming the topic and
+// partition when the broker does not answer within the timeout.
+Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t partition,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// Fills each entry's offset with the handle's group's committed offset
+// (RD_KAFKA_OFFSET_INVALID where it committed none). Throws Failure naming
+// what could not be read.
+void read_committed(rd_kafka_t* handle, PartitionList& partitions,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 // Partition count of a topic, or nullopt when it does not exist.
 std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
                                    std::chrono::milliseconds timeout);

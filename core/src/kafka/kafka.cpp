@@ -259,4 +259,23 @@ std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
   return std::nullopt;
 }
 
+Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t partition,
+                      std::chrono::milliseconds timeout) {
+  Watermarks marks;
+  if (auto err = rd_kafka_query_watermark_offsets(handle, topic.c_str(), partition, &marks.low, &marks.high,
+                                                  static_cast<int>(timeout.count()))) {
+    throw Failure("cannot read the offsets of " + topic + "[" + std::to_string(partition) + "]: " +
+                  rd_kafka_err2str(err) + " — is the broker reachable?");
+  }
+  return marks;
+}
+
+void read_committed(rd_kafka_t* handle, PartitionList& partitions, std::chrono::milliseconds timeout) {
+  if (auto err = rd_kafka_committed(handle, partitions.get(), static_cast<int>(timeout.count()))) {
+    const std::string topic = partitions.size() > 0 ? partitions[0].topic : "";
+    throw Failure("cannot read the committed offsets of " + topic + ": " + rd_kafka_err2str(err) +
+                  " — is the broker reachable?");
+  }
+}
+
 }  // namespace shadowpipe::kafka
