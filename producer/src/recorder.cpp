@@ -720,6 +720,15 @@ void Unit::add_error(std::string_view sql, std::span<const ParamView> params, st
   }
 }
 
+void Unit::add_result(std::string_view sql, std::span<const ParamView> params, wire::StatementResult result) noexcept {
+  if (!state_) return;
+  try {
+    add_statement(*state_, sql, params, [&](const digest::NormalizationRules&) { return std::move(result); });
+  } catch (...) {
+    state_->unpublishable = true;
+  }
+}
+
 void Unit::commit() noexcept {
   if (!state_) return;
   auto state = std::move(state_);
@@ -798,6 +807,14 @@ Unit Recorder::begin(const PGconn* conn, std::string_view key) noexcept {
     state_->drop(DropReason::serialization_error);
     return Unit();
   }
+}
+
+Unit Recorder::begin(const wire::Session& session, std::string_view key, bool autocommit) noexcept {
+  Unit unit = begin(nullptr, key);
+  if (!unit) return unit;
+  unit.set_session(session);
+  unit.state_->autocommit = autocommit;
+  return unit;
 }
 
 void Recorder::record(const PGconn* conn, std::string_view key, std::string_view sql,

@@ -1,0 +1,643 @@
+#include "shadowpipe/proxy/capture.hpp"
+
+#include "shadowpipe/proxy/protocol.hpp"
+#include "shadowpipe/statement.hpp"
+#include "shadowpipe/statement_split.hpp"
+
+#include <algorithm>
+
+namespace shadowpipe::proxy {
+
+std::string_view to_string(UnitDrop drop) {
+  switch (drop) {
+    case UnitDrop::client_gone: return "client_gone";
+    case UnitDrop::binary_parameters: return "binary_parameters";
+    case UnitDrop::binary_results: return "binary_results";
+    case UnitDrop::copy_data: return "copy_data";
+    case UnitDrop::function_call: return "function_call";
+    case UnitDrop::oversized: return "oversized";
+    case UnitDrop::unmatched: return "unmatched";
+    case UnitDrop::queue_full: return "queue_full";
+  }
+  return "unknown";
+}
+
+// One statement on its way through the server: the rows are digested as
+// they pass, nothing of them is kept.
+struct SessionCapture::Execution {
+  std::string sql;
+  std::vector<std::optional<std::string>> params;
+  std::vector<digest::Column> columns;
+  bool described = false;  // columns known (RowDescription seen, or from a Describe)
+  std::unique_ptr<digest::DigestBuilder> builder;
+  std::vector<std::optional<std::string_view>> row;
+  Clock::time_point start;
+  std::optional<UnitDrop> problem;
+};
+
+namespace {
+
+using protocol::Reader;
+
+int64_t micros(SessionCapture::Clock::duration duration) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
+}
+
+// The statements of a simple Query, in the order the server runs them. A
+// text the scanner cannot split is one statement (the server will refuse
+// it with the error the client sees).
+std::vector<std::string> pieces_of(std::string_view sql) {
+  auto pieces = statement::split(sql);
+  std::vector<std::string> out;
+  if (!pieces.ok()) {
+    out.emplace_back(sql);
+    return out;
+  }
+  out.reserve(pieces->size());
+  for (auto& piece : *pieces) out.push_back(std::move(piece.sql));
+  return out;
+}
+
+// The recorder's rules for a statement: by its fingerprint only when some
+// fingerprint has rules of its own (else no parse on the relay's thread).
+const digest::NormalizationRules& rules_for(const digest::NormalizationConfig& normalization, std::string_view sql) {
+  if (!normalization.has_overrides()) return normalization.defaults();
+  auto analysis = statement::analyze(sql);
+  return analysis.ok() ? normalization.for_fingerprint(analysis->fingerprint) : normalization.defaults();
+}
+
+}  // namespace
+
+SessionCapture::SessionCapture(UnitSink& sink, std::string key, const digest::NormalizationConfig& normalization,
+                               CaptureLimits limits)
+    : sink_(sink), key_(std::move(key)), normalization_(normalization), limits_(limits) {}
+
+SessionCapture::~SessionCapture() = default;
+
+void SessionCapture::problem(UnitDrop why) {
+  if (!unit_problem_) unit_problem_ = why;
+}
+
+SessionCapture::Clock::time_point SessionCapture::start_of(const Op& op) const {
+  return std::max(op.arrived, last_completion_);
+}
+
+// ---- frontend -----------------------------------------------------------
+
+void SessionCapture::frontend(char type, std::string_view payload, Clock::time_point now) {
+  if (disabled_) return;
+  Reader reader(payload);
+  // After an error in the extended protocol the server skips every message
+  // up to Sync: they get no response, so none is expected.
+  if (discarding_ && type != 'S') return;
+  switch (type) {
+    case 'Q':
+      ops_.push_back(Op{OpKind::query, std::string(reader.cstring()), now, {}});
+      break;
+    case 'P': {
+      std::string name(reader.cstring());
+      Prepared prepared;
+      prepared.sql.assign(reader.cstring());
+      prepared_[name] = std::move(prepared);
+      ops_.push_back(Op{OpKind::parse, std::move(name), now, {}});
+      break;
+    }
+    case 'B': {
+      std::string portal_name(reader.cstring());
+      const auto statement_name = reader.cstring();
+      Portal portal;
+      auto found = prepared_.find(statement_name);
+      if (found == prepared_.end() || found->second.oversized) {
+        portal.problem = UnitDrop::unmatched;
+      } else {
+        portal.sql = found->second.sql;
+        portal.columns = found->second.columns;
+      }
+      std::vector<int16_t> formats(static_cast<size_t>(std::max<int16_t>(reader.i16(), 0)));
+      for (auto& format : formats) format = reader.i16();
+      const int16_t count = reader.i16();
+      for (int16_t i = 0; i < count && reader.ok(); ++i) {
+        const int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : formats[static_cast<size_t>(i)];
+        const int32_t length = reader.i32();
+        if (length < 0) {
+          portal.params.emplace_back(std::nullopt);
+          continue;
+        }
+        const auto value = reader.bytes(static_cast<size_t>(length));
+        if (format != 0) portal.problem = UnitDrop::binary_parameters;
+        portal.params.emplace_back(std::in_place, value);
+      }
+      portal.result_formats.resize(static_cast<size_t>(std::max<int16_t>(reader.i16(), 0)));
+      for (auto& format : portal.result_formats) format = reader.i16();
+      if (!reader.ok()) portal.problem = UnitDrop::unmatched;
+      if (portal.columns) {
+        const auto& formats_out = portal.result_formats;
+        bool binary = false;
+        for (size_t c = 0; c < portal.columns->size(); ++c) {
+          const int16_t format = formats_out.empty() ? 0 : formats_out.size() == 1 ? formats_out[0] : formats_out[c];
+          binary = binary || format != 0;
+        }
+        if (binary && !portal.problem) portal.problem = UnitDrop::binary_results;
+      }
+      portals_[portal_name] = std::move(portal);
+      ops_.push_back(Op{OpKind::bind, std::move(portal_name), now, {}});
+      break;
+    }
+    case 'D': {
+      const char what = static_cast<char>(reader.byte());
+      ops_.push_back(Op{what == 'S' ? OpKind::describe_statement : OpKind::describe_portal,
+                        std::string(reader.cstring()), now, {}});
+      break;
+    }
+    case 'E':
+      ops_.push_back(Op{OpKind::execute, std::string(reader.cstring()), now, {}});
+      break;
+    case 'C': {
+      const char what = static_cast<char>(reader.byte());
+      const auto name = reader.cstring();
+      if (what == 'S') {
+        if (auto found = prepared_.find(name); found != prepared_.end()) prepared_.erase(found);
+      } else if (auto found = portals_.find(name); found != portals_.end()) {
+        if (found->second.running) problem(UnitDrop::unmatched);  // a row-limited Execute never finished
+        portals_.erase(found);
+      }
+      ops_.push_back(Op{OpKind::close, {}, now, {}});
+      break;
+    }
+    case 'S':
+      discarding_ = false;
+      ops_.push_back(Op{OpKind::sync, {}, now, {}});
+      break;
+    case 'F':
+      ops_.push_back(Op{OpKind::function, {}, now, {}});
+      break;
+    default:
+      // Flush, Terminate, CopyData/CopyDone/CopyFail, password and SASL
+      // messages: no response of their own to match.
+      break;
+  }
+}
+
+void SessionCapture::frontend_skipped(char type, Clock::time_point now) {
+  if (disabled_ || (discarding_ && type != 'S')) return;
+  switch (type) {
+    case 'Q': ops_.push_back(Op{OpKind::query, {}, now, UnitDrop::oversized}); break;
+    case 'P':
+      // Its name is in the bytes not read: any later Bind may use it.
+      problem(UnitDrop::oversized);
+      prepared_.clear();
+      ops_.push_back(Op{OpKind::parse, {}, now, UnitDrop::oversized});
+      break;
+    case 'B':
+      problem(UnitDrop::oversized);
+      portals_.clear();
+      ops_.push_back(Op{OpKind::bind, {}, now, UnitDrop::oversized});
+      break;
+    case 'F': ops_.push_back(Op{OpKind::function, {}, now, {}}); break;
+    default: break;
+  }
+}
+
+// ---- backend ------------------------------------------------------------
+
+SessionCapture::Execution* SessionCapture::current() {
+  if (ops_.empty()) return nullptr;
+  Op& op = ops_.front();
+  if (op.kind == OpKind::query) return query_execution_.get();
+  if (op.kind == OpKind::execute) {
+    auto found = portals_.find(op.name);
+    return found != portals_.end() ? found->second.running.get() : nullptr;
+  }
+  return nullptr;
+}
+
+void SessionCapture::begin_statement(std::unique_ptr<Execution>& slot, std::string sql,
+                                     std::vector<std::optional<std::string>> params,
+                                     std::optional<std::vector<digest::Column>> columns, Clock::time_point start) {
+  slot = std::make_unique<Execution>();
+  slot->sql = std::move(sql);
+  slot->params = std::move(params);
+  slot->start = start;
+  if (columns) {
+    slot->columns = std::move(*columns);
+    slot->described = true;
+  }
+}
+
+void SessionCapture::row_description(std::string_view payload, std::vector<digest::Column>& columns, bool& binary) {
+  Reader reader(payload);
+  const int16_t count = reader.i16();
+  columns.clear();
+  binary = false;
+  for (int16_t i = 0; i < count && reader.ok(); ++i) {
+    digest::Column column;
+    column.name.assign(reader.cstring());
+    reader.i32();  // table oid
+    reader.i16();  // attribute number
+    column.type_oid = static_cast<uint32_t>(reader.i32());
+    column.type_name.assign(digest::builtin_type_name(column.type_oid));
+    reader.i16();  // type size
+    reader.i32();  // type modifier
+    binary = binary || reader.i16() != 0;
+    columns.push_back(std::move(column));
+  }
+  if (!reader.ok()) problem(UnitDrop::unmatched);
+}
+
+void SessionCapture::data_row(std::string_view payload) {
+  Execution* execution = current();
+  if (execution == nullptr) {
+    problem(UnitDrop::unmatched);
+    return;
+  }
+  if (execution->problem) return;
+  if (!execution->described) {
+    execution->problem = UnitDrop::unmatched;  // rows of a portal never described: no columns to digest by
+    return;
+  }
+  if (!execution->builder) {
+    execution->builder =
+        std::make_unique<digest::DigestBuilder>(execution->columns, rules_for(normalization_, execution->sql));
+    execution->row.resize(execution->columns.size());
+  }
+  Reader reader(payload);
+  const int16_t count = reader.i16();
+  if (count < 0 || static_cast<size_t>(count) != execution->columns.size()) {
+    execution->problem = UnitDrop::unmatched;
+    return;
+  }
+  for (auto& value : execution->row) {
+    const int32_t length = reader.i32();
+    if (length < 0) {
+      value.reset();
+    } else {
+      value = reader.bytes(static_cast<size_t>(length));
+    }
+  }
+  if (!reader.ok()) {
+    execution->problem = UnitDrop::unmatched;
+    return;
+  }
+  execution->builder->add_row(execution->row);
+}
+
+void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Clock::time_point now) {
+  last_completion_ = now;
+  if (!execution) return;
+  if (execution->problem) {
+    problem(*execution->problem);
+    return;
+  }
+  CapturedStatement statement;
+  auto& result = statement.result;
+  if (execution->described && !execution->columns.empty()) {
+    if (!execution->builder) {
+      execution->builder =
+          std::make_unique<digest::DigestBuilder>(execution->columns, rules_for(normalization_, execution->sql));
+    }
+    result.set_digest(std::move(*execution->builder).finish());
+  } else {
+    // No result columns: libpq's PGRES_COMMAND_OK, rows from the tag.
+    result.set_digest(digest::DigestBuilder({}, rules_for(normalization_, execution->sql)).finish());
+    result.rows = protocol::command_rows(last_tag_).value_or(0);
+  }
+  result.latency_us = micros(now - execution->start);
+  statement.sql = std::move(execution->sql);
+  statement.params = std::move(execution->params);
+  ++statements_captured_;
+  unit_bytes_ += statement.sql.size();
+  for (const auto& param : statement.params) unit_bytes_ += param ? param->size() : 0;
+  if (statements_.size() >= limits_.max_statements || unit_bytes_ > limits_.max_unit_bytes) {
+    problem(UnitDrop::oversized);
+    statements_.clear();
+    return;
+  }
+  if (statements_.empty()) unit_session_ = session_;
+  statements_.push_back(std::move(statement));
+}
+
+void SessionCapture::query_next_piece(Clock::time_point now) {
+  if (next_piece_ < pieces_.size()) {
+    begin_statement(query_execution_, std::move(pieces_[next_piece_]), {}, std::nullopt, now);
+    ++next_piece_;
+  } else {
+    query_execution_.reset();
+  }
+}
+
+void SessionCapture::error(std::string_view payload, Clock::time_point now) {
+  const auto fields = protocol::parse_error(payload);
+  if (ops_.empty()) return;  // a FATAL at shutdown, or during authentication
+  unit_failed_ = true;
+  Op& op = ops_.front();
+  auto record_failure = [&](std::string sql, std::vector<std::optional<std::string>> params, Clock::time_point start) {
+    CapturedStatement statement;
+    statement.sql = std::move(sql);
+    statement.params = std::move(params);
+    statement.result.status = wire::Status::error;
+    statement.result.sqlstate = fields.sqlstate;
+    statement.result.message = fields.message;
+    statement.result.latency_us = micros(now - start);
+    ++statements_captured_;
+    if (statements_.empty()) unit_session_ = session_;
+    if (statements_.size() < limits_.max_statements) {
+      statements_.push_back(std::move(statement));
+    } else {
+      problem(UnitDrop::oversized);
+    }
+    last_completion_ = now;
+  };
+  if (op.kind == OpKind::query) {
+    if (op.problem) {
+      problem(*op.problem);
+    } else if (query_execution_) {
+      if (query_execution_->problem) {
+        problem(*query_execution_->problem);
+      } else {
+        record_failure(std::move(query_execution_->sql), {}, query_execution_->start);
+      }
+    }
+    query_execution_.reset();
+    query_failed_ = true;  // the rest of the text is not run; ReadyForQuery follows
+    return;
+  }
+  // Extended protocol: the failed message, then everything up to Sync is skipped.
+  if (op.problem) {
+    problem(*op.problem);
+  } else if (op.kind == OpKind::parse) {
+    if (auto found = prepared_.find(op.name); found != prepared_.end()) {
+      record_failure(found->second.sql, {}, start_of(op));
+      prepared_.erase(found);
+    }
+  } else if (op.kind == OpKind::bind) {
+    if (auto found = portals_.find(op.name); found != portals_.end()) {
+      if (found->second.problem) {
+        problem(*found->second.problem);
+      } else {
+        record_failure(found->second.sql, found->second.params, start_of(op));
+      }
+      portals_.erase(found);
+    }
+  } else if (op.kind == OpKind::execute) {
+    if (auto found = portals_.find(op.name); found != portals_.end()) {
+      auto& portal = found->second;
+      if (portal.problem) {
+        problem(*portal.problem);
+      } else if (portal.running && portal.running->problem) {
+        problem(*portal.running->problem);
+      } else {
+        const auto start = portal.running ? portal.running->start : start_of(op);
+        record_failure(portal.sql, portal.params, start);
+      }
+      portal.running.reset();
+    }
+  } else if (op.kind == OpKind::sync) {
+    return;  // the implicit COMMIT at Sync failed: ReadyForQuery follows, the unit is rolled back
+  }
+  while (!ops_.empty() && ops_.front().kind != OpKind::sync) ops_.pop_front();
+  if (ops_.empty()) discarding_ = true;
+}
+
+void SessionCapture::complete(std::string_view tag, Clock::time_point now) {
+  last_tag_.assign(tag);
+  if (ops_.empty()) {
+    problem(UnitDrop::unmatched);
+    return;
+  }
+  Op& op = ops_.front();
+  if (op.kind == OpKind::query) {
+    if (op.problem) {
+      problem(*op.problem);
+    } else if (!query_execution_) {
+      problem(UnitDrop::unmatched);  // more statements ran than the text was split into
+    } else {
+      finish_statement(std::move(query_execution_), now);
+    }
+    query_next_piece(now);
+    return;
+  }
+  if (op.kind != OpKind::execute) {
+    problem(UnitDrop::unmatched);
+    return;
+  }
+  if (auto found = portals_.find(op.name); found != portals_.end()) {
+    finish_statement(std::move(found->second.running), now);
+  }
+  ops_.pop_front();
+}
+
+void SessionCapture::ready(char status, Clock::time_point now) {
+  // Everything up to this Sync (or Query) is answered.
+  while (!ops_.empty()) {
+    const OpKind kind = ops_.front().kind;
+    if (kind == OpKind::query && !query_failed_ && query_execution_) problem(UnitDrop::unmatched);
+    ops_.pop_front();
+    if (kind == OpKind::sync || kind == OpKind::query) break;
+  }
+  query_started_ = false;
+  query_failed_ = false;
+  query_execution_.reset();
+  pieces_.clear();
+  last_completion_ = now;
+  if (status == 'T' || status == 'E') {
+    in_transaction_ = true;
+    return;
+  }
+  // 'I': the transaction (or the implicit one of a Sync or a Query) is over,
+  // and with it every portal.
+  for (auto& [name, portal] : portals_) {
+    if (portal.running) problem(UnitDrop::unmatched);
+  }
+  portals_.clear();
+  if (statements_.empty() && !unit_problem_ && !in_transaction_) return;
+  if (unit_problem_) {
+    sink_.dropped(*unit_problem_);
+  } else if (!statements_.empty()) {
+    CapturedUnit unit;
+    unit.session = unit_session_;
+    unit.key = key_;
+    if (in_transaction_) {
+      // COMMIT of a failed transaction answers "ROLLBACK".
+      unit.tx = last_tag_ == "COMMIT" ? wire::TxMode::commit : wire::TxMode::rollback;
+    } else if (statements_.size() == 1) {
+      unit.autocommit = true;
+      unit.tx = wire::TxMode::autocommit;
+    } else {
+      // Several statements in one Query or before one Sync: one implicit
+      // transaction, rolled back by any failure.
+      unit.tx = unit_failed_ ? wire::TxMode::rollback : wire::TxMode::commit;
+    }
+    unit.statements = std::move(statements_);
+    sink_.unit(std::move(unit));
+  }
+  statements_.clear();
+  unit_bytes_ = 0;
+  in_transaction_ = false;
+  unit_failed_ = false;
+  unit_problem_.reset();
+}
+
+void SessionCapture::backend(char type, std::string_view payload, Clock::time_point now) {
+  if (disabled_) return;
+  if (type == 'S') {  // ParameterStatus: the session's rendering settings
+    Reader reader(payload);
+    const auto name = reader.cstring();
+    const auto value = reader.cstring();
+    if (name == "TimeZone") session_.time_zone.assign(value);
+    if (name == "DateStyle") session_.date_style.assign(value);
+    if (name == "IntervalStyle") session_.interval_style.assign(value);
+    if (name == "search_path") session_.search_path.assign(value);  // PostgreSQL 18+
+    return;
+  }
+  if (ops_.empty()) {
+    if (type == 'Z') ready(payload.empty() ? 'I' : payload[0], now);
+    return;  // authentication, BackendKeyData, notices
+  }
+  Op& op = ops_.front();
+  // A Query's first response starts its first statement.
+  if (op.kind == OpKind::query && !query_started_ && type != 'N' && type != 'A') {
+    query_started_ = true;
+    if (!op.problem) {
+      pieces_ = pieces_of(op.name);
+      next_piece_ = 0;
+      query_next_piece(start_of(op));
+    }
+  }
+  switch (type) {
+    case '1': case '2': case '3':  // ParseComplete, BindComplete, CloseComplete
+      last_completion_ = now;
+      ops_.pop_front();
+      break;
+    case 't':  // ParameterDescription: a RowDescription or NoData follows
+      break;
+    case 'n':  // NoData
+      if (op.kind == OpKind::describe_statement) {
+        if (auto found = prepared_.find(op.name); found != prepared_.end()) found->second.columns.emplace();
+      } else if (op.kind == OpKind::describe_portal) {
+        if (auto found = portals_.find(op.name); found != portals_.end()) found->second.columns.emplace();
+      }
+      if (op.kind == OpKind::describe_statement || op.kind == OpKind::describe_portal) ops_.pop_front();
+      break;
+    case 'T': {
+      std::vector<digest::Column> columns;
+      bool binary = false;
+      row_description(payload, columns, binary);
+      if (op.kind == OpKind::describe_statement) {
+        // A statement's description has no formats yet (Bind chooses them).
+        if (auto found = prepared_.find(op.name); found != prepared_.end()) found->second.columns = std::move(columns);
+        ops_.pop_front();
+      } else if (op.kind == OpKind::describe_portal) {
+        if (auto found = portals_.find(op.name); found != portals_.end()) {
+          found->second.columns = std::move(columns);
+          if (binary && !found->second.problem) found->second.problem = UnitDrop::binary_results;
+        }
+        ops_.pop_front();
+      } else if (op.kind == OpKind::query && query_execution_) {
+        query_execution_->columns = std::move(columns);
+        query_execution_->described = true;
+        if (binary) query_execution_->problem = UnitDrop::binary_results;
+      } else {
+        problem(UnitDrop::unmatched);
+      }
+      break;
+    }
+    case 'D':
+      if (op.kind == OpKind::execute) {
+        auto found = portals_.find(op.name);
+        if (found == portals_.end()) {
+          problem(UnitDrop::unmatched);
+          break;
+        }
+        auto& portal = found->second;
+        if (!portal.running) {
+          begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(op));
+          if (portal.problem) portal.running->problem = portal.problem;
+        }
+      }
+      data_row(payload);
+      break;
+    case 'C':
+    case 'I': {  // CommandComplete, EmptyQueryResponse
+      if (op.kind == OpKind::execute) {
+        if (auto found = portals_.find(op.name); found != portals_.end() && !found->second.running) {
+          auto& portal = found->second;
+          begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(op));
+          if (portal.problem) portal.running->problem = portal.problem;
+        }
+      }
+      if (type == 'I') {
+        if (op.kind == OpKind::execute) {
+          if (auto found = portals_.find(op.name); found != portals_.end()) found->second.running.reset();
+          ops_.pop_front();
+        }
+        break;  // an empty Query has no statement (the split left none)
+      }
+      Reader reader(payload);
+      complete(reader.cstring(), now);
+      break;
+    }
+    case 's':  // PortalSuspended: the portal's statement goes on at its next Execute
+      if (op.kind == OpKind::execute) ops_.pop_front();
+      break;
+    case 'E':
+      error(payload, now);
+      break;
+    case 'Z':
+      ready(payload.empty() ? 'I' : payload[0], now);
+      break;
+    case 'G': case 'H': case 'W':  // COPY: the data is on the client connection, not in any record
+      if (op.kind == OpKind::execute) {
+        if (auto found = portals_.find(op.name); found != portals_.end()) {
+          auto& portal = found->second;
+          if (!portal.running) begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(op));
+          portal.running->problem = UnitDrop::copy_data;
+        }
+      } else if (op.kind == OpKind::query && query_execution_) {
+        query_execution_->problem = UnitDrop::copy_data;
+      }
+      break;
+    case 'V':  // FunctionCallResponse
+      problem(UnitDrop::function_call);
+      if (op.kind == OpKind::function) ops_.pop_front();
+      break;
+    default:  // notices, notifications, CopyData/CopyDone from the server, BackendKeyData
+      break;
+  }
+}
+
+void SessionCapture::backend_skipped(char type, Clock::time_point now) {
+  if (disabled_) return;
+  if (type == 'D') {
+    if (Execution* execution = current()) {
+      execution->problem = UnitDrop::oversized;
+    } else if (!ops_.empty() && ops_.front().kind == OpKind::execute) {
+      auto found = portals_.find(ops_.front().name);
+      if (found != portals_.end() && !found->second.running) {
+        auto& portal = found->second;
+        begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(ops_.front()));
+        portal.running->problem = UnitDrop::oversized;
+      }
+    }
+    return;
+  }
+  // Any other message that large (a huge error or notice text): the unit
+  // cannot be told exactly.
+  (void)now;
+  problem(UnitDrop::oversized);
+}
+
+void SessionCapture::lost_sync() {
+  if (disabled_) return;
+  disabled_ = true;
+  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(UnitDrop::unmatched);
+  statements_.clear();
+}
+
+void SessionCapture::closed() {
+  if (disabled_) return;
+  disabled_ = true;
+  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(UnitDrop::client_gone);
+  statements_.clear();
+}
+
+}  // namespace shadowpipe::proxy
