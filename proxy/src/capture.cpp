@@ -92,84 +92,60 @@ void SessionCapture::frontend(char type, std::string_view payload, Clock::time_p
   if (discarding_ && type != 'S') return;
   switch (type) {
     case 'Q':
-      ops_.push_back(Op{OpKind::query, std::string(reader.cstring()), now, {}});
+      ops_.push_back(Op{OpKind::query, std::string(reader.cstring()), now});
       break;
     case 'P': {
-      std::string name(reader.cstring());
-      Prepared prepared;
-      prepared.sql.assign(reader.cstring());
-      prepared_[name] = std::move(prepared);
-      ops_.push_back(Op{OpKind::parse, std::move(name), now, {}});
+      Op op{OpKind::parse, std::string(reader.cstring()), now};
+      op.text.assign(reader.cstring());
+      ops_.push_back(std::move(op));
       break;
     }
     case 'B': {
-      std::string portal_name(reader.cstring());
-      const auto statement_name = reader.cstring();
-      Portal portal;
-      auto found = prepared_.find(statement_name);
-      if (found == prepared_.end() || found->second.oversized) {
-        portal.problem = UnitDrop::unmatched;
-      } else {
-        portal.sql = found->second.sql;
-        portal.columns = found->second.columns;
-      }
+      Op op{OpKind::bind, std::string(reader.cstring()), now};
+      op.text.assign(reader.cstring());
       std::vector<int16_t> formats(static_cast<size_t>(std::max<int16_t>(reader.i16(), 0)));
       for (auto& format : formats) format = reader.i16();
       const int16_t count = reader.i16();
       for (int16_t i = 0; i < count && reader.ok(); ++i) {
-        const int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : formats[static_cast<size_t>(i)];
+        const size_t index = static_cast<size_t>(i);
+        const int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : index < formats.size() ? formats[index] : 0;
         const int32_t length = reader.i32();
         if (length < 0) {
-          portal.params.emplace_back(std::nullopt);
+          op.params.emplace_back(std::nullopt);
           continue;
         }
         const auto value = reader.bytes(static_cast<size_t>(length));
-        if (format != 0) portal.problem = UnitDrop::binary_parameters;
-        portal.params.emplace_back(std::in_place, value);
+        if (format != 0) op.problem = UnitDrop::binary_parameters;
+        op.params.emplace_back(std::in_place, value);
       }
-      portal.result_formats.resize(static_cast<size_t>(std::max<int16_t>(reader.i16(), 0)));
-      for (auto& format : portal.result_formats) format = reader.i16();
-      if (!reader.ok()) portal.problem = UnitDrop::unmatched;
-      if (portal.columns) {
-        const auto& formats_out = portal.result_formats;
-        bool binary = false;
-        for (size_t c = 0; c < portal.columns->size(); ++c) {
-          const int16_t format = formats_out.empty() ? 0 : formats_out.size() == 1 ? formats_out[0] : formats_out[c];
-          binary = binary || format != 0;
-        }
-        if (binary && !portal.problem) portal.problem = UnitDrop::binary_results;
-      }
-      portals_[portal_name] = std::move(portal);
-      ops_.push_back(Op{OpKind::bind, std::move(portal_name), now, {}});
+      op.result_formats.resize(static_cast<size_t>(std::max<int16_t>(reader.i16(), 0)));
+      for (auto& format : op.result_formats) format = reader.i16();
+      if (!reader.ok() && !op.problem) op.problem = UnitDrop::unmatched;
+      ops_.push_back(std::move(op));
       break;
     }
     case 'D': {
       const char what = static_cast<char>(reader.byte());
       ops_.push_back(Op{what == 'S' ? OpKind::describe_statement : OpKind::describe_portal,
-                        std::string(reader.cstring()), now, {}});
+                        std::string(reader.cstring()), now});
       break;
     }
     case 'E':
-      ops_.push_back(Op{OpKind::execute, std::string(reader.cstring()), now, {}});
+      ops_.push_back(Op{OpKind::execute, std::string(reader.cstring()), now});
       break;
     case 'C': {
       const char what = static_cast<char>(reader.byte());
-      const auto name = reader.cstring();
-      if (what == 'S') {
-        if (auto found = prepared_.find(name); found != prepared_.end()) prepared_.erase(found);
-      } else if (auto found = portals_.find(name); found != portals_.end()) {
-        if (found->second.running) problem(UnitDrop::unmatched);  // a row-limited Execute never finished
-        portals_.erase(found);
-      }
-      ops_.push_back(Op{OpKind::close, {}, now, {}});
+      Op op{OpKind::close, std::string(reader.cstring()), now};
+      op.target = what;
+      ops_.push_back(std::move(op));
       break;
     }
     case 'S':
       discarding_ = false;
-      ops_.push_back(Op{OpKind::sync, {}, now, {}});
+      ops_.push_back(Op{OpKind::sync, {}, now});
       break;
     case 'F':
-      ops_.push_back(Op{OpKind::function, {}, now, {}});
+      ops_.push_back(Op{OpKind::function, {}, now});
       break;
     default:
       // Flush, Terminate, CopyData/CopyDone/CopyFail, password and SASL
@@ -182,23 +158,42 @@ void SessionCapture::frontend_skipped(char type, Clock::time_point now) {
   if (disabled_ || (discarding_ && type != 'S')) return;
   switch (type) {
     case 'Q': ops_.push_back(Op{OpKind::query, {}, now, UnitDrop::oversized}); break;
-    case 'P':
-      // Its name is in the bytes not read: any later Bind may use it.
-      problem(UnitDrop::oversized);
-      prepared_.clear();
+    case 'P':  // its name is in the bytes not read: every statement is in doubt (see ParseComplete)
       ops_.push_back(Op{OpKind::parse, {}, now, UnitDrop::oversized});
       break;
     case 'B':
-      problem(UnitDrop::oversized);
-      portals_.clear();
       ops_.push_back(Op{OpKind::bind, {}, now, UnitDrop::oversized});
       break;
-    case 'F': ops_.push_back(Op{OpKind::function, {}, now, {}}); break;
+    case 'F': ops_.push_back(Op{OpKind::function, {}, now}); break;
     default: break;
   }
 }
 
 // ---- backend ------------------------------------------------------------
+
+// The portal a Bind made, from the statement as it stands when the server
+// answers the Bind.
+SessionCapture::Portal SessionCapture::bind_portal(Op& op) {
+  Portal portal;
+  portal.params = std::move(op.params);
+  portal.result_formats = std::move(op.result_formats);
+  portal.problem = op.problem;
+  auto found = prepared_.find(op.text);
+  if (found == prepared_.end() || found->second.oversized) {
+    if (!portal.problem) portal.problem = found == prepared_.end() ? UnitDrop::unmatched : UnitDrop::oversized;
+    return portal;
+  }
+  portal.sql = found->second.sql;
+  portal.columns = found->second.columns;
+  if (portal.columns) {
+    const auto& formats = portal.result_formats;
+    for (size_t c = 0; c < portal.columns->size(); ++c) {
+      const int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : c < formats.size() ? formats[c] : 0;
+      if (format != 0 && !portal.problem) portal.problem = UnitDrop::binary_results;
+    }
+  }
+  return portal;
+}
 
 SessionCapture::Execution* SessionCapture::current() {
   if (ops_.empty()) return nullptr;
@@ -365,18 +360,16 @@ void SessionCapture::error(std::string_view payload, Clock::time_point now) {
   if (op.problem) {
     problem(*op.problem);
   } else if (op.kind == OpKind::parse) {
-    if (auto found = prepared_.find(op.name); found != prepared_.end()) {
-      record_failure(found->second.sql, {}, start_of(op));
-      prepared_.erase(found);
-    }
+    // A failed Parse leaves no statement (an unnamed one is gone too).
+    if (auto found = prepared_.find(op.name); found != prepared_.end() && op.name.empty()) prepared_.erase(found);
+    record_failure(std::move(op.text), {}, start_of(op));
   } else if (op.kind == OpKind::bind) {
-    if (auto found = portals_.find(op.name); found != portals_.end()) {
-      if (found->second.problem) {
-        problem(*found->second.problem);
-      } else {
-        record_failure(found->second.sql, found->second.params, start_of(op));
-      }
-      portals_.erase(found);
+    if (auto found = portals_.find(op.name); found != portals_.end() && op.name.empty()) portals_.erase(found);
+    Portal portal = bind_portal(op);
+    if (portal.problem) {
+      problem(*portal.problem);
+    } else {
+      record_failure(std::move(portal.sql), std::move(portal.params), start_of(op));
     }
   } else if (op.kind == OpKind::execute) {
     if (auto found = portals_.find(op.name); found != portals_.end()) {
@@ -504,7 +497,41 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
     }
   }
   switch (type) {
-    case '1': case '2': case '3':  // ParseComplete, BindComplete, CloseComplete
+    case '1':  // ParseComplete
+      if (op.kind == OpKind::parse) {
+        if (op.problem) {
+          // A Parse too large to read: which statement it replaced is unknown.
+          for (auto& [name, prepared] : prepared_) prepared.oversized = true;
+          problem(*op.problem);
+        } else {
+          prepared_[op.name] = Prepared{std::move(op.text), std::nullopt, false};
+        }
+      }
+      last_completion_ = now;
+      ops_.pop_front();
+      break;
+    case '2':  // BindComplete
+      if (op.kind == OpKind::bind) {
+        if (op.problem == UnitDrop::oversized) {
+          portals_.clear();
+          problem(UnitDrop::oversized);
+        } else {
+          std::string name = op.name;
+          portals_[name] = bind_portal(op);
+        }
+      }
+      last_completion_ = now;
+      ops_.pop_front();
+      break;
+    case '3':  // CloseComplete
+      if (op.kind == OpKind::close) {
+        if (op.target == 'S') {
+          if (auto found = prepared_.find(op.name); found != prepared_.end()) prepared_.erase(found);
+        } else if (auto found = portals_.find(op.name); found != portals_.end()) {
+          if (found->second.running) problem(UnitDrop::unmatched);  // a row-limited Execute never finished
+          portals_.erase(found);
+        }
+      }
       last_completion_ = now;
       ops_.pop_front();
       break;

@@ -104,12 +104,23 @@ class SessionCapture {
     std::unique_ptr<Execution> running;  // an Execute with a row limit stopped part way
   };
   enum class OpKind { query, parse, bind, describe_statement, describe_portal, execute, close, sync, function, copy_fail };
+  // A request waiting for its response. What it changes (a statement
+  // parsed, a portal bound, one closed) applies when the server answers it,
+  // not when it passes: with pipelining, later requests pass before earlier
+  // ones are answered.
   struct Op {
+    Op(OpKind kind_, std::string name_, Clock::time_point arrived_, std::optional<UnitDrop> problem_ = {})
+        : kind(kind_), name(std::move(name_)), arrived(arrived_), problem(problem_) {}
     OpKind kind;
     std::string name;  // statement or portal; the SQL of a query
     Clock::time_point arrived;
     std::optional<UnitDrop> problem;  // known at the request already (a message too large)
+    std::string text;                 // Parse: the SQL; Bind: the statement's name
+    std::vector<std::optional<std::string>> params;  // Bind
+    std::vector<int16_t> result_formats;             // Bind
+    char target = 0;                  // Describe, Close: 'S' or 'P'
   };
+  Portal bind_portal(Op& op);
 
   void begin_statement(std::unique_ptr<Execution>& slot, std::string sql, std::vector<std::optional<std::string>> params,
                        std::optional<std::vector<digest::Column>> columns, Clock::time_point start);
