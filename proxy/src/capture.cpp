@@ -11,6 +11,7 @@ namespace shadowpipe::proxy {
 std::string_view to_string(UnitDrop drop) {
   switch (drop) {
     case UnitDrop::client_gone: return "client_gone";
+    case UnitDrop::primary_gone: return "primary_gone";
     case UnitDrop::binary_parameters: return "binary_parameters";
     case UnitDrop::binary_results: return "binary_results";
     case UnitDrop::copy_data: return "copy_data";
@@ -660,10 +661,10 @@ void SessionCapture::lost_sync() {
   statements_.clear();
 }
 
-void SessionCapture::closed() {
+void SessionCapture::closed(UnitDrop why) {
   if (disabled_) return;
   disabled_ = true;
-  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(UnitDrop::client_gone);
+  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(why);
   statements_.clear();
 }
 

@@ -39,6 +39,7 @@ bool MessageFramer::feed(std::string_view bytes, Sink& sink) {
     bytes.remove_prefix(take);
     if (remaining_ == 0) {
       in_body_ = false;
+      last_type_ = type_;
       if (skipping_) {
         sink.skipped(type_, body_size_);
       } else {

@@ -229,7 +229,7 @@ struct Server::Worker {
   void finish(Connection& connection) {
     if (connection.closing) return;
     connection.closing = true;
-    if (connection.capture) connection.capture->closed();
+    if (connection.capture) connection.capture->closed(UnitDrop::client_gone);
     if (connection.client >= 0) {
       epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.client, nullptr);
       close(connection.client);
@@ -254,7 +254,7 @@ struct Server::Worker {
       connection.server = -1;
       connection.server_events = 0;
     }
-    if (connection.capture) connection.capture->closed();
+    if (connection.capture) connection.capture->closed(UnitDrop::client_gone);
     flush_client(connection);
   }
 
@@ -509,10 +509,11 @@ struct Server::Worker {
 
   void primary_gone(Connection& connection) {
     // Whatever the primary said last (its FATAL, when it shut down in
-    // order) reaches the client; a primary that vanished without a word
-    // gets one from the proxy, if it fits between two messages.
-    if (connection.capture) connection.capture->closed();
-    if (!connection.backend.failed() && connection.backend.at_boundary()) {
+    // order or ended the session) reaches the client; a primary that
+    // vanished without a word gets one from the proxy, if it fits between
+    // two messages.
+    if (connection.capture) connection.capture->closed(UnitDrop::primary_gone);
+    if (!connection.backend.failed() && connection.backend.at_boundary() && connection.backend.last_type() != 'E') {
       connection.to_client.append(protocol::error_response(
           "FATAL", "08006", "shadow-proxy: the primary closed the connection"));
     }

@@ -81,7 +81,7 @@ units=$(value units)
 [ "$(value published)" = "$units" ] || fail "published $(value published) of $units units"
 [ "$(value dropped_binary_parameters)" = "$expected_binary" ] \
   || fail "binary_parameters drops $(value dropped_binary_parameters), expected $expected_binary"
-for reason in client_gone binary_results function_call oversized unmatched queue_full; do
+for reason in client_gone primary_gone binary_results function_call oversized unmatched queue_full; do
   [ "$(value "dropped_$reason")" = 0 ] || fail "units dropped as $reason: $(value "dropped_$reason")"
 done
 [ "$(value dropped_copy_data)" = "$expected_copy" ] || fail "copy_data drops $(value dropped_copy_data), expected $expected_copy"

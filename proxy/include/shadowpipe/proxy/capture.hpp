@@ -24,7 +24,8 @@ namespace shadowpipe::proxy {
 
 // Why a unit was not handed over for recording. Each is counted.
 enum class UnitDrop {
-  client_gone,          // the client (or the primary) went away inside the unit
+  client_gone,          // the client went away inside the unit (or with a request unanswered)
+  primary_gone,         // the primary closed the connection inside the unit
   binary_parameters,    // a Bind carried a binary parameter: the wire record holds text only
   binary_results,       // a result came in binary format: its digest would not match the shadow's text digest
   copy_data,            // COPY FROM STDIN / TO STDOUT: the record cannot carry the data
@@ -33,8 +34,8 @@ enum class UnitDrop {
   unmatched,            // the responses did not match what the proxy expected (the capture lost its place)
   queue_full,           // the recording queue was full (the recorder falls behind)
 };
-inline constexpr std::array<UnitDrop, 8> kUnitDrops = {
-    UnitDrop::client_gone, UnitDrop::binary_parameters, UnitDrop::binary_results, UnitDrop::copy_data,
+inline constexpr std::array<UnitDrop, 9> kUnitDrops = {
+    UnitDrop::client_gone, UnitDrop::primary_gone, UnitDrop::binary_parameters, UnitDrop::binary_results, UnitDrop::copy_data,
     UnitDrop::function_call, UnitDrop::oversized, UnitDrop::unmatched, UnitDrop::queue_full};
 std::string_view to_string(UnitDrop drop);
 
@@ -83,8 +84,9 @@ class SessionCapture {
   // The stream in one direction stopped being the protocol: nothing more
   // is captured on this session.
   void lost_sync();
-  // The connection ends: an open unit is dropped (client_gone).
-  void closed();
+  // The connection ends: an open unit is dropped, counted as `why`
+  // (client_gone or primary_gone).
+  void closed(UnitDrop why);
 
   uint64_t statements_captured() const { return statements_captured_; }
 

@@ -47,6 +47,8 @@ class MessageFramer {
   // No message is partly received: a message the proxy writes itself may go
   // into the stream here without cutting one of the server's in two.
   bool at_boundary() const { return header_fill_ == 0 && !in_body_; }
+  // The type of the last whole message (0 before the first).
+  char last_type() const { return last_type_; }
 
  private:
   size_t max_message_;
@@ -59,6 +61,7 @@ class MessageFramer {
   uint64_t body_size_ = 0;
   std::string body_;
   bool failed_ = false;
+  char last_type_ = 0;
 };
 
 // Reads a message's fields in order; any read past the end makes ok() false
