@@ -1,5 +1,6 @@
 #include "shadowpipe/proxy/capture.hpp"
 
+#include "shadowpipe/proxy/binary_text.hpp"
 #include "shadowpipe/proxy/protocol.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/statement_split.hpp"
@@ -29,9 +30,11 @@ struct SessionCapture::Execution {
   std::string sql;
   std::vector<std::optional<std::string>> params;
   std::vector<digest::Column> columns;
+  std::vector<int16_t> formats;  // per column: 0 text, 1 binary (rendered as text for the digest)
   bool described = false;  // columns known (RowDescription seen, or from a Describe)
   std::unique_ptr<digest::DigestBuilder> builder;
   std::vector<std::optional<std::string_view>> row;
+  std::vector<std::string> rendered;  // text of this row's binary values
   Clock::time_point start;
   std::optional<UnitDrop> problem;
 };
@@ -98,6 +101,8 @@ void SessionCapture::frontend(char type, std::string_view payload, Clock::time_p
     case 'P': {
       Op op{OpKind::parse, std::string(reader.cstring()), now};
       op.text.assign(reader.cstring());
+      const int16_t count = reader.i16();
+      for (int16_t i = 0; i < count && reader.ok(); ++i) op.param_types.push_back(static_cast<uint32_t>(reader.i32()));
       ops_.push_back(std::move(op));
       break;
     }
@@ -115,10 +120,11 @@ void SessionCapture::frontend(char type, std::string_view payload, Clock::time_p
           op.params.emplace_back(std::nullopt);
           continue;
         }
-        const auto value = reader.bytes(static_cast<size_t>(length));
-        if (format != 0) op.problem = UnitDrop::binary_parameters;
-        op.params.emplace_back(std::in_place, value);
+        op.params.emplace_back(std::in_place, reader.bytes(static_cast<size_t>(length)));
+        op.param_formats.resize(op.params.size());
+        op.param_formats.back() = format;
       }
+      op.param_formats.resize(op.params.size());
       op.result_formats.resize(static_cast<size_t>(std::max<int16_t>(reader.i16(), 0)));
       for (auto& format : op.result_formats) format = reader.i16();
       if (!reader.ok() && !op.problem) op.problem = UnitDrop::unmatched;
@@ -184,16 +190,36 @@ SessionCapture::Portal SessionCapture::bind_portal(Op& op) {
     if (!portal.problem) portal.problem = found == prepared_.end() ? UnitDrop::unmatched : UnitDrop::oversized;
     return portal;
   }
-  portal.sql = found->second.sql;
-  portal.columns = found->second.columns;
+  const Prepared& prepared = found->second;
+  portal.sql = prepared.sql;
+  // Binary parameters in text, where the type's text form is the value's.
+  for (size_t i = 0; i < portal.params.size(); ++i) {
+    if (i >= op.param_formats.size() || op.param_formats[i] == 0 || !portal.params[i]) continue;
+    const uint32_t type = i < prepared.param_types.size() ? prepared.param_types[i] : 0;
+    auto text = binary_to_text(type, *portal.params[i]);
+    if (!text) {
+      if (!portal.problem) portal.problem = UnitDrop::binary_parameters;
+      continue;
+    }
+    portal.params[i] = std::move(*text);
+  }
+  portal.columns = prepared.columns;
   if (portal.columns) {
     const auto& formats = portal.result_formats;
+    portal.formats.resize(portal.columns->size());
     for (size_t c = 0; c < portal.columns->size(); ++c) {
-      const int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : c < formats.size() ? formats[c] : 0;
-      if (format != 0 && !portal.problem) portal.problem = UnitDrop::binary_results;
+      portal.formats[c] = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : c < formats.size() ? formats[c] : 0;
     }
+    if (!renderable(*portal.columns, portal.formats) && !portal.problem) portal.problem = UnitDrop::binary_results;
   }
   return portal;
+}
+
+bool SessionCapture::renderable(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats) {
+  for (size_t c = 0; c < columns.size() && c < formats.size(); ++c) {
+    if (formats[c] != 0 && !renders_binary(columns[c].type_oid)) return false;
+  }
+  return true;
 }
 
 SessionCapture::Execution* SessionCapture::current() {
@@ -205,6 +231,13 @@ SessionCapture::Execution* SessionCapture::current() {
     return found != portals_.end() ? found->second.running.get() : nullptr;
   }
   return nullptr;
+}
+
+void SessionCapture::begin_statement(std::unique_ptr<Execution>& slot, const Portal& portal, Clock::time_point start) {
+  begin_statement(slot, portal.sql, portal.params, portal.columns, start);
+  slot->formats = portal.formats;
+  slot->formats.resize(slot->columns.size());
+  if (portal.problem) slot->problem = portal.problem;
 }
 
 void SessionCapture::begin_statement(std::unique_ptr<Execution>& slot, std::string sql,
@@ -220,11 +253,12 @@ void SessionCapture::begin_statement(std::unique_ptr<Execution>& slot, std::stri
   }
 }
 
-void SessionCapture::row_description(std::string_view payload, std::vector<digest::Column>& columns, bool& binary) {
+void SessionCapture::row_description(std::string_view payload, std::vector<digest::Column>& columns,
+                                     std::vector<int16_t>& formats) {
   Reader reader(payload);
   const int16_t count = reader.i16();
   columns.clear();
-  binary = false;
+  formats.clear();
   for (int16_t i = 0; i < count && reader.ok(); ++i) {
     digest::Column column;
     column.name.assign(reader.cstring());
@@ -234,7 +268,7 @@ void SessionCapture::row_description(std::string_view payload, std::vector<diges
     column.type_name.assign(digest::builtin_type_name(column.type_oid));
     reader.i16();  // type size
     reader.i32();  // type modifier
-    binary = binary || reader.i16() != 0;
+    formats.push_back(reader.i16());
     columns.push_back(std::move(column));
   }
   if (!reader.ok()) problem(UnitDrop::unmatched);
@@ -262,12 +296,23 @@ void SessionCapture::data_row(std::string_view payload) {
     execution->problem = UnitDrop::unmatched;
     return;
   }
-  for (auto& value : execution->row) {
+  execution->rendered.resize(execution->row.size());
+  for (size_t c = 0; c < execution->row.size(); ++c) {
+    auto& value = execution->row[c];
     const int32_t length = reader.i32();
     if (length < 0) {
       value.reset();
-    } else {
-      value = reader.bytes(static_cast<size_t>(length));
+      continue;
+    }
+    value = reader.bytes(static_cast<size_t>(length));
+    if (c < execution->formats.size() && execution->formats[c] != 0) {
+      auto text = binary_to_text(execution->columns[c].type_oid, *value);
+      if (!text) {
+        execution->problem = UnitDrop::binary_results;
+        return;
+      }
+      execution->rendered[c] = std::move(*text);
+      value = execution->rendered[c];
     }
   }
   if (!reader.ok()) {
@@ -505,7 +550,7 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
           for (auto& [name, prepared] : prepared_) prepared.oversized = true;
           problem(*op.problem);
         } else {
-          prepared_[op.name] = Prepared{std::move(op.text), std::nullopt, false};
+          prepared_[op.name] = Prepared{std::move(op.text), std::move(op.param_types), std::nullopt, false};
         }
       }
       last_completion_ = now;
@@ -536,7 +581,17 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
       last_completion_ = now;
       ops_.pop_front();
       break;
-    case 't':  // ParameterDescription: a RowDescription or NoData follows
+    case 't':  // ParameterDescription: the types the server chose; a RowDescription or NoData follows
+      if (op.kind == OpKind::describe_statement) {
+        if (auto found = prepared_.find(op.name); found != prepared_.end()) {
+          Reader reader(payload);
+          const int16_t count = reader.i16();
+          found->second.param_types.clear();
+          for (int16_t i = 0; i < count && reader.ok(); ++i) {
+            found->second.param_types.push_back(static_cast<uint32_t>(reader.i32()));
+          }
+        }
+      }
       break;
     case 'n':  // NoData
       if (op.kind == OpKind::describe_statement) {
@@ -548,22 +603,25 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
       break;
     case 'T': {
       std::vector<digest::Column> columns;
-      bool binary = false;
-      row_description(payload, columns, binary);
+      std::vector<int16_t> formats;
+      row_description(payload, columns, formats);
       if (op.kind == OpKind::describe_statement) {
         // A statement's description has no formats yet (Bind chooses them).
         if (auto found = prepared_.find(op.name); found != prepared_.end()) found->second.columns = std::move(columns);
         ops_.pop_front();
       } else if (op.kind == OpKind::describe_portal) {
         if (auto found = portals_.find(op.name); found != portals_.end()) {
-          found->second.columns = std::move(columns);
-          if (binary && !found->second.problem) found->second.problem = UnitDrop::binary_results;
+          auto& portal = found->second;
+          if (!renderable(columns, formats) && !portal.problem) portal.problem = UnitDrop::binary_results;
+          portal.columns = std::move(columns);
+          portal.formats = std::move(formats);
         }
         ops_.pop_front();
       } else if (op.kind == OpKind::query && query_execution_) {
+        if (!renderable(columns, formats)) query_execution_->problem = UnitDrop::binary_results;
         query_execution_->columns = std::move(columns);
+        query_execution_->formats = std::move(formats);
         query_execution_->described = true;
-        if (binary) query_execution_->problem = UnitDrop::binary_results;
       } else {
         problem(UnitDrop::unmatched);
       }
@@ -578,8 +636,7 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
         }
         auto& portal = found->second;
         if (!portal.running) {
-          begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(op));
-          if (portal.problem) portal.running->problem = portal.problem;
+          begin_statement(portal.running, portal, start_of(op));
         }
       }
       data_row(payload);
@@ -589,8 +646,7 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
       if (op.kind == OpKind::execute) {
         if (auto found = portals_.find(op.name); found != portals_.end() && !found->second.running) {
           auto& portal = found->second;
-          begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(op));
-          if (portal.problem) portal.running->problem = portal.problem;
+          begin_statement(portal.running, portal, start_of(op));
         }
       }
       if (type == 'I') {
@@ -617,7 +673,7 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
       if (op.kind == OpKind::execute) {
         if (auto found = portals_.find(op.name); found != portals_.end()) {
           auto& portal = found->second;
-          if (!portal.running) begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(op));
+          if (!portal.running) begin_statement(portal.running, portal, start_of(op));
           portal.running->problem = UnitDrop::copy_data;
         }
       } else if (op.kind == OpKind::query && query_execution_) {
@@ -642,7 +698,7 @@ void SessionCapture::backend_skipped(char type, Clock::time_point now) {
       auto found = portals_.find(ops_.front().name);
       if (found != portals_.end() && !found->second.running) {
         auto& portal = found->second;
-        begin_statement(portal.running, portal.sql, portal.params, portal.columns, start_of(ops_.front()));
+        begin_statement(portal.running, portal, start_of(ops_.front()));
         portal.running->problem = UnitDrop::oversized;
       }
     }

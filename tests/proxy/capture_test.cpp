@@ -1,11 +1,13 @@
 // The capture without sockets: protocol messages as a client and a server
 // exchange them, fed in the order the proxy would see them; what comes out
 // is the units and drops.
+#include "shadowpipe/proxy/binary_text.hpp"
 #include "shadowpipe/proxy/capture.hpp"
 #include "shadowpipe/proxy/protocol.hpp"
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
 
 namespace shadowpipe::proxy {
@@ -44,13 +46,18 @@ struct Body {
 };
 
 std::string query(std::string_view sql) { return Body().str(sql).bytes; }
-std::string parse(std::string_view name, std::string_view sql) { return Body().str(name).str(sql).i16(0).bytes; }
+std::string parse(std::string_view name, std::string_view sql, const std::vector<uint32_t>& types = {}) {
+  Body body;
+  body.str(name).str(sql).i16(static_cast<int16_t>(types.size()));
+  for (uint32_t type : types) body.i32(static_cast<int32_t>(type));
+  return body.bytes;
+}
 std::string bind(std::string_view portal, std::string_view statement, const std::vector<std::string>& params,
-                 int16_t param_format = 0) {
+                 int16_t param_format = 0, int16_t result_format = 0) {
   Body body;
   body.str(portal).str(statement).i16(1).i16(param_format).i16(static_cast<int16_t>(params.size()));
   for (const auto& param : params) body.i32(static_cast<int32_t>(param.size())).raw(param);
-  body.i16(0);  // result formats: all text
+  body.i16(1).i16(result_format);  // one result format for all columns
   return body.bytes;
 }
 std::string describe(char what, std::string_view name) {
@@ -59,10 +66,12 @@ std::string describe(char what, std::string_view name) {
   return body.str(name).bytes;
 }
 std::string execute(std::string_view portal, int32_t max_rows = 0) { return Body().str(portal).i32(max_rows).bytes; }
-std::string row_description(const std::vector<std::pair<std::string, uint32_t>>& columns) {
+std::string row_description(const std::vector<std::pair<std::string, uint32_t>>& columns, int16_t format = 0) {
   Body body;
   body.i16(static_cast<int16_t>(columns.size()));
-  for (const auto& [name, oid] : columns) body.str(name).i32(0).i16(0).i32(static_cast<int32_t>(oid)).i16(4).i32(-1).i16(0);
+  for (const auto& [name, oid] : columns) {
+    body.str(name).i32(0).i16(0).i32(static_cast<int32_t>(oid)).i16(4).i32(-1).i16(format);
+  }
   return body.bytes;
 }
 std::string data_row(const std::vector<std::optional<std::string>>& values) {
@@ -236,6 +245,75 @@ TEST_F(ProxyCapture, BinaryParametersDropTheUnitAndCountIt) {
   server('Z', ready('I'));
   EXPECT_TRUE(sink.units.empty());
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::binary_parameters});
+}
+
+TEST_F(ProxyCapture, BinaryValuesOfTypesWithAFixedTextFormAreRecordedInText) {
+  constexpr uint32_t kInt8 = 20;
+  client('P', parse("", "SELECT id, owner FROM accounts WHERE id = $1", {kInt8}));
+  client('B', bind("", "", {std::string("\0\0\0\0\0\0\0\7", 8)}, 1, 1));
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"id", kInt4}, {"owner", kText}}, 1));
+  server('D', data_row({std::string("\0\0\0\7", 4), "owner 7"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u) << "drops: " << sink.drops.size();
+  const auto& statement = sink.units[0].statements[0];
+  EXPECT_EQ(statement.params, (std::vector<std::optional<std::string>>{"7"}));
+  wire::StatementResult expected;
+  expected.set_digest(expected_digest({{"id", kInt4}, {"owner", kText}}, {{"7", "owner 7"}}));
+  EXPECT_EQ(statement.result.ordered, expected.ordered);
+}
+
+TEST_F(ProxyCapture, BinaryResultsOfOtherTypesDropTheUnit) {
+  constexpr uint32_t kNumeric = 1700;
+  client('P', parse("", "SELECT balance FROM accounts"));
+  client('B', bind("", "", {}, 0, 1));
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"balance", kNumeric}}, 1));
+  server('D', data_row({std::string("\0\1\0\0\0\0\0\0\0\7", 10)}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::binary_results});
+}
+
+TEST(ProxyBinaryText, RendersAsTheServerDoes) {
+  auto be64 = [](double value) {
+    const auto bits = std::bit_cast<uint64_t>(value);
+    std::string out;
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((bits >> shift) & 0xFF));
+    return out;
+  };
+  auto be32 = [](float value) {
+    const auto bits = std::bit_cast<uint32_t>(value);
+    std::string out;
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((bits >> shift) & 0xFF));
+    return out;
+  };
+  // What SELECT x::float8 / x::float4 prints on PostgreSQL 15.
+  EXPECT_EQ(binary_to_text(701, be64(100000.0)), "100000");
+  EXPECT_EQ(binary_to_text(701, be64(1e15)), "1e+15");
+  EXPECT_EQ(binary_to_text(701, be64(123456789012345.0)), "123456789012345");
+  EXPECT_EQ(binary_to_text(701, be64(0.0001)), "0.0001");
+  EXPECT_EQ(binary_to_text(701, be64(0.00001)), "1e-05");
+  EXPECT_EQ(binary_to_text(701, be64(-1.5)), "-1.5");
+  EXPECT_EQ(binary_to_text(701, be64(0.1 + 0.2)), "0.30000000000000004");
+  EXPECT_EQ(binary_to_text(700, be32(1000000.0f)), "1e+06");
+  EXPECT_EQ(binary_to_text(700, be32(100000.0f)), "100000");
+  EXPECT_EQ(binary_to_text(16, std::string(1, '\1')), "t");
+  EXPECT_EQ(binary_to_text(21, std::string("\xff\xfe", 2)), "-2");
+  EXPECT_EQ(binary_to_text(17, std::string("\x01\xab", 2)), "\\x01ab");
+  EXPECT_EQ(binary_to_text(2950, std::string(16, '\x11')), "11111111-1111-1111-1111-111111111111");
+  EXPECT_EQ(binary_to_text(1700, "anything"), std::nullopt);
+  EXPECT_EQ(binary_to_text(23, "abc"), std::nullopt);  // not 4 bytes
 }
 
 TEST_F(ProxyCapture, RowLimitedExecutesMakeOneStatementWithAllRows) {

@@ -94,14 +94,16 @@ class SessionCapture {
   struct Execution;
   struct Prepared {
     std::string sql;
+    std::vector<uint32_t> param_types;                   // from Parse, then ParameterDescription; 0: unknown
     std::optional<std::vector<digest::Column>> columns;  // known after a Describe
     bool oversized = false;
   };
   struct Portal {
     std::string sql;
-    std::vector<std::optional<std::string>> params;
-    std::vector<int16_t> result_formats;
+    std::vector<std::optional<std::string>> params;  // in text (binary ones rendered)
+    std::vector<int16_t> result_formats;             // as the Bind gave them
     std::optional<std::vector<digest::Column>> columns;
+    std::vector<int16_t> formats;                    // per column: 0 text, 1 binary
     std::optional<UnitDrop> problem;
     std::unique_ptr<Execution> running;  // an Execute with a row limit stopped part way
   };
@@ -118,16 +120,21 @@ class SessionCapture {
     Clock::time_point arrived;
     std::optional<UnitDrop> problem;  // known at the request already (a message too large)
     std::string text;                 // Parse: the SQL; Bind: the statement's name
-    std::vector<std::optional<std::string>> params;  // Bind
+    std::vector<std::optional<std::string>> params;  // Bind, as sent
+    std::vector<int16_t> param_formats;              // Bind: per parameter
     std::vector<int16_t> result_formats;             // Bind
+    std::vector<uint32_t> param_types;               // Parse
     char target = 0;                  // Describe, Close: 'S' or 'P'
   };
   Portal bind_portal(Op& op);
 
+  void begin_statement(std::unique_ptr<Execution>& slot, const Portal& portal, Clock::time_point start);
   void begin_statement(std::unique_ptr<Execution>& slot, std::string sql, std::vector<std::optional<std::string>> params,
                        std::optional<std::vector<digest::Column>> columns, Clock::time_point start);
   void finish_statement(std::unique_ptr<Execution> execution, Clock::time_point now);
-  void row_description(std::string_view payload, std::vector<digest::Column>& columns, bool& binary);
+  void row_description(std::string_view payload, std::vector<digest::Column>& columns, std::vector<int16_t>& formats);
+  // Whether every binary column has a text rendering (else binary_results).
+  static bool renderable(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats);
   void data_row(std::string_view payload);
   void error(std::string_view payload, Clock::time_point now);
   void complete(std::string_view tag, Clock::time_point now);
