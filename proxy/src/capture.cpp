@@ -6,8 +6,14 @@
 #include "shadowpipe/statement_split.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 namespace shadowpipe::proxy {
+
+// SHADOW_PROXY_TRACE=1: every message's type and each drop's reason on
+// stderr, to find where the capture lost its place with a new driver.
+static const bool kTrace = std::getenv("SHADOW_PROXY_TRACE") != nullptr;
 
 std::string_view to_string(UnitDrop drop) {
   switch (drop) {
@@ -18,6 +24,7 @@ std::string_view to_string(UnitDrop drop) {
     case UnitDrop::copy_data: return "copy_data";
     case UnitDrop::function_call: return "function_call";
     case UnitDrop::oversized: return "oversized";
+    case UnitDrop::row_limited: return "row_limited";
     case UnitDrop::unmatched: return "unmatched";
     case UnitDrop::queue_full: return "queue_full";
   }
@@ -79,6 +86,7 @@ SessionCapture::SessionCapture(UnitSink& sink, std::string key, const digest::No
 SessionCapture::~SessionCapture() = default;
 
 void SessionCapture::problem(UnitDrop why) {
+  if (kTrace) std::fprintf(stderr, "trace: problem %s\n", std::string(to_string(why)).c_str());
   if (!unit_problem_) unit_problem_ = why;
 }
 
@@ -89,6 +97,7 @@ SessionCapture::Clock::time_point SessionCapture::start_of(const Op& op) const {
 // ---- frontend -----------------------------------------------------------
 
 void SessionCapture::frontend(char type, std::string_view payload, Clock::time_point now) {
+  if (kTrace) std::fprintf(stderr, "trace: F %c %zu ops=%zu\n", type, payload.size(), ops_.size());
   if (disabled_) return;
   Reader reader(payload);
   // After an error in the extended protocol the server skips every message
@@ -191,6 +200,7 @@ SessionCapture::Portal SessionCapture::bind_portal(Op& op) {
     return portal;
   }
   const Prepared& prepared = found->second;
+  portal.statement = op.text;
   portal.sql = prepared.sql;
   // Binary parameters in text, where the type's text form is the value's.
   for (size_t i = 0; i < portal.params.size(); ++i) {
@@ -485,7 +495,7 @@ void SessionCapture::ready(char status, Clock::time_point now) {
   // 'I': the transaction (or the implicit one of a Sync or a Query) is over,
   // and with it every portal.
   for (auto& [name, portal] : portals_) {
-    if (portal.running) problem(UnitDrop::unmatched);
+    if (portal.running) problem(portal.running->problem.value_or(UnitDrop::row_limited));
   }
   portals_.clear();
   if (statements_.empty() && !unit_problem_ && !in_transaction_) return;
@@ -517,6 +527,7 @@ void SessionCapture::ready(char status, Clock::time_point now) {
 }
 
 void SessionCapture::backend(char type, std::string_view payload, Clock::time_point now) {
+  if (kTrace) std::fprintf(stderr, "trace: B %c %zu ops=%zu head=%d\n", type, payload.size(), ops_.size(), ops_.empty() ? -1 : static_cast<int>(ops_.front().kind));
   if (disabled_) return;
   if (type == 'S') {  // ParameterStatus: the session's rendering settings
     Reader reader(payload);
@@ -574,7 +585,7 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
         if (op.target == 'S') {
           if (auto found = prepared_.find(op.name); found != prepared_.end()) prepared_.erase(found);
         } else if (auto found = portals_.find(op.name); found != portals_.end()) {
-          if (found->second.running) problem(UnitDrop::unmatched);  // a row-limited Execute never finished
+          if (found->second.running) problem(found->second.running->problem.value_or(UnitDrop::row_limited));
           portals_.erase(found);
         }
       }
@@ -613,6 +624,11 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
         if (auto found = portals_.find(op.name); found != portals_.end()) {
           auto& portal = found->second;
           if (!renderable(columns, formats) && !portal.problem) portal.problem = UnitDrop::binary_results;
+          // The statement's columns too: later Binds of it may come without
+          // a Describe (PgJDBC describes the portal once, then only binds).
+          if (auto statement = prepared_.find(portal.statement); statement != prepared_.end() && !portal.sql.empty()) {
+            statement->second.columns = columns;
+          }
           portal.columns = std::move(columns);
           portal.formats = std::move(formats);
         }

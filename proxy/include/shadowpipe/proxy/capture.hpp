@@ -31,12 +31,14 @@ enum class UnitDrop {
   copy_data,            // COPY FROM STDIN / TO STDOUT: the record cannot carry the data
   function_call,        // the FunctionCall message (fast path): not a statement
   oversized,            // a message over the capture bound, or a unit over its statement/byte bound
+  row_limited,          // an Execute with a row limit whose portal ended before its last row: the client saw
+                        // part of a result the shadow would return whole (asyncpg's fetchrow, for one)
   unmatched,            // the responses did not match what the proxy expected (the capture lost its place)
   queue_full,           // the recording queue was full (the recorder falls behind)
 };
-inline constexpr std::array<UnitDrop, 9> kUnitDrops = {
+inline constexpr std::array<UnitDrop, 10> kUnitDrops = {
     UnitDrop::client_gone, UnitDrop::primary_gone, UnitDrop::binary_parameters, UnitDrop::binary_results, UnitDrop::copy_data,
-    UnitDrop::function_call, UnitDrop::oversized, UnitDrop::unmatched, UnitDrop::queue_full};
+    UnitDrop::function_call, UnitDrop::oversized, UnitDrop::row_limited, UnitDrop::unmatched, UnitDrop::queue_full};
 std::string_view to_string(UnitDrop drop);
 
 struct CapturedStatement {
@@ -99,6 +101,7 @@ class SessionCapture {
     bool oversized = false;
   };
   struct Portal {
+    std::string statement;  // the prepared statement it was bound from
     std::string sql;
     std::vector<std::optional<std::string>> params;  // in text (binary ones rendered)
     std::vector<int16_t> result_formats;             // as the Bind gave them
