@@ -564,7 +564,6 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
           prepared_[op.name] = Prepared{std::move(op.text), std::move(op.param_types), std::nullopt, false};
         }
       }
-      last_completion_ = now;
       ops_.pop_front();
       break;
     case '2':  // BindComplete
@@ -577,7 +576,6 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
           portals_[name] = bind_portal(op);
         }
       }
-      last_completion_ = now;
       ops_.pop_front();
       break;
     case '3':  // CloseComplete
@@ -589,7 +587,6 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
           portals_.erase(found);
         }
       }
-      last_completion_ = now;
       ops_.pop_front();
       break;
     case 't':  // ParameterDescription: the types the server chose; a RowDescription or NoData follows

@@ -180,6 +180,26 @@ TEST_F(ProxyCapture, PipelinedStatementsKeepTheirOwnSqlAndColumns) {
   EXPECT_EQ(sink.units[1].statements[0].result.unordered, expected.unordered);
 }
 
+TEST_F(ProxyCapture, LatencyRunsFromTheRequestToItsCompletionAndPipelinedOnesFromThePreviousEnd) {
+  for (const char* sql : {"SELECT 1", "SELECT 2"}) {
+    client('P', parse("", sql));
+    client('B', bind("", "", {}));
+    client('E', execute(""));
+  }
+  client('S', "");
+  server('1', "");  // +100us each
+  server('2', "");
+  server('C', complete("SELECT 1"));  // +300: the first statement's whole round trip
+  server('1', "");
+  server('2', "");
+  server('C', complete("SELECT 1"));  // +600: 300 after the first ended
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  ASSERT_EQ(sink.units[0].statements.size(), 2u);
+  EXPECT_EQ(sink.units[0].statements[0].result.latency_us, 300);
+  EXPECT_EQ(sink.units[0].statements[1].result.latency_us, 300);
+}
+
 TEST_F(ProxyCapture, AnErrorSkipsTheRestUntilSyncAndTheNextSyncIsItsOwnUnit) {
   client('P', parse("", "INSERT INTO t VALUES ($1)"));
   client('B', bind("", "", {"1"}));

@@ -158,7 +158,7 @@ class SessionCapture {
   std::map<std::string, Portal, std::less<>> portals_;
   std::deque<Op> ops_;
   bool discarding_ = false;  // after an error in the extended protocol: until Sync
-  Clock::time_point last_completion_{};
+  Clock::time_point last_completion_{};  // when the last statement ended: a pipelined one starts no earlier
 
   // The simple Query at the head of ops_: its statements, one at a time.
   std::vector<std::string> pieces_;
