@@ -2,6 +2,8 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 namespace shadowpipe::proxy {
 
@@ -96,6 +98,10 @@ void RecordingQueue::record(CapturedUnit& unit) {
 }
 
 void RecordingQueue::run() {
+  // The relay's threads come first: when the CPU is short, recording falls
+  // behind (and its queue drops, counted) rather than the application's
+  // traffic waiting. Linux applies a nice value to the calling thread alone.
+  [[maybe_unused]] int ignored = setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
   std::unique_lock lock(mutex_);
   while (true) {
     wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

@@ -203,6 +203,11 @@ struct Server::Worker {
       for (auto* connection : closed) delete connection;
       closed.clear();
     }
+    // Stopping: every session ends here, and a unit still open is counted
+    // (client_gone: its client loses the connection) while the sink lives.
+    for (auto* connection : std::vector<Connection*>(connections.begin(), connections.end())) finish(*connection);
+    for (auto* connection : closed) delete connection;
+    closed.clear();
   }
 
   void accept_all() {
