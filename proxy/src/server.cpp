@@ -513,6 +513,19 @@ struct Server::Worker {
   }
 
   void primary_gone(Connection& connection) {
+    if (connection.frontend.last_type() == 'X') {
+      // The client said Terminate: the primary closing is the answer, and
+      // the client closes too; an error now would reach a client that
+      // already said goodbye (node-postgres raises it as unhandled).
+      if (connection.capture) connection.capture->closed(UnitDrop::client_gone);
+      epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
+      close(connection.server);
+      connection.server = -1;
+      connection.server_events = 0;
+      connection.phase = Phase::draining;
+      flush_client(connection);
+      return;
+    }
     // Whatever the primary said last (its FATAL, when it shut down in
     // order or ended the session) reaches the client; a primary that
     // vanished without a word gets one from the proxy, if it fits between

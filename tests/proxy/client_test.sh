@@ -17,7 +17,7 @@ db=px_$(echo "$client" | tr -c 'a-z0-9\n' '_')_$$
 port=$((16700 + index)) metrics_port=$((16750 + index))
 work=$(mktemp -d)
 pids=()
-fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; tail -n 15 "$log"; done; exit 1; }
+fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; head -n 20 "$log"; echo "[...]"; tail -n 20 "$log"; done; exit 1; }
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fault_test.sh BIN_DIR INDEX — shadow-proxy under faults, each beside a
 # healthy session that must not notice:
+#  * Terminate: the connection closes with no error from the proxy;
 #  * malformed startups (bad length, unknown protocol code): that connection
 #    gets ErrorResponse 08P01 and is closed;
 #  * SSLRequest answered 'N' (sslmode=prefer works, require is refused);
@@ -82,6 +83,32 @@ def sqlstate(answer):
         return None
     fields = answer[5:].split(b"\0")
     return next((f[1:].decode() for f in fields if f[:1] == b"C"), None)
+
+def messages(data):
+    """(type, body) of each whole message in a server's byte stream."""
+    out = []
+    while len(data) >= 5:
+        length = struct.unpack("!i", data[1:5])[0]
+        out.append((data[:1], data[5:1 + length]))
+        data = data[1 + length:]
+    return out
+
+# Terminate, then read on: the primary closing is the answer, not an error.
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+startup = struct.pack("!i", 196608) + b"user\0postgres\0database\0" + db.encode() + b"\0\0"
+s.sendall(struct.pack("!i", len(startup) + 4) + startup)
+received = b""
+while not any(t == b"Z" for t, _ in messages(received)):
+    received += s.recv(65536)
+s.sendall(b"X\0\0\0\4")
+after = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    after += chunk
+s.close()
+check(after == b"", "after Terminate the connection closes without an error: %r" % after[:60])
 
 # A healthy session, inside a transaction, across every fault below.
 healthy = psycopg.connect(dsn)
