@@ -22,32 +22,24 @@
 
 namespace shadowpipe::proxy {
 
+namespace {
+prometheus::Counter* counter(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+  return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+}
+}  // namespace
+
 RelayMetrics::RelayMetrics(prometheus::Registry& registry) {
-  connections = &prometheus::BuildCounter()
-                     .Name("shadowpipe_proxy_connections_total")
-                     .Help("Client connections accepted")
-                     .Register(registry)
-                     .Add({});
+  connections = counter(registry, "shadowpipe_proxy_connections_total", "Client connections accepted");
   active = &prometheus::BuildGauge()
                 .Name("shadowpipe_proxy_connections_active")
                 .Help("Client connections open now")
                 .Register(registry)
                 .Add({});
-  protocol_errors = &prometheus::BuildCounter()
-                         .Name("shadowpipe_proxy_protocol_errors_total")
-                         .Help("Client connections closed with 08P01 (not the PostgreSQL protocol)")
-                         .Register(registry)
-                         .Add({});
-  primary_unreachable = &prometheus::BuildCounter()
-                             .Name("shadowpipe_proxy_primary_unreachable_total")
-                             .Help("Client connections refused because the primary could not be reached")
-                             .Register(registry)
-                             .Add({});
-  cancels = &prometheus::BuildCounter()
-                 .Name("shadowpipe_proxy_cancel_requests_total")
-                 .Help("CancelRequests forwarded to the primary")
-                 .Register(registry)
-                 .Add({});
+  protocol_errors = counter(registry, "shadowpipe_proxy_protocol_errors_total",
+                            "Client connections closed with 08P01 (not the PostgreSQL protocol)");
+  primary_unreachable = counter(registry, "shadowpipe_proxy_primary_unreachable_total",
+                                "Client connections refused because the primary could not be reached");
+  cancels = counter(registry, "shadowpipe_proxy_cancel_requests_total", "CancelRequests forwarded to the primary");
 }
 
 namespace {
@@ -249,16 +241,20 @@ struct Server::Worker {
     closed.push_back(&connection);
   }
 
+  // Closes the primary's side; the client's side stays to drain.
+  void drop_server(Connection& connection) {
+    if (connection.server < 0) return;
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
+    close(connection.server);
+    connection.server = -1;
+    connection.server_events = 0;
+  }
+
   // The client gets this error, then the connection closes once it is written.
   void refuse(Connection& connection, std::string_view sqlstate, std::string_view message) {
     connection.to_client.append(protocol::error_response("FATAL", sqlstate, message));
     connection.phase = Phase::draining;
-    if (connection.server >= 0) {
-      epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
-      close(connection.server);
-      connection.server = -1;
-      connection.server_events = 0;
-    }
+    drop_server(connection);
     if (connection.capture) connection.capture->closed(UnitDrop::client_gone);
     flush_client(connection);
   }
@@ -463,9 +459,7 @@ struct Server::Worker {
       socklen_t length = sizeof error;
       getsockopt(connection.server, SOL_SOCKET, SO_ERROR, &error, &length);
       if (error != 0) {
-        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
-        close(connection.server);
-        connection.server = -1;
+        drop_server(connection);
         primary_unreachable(connection, std::strerror(error));
         return;
       }
@@ -518,10 +512,7 @@ struct Server::Worker {
       // the client closes too; an error now would reach a client that
       // already said goodbye (node-postgres raises it as unhandled).
       if (connection.capture) connection.capture->closed(UnitDrop::client_gone);
-      epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
-      close(connection.server);
-      connection.server = -1;
-      connection.server_events = 0;
+      drop_server(connection);
       connection.phase = Phase::draining;
       flush_client(connection);
       return;
@@ -535,10 +526,7 @@ struct Server::Worker {
       connection.to_client.append(protocol::error_response(
           "FATAL", "08006", "shadow-proxy: the primary closed the connection"));
     }
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
-    close(connection.server);
-    connection.server = -1;
-    connection.server_events = 0;
+    drop_server(connection);
     connection.phase = Phase::draining;
     flush_client(connection);
   }
