@@ -843,6 +843,14 @@ void Recorder::record(const PGconn* conn, std::string_view key, std::string_view
   }
 }
 
+void Recorder::announce_dropped_write(std::string_view key) noexcept {
+  try {
+    state_->drop_write(key, -1);
+  } catch (...) {
+    state_->note_error("a dropped write unit could not be noted for its gap record (out of memory)");
+  }
+}
+
 Counters Recorder::counters() const noexcept { return state_->snapshot(); }
 
 int Recorder::flush(std::chrono::milliseconds deadline) noexcept { return state_->producer->flush(deadline); }

@@ -6,6 +6,7 @@
 #include "shadowpipe/statement_split.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 
@@ -58,8 +59,19 @@ int64_t micros(SessionCapture::Clock::duration duration) {
 // text the scanner cannot split is one statement (the server will refuse
 // it with the error the client sees).
 std::vector<std::string> pieces_of(std::string_view sql) {
-  auto pieces = statement::split(sql);
   std::vector<std::string> out;
+  // Most texts are one statement: no semicolon before the trailing ones, no
+  // leading comment. They skip the scanner (on the relay's thread), and are
+  // trimmed as split() trims.
+  std::string_view one = sql;
+  auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!one.empty() && space(one.front())) one.remove_prefix(1);
+  while (!one.empty() && (space(one.back()) || one.back() == ';')) one.remove_suffix(1);
+  if (one.find(';') == std::string_view::npos && !one.starts_with("--") && !one.starts_with("/*")) {
+    if (!one.empty()) out.emplace_back(one);
+    return out;
+  }
+  auto pieces = statement::split(sql);
   if (!pieces.ok()) {
     out.emplace_back(sql);
     return out;
@@ -67,6 +79,35 @@ std::vector<std::string> pieces_of(std::string_view sql) {
   out.reserve(pieces->size());
   for (auto& piece : *pieces) out.push_back(std::move(piece.sql));
   return out;
+}
+
+// Whether a statement that completed with this tag wrote (conservatively:
+// a wrong "yes" only announces a gap that was not one). Tags of statements
+// that never write, except SELECT with a data-modifying WITH or INTO.
+bool wrote(std::string_view tag, std::string_view sql, bool copy_out) {
+  static constexpr std::string_view kReadTags[] = {
+      "SELECT", "SHOW", "FETCH", "MOVE", "BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "SAVEPOINT",
+      "RELEASE", "SET", "RESET", "DECLARE CURSOR", "CLOSE CURSOR", "PREPARE", "DEALLOCATE", "DISCARD",
+      "LISTEN", "UNLISTEN"};
+  if (tag.starts_with("COPY")) return !copy_out;
+  bool read = false;
+  for (auto candidate : kReadTags) {
+    read = read || tag == candidate ||
+           (tag.starts_with(candidate) && tag.size() > candidate.size() && tag[candidate.size()] == ' ');
+  }
+  if (!read) return true;
+  if (!tag.starts_with("SELECT")) return false;
+  std::string lowered(sql);
+  for (auto& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view lock : {"for no key update", "for update"}) {
+    for (size_t at = lowered.find(lock); at != std::string::npos; at = lowered.find(lock, at)) {
+      lowered.replace(at, lock.size(), lock.size(), ' ');
+    }
+  }
+  for (std::string_view verb : {"insert", "update", "delete", "merge", "into", "create"}) {
+    if (lowered.find(verb) != std::string::npos) return true;
+  }
+  return false;
 }
 
 // The recorder's rules for a statement: by its fingerprint only when some
@@ -449,6 +490,12 @@ void SessionCapture::error(std::string_view payload, Clock::time_point now) {
 
 void SessionCapture::complete(std::string_view tag, Clock::time_point now) {
   last_tag_.assign(tag);
+  if (Execution* execution = current(); execution != nullptr && wrote(tag, execution->sql, copy_out_)) {
+    unit_writes_ = true;
+  } else if (execution == nullptr && !tag.starts_with("SELECT") && wrote(tag, {}, copy_out_)) {
+    unit_writes_ = true;
+  }
+  copy_out_ = false;
   if (ops_.empty()) {
     problem(UnitDrop::unmatched);
     return;
@@ -500,7 +547,9 @@ void SessionCapture::ready(char status, Clock::time_point now) {
   portals_.clear();
   if (statements_.empty() && !unit_problem_ && !in_transaction_) return;
   if (unit_problem_) {
-    sink_.dropped(*unit_problem_);
+    // Its writes stand on the primary unless it rolled back.
+    const bool rolled_back = in_transaction_ ? last_tag_ != "COMMIT" : unit_failed_;
+    sink_.dropped(*unit_problem_, unit_writes_ && !rolled_back ? std::optional<std::string_view>(key_) : std::nullopt);
   } else if (!statements_.empty()) {
     CapturedUnit unit;
     unit.session = unit_session_;
@@ -516,6 +565,7 @@ void SessionCapture::ready(char status, Clock::time_point now) {
       // transaction, rolled back by any failure.
       unit.tx = unit_failed_ ? wire::TxMode::rollback : wire::TxMode::commit;
     }
+    unit.writes = unit_writes_;
     unit.statements = std::move(statements_);
     sink_.unit(std::move(unit));
   }
@@ -523,6 +573,7 @@ void SessionCapture::ready(char status, Clock::time_point now) {
   unit_bytes_ = 0;
   in_transaction_ = false;
   unit_failed_ = false;
+  unit_writes_ = false;
   unit_problem_.reset();
 }
 
@@ -683,6 +734,7 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
       ready(payload.empty() ? 'I' : payload[0], now);
       break;
     case 'G': case 'H': case 'W':  // COPY: the data is on the client connection, not in any record
+      copy_out_ = type == 'H';
       if (op.kind == OpKind::execute) {
         if (auto found = portals_.find(op.name); found != portals_.end()) {
           auto& portal = found->second;
@@ -726,14 +778,18 @@ void SessionCapture::backend_skipped(char type, Clock::time_point now) {
 void SessionCapture::lost_sync() {
   if (disabled_) return;
   disabled_ = true;
-  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(UnitDrop::unmatched);
+  // What this session writes from here on is not seen: announced once, as a
+  // write under its key, so the shadow is known not to follow.
+  sink_.dropped(UnitDrop::unmatched, key_);
   statements_.clear();
 }
 
 void SessionCapture::closed(UnitDrop why) {
   if (disabled_) return;
   disabled_ = true;
-  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(why);
+  // Inside a transaction: rolled back by the server. A statement in flight
+  // outside one may still commit; its kind is not known before it ends.
+  if (!statements_.empty() || in_transaction_ || !ops_.empty()) sink_.dropped(why, std::nullopt);
   statements_.clear();
 }
 

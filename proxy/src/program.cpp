@@ -44,6 +44,8 @@ int run(ProgramOptions options, const std::atomic<bool>& stop, std::ostream& out
     const auto recorded = recorder->counters();
     out << " units=" << captured.units << " statements=" << captured.statements;
     for (auto why : kUnitDrops) out << " dropped_" << to_string(why) << "=" << captured.dropped(why);
+    out << " write_units_dropped=" << captured.write_units_dropped << " gaps_announced=" << recorded.gaps_announced
+        << " gap_units_announced=" << recorded.gap_units_announced;
     out << " published=" << recorded.published << " recorder_dropped=" << recorded.dropped()
         << " pending=" << recorded.pending();
   }

@@ -26,6 +26,11 @@ RecordingQueue::RecordingQueue(producer::Recorder& recorder, size_t capacity, pr
                                .Help("Statements in the units handed to the recorder")
                                .Register(*registry)
                                .Add({});
+    write_units_counter_ = &prometheus::BuildCounter()
+                                .Name("shadowpipe_proxy_write_units_dropped_total")
+                                .Help("Dropped units that wrote on the primary: announced downstream as gaps")
+                                .Register(*registry)
+                                .Add({});
     auto& family = prometheus::BuildCounter()
                        .Name("shadowpipe_proxy_units_dropped_total")
                        .Help("Units captured but not recorded, by reason")
@@ -55,12 +60,20 @@ void RecordingQueue::unit(CapturedUnit&& unit) {
       return;
     }
   }
-  dropped(UnitDrop::queue_full);
+  const bool wrote = unit.writes && unit.tx != wire::TxMode::rollback;
+  dropped(UnitDrop::queue_full, wrote ? std::optional<std::string_view>(unit.key) : std::nullopt);
 }
 
-void RecordingQueue::dropped(UnitDrop why) {
+void RecordingQueue::dropped(UnitDrop why, std::optional<std::string_view> wrote_under_key) {
   dropped_[static_cast<size_t>(why)].fetch_add(1, std::memory_order_relaxed);
   if (auto* counter = dropped_counters_[static_cast<size_t>(why)]) counter->Increment();
+  if (wrote_under_key) {
+    // The recorder announces it (a gap record on the key's partition) once
+    // Kafka takes records; the relay's thread only notes it.
+    recorder_.announce_dropped_write(*wrote_under_key);
+    write_units_dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (write_units_counter_) write_units_counter_->Increment();
+  }
 }
 
 RecordingCounters RecordingQueue::counters() const {
@@ -68,6 +81,7 @@ RecordingCounters RecordingQueue::counters() const {
   out.units = units_.load(std::memory_order_relaxed);
   out.statements = statements_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < kUnitDrops.size(); ++i) out.dropped_by_reason[i] = dropped_[i].load(std::memory_order_relaxed);
+  out.write_units_dropped = write_units_dropped_.load(std::memory_order_relaxed);
   return out;
 }
 

@@ -18,8 +18,12 @@ using Clock = SessionCapture::Clock;
 struct Collected : UnitSink {
   std::vector<CapturedUnit> units;
   std::vector<UnitDrop> drops;
+  std::vector<std::string> wrote_keys;  // drops that must be announced as gaps
   void unit(CapturedUnit&& unit) override { units.push_back(std::move(unit)); }
-  void dropped(UnitDrop why) override { drops.push_back(why); }
+  void dropped(UnitDrop why, std::optional<std::string_view> wrote_under_key) override {
+    drops.push_back(why);
+    if (wrote_under_key) wrote_keys.emplace_back(*wrote_under_key);
+  }
 };
 
 // Message bodies, written as the protocol does.
@@ -386,7 +390,13 @@ TEST_F(ProxyCapture, ClientGoneInsideATransactionDropsTheUnit) {
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::client_gone});
 }
 
-TEST_F(ProxyCapture, CopyIsAnnouncedNotRecorded) {
+TEST_F(ProxyCapture, CopyIsDroppedAndACopyThatWroteIsAnnouncedForAGap) {
+  client('Q', query("COPY (SELECT 1) TO STDOUT"));
+  server('H', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  server('d', "1\n");
+  server('c', "");
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
   client('Q', query("COPY t FROM STDIN"));
   server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
   client('d', "1\n");
@@ -394,7 +404,40 @@ TEST_F(ProxyCapture, CopyIsAnnouncedNotRecorded) {
   server('C', complete("COPY 1"));
   server('Z', ready('I'));
   EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, (std::vector<UnitDrop>{UnitDrop::copy_data, UnitDrop::copy_data}));
+  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"}) << "only COPY FROM wrote";
+}
+
+TEST_F(ProxyCapture, ADroppedUnitThatRolledBackWroteNothing) {
+  client('Q', query("BEGIN"));
+  server('C', complete("BEGIN"));
+  server('Z', ready('T'));
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  server('C', complete("COPY 1"));
+  server('Z', ready('T'));
+  client('Q', query("ROLLBACK"));
+  server('C', complete("ROLLBACK"));
+  server('Z', ready('I'));
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_TRUE(sink.wrote_keys.empty());
+}
+
+TEST_F(ProxyCapture, UnitsSayWhetherTheyWrote) {
+  for (const auto& [sql, tag] : std::vector<std::pair<std::string, std::string>>{
+           {"SELECT status FROM orders WHERE id = 1 FOR UPDATE", "SELECT 1"},
+           {"WITH moved AS (DELETE FROM a RETURNING *) SELECT count(*) FROM moved", "SELECT 1"},
+           {"UPDATE a SET x = 1", "UPDATE 3"},
+           {"FETCH 5 FROM c", "FETCH 5"}}) {
+    client('Q', query(sql));
+    server('C', complete(tag));
+    server('Z', ready('I'));
+  }
+  ASSERT_EQ(sink.units.size(), 4u);
+  EXPECT_FALSE(sink.units[0].writes);
+  EXPECT_TRUE(sink.units[1].writes);
+  EXPECT_TRUE(sink.units[2].writes);
+  EXPECT_FALSE(sink.units[3].writes);
 }
 
 // ---- framing ----------------------------------------------------------------

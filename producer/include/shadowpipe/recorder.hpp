@@ -195,6 +195,12 @@ class Recorder {
               const std::vector<std::optional<std::string>>& params, const PGresult* result,
               int64_t latency_us) noexcept;
 
+  // A write unit the caller captured but could not hand over (shadow-proxy:
+  // COPY data, binary values it cannot render, its own queue full): announced
+  // downstream as a gap on its key's partition, as the recorder's own dropped
+  // write units are, so the shadow's divergence is never silent.
+  void announce_dropped_write(std::string_view key) noexcept;
+
   Counters counters() const noexcept;
   // Waits up to the deadline for outstanding deliveries; returns how many
   // are still undelivered.

@@ -52,6 +52,7 @@ struct CapturedUnit {
   std::string key;       // consistency key; empty: the request id
   bool autocommit = false;
   wire::TxMode tx = wire::TxMode::autocommit;
+  bool writes = false;   // some statement wrote (by its command tag, or COPY FROM)
   std::vector<CapturedStatement> statements;
 };
 
@@ -59,7 +60,9 @@ class UnitSink {
  public:
   virtual ~UnitSink() = default;
   virtual void unit(CapturedUnit&& unit) = 0;  // never blocks
-  virtual void dropped(UnitDrop why) = 0;
+  // wrote_under_key: the unit wrote on the primary and committed; the
+  // shadow will miss its writes, which must be announced (a gap) under this key.
+  virtual void dropped(UnitDrop why, std::optional<std::string_view> wrote_under_key) = 0;
 };
 
 struct CaptureLimits {
@@ -173,6 +176,8 @@ class SessionCapture {
   size_t unit_bytes_ = 0;
   bool in_transaction_ = false;
   bool unit_failed_ = false;   // a statement of the unit failed
+  bool unit_writes_ = false;   // a statement of the unit wrote (see wrote())
+  bool copy_out_ = false;      // the running statement is a COPY TO STDOUT
   std::string last_tag_;       // the last CommandComplete tag of the unit
   std::optional<UnitDrop> unit_problem_;
   uint64_t statements_captured_ = 0;

@@ -26,6 +26,7 @@ struct RecordingCounters {
   uint64_t units = 0;       // handed to the recorder
   uint64_t statements = 0;  // in those units
   std::array<uint64_t, kUnitDrops.size()> dropped_by_reason{};
+  uint64_t write_units_dropped = 0;  // of those, units that wrote: announced as gaps
   uint64_t dropped_total() const;
   uint64_t dropped(UnitDrop why) const { return dropped_by_reason[static_cast<size_t>(why)]; }
 };
@@ -40,7 +41,7 @@ class RecordingQueue final : public UnitSink {
   RecordingQueue& operator=(const RecordingQueue&) = delete;
 
   void unit(CapturedUnit&& unit) override;
-  void dropped(UnitDrop why) override;
+  void dropped(UnitDrop why, std::optional<std::string_view> wrote_under_key) override;
 
   RecordingCounters counters() const;
   // Waits until every unit queued so far went to the recorder.
@@ -60,6 +61,8 @@ class RecordingQueue final : public UnitSink {
   bool stopping_ = false;
   std::atomic<uint64_t> units_{0};
   std::atomic<uint64_t> statements_{0};
+  std::atomic<uint64_t> write_units_dropped_{0};
+  prometheus::Counter* write_units_counter_ = nullptr;
   std::array<std::atomic<uint64_t>, kUnitDrops.size()> dropped_{};
   prometheus::Counter* units_counter_ = nullptr;
   prometheus::Counter* statements_counter_ = nullptr;
