@@ -2,8 +2,9 @@
 # fault_test.sh BIN_DIR INDEX — shadow-proxy under faults, each beside a
 # healthy session that must not notice:
 #  * Terminate: the connection closes with no error from the proxy;
-#  * malformed startups (bad length, unknown protocol code): that connection
-#    gets ErrorResponse 08P01 and is closed;
+#  * malformed startups (bad length, unknown protocol code) and a message
+#    length below 4 later: that connection gets ErrorResponse 08P01 and is
+#    closed;
 #  * SSLRequest answered 'N' (sslmode=prefer works, require is refused);
 #  * CancelRequest reaches the right backend (pg_sleep cancelled, 57014);
 #  * the primary ends one backend (pg_terminate_backend): that client gets
@@ -110,6 +111,22 @@ while True:
 s.close()
 check(after == b"", "after Terminate the connection closes without an error: %r" % after[:60])
 
+# A message length below 4 after startup: 08P01 to that client, then closed.
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(struct.pack("!i", len(startup) + 4) + startup)
+received = b""
+while not any(t == b"Z" for t, _ in messages(received)):
+    received += s.recv(65536)
+s.sendall(b"Q\0\0\0\2")
+after = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    after += chunk
+s.close()
+check(sqlstate(after) == "08P01", "a message length of 2 after startup: 08P01 and closed: %r" % after[:40])
+
 # A healthy session, inside a transaction, across every fault below.
 healthy = psycopg.connect(dsn)
 healthy.execute("INSERT INTO marks VALUES (1, 'healthy before')")
@@ -183,12 +200,12 @@ PY
 sleep 0.5
 metrics=$(curl -sf "127.0.0.1:$metrics_port/metrics") || fail "no /metrics"
 metric() { echo "$metrics" | sed -n "s/^$1 //p"; }
-[ "$(metric shadowpipe_proxy_protocol_errors_total)" = 3 ] || fail "protocol errors: $(metric shadowpipe_proxy_protocol_errors_total), expected 3"
+[ "$(metric shadowpipe_proxy_protocol_errors_total)" = 4 ] || fail "protocol errors: $(metric shadowpipe_proxy_protocol_errors_total), expected 4"
 [ "$(metric shadowpipe_proxy_cancel_requests_total)" = 1 ] || fail "cancels forwarded: $(metric shadowpipe_proxy_cancel_requests_total)"
 [ "$(metric 'shadowpipe_proxy_units_dropped_total{reason="client_gone"}')" = 1 ] \
   || fail "client_gone drops: $(metric 'shadowpipe_proxy_units_dropped_total{reason="client_gone"}'), expected 1 (the killed client)"
 [ "$(metric shadowpipe_proxy_connections_active)" = 0 ] || fail "connections still open: $(metric shadowpipe_proxy_connections_active)"
-echo "ok: /metrics counts 3 protocol errors, 1 cancel, 1 unit dropped as client_gone, 0 open connections"
+echo "ok: /metrics counts 4 protocol errors, 1 cancel, 1 unit dropped as client_gone, 0 open connections"
 kill -TERM "$proxy_pid"; wait "$proxy_pid" || fail "shadow-proxy exited with $?"
 pids=("${pids[@]:1}")
 kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.requests" -e -q -f '%s\n' >"$work/requests.jsonl"
