@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--key-by", key_by,
                  "consistency key of recorded units: single (one key, the primary's commit order; the default), "
-                 "connection (order per client connection, spreads writes over partitions), request (no order)")
+                 "connection (order per client connection, spreads writes over partitions), request (no order); "
+                 "a /* shadow_key='...' */ tag in a statement's comment keys its unit whatever this is")
       ->check(CLI::IsMember({"single", "connection", "request"}))
       ->capture_default_str();
   app.add_option("--topic", options.recorder.topic, "requests topic")->capture_default_str();

@@ -110,6 +110,30 @@ bool wrote(std::string_view tag, std::string_view sql, bool copy_out) {
   return false;
 }
 
+// The value of a sqlcommenter-style tag shadow_key='...' in a statement's
+// comments (URL-encoded, as sqlcommenter writes values), or empty.
+std::string shadow_key_tag(std::string_view sql) {
+  static constexpr std::string_view kTag = "shadow_key='";
+  const size_t comment = sql.find("/*");
+  if (comment == std::string_view::npos) return {};
+  const size_t at = sql.find(kTag, comment);
+  if (at == std::string_view::npos) return {};
+  const size_t end = sql.find('\'', at + kTag.size());
+  if (end == std::string_view::npos) return {};
+  const std::string_view encoded = sql.substr(at + kTag.size(), end - at - kTag.size());
+  std::string key;
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    if (encoded[i] == '%' && i + 2 < encoded.size() && std::isxdigit(static_cast<unsigned char>(encoded[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(encoded[i + 2]))) {
+      key.push_back(static_cast<char>(std::stoi(std::string(encoded.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      key.push_back(encoded[i]);
+    }
+  }
+  return key;
+}
+
 // The recorder's rules for a statement: by its fingerprint only when some
 // fingerprint has rules of its own (else no parse on the relay's thread).
 const digest::NormalizationRules& rules_for(const digest::NormalizationConfig& normalization, std::string_view sql) {
@@ -546,14 +570,22 @@ void SessionCapture::ready(char status, Clock::time_point now) {
   }
   portals_.clear();
   if (statements_.empty() && !unit_problem_ && !in_transaction_) return;
+  // The application's own key for the unit, when a statement carries one.
+  std::string key = key_;
+  for (const auto& statement : statements_) {
+    if (auto tagged = shadow_key_tag(statement.sql); !tagged.empty()) {
+      key = std::move(tagged);
+      break;
+    }
+  }
   if (unit_problem_) {
     // Its writes stand on the primary unless it rolled back.
     const bool rolled_back = in_transaction_ ? last_tag_ != "COMMIT" : unit_failed_;
-    sink_.dropped(*unit_problem_, unit_writes_ && !rolled_back ? std::optional<std::string_view>(key_) : std::nullopt);
+    sink_.dropped(*unit_problem_, unit_writes_ && !rolled_back ? std::optional<std::string_view>(key) : std::nullopt);
   } else if (!statements_.empty()) {
     CapturedUnit unit;
     unit.session = unit_session_;
-    unit.key = key_;
+    unit.key = std::move(key);
     if (in_transaction_) {
       // COMMIT of a failed transaction answers "ROLLBACK".
       unit.tx = last_tag_ == "COMMIT" ? wire::TxMode::commit : wire::TxMode::rollback;

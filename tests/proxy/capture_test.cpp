@@ -423,6 +423,24 @@ TEST_F(ProxyCapture, ADroppedUnitThatRolledBackWroteNothing) {
   EXPECT_TRUE(sink.wrote_keys.empty());
 }
 
+TEST_F(ProxyCapture, ASqlcommenterShadowKeyTagKeysItsUnit) {
+  client('Q', query("BEGIN"));
+  server('C', complete("BEGIN"));
+  server('Z', ready('T'));
+  client('Q', query("UPDATE a SET x = 1 /*action='pay',shadow_key='customer%3A42'*/"));
+  server('C', complete("UPDATE 1"));
+  server('Z', ready('T'));
+  client('Q', query("COMMIT"));
+  server('C', complete("COMMIT"));
+  server('Z', ready('I'));
+  client('Q', query("SELECT 1 /* shadow_key is not a tag here */"));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 2u);
+  EXPECT_EQ(sink.units[0].key, "customer:42");
+  EXPECT_EQ(sink.units[1].key, "key-1");
+}
+
 TEST_F(ProxyCapture, UnitsSayWhetherTheyWrote) {
   for (const auto& [sql, tag] : std::vector<std::pair<std::string, std::string>>{
            {"SELECT status FROM orders WHERE id = 1 FOR UPDATE", "SELECT 1"},
