@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   size_t buffer_kb = options.relay.buffer_bytes / 1024;
   bool no_capture = false;
   bool drop_rollbacks = false;
+  options.recorder.source = "shadow-proxy";
   app.add_option("--listen", listen, "host:port clients connect to")->capture_default_str();
   app.add_option("--primary", primary, "host:port of the primary PostgreSQL server")
       ->envname("SHADOW_PROXY_PRIMARY")
@@ -80,7 +81,6 @@ int main(int argc, char** argv) {
     options.capture = !no_capture;
     options.recorder.kafka = kafka.to_properties();
     options.recorder.publish_rollbacks = !drop_rollbacks;
-    if (options.recorder.source == "app") options.recorder.source = "shadow-proxy";
     if (!normalization_file.empty()) {
       options.recorder.normalization = digest::NormalizationConfig::load_file(normalization_file);
     }
