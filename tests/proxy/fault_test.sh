@@ -94,37 +94,30 @@ def messages(data):
         data = data[1 + length:]
     return out
 
-# Terminate, then read on: the primary closing is the answer, not an error.
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
-startup = struct.pack("!i", 196608) + b"user\0postgres\0database\0" + db.encode() + b"\0\0"
-s.sendall(struct.pack("!i", len(startup) + 4) + startup)
-received = b""
-while not any(t == b"Z" for t, _ in messages(received)):
-    received += s.recv(65536)
-s.sendall(b"X\0\0\0\4")
-after = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    after += chunk
-s.close()
-check(after == b"", "after Terminate the connection closes without an error: %r" % after[:60])
+def after_ready(message):
+    """Opens a session (trust: startup, then ReadyForQuery), sends `message`
+    and returns all the proxy sends until it closes the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    startup = struct.pack("!i", 196608) + b"user\0postgres\0database\0" + db.encode() + b"\0\0"
+    s.sendall(struct.pack("!i", len(startup) + 4) + startup)
+    received = b""
+    while not any(t == b"Z" for t, _ in messages(received)):
+        received += s.recv(65536)
+    s.sendall(message)
+    after = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        after += chunk
+    s.close()
+    return after
 
+# Terminate, then read on: the primary closing is the answer, not an error.
+after = after_ready(b"X\0\0\0\4")
+check(after == b"", "after Terminate the connection closes without an error: %r" % after[:60])
 # A message length below 4 after startup: 08P01 to that client, then closed.
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
-s.sendall(struct.pack("!i", len(startup) + 4) + startup)
-received = b""
-while not any(t == b"Z" for t, _ in messages(received)):
-    received += s.recv(65536)
-s.sendall(b"Q\0\0\0\2")
-after = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    after += chunk
-s.close()
+after = after_ready(b"Q\0\0\0\2")
 check(sqlstate(after) == "08P01", "a message length of 2 after startup: 08P01 and closed: %r" % after[:40])
 
 # A healthy session, inside a transaction, across every fault below.
