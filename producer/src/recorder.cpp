@@ -703,6 +703,15 @@ void Unit::add_error(std::string_view sql, std::span<const ParamView> params, st
   }
 }
 
+void Unit::add_result(std::string_view sql, std::span<const ParamView> params, wire::StatementResult result) noexcept {
+  if (!state_) return;
+  try {
+    add_statement(*state_, sql, params, [&](const digest::NormalizationRules&) { return std::move(result); });
+  } catch (...) {
+    state_->unpublishable = true;
+  }
+}
+
 void Unit::commit() noexcept {
   if (!state_) return;
   auto state = std::move(state_);
@@ -783,6 +792,14 @@ Unit Recorder::begin(const PGconn* conn, std::string_view key) noexcept {
   }
 }
 
+Unit Recorder::begin(const wire::Session& session, std::string_view key, bool autocommit) noexcept {
+  Unit unit = begin(nullptr, key);
+  if (!unit) return unit;
+  unit.set_session(session);
+  unit.state_->autocommit = autocommit;
+  return unit;
+}
+
 void Recorder::record(const PGconn* conn, std::string_view key, std::string_view sql,
                       std::span<const ParamView> params, const PGresult* result, int64_t latency_us) noexcept {
   Unit unit = begin(conn, key);
@@ -806,6 +823,14 @@ void Recorder::record(const PGconn* conn, std::string_view key, std::string_view
   } catch (...) {
     state_->recorded.fetch_add(1, std::memory_order_relaxed);
     state_->drop(DropReason::serialization_error);
+  }
+}
+
+void Recorder::announce_dropped_write(std::string_view key) noexcept {
+  try {
+    state_->drop_write(key, -1);
+  } catch (...) {
+    state_->note_error("a dropped write unit could not be noted for its gap record (out of memory)");
   }
 }
 

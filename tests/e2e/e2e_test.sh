@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# e2e_test.sh safe|risky BIN_DIR — runs scripts/demo with that migration and
-# checks the JSON report and the verdict's exit code (see check_report.py).
+# e2e_test.sh safe|risky BIN_DIR [library|proxy] — runs scripts/demo with that
+# migration (and capture: the in-app recorder, or shadow-proxy) and checks the
+# JSON report and the verdict's exit code (see check_report.py).
 set -euo pipefail
-migration=$1 bin=$2
+migration=$1 bin=$2 capture=${3:-library}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 run=e2e-$migration-$(date +%s)-$$
 # ~22,000 units with concurrent writes: above the 20,000 the proof asks for.
-SHADOWPIPE_BIN=$bin "$root/scripts/demo" --migration "$migration" --duration 55 --rate 400 \
+SHADOWPIPE_BIN=$bin "$root/scripts/demo" --migration "$migration" --capture "$capture" --duration 55 --rate 400 \
     --run-id "$run" --report-json "$work/report.json" >"$work/demo.out" 2>"$work/demo.err" || {
   echo "scripts/demo failed:"; tail -n 40 "$work/demo.err"; tail -n 40 "$work/demo.out"; exit 1; }
 set +e

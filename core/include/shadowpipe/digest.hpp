@@ -85,6 +85,9 @@ class NormalizationConfig {
   void set_for_fingerprint(const std::string& fingerprint, NormalizationRules rules);
   const NormalizationRules& for_fingerprint(std::string_view fingerprint) const;
   const NormalizationRules& defaults() const { return defaults_; }
+  // Whether any fingerprint has rules of its own (else every statement gets
+  // the defaults, and no caller needs the fingerprint to pick its rules).
+  bool has_overrides() const { return !by_fingerprint_.empty(); }
 
   // Parses the JSON configuration file format documented in docs/CONFIGURATION.md:
   //   {"default": {"numeric_scale": 2, "float_digits": 12, "timestamp_precision": 3,

@@ -157,6 +157,9 @@ class Unit {
   // A statement that failed on the primary, for drivers without a PGresult.
   void add_error(std::string_view sql, std::span<const ParamView> params, std::string_view sqlstate,
                  std::string_view message, int64_t latency_us) noexcept;
+  // A statement whose primary result the caller built itself, digest
+  // included (shadow-proxy digests the rows as they pass on the wire).
+  void add_result(std::string_view sql, std::span<const ParamView> params, wire::StatementResult result) noexcept;
 
   void commit() noexcept;
   void rollback() noexcept;
@@ -180,6 +183,10 @@ class Recorder {
   // never talks to the server. key: the consistency key; empty means the
   // request id (no ordering with any other unit).
   Unit begin(const PGconn* conn, std::string_view key = {}) noexcept;
+  // A unit from a caller without a PGconn (shadow-proxy), with the session
+  // it saw. autocommit: one statement outside any transaction block; its
+  // transaction control is then left out and it is published as autocommit.
+  Unit begin(const wire::Session& session, std::string_view key, bool autocommit) noexcept;
 
   // One autocommit statement: begin, add, commit in one call.
   void record(const PGconn* conn, std::string_view key, std::string_view sql, std::span<const ParamView> params,
@@ -187,6 +194,12 @@ class Recorder {
   void record(const PGconn* conn, std::string_view key, std::string_view sql,
               const std::vector<std::optional<std::string>>& params, const PGresult* result,
               int64_t latency_us) noexcept;
+
+  // A write unit the caller captured but could not hand over (shadow-proxy:
+  // COPY data, binary values it cannot render, its own queue full): announced
+  // downstream as a gap on its key's partition, as the recorder's own dropped
+  // write units are, so the shadow's divergence is never silent.
+  void announce_dropped_write(std::string_view key) noexcept;
 
   Counters counters() const noexcept;
   // Waits up to the deadline for outstanding deliveries; returns how many

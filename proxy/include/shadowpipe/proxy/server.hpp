@@ -1,0 +1,99 @@
+// shadow-proxy's relay: clients connect to it as to PostgreSQL; each client
+// connection gets one connection to the primary (session mode) and every
+// byte passes through unchanged, in both directions. A few worker threads,
+// each with its own epoll set, serve all connections; none waits on another
+// connection or on recording.
+//
+// Per connection and direction at most `buffer_bytes` wait to be written:
+// when the client reads slowly, the proxy stops reading from the primary, so
+// a result of any size streams through in bounded memory.
+#pragma once
+
+#include "shadowpipe/proxy/capture.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+}  // namespace prometheus
+
+namespace shadowpipe::proxy {
+
+// How units are keyed (the consistency key: units of one key are replayed in
+// the order the proxy saw them end).
+enum class KeyBy {
+  single,      // one key for every unit: the primary's commit order, one partition (the default)
+  connection,  // per client connection: order within a session only; spreads load over partitions
+  request,     // no key (each unit its own): no order at all; reads only
+};
+
+struct ProxyOptions {
+  // Where clients connect. Port 0: any free port (see Server::port()).
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 6432;
+  // The primary every connection is relayed to.
+  std::string primary_host = "127.0.0.1";
+  uint16_t primary_port = 5432;
+  // Event loops (threads). Two serve thousands of connections; more only
+  // help when the proxy's CPU is the limit.
+  int workers = 2;
+  // Bytes waiting per connection and direction before the proxy stops
+  // reading from the sender. Larger: fewer wakeups on big results; memory
+  // per connection is up to twice this.
+  size_t buffer_bytes = 256 * 1024;
+  // The largest message the capture reads whole (larger ones pass through
+  // and their unit is dropped as oversized). Bounds capture memory per
+  // connection.
+  size_t max_captured_message = 1024 * 1024 + 5;
+  KeyBy key_by = KeyBy::single;
+  std::string single_key = "shadow-proxy";  // the key under KeyBy::single
+};
+
+// Counters of the relay, in a Prometheus registry.
+struct RelayMetrics {
+  explicit RelayMetrics(prometheus::Registry& registry);
+  prometheus::Counter* connections = nullptr;       // accepted client connections
+  prometheus::Gauge* active = nullptr;              // open client connections
+  prometheus::Counter* protocol_errors = nullptr;   // connections closed with 08P01
+  prometheus::Counter* primary_unreachable = nullptr;
+  prometheus::Counter* cancels = nullptr;           // CancelRequests forwarded
+};
+
+class Server {
+ public:
+  // sink: where captured units go (nullptr: relay only, nothing captured).
+  // normalization must outlive the server. Binds the listening socket
+  // (throws Failure when it cannot) and resolves the primary's address.
+  Server(ProxyOptions options, UnitSink* sink, const digest::NormalizationConfig& normalization,
+         RelayMetrics* metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  uint16_t port() const { return port_; }
+  void start();  // the worker threads
+  void stop();   // closes every connection, joins the workers
+
+ private:
+  struct Worker;
+  ProxyOptions options_;
+  UnitSink* sink_;
+  const digest::NormalizationConfig& normalization_;
+  RelayMetrics* metrics_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::vector<char> primary_address_;  // sockaddr storage
+  unsigned primary_address_length_ = 0;
+  std::atomic<uint64_t> next_connection_{1};
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace shadowpipe::proxy

@@ -1,0 +1,507 @@
+// The capture without sockets: protocol messages as a client and a server
+// exchange them, fed in the order the proxy would see them; what comes out
+// is the units and drops.
+#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/proxy/capture.hpp"
+#include "shadowpipe/proxy/protocol.hpp"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cstring>
+
+namespace shadowpipe::proxy {
+namespace {
+
+using Clock = SessionCapture::Clock;
+
+struct Collected : UnitSink {
+  std::vector<CapturedUnit> units;
+  std::vector<UnitDrop> drops;
+  std::vector<std::string> wrote_keys;  // drops that must be announced as gaps
+  void unit(CapturedUnit&& unit) override { units.push_back(std::move(unit)); }
+  void dropped(UnitDrop why, std::optional<std::string_view> wrote_under_key) override {
+    drops.push_back(why);
+    if (wrote_under_key) wrote_keys.emplace_back(*wrote_under_key);
+  }
+};
+
+// Message bodies, written as the protocol does.
+struct Body {
+  std::string bytes;
+  Body& i16(int16_t v) {
+    bytes.push_back(static_cast<char>((v >> 8) & 0xFF));
+    bytes.push_back(static_cast<char>(v & 0xFF));
+    return *this;
+  }
+  Body& i32(int32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>((v >> shift) & 0xFF));
+    return *this;
+  }
+  Body& str(std::string_view s) {
+    bytes.append(s);
+    bytes.push_back('\0');
+    return *this;
+  }
+  Body& raw(std::string_view s) {
+    bytes.append(s);
+    return *this;
+  }
+};
+
+std::string query(std::string_view sql) { return Body().str(sql).bytes; }
+std::string parse(std::string_view name, std::string_view sql, const std::vector<uint32_t>& types = {}) {
+  Body body;
+  body.str(name).str(sql).i16(static_cast<int16_t>(types.size()));
+  for (uint32_t type : types) body.i32(static_cast<int32_t>(type));
+  return body.bytes;
+}
+std::string bind(std::string_view portal, std::string_view statement, const std::vector<std::string>& params,
+                 int16_t param_format = 0, int16_t result_format = 0) {
+  Body body;
+  body.str(portal).str(statement).i16(1).i16(param_format).i16(static_cast<int16_t>(params.size()));
+  for (const auto& param : params) body.i32(static_cast<int32_t>(param.size())).raw(param);
+  body.i16(1).i16(result_format);  // one result format for all columns
+  return body.bytes;
+}
+std::string describe(char what, std::string_view name) {
+  Body body;
+  body.bytes.push_back(what);
+  return body.str(name).bytes;
+}
+std::string execute(std::string_view portal, int32_t max_rows = 0) { return Body().str(portal).i32(max_rows).bytes; }
+std::string row_description(const std::vector<std::pair<std::string, uint32_t>>& columns, int16_t format = 0) {
+  Body body;
+  body.i16(static_cast<int16_t>(columns.size()));
+  for (const auto& [name, oid] : columns) {
+    body.str(name).i32(0).i16(0).i32(static_cast<int32_t>(oid)).i16(4).i32(-1).i16(format);
+  }
+  return body.bytes;
+}
+std::string data_row(const std::vector<std::optional<std::string>>& values) {
+  Body body;
+  body.i16(static_cast<int16_t>(values.size()));
+  for (const auto& value : values) {
+    if (value) {
+      body.i32(static_cast<int32_t>(value->size())).raw(*value);
+    } else {
+      body.i32(-1);
+    }
+  }
+  return body.bytes;
+}
+std::string complete(std::string_view tag) { return Body().str(tag).bytes; }
+std::string error(std::string_view sqlstate, std::string_view message) {
+  return Body().raw("SERROR").raw(std::string_view("\0", 1)).raw("C").str(sqlstate).raw("M").str(message).raw(
+      std::string_view("\0", 1)).bytes;
+}
+std::string ready(char status) { return std::string(1, status); }
+
+constexpr uint32_t kInt4 = 23;
+constexpr uint32_t kText = 25;
+
+digest::ResultDigest expected_digest(const std::vector<std::pair<std::string, uint32_t>>& columns,
+                                     const std::vector<std::vector<std::optional<std::string>>>& rows) {
+  std::vector<digest::Column> named;
+  for (const auto& [name, oid] : columns) named.push_back({name, oid, std::string(digest::builtin_type_name(oid))});
+  digest::DigestBuilder builder(named, digest::NormalizationRules{});
+  for (const auto& row : rows) {
+    std::vector<std::optional<std::string_view>> values;
+    for (const auto& value : row) values.push_back(value ? std::optional<std::string_view>(*value) : std::nullopt);
+    builder.add_row(values);
+  }
+  return std::move(builder).finish();
+}
+
+class ProxyCapture : public ::testing::Test {
+ protected:
+  Collected sink;
+  digest::NormalizationConfig normalization;
+  SessionCapture capture{sink, "key-1", normalization};
+  Clock::time_point now = Clock::now();
+  void client(char type, const std::string& body) { capture.frontend(type, body, now); }
+  void server(char type, const std::string& body) {
+    now += std::chrono::microseconds(100);
+    capture.backend(type, body, now);
+  }
+};
+
+TEST_F(ProxyCapture, MultiStatementQueryIsOneImplicitTransactionWithAStatementEach) {
+  client('Q', query("SELECT 1 AS a; SELECT 'x' AS b"));
+  server('T', row_description({{"a", kInt4}}));
+  server('D', data_row({"1"}));
+  server('C', complete("SELECT 1"));
+  server('T', row_description({{"b", kText}}));
+  server('D', data_row({"x"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  const auto& unit = sink.units[0];
+  EXPECT_EQ(unit.tx, wire::TxMode::commit);
+  EXPECT_EQ(unit.key, "key-1");
+  ASSERT_EQ(unit.statements.size(), 2u);
+  EXPECT_EQ(unit.statements[0].sql, "SELECT 1 AS a");
+  EXPECT_EQ(unit.statements[1].sql, "SELECT 'x' AS b");
+  wire::StatementResult expected;
+  expected.set_digest(expected_digest({{"b", kText}}, {{"x"}}));
+  EXPECT_EQ(unit.statements[1].result.ordered, expected.ordered);
+  EXPECT_EQ(unit.statements[1].result.columns, expected.columns);
+  EXPECT_EQ(unit.statements[1].result.rows, 1);
+}
+
+TEST_F(ProxyCapture, PipelinedStatementsKeepTheirOwnSqlAndColumns) {
+  // Both requests pass before the first answer (psycopg's pipeline mode).
+  for (const char* sql : {"SELECT id FROM a WHERE id = $1", "SELECT name FROM b WHERE id = $1"}) {
+    client('P', parse("", sql));
+    client('B', bind("", "", {"7"}));
+    client('D', describe('P', ""));
+    client('E', execute(""));
+    client('S', "");
+  }
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"id", kInt4}}));
+  server('D', data_row({"7"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"name", kText}}));
+  server('D', data_row({"seven"}));
+  server('D', data_row({std::nullopt}));
+  server('C', complete("SELECT 2"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 2u);
+  EXPECT_TRUE(sink.units[0].autocommit);
+  EXPECT_EQ(sink.units[0].statements[0].sql, "SELECT id FROM a WHERE id = $1");
+  EXPECT_EQ(sink.units[0].statements[0].params, (std::vector<std::optional<std::string>>{"7"}));
+  EXPECT_EQ(sink.units[0].statements[0].result.columns[0].name, "id");
+  EXPECT_EQ(sink.units[1].statements[0].sql, "SELECT name FROM b WHERE id = $1");
+  EXPECT_EQ(sink.units[1].statements[0].result.columns[0].name, "name");
+  EXPECT_EQ(sink.units[1].statements[0].result.rows, 2);
+  wire::StatementResult expected;
+  expected.set_digest(expected_digest({{"name", kText}}, {{"seven"}, {std::nullopt}}));
+  EXPECT_EQ(sink.units[1].statements[0].result.unordered, expected.unordered);
+}
+
+TEST_F(ProxyCapture, LatencyRunsFromTheRequestToItsCompletionAndPipelinedOnesFromThePreviousEnd) {
+  for (const char* sql : {"SELECT 1", "SELECT 2"}) {
+    client('P', parse("", sql));
+    client('B', bind("", "", {}));
+    client('E', execute(""));
+  }
+  client('S', "");
+  server('1', "");  // +100us each
+  server('2', "");
+  server('C', complete("SELECT 1"));  // +300: the first statement's whole round trip
+  server('1', "");
+  server('2', "");
+  server('C', complete("SELECT 1"));  // +600: 300 after the first ended
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  ASSERT_EQ(sink.units[0].statements.size(), 2u);
+  EXPECT_EQ(sink.units[0].statements[0].result.latency_us, 300);
+  EXPECT_EQ(sink.units[0].statements[1].result.latency_us, 300);
+}
+
+TEST_F(ProxyCapture, AnErrorSkipsTheRestUntilSyncAndTheNextSyncIsItsOwnUnit) {
+  client('P', parse("", "INSERT INTO t VALUES ($1)"));
+  client('B', bind("", "", {"1"}));
+  client('E', execute(""));
+  client('P', parse("", "SELECT never_run"));  // skipped by the server after the error
+  client('B', bind("", "", {}));
+  client('E', execute(""));
+  client('S', "");
+  client('P', parse("", "SELECT 2"));
+  client('B', bind("", "", {}));
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('E', error("23505", "duplicate key value"));
+  server('Z', ready('I'));
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"?column?", kInt4}}));
+  server('D', data_row({"2"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 2u) << "drops: " << sink.drops.size();
+  ASSERT_EQ(sink.units[0].statements.size(), 1u);
+  EXPECT_EQ(sink.units[0].statements[0].sql, "INSERT INTO t VALUES ($1)");
+  EXPECT_EQ(sink.units[0].statements[0].result.status, wire::Status::error);
+  EXPECT_EQ(sink.units[0].statements[0].result.sqlstate, "23505");
+  EXPECT_EQ(sink.units[1].statements[0].sql, "SELECT 2");
+  EXPECT_EQ(sink.units[1].statements[0].result.status, wire::Status::ok);
+}
+
+TEST_F(ProxyCapture, TransactionIsOneUnitAndAFailedCommitIsARollback) {
+  const std::vector<std::pair<std::string, std::string>> steps = {
+      {"BEGIN", "BEGIN"}, {"INSERT INTO t VALUES (1)", "INSERT 0 1"}, {"SAVEPOINT s", "SAVEPOINT"}};
+  for (const auto& [sql, tag] : steps) {
+    client('Q', query(sql));
+    server('C', complete(tag));
+    server('Z', ready('T'));
+  }
+  client('Q', query("INSERT INTO t VALUES (1)"));
+  server('E', error("23505", "duplicate"));
+  server('Z', ready('E'));
+  EXPECT_TRUE(sink.units.empty());
+  client('Q', query("COMMIT"));
+  server('C', complete("ROLLBACK"));  // COMMIT of a failed transaction
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.units[0].tx, wire::TxMode::rollback);
+  EXPECT_EQ(sink.units[0].statements.size(), 5u);
+  EXPECT_EQ(sink.units[0].statements[1].result.rows, 1);
+}
+
+TEST_F(ProxyCapture, BinaryParametersDropTheUnitAndCountIt) {
+  client('P', parse("", "SELECT $1::int"));
+  client('B', bind("", "", {std::string("\0\0\0\7", 4)}, 1));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('D', data_row({"7"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::binary_parameters});
+}
+
+TEST_F(ProxyCapture, BinaryValuesOfTypesWithAFixedTextFormAreRecordedInText) {
+  constexpr uint32_t kInt8 = 20;
+  client('P', parse("", "SELECT id, owner FROM accounts WHERE id = $1", {kInt8}));
+  client('B', bind("", "", {std::string("\0\0\0\0\0\0\0\7", 8)}, 1, 1));
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"id", kInt4}, {"owner", kText}}, 1));
+  server('D', data_row({std::string("\0\0\0\7", 4), "owner 7"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u) << "drops: " << sink.drops.size();
+  const auto& statement = sink.units[0].statements[0];
+  EXPECT_EQ(statement.params, (std::vector<std::optional<std::string>>{"7"}));
+  wire::StatementResult expected;
+  expected.set_digest(expected_digest({{"id", kInt4}, {"owner", kText}}, {{"7", "owner 7"}}));
+  EXPECT_EQ(statement.result.ordered, expected.ordered);
+}
+
+TEST_F(ProxyCapture, BinaryResultsOfOtherTypesDropTheUnit) {
+  constexpr uint32_t kNumeric = 1700;
+  client('P', parse("", "SELECT balance FROM accounts"));
+  client('B', bind("", "", {}, 0, 1));
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"balance", kNumeric}}, 1));
+  server('D', data_row({std::string("\0\1\0\0\0\0\0\0\0\7", 10)}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::binary_results});
+}
+
+TEST(ProxyBinaryText, RendersAsTheServerDoes) {
+  auto be64 = [](double value) {
+    const auto bits = std::bit_cast<uint64_t>(value);
+    std::string out;
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((bits >> shift) & 0xFF));
+    return out;
+  };
+  auto be32 = [](float value) {
+    const auto bits = std::bit_cast<uint32_t>(value);
+    std::string out;
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((bits >> shift) & 0xFF));
+    return out;
+  };
+  // What SELECT x::float8 / x::float4 prints on PostgreSQL 15.
+  EXPECT_EQ(binary_to_text(701, be64(100000.0)), "100000");
+  EXPECT_EQ(binary_to_text(701, be64(1e15)), "1e+15");
+  EXPECT_EQ(binary_to_text(701, be64(123456789012345.0)), "123456789012345");
+  EXPECT_EQ(binary_to_text(701, be64(0.0001)), "0.0001");
+  EXPECT_EQ(binary_to_text(701, be64(0.00001)), "1e-05");
+  EXPECT_EQ(binary_to_text(701, be64(-1.5)), "-1.5");
+  EXPECT_EQ(binary_to_text(701, be64(0.1 + 0.2)), "0.30000000000000004");
+  EXPECT_EQ(binary_to_text(700, be32(1000000.0f)), "1e+06");
+  EXPECT_EQ(binary_to_text(700, be32(100000.0f)), "100000");
+  EXPECT_EQ(binary_to_text(16, std::string(1, '\1')), "t");
+  EXPECT_EQ(binary_to_text(21, std::string("\xff\xfe", 2)), "-2");
+  EXPECT_EQ(binary_to_text(17, std::string("\x01\xab", 2)), "\\x01ab");
+  EXPECT_EQ(binary_to_text(2950, std::string(16, '\x11')), "11111111-1111-1111-1111-111111111111");
+  EXPECT_EQ(binary_to_text(1700, "anything"), std::nullopt);
+  EXPECT_EQ(binary_to_text(23, "abc"), std::nullopt);  // not 4 bytes
+}
+
+TEST_F(ProxyCapture, RowLimitedExecutesMakeOneStatementWithAllRows) {
+  client('P', parse("s1", "SELECT g FROM generate_series(1, 3) g"));
+  client('D', describe('S', "s1"));
+  client('S', "");
+  server('1', "");
+  server('t', Body().i16(0).bytes);
+  server('T', row_description({{"g", kInt4}}));
+  server('Z', ready('I'));
+  client('Q', query("BEGIN"));
+  server('C', complete("BEGIN"));
+  server('Z', ready('T'));
+  client('B', bind("p", "s1", {}));
+  client('E', execute("p", 2));
+  client('S', "");
+  server('2', "");
+  server('D', data_row({"1"}));
+  server('D', data_row({"2"}));
+  server('s', "");
+  server('Z', ready('T'));
+  client('E', execute("p", 2));
+  client('S', "");
+  server('D', data_row({"3"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('T'));
+  client('Q', query("COMMIT"));
+  server('C', complete("COMMIT"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.units[0].tx, wire::TxMode::commit);
+  ASSERT_EQ(sink.units[0].statements.size(), 3u);
+  const auto& select = sink.units[0].statements[1];
+  EXPECT_EQ(select.sql, "SELECT g FROM generate_series(1, 3) g");
+  EXPECT_EQ(select.result.rows, 3);
+  wire::StatementResult expected;
+  expected.set_digest(expected_digest({{"g", kInt4}}, {{"1"}, {"2"}, {"3"}}));
+  EXPECT_EQ(select.result.ordered, expected.ordered);
+}
+
+TEST_F(ProxyCapture, ClientGoneInsideATransactionDropsTheUnit) {
+  client('Q', query("BEGIN"));
+  server('C', complete("BEGIN"));
+  server('Z', ready('T'));
+  client('Q', query("INSERT INTO t VALUES (1)"));
+  server('C', complete("INSERT 0 1"));
+  server('Z', ready('T'));
+  capture.closed(UnitDrop::client_gone);
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::client_gone});
+}
+
+TEST_F(ProxyCapture, CopyIsDroppedAndACopyThatWroteIsAnnouncedForAGap) {
+  client('Q', query("COPY (SELECT 1) TO STDOUT"));
+  server('H', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  server('d', "1\n");
+  server('c', "");
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
+  client('c', "");
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, (std::vector<UnitDrop>{UnitDrop::copy_data, UnitDrop::copy_data}));
+  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"}) << "only COPY FROM wrote";
+}
+
+TEST_F(ProxyCapture, ADroppedUnitThatRolledBackWroteNothing) {
+  client('Q', query("BEGIN"));
+  server('C', complete("BEGIN"));
+  server('Z', ready('T'));
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  server('C', complete("COPY 1"));
+  server('Z', ready('T'));
+  client('Q', query("ROLLBACK"));
+  server('C', complete("ROLLBACK"));
+  server('Z', ready('I'));
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_TRUE(sink.wrote_keys.empty());
+}
+
+TEST_F(ProxyCapture, ASqlcommenterShadowKeyTagKeysItsUnit) {
+  client('Q', query("BEGIN"));
+  server('C', complete("BEGIN"));
+  server('Z', ready('T'));
+  client('Q', query("UPDATE a SET x = 1 /*action='pay',shadow_key='customer%3A42'*/"));
+  server('C', complete("UPDATE 1"));
+  server('Z', ready('T'));
+  client('Q', query("COMMIT"));
+  server('C', complete("COMMIT"));
+  server('Z', ready('I'));
+  client('Q', query("SELECT 1 /* shadow_key is not a tag here */"));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 2u);
+  EXPECT_EQ(sink.units[0].key, "customer:42");
+  EXPECT_EQ(sink.units[1].key, "key-1");
+}
+
+TEST_F(ProxyCapture, UnitsSayWhetherTheyWrote) {
+  for (const auto& [sql, tag] : std::vector<std::pair<std::string, std::string>>{
+           {"SELECT status FROM orders WHERE id = 1 FOR UPDATE", "SELECT 1"},
+           {"WITH moved AS (DELETE FROM a RETURNING *) SELECT count(*) FROM moved", "SELECT 1"},
+           {"UPDATE a SET x = 1", "UPDATE 3"},
+           {"FETCH 5 FROM c", "FETCH 5"}}) {
+    client('Q', query(sql));
+    server('C', complete(tag));
+    server('Z', ready('I'));
+  }
+  ASSERT_EQ(sink.units.size(), 4u);
+  EXPECT_FALSE(sink.units[0].writes);
+  EXPECT_TRUE(sink.units[1].writes);
+  EXPECT_TRUE(sink.units[2].writes);
+  EXPECT_FALSE(sink.units[3].writes);
+}
+
+// ---- framing ----------------------------------------------------------------
+
+struct Messages : protocol::MessageFramer::Sink {
+  std::vector<std::pair<char, std::string>> seen;
+  std::vector<std::pair<char, uint64_t>> skipped_messages;
+  void message(char type, std::string_view payload) override { seen.emplace_back(type, payload); }
+  void skipped(char type, uint64_t bytes) override { skipped_messages.emplace_back(type, bytes); }
+};
+
+std::string framed(char type, std::string_view body) {
+  std::string out(1, type);
+  Body length;
+  length.i32(static_cast<int32_t>(body.size() + 4));
+  return out + length.bytes + std::string(body);
+}
+
+TEST(ProxyFramer, MessagesSplitAnywhereComeOutWholeAndLargeOnesAreSkippedThrough) {
+  const std::string stream = framed('Q', query("SELECT 1")) + framed('D', std::string(100, 'x')) + framed('S', "");
+  protocol::MessageFramer framer(64);
+  Messages messages;
+  for (char byte : stream) ASSERT_TRUE(framer.feed(std::string_view(&byte, 1), messages));
+  ASSERT_EQ(messages.seen.size(), 2u);
+  EXPECT_EQ(messages.seen[0], (std::pair<char, std::string>{'Q', query("SELECT 1")}));
+  EXPECT_EQ(messages.seen[1].first, 'S');
+  EXPECT_EQ(messages.skipped_messages, (std::vector<std::pair<char, uint64_t>>{{'D', 100}}));
+  EXPECT_TRUE(framer.at_boundary());
+}
+
+TEST(ProxyFramer, ALengthBelowFourIsNotTheProtocol) {
+  protocol::MessageFramer framer(1024);
+  Messages messages;
+  EXPECT_FALSE(framer.feed(std::string("Q\0\0\0\3", 5), messages));
+  EXPECT_TRUE(framer.failed());
+}
+
+TEST(ProxyProtocol, CommandTagRowsAsLibpqCountsThem) {
+  EXPECT_EQ(protocol::command_rows("INSERT 0 5"), 5);
+  EXPECT_EQ(protocol::command_rows("UPDATE 3"), 3);
+  EXPECT_EQ(protocol::command_rows("SELECT 0"), 0);
+  EXPECT_EQ(protocol::command_rows("CREATE TABLE"), std::nullopt);
+  const auto fields = protocol::parse_error(error("42P01", "no such table"));
+  EXPECT_EQ(fields.sqlstate, "42P01");
+  EXPECT_EQ(fields.message, "no such table");
+}
+
+}  // namespace
+}  // namespace shadowpipe::proxy

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# client_test.sh BIN_DIR CLIENT INDEX — one client's scripted workload through
+# shadow-proxy to the stack's primary, then the real shadow-executor and
+# shadow-comparator over what the proxy recorded, with the same schema and
+# rows on the shadow: every recorded request must be compared, with zero
+# discrepancies, and the proxy must have dropped only what it says it cannot
+# record (COPY data, and what each client's comment below says); a dropped
+# unit that wrote (COPY FROM) must reach the comparator as a shadow_gap.
+# CLIENT: psql, pgbench-simple, pgbench-extended, pgbench-prepared, psycopg, node-pg, asyncpg, pgjdbc.
+# INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX).
+set -euo pipefail
+bin=$1 client=$2 index=$3
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$root/tests/proxy
+[ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
+run=proxy-$client-$(date +%s)-$$
+db=px_$(echo "$client" | tr -c 'a-z0-9\n' '_')_$$
+port=$((16700 + index)) metrics_port=$((16750 + index))
+work=$(mktemp -d)
+pids=()
+fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; head -n 20 "$log"; echo "[...]"; tail -n 20 "$log"; done; exit 1; }
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  psql "$PRIMARY_DSN" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$SHADOW_DSN" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+primary_port=$(echo "$PRIMARY_DSN" | sed -n 's/.*port=\([0-9]*\).*/\1/p')
+topics=(--requests-topic "$run.requests" --results-topic "$run.results" --mismatches-topic "$run.mismatches"
+        --summary-topic "$run.summary" --dlq-topic "$run.dlq")
+"$bin/shadowctl" topics create --partitions 2 "${topics[@]}" >"$work/topics.log" 2>&1 || fail "topics create"
+
+# The same schema and rows on both sides.
+for dsn in "$PRIMARY_DSN" "$SHADOW_DSN"; do
+  psql "$dsn" -XAtqc "CREATE DATABASE $db" >/dev/null || fail "create database"
+  case $client in
+    pgbench-*) pgbench -i -q -s 1 "$dsn dbname=$db" >>"$work/init.log" 2>&1 || fail "pgbench -i" ;;
+    *) psql "$dsn dbname=$db" -XAtq -v ON_ERROR_STOP=1 -f "$here/workloads/schema.sql" >>"$work/init.log" 2>&1 \
+         || fail "schema" ;;
+  esac
+done
+
+"$bin/shadow-proxy" --listen "127.0.0.1:$port" --primary "127.0.0.1:$primary_port" --topic "$run.requests" \
+    --metrics-port "127.0.0.1:$metrics_port" >"$work/proxy.log" 2>&1 &
+proxy_pid=$!
+pids+=("$proxy_pid")
+for _ in $(seq 1 50); do grep -q "listening on" "$work/proxy.log" && break; sleep 0.1; done
+grep -q "listening on" "$work/proxy.log" || fail "shadow-proxy did not start"
+
+url="postgresql://postgres@127.0.0.1:$port/$db"
+dsn="host=127.0.0.1 port=$port user=postgres dbname=$db"
+# Units each workload makes that the proxy must drop and count (the rest: 0),
+# and of those the units that wrote (COPY FROM STDIN): the shadow misses
+# their rows, so each must be announced as a gap, and the comparator must
+# report exactly that many shadow_gap units and nothing else.
+declare -A expected_drops=()
+expected_write_drops=0
+case $client in
+  psql)
+    psql "$dsn" -X -v ON_ERROR_STOP=0 -f "$here/workloads/psql.sql" >"$work/client.log" 2>&1 || fail "psql"
+    expected_drops=([copy_data]=2) expected_write_drops=1 ;;
+  pgbench-*)
+    mode=${client#pgbench-}
+    pgbench -n -M "$mode" -c 4 -j 2 -t 40 -b tpcb-like -b select-only -f "$here/workloads/pgbench_savepoint.sql" \
+        "$dsn" >"$work/client.log" 2>&1 || fail "pgbench -M $mode" ;;
+  psycopg)
+    PYTHONPATH=$root/.cache/clients/python python3 "$here/workloads/psycopg_workload.py" "$url" \
+        >"$work/client.log" 2>&1 || fail "psycopg workload"
+    expected_drops=([copy_data]=2 [binary_parameters]=1) expected_write_drops=1 ;;
+  node-pg)
+    NODE_PATH=$root/.cache/clients/node/node_modules node "$here/workloads/node_workload.js" "$url" \
+        >"$work/client.log" 2>&1 || fail "node-pg workload" ;;
+  asyncpg)
+    PYTHONPATH=$root/.cache/clients/python python3 "$here/workloads/asyncpg_workload.py" "$url" \
+        >"$work/client.log" 2>&1 || fail "asyncpg workload"
+    # fetchval/fetchrow run Execute with a row limit of 1: the client sees
+    # part of a result, which the shadow cannot be compared with (row_limited).
+    expected_drops=([copy_data]=2 [binary_results]=1 [row_limited]=4) expected_write_drops=1 ;;
+  pgjdbc)
+    java -cp "$root/.cache/clients/java/*" "$here/workloads/JdbcWorkload.java" \
+        "jdbc:postgresql://127.0.0.1:$port/$db?user=postgres" >"$work/client.log" 2>&1 || fail "PgJDBC workload"
+    expected_drops=([copy_data]=2) expected_write_drops=1 ;;
+  *) fail "unknown client $client" ;;
+esac
+# The client is done; once the recording thread has handed everything over,
+# /metrics stops moving (it runs at a lower priority than the relay).
+metrics= previous=
+for _ in $(seq 1 50); do
+  metrics=$(curl -sf "127.0.0.1:$metrics_port/metrics") || fail "no /metrics from shadow-proxy"
+  current=$(echo "$metrics" | grep '^shadowpipe_proxy_units_recorded_total')
+  [ -n "$current" ] && [ "$current" = "$previous" ] && break
+  previous=$current
+  sleep 0.3
+done
+
+kill -TERM "$proxy_pid"
+wait "$proxy_pid" || fail "shadow-proxy exited with $? when stopped"
+pids=()
+summary=$(grep '^shadow-proxy: connections=' "$work/proxy.log" | tail -n 1)
+echo "$summary"
+value() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+units=$(value units)
+[ "${units:-0}" -gt 0 ] || fail "the proxy recorded no unit"
+[ "$(value published)" = "$units" ] || fail "published $(value published) of $units units"
+for reason in client_gone primary_gone binary_parameters binary_results copy_data function_call oversized \
+              row_limited unmatched queue_full; do
+  [ "$(value "dropped_$reason")" = "${expected_drops[$reason]:-0}" ] \
+    || fail "units dropped as $reason: $(value "dropped_$reason"), expected ${expected_drops[$reason]:-0}"
+done
+[ "$(value write_units_dropped)" = "$expected_write_drops" ] \
+  || fail "write units dropped $(value write_units_dropped), expected $expected_write_drops"
+[ "$(value gap_units_announced)" = "$expected_write_drops" ] \
+  || fail "gap units announced $(value gap_units_announced), expected $expected_write_drops"
+echo "$metrics" | grep -q "^shadowpipe_proxy_units_recorded_total $units\$" \
+  || fail "/metrics does not count $units recorded units: $(echo "$metrics" | grep units_recorded)"
+
+published=$(kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.requests" -e -q -f '%s\n' | grep -vc '"record":"gap"' || true)
+[ "$published" = "$units" ] || fail "$published records on $run.requests, the proxy recorded $units"
+
+"$bin/shadow-executor" --shadow "$SHADOW_DSN dbname=$db" --group "$run-executor" --executor-id executor-1 \
+    --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor.log" 2>&1 &
+pids+=($!)
+"$bin/shadow-comparator" --group "$run-comparator" --comparator-id comparator-1 "${topics[@]}" \
+    --window 10000 --summary-interval 1000 >"$work/comparator.log" 2>&1 &
+pids+=($!)
+compared=0
+for _ in $(seq 1 60); do
+  compared=$("$bin/shadowctl" report --format json "${topics[@]}" 2>/dev/null |
+             python3 -c 'import json,sys; print(json.load(sys.stdin)["compared"])' 2>/dev/null || echo 0)
+  [ "$compared" -ge "$published" ] && break
+  sleep 1
+done
+"$bin/shadowctl" report --format json "${topics[@]}" -o "$work/report.json" >/dev/null 2>&1 || fail "report"
+python3 - "$work/report.json" "$published" "$expected_write_drops" <<'PY' || fail "report check"
+import json, sys
+report, published, gaps = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+print("compared %d of %d published; discrepancies %d %s" % (report["compared"], published, report["discrepancies"],
+      report["discrepancies_by_kind"]))
+for f in report["fingerprints"]:
+    if f["discrepancies"]:
+        print("  %s: %s" % (f["sql"][:100], f["discrepancies"]))
+expected = {"shadow_gap": gaps} if gaps else {}
+sys.exit(0 if report["compared"] >= published and report["discrepancies_by_kind"] == expected else 1)
+PY
+echo "PASS: $client through shadow-proxy: $units units recorded, all compared, 0 discrepancies" \
+     "($expected_write_drops dropped write unit(s) announced and reported as shadow_gap)"
