@@ -8,11 +8,10 @@
 #include "comparator/pending.hpp"
 #include "comparator/publisher.hpp"
 #include "comparator/readback.hpp"
+#include "shadowpipe/instance.hpp"
 #include "shadowpipe/metrics.hpp"
 #include "shadowpipe/result.hpp"
 #include "shadowpipe/wire.hpp"
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <exception>
@@ -27,12 +26,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string default_comparator_id() {
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  return std::string(host) + "-" + std::to_string(getpid());
-}
 
 void log(const std::string& line) { std::cerr << "shadow-comparator: " << line << std::endl; }
 
@@ -58,7 +51,7 @@ DeciderOptions decider_options(const Options& options) {
 }
 
 Options with_id(Options options) {
-  if (options.comparator_id.empty()) options.comparator_id = default_comparator_id();
+  if (options.comparator_id.empty()) options.comparator_id = host_pid_id();
   return options;
 }
 

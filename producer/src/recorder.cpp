@@ -1,5 +1,6 @@
 #include "shadowpipe/recorder.hpp"
 
+#include "shadowpipe/instance.hpp"
 #include "shadowpipe/metrics.hpp"
 #include "shadowpipe/result.hpp"
 #include "shadowpipe/statement.hpp"
@@ -7,7 +8,6 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -74,12 +74,6 @@ uint64_t random_seed() {
 }
 
 double unit_interval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
-
-std::string hostname() {
-  char name[256] = {};
-  if (gethostname(name, sizeof name - 1) != 0) return "unknown";
-  return name;
-}
 
 std::string text_or_empty(const char* text) { return text ? std::string(text) : std::string(); }
 
@@ -236,7 +230,7 @@ struct RecorderState {
 
 RecorderState::RecorderState(RecorderConfig given)
     : config(std::move(given)),
-      source(config.source + "@" + hostname()),
+      source(config.source + "@" + host_name()),
       analyzer(config.analyzer_cache),
       seed(config.sampling.seed != 0 ? config.sampling.seed : random_seed()) {
   auto check_rate = [](double rate, const std::string& what) {
