@@ -24,9 +24,9 @@ struct Options {
   std::string shadow_dsn;
   std::string group = "shadow-executor";
   std::string executor_id;  // empty: default_executor_id()
-  std::string requests_topic = "shadow.requests";
-  std::string results_topic = "shadow.results";
-  std::string dlq_topic = "shadow.dlq";
+  std::string requests_topic = wire::default_topics::requests;
+  std::string results_topic = wire::default_topics::results;
+  std::string dlq_topic = wire::default_topics::dlq;
   WritesMode writes = WritesMode::apply;
   int statement_timeout_ms = 0;  // 0: the server's setting
   digest::NormalizationConfig normalization;
