@@ -274,7 +274,6 @@ struct Executor::Impl {
   }
 
   void on_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
-    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer->get())) == "COOPERATIVE";
     try {
       if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < partitions->cnt; ++i) {
@@ -295,19 +294,7 @@ struct Executor::Impl {
       callback_failure = std::current_exception();
     }
     // The assignment must be applied (or released) whatever happened above.
-    if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      if (cooperative) {
-        if (auto* error = rd_kafka_incremental_assign(consumer->get(), partitions)) rd_kafka_error_destroy(error);
-      } else {
-        rd_kafka_assign(consumer->get(), partitions);
-      }
-    } else {
-      if (cooperative) {
-        if (auto* error = rd_kafka_incremental_unassign(consumer->get(), partitions)) rd_kafka_error_destroy(error);
-      } else {
-        rd_kafka_assign(consumer->get(), nullptr);
-      }
-    }
+    consumer->default_rebalance(event, partitions);
   }
 
   // Commits each partition's Kafka offset up to its applied and delivered
