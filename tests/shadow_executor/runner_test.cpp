@@ -134,6 +134,17 @@ TEST_P(Runner, ACommitLostIsRetriedNotRecorded) {
   EXPECT_EQ(session.committed.next_offset, 1);
 }
 
+TEST_P(Runner, ACommitCancelledOrCutIsRetriedNotRecorded) {
+  const auto unit = request(TxMode::commit, {"INSERT INTO t VALUES (1)"});
+  for (const char* sqlstate : {"57014", "57P01", "08003"}) {  // answered, the connection still up
+    session.commit_fails_once = sqlstate;
+    EXPECT_THROW(runner().run(unit, id, 0), ex::ConnectionLost) << sqlstate;
+    EXPECT_EQ(session.committed.next_offset, 0) << sqlstate;
+    EXPECT_EQ(session.committed.logged, 0) << sqlstate;
+  }
+  EXPECT_EQ(statuses(runner().run(unit, id, 0)), (std::vector<Status>{Status::ok}));
+}
+
 TEST_P(Runner, ACommitRefusedForAPassingCauseIsRetried) {
   const auto unit = request(TxMode::commit, {"INSERT INTO t VALUES (1)"});
   session.commit_fails_once = "40001";
