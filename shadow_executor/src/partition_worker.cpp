@@ -291,7 +291,7 @@ void PartitionWorker::record_not_replayed(const Unit& unit, const std::string& w
     republish_logged(offset);
   } else {
     shared_.metrics.units_applied.Increment();
-    for (size_t i = 0; i < report.result.statements.size(); ++i) count(report.result.statements[i].result, report.notes[i]);
+    for (size_t i = 0; i < report.result.statements.size(); ++i) shared_.metrics.count(report.result.statements[i].result, report.notes[i]);
     shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, unit.request->key,
                     report.logged_payload);
   }
@@ -359,7 +359,7 @@ void PartitionWorker::process(std::span<const Unit> batch) {
     bool planned = false;
     for (size_t i = 0; i < report.result.statements.size(); ++i) {
       auto& statement = report.result.statements[i];
-      count(statement.result, report.notes[i]);
+      shared_.metrics.count(statement.result, report.notes[i]);
       if (report.notes[i].disposition != Disposition::executed || !explainable(report.notes[i].kind)) continue;
       if (!shared_.plans.should_capture(statement.fingerprint, statement.result.latency_us)) continue;
       if (auto plan = runner_->explain(request, i)) {
@@ -371,29 +371,6 @@ void PartitionWorker::process(std::span<const Unit> batch) {
     shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, request.key,
                     planned ? wire::encode(report.result) : report.logged_payload);
     advance(offset);
-  }
-}
-
-void PartitionWorker::count(const wire::StatementResult& result, const StatementNote& note) {
-  auto& metrics = shared_.metrics;
-  switch (result.status) {
-    case wire::Status::ok: metrics.statements_ok.Increment(); break;
-    case wire::Status::error:
-      metrics.statements_error.Increment();
-      metrics.statement_error(result.sqlstate).Increment();
-      break;
-    case wire::Status::refused: metrics.statements_refused.Increment(); break;
-  }
-  switch (note.disposition) {
-    case Disposition::executed:
-      metrics.execution_seconds.Observe(static_cast<double>(result.latency_us) / 1e6);
-      break;
-    case Disposition::refused_by_guard: metrics.refused_by_guard.Increment(); break;
-    case Disposition::writes_skipped: metrics.writes_skipped.Increment(); break;
-    case Disposition::transaction_control: metrics.transaction_control_skipped.Increment(); break;
-    case Disposition::unparsable: metrics.unparsable.Increment(); break;
-    case Disposition::not_replayable: metrics.not_replayable.Increment(); break;
-    case Disposition::not_reached: break;
   }
 }
 

@@ -123,8 +123,6 @@ class PartitionWorker {
   // (Unit::skipped_from), like the executor does on assignment.
   void record_skipped(const Unit& unit);
 
-  void count(const wire::StatementResult& result, const StatementNote& note);
-
   Shared& shared_;
   const PartitionId id_;
   std::atomic<int64_t> next_offset_;
