@@ -33,8 +33,6 @@ Reply Reply::from(pg::Result result) {
   return reply;
 }
 
-PgSession::~PgSession() { pipeline_leave(); }
-
 void PgSession::throw_if_lost() const {
   if (PQstatus(conn_.get()) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn_.get());

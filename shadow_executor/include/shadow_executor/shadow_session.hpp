@@ -82,7 +82,6 @@ class ShadowSession {
 class PgSession final : public ShadowSession {
  public:
   explicit PgSession(const pg::Connection& conn) : conn_(conn) {}
-  ~PgSession() override;
 
   std::string literal(std::string_view text) override;
   std::vector<Reply> script(const std::string& sql) override;

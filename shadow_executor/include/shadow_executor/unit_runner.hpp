@@ -82,6 +82,8 @@ class UnitRunner {
   // Over any session (the unit tests' fake); `session` outlives the runner.
   UnitRunner(ShadowSession& session, RunnerConfig config, statement::Analyzer& analyzer);
   ~UnitRunner();
+  UnitRunner(const UnitRunner&) = delete;  // quote_ and catalog_ hold `this`
+  UnitRunner& operator=(const UnitRunner&) = delete;
 
   // statement_policy.hpp's, here for the callers that know the runner.
   static bool runs_alone(const wire::Request& request, statement::Analyzer& analyzer) {
