@@ -1,5 +1,7 @@
 #include "shadow_executor/partition_worker.hpp"
 
+#include "shadow_executor/retry_policy.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -174,13 +176,13 @@ std::string PartitionWorker::offsets(std::span<const Unit> batch) {
 
 void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
   auto backoff = milliseconds(100);
-  int failures = 0;
-  std::string last_failure;
+  RetryPolicy retry;
   for (;;) {
+    RetryPolicy::Next next = RetryPolicy::Next::retry;
     try {
       if (!connect()) return;  // stopping
-      if (failures >= kMaxFailedAttempts && batch.size() == 1 && batch.front().request) {
-        record_not_replayed(batch.front(), last_failure);
+      if (retry.gives_up(batch.size()) && batch.front().request) {
+        record_not_replayed(batch.front(), retry.last_failure());
       } else {
         process(batch);
       }
@@ -193,6 +195,7 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
             "; reconnecting with backoff and retrying (logged once until it works again)");
       }
       disconnect();
+      retry.failed(RetryPolicy::Failed::connection_lost, batch.size(), lost.what());
     } catch (const TransientFailure& transient) {
       // Neither counted nor the unit's error: a passing refusal.
       if (transient_.failed()) {
@@ -200,6 +203,7 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
             " (retried with backoff; logged once until it works again)");
       }
       if (connection_ && !connection_->healthy()) disconnect();
+      retry.failed(RetryPolicy::Failed::transient, batch.size(), transient.what());
     } catch (const UnitAbandoned&) {
       return;
     } catch (const Failure& failure) {
@@ -209,16 +213,16 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
       log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
           failure.what() + "; retrying in " + std::to_string(backoff.count()) + " ms");
       disconnect();
-      if (failures < kMaxFailedAttempts) last_failure = failure.what();
-      if (++failures == kMaxFailedAttempts && batch.size() > 1) {
-        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": failed " +
-            std::to_string(failures) + " times; running its units one by one");
-        for (size_t i = 0; i < batch.size(); ++i) {
-          if (stopping()) return;
-          process_with_retry(batch.subspan(i, 1));
-        }
-        return;
+      next = retry.failed(RetryPolicy::Failed::refused, batch.size(), failure.what());
+    }
+    if (next == RetryPolicy::Next::one_by_one) {
+      log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": failed " +
+          std::to_string(RetryPolicy::kMaxFailedAttempts) + " times; running its units one by one");
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (stopping()) return;
+        process_with_retry(batch.subspan(i, 1));
       }
+      return;
     }
     if (sleep_unless_stopping(backoff)) return;
     backoff = std::min(backoff * 2, milliseconds(5000));
@@ -283,7 +287,7 @@ void PartitionWorker::advance(int64_t offset) {
 void PartitionWorker::record_not_replayed(const Unit& unit, const std::string& why) {
   const int64_t offset = unit.message.offset();
   log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) + ": failed " +
-      std::to_string(kMaxFailedAttempts) + " times; recorded as not replayed (shadow error " +
+      std::to_string(RetryPolicy::kMaxFailedAttempts) + " times; recorded as not replayed (shadow error " +
       kNotReplayedSqlstate + ")");
   UnitReport report = runner_->record_not_replayed(*unit.request, id_, offset, why);
   if (!report.applied) {

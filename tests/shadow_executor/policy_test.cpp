@@ -1,4 +1,5 @@
 // The executor's statement policy and savepoint plan as pure functions.
+#include "shadow_executor/retry_policy.hpp"
 #include "shadow_executor/savepoint_engine.hpp"
 #include "shadow_executor/statement_policy.hpp"
 
@@ -163,6 +164,34 @@ TEST(SavepointPlan, AUnitToUndoLeavesSpBeforeItsWork) {
 
 TEST(SavepointPlan, AUnitWithNothingToRunHasNoSegment) {
   EXPECT_TRUE(plan(ex::WritesMode::skip, {request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})}).empty());
+}
+
+TEST(RetryPolicy, PassingOutagesAreRetriedForAsLongAsTheyLastAndNeverCount) {
+  ex::RetryPolicy retry;
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(retry.failed(ex::RetryPolicy::Failed::transient, 1, "40001"), ex::RetryPolicy::Next::retry);
+    EXPECT_EQ(retry.failed(ex::RetryPolicy::Failed::connection_lost, 5, "gone"), ex::RetryPolicy::Next::retry);
+  }
+  EXPECT_FALSE(retry.gives_up(1)) << "a transient error must never become the unit's result (not replayed)";
+}
+
+TEST(RetryPolicy, ARefusedBatchIsSplitThenASingleUnitRecordedAsNotReplayed) {
+  using R = ex::RetryPolicy;
+  R batch;
+  EXPECT_EQ(batch.failed(R::Failed::refused, 4, "first"), R::Next::retry);
+  EXPECT_EQ(batch.failed(R::Failed::transient, 4, "passing"), R::Next::retry);
+  EXPECT_EQ(batch.failed(R::Failed::refused, 4, "second"), R::Next::retry);
+  EXPECT_EQ(batch.failed(R::Failed::refused, 4, "third"), R::Next::one_by_one);
+  R unit;
+  for (int i = 0; i < R::kMaxFailedAttempts; ++i) {
+    EXPECT_FALSE(unit.gives_up(1));
+    EXPECT_EQ(unit.failed(R::Failed::refused, 1, "refusal " + std::to_string(i)), R::Next::retry);
+  }
+  EXPECT_TRUE(unit.gives_up(1));
+  EXPECT_EQ(unit.last_failure(), "refusal 2");
+  unit.failed(R::Failed::refused, 1, "the recording refused too");
+  EXPECT_TRUE(unit.gives_up(1)) << "the recording is retried for good";
+  EXPECT_EQ(unit.last_failure(), "refusal 2") << "the unit's own reason is kept";
 }
 
 }  // namespace
