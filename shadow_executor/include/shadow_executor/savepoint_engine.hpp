@@ -9,9 +9,11 @@
 // the primary's aborted transaction did, and the moving of the savepoint —
 // and the next segment's rollback undoes it. A transaction unit is one
 // segment (a ROLLBACK TO SAVEPOINT of the unit's own ends the skipping, as on
-// the primary); an autocommit unit of several statements is a segment per
-// statement, so one failure does not undo the others; a unit to undo keeps
-// its statements apart under a nested savepoint v so sp stays before it.
+// the primary; such a unit runs alone, on the plain transport, since a
+// pipeline would skip it); an autocommit unit of several statements is a
+// segment per statement, so one failure does not undo the others; a unit to
+// undo keeps its statements apart under a nested savepoint v so sp stays
+// before it.
 //
 // PlainTransport sends a statement per round trip, the savepoint commands
 // before it in one script (a rollback to a savepoint nothing touched since is
