@@ -201,7 +201,10 @@ struct Executor::Impl {
     commit_progress();
     for (auto partition : partitions) {
       workers.erase(partition);
-      paused.erase(partition);
+      // librdkafka keeps a partition's pause across a revoke and its next
+      // assignment, while `paused` forgets it here: resumed while still
+      // assigned, or a partition paused at a rebalance would never fetch again.
+      if (paused.contains(partition)) set_paused(partition, false);
       committed.erase(partition);
       shared.ledger.forget(partition);
       shared.metrics.lag_family.Remove(&shared.metrics.lag(partition));
