@@ -1,19 +1,11 @@
 #include "comparator/config.hpp"
 
-#include <unistd.h>
+#include "shadowpipe/instance.hpp"
 
 namespace shadowpipe::comparator {
 
-namespace {
-std::string default_comparator_id() {
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  return std::string(host) + "-" + std::to_string(getpid());
-}
-}  // namespace
-
 Options with_instance_id(Options options) {
-  if (options.comparator_id.empty()) options.comparator_id = default_comparator_id();
+  if (options.comparator_id.empty()) options.comparator_id = host_pid_id();
   return options;
 }
 

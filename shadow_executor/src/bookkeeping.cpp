@@ -13,6 +13,18 @@ Destination destination_of(std::string_view text) {
   return text == "dlq" ? Destination::dlq : Destination::results;
 }
 
+constexpr const char* kLogColumns =
+    "shadowpipe.results_log (consumer_group, topic, partition, source_offset, destination, record_key, payload)";
+constexpr const char* kLogConflict =
+    " ON CONFLICT (consumer_group, topic, partition, source_offset) DO UPDATE"
+    " SET destination = EXCLUDED.destination, record_key = EXCLUDED.record_key, payload = EXCLUDED.payload";
+
+// The WHERE of the partition's row in shadowpipe.applied.
+std::string partition_row(const Quote& quote, const PartitionId& id) {
+  return " WHERE consumer_group = " + quote(id.group) + " AND topic = " + quote(id.topic) +
+         " AND partition = " + std::to_string(id.partition);
+}
+
 int64_t to_int64(std::string_view text) { return std::strtoll(std::string(text).c_str(), nullptr, 10); }
 
 std::vector<LoggedRecord> read_records(const pg::Result& result) {
@@ -76,10 +88,8 @@ bool record_retention_gap(const pg::Connection& conn, const PartitionId& id, int
   auto result = conn.exec_checked(
       "WITH moved AS (UPDATE shadowpipe.applied SET next_offset = $5::bigint, updated_at = now()"
       " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND next_offset = $4::bigint RETURNING 1)"
-      " INSERT INTO shadowpipe.results_log (consumer_group, topic, partition, source_offset, destination,"
-      " record_key, payload) SELECT $1, $2, $3::int, $4::bigint, 'results', '', $6 FROM moved"
-      " ON CONFLICT (consumer_group, topic, partition, source_offset) DO UPDATE"
-      " SET destination = EXCLUDED.destination, record_key = EXCLUDED.record_key, payload = EXCLUDED.payload",
+      " INSERT INTO " + std::string(kLogColumns) + " SELECT $1, $2, $3::int, $4::bigint, 'results', '', $6 FROM moved" +
+          kLogConflict,
       {id.group, id.topic, std::to_string(id.partition), std::to_string(from), std::to_string(to), payload});
   return result.affected_rows() == 1;
 }
@@ -126,5 +136,54 @@ void forget_logged_below(const pg::Connection& conn, const std::string& group, c
       " AND r.source_offset < bound.below",
       {group, topic, partitions, offsets});
 }
+
+namespace bookkeeping_sql {
+
+std::string fence_check(const Quote& quote, const PartitionId& id, int64_t first_offset) {
+  // Under READ COMMITTED a row another executor updated meanwhile is
+  // re-checked in its new version once that executor commits.
+  return "SELECT coalesce((SELECT next_offset::text FROM shadowpipe.applied" + partition_row(quote, id) +
+         " AND next_offset <= " + std::to_string(first_offset) + " FOR UPDATE), " +
+         quote("shadowpipe fence: offset " + std::to_string(first_offset) + " was applied before") + ")::bigint";
+}
+
+std::string advance_applied(const Quote& quote, const PartitionId& id, int64_t last_offset) {
+  return "UPDATE shadowpipe.applied SET next_offset = " + std::to_string(last_offset + 1) + ", updated_at = now()" +
+         partition_row(quote, id);
+}
+
+std::string fence_update(const Quote& quote, const PartitionId& id, int64_t offset) {
+  return advance_applied(quote, id, offset) + " AND next_offset <= " + std::to_string(offset);
+}
+
+namespace {
+std::string log_values(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
+                       std::string_view key, std::string_view payload) {
+  return quote(id.group) + ", " + quote(id.topic) + ", " + std::to_string(id.partition) + ", " +
+         std::to_string(offset) + ", '" + to_string(destination) + "', " + quote(key) + ", " + quote(payload);
+}
+}  // namespace
+
+std::string log_row(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
+                    std::string_view key, std::string_view payload) {
+  return "(" + log_values(quote, id, offset, destination, key, payload) + ")";
+}
+
+std::string log_insert(const std::string& rows) {
+  return std::string("INSERT INTO ") + kLogColumns + " VALUES " + rows + kLogConflict;
+}
+
+std::string fence_and_log(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
+                          std::string_view key, std::string_view payload) {
+  return "WITH fence AS (" + fence_update(quote, id, offset) + " RETURNING 1) INSERT INTO " + kLogColumns +
+         " SELECT " + log_values(quote, id, offset, destination, key, payload) + " FROM fence" +
+         kLogConflict;
+}
+
+std::string next_offset(const Quote& quote, const PartitionId& id) {
+  return "SELECT next_offset FROM shadowpipe.applied" + partition_row(quote, id);
+}
+
+}  // namespace bookkeeping_sql
 
 }  // namespace shadowpipe::executor

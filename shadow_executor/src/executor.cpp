@@ -1,6 +1,7 @@
 #include "shadow_executor/executor.hpp"
 
 #include "shadow_executor/bookkeeping.hpp"
+#include "shadow_executor/broker_queries.hpp"
 #include "shadow_executor/partition_worker.hpp"
 #include "shadow_executor/shared.hpp"
 
@@ -27,25 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-// Kafka errors that a retry will not cure (credentials, ACLs): fatal.
-bool permanent_kafka_error(rd_kafka_resp_err_t err) {
-  switch (err) {
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
-    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
-    case RD_KAFKA_RESP_ERR__SSL:
-    case RD_KAFKA_RESP_ERR__INVALID_ARG:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Thrown out of a retry loop of the rebalance callback at shutdown.
-struct StopRequested {};
 
 // The shadow may be starting (57P03), restarting or out of connections when
 // the executor starts: connecting is retried with backoff for up to
@@ -158,66 +140,19 @@ struct Executor::Impl {
   const std::atomic<bool>* stop_flag = nullptr;  // run()'s
   bool stopping() const { return shared.shutting_down.load() || (stop_flag && stop_flag->load()); }
 
-  // Repeats a Kafka request until it is answered: right after a broker
-  // starts or a topic is created, and while all brokers are down, requests
-  // fail (unknown topic or partition, not leader, coordinator loading, timed
-  // out) for a while; that is waited out with backoff, logged once per
-  // streak. Errors a retry cannot cure (authorization) are fatal.
-  template <class Attempt>
-  void until_answered(const std::string& what, Attempt attempt) {
-    auto backoff = milliseconds(100);
-    Streak streak;
-    for (;;) {
-      const rd_kafka_resp_err_t err = attempt();
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        streak.recovered(what);
-        return;
-      }
-      if (permanent_kafka_error(err)) throw Failure(what + ": " + rd_kafka_err2str(err));
-      if (streak.failed()) {
-        log(what + ": " + rd_kafka_err2str(err) + "; retrying with backoff until the broker answers (logged once)");
-      }
-      if (stopping()) throw StopRequested{};
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, milliseconds(2000));
-    }
-  }
-
-  // The group's committed offset, or RD_KAFKA_OFFSET_INVALID when it has none.
-  int64_t kafka_committed(int32_t partition) {
-    int64_t offset = RD_KAFKA_OFFSET_INVALID;
-    until_answered("reading the committed offset of " + where(partition), [&] {
-      kafka::PartitionList list(1);
-      list.add(options.requests_topic, partition);
-      auto err = rd_kafka_committed(consumer->get(), list.get(), 5000);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = list[0].err;
-      offset = list[0].offset;
-      return err;
-    });
-    return offset;
-  }
-
-  int64_t low_watermark(int32_t partition) {
-    int64_t low = 0, high = 0;
-    until_answered("reading the offsets of " + where(partition), [&] {
-      return rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition, &low, &high,
-                                              5000);
-    });
-    return low;
-  }
-
   std::string where(int32_t partition) const { return options.requests_topic + "[" + std::to_string(partition) + "]"; }
 
   // Starts a partition where shadowpipe.applied says, re-publishes what was
   // logged but maybe not delivered, and starts its worker.
   int64_t start_partition(int32_t partition) {
     const PartitionId id{options.group, options.requests_topic, partition};
-    const int64_t kafka_offset = kafka_committed(partition);
+    const BrokerQueries broker(*consumer, options.requests_topic, [this] { return stopping(); });
+    const int64_t kafka_offset = broker.committed(partition);
     auto backoff = milliseconds(200);
     for (;;) {
       try {
         const auto& conn = control_connection();
-        const int64_t earliest = low_watermark(partition);
+        const int64_t earliest = broker.low_watermark(partition);
         int64_t start = claim_next_offset(conn, id, kafka_offset >= 0 ? kafka_offset : earliest);
         if (start < earliest) start = skip_retention_gap(conn, id, start, earliest);
         shared.ledger.track(partition, start);
@@ -270,7 +205,10 @@ struct Executor::Impl {
     commit_progress();
     for (auto partition : partitions) {
       workers.erase(partition);
-      paused.erase(partition);
+      // librdkafka keeps a partition's pause across a revoke and its next
+      // assignment, while `paused` forgets it here: resumed while still
+      // assigned, or a partition paused at a rebalance would never fetch again.
+      if (paused.contains(partition)) set_paused(partition, false);
       committed.erase(partition);
       shared.ledger.forget(partition);
       shared.metrics.lag_family.Remove(&shared.metrics.lag(partition));
@@ -278,7 +216,6 @@ struct Executor::Impl {
   }
 
   void on_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
-    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer->get())) == "COOPERATIVE";
     try {
       if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < partitions->cnt; ++i) {
@@ -299,19 +236,7 @@ struct Executor::Impl {
       callback_failure = std::current_exception();
     }
     // The assignment must be applied (or released) whatever happened above.
-    if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      if (cooperative) {
-        if (auto* error = rd_kafka_incremental_assign(consumer->get(), partitions)) rd_kafka_error_destroy(error);
-      } else {
-        rd_kafka_assign(consumer->get(), partitions);
-      }
-    } else {
-      if (cooperative) {
-        if (auto* error = rd_kafka_incremental_unassign(consumer->get(), partitions)) rd_kafka_error_destroy(error);
-      } else {
-        rd_kafka_assign(consumer->get(), nullptr);
-      }
-    }
+    consumer->default_rebalance(event, partitions);
   }
 
   // Commits each partition's Kafka offset up to its applied and delivered

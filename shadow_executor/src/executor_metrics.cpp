@@ -97,4 +97,26 @@ prometheus::Gauge& ExecutorMetrics::lag(int32_t partition) {
   return lag_family.Add({{"partition", std::to_string(partition)}});
 }
 
+void ExecutorMetrics::count(const wire::StatementResult& result, const StatementNote& note) {
+  switch (result.status) {
+    case wire::Status::ok: statements_ok.Increment(); break;
+    case wire::Status::error:
+      statements_error.Increment();
+      statement_error(result.sqlstate).Increment();
+      break;
+    case wire::Status::refused: statements_refused.Increment(); break;
+  }
+  switch (note.disposition) {
+    case Disposition::executed:
+      execution_seconds.Observe(static_cast<double>(result.latency_us) / 1e6);
+      break;
+    case Disposition::refused_by_guard: refused_by_guard.Increment(); break;
+    case Disposition::writes_skipped: writes_skipped.Increment(); break;
+    case Disposition::transaction_control: transaction_control_skipped.Increment(); break;
+    case Disposition::unparsable: unparsable.Increment(); break;
+    case Disposition::not_replayable: not_replayable.Increment(); break;
+    case Disposition::not_reached: break;
+  }
+}
+
 }  // namespace shadowpipe::executor

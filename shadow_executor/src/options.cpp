@@ -1,10 +1,7 @@
 #include "shadow_executor/options.hpp"
 
+#include "shadowpipe/instance.hpp"
 #include "shadowpipe/result.hpp"
-
-#include <unistd.h>
-
-#include <array>
 
 namespace shadowpipe::executor {
 
@@ -24,10 +21,6 @@ WritesMode parse_writes_mode(std::string_view text) {
   throw Failure("--writes " + std::string(text) + " is not one of apply, rollback, skip");
 }
 
-std::string default_executor_id() {
-  std::array<char, 256> host{};
-  if (gethostname(host.data(), host.size() - 1) != 0) host = {'u', 'n', 'k', 'n', 'o', 'w', 'n'};
-  return std::string(host.data()) + "-" + std::to_string(getpid());
-}
+std::string default_executor_id() { return host_pid_id(); }
 
 }  // namespace shadowpipe::executor

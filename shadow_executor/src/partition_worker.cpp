@@ -1,5 +1,7 @@
 #include "shadow_executor/partition_worker.hpp"
 
+#include "shadow_executor/retry_policy.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -175,13 +177,13 @@ std::string PartitionWorker::offsets(std::span<const Unit> batch) {
 
 void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
   auto backoff = milliseconds(100);
-  int failures = 0;
-  std::string last_failure;
+  RetryPolicy retry;
   for (;;) {
+    RetryPolicy::Next next = RetryPolicy::Next::retry;
     try {
       if (!connect()) return;  // stopping
-      if (failures >= kMaxFailedAttempts && batch.size() == 1 && batch.front().request) {
-        record_not_replayed(batch.front(), last_failure);
+      if (retry.gives_up(batch.size()) && batch.front().request) {
+        record_not_replayed(batch.front(), retry.last_failure());
       } else {
         process(batch);
       }
@@ -194,6 +196,7 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
             "; reconnecting with backoff and retrying (logged once until it works again)");
       }
       disconnect();
+      retry.failed(RetryPolicy::Failed::connection_lost, batch.size(), lost.what());
     } catch (const TransientFailure& transient) {
       // Neither counted nor the unit's error: a passing refusal.
       if (transient_.failed()) {
@@ -201,6 +204,7 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
             " (retried with backoff; logged once until it works again)");
       }
       if (connection_ && !connection_->healthy()) disconnect();
+      retry.failed(RetryPolicy::Failed::transient, batch.size(), transient.what());
     } catch (const UnitAbandoned&) {
       return;
     } catch (const Failure& failure) {
@@ -210,16 +214,16 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
       log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " +
           failure.what() + "; retrying in " + std::to_string(backoff.count()) + " ms");
       disconnect();
-      if (failures < kMaxFailedAttempts) last_failure = failure.what();
-      if (++failures == kMaxFailedAttempts && batch.size() > 1) {
-        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": failed " +
-            std::to_string(failures) + " times; running its units one by one");
-        for (size_t i = 0; i < batch.size(); ++i) {
-          if (stopping()) return;
-          process_with_retry(batch.subspan(i, 1));
-        }
-        return;
+      next = retry.failed(RetryPolicy::Failed::refused, batch.size(), failure.what());
+    }
+    if (next == RetryPolicy::Next::one_by_one) {
+      log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": failed " +
+          std::to_string(RetryPolicy::kMaxFailedAttempts) + " times; running its units one by one");
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (stopping()) return;
+        process_with_retry(batch.subspan(i, 1));
       }
+      return;
     }
     if (sleep_unless_stopping(backoff)) return;
     backoff = std::min(backoff * 2, milliseconds(5000));
@@ -284,7 +288,7 @@ void PartitionWorker::advance(int64_t offset) {
 void PartitionWorker::record_not_replayed(const Unit& unit, const std::string& why) {
   const int64_t offset = unit.message.offset();
   log("partition " + std::to_string(id_.partition) + " offset " + std::to_string(offset) + ": failed " +
-      std::to_string(kMaxFailedAttempts) + " times; recorded as not replayed (shadow error " +
+      std::to_string(RetryPolicy::kMaxFailedAttempts) + " times; recorded as not replayed (shadow error " +
       kNotReplayedSqlstate + ")");
   UnitReport report = runner_->record_not_replayed(*unit.request, id_, offset, why);
   if (!report.applied) {
@@ -292,7 +296,7 @@ void PartitionWorker::record_not_replayed(const Unit& unit, const std::string& w
     republish_logged(offset);
   } else {
     shared_.metrics.units_applied.Increment();
-    for (size_t i = 0; i < report.result.statements.size(); ++i) count(report.result.statements[i].result, report.notes[i]);
+    for (size_t i = 0; i < report.result.statements.size(); ++i) shared_.metrics.count(report.result.statements[i].result, report.notes[i]);
     shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, unit.request->key,
                     report.logged_payload);
   }
@@ -360,7 +364,7 @@ void PartitionWorker::process(std::span<const Unit> batch) {
     bool planned = false;
     for (size_t i = 0; i < report.result.statements.size(); ++i) {
       auto& statement = report.result.statements[i];
-      count(statement.result, report.notes[i]);
+      shared_.metrics.count(statement.result, report.notes[i]);
       if (report.notes[i].disposition != Disposition::executed || !explainable(report.notes[i].kind)) continue;
       if (!shared_.plans.should_capture(statement.fingerprint, statement.result.latency_us)) continue;
       if (auto plan = runner_->explain(request, i)) {
@@ -372,29 +376,6 @@ void PartitionWorker::process(std::span<const Unit> batch) {
     shared_.publish(shared_.options.results_topic, id_.partition, id_.partition, offset, request.key,
                     planned ? wire::encode(report.result) : report.logged_payload);
     advance(offset);
-  }
-}
-
-void PartitionWorker::count(const wire::StatementResult& result, const StatementNote& note) {
-  auto& metrics = shared_.metrics;
-  switch (result.status) {
-    case wire::Status::ok: metrics.statements_ok.Increment(); break;
-    case wire::Status::error:
-      metrics.statements_error.Increment();
-      metrics.statement_error(result.sqlstate).Increment();
-      break;
-    case wire::Status::refused: metrics.statements_refused.Increment(); break;
-  }
-  switch (note.disposition) {
-    case Disposition::executed:
-      metrics.execution_seconds.Observe(static_cast<double>(result.latency_us) / 1e6);
-      break;
-    case Disposition::refused_by_guard: metrics.refused_by_guard.Increment(); break;
-    case Disposition::writes_skipped: metrics.writes_skipped.Increment(); break;
-    case Disposition::transaction_control: metrics.transaction_control_skipped.Increment(); break;
-    case Disposition::unparsable: metrics.unparsable.Increment(); break;
-    case Disposition::not_replayable: metrics.not_replayable.Increment(); break;
-    case Disposition::not_reached: break;
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "shadowpipe/kafka.hpp"
+#include "shadowpipe/wire.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -23,11 +24,11 @@ struct Options {
   kafka::Properties kafka;  // bootstrap.servers, TLS, SASL, ... passed through
   std::string group = "shadow-comparator";
   std::string comparator_id;  // empty: host-pid
-  std::string requests_topic = "shadow.requests";
-  std::string results_topic = "shadow.results";
-  std::string mismatches_topic = "shadow.mismatches";
-  std::string summary_topic = "shadow.summary";
-  std::string dlq_topic = "shadow.dlq";
+  std::string requests_topic = wire::default_topics::requests;
+  std::string results_topic = wire::default_topics::results;
+  std::string mismatches_topic = wire::default_topics::mismatches;
+  std::string summary_topic = wire::default_topics::summary;
+  std::string dlq_topic = wire::default_topics::dlq;
   // A partition whose requests wait while the executor shows no progress for
   // this long is reported stalled (summary, log, metric, verdict); nothing
   // is decided by it: a request is shadow_missing only when the executor

@@ -166,6 +166,17 @@ struct Gap {
   std::string detail;
   bool operator==(const Gap&) const = default;
 };
+
+// The design's topic names: the default of every program's topic options
+// (recorder, executor, comparator, shadowctl), written once.
+namespace default_topics {
+inline constexpr const char* requests = "shadow.requests";
+inline constexpr const char* results = "shadow.results";
+inline constexpr const char* mismatches = "shadow.mismatches";
+inline constexpr const char* summary = "shadow.summary";
+inline constexpr const char* dlq = "shadow.dlq";
+}  // namespace default_topics
+
 inline constexpr std::string_view kGapRecordTag = "gap";  // value of the "record" member
 
 // The two kinds of gap, built in one place for the executor and the recorder.

@@ -2,6 +2,10 @@
 
 #include "shadowpipe/result.hpp"
 
+#include <algorithm>
+#include <functional>
+#include <thread>
+
 namespace shadowpipe::kafka {
 
 namespace {
@@ -259,11 +263,53 @@ std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
   return std::nullopt;
 }
 
+namespace {
+
+// What a broker answers while a topic was just created, a leader moves or a
+// coordinator loads: waiting cures it.
+bool is_transient(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Calls `query` with the time left until it succeeds, fails for good, or the
+// timeout is spent; transient answers are retried with backoff.
+rd_kafka_resp_err_t with_retries(std::chrono::milliseconds timeout,
+                                 const std::function<rd_kafka_resp_err_t(int timeout_ms)>& query) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(100);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto err = query(static_cast<int>(std::max<int64_t>(left.count(), 1)));
+    if (!err || !is_transient(err) || std::chrono::steady_clock::now() + backoff >= deadline) return err;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+}  // namespace
+
 Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t partition,
                       std::chrono::milliseconds timeout) {
   Watermarks marks;
-  if (auto err = rd_kafka_query_watermark_offsets(handle, topic.c_str(), partition, &marks.low, &marks.high,
-                                                  static_cast<int>(timeout.count()))) {
+  const auto err = with_retries(timeout, [&](int timeout_ms) {
+    return rd_kafka_query_watermark_offsets(handle, topic.c_str(), partition, &marks.low, &marks.high, timeout_ms);
+  });
+  if (err) {
     throw Failure("cannot read the offsets of " + topic + "[" + std::to_string(partition) + "]: " +
                   rd_kafka_err2str(err) + " — is the broker reachable?");
   }
@@ -271,7 +317,9 @@ Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t part
 }
 
 void read_committed(rd_kafka_t* handle, PartitionList& partitions, std::chrono::milliseconds timeout) {
-  if (auto err = rd_kafka_committed(handle, partitions.get(), static_cast<int>(timeout.count()))) {
+  const auto err =
+      with_retries(timeout, [&](int timeout_ms) { return rd_kafka_committed(handle, partitions.get(), timeout_ms); });
+  if (err) {
     const std::string topic = partitions.size() > 0 ? partitions[0].topic : "";
     throw Failure("cannot read the committed offsets of " + topic + ": " + rd_kafka_err2str(err) +
                   " — is the broker reachable?");

@@ -291,172 +291,169 @@ void write_latency(Encoder& out, const LatencySummary& latency) {
   out.end_object();
 }
 
+// The "statements" array of a request or a result: one walk for both. Each
+// object holds what `members` writes (a request's text and parameters), the
+// fingerprint, the result and, for a shadow result, the plan when captured.
+template <typename StatementT, typename Members>
+void write_statements(Encoder& out, const std::vector<StatementT>& statements, Members&& members) {
+  out.key("statements");
+  out.begin_array();
+  for (const auto& statement : statements) {
+    out.begin_object();
+    members(statement);
+    out.member("fingerprint", statement.fingerprint);
+    out.key("result");
+    write_result(out, statement.result);
+    if constexpr (requires { statement.plan; }) {
+      if (statement.plan) {
+        out.key("plan");
+        write_plan(out, *statement.plan);
+      }
+    }
+    out.end_object();
+  }
+  out.end_array();
+}
+
+// One record: a JSON object opening with the version, its members written by
+// `body`.
+template <typename Body>
+std::string encode_object(Body&& body) {
+  Encoder out;
+  out.begin_object();
+  write_version(out);
+  body(out);
+  out.end_object();
+  return out.finish();
+}
+
 }  // namespace
 
 std::string encode(const Request& record) {
-  Encoder out;
-  out.begin_object();
-  write_version(out);
-  out.member("request_id", record.request_id);
-  out.member_int("ts", record.ts_us);
-  out.member("key", record.key);
-  out.member("source", record.source);
-  out.key("session");
-  out.begin_object();
-  out.member("time_zone", record.session.time_zone);
-  out.member("date_style", record.session.date_style);
-  out.member("interval_style", record.session.interval_style);
-  out.member("search_path", record.session.search_path);
-  out.key("extra");
-  out.begin_object();
-  for (const auto& [name, value] : record.session.extra) out.key_text(name), out.string(value);
-  out.end_object();
-  out.end_object();
-  out.member("tx", to_string(record.tx));
-  out.key("statements");
-  out.begin_array();
-  for (const auto& statement : record.statements) {
+  return encode_object([&](Encoder& out) {
+    out.member("request_id", record.request_id);
+    out.member_int("ts", record.ts_us);
+    out.member("key", record.key);
+    out.member("source", record.source);
+    out.key("session");
     out.begin_object();
-    out.member("sql", statement.sql);
-    out.params("params", statement.params);
-    out.member("fingerprint", statement.fingerprint);
-    out.key("result");
-    write_result(out, statement.result);
+    out.member("time_zone", record.session.time_zone);
+    out.member("date_style", record.session.date_style);
+    out.member("interval_style", record.session.interval_style);
+    out.member("search_path", record.session.search_path);
+    out.key("extra");
+    out.begin_object();
+    for (const auto& [name, value] : record.session.extra) out.key_text(name), out.string(value);
     out.end_object();
-  }
-  out.end_array();
-  out.end_object();
-  return out.finish();
+    out.end_object();
+    out.member("tx", to_string(record.tx));
+    write_statements(out, record.statements, [&](const Statement& statement) {
+      out.member("sql", statement.sql);
+      out.params("params", statement.params);
+    });
+  });
 }
 
 std::string encode(const ShadowResult& record) {
-  Encoder out;
-  out.begin_object();
-  write_version(out);
-  out.member("request_id", record.request_id);
-  out.member_int("ts", record.ts_us);
-  out.member("key", record.key);
-  out.member("executor", record.executor);
-  out.member_int("source_partition", record.source_partition);
-  out.member_int("source_offset", record.source_offset);
-  if (record.published_below >= 0) out.member_int("published_below", record.published_below);
-  out.key("statements");
-  out.begin_array();
-  for (const auto& statement : record.statements) {
-    out.begin_object();
-    out.member("fingerprint", statement.fingerprint);
-    out.key("result");
-    write_result(out, statement.result);
-    if (statement.plan) {
-      out.key("plan");
-      write_plan(out, *statement.plan);
-    }
-    out.end_object();
-  }
-  out.end_array();
-  out.end_object();
-  return out.finish();
+  return encode_object([&](Encoder& out) {
+    out.member("request_id", record.request_id);
+    out.member_int("ts", record.ts_us);
+    out.member("key", record.key);
+    out.member("executor", record.executor);
+    out.member_int("source_partition", record.source_partition);
+    out.member_int("source_offset", record.source_offset);
+    if (record.published_below >= 0) out.member_int("published_below", record.published_below);
+    write_statements(out, record.statements, [](const ShadowStatement&) {});
+  });
 }
 
 std::string encode(const Mismatch& record) {
-  Encoder out;
-  out.begin_object();
-  write_version(out);
-  out.member("kind", record.kind);
-  out.member("request_id", record.request_id);
-  out.member("key", record.key);
-  out.member_int("ts", record.ts_us);
-  out.member("fingerprint", record.fingerprint);
-  out.member("normalized_sql", record.normalized_sql);
-  out.member_int("statement_index", record.statement_index);
-  if (record.primary) {
-    out.key("primary");
-    write_result(out, *record.primary);
-  }
-  if (record.shadow) {
-    out.key("shadow");
-    write_result(out, *record.shadow);
-  }
-  out.strings("columns_differ", record.columns_differ);
-  out.member_number("latency_ratio", record.latency_ratio);
-  if (record.plan) {
-    out.key("plan");
-    write_plan(out, *record.plan);
-  }
-  out.member_bool("first_divergence_on_key", record.first_divergence_on_key);
-  out.member("detail", record.detail);
-  if (record.params) out.params("params", *record.params);
-  out.end_object();
-  return out.finish();
+  return encode_object([&](Encoder& out) {
+    out.member("kind", record.kind);
+    out.member("request_id", record.request_id);
+    out.member("key", record.key);
+    out.member_int("ts", record.ts_us);
+    out.member("fingerprint", record.fingerprint);
+    out.member("normalized_sql", record.normalized_sql);
+    out.member_int("statement_index", record.statement_index);
+    if (record.primary) {
+      out.key("primary");
+      write_result(out, *record.primary);
+    }
+    if (record.shadow) {
+      out.key("shadow");
+      write_result(out, *record.shadow);
+    }
+    out.strings("columns_differ", record.columns_differ);
+    out.member_number("latency_ratio", record.latency_ratio);
+    if (record.plan) {
+      out.key("plan");
+      write_plan(out, *record.plan);
+    }
+    out.member_bool("first_divergence_on_key", record.first_divergence_on_key);
+    out.member("detail", record.detail);
+    if (record.params) out.params("params", *record.params);
+  });
 }
 
 std::string encode(const Summary& record) {
-  Encoder out;
-  out.begin_object();
-  write_version(out);
-  out.member_int("ts", record.ts_us);
-  out.member("comparator", record.comparator);
-  out.member("fingerprint", record.fingerprint);
-  out.member("normalized_sql", record.normalized_sql);
-  out.member_uint("compared", record.compared);
-  out.key("discrepancies");
-  out.begin_object();
-  for (const auto& [kind, count] : record.discrepancies) out.key_text(kind), out.uint64(count);
-  out.end_object();
-  out.key("primary_latency");
-  write_latency(out, record.primary_latency);
-  out.key("shadow_latency");
-  write_latency(out, record.shadow_latency);
-  if (!record.stalled.empty()) {
-    out.key("stalled");
-    out.begin_array();
-    for (const auto& stall : record.stalled) {
-      out.begin_object();
-      out.member_int("partition", stall.partition);
-      out.member_int("since", stall.since_us);
-      out.member_uint("undecided", stall.undecided);
-      out.end_object();
+  return encode_object([&](Encoder& out) {
+    out.member_int("ts", record.ts_us);
+    out.member("comparator", record.comparator);
+    out.member("fingerprint", record.fingerprint);
+    out.member("normalized_sql", record.normalized_sql);
+    out.member_uint("compared", record.compared);
+    out.key("discrepancies");
+    out.begin_object();
+    for (const auto& [kind, count] : record.discrepancies) out.key_text(kind), out.uint64(count);
+    out.end_object();
+    out.key("primary_latency");
+    write_latency(out, record.primary_latency);
+    out.key("shadow_latency");
+    write_latency(out, record.shadow_latency);
+    if (!record.stalled.empty()) {
+      out.key("stalled");
+      out.begin_array();
+      for (const auto& stall : record.stalled) {
+        out.begin_object();
+        out.member_int("partition", stall.partition);
+        out.member_int("since", stall.since_us);
+        out.member_uint("undecided", stall.undecided);
+        out.end_object();
+      }
+      out.end_array();
     }
-    out.end_array();
-  }
-  out.end_object();
-  return out.finish();
+  });
 }
 
 std::string encode(const Gap& record) {
-  Encoder out;
-  out.begin_object();
-  write_version(out);
-  out.member("record", kGapRecordTag);
-  out.member_int("ts", record.ts_us);
-  out.member("source", record.source);
-  out.member("reason", record.reason);
-  out.member_int("partition", record.partition);
-  out.member_int("from_offset", record.from_offset);
-  out.member_int("to_offset", record.to_offset);
-  out.member_uint("units", record.units);
-  out.member_uint("write_units", record.write_units);
-  out.member("detail", record.detail);
-  out.end_object();
-  return out.finish();
+  return encode_object([&](Encoder& out) {
+    out.member("record", kGapRecordTag);
+    out.member_int("ts", record.ts_us);
+    out.member("source", record.source);
+    out.member("reason", record.reason);
+    out.member_int("partition", record.partition);
+    out.member_int("from_offset", record.from_offset);
+    out.member_int("to_offset", record.to_offset);
+    out.member_uint("units", record.units);
+    out.member_uint("write_units", record.write_units);
+    out.member("detail", record.detail);
+  });
 }
 
 std::string encode(const DeadLetter& record) {
-  Encoder out;
-  out.begin_object();
-  write_version(out);
-  out.member_int("ts", record.ts_us);
-  out.member("consumer", record.consumer);
-  out.member("error_code", record.error_code);
-  out.member("field", record.field);
-  out.member("reason", record.reason);
-  out.member("source_topic", record.source_topic);
-  out.member_int("source_partition", record.source_partition);
-  out.member_int("source_offset", record.source_offset);
-  out.member("payload", record.payload);
-  out.member_uint("payload_bytes", record.payload_bytes);
-  out.end_object();
-  return out.finish();
+  return encode_object([&](Encoder& out) {
+    out.member_int("ts", record.ts_us);
+    out.member("consumer", record.consumer);
+    out.member("error_code", record.error_code);
+    out.member("field", record.field);
+    out.member("reason", record.reason);
+    out.member("source_topic", record.source_topic);
+    out.member_int("source_partition", record.source_partition);
+    out.member_int("source_offset", record.source_offset);
+    out.member("payload", record.payload);
+    out.member_uint("payload_bytes", record.payload_bytes);
+  });
 }
 
 Gap retention_gap(std::string source, const std::string& topic, int32_t partition, int64_t from, int64_t to) {

@@ -93,7 +93,7 @@ struct RecorderConfig {
   // librdkafka properties (bootstrap.servers, TLS, SASL, tuning), applied
   // after default_kafka_properties(), so any default can be overridden.
   kafka::Properties kafka;
-  std::string topic = "shadow.requests";
+  std::string topic = wire::default_topics::requests;
   std::string source = "app";  // application name; "@<hostname>" is appended
   Sampling sampling;
   bool publish_rollbacks = true;  // false: rolled-back units are not published at all

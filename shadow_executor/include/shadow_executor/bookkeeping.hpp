@@ -15,7 +15,9 @@
 #include "shadowpipe/pg.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace shadowpipe::executor {
@@ -72,5 +74,35 @@ struct ForgetBelow {
 };
 void forget_logged_below(const pg::Connection& conn, const std::string& group, const std::string& topic,
                          const std::vector<ForgetBelow>& bounds);
+
+// The bookkeeping the unit runner sends inside a unit's transaction, as SQL
+// text (it shares round trips with savepoint commands and the COMMIT), each
+// value quoted by `quote` (the session's literal()).
+using Quote = std::function<std::string(std::string_view)>;
+namespace bookkeeping_sql {
+
+// Locks the partition's row and fails (so nothing after it in the
+// transaction runs) unless `first_offset` is not applied yet.
+std::string fence_check(const Quote& quote, const PartitionId& id, int64_t first_offset);
+// Moves the partition past `last_offset` (its row locked by the fence).
+std::string advance_applied(const Quote& quote, const PartitionId& id, int64_t last_offset);
+// Moves the partition past `offset` unless it is there already; one row
+// affected when it moved.
+std::string fence_update(const Quote& quote, const PartitionId& id, int64_t offset);
+// One row of results_log: "(...)".
+std::string log_row(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
+                    std::string_view key, std::string_view payload);
+// INSERT of `rows` (log_row, comma separated) into results_log, replacing a
+// record logged before at the same offset.
+std::string log_insert(const std::string& rows);
+// fence_update and the log in one statement, so they commit together
+// without a transaction block; one row affected when the offset was not
+// applied before.
+std::string fence_and_log(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
+                          std::string_view key, std::string_view payload);
+// The partition's next offset: one row, or none.
+std::string next_offset(const Quote& quote, const PartitionId& id);
+
+}  // namespace bookkeeping_sql
 
 }  // namespace shadowpipe::executor

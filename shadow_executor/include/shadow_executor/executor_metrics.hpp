@@ -1,6 +1,10 @@
 // The executor's Prometheus metrics (served on /metrics by metrics::Endpoint).
 #pragma once
 
+#include "shadow_executor/statement_policy.hpp"
+
+#include "shadowpipe/wire.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -17,6 +21,8 @@ struct ExecutorMetrics {
 
   prometheus::Counter& statement_error(const std::string& sqlstate);
   prometheus::Gauge& lag(int32_t partition);
+  // Counts one statement's outcome: its status, and why it was not executed.
+  void count(const wire::StatementResult& result, const StatementNote& note);
 
   prometheus::Family<prometheus::Counter>& units_family;
   prometheus::Counter& units_applied;

@@ -28,9 +28,9 @@ struct Options {
   std::vector<std::string> allow_outside_reach;
   std::string group = "shadow-executor";
   std::string executor_id;  // empty: default_executor_id()
-  std::string requests_topic = "shadow.requests";
-  std::string results_topic = "shadow.results";
-  std::string dlq_topic = "shadow.dlq";
+  std::string requests_topic = wire::default_topics::requests;
+  std::string results_topic = wire::default_topics::results;
+  std::string dlq_topic = wire::default_topics::dlq;
   WritesMode writes = WritesMode::apply;
   int statement_timeout_ms = 0;  // 0: the server's setting
   digest::NormalizationConfig normalization;

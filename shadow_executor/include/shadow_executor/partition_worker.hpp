@@ -93,13 +93,7 @@ class PartitionWorker {
 
   static std::string offsets(std::span<const Unit> batch);
 
-  // A batch that fails this often without a connection loss is poison (a
-  // unit the executor cannot run or record, not a passing outage): it is
-  // split, and a single unit is recorded as not replayed, so the partition
-  // moves on. Failures of the recording itself (the bookkeeping refused) are
-  // retried for good: the unit is never skipped unrecorded.
-  static constexpr int kMaxFailedAttempts = 3;
-
+  // Retries a batch as RetryPolicy says (retry_policy.hpp).
   void process_with_retry(std::span<const Unit> batch);
 
   // Returns true when stopping.
@@ -122,8 +116,6 @@ class PartitionWorker {
   // Announces and records the offsets retention deleted before `unit`
   // (Unit::skipped_from), like the executor does on assignment.
   void record_skipped(const Unit& unit);
-
-  void count(const wire::StatementResult& result, const StatementNote& note);
 
   Shared& shared_;
   const PartitionId id_;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "shadowpipe/kafka.hpp"
+#include "shadowpipe/wire.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -21,7 +22,7 @@ struct ResetOptions {
   std::optional<int64_t> snapshot_time_ms; // required with dump_file: when the dump was taken
   std::vector<std::string> migrations;     // SQL files applied to the shadow, in order
   std::string group = "shadow-executor";
-  std::string requests_topic = "shadow.requests";
+  std::string requests_topic = shadowpipe::wire::default_topics::requests;
   std::string pg_bin;                      // folder of pg_dump, pg_restore, psql; empty: PATH
   // Objects of the migrated shadow that reach outside it, accepted by name
   // (see shadowpipe/preflight.hpp); any other such object refuses the reset.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "shadowpipe/kafka.hpp"
+#include "shadowpipe/wire.hpp"
 
 #include <cstdint>
 #include <string>
@@ -11,11 +12,11 @@
 namespace shadowpipe::shadowctl {
 
 struct TopicNames {
-  std::string requests = "shadow.requests";
-  std::string results = "shadow.results";
-  std::string mismatches = "shadow.mismatches";
-  std::string summary = "shadow.summary";
-  std::string dlq = "shadow.dlq";
+  std::string requests = shadowpipe::wire::default_topics::requests;
+  std::string results = shadowpipe::wire::default_topics::results;
+  std::string mismatches = shadowpipe::wire::default_topics::mismatches;
+  std::string summary = shadowpipe::wire::default_topics::summary;
+  std::string dlq = shadowpipe::wire::default_topics::dlq;
 };
 
 struct TopicsOptions {
