@@ -108,7 +108,7 @@ struct Executor::Impl {
       const auto err = rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition,
                                                         &low, &high, 5000);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        throw TransientFailure("reading the earliest offset of " + where(partition) + ": " + rd_kafka_err2str(err));
+        throw Transient(Transient::Cause::refused_for_now, "reading the earliest offset of " + where(partition) + ": " + rd_kafka_err2str(err));
       }
       return low;
     };

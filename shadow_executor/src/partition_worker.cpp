@@ -189,22 +189,17 @@ void PartitionWorker::process_with_retry(std::span<const Unit> batch) {
       }
       transient_.recovered("partition " + std::to_string(id_.partition));
       return;
-    } catch (const ConnectionLost& lost) {
-      // Neither counted nor the unit's error: the shadow went away.
-      if (transient_.failed()) {
-        log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + lost.what() +
-            "; reconnecting with backoff and retrying (logged once until it works again)");
-      }
-      disconnect();
-      retry.failed(RetryPolicy::Failed::connection_lost, batch.size(), lost.what());
-    } catch (const TransientFailure& transient) {
-      // Neither counted nor the unit's error: a passing refusal.
+    } catch (const Transient& transient) {
+      // Neither counted nor the unit's error: the shadow went away, or refused for a passing cause.
+      const bool lost = transient.cause() == Transient::Cause::connection_lost;
       if (transient_.failed()) {
         log("partition " + std::to_string(id_.partition) + " " + offsets(batch) + ": " + transient.what() +
-            " (retried with backoff; logged once until it works again)");
+            (lost ? "; reconnecting with backoff and retrying" : "; retrying with backoff") +
+            " (logged once until it works again)");
       }
-      if (connection_ && !connection_->healthy()) disconnect();
-      retry.failed(RetryPolicy::Failed::transient, batch.size(), transient.what());
+      if (lost || (connection_ && !connection_->healthy())) disconnect();
+      retry.failed(lost ? RetryPolicy::Failed::connection_lost : RetryPolicy::Failed::transient, batch.size(),
+                   transient.what());
     } catch (const UnitAbandoned&) {
       return;
     } catch (const Failure& failure) {

@@ -37,7 +37,7 @@ void PgSession::throw_if_lost() const {
   if (PQstatus(conn_.get()) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn_.get());
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    throw ConnectionLost("shadow connection lost: " + why);
+    throw Transient(Transient::Cause::connection_lost, "shadow connection lost: " + why);
   }
 }
 
@@ -65,7 +65,7 @@ std::vector<Reply> PgSession::script(const std::string& sql) {
 Reply PgSession::statement(const wire::Statement& statement, int statement_count) {
   pg::Result result = statement_count > 1 ? conn_.exec(statement.sql) : conn_.exec(statement.sql, statement.params);
   throw_if_lost();
-  if (!result) throw ConnectionLost("shadow connection lost: no result");
+  if (!result) throw Transient(Transient::Cause::connection_lost, "shadow connection lost: no result");
   return Reply::from(std::move(result));
 }
 
@@ -121,7 +121,7 @@ std::vector<Reply> PgSession::pipeline_collect() {
     pg::Result result(PQgetResult(conn_.get()));
     if (!result) {
       throw_if_lost();
-      throw ConnectionLost("shadow connection lost: a pipeline result is missing");
+      throw Transient(Transient::Cause::connection_lost, "shadow connection lost: a pipeline result is missing");
     }
     const bool is_sync = result.status() == PGRES_PIPELINE_SYNC;
     if (is_sync != sent_is_sync_[i]) {
@@ -154,13 +154,13 @@ void PgSession::flush() {
     if (flushed == 0) return;
     if (flushed < 0) {
       throw_if_lost();
-      throw ConnectionLost(std::string("shadow connection lost: ") + PQerrorMessage(conn_.get()));
+      throw Transient(Transient::Cause::connection_lost, std::string("shadow connection lost: ") + PQerrorMessage(conn_.get()));
     }
     pollfd fd{PQsocket(conn_.get()), POLLIN | POLLOUT, 0};
-    if (poll(&fd, 1, 1000) < 0 && errno != EINTR) throw ConnectionLost("shadow connection lost: poll failed");
+    if (poll(&fd, 1, 1000) < 0 && errno != EINTR) throw Transient(Transient::Cause::connection_lost, "shadow connection lost: poll failed");
     if ((fd.revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(conn_.get())) {
       throw_if_lost();
-      throw ConnectionLost(std::string("shadow connection lost: ") + PQerrorMessage(conn_.get()));
+      throw Transient(Transient::Cause::connection_lost, std::string("shadow connection lost: ") + PQerrorMessage(conn_.get()));
     }
   }
 }

@@ -93,7 +93,7 @@ std::vector<Segment> plan_segments(const std::vector<PlannedUnit>& units) {
 void throw_refused(const std::string& what, const Reply* reply) {
   const std::string sqlstate = reply ? reply->sqlstate : "";
   const std::string why = what + (reply ? reply->message : std::string("no result"));
-  if (transient_sqlstate(sqlstate)) throw TransientFailure(why + " (" + sqlstate + ")");
+  if (transient_sqlstate(sqlstate)) throw Transient(Transient::Cause::refused_for_now, why + " (" + sqlstate + ")");
   throw Failure(why);
 }
 

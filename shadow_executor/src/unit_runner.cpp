@@ -136,7 +136,7 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
       throw_refused("SAVEPOINT refused on the shadow: ", &attempt.refusal);
   }
   if (attempt.redo) return Outcome::redo_serially;
-  if (attempt.transient) throw TransientFailure(*attempt.transient);
+  if (attempt.transient) throw Transient(Transient::Cause::refused_for_now, *attempt.transient);
   for (size_t u = first; u < units.size(); ++u) {
     for (auto& step : planned[u - first].steps) {
       reports[u].result.statements.push_back(std::move(step.shadow));
@@ -191,9 +191,9 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   switch (classify_commit_failure(commit_sqlstate, abandoning(), units.size() - first > 1)) {
     case CommitFailure::abandoned:
       throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " cancelled at shutdown");
-    case CommitFailure::connection_lost: throw ConnectionLost(why);
+    case CommitFailure::connection_lost: throw Transient(Transient::Cause::connection_lost, why);
     case CommitFailure::redo_serially: return Outcome::redo_serially;
-    case CommitFailure::transient: throw TransientFailure(why);
+    case CommitFailure::transient: throw Transient(Transient::Cause::refused_for_now, why);
     case CommitFailure::unit_result: break;
   }
   // One unit whose COMMIT was refused (a deferred constraint, a
@@ -292,7 +292,7 @@ bool UnitRunner::fence_and_log(const PartitionId& id, int64_t offset, Destinatio
   auto replies = session_.script(bookkeeping_sql::fence_and_log(quote_, id, offset, destination, key, payload));
   if (replies.size() != 1 || !replies[0].ok()) {
     if (!replies.empty() && transient_sqlstate(replies.back().sqlstate)) {
-      throw TransientFailure("recording offset " + std::to_string(offset) + " on the shadow: " +
+      throw Transient(Transient::Cause::refused_for_now, "recording offset " + std::to_string(offset) + " on the shadow: " +
                              replies.back().message + " (" + replies.back().sqlstate + ")");
     }
     throw Failure("recording offset " + std::to_string(offset) + " of " + id.topic + "[" +

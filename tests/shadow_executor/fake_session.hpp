@@ -177,7 +177,7 @@ class FakeSession final : public executor::ShadowSession {
       if (std::exchange(aborted_, false)) return ok("ROLLBACK");  // as the server answers an aborted one
       if (!commit_fails_once.empty()) {
         const std::string sqlstate = std::exchange(commit_fails_once, "");
-        if (sqlstate == "08006") throw executor::ConnectionLost("shadow connection lost: at COMMIT");
+        if (sqlstate == "08006") throw Transient(Transient::Cause::connection_lost, "shadow connection lost: at COMMIT");
         return error(sqlstate, "commit refused");
       }
       committed = work_;

@@ -9,6 +9,7 @@
 
 namespace sp = shadowpipe;
 namespace ex = shadowpipe::executor;
+using sp::Transient;
 using sp::testing::FakeSession;
 using sp::wire::Status;
 using sp::wire::TxMode;
@@ -87,11 +88,22 @@ TEST_P(Runner, ARolledBackUnitRunsButKeepsNothing) {
   EXPECT_EQ(session.committed.rows, (std::set<int>{2}));
 }
 
+// The runner's one retryable error, with the cause the worker acts on.
+template <class Work>
+void expect_transient(Transient::Cause cause, Work work, const std::string& context = "") {
+  try {
+    work();
+    ADD_FAILURE() << "no Transient thrown " << context;
+  } catch (const Transient& transient) {
+    EXPECT_EQ(transient.cause(), cause) << transient.what() << " " << context;
+  }
+}
+
 TEST_P(Runner, ATransientErrorRetriesTheUnitAndNeverBecomesItsResult) {
   for (const char* sqlstate : {"40001", "57P01", "40P01", "53300"}) {
     session.fail_once["INSERT INTO t VALUES (1)"] = sqlstate;
     const auto unit = request(TxMode::commit, {"INSERT INTO t VALUES (1)"});
-    EXPECT_THROW(runner().run(unit, id, offset), ex::TransientFailure) << sqlstate;
+    expect_transient(Transient::Cause::refused_for_now, [&] { (void)runner().run(unit, id, offset); }, sqlstate);
     EXPECT_TRUE(session.committed.rows.empty()) << sqlstate;
     EXPECT_EQ(session.committed.next_offset, offset) << "nothing recorded for " << sqlstate;
     EXPECT_EQ(session.committed.logged, offset);
@@ -125,7 +137,7 @@ TEST_P(Runner, ADeadlockInABatchRunsItsUnitsOnePerTransaction) {
 TEST_P(Runner, ACommitLostIsRetriedNotRecorded) {
   const auto unit = request(TxMode::commit, {"INSERT INTO t VALUES (1)"});
   session.commit_fails_once = "08006";
-  EXPECT_THROW(runner().run(unit, id, 0), ex::ConnectionLost);
+  expect_transient(Transient::Cause::connection_lost, [&] { (void)runner().run(unit, id, 0); });
   EXPECT_TRUE(session.committed.rows.empty());
   EXPECT_EQ(session.committed.next_offset, 0);
   auto report = runner().run(unit, id, 0);
@@ -138,7 +150,7 @@ TEST_P(Runner, ACommitCancelledOrCutIsRetriedNotRecorded) {
   const auto unit = request(TxMode::commit, {"INSERT INTO t VALUES (1)"});
   for (const char* sqlstate : {"57014", "57P01", "08003"}) {  // answered, the connection still up
     session.commit_fails_once = sqlstate;
-    EXPECT_THROW(runner().run(unit, id, 0), ex::ConnectionLost) << sqlstate;
+    expect_transient(Transient::Cause::connection_lost, [&] { (void)runner().run(unit, id, 0); }, sqlstate);
     EXPECT_EQ(session.committed.next_offset, 0) << sqlstate;
     EXPECT_EQ(session.committed.logged, 0) << sqlstate;
   }
@@ -148,7 +160,7 @@ TEST_P(Runner, ACommitCancelledOrCutIsRetriedNotRecorded) {
 TEST_P(Runner, ACommitRefusedForAPassingCauseIsRetried) {
   const auto unit = request(TxMode::commit, {"INSERT INTO t VALUES (1)"});
   session.commit_fails_once = "40001";
-  EXPECT_THROW(runner().run(unit, id, 0), ex::TransientFailure);
+  expect_transient(Transient::Cause::refused_for_now, [&] { (void)runner().run(unit, id, 0); });
   EXPECT_EQ(session.committed.next_offset, 0);
   EXPECT_EQ(statuses(runner().run(unit, id, 0)), (std::vector<Status>{Status::ok}));
 }

@@ -5,6 +5,8 @@
 //  * Failures of the environment or of configuration (cannot connect at
 //    start, bad option, a broken invariant) throw shadowpipe::Failure; main()
 //    catches it, prints what failed, with what input, and what to do.
+//  * Faults that waiting cures throw shadowpipe::Transient, the one
+//    retryable error, caught by the program's retry loop.
 #pragma once
 
 #include <optional>
@@ -75,6 +77,25 @@ class [[nodiscard]] Result<void> {
 
  private:
   std::optional<Error> error_;
+};
+
+// The one retryable error: a fault that waiting — and, for a lost
+// connection, reconnecting — can cure (a server restarting, a serialization
+// failure, a broker away). Thrown where it interrupts work deep in a call
+// chain; caught by exactly one retry loop per program, which backs off, logs
+// once per streak and runs the work again. Never a unit's result, never seen
+// by main().
+class Transient : public std::runtime_error {
+ public:
+  enum class Cause {
+    refused_for_now,  // the server answered with a passing refusal (40001, 57P03, ...), or Kafka did not answer
+    connection_lost,  // the connection broke; what it ran has an unknown outcome until checked
+  };
+  Transient(Cause cause, const std::string& what) : std::runtime_error(what), cause_(cause) {}
+  Cause cause() const { return cause_; }
+
+ private:
+  Cause cause_;
 };
 
 // Thrown for environment and configuration failures (see the rule above).

@@ -2,7 +2,7 @@
 // apart from the worker's threads, connections and backoff (pure; unit-tested
 // in tests/shadow_executor/policy_test.cpp).
 //
-// A lost connection or a transient refusal (TransientFailure) is a passing
+// A lost connection or a transient refusal (shadowpipe::Transient, refused_for_now) is a passing
 // outage: retried for as long as it lasts, never counted, so it can never
 // turn into the unit's result. A refusal (Failure: the unit could not be run
 // or recorded) counts: a batch that fails kMaxFailedAttempts times is poison

@@ -88,7 +88,7 @@ class Transport {
 
 std::unique_ptr<Transport> make_transport(bool pipelined, ShadowSession& session);
 
-// Bookkeeping was refused: a passing cause throws TransientFailure (the
+// Bookkeeping was refused: a passing cause throws Transient (refused_for_now) (the
 // units are retried later), any other Failure. `reply` may be null.
 [[noreturn]] void throw_refused(const std::string& what, const Reply* reply);
 

@@ -77,7 +77,7 @@ class ShadowSession {
   virtual std::unique_ptr<pg::Connection> open_sibling() = 0;
 };
 
-// The real session. Throws ConnectionLost when the connection breaks,
+// The real session. Throws Transient (connection_lost) when the connection breaks,
 // Failure when libpq refuses a call on a working connection.
 class PgSession final : public ShadowSession {
  public:

@@ -90,7 +90,7 @@ struct Shared {
   std::string consumer_name() const { return "shadow-executor/" + options.executor_id; }
 
   // The earliest offset Kafka still has of a requests partition (set by the
-  // executor; thread-safe). Throws TransientFailure when Kafka does not answer.
+  // executor; thread-safe). Throws Transient (refused_for_now) when Kafka does not answer.
   std::function<int64_t(int32_t)> earliest_offset;
 
   // Announces the record to the ledger and enqueues it. A full local queue

@@ -94,7 +94,7 @@ class UnitRunner {
   }
 
   // Runs the unit at `offset` of partition `id` (a batch of one). Throws
-  // ConnectionLost when the connection broke; TransientFailure when the
+  // Transient (connection_lost) when the connection broke, (refused_for_now) when the
   // shadow refused for a passing cause (nothing recorded: run it again
   // later); Failure when the bookkeeping itself is refused (missing grants,
   // missing shadowpipe schema).
