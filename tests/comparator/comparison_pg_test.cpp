@@ -31,7 +31,7 @@ using Kinds = std::vector<std::string>;
 class Database {
  public:
   Database(const std::string& server_dsn, const std::string& name) : admin_(server_dsn), name_(name) {
-    admin_.exec_checked("CREATE DATABASE " + name_);
+    admin_.exec_checked("CREATE DATABASE " + name_ + " TEMPLATE template0");
     conn_ = std::make_unique<sp::pg::Connection>(server_dsn + " dbname=" + name_);
   }
   ~Database() {

@@ -36,7 +36,7 @@ class RecorderIntegrationTest : public ::testing::Test {
     for (auto& c : database_) {
       if (c == '-') c = '_';
     }
-    admin_->exec_checked("CREATE DATABASE " + database_);
+    admin_->exec_checked("CREATE DATABASE " + database_ + " TEMPLATE template0");
     primary_ = std::make_unique<pg::Connection>(testing::primary_dsn() + " dbname=" + database_);
     primary_->exec_checked("CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(12,2))");
   }

@@ -29,7 +29,7 @@ TEST(ReplayIntegrationTest, JsonLinesRunOnThePrimaryAndArriveAsUnitsInKeyOrder) 
   for (auto& c : database) {
     if (c == '-') c = '_';
   }
-  admin.exec_checked("CREATE DATABASE " + database);
+  admin.exec_checked("CREATE DATABASE " + database + " TEMPLATE template0");
   const std::string dsn = testing::primary_dsn() + " dbname=" + database;
   pg::Connection(dsn).exec_checked("CREATE TABLE notes (id int PRIMARY KEY, body text)");
 

@@ -34,7 +34,7 @@ topics=(--requests-topic "$run.requests" --results-topic "$run.results" --mismat
 
 # The same schema and rows on both sides.
 for dsn in "$PRIMARY_DSN" "$SHADOW_DSN"; do
-  psql "$dsn" -XAtqc "CREATE DATABASE $db" >/dev/null || fail "create database"
+  psql "$dsn" -XAtqc "CREATE DATABASE $db TEMPLATE template0" >/dev/null || fail "create database"
   case $client in
     pgbench-*) pgbench -i -q -s 1 "$dsn dbname=$db" >>"$work/init.log" 2>&1 || fail "pgbench -i" ;;
     *) psql "$dsn dbname=$db" -XAtq -v ON_ERROR_STOP=1 -f "$here/workloads/schema.sql" >>"$work/init.log" 2>&1 \

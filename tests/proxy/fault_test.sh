@@ -36,7 +36,7 @@ primary_port=$(echo "$PRIMARY_DSN" | sed -n 's/.*port=\([0-9]*\).*/\1/p')
 "$bin/shadowctl" topics create --partitions 1 --requests-topic "$run.requests" --results-topic "$run.results" \
     --mismatches-topic "$run.mismatches" --summary-topic "$run.summary" --dlq-topic "$run.dlq" \
     >"$work/topics.log" 2>&1 || fail "topics create"
-psql "$PRIMARY_DSN" -XAtqc "CREATE DATABASE $db" >/dev/null || fail "create database"
+psql "$PRIMARY_DSN" -XAtqc "CREATE DATABASE $db TEMPLATE template0" >/dev/null || fail "create database"
 psql "$PRIMARY_DSN dbname=$db" -XAtqc "CREATE TABLE marks (id int PRIMARY KEY, what text)" >/dev/null || fail "schema"
 
 "$bin/shadow-proxy" --listen "127.0.0.1:$port" --primary "127.0.0.1:$primary_port" --topic "$run.requests" \

@@ -40,7 +40,7 @@ class ScratchDatabase {
  public:
   ScratchDatabase(const std::string& server_dsn, const std::string& prefix)
       : server_dsn_(server_dsn), name_(database_name(prefix)) {
-    pg::Connection(server_dsn_).exec_checked("CREATE DATABASE " + name_);
+    pg::Connection(server_dsn_).exec_checked("CREATE DATABASE " + name_ + " TEMPLATE template0");
   }
   ~ScratchDatabase() {
     try {

@@ -163,8 +163,8 @@ TEST(ResetHardening, NoPasswordOnAnyCommandLineAndTheDumpIsPrivateWhileItExists)
   const auto primary_db = database_name("prim"), shadow_db = database_name("shad");
   {
     sp::pg::Connection admin(server);
-    admin.exec_checked("CREATE DATABASE " + primary_db);
-    admin.exec_checked("CREATE DATABASE " + shadow_db);
+    admin.exec_checked("CREATE DATABASE " + primary_db + " TEMPLATE template0");
+    admin.exec_checked("CREATE DATABASE " + shadow_db + " TEMPLATE template0");
   }
   EXPECT_THROW(sp::pg::Connection(cluster.dsn()), sp::Failure) << "the cluster must demand the password";
   const auto primary = shadowctl::with_database(server, primary_db);
@@ -220,7 +220,7 @@ TEST(ResetHardening, AResetThatFailsOrIsInterruptedLeavesNoDumpBehind) {
   const auto primary = shadowctl::with_database(sp::testing::primary_dsn(), name);
   const auto shadow = shadowctl::with_database(sp::testing::shadow_dsn(), name);
   for (const auto& server : {sp::testing::primary_dsn(), sp::testing::shadow_dsn()}) {
-    sp::pg::Connection(server).exec_checked("CREATE DATABASE " + name);
+    sp::pg::Connection(server).exec_checked("CREATE DATABASE " + name + " TEMPLATE template0");
   }
   sp::pg::Connection(primary).exec_checked("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g");
   Topic topic;
