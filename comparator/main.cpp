@@ -1,5 +1,5 @@
 // shadow-comparator: joins shadow.requests with shadow.results by request id
-// and publishes every discrepancy. Options only; the logic is comparator_lib.
+// and publishes every discrepancy. Options only; the logic is shadowpipe_comparator.
 #include "comparator/service.hpp"
 #include "shadowpipe/cli.hpp"
 #include "shadowpipe/metrics.hpp"

@@ -1,4 +1,4 @@
-// shadow-executor: options in, Executor::run out (the logic is in shadow_executor_lib).
+// shadow-executor: options in, Executor::run out (the logic is in shadowpipe_executor).
 #include "shadow_executor/executor.hpp"
 
 #include "shadowpipe/cli.hpp"

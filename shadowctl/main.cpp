@@ -1,5 +1,5 @@
 // shadowctl — topics, report, verdict, reset. Options only; the work is in
-// shadowctl_lib.
+// shadowpipe_shadowctl.
 #include "shadowctl/report.hpp"
 #include "shadowctl/reset.hpp"
 #include "shadowctl/since.hpp"

@@ -1,6 +1,6 @@
 // Executes one partition's units in offset order on its own shadow
 // connection, on a thread of its own; the executor's main loop feeds it the
-// partition's messages. Internal to shadow_executor_lib.
+// partition's messages. Internal to shadowpipe_executor.
 #pragma once
 
 #include "shadow_executor/bookkeeping.hpp"

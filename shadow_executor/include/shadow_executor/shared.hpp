@@ -1,7 +1,7 @@
 // What every partition worker and the executor's main loop share: options,
 // the statement analyzer, plan policy, metrics, the delivery ledger and the
 // results producer, with publishing (progress stamp, retries of failed
-// deliveries). Internal to shadow_executor_lib.
+// deliveries). Internal to shadowpipe_executor.
 #pragma once
 
 #include "shadow_executor/bookkeeping.hpp"
