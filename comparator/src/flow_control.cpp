@@ -41,10 +41,7 @@ void FlowControl::sync(int32_t partition, const PairState& pair, rd_kafka_t* con
     const auto& topic = side == Side::requests ? requests_topic_ : results_topic_;
     const bool want = pair.paused(side);
     if (want == paused_.contains({topic, partition})) continue;
-    kafka::PartitionList list(1);
-    list.add(topic, partition);
-    auto err = want ? rd_kafka_pause_partitions(consumer, list.get()) : rd_kafka_resume_partitions(consumer, list.get());
-    if (err) {
+    if (auto err = kafka::set_paused(consumer, topic, partition, want)) {
       std::cerr << "shadow-comparator: cannot " << (want ? "pause " : "resume ") << topic << "[" << partition
                 << "]: " << rd_kafka_err2str(err) << std::endl;
       continue;

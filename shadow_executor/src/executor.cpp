@@ -280,13 +280,10 @@ struct Executor::Impl {
   }
 
   void set_paused(int32_t partition, bool pause) {
-    kafka::PartitionList list(1);
-    list.add(options.requests_topic, partition);
+    kafka::set_paused(consumer->get(), options.requests_topic, partition, pause);
     if (pause) {
-      rd_kafka_pause_partitions(consumer->get(), list.get());
       paused.insert(partition);
     } else {
-      rd_kafka_resume_partitions(consumer->get(), list.get());
       paused.erase(partition);
     }
   }

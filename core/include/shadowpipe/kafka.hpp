@@ -158,6 +158,11 @@ struct TopicSpec {
 // when exists_ok. Throws Failure with the broker's reason otherwise.
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok = true);
+// Stops or restarts fetching one partition of a consumer's assignment (the
+// memory bounds of both services). Returns librdkafka's code; a partition
+// not assigned is an error there too.
+rd_kafka_resp_err_t set_paused(rd_kafka_t* consumer, const std::string& topic, int32_t partition, bool paused);
+
 struct Watermarks {
   int64_t low = 0;   // the first offset retention kept
   int64_t high = 0;  // the offset after the last record

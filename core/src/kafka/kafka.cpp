@@ -303,6 +303,13 @@ rd_kafka_resp_err_t with_retries(std::chrono::milliseconds timeout,
 
 }  // namespace
 
+rd_kafka_resp_err_t set_paused(rd_kafka_t* consumer, const std::string& topic, int32_t partition, bool paused) {
+  PartitionList list(1);
+  list.add(topic, partition);
+  const auto err = paused ? rd_kafka_pause_partitions(consumer, list.get()) : rd_kafka_resume_partitions(consumer, list.get());
+  return err ? err : list[0].err;
+}
+
 Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t partition,
                       std::chrono::milliseconds timeout) {
   Watermarks marks;
