@@ -141,6 +141,19 @@ void Server::Worker::protocol_violation(Connection& connection, std::string_view
   refuse(connection, "08P01", message);
 }
 
+
+namespace {
+// Asks epoll for `wanted` on one end of a connection, when that changed.
+void watch(int epoll_fd, int fd, uint32_t wanted, uint32_t& current, void* end) {
+  if (fd < 0 || wanted == current) return;
+  epoll_event event{};
+  event.events = wanted;
+  event.data.ptr = end;
+  epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &event);
+  current = wanted;
+}
+}  // namespace
+
 void Server::Worker::update_interest(Connection& connection) {
   const size_t limit = server.options_.buffer_bytes;
   uint32_t client_events = 0;
@@ -165,20 +178,8 @@ void Server::Worker::update_interest(Connection& connection) {
       client_events = EPOLLOUT;
       break;
   }
-  if (connection.client >= 0 && client_events != connection.client_events) {
-    epoll_event event{};
-    event.events = client_events;
-    event.data.ptr = &connection.client_end;
-    epoll_ctl(epoll_fd, EPOLL_CTL_MOD, connection.client, &event);
-    connection.client_events = client_events;
-  }
-  if (connection.server >= 0 && server_events != connection.server_events) {
-    epoll_event event{};
-    event.events = server_events;
-    event.data.ptr = &connection.server_end;
-    epoll_ctl(epoll_fd, EPOLL_CTL_MOD, connection.server, &event);
-    connection.server_events = server_events;
-  }
+  watch(epoll_fd, connection.client, client_events, connection.client_events, &connection.client_end);
+  watch(epoll_fd, connection.server, server_events, connection.server_events, &connection.server_end);
 }
 
 }  // namespace shadowpipe::proxy
