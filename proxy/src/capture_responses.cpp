@@ -51,14 +51,8 @@ SessionCapture::Portal SessionCapture::bind_portal(Op& op) {
 void SessionCapture::backend(char type, std::string_view payload, Clock::time_point now) {
   if (kTrace) std::fprintf(stderr, "trace: B %c %zu ops=%zu head=%d\n", type, payload.size(), ops_.size(), ops_.empty() ? -1 : static_cast<int>(ops_.front().kind));
   if (disabled_) return;
-  if (type == 'S') {  // ParameterStatus: the session's rendering settings
-    Reader reader(payload);
-    const auto name = reader.cstring();
-    const auto value = reader.cstring();
-    if (name == "TimeZone") session_.time_zone.assign(value);
-    if (name == "DateStyle") session_.date_style.assign(value);
-    if (name == "IntervalStyle") session_.interval_style.assign(value);
-    if (name == "search_path") session_.search_path.assign(value);  // PostgreSQL 18+
+  if (type == 'S') {  // ParameterStatus: the session's reported settings
+    parameter_status(payload);
     return;
   }
   if (ops_.empty()) {

@@ -20,6 +20,7 @@ std::string_view to_string(UnitDrop drop) {
     case UnitDrop::row_limited: return "row_limited";
     case UnitDrop::unmatched: return "unmatched";
     case UnitDrop::queue_full: return "queue_full";
+    case UnitDrop::session_state: return "session_state";
   }
   return "unknown";
 }

@@ -20,6 +20,7 @@ void SessionCapture::error(std::string_view payload, Clock::time_point now) {
   const auto fields = protocol::parse_error(payload);
   if (ops_.empty()) return;  // a FATAL at shutdown, or during authentication
   unit_failed_ = true;
+  if (state_.bound()) problem(UnitDrop::session_state);
   Op& op = ops_.front();
   auto record_failure = [&](std::string sql, std::vector<std::optional<std::string>> params, Clock::time_point start) {
     CapturedStatement statement;
@@ -89,6 +90,7 @@ void SessionCapture::error(std::string_view payload, Clock::time_point now) {
 
 void SessionCapture::complete(std::string_view tag, Clock::time_point now) {
   last_tag_.assign(tag);
+  if (const Execution* running = current(); running != nullptr && !running->problem) follow_statement(*running, tag);
   if (Execution* execution = current(); execution != nullptr && wrote(tag, execution->sql, copy_out_)) {
     unit_writes_ = true;
   } else if (execution == nullptr && !tag.starts_with("SELECT") && wrote(tag, {}, copy_out_)) {
@@ -138,6 +140,9 @@ void SessionCapture::ready(char status, Clock::time_point now) {
     in_transaction_ = true;
     return;
   }
+  // What the session's settings are now: the transaction's changes stand
+  // unless it rolled back.
+  settle_session(in_transaction_ ? last_tag_ == "COMMIT" : !unit_failed_);
   // 'I': the transaction (or the implicit one of a Sync or a Query) is over,
   // and with it every portal.
   for (auto& [name, portal] : portals_) {

@@ -137,6 +137,7 @@ std::vector<Step> plan_unit(const wire::Request& request, statement::Analyzer& a
     } else {
       step.execute = true;
       step.statement_count = analysis->statement_count;
+      step.changes_session = analysis->kind == statement::Kind::utility || !analysis->setting_changes.empty();
     }
     steps.push_back(std::move(step));
   }
@@ -157,7 +158,8 @@ bool runs_alone(const wire::Request& request, statement::Analyzer& analyzer) {
   for (const auto& statement : request.statements) {
     auto analysis = analyzer.analyze(statement.sql);
     if (analysis.ok() && !analysis->reaches_outside() && not_replayable(*analysis).empty() &&  // refusals are not run
-        (analysis->kind == statement::Kind::utility || analysis->statement_count > 1)) {
+        (analysis->kind == statement::Kind::utility || analysis->statement_count > 1 ||
+         !analysis->setting_changes.empty())) {
       return true;
     }
     if (analysis.ok() && request.tx != wire::TxMode::autocommit &&

@@ -55,7 +55,7 @@ class UnitRunner::Attempt final : public EngineSink {
       if (reply.returns_rows()) {
         runner_.catalog_.describe(step.shadow.fingerprint, recorded.sql, reply.result.get(), step.shadow.result);
       }
-      if (step.note.kind == statement::Kind::utility) session_changed = true;
+      if (step.changes_session) session_changed = true;
       return true;
     }
     switch (classify_shadow_error(step.shadow.result, recorded, batch_)) {
@@ -75,7 +75,7 @@ class UnitRunner::Attempt final : public EngineSink {
 
   Start start = Start::ok;
   Reply refusal;                      // the start's refused reply
-  bool session_changed = false;       // a plain SET ran: reset after the commit so it cannot leak
+  bool session_changed = false;       // a plain SET or set_config ran: reset after the commit so it cannot leak
   bool redo = false;                  // a batch artefact: run the units one per transaction
   std::optional<std::string> transient;  // a passing cause: retry the units later
 

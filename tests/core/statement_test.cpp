@@ -117,9 +117,8 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   for (const char* sql : {"SET ROLE app", "RESET ROLE", "SET SESSION AUTHORIZATION app",
                           "RESET SESSION AUTHORIZATION", "SELECT pg_advisory_lock(1)",
                           "SELECT pg_try_advisory_lock_shared(1, 2)", "PREPARE p AS SELECT 1",
-                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
-                          "SELECT set_config('search_path', 'app', false)", "SELECT set_config('x.y', '1', $1)",
-                          "SELECT set_config('x.y', '1', 'off'::boolean)", "CREATE TEMP TABLE s (id int)",
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SELECT set_config($1, 'app', false)",
+                          "SELECT set_config('role', 'app', $1)", "LISTEN ch", "CREATE TEMP TABLE s (id int)",
                           "CREATE TEMPORARY TABLE s AS SELECT 1", "SELECT 1 INTO TEMP s", "CREATE TEMP VIEW v AS SELECT 1",
                           "CREATE TEMP SEQUENCE q"}) {
     EXPECT_FALSE(analyzed(sql).session_reasons.empty()) << sql;
@@ -129,9 +128,67 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   for (const char* sql : {"SET LOCAL ROLE app", "SELECT pg_advisory_xact_lock(1)", "SET search_path = app",
                           "DECLARE c CURSOR FOR SELECT 1", "SELECT 1", "SELECT set_config('search_path', 'app', true)",
                           "SELECT set_config('role', 'app', 'true')", "CREATE TEMP TABLE s (id int) ON COMMIT DROP",
-                          "CREATE TABLE s (id int)", "CREATE UNLOGGED TABLE s (id int)"}) {
+                          "CREATE TABLE s (id int)", "CREATE UNLOGGED TABLE s (id int)",
+                          // A setting past the transaction, not a role: replayed like SET and reset after the unit.
+                          "SELECT set_config('search_path', 'app', false)", "SELECT set_config('x.y', '1', $1)",
+                          "SELECT set_config('x.y', '1', 'off'::boolean)"}) {
     EXPECT_TRUE(analyzed(sql).session_reasons.empty()) << sql;
   }
+  EXPECT_TRUE(analyzed("CREATE TEMP TABLE s (id int)").makes_temporary_objects);
+  EXPECT_FALSE(analyzed("CREATE TEMP TABLE s (id int) ON COMMIT DROP").makes_temporary_objects);
+  for (const char* sql : {"EXECUTE p(1)", "DEALLOCATE p", "DEALLOCATE ALL", "UNLISTEN *", "SELECT pg_advisory_unlock(1)",
+                          "SELECT pg_advisory_unlock_all()"}) {
+    EXPECT_FALSE(analyzed(sql).session_uses.empty()) << sql;
+  }
+  EXPECT_TRUE(analyzed("SELECT pg_advisory_xact_lock(1)").session_uses.empty());
+}
+
+// The settings a statement changes, as a capture that follows a session reads them.
+TEST(StatementSession, SettingChangesAreReadFromSetResetSetConfigAndDiscard) {
+  using SC = shadowpipe::statement::SettingChange;
+  auto only = [](const char* sql) {
+    auto changes = analyzed(sql).setting_changes;
+    EXPECT_EQ(changes.size(), 1u) << sql;
+    return changes.empty() ? SC{} : changes[0];
+  };
+  SC change = only("SET extra_float_digits = 0");
+  EXPECT_EQ(change.kind, SC::Kind::set);
+  EXPECT_EQ(change.name, "extra_float_digits");
+  EXPECT_EQ(change.value, "0");
+  EXPECT_FALSE(change.local);
+  EXPECT_TRUE(change.known);
+  EXPECT_EQ(only("SET extra_float_digits TO -2").value, "-2");
+  EXPECT_EQ(only("set Bytea_Output to 'escape'").name, "bytea_output");
+  EXPECT_EQ(only("SET bytea_output = escape").value, "escape");
+  EXPECT_EQ(only("SET search_path TO app, \"Mixed\", public").value, "app, \"Mixed\", public");
+  EXPECT_EQ(only("SET search_path = '$user', public").value, "\"$user\", public");
+  EXPECT_EQ(only("SET SCHEMA 'app'").name, "search_path");
+  EXPECT_EQ(only("SET random_page_cost = 1.5").value, "1.5");
+  EXPECT_EQ(only("SET myapp.tenant = 'acme'").name, "myapp.tenant");
+  EXPECT_TRUE(only("SET LOCAL work_mem = '64MB'").local);
+  EXPECT_EQ(only("RESET work_mem").kind, SC::Kind::reset);
+  EXPECT_EQ(only("SET work_mem TO DEFAULT").kind, SC::Kind::reset);
+  EXPECT_EQ(only("RESET ALL").kind, SC::Kind::reset_all);
+  EXPECT_EQ(only("DISCARD ALL").kind, SC::Kind::discard_all);
+  EXPECT_EQ(only("DISCARD TEMP").kind, SC::Kind::discard_temp);
+  EXPECT_TRUE(analyzed("DISCARD PLANS").setting_changes.empty());
+  EXPECT_TRUE(analyzed("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").setting_changes.empty());
+  EXPECT_FALSE(only("SET work_mem FROM CURRENT").known);
+  EXPECT_EQ(only("SET ROLE app").name, "role");
+
+  change = only("SELECT set_config('Search_Path', 'app', false)");
+  EXPECT_EQ(change.name, "search_path");
+  EXPECT_EQ(change.value, "app");
+  EXPECT_FALSE(change.local);
+  EXPECT_TRUE(change.known);
+  change = only("SELECT set_config($1, $2::text, false)");
+  EXPECT_EQ(change.name_param, 1);
+  EXPECT_EQ(change.value_param, 2);
+  EXPECT_TRUE(change.known);
+  EXPECT_TRUE(only("SELECT set_config('x.y', '1', true)").local);
+  EXPECT_FALSE(only("SELECT set_config('x.y', '1', $1)").known);
+  EXPECT_FALSE(only("SELECT set_config('x.y', name, false) FROM t").known);
+  EXPECT_EQ(analyzed("SET a.b = 1; RESET a.b").setting_changes.size(), 2u);
 }
 
 TEST(StatementKind, NamesEveryKind) {

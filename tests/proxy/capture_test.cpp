@@ -441,6 +441,169 @@ TEST_F(ProxyCapture, ASqlcommenterShadowKeyTagKeysItsUnit) {
   EXPECT_EQ(sink.units[1].key, "key-1");
 }
 
+// ---- session settings and state ------------------------------------------
+
+class ProxySession : public ProxyCapture {
+ protected:
+  // One simple Query answered with `tag` (no rows) and ReadyForQuery `status`.
+  void run(const std::string& sql, const std::string& tag, char status = 'I') {
+    client('Q', query(sql));
+    server('C', complete(tag));
+    server('Z', ready(status));
+  }
+  void parameter_status(const std::string& name, const std::string& value) {
+    server('S', Body().str(name).str(value).bytes);
+  }
+  using Extra = std::vector<std::pair<std::string, std::string>>;
+  const wire::Session& last_session() { return sink.units.back().session; }
+};
+
+TEST_F(ProxySession, WhatASessionSetsIsRecordedWithItsLaterUnits) {
+  parameter_status("TimeZone", "UTC");  // at start-up
+  run("SET extra_float_digits = 0", "SET");
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_TRUE(last_session().extra.empty()) << "a unit is recorded with the settings it began under";
+  EXPECT_EQ(last_session().time_zone, "UTC");
+  run("SELECT 1", "SELECT 1");
+  EXPECT_EQ(last_session().extra, (Extra{{"extra_float_digits", "0"}}));
+  run("SET search_path TO app, \"Mixed\"", "SET");
+  run("set Bytea_Output = 'escape'", "SET");
+  client('Q', query("SET TimeZone = 'Asia/Tokyo'"));  // reported by the server, not read from the text
+  server('C', complete("SET"));
+  parameter_status("TimeZone", "Asia/Tokyo");
+  server('Z', ready('I'));
+  run("SELECT 2", "SELECT 1");
+  EXPECT_EQ(last_session().search_path, "app, \"Mixed\"");
+  EXPECT_EQ(last_session().extra, (Extra{{"bytea_output", "escape"}, {"extra_float_digits", "0"}}));
+  EXPECT_EQ(last_session().time_zone, "Asia/Tokyo");
+  run("RESET extra_float_digits", "RESET");
+  run("SELECT 3", "SELECT 1");
+  EXPECT_EQ(last_session().extra, (Extra{{"bytea_output", "escape"}}));
+  run("RESET ALL", "RESET");
+  run("SELECT 4", "SELECT 1");
+  EXPECT_TRUE(last_session().extra.empty());
+  EXPECT_EQ(last_session().search_path, "");
+  EXPECT_TRUE(sink.drops.empty());
+}
+
+TEST_F(ProxySession, RolledBackChangesAndSetLocalDoNotOutliveTheirTransaction) {
+  run("BEGIN", "BEGIN", 'T');
+  run("SET bytea_output = escape", "SET", 'T');
+  run("ROLLBACK", "ROLLBACK");
+  run("BEGIN", "BEGIN", 'T');
+  run("SET app.kept = '1'", "SET", 'T');
+  run("SAVEPOINT s", "SAVEPOINT", 'T');
+  run("SET app.undone = '2'", "SET", 'T');
+  run("ROLLBACK TO SAVEPOINT s", "ROLLBACK", 'T');
+  run("SAVEPOINT t", "SAVEPOINT", 'T');
+  run("SET app.released = '3'", "SET", 'T');
+  run("RELEASE SAVEPOINT t", "RELEASE", 'T');
+  run("SET LOCAL app.local = '4'", "SET", 'T');
+  run("COMMIT", "COMMIT");
+  run("BEGIN", "BEGIN", 'T');
+  run("SET app.failed = '5'", "SET", 'T');
+  client('Q', query("SELECT 1/0"));
+  server('E', error("22012", "division by zero"));
+  server('Z', ready('E'));
+  run("COMMIT", "ROLLBACK");  // a failed transaction's COMMIT
+  client('Q', query("SET app.implicit = '6'; SELECT 1/0"));
+  server('C', complete("SET"));
+  server('E', error("22012", "division by zero"));  // ...rolled back by its error
+  server('Z', ready('I'));
+  run("SELECT 1", "SELECT 1");
+  EXPECT_EQ(last_session().extra, (Extra{{"app.kept", "1"}, {"app.released", "3"}}));
+}
+
+TEST_F(ProxySession, SetConfigPastItsTransactionIsFollowedWithItsParametersAndDiscardAllForgetsIt) {
+  client('P', parse("", "SELECT set_config('MyApp.Tenant', $1, false)"));
+  client('B', bind("", "", {"acme"}));
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('T', row_description({{"set_config", kText}}));
+  server('D', data_row({"acme"}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  run("SELECT set_config('app.constant', 'on', false), set_config('app.local', 'x', true)", "SELECT 1");
+  run("SELECT 1", "SELECT 1");
+  EXPECT_EQ(last_session().extra, (Extra{{"app.constant", "on"}, {"myapp.tenant", "acme"}}));
+  run("DISCARD ALL", "DISCARD ALL");
+  run("SELECT 2", "SELECT 1");
+  EXPECT_TRUE(last_session().extra.empty());
+  EXPECT_TRUE(sink.drops.empty());
+  // A name the text does not fix may be the role: the executor refuses it, so it is not recorded.
+  client('P', parse("", "SELECT set_config($1, $2, false)"));
+  client('B', bind("", "", {"myapp.tenant", "other"}));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::session_state});
+  run("SELECT 3", "SELECT 1");
+  EXPECT_EQ(last_session().extra, (Extra{{"myapp.tenant", "other"}})) << "followed all the same";
+}
+
+TEST_F(ProxySession, SessionStateTheShadowCannotHoldDropsItsUnitsCounted) {
+  // A role: the unit, and every unit after it until the role is reset.
+  run("SET ROLE app", "SET");
+  run("SELECT 1", "SELECT 1");
+  run("RESET ROLE", "RESET");
+  run("SELECT 2", "SELECT 1");  // recorded
+  run("SELECT set_config('role', 'app', false)", "SELECT 1");
+  run("SET SESSION AUTHORIZATION DEFAULT", "SET");
+  // Statements prepared by SQL, LISTEN, session advisory locks.
+  run("PREPARE p AS SELECT 1", "PREPARE");
+  run("EXECUTE p", "SELECT 1");
+  run("DEALLOCATE p", "DEALLOCATE");
+  run("LISTEN orders", "LISTEN");
+  run("SELECT pg_advisory_lock(7)", "SELECT 1");
+  run("SELECT pg_advisory_unlock(7)", "SELECT 1");
+  // A temporary table: until DISCARD TEMP, the session's units may use it.
+  run("CREATE TEMP TABLE scratch (id int)", "CREATE TABLE");
+  run("INSERT INTO orders SELECT * FROM scratch", "INSERT 0 1");
+  run("DISCARD TEMP", "DISCARD TEMP");
+  run("CREATE TEMP TABLE t (id int) ON COMMIT DROP", "CREATE TABLE");  // recorded: it ends with its unit
+  // A setting whose value comes from the data: that unit replays it, and
+  // the session's settings are unknown after it, until RESET ALL.
+  run("SELECT set_config('app.tenant', name, false) FROM tenants LIMIT 1", "SELECT 1");
+  run("SELECT 3", "SELECT 1");
+  run("RESET ALL", "RESET");
+  run("SELECT 4", "SELECT 1");  // recorded
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>(16, UnitDrop::session_state));
+  ASSERT_EQ(sink.units.size(), 4u);
+  EXPECT_EQ(sink.units[0].statements[0].sql, "SELECT 2");
+  EXPECT_EQ(sink.units[1].statements[0].sql, "CREATE TEMP TABLE t (id int) ON COMMIT DROP");
+  EXPECT_EQ(sink.units[2].statements[0].sql, "SELECT set_config('app.tenant', name, false) FROM tenants LIMIT 1");
+  EXPECT_EQ(sink.units[3].statements[0].sql, "SELECT 4");
+  EXPECT_TRUE(sink.units[3].session.extra.empty());
+  // The CREATE TEMP TABLE (by its tag, conservatively) and the INSERT into a
+  // real table wrote on the primary: announced as gaps.
+  EXPECT_EQ(sink.wrote_keys, (std::vector<std::string>{"key-1", "key-1"}));
+}
+
+TEST(ProxySessions, OneSessionsSettingsNeverReachAnothersUnits) {
+  Collected sink;
+  digest::NormalizationConfig normalization;
+  SessionCapture first{sink, "a", normalization}, second{sink, "b", normalization};
+  auto now = Clock::now();
+  auto run = [&](SessionCapture& capture, const char* sql, const char* tag) {
+    capture.frontend('Q', query(sql), now);
+    capture.backend('C', complete(tag), now);
+    capture.backend('Z', ready('I'), now);
+  };
+  run(first, "SET extra_float_digits = 3", "SET");
+  run(second, "SET bytea_output = escape", "SET");
+  run(first, "SELECT 1", "SELECT 1");
+  run(second, "SELECT 1", "SELECT 1");
+  ASSERT_EQ(sink.units.size(), 4u);
+  EXPECT_EQ(sink.units[2].session.extra, (std::vector<std::pair<std::string, std::string>>{{"extra_float_digits", "3"}}));
+  EXPECT_EQ(sink.units[3].session.extra, (std::vector<std::pair<std::string, std::string>>{{"bytea_output", "escape"}}));
+}
+
 TEST_F(ProxyCapture, UnitsSayWhetherTheyWrote) {
   for (const auto& [sql, tag] : std::vector<std::pair<std::string, std::string>>{
            {"SELECT status FROM orders WHERE id = 1 FOR UPDATE", "SELECT 1"},

@@ -300,15 +300,14 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
       "PREPARE p AS SELECT 1",
       // Session state through functions and temporary objects reaches the
       // next units of other application sessions on the shared connection.
-      "SELECT set_config('search_path', 'pg_catalog', false)",
       "SELECT set_config('role', 'postgres', false)",       // a role change, like SET ROLE
-      "SELECT set_config('statement_timeout', '1', $1)",
+      "SELECT set_config($1, 'postgres', false)",           // a name the text does not fix may be the role
       "CREATE TEMP TABLE scratch (id int)",
       "CREATE TEMPORARY TABLE scratch2 AS SELECT 1 AS x",
   };
   for (const auto& sql : refused) {
     auto statement = make_statement(sql);
-    if (sql.find("$1") != std::string::npos) statement.params = {std::string("false")};
+    if (sql.find("$1") != std::string::npos) statement.params = {std::string("role")};
     auto report = bench.run(make_request("r-" + sql, "k", TxMode::autocommit, {statement}));
     ASSERT_TRUE(report.applied) << sql;
     EXPECT_EQ(report.notes[0].disposition, ex::Disposition::not_replayable) << sql;
@@ -412,6 +411,39 @@ TEST_P(ExecutorRunner, TransactionScopedSessionStateIsReplayed) {
   }
   EXPECT_EQ(bench.count("label = 'from temp'"), 1);
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").value(0, 0)), "0");
+}
+
+// A setting a unit makes past its transaction (plain SET, set_config(...,
+// false)) is replayed and reset after the unit, so it never reaches the next
+// unit; the settings a unit's session had (session.extra) hold for that unit
+// only.
+TEST_P(ExecutorRunner, SessionSettingsHoldForTheirUnitOnly) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  auto show = [&](const char* name) { return std::string(bench.conn.exec_checked(std::string("SHOW ") + name).value(0, 0)); };
+  const std::string default_digits = show("extra_float_digits");
+  auto setting = [&](const std::string& id, std::vector<std::pair<std::string, std::string>> extra) {
+    auto request = make_request(id, "k", TxMode::autocommit,
+                                {make_statement("SELECT current_setting('extra_float_digits') AS digits")});
+    request.session.extra = std::move(extra);
+    auto report = bench.run(request);
+    EXPECT_TRUE(report.applied) << id;
+    EXPECT_EQ(report.result.statements.at(0).result.status, Status::ok) << report.result.statements.at(0).result.message;
+    return report.result.statements.at(0).result.unordered;
+  };
+  const uint64_t under_default = setting("default", {});
+  const uint64_t under_minus_three = setting("minus-three", {{"extra_float_digits", "-3"}});
+  EXPECT_NE(under_default, under_minus_three) << "session.extra was not applied";
+  EXPECT_EQ(show("extra_float_digits"), default_digits) << "session.extra outlived its unit";
+
+  for (const char* sql : {"SELECT set_config('extra_float_digits', '-3', false)", "SET extra_float_digits = -3"}) {
+    auto report = bench.run(make_request(std::string("set-") + sql, "k", TxMode::commit,
+                                         {make_statement(sql), make_statement("SELECT current_setting('extra_float_digits') AS digits")}));
+    ASSERT_TRUE(report.applied) << sql;
+    EXPECT_EQ(report.notes[0].disposition, ex::Disposition::executed) << sql;
+    EXPECT_EQ(report.result.statements[1].result.unordered, under_minus_three) << sql << ": not in effect inside its unit";
+    EXPECT_EQ(show("extra_float_digits"), default_digits) << sql << ": leaked past its unit";
+    EXPECT_EQ(setting(std::string("after-") + sql, {}), under_default) << sql << ": reached the next unit";
+  }
 }
 
 // --statement-timeout is SET LOCAL: it must not cover the bookkeeping at the

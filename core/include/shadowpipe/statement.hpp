@@ -37,6 +37,21 @@ struct OutputExpression {
   std::vector<std::string> called_functions;  // as Analysis::called_functions, within this entry
 };
 
+// A change a statement makes to its session's settings, for a capture that
+// follows each session's settings (shadow-proxy). Values are as set_config
+// takes them (a SET list joined by ", ", identifiers quoted as the server
+// quotes search_path's).
+struct SettingChange {
+  enum class Kind { set, reset, reset_all, discard_all, discard_temp };
+  Kind kind = Kind::set;
+  std::string name;      // lowercase; empty for reset_all and the DISCARDs
+  std::string value;     // set: the new value (SET name TO DEFAULT is a reset)
+  int name_param = 0;    // set_config($n, ...): the name is parameter n (1-based); 0: the text gives it
+  int value_param = 0;   // likewise the value
+  bool local = false;    // SET LOCAL, set_config(..., true): ends with the transaction
+  bool known = true;     // false: the text does not fix the name, value or scope (an expression)
+};
+
 struct Analysis {
   std::string fingerprint;     // 16 hex digits, libpg_query's fingerprint
   std::string normalized_sql;  // constants replaced by $n
@@ -69,6 +84,12 @@ struct Analysis {
   bool has_transaction_control = false;     // some statement of the text is BEGIN/COMMIT/SAVEPOINT/...
   bool copies_client_data = false;          // COPY FROM STDIN / TO STDOUT: data on the client connection
   std::vector<std::string> session_reasons;  // state it leaves in the session past its transaction
+  bool makes_temporary_objects = false;      // among them: a temporary table, view or sequence
+  // State an earlier statement of the session made that this one uses
+  // (EXECUTE, DEALLOCATE, LISTEN / UNLISTEN, advisory unlocks): elsewhere,
+  // as on the shadow's shared connection, it means something else.
+  std::vector<std::string> session_uses;
+  std::vector<SettingChange> setting_changes;  // SET, RESET, set_config, DISCARD ALL / TEMP, in order
   // Transaction control a replayer runs inside the unit's transaction, as the
   // primary ran it (set only for a text of one statement):
   std::string savepoint_command;  // "SAVEPOINT", "ROLLBACK TO SAVEPOINT" or "RELEASE SAVEPOINT"

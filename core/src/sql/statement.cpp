@@ -377,25 +377,59 @@ class Walker {
         name == "pg_try_advisory_lock_shared") {
       add_unique(analysis_.session_reasons, "session-level advisory lock " + name);
     }
+    if (name == "pg_advisory_unlock" || name == "pg_advisory_unlock_shared" || name == "pg_advisory_unlock_all") {
+      add_unique(analysis_.session_uses, "releases a session-level advisory lock (" + name + ")");
+    }
   }
 
   // set_config(name, value, is_local): with is_local false (or not a
-  // constant, so not provably true) the setting outlives the transaction and
-  // would reach the next units of other sessions on the shadow's connection;
-  // a role change through it is refused like SET ROLE.
+  // constant, so not provably true) the setting outlives the transaction. A
+  // role change through it (or a name the text does not fix, which may be
+  // one) is refused like SET ROLE; any other setting is replayed like a
+  // plain SET, which the executor resets after the unit (RESET ALL).
   void visit_set_config(object node) {
     simdjson::dom::array args;
     if (node["args"].get_array().get(args) != simdjson::SUCCESS || args.size() != 3) return;
+    const element name_arg = args.at(0).value_unsafe(), value_arg = args.at(1).value_unsafe();
     const std::optional<bool> is_local = constant_bool(args.at(2).value_unsafe());
+    const std::string setting = lowercase(constant_text(name_arg));
+    SettingChange change;
+    change.name = setting;
+    change.value = std::string(constant_text(value_arg));
+    change.local = is_local == std::optional<bool>(true);
+    change.name_param = setting.empty() ? param_number(name_arg) : 0;
+    change.value_param = change.value.empty() ? param_number(value_arg) : 0;
+    change.known = is_local.has_value() && (!setting.empty() || change.name_param > 0) &&
+                   (is_constant(value_arg) || change.value_param > 0);
+    analysis_.setting_changes.push_back(std::move(change));
     if (is_local == std::optional<bool>(true)) return;
-    const std::string setting = lowercase(constant_text(args.at(0).value_unsafe()));
     if (setting == "role" || setting == "session_authorization") {
       add_unique(analysis_.session_reasons, "set_config('" + setting + "', ..., false) changes the role, like SET ROLE");
-    } else {
+    } else if (setting.empty()) {
       add_unique(analysis_.session_reasons,
-                 "set_config(" + (setting.empty() ? std::string("...") : "'" + setting + "'") +
-                     ", ..., false) changes the session past its transaction (is_local must be a constant true)");
+                 "set_config(...) with a name the text does not fix, past its transaction (it may change the role)");
     }
+  }
+
+  // $n, or $n::type: n; 0 when not a parameter.
+  static int param_number(element value) {
+    const auto [type, node] = unwrap(value);
+    if (type == "TypeCast") {
+      element arg;
+      return node["arg"].get(arg) == simdjson::SUCCESS ? param_number(arg) : 0;
+    }
+    int64_t number = 0;
+    if (type != "ParamRef" || node["number"].get_int64().get(number) != simdjson::SUCCESS) return 0;
+    return static_cast<int>(number);
+  }
+
+  static bool is_constant(element value) {
+    const auto [type, node] = unwrap(value);
+    if (type == "TypeCast") {
+      element arg;
+      return node["arg"].get(arg) == simdjson::SUCCESS && is_constant(arg);
+    }
+    return type == "A_Const" && !node["isnull"].is_bool();
   }
 
   // A constant's text: 'x', or 'x'::type.
@@ -553,9 +587,104 @@ Kind statement_kind(std::string_view type, object node, const Findings& findings
   return Kind::utility;
 }
 
+// An identifier as the server writes it into a list setting (quote_identifier,
+// without its keyword list): plain when lowercase letters, digits and _.
+std::string quoted_identifier(std::string_view name) {
+  const bool plain = !name.empty() && !std::isdigit(static_cast<unsigned char>(name.front())) &&
+                     std::all_of(name.begin(), name.end(), [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                     });
+  if (plain) return std::string(name);
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// The value SET gives a setting, as set_config would take it (the server's
+// flatten_set_variable_args); nullopt when the text does not fix it (SET
+// TIME ZONE INTERVAL ..., FROM CURRENT).
+std::optional<std::string> set_value(std::string_view name, object node, std::string_view sql) {
+  simdjson::dom::array args;
+  if (node["args"].get_array().get(args) != simdjson::SUCCESS || args.size() == 0) return std::nullopt;
+  const bool quote = name == "search_path" || name == "temp_tablespaces" || name.ends_with("_preload_libraries");
+  std::string out;
+  for (element arg : args) {
+    const auto [type, constant] = unwrap(arg);
+    if (type != "A_Const") return std::nullopt;
+    std::string_view text;
+    int64_t number = 0;
+    object integer;
+    std::string piece;
+    if (constant["sval"]["sval"].get_string().get(text) == simdjson::SUCCESS) {
+      piece = quote ? quoted_identifier(text) : std::string(text);
+    } else if (constant["fval"]["fval"].get_string().get(text) == simdjson::SUCCESS) {
+      piece = std::string(text);
+    } else if (constant["ival"].get_object().get(integer) == simdjson::SUCCESS) {
+      if (integer["ival"].get_int64().get(number) == simdjson::SUCCESS) {
+        piece = std::to_string(number);
+      } else {
+        // 0, and (libpg_query 15) any negative value, is written as an empty
+        // object: the text at the constant's location says which.
+        int64_t location = -1;
+        if (constant["location"].get_int64().get(location) != simdjson::SUCCESS || location < 0) return std::nullopt;
+        size_t at = static_cast<size_t>(location);
+        if (at < sql.size() && (sql[at] == '-' || sql[at] == '+')) {
+          if (sql[at] == '-') piece = "-";
+          ++at;
+        }
+        while (at < sql.size() && std::isspace(static_cast<unsigned char>(sql[at]))) ++at;
+        const size_t digits = at;
+        while (at < sql.size() && std::isdigit(static_cast<unsigned char>(sql[at]))) ++at;
+        if (at == digits) return std::nullopt;
+        piece += std::string(sql.substr(digits, at - digits));
+        if (piece.find_first_not_of("-0") == std::string::npos) piece = "0";
+      }
+    } else {
+      return std::nullopt;
+    }
+    out += (out.empty() ? "" : ", ") + piece;
+  }
+  return out;
+}
+
+void add_setting_change(object node, std::string_view sql, Analysis& analysis) {
+  const std::string_view kind = string_field(node, "kind");
+  SettingChange change;
+  change.name = lowercase(string_field(node, "name"));
+  change.local = bool_field(node, "is_local");
+  if (kind == "VAR_RESET_ALL") {
+    change.kind = SettingChange::Kind::reset_all;
+  } else if (kind == "VAR_RESET" || kind == "VAR_SET_DEFAULT") {
+    change.kind = SettingChange::Kind::reset;
+  } else if (kind == "VAR_SET_VALUE") {
+    auto value = set_value(change.name, node, sql);
+    change.known = value.has_value();
+    change.value = value.value_or("");
+  } else if (kind == "VAR_SET_CURRENT") {
+    change.known = false;
+  } else {
+    return;  // SET TRANSACTION, SET SESSION CHARACTERISTICS: transaction modes, not settings
+  }
+  analysis.setting_changes.push_back(std::move(change));
+}
+
 // What a statement leaves in the session after its transaction ends (RESET
 // ALL does not undo it).
-void add_session_reasons(std::string_view type, object node, Analysis& analysis) {
+void add_session_reasons(std::string_view type, object node, std::string_view sql, Analysis& analysis) {
+  if (type == "VariableSetStmt") add_setting_change(node, sql, analysis);
+  if (type == "DiscardStmt") {
+    const std::string_view target = string_field(node, "target");
+    SettingChange change;
+    change.kind = target == "DISCARD_ALL" ? SettingChange::Kind::discard_all : SettingChange::Kind::discard_temp;
+    if (target == "DISCARD_ALL" || target == "DISCARD_TEMP") analysis.setting_changes.push_back(std::move(change));
+  }
+  if (type == "ExecuteStmt") add_unique(analysis.session_uses, "EXECUTE of a statement PREPAREd by the session");
+  if (type == "DeallocateStmt") add_unique(analysis.session_uses, "DEALLOCATE of a statement PREPAREd by the session");
+  if (type == "ListenStmt") add_unique(analysis.session_reasons, "LISTEN");
+  if (type == "UnlistenStmt") add_unique(analysis.session_uses, "UNLISTEN");
   if (type == "VariableSetStmt" && !bool_field(node, "is_local")) {
     const std::string_view name = string_field(node, "name");
     if (name == "role") add_unique(analysis.session_reasons, "SET/RESET ROLE");
@@ -574,6 +703,7 @@ void add_session_reasons(std::string_view type, object node, Analysis& analysis)
                                 : node[key].get_object().get(relation) == simdjson::SUCCESS;
     const std::string_view on_commit = has_into ? string_field(into, "onCommit") : string_field(node, "oncommit");
     if (found && string_field(relation, "relpersistence") == "t" && on_commit != "ONCOMMIT_DROP") {
+      analysis.makes_temporary_objects = true;
       add_unique(analysis.session_reasons, "a temporary " + std::string(type == "ViewStmt" ? "view" : type == "CreateSeqStmt" ? "sequence" : "table") +
                                                " outlives the unit (only ON COMMIT DROP is replayed)");
     }
@@ -974,7 +1104,7 @@ Result<Analysis> analyze_text(const std::string& text) {
     analysis.kind = first ? kind : stronger(analysis.kind, kind);
     first = false;
     add_outside_reasons(type, node, analysis);
-    add_session_reasons(type, node, analysis);
+    add_session_reasons(type, node, text, analysis);
     if (kind == Kind::transaction_control) analysis.has_transaction_control = true;
     if (type == "TransactionStmt") {
       const std::string_view transaction_kind = string_field(node, "kind");

@@ -37,10 +37,13 @@ bool batch_artefact(std::string_view sqlstate);
 // COPY FROM STDIN / TO STDOUT (puts the connection in COPY state), and
 // statements whose effect outlives the unit on the shared connection
 // (SET ROLE, SET SESSION AUTHORIZATION, session advisory locks, PREPARE,
-// DECLARE ... WITH HOLD, set_config(..., false) — a role change through it
-// named like SET ROLE —, temporary tables, views and sequences without ON
-// COMMIT DROP). Each refusal is counted (statements_not_executed_total,
-// reason not_replayable) and its result says why.
+// DECLARE ... WITH HOLD, LISTEN, a role change through set_config(...,
+// false) — or a set_config whose name the text does not fix — named like
+// SET ROLE, temporary tables, views and sequences without ON COMMIT DROP).
+// Each refusal is counted (statements_not_executed_total, reason
+// not_replayable) and its result says why. A plain SET and any other
+// set_config(..., false) are replayed, in a unit of their own, and the
+// session is reset (RESET ALL) after its COMMIT.
 std::string not_replayable(const statement::Analysis& analysis);
 
 // Why a statement ended as it did, beyond what the wire result says; drives
@@ -82,6 +85,9 @@ struct Step {
   // sent instead of the record's.
   std::optional<wire::Statement> replayed;
   bool restores = false;  // ROLLBACK TO SAVEPOINT: ends the abort a failure left, as on the primary
+  // A plain SET or a set_config(..., false) whose setting outlives the
+  // unit: the session is reset (RESET ALL) after the unit's COMMIT.
+  bool changes_session = false;
 
   // Fills the result from the server's reply; false when it failed.
   bool record(const Reply& reply, const digest::NormalizationRules& rules);

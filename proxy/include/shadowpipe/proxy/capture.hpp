@@ -35,10 +35,14 @@ enum class UnitDrop {
                         // part of a result the shadow would return whole (asyncpg's fetchrow, for one)
   unmatched,            // the responses did not match what the proxy expected (the capture lost its place)
   queue_full,           // the recording queue was full (the recorder falls behind)
+  session_state,        // the unit made or used session state the shadow's shared connection cannot hold (a role,
+                        // PREPARE/EXECUTE, LISTEN, a temporary table, a session advisory lock, a setting whose
+                        // value the text does not fix), or ran in a session that holds such state
 };
-inline constexpr std::array<UnitDrop, 10> kUnitDrops = {
+inline constexpr std::array<UnitDrop, 11> kUnitDrops = {
     UnitDrop::client_gone, UnitDrop::primary_gone, UnitDrop::binary_parameters, UnitDrop::binary_results, UnitDrop::copy_data,
-    UnitDrop::function_call, UnitDrop::oversized, UnitDrop::row_limited, UnitDrop::unmatched, UnitDrop::queue_full};
+    UnitDrop::function_call, UnitDrop::oversized, UnitDrop::row_limited, UnitDrop::unmatched, UnitDrop::queue_full,
+    UnitDrop::session_state};
 std::string_view to_string(UnitDrop drop);
 
 struct CapturedStatement {
@@ -150,13 +154,34 @@ class SessionCapture {
   void problem(UnitDrop why);
   Clock::time_point start_of(const Op& op) const;
 
+  // The session's settings and state (capture_session.cpp): what SET, RESET,
+  // set_config, DISCARD and ParameterStatus change, followed through
+  // savepoints and rollbacks, so each unit is recorded with the settings its
+  // session had when it began.
+  struct SessionState {
+    std::map<std::string, std::string, std::less<>> set_by_sql;  // carried settings, by lowercase name
+    bool role_changed = false;       // SET ROLE / SESSION AUTHORIZATION past its transaction
+    bool temporary_objects = false;  // a temporary table, view or sequence outlives its transaction
+    bool unknown = false;            // a carried setting changed to a value the text does not fix
+    bool bound() const { return role_changed || temporary_objects || unknown; }
+  };
+  void parameter_status(std::string_view payload);
+  void follow_statement(const Execution& execution, std::string_view tag);
+  void settle_session(bool committed);
+  void refresh_session();
+
   UnitSink& sink_;
   std::string key_;
   const digest::NormalizationConfig& normalization_;
   CaptureLimits limits_;
   bool disabled_ = false;
 
-  wire::Session session_;
+  wire::Session session_;  // what a unit beginning now is recorded with
+  SessionState state_;            // as the session's transaction sees it
+  SessionState committed_state_;  // as of the last transaction's end
+  std::vector<std::pair<std::string, SessionState>> savepoints_;  // the state at each open savepoint
+  std::string reported_search_path_;                              // ParameterStatus (PostgreSQL 18+)
+  std::string standard_conforming_strings_ = "on";               // ParameterStatus
   std::map<std::string, Prepared, std::less<>> prepared_;
   std::map<std::string, Portal, std::less<>> portals_;
   std::deque<Op> ops_;
