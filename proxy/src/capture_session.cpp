@@ -135,6 +135,9 @@ void SessionCapture::follow_statement(const Execution& execution, std::string_vi
         state_.unknown = false;
         continue;
       case SettingChange::Kind::discard_all:
+        // Not replayable: it cannot run in a transaction (the executor runs
+        // every unit in one), and its effect is the next units' settings.
+        problem(UnitDrop::session_state);
         state_ = SessionState{};
         continue;
       case SettingChange::Kind::discard_temp:

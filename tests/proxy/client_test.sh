@@ -6,8 +6,9 @@
 # discrepancies, and the proxy must have dropped only what it says it cannot
 # record (COPY data, and what each client's comment below says); a dropped
 # unit that wrote (COPY FROM) must reach the comparator as a shadow_gap.
-# CLIENT: psql, pgbench-simple, pgbench-extended, pgbench-prepared, psycopg, node-pg, asyncpg, pgjdbc.
-# INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX).
+# CLIENT: psql, pgbench-simple, pgbench-extended, pgbench-prepared, psycopg, node-pg, asyncpg, pgjdbc, and
+# sessions (two psycopg sessions with settings of their own, on one shadow connection).
+# INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX; SHADOWPIPE_PROXY_METRICS_BASE moves 16750).
 set -euo pipefail
 bin=$1 client=$2 index=$3
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -15,7 +16,7 @@ here=$root/tests/proxy
 [ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
 run=proxy-$client-$(date +%s)-$$
 db=px_$(echo "$client" | tr -c 'a-z0-9\n' '_')_$$
-port=$((16700 + index)) metrics_port=$((16750 + index))
+port=$((16700 + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_BASE:-16750} + index))
 work=$(mktemp -d)
 pids=()
 fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; head -n 20 "$log"; echo "[...]"; tail -n 20 "$log"; done; exit 1; }
@@ -78,6 +79,10 @@ case $client in
     # fetchval/fetchrow run Execute with a row limit of 1: the client sees
     # part of a result, which the shadow cannot be compared with (row_limited).
     expected_drops=([copy_data]=2 [binary_results]=1 [row_limited]=4) expected_write_drops=1 ;;
+  sessions)
+    PYTHONPATH=$root/.cache/clients/python python3 "$here/workloads/sessions_workload.py" "$url" \
+        >"$work/client.log" 2>&1 || fail "sessions workload"
+    expected_drops=([session_state]=9) ;;
   pgjdbc)
     java -cp "$root/.cache/clients/java/*" "$here/workloads/JdbcWorkload.java" \
         "jdbc:postgresql://127.0.0.1:$port/$db?user=postgres" >"$work/client.log" 2>&1 || fail "PgJDBC workload"
@@ -105,7 +110,7 @@ units=$(value units)
 [ "${units:-0}" -gt 0 ] || fail "the proxy recorded no unit"
 [ "$(value published)" = "$units" ] || fail "published $(value published) of $units units"
 for reason in client_gone primary_gone binary_parameters binary_results copy_data function_call oversized \
-              row_limited unmatched queue_full; do
+              row_limited unmatched queue_full session_state; do
   [ "$(value "dropped_$reason")" = "${expected_drops[$reason]:-0}" ] \
     || fail "units dropped as $reason: $(value "dropped_$reason"), expected ${expected_drops[$reason]:-0}"
 done
@@ -118,6 +123,31 @@ echo "$metrics" | grep -q "^shadowpipe_proxy_units_recorded_total $units\$" \
 
 published=$(kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.requests" -e -q -f '%s\n' | grep -vc '"record":"gap"' || true)
 [ "$published" = "$units" ] || fail "$published records on $run.requests, the proxy recorded $units"
+if [ "$client" = sessions ]; then
+  # Each session's settings went with its own units: the reads of the session
+  # that set extra_float_digits carry it, the other session's never do.
+  kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.requests" -e -q -f '%s\n' >"$work/requests.jsonl"
+  python3 - "$work/requests.jsonl" <<'PY' || fail "the recorded sessions"
+import json, sys
+carried = {}
+for line in open(sys.argv[1]):
+    record = json.loads(line)
+    if record.get("record") == "gap":
+        continue
+    extra, path = record["session"]["extra"], record["session"]["search_path"]
+    for name in ("extra_float_digits", "bytea_output", "myapp.tenant"):
+        if name in extra:
+            carried.setdefault(name, set()).add(extra[name])
+    if "bytea_output" in extra and extra.get("extra_float_digits") == "0":
+        sys.exit("one unit carries both sessions' settings: %s" % record["session"])
+    if path:
+        carried.setdefault("search_path", set()).add(path)
+print("carried: %s" % {name: sorted(values) for name, values in sorted(carried.items())})
+expected = {"extra_float_digits": {"0", "3"}, "bytea_output": {"escape"}, "myapp.tenant": {"acme", "globex"},
+            "search_path": {"archive, public"}}
+sys.exit(0 if carried == expected else "expected %s" % expected)
+PY
+fi
 
 "$bin/shadow-executor" --shadow "$SHADOW_DSN dbname=$db" --group "$run-executor" --executor-id executor-1 \
     --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor.log" 2>&1 &

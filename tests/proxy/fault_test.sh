@@ -21,7 +21,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 [ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
 run=proxy-faults-$(date +%s)-$$
 db=px_faults_$$
-port=$((16700 + index)) metrics_port=$((16750 + index)) dead_port=$((16700 + index + 20))
+port=$((16700 + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_BASE:-16750} + index)) dead_port=$((16700 + index + 20))
 work=$(mktemp -d)
 pids=()
 fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; tail -n 15 "$log"; done; exit 1; }
