@@ -84,6 +84,63 @@ std::string lowercase(std::string_view text) {
 
 }  // namespace
 
+namespace {
+
+// The settings in a startup `options` value, as the server reads it: words
+// split at spaces (a backslash keeps the next character), "-c name=value",
+// "-cname=value" or "--name=value" (dashes in the name are underscores).
+std::vector<std::pair<std::string, std::string>> options_settings(std::string_view options) {
+  std::vector<std::string> words(1);
+  for (size_t i = 0; i < options.size(); ++i) {
+    if (options[i] == '\\' && i + 1 < options.size()) {
+      words.back() += options[++i];
+    } else if (std::isspace(static_cast<unsigned char>(options[i]))) {
+      if (!words.back().empty()) words.emplace_back();
+    } else {
+      words.back() += options[i];
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::string setting;
+    if (words[i] == "-c" && i + 1 < words.size()) {
+      setting = words[++i];
+    } else if (words[i].starts_with("-c")) {
+      setting = words[i].substr(2);
+    } else if (words[i].starts_with("--")) {
+      setting = words[i].substr(2);
+      const size_t equals = setting.find('=');
+      std::replace(setting.begin(), equals == std::string::npos ? setting.end() : setting.begin() + static_cast<std::ptrdiff_t>(equals), '-', '_');
+    }
+    if (const size_t equals = setting.find('='); equals != std::string::npos && equals > 0) {
+      out.emplace_back(setting.substr(0, equals), setting.substr(equals + 1));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void SessionCapture::startup(std::string_view parameters) {
+  capture_text::Reader reader(parameters);
+  while (reader.ok()) {
+    const std::string_view name = reader.cstring();
+    if (name.empty() || !reader.ok()) break;
+    const std::string_view value = reader.cstring();
+    std::vector<std::pair<std::string, std::string>> settings;
+    if (name == "options") {
+      settings = options_settings(value);
+    } else if (name != "user" && name != "database" && name != "replication") {
+      settings.emplace_back(name, value);
+    }
+    for (auto& [setting, setting_value] : settings) {
+      std::string folded = lowercase(setting);
+      if (carried(folded) == Carried::yes) startup_settings_[std::move(folded)] = std::move(setting_value);
+    }
+  }
+  refresh_session();
+}
+
 void SessionCapture::parameter_status(std::string_view payload) {
   capture_text::Reader reader(payload);
   const auto name = reader.cstring();
@@ -186,7 +243,9 @@ void SessionCapture::settle_session(bool committed) {
 }
 
 void SessionCapture::refresh_session() {
-  const auto& settings = committed_state_.set_by_sql;
+  // What the session set by SQL over what it started with (RESET returns there).
+  std::map<std::string, std::string, std::less<>> settings = startup_settings_;
+  for (const auto& [name, value] : committed_state_.set_by_sql) settings[name] = value;
   const auto search_path = settings.find("search_path");
   session_.search_path = search_path != settings.end() ? search_path->second : reported_search_path_;
   session_.extra.clear();

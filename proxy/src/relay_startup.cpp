@@ -89,6 +89,7 @@ void Server::Worker::read_startup(Connection& connection) {
     }
     // A StartupMessage: the primary answers it (authentication included).
     connection.to_server.append(std::string_view(connection.startup).substr(0, length));
+    const std::string parameters = connection.startup.substr(8, length - 8);  // the session's first settings
     const std::string rest = connection.startup.substr(length);
     connection.startup.clear();
     connection.startup.shrink_to_fit();
@@ -97,6 +98,7 @@ void Server::Worker::read_startup(Connection& connection) {
       if (server.options_.key_by == KeyBy::single) key = server.options_.single_key;
       if (server.options_.key_by == KeyBy::connection) key = "connection-" + std::to_string(connection.id);
       connection.capture = std::make_unique<SessionCapture>(*server.sink_, std::move(key), server.normalization_);
+      connection.capture->startup(parameters);
       connection.frontend_sink.capture = connection.capture.get();
       connection.backend_sink.capture = connection.capture.get();
     }

@@ -549,6 +549,38 @@ TEST_F(ProxySession, SetConfigPastItsTransactionIsFollowedWithItsParametersAndDi
   EXPECT_EQ(last_session().extra, (Extra{{"myapp.tenant", "other"}})) << "followed all the same";
 }
 
+TEST_F(ProxySession, SettingsFromTheStartupMessageHoldUntilSetAndComeBackAtReset) {
+  SessionCapture started{sink, "key-1", normalization};
+  started.startup(Body()
+                      .str("user").str("app")
+                      .str("database").str("shop")
+                      .str("options").str("-c search_path=archive,public --extra-float-digits=0 -cbytea_output=escape "
+                                          "-c statement_timeout=5s -c app.note=a\\ b")
+                      .str("application_name").str("psql")
+                      .str("MyApp.Tenant").str("acme")
+                      .raw(std::string_view("\0", 1))
+                      .bytes);
+  auto run_on = [&](const char* sql, const char* tag) {
+    started.frontend('Q', query(sql), now);
+    started.backend('C', complete(tag), now);
+    started.backend('Z', ready('I'), now);
+  };
+  run_on("SELECT 1", "SELECT 1");
+  EXPECT_EQ(last_session().search_path, "archive,public");
+  EXPECT_EQ(last_session().extra, (Extra{{"app.note", "a b"}, {"bytea_output", "escape"}, {"extra_float_digits", "0"},
+                                         {"myapp.tenant", "acme"}}))
+      << "not carried: the timeouts (the executor's), application_name (reported by the server)";
+  run_on("SET bytea_output = hex", "SET");
+  run_on("SET search_path = public", "SET");
+  run_on("SELECT 2", "SELECT 1");
+  EXPECT_EQ(last_session().search_path, "public");
+  EXPECT_EQ(last_session().extra[1], (std::pair<std::string, std::string>{"bytea_output", "hex"}));
+  run_on("RESET ALL", "RESET");
+  run_on("SELECT 3", "SELECT 1");
+  EXPECT_EQ(last_session().search_path, "archive,public") << "RESET returns to the startup value";
+  EXPECT_EQ(last_session().extra[1], (std::pair<std::string, std::string>{"bytea_output", "escape"}));
+}
+
 TEST_F(ProxySession, SessionStateTheShadowCannotHoldDropsItsUnitsCounted) {
   // A role: the unit, and every unit after it until the role is reset.
   run("SET ROLE app", "SET");

@@ -1,5 +1,6 @@
-"""Two sessions through shadow-proxy, interleaved, each with settings of its
-own that change what its reads return: extra_float_digits, TimeZone (a
+"""Three sessions through shadow-proxy, interleaved, each with settings of
+its own that change what its reads return (the third from its
+StartupMessage's options): extra_float_digits, TimeZone (a
 timestamptz), bytea_output, search_path, a custom setting through
 set_config(..., false). The proxy records each unit with the settings its
 session had; the shadow replays every unit on one connection (one key), so
@@ -21,10 +22,15 @@ READ = ("SELECT 0.1::float8 + 0.2::float8 AS sum, 1 / 3::float8 AS third, "
         "(SELECT owner FROM accounts WHERE id = 1) AS owner")
 SETTINGS = ("SELECT current_setting('extra_float_digits') AS digits, current_setting('bytea_output') AS bytea, "
             "current_setting('search_path') AS path, current_setting('TimeZone') AS zone, "
-            "current_setting('myapp.tenant', true) AS tenant")
+            # A custom setting is NULL until a session sets it, and '' after a
+            # RESET; on the shadow's shared connection another session's units
+            # may have defined it: the two are not told apart here.
+            "coalesce(current_setting('myapp.tenant', true), '') AS tenant")
 
 a = psycopg.connect(sys.argv[1], autocommit=True)
 b = psycopg.connect(sys.argv[1], autocommit=True)
+# A third session gets its settings in the StartupMessage (options).
+c = psycopg.connect(sys.argv[1], autocommit=True, options="-c search_path=archive,public -c bytea_output=escape")
 
 
 def run(conn, sql):
@@ -33,7 +39,7 @@ def run(conn, sql):
 
 
 def both_read():
-    for conn in (a, b):
+    for conn in (a, b, c):
         run(conn, READ)
         run(conn, SETTINGS)
 
@@ -85,6 +91,10 @@ run(b, "LISTEN shadow_test")
 run(a, "RESET ALL")
 run(b, "DISCARD ALL")
 both_read()
-a.close()
-b.close()
-print("two sessions done")
+run(c, "SET search_path = public")
+run(c, READ)
+run(c, "RESET search_path")  # back to the startup value
+run(c, READ)
+for conn in (a, b, c):
+    conn.close()
+print("three sessions done")

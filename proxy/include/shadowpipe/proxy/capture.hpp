@@ -84,6 +84,10 @@ class SessionCapture {
                  CaptureLimits limits = {});
   ~SessionCapture();
 
+  // The StartupMessage's parameters (after its length and protocol code):
+  // settings given there (options=-c name=value, or a setting's own name)
+  // are the session's from the start, and what RESET returns to.
+  void startup(std::string_view parameters);
   // A whole message in each direction, in the order the proxy saw them.
   void frontend(char type, std::string_view payload, Clock::time_point now);
   void backend(char type, std::string_view payload, Clock::time_point now);
@@ -180,6 +184,7 @@ class SessionCapture {
   SessionState state_;            // as the session's transaction sees it
   SessionState committed_state_;  // as of the last transaction's end
   std::vector<std::pair<std::string, SessionState>> savepoints_;  // the state at each open savepoint
+  std::map<std::string, std::string, std::less<>> startup_settings_;  // carried settings from the StartupMessage
   std::string reported_search_path_;                              // ParameterStatus (PostgreSQL 18+)
   std::string standard_conforming_strings_ = "on";               // ParameterStatus
   std::map<std::string, Prepared, std::less<>> prepared_;
