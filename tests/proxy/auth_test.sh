@@ -15,66 +15,24 @@
 # SHADOWPIPE_PROXY_METRICS_BASE); the cluster takes SHADOWPIPE_PRIVATE_PG_PORT
 # or a free port.
 set -euo pipefail
-bin=$1 index=$2
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
-run=proxy-auth-$(date +%s)-$$
-port=$((16700 + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_BASE:-16750} + index))
-pg_port=${SHADOWPIPE_PRIVATE_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
-pg_bin=$(ls -d /usr/lib/postgresql/15/bin)
-work=$(mktemp -d /tmp/shadowpipe-proxy-auth.XXXXXX)
-chmod 755 "$work"
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); chown postgres: "$work"; fi
-pids=()
-fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; tail -n 15 "$log"; done; exit 1; }
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-locale >"$work/initdb.log" 2>&1 \
-  || fail "initdb"
-cat >>"$work/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = ''
-max_connections = 20
-shared_buffers = 16MB
-fsync = off
-log_connections = on
-EOF
+source "$(dirname "${BASH_SOURCE[0]}")/private_primary.sh"
+private_primary_setup auth "$1" "$2"
 # First match wins: each user's method, the superuser trusted for the setup.
-cat >"$work/data/pg_hba.conf" <<'EOF'
-host all md5_user   127.0.0.1/32 md5
+private_primary_start "host all md5_user   127.0.0.1/32 md5
 host all scram_user 127.0.0.1/32 scram-sha-256
-host all postgres   127.0.0.1/32 trust
-EOF
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 60 start >"$work/pg_ctl.log" 2>&1 \
-  || fail "the private cluster did not start on port $pg_port"
-psql "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres" -XAtq -v ON_ERROR_STOP=1 >"$work/setup.log" 2>&1 <<'SQL' \
+host all postgres   127.0.0.1/32 trust" "log_connections = on"
+psql "$direct" -XAtq -v ON_ERROR_STOP=1 >"$work/setup.log" 2>&1 <<'SQL' \
   || fail "roles"
 SET password_encryption = 'md5';
 CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret';
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE scram_user LOGIN PASSWORD 'scram-secret';
 SQL
-stored=$(psql "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres" -XAtqc \
+stored=$(psql "$direct" -XAtqc \
   "SELECT string_agg(rolname || ':' || left(rolpassword, 14), ' ' ORDER BY rolname) FROM pg_authid WHERE rolname LIKE '%\\_user'")
 [[ $stored == "md5_user:md5"*" scram_user:SCRAM-SHA-256\$" ]] || fail "stored passwords: $stored"
 
-"$bin/shadowctl" topics create --partitions 1 --requests-topic "$run.requests" --results-topic "$run.results" \
-    --mismatches-topic "$run.mismatches" --summary-topic "$run.summary" --dlq-topic "$run.dlq" \
-    >"$work/topics.log" 2>&1 || fail "topics create"
-"$bin/shadow-proxy" --listen "127.0.0.1:$port" --primary "127.0.0.1:$pg_port" --topic "$run.requests" \
-    --metrics-port "127.0.0.1:$metrics_port" >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-pids+=("$proxy_pid")
-for _ in $(seq 1 50); do grep -qs "listening on" "$work/proxy.log" && break; sleep 0.1; done
-grep -q "listening on" "$work/proxy.log" || fail "shadow-proxy did not start"
+proxy_start
 
 # psql (libpq): the right password logs in; a wrong one gets the server's FATAL.
 for login in md5_user:md5-secret scram_user:scram-secret; do
@@ -127,12 +85,7 @@ for method in md5_user:md5 scram_user:scram-sha-256; do
 done
 [ "$(PGPASSWORD=scram-secret psql "host=127.0.0.1 port=$port user=scram_user dbname=postgres" -XAtqc 'SELECT 1')" = 1 ] \
   || fail "the proxy stopped serving after the refused logins"
-kill -TERM "$proxy_pid"
-wait "$proxy_pid" || fail "shadow-proxy exited with $? when stopped"
-pids=()
-summary=$(grep '^shadow-proxy: connections=' "$work/proxy.log" | tail -n 1)
-echo "$summary"
-value() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+proxy_stop
 [ "$(value protocol_errors)" = 0 ] || fail "protocol errors: $(value protocol_errors)"
 [ "$(value dropped_unmatched)" = 0 ] || fail "the capture lost its place in an authentication"
 [ "$(value units)" -ge 5 ] || fail "the statements of the authenticated sessions were not recorded ($(value units) units)"

@@ -15,51 +15,11 @@
 # INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX; moved by
 # SHADOWPIPE_PROXY_METRICS_BASE).
 set -euo pipefail
-bin=$1 index=$2
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-[ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
-run=proxy-restart-$(date +%s)-$$
-port=$((16700 + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_BASE:-16750} + index))
-pg_port=${SHADOWPIPE_PRIVATE_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
-pg_bin=/usr/lib/postgresql/15/bin
-work=$(mktemp -d /tmp/shadowpipe-proxy-restart.XXXXXX)
-chmod 755 "$work"
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); chown postgres: "$work"; fi
-pids=()
-fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; tail -n 15 "$log"; done; exit 1; }
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --no-locale >"$work/initdb.log" 2>&1 \
-  || fail "initdb"
-cat >>"$work/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = ''
-max_connections = 20
-shared_buffers = 16MB
-fsync = off
-EOF
-pg_ctl() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 60 "$@" >>"$work/pg_ctl.log" 2>&1; }
-pg_ctl start || fail "the private cluster did not start on port $pg_port"
-direct="host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
+source "$(dirname "${BASH_SOURCE[0]}")/private_primary.sh"
+private_primary_setup restart "$1" "$2"
+private_primary_start
 psql "$direct" -XAtqc "CREATE TABLE marks (id int PRIMARY KEY, what text)" >/dev/null || fail "schema"
-
-"$bin/shadowctl" topics create --partitions 1 --requests-topic "$run.requests" --results-topic "$run.results" \
-    --mismatches-topic "$run.mismatches" --summary-topic "$run.summary" --dlq-topic "$run.dlq" \
-    >"$work/topics.log" 2>&1 || fail "topics create"
-"$bin/shadow-proxy" --listen "127.0.0.1:$port" --primary "127.0.0.1:$pg_port" --topic "$run.requests" \
-    --metrics-port "127.0.0.1:$metrics_port" >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-pids+=("$proxy_pid")
-for _ in $(seq 1 50); do grep -qs "listening on" "$work/proxy.log" && break; sleep 0.1; done
-grep -qs "listening on" "$work/proxy.log" || fail "shadow-proxy did not start"
+proxy_start
 
 # The restart, run by the clients once they are in place.
 echo "${as_pg[*]} $pg_bin/pg_ctl -D $work/data -l $work/server.log -m fast -w -t 60 restart >>$work/pg_ctl.log 2>&1" \
@@ -162,12 +122,7 @@ for _ in $(seq 1 30); do
   [ "${recorded:-0}" -ge 3 ] && break
   sleep 0.2
 done
-kill -TERM "$proxy_pid"
-wait "$proxy_pid" || fail "shadow-proxy exited with $? when stopped"
-pids=()
-summary=$(grep '^shadow-proxy: connections=' "$work/proxy.log" | tail -n 1)
-echo "$summary"
-value() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+proxy_stop
 # The transaction cut by the restart and the statement in flight; the idle
 # sessions had nothing open.
 [ "$(value dropped_primary_gone)" = 2 ] || fail "units dropped as primary_gone: $(value dropped_primary_gone), expected 2"
