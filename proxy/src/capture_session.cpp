@@ -82,10 +82,6 @@ std::string lowercase(std::string_view text) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 // The settings in a startup `options` value, as the server reads it: words
 // split at spaces (a backslash keeps the next character), "-c name=value",
 // "-cname=value" or "--name=value" (dashes in the name are underscores).
@@ -109,8 +105,8 @@ std::vector<std::pair<std::string, std::string>> options_settings(std::string_vi
       setting = words[i].substr(2);
     } else if (words[i].starts_with("--")) {
       setting = words[i].substr(2);
-      const size_t equals = setting.find('=');
-      std::replace(setting.begin(), equals == std::string::npos ? setting.end() : setting.begin() + static_cast<std::ptrdiff_t>(equals), '-', '_');
+      const auto name_end = setting.begin() + static_cast<std::ptrdiff_t>(std::min(setting.find('='), setting.size()));
+      std::replace(setting.begin(), name_end, '-', '_');
     }
     if (const size_t equals = setting.find('='); equals != std::string::npos && equals > 0) {
       out.emplace_back(setting.substr(0, equals), setting.substr(equals + 1));
