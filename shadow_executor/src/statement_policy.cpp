@@ -28,6 +28,15 @@ std::string quote_identifier(std::string_view name) {
 
 constexpr const char* kReadOnly = "SET TRANSACTION READ ONLY";
 
+// A setting changed past the transaction (a plain SET, set_config(..., false)
+// or with an is_local that is not a constant true): its unit runs alone and
+// the session is reset after it. set_config(..., true) ends with the unit.
+bool changes_session(const statement::Analysis& analysis) {
+  return analysis.kind == statement::Kind::utility ||
+         std::any_of(analysis.setting_changes.begin(), analysis.setting_changes.end(),
+                     [](const statement::SettingChange& change) { return !change.local; });
+}
+
 }  // namespace
 
 bool transient_sqlstate(std::string_view sqlstate) {
@@ -137,7 +146,7 @@ std::vector<Step> plan_unit(const wire::Request& request, statement::Analyzer& a
     } else {
       step.execute = true;
       step.statement_count = analysis->statement_count;
-      step.changes_session = analysis->kind == statement::Kind::utility || !analysis->setting_changes.empty();
+      step.changes_session = changes_session(*analysis);
     }
     steps.push_back(std::move(step));
   }
@@ -158,8 +167,7 @@ bool runs_alone(const wire::Request& request, statement::Analyzer& analyzer) {
   for (const auto& statement : request.statements) {
     auto analysis = analyzer.analyze(statement.sql);
     if (analysis.ok() && !analysis->reaches_outside() && not_replayable(*analysis).empty() &&  // refusals are not run
-        (analysis->kind == statement::Kind::utility || analysis->statement_count > 1 ||
-         !analysis->setting_changes.empty())) {
+        (changes_session(*analysis) || analysis->statement_count > 1)) {
       return true;
     }
     if (analysis.ok() && request.tx != wire::TxMode::autocommit &&

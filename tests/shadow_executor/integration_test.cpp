@@ -246,6 +246,12 @@ TEST_P(ExecutorRunner, ABatchHoldsOnlyUnitsWithTheSameSessionSettings) {
   sp::statement::Analyzer analyzer;
   EXPECT_FALSE(ex::UnitRunner::may_share_batch(utc, tokyo, analyzer));
   EXPECT_FALSE(ex::UnitRunner::may_share_batch(utc, set, analyzer)) << "a SET may change the session";
+  const auto set_config = make_request("set_config", "k", TxMode::autocommit,
+                                       {make_statement("SELECT set_config('work_mem', '8MB', false)")});
+  EXPECT_FALSE(ex::UnitRunner::may_share_batch(utc, set_config, analyzer)) << "so may set_config(..., false)";
+  const auto local = make_request("local", "k", TxMode::commit,
+                                  {make_statement("SELECT set_config('work_mem', '8MB', true)")});
+  EXPECT_TRUE(ex::UnitRunner::may_share_batch(utc, local, analyzer)) << "set_config(..., true) ends with its unit";
   EXPECT_TRUE(ex::UnitRunner::may_share_batch(utc, utc, analyzer));
   EXPECT_THROW(bench.run_batch({utc, tokyo}), std::invalid_argument);
 }
