@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:6432";
   std::string primary;
   std::string key_by = "single";
+  std::string primary_sslmode = "disable";
   std::string metrics_port;
   std::string normalization_file;
   size_t buffer_kb = options.relay.buffer_bytes / 1024;
@@ -57,6 +58,17 @@ int main(int argc, char** argv) {
                  "connection (order per client connection, spreads writes over partitions), request (no order); "
                  "a /* shadow_key='...' */ tag in a statement's comment keys its unit whatever this is")
       ->check(CLI::IsMember({"single", "connection", "request"}))
+      ->capture_default_str();
+  app.add_option("--tls-cert", options.relay.tls_certificate_file,
+                 "PEM certificate (chain) for clients' TLS; with --tls-key, SSLRequest is answered 'S' and TLS "
+                 "ends here (clients using SCRAM over TLS on both hops need channel_binding=disable); without, 'N'")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", options.relay.tls_key_file, "PEM private key (unencrypted) of --tls-cert")
+      ->check(CLI::ExistingFile);
+  app.add_option("--primary-sslmode", primary_sslmode,
+                 "TLS to the primary, whatever the client asked: disable (plain), prefer (TLS when the primary "
+                 "offers it), require (refuse clients when it does not); its certificate is not verified")
+      ->check(CLI::IsMember({"disable", "prefer", "require"}))
       ->capture_default_str();
   app.add_option("--topic", options.recorder.topic, "requests topic")->capture_default_str();
   app.add_option("--source", options.recorder.source, "application name in the records")->capture_default_str();
@@ -78,6 +90,9 @@ int main(int argc, char** argv) {
     options.relay.key_by = key_by == "connection" ? proxy::KeyBy::connection
                          : key_by == "request"    ? proxy::KeyBy::request
                                                   : proxy::KeyBy::single;
+    options.relay.primary_tls = primary_sslmode == "require" ? proxy::PrimaryTls::require
+                              : primary_sslmode == "prefer"  ? proxy::PrimaryTls::prefer
+                                                             : proxy::PrimaryTls::disable;
     options.capture = !no_capture;
     options.recorder.kafka = kafka.to_properties();
     options.recorder.publish_rollbacks = !drop_rollbacks;
