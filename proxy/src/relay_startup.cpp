@@ -45,8 +45,10 @@ void Server::Worker::on_client(Connection& connection, uint32_t what) {
 }
 
 void Server::Worker::read_startup(Connection& connection) {
-  char buffer[4096];
-  const size_t want = protocol::kMaxStartupLength + 8 - connection.startup.size();
+  char buffer[kTlsRecordPlaintext];
+  // Over TLS a whole record, so OpenSSL holds no plaintext (relay_transfer.cpp).
+  const size_t want = connection.client_tls.active() ? sizeof buffer
+                                                      : protocol::kMaxStartupLength + 8 - connection.startup.size();
   const ssize_t got = connection.client_tls.receive(connection.client, buffer, std::min(sizeof buffer, want));
   if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
     finish(connection);

@@ -16,6 +16,17 @@
 
 namespace shadowpipe::proxy {
 
+namespace {
+// How much one read may take: the room left, but over TLS a whole record
+// (up to 16 KiB) even past it. A record read in part leaves plaintext inside
+// OpenSSL that no socket readiness announces; taken whole, what OpenSSL
+// holds is only a record still arriving, whose rest wakes epoll. The bound
+// per direction is the buffer plus one record.
+size_t read_size(const TlsStream& tls, size_t room) {
+  return tls.active() ? std::max(room, kTlsRecordPlaintext) : room;
+}
+}  // namespace
+
 // Bytes from the client while relaying: captured, then queued for the primary.
 void Server::Worker::client_bytes(Connection& connection, std::string_view bytes) {
   if (connection.capture) connection.frontend_sink.now = SessionCapture::Clock::now();
@@ -39,7 +50,7 @@ void Server::Worker::read_client(Connection& connection) {
   char buffer[64 * 1024];
   while (connection.to_server.size() < server.options_.buffer_bytes) {
     const size_t room = server.options_.buffer_bytes - connection.to_server.size();
-    const ssize_t got = connection.client_tls.receive(connection.client, buffer, std::min(sizeof buffer, room));
+    const ssize_t got = connection.client_tls.receive(connection.client, buffer, std::min(sizeof buffer, read_size(connection.client_tls, room)));
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       // The client went away: what it sent last (a Terminate) goes on,
       // then the primary's connection closes with it (session mode).
@@ -118,7 +129,7 @@ void Server::Worker::read_server(Connection& connection) {
   char buffer[64 * 1024];
   while (connection.to_client.size() < server.options_.buffer_bytes) {
     const size_t room = server.options_.buffer_bytes - connection.to_client.size();
-    const ssize_t got = connection.server_tls.receive(connection.server, buffer, std::min(sizeof buffer, room));
+    const ssize_t got = connection.server_tls.receive(connection.server, buffer, std::min(sizeof buffer, read_size(connection.server_tls, room)));
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       primary_gone(connection);
       return;

@@ -69,7 +69,6 @@ void Server::Worker::run() {
       } else {
         on_server(connection, what);
       }
-      if (!connection.closing) drain_tls_pending(connection);
       if (!connection.closing) update_interest(connection);
     }
     for (auto* connection : closed) delete connection;
@@ -169,23 +168,6 @@ uint32_t relay_interest(bool may_read, bool has_output, const TlsStream& tls) {
 
 uint32_t handshake_interest(const TlsStream& tls) { return tls.wants_write() ? EPOLLOUT : EPOLLIN; }
 }  // namespace
-
-void Server::Worker::drain_tls_pending(Connection& connection) {
-  const size_t limit = server.options_.buffer_bytes;
-  while (!connection.closing) {
-    if (connection.phase == Phase::startup && connection.client_tls.pending() > 0) {
-      read_startup(connection);
-    } else if (connection.phase == Phase::relaying && connection.client_tls.pending() > 0 &&
-               connection.to_server.size() < limit) {
-      read_client(connection);
-    } else if (connection.phase == Phase::relaying && connection.server_tls.pending() > 0 &&
-               connection.to_client.size() < limit) {
-      read_server(connection);
-    } else {
-      return;
-    }
-  }
-}
 
 void Server::Worker::update_interest(Connection& connection) {
   const size_t limit = server.options_.buffer_bytes;

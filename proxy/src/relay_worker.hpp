@@ -115,9 +115,6 @@ struct Server::Worker {
   void read_primary_tls_answer(Connection& connection);
   void continue_primary_tls(Connection& connection);
   void primary_ready(Connection& connection);
-  // Plaintext OpenSSL decrypted and holds, which no epoll readiness
-  // announces: read now while there is room for it.
-  void drain_tls_pending(Connection& connection);
 
   // relay_transfer.cpp: bytes in both directions while relaying, through the
   // capture, bounded by the outbound buffers.

@@ -13,6 +13,9 @@
 
 namespace shadowpipe::proxy {
 
+// The most plaintext one TLS record carries.
+inline constexpr size_t kTlsRecordPlaintext = 16384;
+
 struct SslContextFree {
   void operator()(SSL_CTX* context) const { SSL_CTX_free(context); }
 };
@@ -51,10 +54,10 @@ class TlsStream {
   // recv/send's contract: bytes moved; 0 from receive: the peer closed; -1
   // with errno EAGAIN: call again on readiness (wants_write() says which);
   // -1 with another errno: failed (EPROTO for a TLS error).
+  // OpenSSL writes with write(), not send(MSG_NOSIGNAL): the program ignores
+  // SIGPIPE (main.cpp), so a peer gone makes an error, not a signal.
   ssize_t receive(int fd, char* buffer, size_t length);
   ssize_t transmit(int fd, const char* buffer, size_t length);
-  // Plaintext decrypted and not yet received: no socket readiness announces it.
-  size_t pending() const { return ssl_ ? static_cast<size_t>(SSL_pending(ssl_.get())) : 0; }
   // The last call that blocked needs the socket writable (else readable).
   bool wants_write() const { return wants_write_; }
   // A receive blocked on writing, or a transmit on reading (a TLS key update):

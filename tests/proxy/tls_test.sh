@@ -4,12 +4,12 @@
 #  * with --tls-cert/--tls-key: SSLRequest answered 'S'; psql (sslmode=require)
 #    and node-postgres (ssl, certificate not verified) run through TLS and the
 #    capture records their units as in plain text (/metrics and the topic);
-#    a StartupMessage larger than one read arrives whole (plaintext OpenSSL
-#    holds, which epoll does not announce); bytes sent after an SSLRequest
+#    a StartupMessage of 8 KB in one TLS record arrives whole; bytes sent after an SSLRequest
 #    before the handshake are refused (08P01); a failed handshake is counted
 #    and leaves the other sessions alone;
 #  * a ~330 MB result through TLS, read slowly, with the proxy's peak RSS
-#    (VmHWM) small: backpressure holds with TLS;
+#    (VmHWM) small: backpressure holds with TLS; with 9 KiB buffers, 200 KB
+#    each way through both TLS hops (records larger than the room left);
 #  * without the options: 'N' (sslmode=require refused, prefer in plain text);
 #  * a certificate that cannot be read or is not PEM: the proxy does not start
 #    and says which file;
@@ -100,14 +100,14 @@ grep -q "SSL connection (protocol: TLSv1" "$work/psql.log" || fail "psql's conne
 units_reach 3
 ok "psql sslmode=require through the proxy: TLS ($(grep -o 'protocol: [^,]*' "$work/psql.log")), 3 units recorded"
 
-# A StartupMessage over 8 KiB (a long option): one TLS record that the
-# startup reader takes in several reads, the rest held by OpenSSL.
+# A StartupMessage over 8 KiB (a long option) in one TLS record: read in
+# parts, the rest would wait inside OpenSSL, where no readiness announces it.
 padding=$(head -c 8000 /dev/zero | tr '\0' a)
 answer=$(PGOPTIONS="-c shadowtest.padding=$padding" timeout 10 psql "$tls_dsn sslmode=require connect_timeout=5" \
   -XAtc "SELECT 'long startup', length(current_setting('shadowtest.padding'))" 2>"$work/long-startup.log") \
   || fail "a StartupMessage of 8 KB over TLS: ${answer:0:200}"
 [ "$answer" = "long startup|8000" ] || fail "long startup answered: ${answer:0:200}"
-ok "a StartupMessage of 8 KB through TLS arrives whole (plaintext held by OpenSSL is read)"
+ok "a StartupMessage of 8 KB through TLS arrives whole"
 units_reach 4
 
 # node-postgres through TLS (its own TLS stack, not libpq's).
@@ -254,7 +254,8 @@ psql "host=$cluster port=$cluster_port user=postgres dbname=postgres" -XAtqc \
     "CREATE ROLE scram_user LOGIN PASSWORD 'scram-secret'; CREATE ROLE scram_plain LOGIN PASSWORD 'scram-secret'" \
     >/dev/null || fail "create roles"
 "$bin/shadow-proxy" --listen "127.0.0.1:$both_port" --primary "127.0.0.1:$cluster_port" --no-capture \
-    --primary-sslmode require "${tls[@]}" >"$work/both-proxy.log" 2>&1 &
+    --primary-sslmode require "${tls[@]}" --buffer-kb 9 >"$work/both-proxy.log" 2>&1 &
+both_pid=$!
 pids+=($!)
 "$bin/shadow-proxy" --listen "127.0.0.1:$no_primary_tls_port" --primary "127.0.0.1:$cluster_port" --no-capture \
     "${tls[@]}" >"$work/no-primary-tls-proxy.log" 2>&1 &
@@ -267,6 +268,35 @@ answer=$(psql "host=127.0.0.1 port=$both_port user=postgres dbname=postgres sslm
 echo "$answer" | grep -q "SSL connection" || fail "client side not TLS: $answer"
 [ "$(echo "$answer" | tail -1)" = t ] || fail "pg_stat_ssl on the primary says: $answer"
 ok "a hostssl-only primary through --primary-sslmode require: TLS on both hops (the primary's pg_stat_ssl: t)"
+# A 208 KB statement and a 200 KB result through both TLS hops, with 9 KiB
+# buffers (--buffer-kb 9): libpq's 16 KB records and the server's 8 KB ones
+# are larger than the room left. Read in parts, a record's rest would wait
+# inside OpenSSL, where no readiness announces it. The statement is 13 full
+# records, so its last one arrives with nothing after it on the socket.
+# (A Query message: type, length and a NUL around the text.)
+head="SELECT length('" tail="'), repeat('y', 200000)"
+x_count=$((13 * 16384 - 6 - ${#head} - ${#tail}))
+{ printf %s "$head"; head -c "$x_count" /dev/zero | tr '\0' x; printf %s "$tail"; } >"$work/big.sql"
+answer=$(timeout 20 psql "host=127.0.0.1 port=$both_port user=postgres dbname=postgres sslmode=require" -XAt \
+  -f "$work/big.sql" 2>&1) || fail "200 KB each way through both TLS hops with 9 KiB buffers: ${answer:0:200}"
+[ "$answer" = "$x_count|$(head -c 200000 /dev/zero | tr '\0' y)" ] \
+  || fail "200 KB each way answered: ${answer:0:100} (${#answer} characters)"
+ok "200 KB each way through both TLS hops with 9 KiB buffers"
+# A result read slowly through both TLS hops: the primary's records are
+# decrypted into what room there is, the rest held by OpenSSL until there is more.
+PYTHONPATH=$root/.cache/clients/python python3 - "$both_port" "$both_pid" <<'PY' || fail "a large result through both TLS hops"
+import sys, time
+import psycopg
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+rows, started = 0, time.time()
+with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=require", autocommit=True) as c:
+    for row in c.cursor().stream("SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g"):
+        rows += 1
+hwm = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmHWM"))
+print("ok: %d rows (~110 MB) through both TLS hops in %.1fs, the proxy's VmHWM %d kB (bound 65536 kB)"
+      % (rows, time.time() - started, hwm))
+sys.exit(0 if rows == 1000000 and hwm < 64 * 1024 else 1)
+PY
 answer=$(PGPASSWORD=scram-secret psql "host=127.0.0.1 port=$both_port user=scram_user dbname=postgres sslmode=require channel_binding=disable" \
   -XAtc "SELECT current_user" 2>&1) || fail "SCRAM through both TLS hops, channel_binding=disable: $answer"
 [ "$answer" = scram_user ] || fail "SCRAM answered: $answer"
