@@ -3,9 +3,9 @@
 
 #include "shadowpipe/result.hpp"
 
+#include <arpa/inet.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
-#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -85,7 +85,8 @@ void Server::Worker::read_startup(Connection& connection) {
         connection.phase = Phase::client_tls;
         continue_client_tls(connection);
         return;
-      }      // As a server without TLS (or GSSAPI encryption) answers: the client
+      }
+      // As a server without TLS (or GSSAPI encryption) answers: the client
       // goes on in plain text or gives up, as it is configured to.
       connection.startup.erase(0, 8);
       connection.to_client.append("N");

@@ -50,7 +50,8 @@ void Server::Worker::read_client(Connection& connection) {
   char buffer[64 * 1024];
   while (connection.to_server.size() < server.options_.buffer_bytes) {
     const size_t room = server.options_.buffer_bytes - connection.to_server.size();
-    const ssize_t got = connection.client_tls.receive(connection.client, buffer, std::min(sizeof buffer, read_size(connection.client_tls, room)));
+    const size_t want = std::min(sizeof buffer, read_size(connection.client_tls, room));
+    const ssize_t got = connection.client_tls.receive(connection.client, buffer, want);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       // The client went away: what it sent last (a Terminate) goes on,
       // then the primary's connection closes with it (session mode).
@@ -62,7 +63,7 @@ void Server::Worker::read_client(Connection& connection) {
     client_bytes(connection, std::string_view(buffer, static_cast<size_t>(got)));
     if (connection.closing || connection.phase != Phase::relaying) return;
     // A short read empties a plain socket; TLS hands over a record at a time.
-    if (!connection.client_tls.active() && static_cast<size_t>(got) < std::min(sizeof buffer, room)) break;
+    if (!connection.client_tls.active() && static_cast<size_t>(got) < want) break;
   }
   flush_server(connection);
 }
@@ -129,7 +130,8 @@ void Server::Worker::read_server(Connection& connection) {
   char buffer[64 * 1024];
   while (connection.to_client.size() < server.options_.buffer_bytes) {
     const size_t room = server.options_.buffer_bytes - connection.to_client.size();
-    const ssize_t got = connection.server_tls.receive(connection.server, buffer, std::min(sizeof buffer, read_size(connection.server_tls, room)));
+    const size_t want = std::min(sizeof buffer, read_size(connection.server_tls, room));
+    const ssize_t got = connection.server_tls.receive(connection.server, buffer, want);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       primary_gone(connection);
       return;
@@ -144,7 +146,7 @@ void Server::Worker::read_server(Connection& connection) {
       connection.backend.feed(bytes, none);
     }
     connection.to_client.append(bytes);
-    if (!connection.server_tls.active() && static_cast<size_t>(got) < std::min(sizeof buffer, room)) break;
+    if (!connection.server_tls.active() && static_cast<size_t>(got) < want) break;
   }
   flush_client(connection);
 }

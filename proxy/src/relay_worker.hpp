@@ -32,7 +32,16 @@ struct Server::TlsContexts {
 struct Server::Worker {
   // startup -> [client_tls -> startup] -> connecting -> [primary_ssl_request
   // -> primary_tls] -> relaying -> draining; or startup -> cancelling.
-  enum class Phase { startup, client_tls, connecting, primary_ssl_request, primary_tls, relaying, cancelling, draining };
+  enum class Phase {
+    startup,
+    client_tls,
+    connecting,
+    primary_ssl_request,
+    primary_tls,
+    relaying,
+    cancelling,
+    draining,
+  };
 
   struct Connection;
   struct Endpoint {

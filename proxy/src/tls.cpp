@@ -79,7 +79,9 @@ bool TlsStream::start(SSL_CTX* context, int fd, bool server, const std::string& 
     SSL_set_accept_state(ssl_.get());
   } else {
     unsigned char address[sizeof(in6_addr)];
-    const bool numeric = inet_pton(AF_INET, sni.c_str(), address) == 1 || inet_pton(AF_INET6, sni.c_str(), address) == 1;
+    // Server Name Indication for a host name, as libpq sends it; never for an address.
+    const bool numeric =
+        inet_pton(AF_INET, sni.c_str(), address) == 1 || inet_pton(AF_INET6, sni.c_str(), address) == 1;
     if (!sni.empty() && !numeric) SSL_set_tlsext_host_name(ssl_.get(), sni.c_str());
     SSL_set_connect_state(ssl_.get());
   }
