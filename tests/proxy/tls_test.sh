@@ -5,8 +5,9 @@
 #    and node-postgres (ssl, certificate not verified) run through TLS and the
 #    capture records their units as in plain text (/metrics and the topic);
 #    a StartupMessage of 8 KB in one TLS record arrives whole; bytes sent after an SSLRequest
-#    before the handshake are refused (08P01); a failed handshake is counted
-#    and leaves the other sessions alone;
+#    before the handshake are refused (08P01), so is a second SSLRequest
+#    inside TLS; a CancelRequest through TLS (libpq 18) reaches its backend;
+#    a failed handshake is counted and leaves the other sessions alone;
 #  * a ~330 MB result through TLS, read slowly, with the proxy's peak RSS
 #    (VmHWM) small: backpressure holds with TLS; with 9 KiB buffers, 200 KB
 #    each way through both TLS hops (records larger than the room left);
@@ -171,6 +172,33 @@ except (socket.timeout, ConnectionResetError):
 s.close()
 check(not rest.startswith(b"E"), "a failed handshake closes the connection without a plain-text answer")
 
+check(first_answer(tls_port, struct.pack("!ii", 8, 80877104)) == b"N", "with --tls-cert, GSSENCRequest is still answered N")
+
+# A second SSLRequest inside TLS: 08P01 (through TLS), as PostgreSQL refuses it.
+raw = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+raw.sendall(ssl_request)
+check(raw.recv(1) == b"S", "SSLRequest answered S")
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+wrapped = context.wrap_socket(raw)
+wrapped.sendall(ssl_request)
+answer = wrapped.recv(4096)
+wrapped.close()
+check(answer[:1] == b"E" and b"C08P01" in answer, "a second SSLRequest inside TLS: 08P01: %r" % answer[:50])
+
+# CancelRequest through TLS (libpq 17 and later send it encrypted, as the
+# session was): the proxy ends the TLS and forwards the 16 bytes.
+import threading
+with psycopg.connect(f"host=127.0.0.1 port={tls_port} user=postgres dbname={db} sslmode=require") as c:
+    threading.Timer(0.5, c.cancel_safe).start()
+    started = time.time()
+    try:
+        c.execute("SELECT pg_sleep(20)")
+        check(False, "pg_sleep cancelled through TLS")
+    except psycopg.errors.QueryCanceled:
+        check(time.time() - started < 10, "pg_sleep cancelled through TLS (57014) in %.1fs, libpq %d" % (time.time() - started, psycopg.pq.version()))
+
 with psycopg.connect(f"host=127.0.0.1 port={plain_port} user=postgres dbname={db} sslmode=prefer") as c:
     check(c.execute("SELECT 1").fetchone() == (1,) and not c.pgconn.ssl_in_use,
           "a proxy without TLS: sslmode=prefer goes on in plain text")
@@ -192,14 +220,17 @@ hwm = next(int(line.split()[1]) for line in open(f"/proc/{proxy_pid}/status") if
 check(hwm < 64 * 1024, "the proxy's peak RSS stayed small with TLS: VmHWM %d kB (bound 65536 kB)" % hwm)
 sys.exit(1 if failures else 0)
 PY
-units_reach 7
+units_reach 8  # and the cancelled statement, with its error
+[ "$(metric shadowpipe_proxy_cancel_requests_total)" = 1 ] \
+  || fail "cancels forwarded: $(metric shadowpipe_proxy_cancel_requests_total), expected 1"
 # Failed: the client that closed after its 'S', and the garbage handshake.
 [ "$(metric 'shadowpipe_proxy_tls_failures_total{side="client"}')" = 2 ] \
   || fail "client TLS failures: $(metric 'shadowpipe_proxy_tls_failures_total{side="client"}'), expected 2"
-# Completed: psql, the long startup, node-postgres, the large result.
-[ "$(metric 'shadowpipe_proxy_tls_handshakes_total{side="client"}')" = 4 ] \
-  || fail "client TLS handshakes: $(metric 'shadowpipe_proxy_tls_handshakes_total{side="client"}'), expected 4"
-ok "/metrics: 4 client TLS handshakes completed, 2 failed; 7 units recorded"
+# Completed: psql, the long startup, node-postgres, the second SSLRequest's,
+# the cancelled session and its CancelRequest, the large result.
+[ "$(metric 'shadowpipe_proxy_tls_handshakes_total{side="client"}')" = 7 ] \
+  || fail "client TLS handshakes: $(metric 'shadowpipe_proxy_tls_handshakes_total{side="client"}'), expected 7"
+ok "/metrics: 7 client TLS handshakes completed, 2 failed; 8 units recorded, 1 cancel forwarded"
 
 # A certificate that cannot be used: no start, and the message names the file.
 for case in "missing:$work/no-such-cert.pem:$work/key.pem:no-such-cert.pem" \
