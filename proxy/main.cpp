@@ -82,6 +82,12 @@ int main(int argc, char** argv) {
   app.add_flag("--no-rollbacks", drop_rollbacks, "do not publish rolled-back transactions");
   app.add_flag("--no-capture", no_capture, "relay only: record nothing (no broker needed)");
   app.add_option("--metrics-port", metrics_port, "serve /metrics on this port or host:port");
+  app.add_option("--catalog-dsn", options.catalog_dsn,
+                 "libpq DSN of the proxy's own connections to the primary (a role that can read pg_type; the "
+                 "database is each session's) naming user types (enums, domains, citext...) in the records, so "
+                 "the comparator compares them by name; put a password in SHADOW_PROXY_CATALOG_DSN, not here. "
+                 "Without it user types are recorded unnamed and their type changes are not reported")
+      ->envname("SHADOW_PROXY_CATALOG_DSN");
   cli::add_kafka_options(app, kafka);
   return cli::run_main(app, argc, argv, [&] {
     split_address(listen, options.relay.listen_host, options.relay.listen_port, "--listen");

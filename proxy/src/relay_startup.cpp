@@ -116,7 +116,10 @@ void Server::Worker::read_startup(Connection& connection) {
       return;
     }
     // A StartupMessage: the primary answers it (authentication included).
-    connection.to_server.append(std::string_view(connection.startup).substr(0, length));
+    const std::string_view message = std::string_view(connection.startup).substr(0, length);
+    std::string database = protocol::startup_parameter(message, "database");
+    if (database.empty()) database = protocol::startup_parameter(message, "user");  // PostgreSQL's default
+    connection.to_server.append(message);
     const std::string rest = connection.startup.substr(length);
     connection.startup.clear();
     connection.startup.shrink_to_fit();
@@ -125,6 +128,7 @@ void Server::Worker::read_startup(Connection& connection) {
       if (server.options_.key_by == KeyBy::single) key = server.options_.single_key;
       if (server.options_.key_by == KeyBy::connection) key = "connection-" + std::to_string(connection.id);
       connection.capture = std::make_unique<SessionCapture>(*server.sink_, std::move(key), server.normalization_);
+      connection.capture->set_database(std::move(database));
       connection.frontend_sink.capture = connection.capture.get();
       connection.backend_sink.capture = connection.capture.get();
     }
