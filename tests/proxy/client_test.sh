@@ -72,7 +72,8 @@ case $client in
     expected_drops=([copy_data]=2 [binary_parameters]=1) expected_write_drops=1 ;;
   node-pg)
     NODE_PATH=$root/.cache/clients/node/node_modules node "$here/workloads/node_workload.js" "$url" \
-        >"$work/client.log" 2>&1 || fail "node-pg workload" ;;
+        >"$work/client.log" 2>&1 || fail "node-pg workload"
+    expected_drops=([copy_data]=2) expected_write_drops=1 ;;
   asyncpg)
     PYTHONPATH=$root/.cache/clients/python python3 "$here/workloads/asyncpg_workload.py" "$url" \
         >"$work/client.log" 2>&1 || fail "asyncpg workload"

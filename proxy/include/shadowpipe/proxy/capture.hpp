@@ -54,6 +54,7 @@ struct CapturedStatement {
 struct CapturedUnit {
   wire::Session session;
   std::string key;       // consistency key; empty: the request id
+  std::string database;  // the session's, from its StartupMessage: where its type OIDs mean something
   bool autocommit = false;
   wire::TxMode tx = wire::TxMode::autocommit;
   bool writes = false;   // some statement wrote (by its command tag, or COPY FROM)
@@ -84,10 +85,13 @@ class SessionCapture {
                  CaptureLimits limits = {});
   ~SessionCapture();
 
+  // The database the session connected to (its units carry it).
+  void set_database(std::string database) { database_ = std::move(database); }
   // The StartupMessage's parameters (after its length and protocol code):
   // settings given there (options=-c name=value, or a setting's own name)
   // are the session's from the start, and what RESET returns to.
   void startup(std::string_view parameters);
+
   // A whole message in each direction, in the order the proxy saw them.
   void frontend(char type, std::string_view payload, Clock::time_point now);
   void backend(char type, std::string_view payload, Clock::time_point now);
@@ -176,6 +180,7 @@ class SessionCapture {
 
   UnitSink& sink_;
   std::string key_;
+  std::string database_;
   const digest::NormalizationConfig& normalization_;
   CaptureLimits limits_;
   bool disabled_ = false;
