@@ -13,6 +13,7 @@ set -euo pipefail
 bin=$1 client=$2 index=$3
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here=$root/tests/proxy
+source "$here/proxy_summary.sh"
 [ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
 run=proxy-$client-$(date +%s)-$$
 db=px_$(echo "$client" | tr -c 'a-z0-9\n' '_')_$$
@@ -101,12 +102,7 @@ for _ in $(seq 1 50); do
   sleep 0.3
 done
 
-kill -TERM "$proxy_pid"
-wait "$proxy_pid" || fail "shadow-proxy exited with $? when stopped"
-pids=()
-summary=$(grep '^shadow-proxy: connections=' "$work/proxy.log" | tail -n 1)
-echo "$summary"
-value() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+proxy_stop
 units=$(value units)
 [ "${units:-0}" -gt 0 ] || fail "the proxy recorded no unit"
 [ "$(value published)" = "$units" ] || fail "published $(value published) of $units units"

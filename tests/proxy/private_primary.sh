@@ -10,7 +10,7 @@
 #     HBA replaces pg_hba.conf, CONF is added to postgresql.conf
 #   pg_ctl ARGS...                pg_ctl on the cluster (-w, its log)
 #   proxy_start                   topics and one shadow-proxy to the cluster ($proxy_pid)
-#   proxy_stop                    TERM, the exit status, $summary; `value NAME` reads it
+#   proxy_stop, value             (proxy_summary.sh) the stop and its summary
 private_primary_setup() {
   local name=$1
   bin=$2
@@ -64,12 +64,4 @@ proxy_start() {
   grep -qs "listening on" "$work/proxy.log" || fail "shadow-proxy did not start"
 }
 
-proxy_stop() {
-  kill -TERM "$proxy_pid"
-  wait "$proxy_pid" || fail "shadow-proxy exited with $? when stopped"
-  pids=()
-  summary=$(grep '^shadow-proxy: connections=' "$work/proxy.log" | tail -n 1)
-  echo "$summary"
-}
-
-value() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+source "$(dirname "${BASH_SOURCE[0]}")/proxy_summary.sh"

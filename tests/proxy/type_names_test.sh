@@ -15,6 +15,7 @@
 # --without-catalog runs the proxy without --catalog-dsn, to see this test
 # fail: the primary's enum then goes unnamed and its type change unreported.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/proxy_summary.sh"
 bin=$1 mode=${2:-}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 [ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
@@ -80,12 +81,7 @@ for _ in $(seq 1 50); do
   [ "${recorded%.*}" = "$expected_units" ] && break
   sleep 0.2
 done
-kill -TERM "$proxy_pid"
-wait "$proxy_pid" || fail "shadow-proxy exited with $? when stopped"
-pids=()
-summary=$(grep '^shadow-proxy: connections=' "$work/proxy.log" | tail -n 1)
-echo "$summary"
-value() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+proxy_stop
 [ "$(value units)" = "$expected_units" ] || fail "recorded $(value units) units, expected $expected_units"
 if [ "$mode" != --without-catalog ]; then
   # One lookup per database: every later OID is answered from the cache.
