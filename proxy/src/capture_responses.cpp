@@ -1,7 +1,7 @@
 // SessionCapture::backend: each response from the primary matched to the request it answers (extended-protocol state: statements, portals).
 #include "capture_internal.hpp"
 
-#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/binary_text.hpp"
 
 #include <cstdio>
 

@@ -1,7 +1,7 @@
 // A statement's execution: its columns from RowDescription, its rows digested as they pass, its result once complete.
 #include "capture_internal.hpp"
 
-#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/binary_text.hpp"
 
 namespace shadowpipe::proxy {
 
