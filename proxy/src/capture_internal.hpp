@@ -18,7 +18,8 @@ struct SessionCapture::Execution {
   std::string sql;
   std::vector<std::optional<std::string>> params;
   std::vector<digest::Column> columns;
-  std::vector<int16_t> formats;  // per column: 0 text, 1 binary (rendered as text for the digest)
+  std::vector<int16_t> formats;  // per column: 0 text, 1 binary (rendered as text for the digest where it can be)
+  wire::Binding binding;         // result_format 1: binary columns without a rendering digested over their bytes
   bool described = false;  // columns known (RowDescription seen, or from a Describe)
   std::unique_ptr<digest::DigestBuilder> builder;
   std::vector<std::optional<std::string_view>> row;

@@ -9,12 +9,27 @@ using capture_text::micros;
 using capture_text::Reader;
 using capture_text::rules_for;
 
-bool SessionCapture::renderable(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats) {
-  for (size_t c = 0; c < columns.size() && c < formats.size(); ++c) {
-    if (formats[c] != 0 && !renders_binary(columns[c].type_oid)) return false;
+SessionCapture::ResultForm SessionCapture::result_form(const std::vector<digest::Column>& columns,
+                                                       const std::vector<int16_t>& formats) {
+  bool unrendered = false, text_unrenderable = false;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    const bool binary = c < formats.size() && formats[c] != 0;
+    const bool renders = digest::renders_binary(columns[c].type_oid);
+    unrendered = unrendered || (binary && !renders);
+    text_unrenderable = text_unrenderable || (!binary && !renders);
   }
-  return true;
+  if (!unrendered) return ResultForm::text;
+  return text_unrenderable ? ResultForm::not_recordable : ResultForm::binary;
 }
+
+namespace {
+// Marks the columns digested over their binary bytes (see binary_text.hpp).
+void mark_binary_columns(std::vector<digest::Column>& columns, const std::vector<int16_t>& formats) {
+  for (size_t c = 0; c < columns.size() && c < formats.size(); ++c) {
+    if (formats[c] != 0 && !digest::renders_binary(columns[c].type_oid)) columns[c].format = 1;
+  }
+}
+}  // namespace
 
 SessionCapture::Execution* SessionCapture::current() {
   if (ops_.empty()) return nullptr;
@@ -31,6 +46,7 @@ void SessionCapture::begin_statement(std::unique_ptr<Execution>& slot, const Por
   begin_statement(slot, portal.sql, portal.params, portal.columns, start);
   slot->formats = portal.formats;
   slot->formats.resize(slot->columns.size());
+  slot->binding = portal.binding;
   if (portal.problem) slot->problem = portal.problem;
 }
 
@@ -80,6 +96,7 @@ void SessionCapture::data_row(std::string_view payload) {
     return;
   }
   if (!execution->builder) {
+    mark_binary_columns(execution->columns, execution->formats);
     execution->builder =
         std::make_unique<digest::DigestBuilder>(execution->columns, rules_for(normalization_, execution->sql));
     execution->row.resize(execution->columns.size());
@@ -100,7 +117,8 @@ void SessionCapture::data_row(std::string_view payload) {
     }
     value = reader.bytes(static_cast<size_t>(length));
     if (c < execution->formats.size() && execution->formats[c] != 0) {
-      auto text = binary_to_text(execution->columns[c].type_oid, *value);
+      if (execution->columns[c].format != 0) continue;  // digested over its bytes
+      auto text = digest::binary_to_text(execution->columns[c].type_oid, *value);
       if (!text) {
         execution->problem = UnitDrop::binary_results;
         return;
@@ -127,6 +145,7 @@ void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Cloc
   auto& result = statement.result;
   if (execution->described && !execution->columns.empty()) {
     if (!execution->builder) {
+      mark_binary_columns(execution->columns, execution->formats);
       execution->builder =
           std::make_unique<digest::DigestBuilder>(execution->columns, rules_for(normalization_, execution->sql));
     }
@@ -139,6 +158,7 @@ void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Cloc
   result.latency_us = micros(now - execution->start);
   statement.sql = std::move(execution->sql);
   statement.params = std::move(execution->params);
+  statement.binding = std::move(execution->binding);
   ++statements_captured_;
   unit_bytes_ += statement.sql.size();
   for (const auto& param : statement.params) unit_bytes_ += param ? param->size() : 0;

@@ -7,7 +7,8 @@
 # record (COPY data, and what each client's comment below says); a dropped
 # unit that wrote (COPY FROM) must reach the comparator as a shadow_gap.
 # CLIENT: psql, pgbench-simple, pgbench-extended, pgbench-prepared, psycopg, node-pg, asyncpg, pgjdbc.
-# INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX).
+# INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX; the bases can be
+# moved with SHADOWPIPE_PROXY_PORT_BASE and SHADOWPIPE_PROXY_METRICS_PORT_BASE).
 set -euo pipefail
 bin=$1 client=$2 index=$3
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -15,7 +16,7 @@ here=$root/tests/proxy
 [ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
 run=proxy-$client-$(date +%s)-$$
 db=px_$(echo "$client" | tr -c 'a-z0-9\n' '_')_$$
-port=$((16700 + index)) metrics_port=$((16750 + index))
+port=$((${SHADOWPIPE_PROXY_PORT_BASE:-16700} + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_PORT_BASE:-16750} + index))
 work=$(mktemp -d)
 pids=()
 fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; head -n 20 "$log"; echo "[...]"; tail -n 20 "$log"; done; exit 1; }
@@ -57,6 +58,9 @@ dsn="host=127.0.0.1 port=$port user=postgres dbname=$db"
 # report exactly that many shadow_gap units and nothing else.
 declare -A expected_drops=()
 expected_write_drops=0
+# Requests recorded as v2 at least (binary parameters or results of types
+# without a text rendering, COPY data): they must be replayed alike.
+min_v2=0
 case $client in
   psql)
     psql "$dsn" -X -v ON_ERROR_STOP=0 -f "$here/workloads/psql.sql" >"$work/client.log" 2>&1 || fail "psql"
@@ -77,11 +81,14 @@ case $client in
         >"$work/client.log" 2>&1 || fail "asyncpg workload"
     # fetchval/fetchrow run Execute with a row limit of 1: the client sees
     # part of a result, which the shadow cannot be compared with (row_limited).
-    expected_drops=([copy_data]=2 [binary_results]=1 [row_limited]=4) expected_write_drops=1 ;;
+    # Binary numeric, date and timestamptz values are recorded (requests v2).
+    expected_drops=([copy_data]=2 [row_limited]=5) expected_write_drops=1 min_v2=3 ;;
   pgjdbc)
     java -cp "$root/.cache/clients/java/*" "$here/workloads/JdbcWorkload.java" \
         "jdbc:postgresql://127.0.0.1:$port/$db?user=postgres" >"$work/client.log" 2>&1 || fail "PgJDBC workload"
-    expected_drops=([copy_data]=2) expected_write_drops=1 ;;
+    # Its numeric parameters are binary (8 updates, 8 reads), and past the
+    # prepare threshold the reads' numeric, date and timestamptz results too.
+    expected_drops=([copy_data]=2) expected_write_drops=1 min_v2=11 ;;
   *) fail "unknown client $client" ;;
 esac
 # The client is done; once the recording thread has handed everything over,
@@ -118,6 +125,8 @@ echo "$metrics" | grep -q "^shadowpipe_proxy_units_recorded_total $units\$" \
 
 published=$(kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.requests" -e -q -f '%s\n' | grep -vc '"record":"gap"' || true)
 [ "$published" = "$units" ] || fail "$published records on $run.requests, the proxy recorded $units"
+published_v2=$(kcat -b "$SHADOWPIPE_BROKERS" -C -t "$run.requests" -e -q -f '%s\n' | grep -c '^{"v":2,' || true)
+[ "$published_v2" -ge "$min_v2" ] || fail "$published_v2 v2 records on $run.requests, expected at least $min_v2"
 
 "$bin/shadow-executor" --shadow "$SHADOW_DSN dbname=$db" --group "$run-executor" --executor-id executor-1 \
     --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor.log" 2>&1 &
@@ -144,5 +153,5 @@ for f in report["fingerprints"]:
 expected = {"shadow_gap": gaps} if gaps else {}
 sys.exit(0 if report["compared"] >= published and report["discrepancies_by_kind"] == expected else 1)
 PY
-echo "PASS: $client through shadow-proxy: $units units recorded, all compared, 0 discrepancies" \
+echo "PASS: $client through shadow-proxy: $units units recorded ($published_v2 as v2), all compared, 0 discrepancies" \
      "($expected_write_drops dropped write unit(s) announced and reported as shadow_gap)"

@@ -120,8 +120,8 @@ struct Statement {
   std::vector<std::optional<std::string>> params;  // text, or bytes where binding says binary; nullopt is NULL
   std::string fingerprint;                         // 16 hex digits, statement::analyze
   StatementResult result;                          // the primary's
-  Binding binding;                                 // v2: binary parameters and results
-  std::optional<std::string> copy_data;            // v2: COPY ... FROM STDIN, the data the client sent
+  Binding binding = {};                            // v2: binary parameters and results
+  std::optional<std::string> copy_data = {};       // v2: COPY ... FROM STDIN, the data the client sent
   bool needs_v2() const { return !binding.empty() || copy_data.has_value(); }
   bool operator==(const Statement&) const = default;
 };
