@@ -233,18 +233,32 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
     case 'Z':
       ready(payload.empty() ? 'I' : payload[0], now);
       break;
-    case 'G': case 'H': case 'W':  // COPY: the data is on the client connection, not in any record
+    case 'G': case 'H': case 'W': {
+      // COPY FROM STDIN: its data is kept as the client sends it (see
+      // copy_from_client). TO STDOUT and COPY BOTH: the data is not recorded.
       copy_out_ = type == 'H';
+      Execution* execution = nullptr;
       if (op.kind == OpKind::execute) {
         if (auto found = portals_.find(op.name); found != portals_.end()) {
           auto& portal = found->second;
           if (!portal.running) begin_statement(portal.running, portal, start_of(op));
-          portal.running->problem = UnitDrop::copy_data;
+          execution = portal.running.get();
         }
       } else if (op.kind == OpKind::query && query_execution_) {
-        query_execution_->problem = UnitDrop::copy_data;
+        execution = query_execution_.get();
+      }
+      if (execution != nullptr) {
+        if (type == 'G') {
+          execution->copy_data = op.copy_data ? std::move(*op.copy_data) : std::string();
+          op.copy_data.reset();
+          if (op.copy_refused && !execution->problem) execution->problem = UnitDrop::copy_data;
+          op.copy_refused = false;
+        } else {
+          execution->problem = UnitDrop::copy_data;
+        }
       }
       break;
+    }
     case 'V':  // FunctionCallResponse
       problem(UnitDrop::function_call);
       if (op.kind == OpKind::function) ops_.pop_front();

@@ -134,6 +134,35 @@ void SessionCapture::data_row(std::string_view payload) {
   execution->builder->add_row(execution->row);
 }
 
+void SessionCapture::copy_from_client(char type, std::string_view data) {
+  const auto keep = [&](std::optional<std::string>& kept, bool& refused) {
+    if (refused) return;
+    if (type != 'd' || (kept ? kept->size() : 0) + data.size() > limits_.max_copy_bytes) {
+      refused = true;  // CopyFail, a message too large to read, or over the bound
+      kept.reset();
+      return;
+    }
+    if (!kept) kept.emplace();
+    kept->append(data);
+  };
+  Execution* execution = current();
+  if (execution != nullptr && execution->copy_data) {
+    bool refused = execution->problem.has_value();
+    keep(execution->copy_data, refused);
+    if (refused && !execution->problem) execution->problem = UnitDrop::copy_data;
+    return;
+  }
+  // Sent ahead of the server's CopyInResponse (asyncpg pipelines the Query
+  // and its data): kept on the request that will start the COPY, the last
+  // Query or Execute sent, until the server answers it.
+  for (auto op = ops_.rbegin(); op != ops_.rend(); ++op) {
+    if (op->kind == OpKind::query || op->kind == OpKind::execute) {
+      keep(op->copy_data, op->copy_refused);
+      return;
+    }
+  }
+}
+
 void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Clock::time_point now) {
   last_completion_ = now;
   if (!execution) return;
@@ -159,8 +188,9 @@ void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Cloc
   statement.sql = std::move(execution->sql);
   statement.params = std::move(execution->params);
   statement.binding = std::move(execution->binding);
+  statement.copy_data = std::move(execution->copy_data);
   ++statements_captured_;
-  unit_bytes_ += statement.sql.size();
+  unit_bytes_ += statement.sql.size() + (statement.copy_data ? statement.copy_data->size() : 0);
   for (const auto& param : statement.params) unit_bytes_ += param ? param->size() : 0;
   if (statements_.size() >= limits_.max_statements || unit_bytes_ > limits_.max_unit_bytes) {
     problem(UnitDrop::oversized);

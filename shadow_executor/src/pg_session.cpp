@@ -5,6 +5,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace shadowpipe::executor {
@@ -96,9 +97,33 @@ struct BoundParams {
 
 }  // namespace
 
+// A COPY FROM STDIN with the data the record carries: the server asks for
+// it (PGRES_COPY_IN), gets all of it, and answers with the COPY's result.
+// Any other first answer (an error: the table is gone) is the reply.
+pg::Result PgSession::copy_in(const wire::Statement& statement) {
+  pg::Result started(PQexec(conn_.get(), statement.sql.c_str()));
+  if (!started || started.status() != PGRES_COPY_IN) return started;
+  const std::string& data = *statement.copy_data;
+  constexpr size_t kChunk = 64 * 1024;
+  bool sent = true;
+  for (size_t at = 0; sent && at < data.size(); at += kChunk) {
+    const size_t length = std::min(kChunk, data.size() - at);
+    sent = PQputCopyData(conn_.get(), data.data() + at, static_cast<int>(length)) == 1;
+  }
+  if (!sent || PQputCopyEnd(conn_.get(), nullptr) != 1) {
+    throw_if_lost();
+    throw Failure(std::string("cannot send COPY data to the shadow: ") + PQerrorMessage(conn_.get()));
+  }
+  pg::Result result(PQgetResult(conn_.get()));
+  while (PGresult* extra = PQgetResult(conn_.get())) PQclear(extra);
+  return result;
+}
+
 Reply PgSession::statement(const wire::Statement& statement, int statement_count) {
   pg::Result result;
-  if (statement_count > 1) {
+  if (statement.copy_data) {
+    result = copy_in(statement);
+  } else if (statement_count > 1) {
     result = conn_.exec(statement.sql);
   } else {
     const BoundParams bound(statement);

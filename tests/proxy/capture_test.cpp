@@ -477,7 +477,7 @@ TEST_F(ProxyCapture, ClientGoneInsideATransactionDropsTheUnit) {
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::client_gone});
 }
 
-TEST_F(ProxyCapture, CopyIsDroppedAndACopyThatWroteIsAnnouncedForAGap) {
+TEST_F(ProxyCapture, CopyToIsDroppedAndCopyFromCarriesItsData) {
   client('Q', query("COPY (SELECT 1) TO STDOUT"));
   server('H', Body().raw(std::string(1, '\0')).i16(0).bytes);
   server('d', "1\n");
@@ -487,25 +487,100 @@ TEST_F(ProxyCapture, CopyIsDroppedAndACopyThatWroteIsAnnouncedForAGap) {
   client('Q', query("COPY t FROM STDIN"));
   server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
   client('d', "1\n");
+  client('d', std::string("2\0\xff\n", 4));  // bytes as they come (binary COPY too)
+  client('c', "");
+  server('C', complete("COPY 2"));
+  server('Z', ready('I'));
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data}) << "COPY TO STDOUT";
+  EXPECT_TRUE(sink.wrote_keys.empty()) << "COPY TO wrote nothing";
+  ASSERT_EQ(sink.units.size(), 1u);
+  const auto& statement = sink.units[0].statements.at(0);
+  EXPECT_EQ(statement.sql, "COPY t FROM STDIN");
+  EXPECT_EQ(statement.copy_data, std::string("1\n2\0\xff\n", 6));
+  EXPECT_EQ(statement.result.rows, 2);
+  EXPECT_TRUE(sink.units[0].writes);
+}
+
+class ProxyCaptureSmallCopy : public ProxyCapture {
+ protected:
+  SessionCapture small{sink, "key-1", normalization, CaptureLimits{.max_copy_bytes = 4}};
+  void client(char type, const std::string& body) { small.frontend(type, body, now); }
+  void server(char type, const std::string& body) {
+    now += std::chrono::microseconds(100);
+    small.backend(type, body, now);
+  }
+};
+
+TEST_F(ProxyCaptureSmallCopy, CopyFromAboveTheBoundIsDroppedAndAnnouncedForAGap) {
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
+  client('d', "22\n");  // 5 bytes in all, over 4
+  client('c', "");
+  server('C', complete("COPY 2"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"});
+  // Within the bound: recorded.
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
   client('c', "");
   server('C', complete("COPY 1"));
   server('Z', ready('I'));
-  EXPECT_TRUE(sink.units.empty());
-  EXPECT_EQ(sink.drops, (std::vector<UnitDrop>{UnitDrop::copy_data, UnitDrop::copy_data}));
-  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"}) << "only COPY FROM wrote";
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.units[0].statements.at(0).copy_data, "1\n");
 }
 
-TEST_F(ProxyCapture, ADroppedUnitThatRolledBackWroteNothing) {
+TEST_F(ProxyCaptureSmallCopy, ADroppedUnitThatRolledBackWroteNothing) {
   client('Q', query("BEGIN"));
   server('C', complete("BEGIN"));
   server('Z', ready('T'));
   client('Q', query("COPY t FROM STDIN"));
   server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "12345\n");
+  client('c', "");
   server('C', complete("COPY 1"));
   server('Z', ready('T'));
   client('Q', query("ROLLBACK"));
   server('C', complete("ROLLBACK"));
   server('Z', ready('I'));
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_TRUE(sink.wrote_keys.empty());
+}
+
+TEST_F(ProxyCaptureSmallCopy, CopyDataSentBeforeTheServerAskedIsKeptAndBounded) {
+  // asyncpg sends the Query, its CopyData and CopyDone in one go.
+  client('Q', query("COPY t FROM STDIN (FORMAT binary)"));
+  client('d', "ab");
+  client('d', "cd");
+  client('c', "");
+  server('G', Body().raw(std::string(1, '\1')).i16(0).bytes);
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.units[0].statements.at(0).copy_data, "abcd");
+  client('Q', query("COPY t FROM STDIN (FORMAT binary)"));
+  client('d', "abc");
+  client('d', "de");  // over 4
+  client('c', "");
+  server('G', Body().raw(std::string(1, '\1')).i16(0).bytes);
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
+  EXPECT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"});
+}
+
+TEST_F(ProxyCapture, CopyFailDropsTheUnitWithoutAGap) {
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
+  client('f', Body().str("client gave up").bytes);
+  server('E', error("57014", "COPY from stdin failed: client gave up"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
   EXPECT_TRUE(sink.wrote_keys.empty());
 }

@@ -99,6 +99,7 @@ class PgSession final : public ShadowSession {
  private:
   void flush();
   void throw_if_lost() const;
+  pg::Result copy_in(const wire::Statement& statement);
 
   const pg::Connection& conn_;
   std::vector<bool> sent_is_sync_;        // per pipeline command: a sync?

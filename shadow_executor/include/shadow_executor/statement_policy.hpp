@@ -41,7 +41,8 @@ bool batch_artefact(std::string_view sqlstate);
 // named like SET ROLE —, temporary tables, views and sequences without ON
 // COMMIT DROP). Each refusal is counted (statements_not_executed_total,
 // reason not_replayable) and its result says why.
-std::string not_replayable(const statement::Analysis& analysis);
+// has_copy_data: the record carries the data of its COPY FROM STDIN (requests v2).
+std::string not_replayable(const statement::Analysis& analysis, bool has_copy_data = false);
 
 // Why a statement ended as it did, beyond what the wire result says; drives
 // the metrics and plan capture.

@@ -70,7 +70,10 @@ class UnitSink {
 
 struct CaptureLimits {
   size_t max_statements = wire::Limits{}.max_statements;  // per unit
-  size_t max_unit_bytes = 1'000'000;                      // SQL and parameters of a unit
+  size_t max_unit_bytes = 1'000'000;                      // SQL, parameters and COPY data of a unit
+  // The data of one COPY FROM STDIN kept for the record (base64 in it, so a
+  // third larger); above it the unit is dropped as copy_data.
+  size_t max_copy_bytes = 512 * 1024;
 };
 
 class SessionCapture {
@@ -134,6 +137,8 @@ class SessionCapture {
     std::vector<int16_t> param_formats;              // Bind: per parameter
     std::vector<int16_t> result_formats;             // Bind
     std::vector<uint32_t> param_types;               // Parse
+    std::optional<std::string> copy_data;            // Query, Execute: COPY data sent before the server asked
+    bool copy_refused = false;                       // of which some could not be kept (see copy_from_client)
     char target = 0;                  // Describe, Close: 'S' or 'P'
   };
   Portal bind_portal(Op& op);
@@ -151,6 +156,8 @@ class SessionCapture {
   enum class ResultForm { text, binary, not_recordable };
   static ResultForm result_form(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats);
   void data_row(std::string_view payload);
+  // CopyData ('d') or CopyFail ('f') from the client during a COPY FROM STDIN.
+  void copy_from_client(char type, std::string_view data);
   void error(std::string_view payload, Clock::time_point now);
   void complete(std::string_view tag, Clock::time_point now);
   void ready(char status, Clock::time_point now);
