@@ -119,11 +119,12 @@ class ProxyCapture : public ::testing::Test {
   Collected sink;
   digest::NormalizationConfig normalization;
   SessionCapture capture{sink, "key-1", normalization};
+  SessionCapture* fed = &capture;  // the capture client() and server() feed
   Clock::time_point now = Clock::now();
-  void client(char type, const std::string& body) { capture.frontend(type, body, now); }
+  void client(char type, const std::string& body) { fed->frontend(type, body, now); }
   void server(char type, const std::string& body) {
     now += std::chrono::microseconds(100);
-    capture.backend(type, body, now);
+    fed->backend(type, body, now);
   }
 };
 
@@ -503,12 +504,8 @@ TEST_F(ProxyCapture, CopyToIsDroppedAndCopyFromCarriesItsData) {
 
 class ProxyCaptureSmallCopy : public ProxyCapture {
  protected:
+  ProxyCaptureSmallCopy() { fed = &small; }
   SessionCapture small{sink, "key-1", normalization, CaptureLimits{.max_copy_bytes = 4}};
-  void client(char type, const std::string& body) { small.frontend(type, body, now); }
-  void server(char type, const std::string& body) {
-    now += std::chrono::microseconds(100);
-    small.backend(type, body, now);
-  }
 };
 
 TEST_F(ProxyCaptureSmallCopy, CopyFromAboveTheBoundIsDroppedAndAnnouncedForAGap) {
