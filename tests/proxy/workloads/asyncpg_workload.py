@@ -5,7 +5,8 @@ Binary integers and text are recorded in text; numeric, date and
 timestamptz parameters stay binary with their types, and results of those
 types are digested over their binary bytes (requests v2): the executor
 replays them alike, so they compare with 0 discrepancies. fetchval/fetchrow
-are row-limited (dropped as row_limited), the COPYs as copy_data: the test
+are row-limited (dropped as row_limited), COPY TO STDOUT as copy_data (its
+binary COPY FROM STDIN is recorded with its data): the test
 expects exactly those."""
 import asyncio
 import datetime
