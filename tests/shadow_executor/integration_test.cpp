@@ -568,6 +568,8 @@ TEST_P(ExecutorRunner, BinaryValuesAndCopyDataAreReplayedAsRecorded) {
   // Replayed as text instead (what a v1 reader would do), the digest differs.
   sp::pg::Result as_text(PQexecParams(bench.conn.get(), typed.sql.c_str(), 3, types, values, lengths, formats, 0));
   EXPECT_NE(sp::digest::digest_result(as_text.get(), {}).ordered, result.ordered);
+  // EXPLAIN binds it the same way (binary bytes sent as text would fail).
+  EXPECT_TRUE(bench.runner->explain(units[0], 0).has_value());
   // The COPY ran with its data, inside its unit's transaction.
   const auto& copied = reports[1].result.statements;
   ASSERT_EQ(copied.size(), 3u);
