@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:6432";
   std::string primary;
   std::string key_by = "single";
+  std::string primary_sslmode = "disable";
   std::string metrics_port;
   std::string normalization_file;
   size_t buffer_kb = options.relay.buffer_bytes / 1024;
@@ -58,6 +59,17 @@ int main(int argc, char** argv) {
                  "a /* shadow_key='...' */ tag in a statement's comment keys its unit whatever this is")
       ->check(CLI::IsMember({"single", "connection", "request"}))
       ->capture_default_str();
+  app.add_option("--tls-cert", options.relay.tls_certificate_file,
+                 "PEM certificate (chain) for clients' TLS; with --tls-key, SSLRequest is answered 'S' and TLS "
+                 "ends here (clients using SCRAM over TLS on both hops need channel_binding=disable); without, 'N'")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", options.relay.tls_key_file, "PEM private key (unencrypted) of --tls-cert")
+      ->check(CLI::ExistingFile);
+  app.add_option("--primary-sslmode", primary_sslmode,
+                 "TLS to the primary, whatever the client asked: disable (plain), prefer (TLS when the primary "
+                 "offers it), require (refuse clients when it does not); its certificate is not verified")
+      ->check(CLI::IsMember({"disable", "prefer", "require"}))
+      ->capture_default_str();
   app.add_option("--topic", options.recorder.topic, "requests topic")->capture_default_str();
   app.add_option("--source", options.recorder.source, "application name in the records")->capture_default_str();
   app.add_option("--search-path", options.recorder.default_search_path,
@@ -74,6 +86,12 @@ int main(int argc, char** argv) {
   app.add_flag("--no-rollbacks", drop_rollbacks, "do not publish rolled-back transactions");
   app.add_flag("--no-capture", no_capture, "relay only: record nothing (no broker needed)");
   app.add_option("--metrics-port", metrics_port, "serve /metrics on this port or host:port");
+  app.add_option("--catalog-dsn", options.catalog_dsn,
+                 "libpq DSN of the proxy's own connections to the primary (a role that can read pg_type; the "
+                 "database is each session's) naming user types (enums, domains, citext...) in the records, so "
+                 "the comparator compares them by name; put a password in SHADOW_PROXY_CATALOG_DSN, not here. "
+                 "Without it user types are recorded unnamed and their type changes are not reported")
+      ->envname("SHADOW_PROXY_CATALOG_DSN");
   cli::add_kafka_options(app, kafka);
   return cli::run_main(app, argc, argv, [&] {
     split_address(listen, options.relay.listen_host, options.relay.listen_port, "--listen");
@@ -82,6 +100,9 @@ int main(int argc, char** argv) {
     options.relay.key_by = key_by == "connection" ? proxy::KeyBy::connection
                          : key_by == "request"    ? proxy::KeyBy::request
                                                   : proxy::KeyBy::single;
+    options.relay.primary_tls = primary_sslmode == "require" ? proxy::PrimaryTls::require
+                              : primary_sslmode == "prefer"  ? proxy::PrimaryTls::prefer
+                                                             : proxy::PrimaryTls::disable;
     options.capture = !no_capture;
     options.recorder.kafka = kafka.to_properties();
     options.recorder.publish_rollbacks = !drop_rollbacks;

@@ -1,6 +1,6 @@
 #include "shadowctl/reset.hpp"
 
-#include "shadowctl/conninfo.hpp"
+#include "shadowpipe/conninfo.hpp"
 #include "shadowctl/pg_tools.hpp"
 
 #include "shadowpipe/pg.hpp"
@@ -127,9 +127,6 @@ void refuse_created_outside_reach(const ResetOptions& options) {
 
 }  // namespace
 
-std::string with_database(const std::string& dsn, const std::string& database) {
-  return Conninfo::parse(dsn).with("dbname", database).str();
-}
 
 int active_members(const kafka::Properties& properties, const std::string& group) {
   return describe_group(properties, group).members;

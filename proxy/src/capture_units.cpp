@@ -161,6 +161,7 @@ void SessionCapture::ready(char status, Clock::time_point now) {
     CapturedUnit unit;
     unit.session = unit_session_;
     unit.key = std::move(key);
+    unit.database = database_;
     if (in_transaction_) {
       // COMMIT of a failed transaction answers "ROLLBACK".
       unit.tx = last_tag_ == "COMMIT" ? wire::TxMode::commit : wire::TxMode::rollback;

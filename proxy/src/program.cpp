@@ -19,12 +19,14 @@ int run(ProgramOptions options, const std::atomic<bool>& stop, std::ostream& out
   }
   RelayMetrics relay_metrics(*registry);
   std::optional<producer::Recorder> recorder;
+  std::optional<CatalogTypeNames> type_names;
   std::optional<RecordingQueue> queue;
   const digest::NormalizationConfig normalization = options.recorder.normalization;
   if (options.capture) {
     options.recorder.registry = registry;
     recorder.emplace(options.recorder);
-    queue.emplace(*recorder, options.queue_units, registry.get());
+    if (!options.catalog_dsn.empty()) type_names.emplace(options.catalog_dsn, std::cerr);
+    queue.emplace(*recorder, options.queue_units, registry.get(), type_names ? &*type_names : nullptr);
   }
   {
     Server server(options.relay, queue ? &*queue : nullptr, normalization, &relay_metrics);
@@ -46,6 +48,7 @@ int run(ProgramOptions options, const std::atomic<bool>& stop, std::ostream& out
     for (auto why : kUnitDrops) out << " dropped_" << to_string(why) << "=" << captured.dropped(why);
     out << " write_units_dropped=" << captured.write_units_dropped << " gaps_announced=" << recorded.gaps_announced
         << " gap_units_announced=" << recorded.gap_units_announced;
+    if (type_names) out << " catalog_queries=" << type_names->queries() << " catalog_failures=" << type_names->failures();
     out << " published=" << recorded.published << " recorder_dropped=" << recorded.dropped()
         << " pending=" << recorded.pending();
   }

@@ -105,6 +105,18 @@ std::string_view Reader::bytes(size_t count) {
   return value;
 }
 
+std::string startup_parameter(std::string_view message, std::string_view name) {
+  if (message.size() < 8) return {};
+  Reader reader(message.substr(8));
+  while (reader.ok() && !reader.done()) {
+    const auto key = reader.cstring();
+    if (key.empty()) break;  // the list's terminator
+    const auto value = reader.cstring();
+    if (reader.ok() && key == name) return std::string(value);
+  }
+  return {};
+}
+
 std::string error_response(std::string_view severity, std::string_view sqlstate, std::string_view message) {
   std::string body;
   auto field = [&](char code, std::string_view text) {

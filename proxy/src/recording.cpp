@@ -13,8 +13,9 @@ uint64_t RecordingCounters::dropped_total() const {
   return total;
 }
 
-RecordingQueue::RecordingQueue(producer::Recorder& recorder, size_t capacity, prometheus::Registry* registry)
-    : recorder_(recorder), capacity_(capacity) {
+RecordingQueue::RecordingQueue(producer::Recorder& recorder, size_t capacity, prometheus::Registry* registry,
+                               CatalogTypeNames* type_names)
+    : recorder_(recorder), type_names_(type_names), capacity_(capacity) {
   if (registry != nullptr) {
     units_counter_ = &prometheus::BuildCounter()
                           .Name("shadowpipe_proxy_units_recorded_total")
@@ -98,6 +99,7 @@ void RecordingQueue::record(CapturedUnit& unit) {
     for (const auto& param : statement.params) {
       params.push_back(param ? producer::ParamView(*param) : std::nullopt);
     }
+    if (type_names_) type_names_->name(unit.database, statement.result.columns);
     if (statement.binding.empty() && !statement.copy_data) {
       recorded.add_result(statement.sql, params, std::move(statement.result));
     } else {

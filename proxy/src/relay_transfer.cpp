@@ -16,6 +16,17 @@
 
 namespace shadowpipe::proxy {
 
+namespace {
+// How much one read may take: the room left, but over TLS a whole record
+// (up to 16 KiB) even past it. A record read in part leaves plaintext inside
+// OpenSSL that no socket readiness announces; taken whole, what OpenSSL
+// holds is only a record still arriving, whose rest wakes epoll. The bound
+// per direction is the buffer plus one record.
+size_t read_size(const TlsStream& tls, size_t room) {
+  return tls.active() ? std::max(room, kTlsRecordPlaintext) : room;
+}
+}  // namespace
+
 // Bytes from the client while relaying: captured, then queued for the primary.
 void Server::Worker::client_bytes(Connection& connection, std::string_view bytes) {
   if (connection.capture) connection.frontend_sink.now = SessionCapture::Clock::now();
@@ -39,7 +50,8 @@ void Server::Worker::read_client(Connection& connection) {
   char buffer[64 * 1024];
   while (connection.to_server.size() < server.options_.buffer_bytes) {
     const size_t room = server.options_.buffer_bytes - connection.to_server.size();
-    const ssize_t got = recv(connection.client, buffer, std::min(sizeof buffer, room), 0);
+    const size_t want = std::min(sizeof buffer, read_size(connection.client_tls, room));
+    const ssize_t got = connection.client_tls.receive(connection.client, buffer, want);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       // The client went away: what it sent last (a Terminate) goes on,
       // then the primary's connection closes with it (session mode).
@@ -50,7 +62,8 @@ void Server::Worker::read_client(Connection& connection) {
     if (got < 0) break;
     client_bytes(connection, std::string_view(buffer, static_cast<size_t>(got)));
     if (connection.closing || connection.phase != Phase::relaying) return;
-    if (static_cast<size_t>(got) < std::min(sizeof buffer, room)) break;
+    // A short read empties a plain socket; TLS hands over a record at a time.
+    if (!connection.client_tls.active() && static_cast<size_t>(got) < want) break;
   }
   flush_server(connection);
 }
@@ -58,7 +71,7 @@ void Server::Worker::read_client(Connection& connection) {
 void Server::Worker::flush_client(Connection& connection) {
   while (!connection.to_client.empty()) {
     const auto pending = connection.to_client.pending();
-    const ssize_t sent = send(connection.client, pending.data(), pending.size(), MSG_NOSIGNAL);
+    const ssize_t sent = connection.client_tls.transmit(connection.client, pending.data(), pending.size());
     if (sent < 0) {
       if (errno == EAGAIN || errno == EINTR) return;
       finish(connection);
@@ -87,23 +100,38 @@ void Server::Worker::on_server(Connection& connection, uint32_t what) {
       finish(connection);
       return;
     }
-    connection.phase = Phase::relaying;
-    flush_server(connection);
+    if (server.options_.primary_tls != PrimaryTls::disable) {
+      request_primary_tls(connection);
+    } else {
+      primary_ready(connection);
+    }
+    return;
+  }
+  if (connection.phase == Phase::primary_ssl_request) {
+    if (what & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_primary_tls_answer(connection);
+    return;
+  }
+  if (connection.phase == Phase::primary_tls) {
+    continue_primary_tls(connection);
     return;
   }
   if (connection.phase != Phase::relaying) return;
-  if (what & EPOLLOUT) {
+  const TlsStream& tls = connection.server_tls;
+  if ((what & EPOLLOUT) || ((what & EPOLLIN) && tls.transmit_waits_on_read())) {
     flush_server(connection);
     if (connection.closing) return;
   }
-  if (what & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_server(connection);
+  if ((what & (EPOLLIN | EPOLLHUP | EPOLLERR)) || ((what & EPOLLOUT) && tls.receive_waits_on_write())) {
+    read_server(connection);
+  }
 }
 
 void Server::Worker::read_server(Connection& connection) {
   char buffer[64 * 1024];
   while (connection.to_client.size() < server.options_.buffer_bytes) {
     const size_t room = server.options_.buffer_bytes - connection.to_client.size();
-    const ssize_t got = recv(connection.server, buffer, std::min(sizeof buffer, room), 0);
+    const size_t want = std::min(sizeof buffer, read_size(connection.server_tls, room));
+    const ssize_t got = connection.server_tls.receive(connection.server, buffer, want);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       primary_gone(connection);
       return;
@@ -118,7 +146,7 @@ void Server::Worker::read_server(Connection& connection) {
       connection.backend.feed(bytes, none);
     }
     connection.to_client.append(bytes);
-    if (static_cast<size_t>(got) < std::min(sizeof buffer, room)) break;
+    if (!connection.server_tls.active() && static_cast<size_t>(got) < want) break;
   }
   flush_client(connection);
 }
@@ -152,7 +180,7 @@ void Server::Worker::flush_server(Connection& connection) {
   if (connection.server < 0 || connection.phase != Phase::relaying) return;
   while (!connection.to_server.empty()) {
     const auto pending = connection.to_server.pending();
-    const ssize_t sent = send(connection.server, pending.data(), pending.size(), MSG_NOSIGNAL);
+    const ssize_t sent = connection.server_tls.transmit(connection.server, pending.data(), pending.size());
     if (sent < 0) {
       if (errno == EAGAIN || errno == EINTR) return;
       primary_gone(connection);

@@ -108,10 +108,12 @@ void Server::Worker::finish(Connection& connection) {
   if (connection.capture) connection.capture->closed(UnitDrop::client_gone);
   if (connection.client >= 0) {
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.client, nullptr);
+    connection.client_tls.close_notify();
     close(connection.client);
   }
   if (connection.server >= 0) {
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
+    connection.server_tls.close_notify();
     close(connection.server);
   }
   connection.client = connection.server = -1;
@@ -123,6 +125,8 @@ void Server::Worker::finish(Connection& connection) {
 void Server::Worker::drop_server(Connection& connection) {
   if (connection.server < 0) return;
   epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection.server, nullptr);
+  connection.server_tls.close_notify();
+  connection.server_tls.reset();
   close(connection.server);
   connection.server = -1;
   connection.server_events = 0;
@@ -152,6 +156,17 @@ void watch(int epoll_fd, int fd, uint32_t wanted, uint32_t& current, void* end) 
   epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &event);
   current = wanted;
 }
+
+// One end's interest while relaying. Over TLS a read may wait for the
+// socket to be writable, or a write for it to be readable (a key update).
+uint32_t relay_interest(bool may_read, bool has_output, const TlsStream& tls) {
+  uint32_t events = 0;
+  if (may_read) events |= tls.receive_waits_on_write() ? EPOLLIN | EPOLLOUT : EPOLLIN;
+  if (has_output) events |= tls.transmit_waits_on_read() ? EPOLLOUT | EPOLLIN : EPOLLOUT;
+  return events;
+}
+
+uint32_t handshake_interest(const TlsStream& tls) { return tls.wants_write() ? EPOLLOUT : EPOLLIN; }
 }  // namespace
 
 void Server::Worker::update_interest(Connection& connection) {
@@ -160,22 +175,29 @@ void Server::Worker::update_interest(Connection& connection) {
   uint32_t server_events = 0;
   switch (connection.phase) {
     case Phase::startup:
-      client_events = EPOLLIN;
-      if (!connection.to_client.empty()) client_events |= EPOLLOUT;
+      client_events = relay_interest(true, !connection.to_client.empty(), connection.client_tls);
+      break;
+    case Phase::client_tls:
+      // The 'S' goes out in plain text first, then the handshake.
+      client_events = connection.to_client.empty() ? handshake_interest(connection.client_tls) : EPOLLOUT;
       break;
     case Phase::connecting:
     case Phase::cancelling:
-      server_events = EPOLLOUT;
-      if (!connection.to_client.empty()) client_events |= EPOLLOUT;
+    case Phase::primary_ssl_request:
+    case Phase::primary_tls:
+      server_events = connection.phase == Phase::primary_ssl_request ? EPOLLIN
+                    : connection.phase == Phase::primary_tls         ? handshake_interest(connection.server_tls)
+                                                                     : EPOLLOUT;
+      client_events = relay_interest(false, !connection.to_client.empty(), connection.client_tls);
       break;
     case Phase::relaying:
-      if (connection.to_server.size() < limit) client_events |= EPOLLIN;
-      if (!connection.to_client.empty()) client_events |= EPOLLOUT;
-      if (connection.to_client.size() < limit) server_events |= EPOLLIN;
-      if (!connection.to_server.empty()) server_events |= EPOLLOUT;
+      client_events = relay_interest(connection.to_server.size() < limit, !connection.to_client.empty(),
+                                     connection.client_tls);
+      server_events = relay_interest(connection.to_client.size() < limit, !connection.to_server.empty(),
+                                     connection.server_tls);
       break;
     case Phase::draining:
-      client_events = EPOLLOUT;
+      client_events = relay_interest(false, true, connection.client_tls);
       break;
   }
   watch(epoll_fd, connection.client, client_events, connection.client_events, &connection.client_end);

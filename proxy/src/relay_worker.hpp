@@ -4,6 +4,7 @@
 #include "shadowpipe/proxy/protocol.hpp"
 #include "shadowpipe/proxy/server.hpp"
 #include "outbound_buffer.hpp"
+#include "tls.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,8 +24,24 @@ inline void set_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+struct Server::TlsContexts {
+  SslContext clients;  // terminating clients' TLS; null: SSLRequest answered 'N'
+  SslContext primary;  // TLS to the primary; null: plain
+};
+
 struct Server::Worker {
-  enum class Phase { startup, connecting, relaying, cancelling, draining };
+  // startup -> [client_tls -> startup] -> connecting -> [primary_ssl_request
+  // -> primary_tls] -> relaying -> draining; or startup -> cancelling.
+  enum class Phase {
+    startup,
+    client_tls,
+    connecting,
+    primary_ssl_request,
+    primary_tls,
+    relaying,
+    cancelling,
+    draining,
+  };
 
   struct Connection;
   struct Endpoint {
@@ -51,6 +68,8 @@ struct Server::Worker {
     uint64_t id = 0;
     int client = -1;
     int server = -1;
+    TlsStream client_tls;  // plain until the client's SSLRequest is answered 'S'
+    TlsStream server_tls;  // plain unless --primary-sslmode and the primary said 'S'
     Phase phase = Phase::startup;
     std::string startup;  // the client's untyped first packet(s), until relaying
     Outbound to_server;
@@ -98,6 +117,13 @@ struct Server::Worker {
   void read_startup(Connection& connection);
   void connect_primary(Connection& connection);
   void primary_unreachable(Connection& connection, std::string_view why);
+  // TLS with the client after its SSLRequest was answered 'S'.
+  void continue_client_tls(Connection& connection);
+  // TLS with the primary: SSLRequest, its answer, the handshake; then relaying.
+  void request_primary_tls(Connection& connection);
+  void read_primary_tls_answer(Connection& connection);
+  void continue_primary_tls(Connection& connection);
+  void primary_ready(Connection& connection);
 
   // relay_transfer.cpp: bytes in both directions while relaying, through the
   // capture, bounded by the outbound buffers.

@@ -36,6 +36,18 @@ RelayMetrics::RelayMetrics(prometheus::Registry& registry) {
   primary_unreachable = counter(registry, "shadowpipe_proxy_primary_unreachable_total",
                                 "Client connections refused because the primary could not be reached");
   cancels = counter(registry, "shadowpipe_proxy_cancel_requests_total", "CancelRequests forwarded to the primary");
+  auto& handshakes = prometheus::BuildCounter()
+                         .Name("shadowpipe_proxy_tls_handshakes_total")
+                         .Help("TLS handshakes completed, with clients (--tls-cert) and with the primary")
+                         .Register(registry);
+  client_tls = &handshakes.Add({{"side", "client"}});
+  primary_tls = &handshakes.Add({{"side", "primary"}});
+  auto& failures = prometheus::BuildCounter()
+                       .Name("shadowpipe_proxy_tls_failures_total")
+                       .Help("TLS handshakes that failed (the connection closed), with clients and with the primary")
+                       .Register(registry);
+  client_tls_failures = &failures.Add({{"side", "client"}});
+  primary_tls_failures = &failures.Add({{"side", "primary"}});
 }
 
 Server::Server(ProxyOptions options, UnitSink* sink, const digest::NormalizationConfig& normalization,
@@ -43,6 +55,16 @@ Server::Server(ProxyOptions options, UnitSink* sink, const digest::Normalization
     : options_(std::move(options)), sink_(sink), normalization_(normalization), metrics_(metrics) {
   if (options_.workers < 1) throw Failure("--workers must be at least 1");
   if (options_.buffer_bytes < 8192) throw Failure("the buffer per direction must be at least 8192 bytes");
+  if (options_.tls_certificate_file.empty() != options_.tls_key_file.empty()) {
+    throw Failure("--tls-cert and --tls-key go together (TLS for clients needs both)");
+  }
+  if (!options_.tls_certificate_file.empty() || options_.primary_tls != PrimaryTls::disable) {
+    tls_ = std::make_unique<TlsContexts>();
+    if (!options_.tls_certificate_file.empty()) {
+      tls_->clients = server_tls_context(options_.tls_certificate_file, options_.tls_key_file);
+    }
+    if (options_.primary_tls != PrimaryTls::disable) tls_->primary = primary_tls_context();
+  }
 
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;

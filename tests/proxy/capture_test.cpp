@@ -662,5 +662,22 @@ TEST(ProxyProtocol, CommandTagRowsAsLibpqCountsThem) {
   EXPECT_EQ(fields.message, "no such table");
 }
 
+TEST(ProxyProtocol, StartupParametersAreReadByNameAndAMalformedListYieldsNothing) {
+  const auto startup = [](std::string pairs) {
+    std::string message(8, '\0');
+    message += pairs;
+    message += '\0';
+    return message;
+  };
+  const std::string message = startup(std::string("user\0app\0database\0shop\0application_name\0web\0", 42));
+  EXPECT_EQ(protocol::startup_parameter(message, "database"), "shop");
+  EXPECT_EQ(protocol::startup_parameter(message, "user"), "app");
+  EXPECT_EQ(protocol::startup_parameter(message, "options"), "");
+  EXPECT_EQ(protocol::startup_parameter(startup(std::string("user\0app\0", 9)), "database"), "");
+  // A value cut off without its NUL is not read past the message's end.
+  EXPECT_EQ(protocol::startup_parameter(std::string(8, '\0') + std::string("database\0sh", 11), "database"), "");
+  EXPECT_EQ(protocol::startup_parameter("short", "user"), "");
+}
+
 }  // namespace
 }  // namespace shadowpipe::proxy

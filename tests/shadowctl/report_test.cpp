@@ -1,3 +1,4 @@
+#include "shadowpipe/conninfo.hpp"
 #include "shadowctl/report.hpp"
 #include "shadowctl/reset.hpp"
 #include "shadowctl/since.hpp"
@@ -192,15 +193,15 @@ TEST(Since, DurationsTimesAndEpochMilliseconds) {
 }
 
 TEST(WithDatabase, ReplacesOnlyTheDatabase) {
-  const auto keywords = shadowctl::with_database("host=127.0.0.1 port=5432 user=postgres dbname=shop", "postgres");
+  const auto keywords = shadowpipe::pg::with_database("host=127.0.0.1 port=5432 user=postgres dbname=shop", "postgres");
   EXPECT_NE(keywords.find("dbname='postgres'"), std::string::npos) << keywords;
   EXPECT_EQ(keywords.find("shop"), std::string::npos) << keywords;
   EXPECT_NE(keywords.find("host='127.0.0.1'"), std::string::npos) << keywords;
   EXPECT_NE(keywords.find("user='postgres'"), std::string::npos) << keywords;
-  const auto from_uri = shadowctl::with_database("postgresql://u@h:6543/shop", "postgres");
+  const auto from_uri = shadowpipe::pg::with_database("postgresql://u@h:6543/shop", "postgres");
   EXPECT_NE(from_uri.find("dbname='postgres'"), std::string::npos) << from_uri;
   EXPECT_NE(from_uri.find("port='6543'"), std::string::npos) << from_uri;
-  EXPECT_THROW(shadowctl::with_database("host='unterminated", "x"), shadowpipe::Failure);
+  EXPECT_THROW(shadowpipe::pg::with_database("host='unterminated", "x"), shadowpipe::Failure);
 }
 
 TEST(ReportNotices, NoticesAreKeptApartFromDiscrepanciesAndRenderedInEveryFormat) {

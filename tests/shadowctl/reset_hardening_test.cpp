@@ -9,6 +9,7 @@
 // every process (ps -eo args) and the modes of everything under reset's
 // TMPDIR, then exec the real tool. What they record is what another user
 // could have seen at that moment, without sleeps or luck.
+#include "shadowpipe/conninfo.hpp"
 #include "shadowctl/reset.hpp"
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/result.hpp"
@@ -167,8 +168,8 @@ TEST(ResetHardening, NoPasswordOnAnyCommandLineAndTheDumpIsPrivateWhileItExists)
     admin.exec_checked("CREATE DATABASE " + shadow_db + " TEMPLATE template0");
   }
   EXPECT_THROW(sp::pg::Connection(cluster.dsn()), sp::Failure) << "the cluster must demand the password";
-  const auto primary = shadowctl::with_database(server, primary_db);
-  const auto shadow = shadowctl::with_database(server, shadow_db);
+  const auto primary = shadowpipe::pg::with_database(server, primary_db);
+  const auto shadow = shadowpipe::pg::with_database(server, shadow_db);
   sp::pg::Connection(primary).exec_checked(
       "CREATE TABLE customers AS SELECT g AS id, 'user' || g AS name FROM generate_series(1, 2000) g");
 
@@ -217,8 +218,8 @@ TEST(ResetHardening, NoPasswordOnAnyCommandLineAndTheDumpIsPrivateWhileItExists)
 
 TEST(ResetHardening, AResetThatFailsOrIsInterruptedLeavesNoDumpBehind) {
   const auto name = database_name("reset_fail");
-  const auto primary = shadowctl::with_database(sp::testing::primary_dsn(), name);
-  const auto shadow = shadowctl::with_database(sp::testing::shadow_dsn(), name);
+  const auto primary = shadowpipe::pg::with_database(sp::testing::primary_dsn(), name);
+  const auto shadow = shadowpipe::pg::with_database(sp::testing::shadow_dsn(), name);
   for (const auto& server : {sp::testing::primary_dsn(), sp::testing::shadow_dsn()}) {
     sp::pg::Connection(server).exec_checked("CREATE DATABASE " + name + " TEMPLATE template0");
   }

@@ -1,5 +1,6 @@
 // reset against the real servers and broker: the shadow is rebuilt from the
 // primary, migrated, stamped, and the executor group starts after the snapshot.
+#include "shadowpipe/conninfo.hpp"
 #include "shadowctl/reset.hpp"
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/result.hpp"
@@ -22,7 +23,7 @@ std::string make_database(const std::string& server_dsn, const std::string& name
   sp::pg::Connection admin(server_dsn);
   admin.exec_checked("drop database if exists " + name + " with (force)");
   admin.exec_checked("create database " + name);
-  return shadowctl::with_database(server_dsn, name);
+  return shadowpipe::pg::with_database(server_dsn, name);
 }
 
 int64_t committed_offset(const sp::kafka::Properties& kafka, const std::string& group, const std::string& topic) {
@@ -155,8 +156,8 @@ TEST(Reset, RefusesWhileExecutorsOfTheGroupRun) {
 TEST(ResetGuard, RefusesAMigrationThatAddsAPgNotifyTriggerBeforeMovingTheGroup) {
   std::string name = sp::testing::unique_name("reset_guard").substr(0, 40);
   std::replace(name.begin(), name.end(), '-', '_');
-  const auto primary = shadowctl::with_database(sp::testing::primary_dsn(), name);
-  const auto shadow = shadowctl::with_database(sp::testing::shadow_dsn(), name);
+  const auto primary = shadowpipe::pg::with_database(sp::testing::primary_dsn(), name);
+  const auto shadow = shadowpipe::pg::with_database(sp::testing::shadow_dsn(), name);
   for (const auto& server : {sp::testing::primary_dsn(), sp::testing::shadow_dsn()}) make_database(server, name);
   sp::pg::Connection(primary).exec_checked("CREATE TABLE orders (id bigint PRIMARY KEY)");
   const auto migration = std::filesystem::temp_directory_path() / (name + ".sql");

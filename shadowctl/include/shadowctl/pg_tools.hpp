@@ -8,7 +8,7 @@
 //    in a private PGPASSFILE.
 #pragma once
 
-#include "shadowctl/conninfo.hpp"
+#include "shadowpipe/conninfo.hpp"
 
 #include <filesystem>
 #include <string>
@@ -16,6 +16,8 @@
 #include <vector>
 
 namespace shadowpipe::shadowctl {
+
+using pg::Conninfo;
 
 // mkdtemp under TMPDIR (std::filesystem::temp_directory_path), mode 0700;
 // removed with everything in it by the destructor.

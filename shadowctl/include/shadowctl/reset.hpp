@@ -45,7 +45,4 @@ ResetOutcome reset_shadow(const shadowpipe::kafka::Properties& kafka, const Rese
 // The executor group's live member count (0 when the group is empty or unknown).
 int active_members(const shadowpipe::kafka::Properties& kafka, const std::string& group);
 
-// The DSN with its database replaced (libpq keyword or URI form).
-std::string with_database(const std::string& dsn, const std::string& database);
-
 }  // namespace shadowpipe::shadowctl

@@ -1,7 +1,11 @@
 // node-postgres through shadow-proxy: parameterized queries (extended
 // protocol, unnamed and named prepared statements), simple queries, a
-// transaction with a savepoint rolled back to, a rollback, an error.
+// transaction with a savepoint rolled back to, a rollback, an error, COPY
+// both ways (pg-copy-streams, as node applications do COPY).
 const { Client } = require('pg');
+const { from: copyFrom, to: copyTo } = require('pg-copy-streams');
+const { pipeline } = require('stream/promises');
+const { Readable, Writable } = require('stream');
 
 async function main() {
   const client = new Client({ connectionString: process.argv[2] });
@@ -25,6 +29,9 @@ async function main() {
   for (let i = 0; i < 3; i++) {
     await client.query({ name: 'owner-by-id', text: 'SELECT owner FROM accounts WHERE id = $1', values: [9 + i] });
   }
+  await pipeline(client.query(copyTo('COPY (SELECT id, owner FROM accounts WHERE id <= 5 ORDER BY id) TO STDOUT')),
+                 new Writable({ write(chunk, encoding, done) { done(); } }));
+  await pipeline(Readable.from(['1\tone\n', '2\ttwo\n']), client.query(copyFrom('COPY imports FROM STDIN')));
   await client.query('SELECT * FROM notes ORDER BY id');
   await client.query('SELECT id, balance FROM accounts WHERE id IN (3, 4, 5) ORDER BY id');
   await client.end();

@@ -53,6 +53,7 @@ struct CapturedStatement {
 struct CapturedUnit {
   wire::Session session;
   std::string key;       // consistency key; empty: the request id
+  std::string database;  // the session's, from its StartupMessage: where its type OIDs mean something
   bool autocommit = false;
   wire::TxMode tx = wire::TxMode::autocommit;
   bool writes = false;   // some statement wrote (by its command tag, or COPY FROM)
@@ -85,6 +86,9 @@ class SessionCapture {
   SessionCapture(UnitSink& sink, std::string key, const digest::NormalizationConfig& normalization,
                  CaptureLimits limits = {});
   ~SessionCapture();
+
+  // The database the session connected to (its units carry it).
+  void set_database(std::string database) { database_ = std::move(database); }
 
   // A whole message in each direction, in the order the proxy saw them.
   void frontend(char type, std::string_view payload, Clock::time_point now);
@@ -168,6 +172,7 @@ class SessionCapture {
 
   UnitSink& sink_;
   std::string key_;
+  std::string database_;
   const digest::NormalizationConfig& normalization_;
   CaptureLimits limits_;
   bool disabled_ = false;

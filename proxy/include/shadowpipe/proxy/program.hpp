@@ -17,6 +17,7 @@ struct ProgramOptions {
   producer::RecorderConfig recorder;   // Kafka, topic, sampling, normalization
   size_t queue_units = 10'000;         // captured units waiting for the recording thread
   std::string metrics_bind;            // "host:port" for /metrics; empty: not served
+  std::string catalog_dsn;             // the proxy's own connections naming user types; empty: none
 };
 
 // Serves until `stop` becomes true, then closes every connection, records

@@ -82,6 +82,10 @@ class Reader {
   bool ok_ = true;
 };
 
+// A StartupMessage's parameter (after its length and protocol code: name and
+// value pairs of NUL-terminated strings); empty when absent or malformed.
+std::string startup_parameter(std::string_view message, std::string_view name);
+
 // An ErrorResponse as a server writes it: severity, SQLSTATE, message.
 std::string error_response(std::string_view severity, std::string_view sqlstate, std::string_view message);
 

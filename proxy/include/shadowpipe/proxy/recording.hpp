@@ -6,6 +6,7 @@
 #pragma once
 
 #include "shadowpipe/proxy/capture.hpp"
+#include "shadowpipe/proxy/type_names.hpp"
 #include "shadowpipe/recorder.hpp"
 
 #include <array>
@@ -34,8 +35,11 @@ struct RecordingCounters {
 class RecordingQueue final : public UnitSink {
  public:
   // capacity: units waiting for the recording thread. registry: where the
-  // counters are exported (may be null).
-  RecordingQueue(producer::Recorder& recorder, size_t capacity, prometheus::Registry* registry);
+  // counters are exported (may be null). type_names: names user types from
+  // the primary's catalog on the recording thread (may be null: built-in
+  // types only, as the in-application recorder does); must outlive this.
+  RecordingQueue(producer::Recorder& recorder, size_t capacity, prometheus::Registry* registry,
+                 CatalogTypeNames* type_names = nullptr);
   ~RecordingQueue() override;  // records what is queued, then stops
   RecordingQueue(const RecordingQueue&) = delete;
   RecordingQueue& operator=(const RecordingQueue&) = delete;
@@ -52,6 +56,7 @@ class RecordingQueue final : public UnitSink {
   void run();
 
   producer::Recorder& recorder_;
+  CatalogTypeNames* type_names_;
   size_t capacity_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;

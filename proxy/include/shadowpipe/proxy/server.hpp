@@ -35,6 +35,13 @@ enum class KeyBy {
   request,     // no key (each unit its own): no order at all; reads only
 };
 
+// TLS from the proxy to the primary (the relay's own, whatever the client asked).
+enum class PrimaryTls {
+  disable,  // plain (the default; the stack's servers have no TLS)
+  prefer,   // SSLRequest first; plain when the primary answers 'N'
+  require,  // SSLRequest first; a primary without TLS: the client is refused (08006)
+};
+
 struct ProxyOptions {
   // Where clients connect. Port 0: any free port (see Server::port()).
   std::string listen_host = "127.0.0.1";
@@ -58,6 +65,14 @@ struct ProxyOptions {
   size_t copy_max_bytes = CaptureLimits{}.max_copy_bytes;
   KeyBy key_by = KeyBy::single;
   std::string single_key = "shadow-proxy";  // the key under KeyBy::single
+  // TLS for clients (PEM files, the key unencrypted): with both, SSLRequest
+  // is answered 'S' and the client's TLS ends here; without, 'N', as a
+  // server without TLS answers. A bad file fails the start.
+  std::string tls_certificate_file;
+  std::string tls_key_file;
+  // TLS to the primary. Its certificate is not verified (libpq's
+  // sslmode=require): it protects the wire, not against an impostor.
+  PrimaryTls primary_tls = PrimaryTls::disable;
 };
 
 // Counters of the relay, in a Prometheus registry.
@@ -68,6 +83,11 @@ struct RelayMetrics {
   prometheus::Counter* protocol_errors = nullptr;   // connections closed with 08P01
   prometheus::Counter* primary_unreachable = nullptr;
   prometheus::Counter* cancels = nullptr;           // CancelRequests forwarded
+  // TLS handshakes completed and failed, with clients and with the primary.
+  prometheus::Counter* client_tls = nullptr;
+  prometheus::Counter* client_tls_failures = nullptr;
+  prometheus::Counter* primary_tls = nullptr;
+  prometheus::Counter* primary_tls_failures = nullptr;
 };
 
 class Server {
@@ -87,6 +107,7 @@ class Server {
 
  private:
   struct Worker;
+  struct TlsContexts;  // OpenSSL's, when TLS is configured (relay_worker.hpp)
   ProxyOptions options_;
   UnitSink* sink_;
   const digest::NormalizationConfig& normalization_;
@@ -95,6 +116,7 @@ class Server {
   uint16_t port_ = 0;
   std::vector<char> primary_address_;  // sockaddr storage
   unsigned primary_address_length_ = 0;
+  std::unique_ptr<TlsContexts> tls_;
   std::atomic<uint64_t> next_connection_{1};
   std::vector<std::unique_ptr<Worker>> workers_;
 };

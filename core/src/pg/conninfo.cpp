@@ -1,4 +1,4 @@
-#include "shadowctl/conninfo.hpp"
+#include "shadowpipe/conninfo.hpp"
 
 #include "shadowpipe/result.hpp"
 
@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <memory>
 
-namespace shadowpipe::shadowctl {
+namespace shadowpipe::pg {
 
 namespace {
 
@@ -73,4 +73,8 @@ std::string Conninfo::str() const {
   return out;
 }
 
-}  // namespace shadowpipe::shadowctl
+std::string with_database(const std::string& dsn, const std::string& database) {
+  return Conninfo::parse(dsn).with("dbname", database).str();
+}
+
+}  // namespace shadowpipe::pg

@@ -1,7 +1,7 @@
 // A libpq connection string parsed once, with libpq's own parser
-// (PQconninfoParse), so every DSN reset handles — which database, the same
-// server with another database, the password taken off the command line —
-// is read the same way, in keyword or URI form.
+// (PQconninfoParse), so every DSN a program handles — which database, the
+// same server with another database, the password taken off the command
+// line — is read the same way, in keyword or URI form.
 #pragma once
 
 #include <string>
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace shadowpipe::shadowctl {
+namespace shadowpipe::pg {
 
 class Conninfo {
  public:
@@ -29,4 +29,8 @@ class Conninfo {
   std::vector<std::pair<std::string, std::string>> settings_;  // only the keywords that are set
 };
 
-}  // namespace shadowpipe::shadowctl
+// The DSN with its database replaced (keyword or URI form), as keyword='value'
+// pairs. Throws Failure like Conninfo::parse.
+std::string with_database(const std::string& dsn, const std::string& database);
+
+}  // namespace shadowpipe::pg

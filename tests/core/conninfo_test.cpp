@@ -1,14 +1,11 @@
 // DSNs parsed once with libpq's parser: keyword and URI forms, the password
 // taken out for a command line, and no part of a DSN in an error.
-#include "shadowctl/conninfo.hpp"
-#include "shadowctl/reset.hpp"
+#include "shadowpipe/conninfo.hpp"
 #include "shadowpipe/result.hpp"
 
 #include <gtest/gtest.h>
 
-namespace shadowctl = shadowpipe::shadowctl;
-
-using shadowctl::Conninfo;
+using shadowpipe::pg::Conninfo;
 
 TEST(Conninfo, ReadsKeywordAndUriFormsAlike) {
   const auto keywords = Conninfo::parse("host=db.internal port=5433 user=app dbname=shop password='p w:x'");
@@ -18,7 +15,7 @@ TEST(Conninfo, ReadsKeywordAndUriFormsAlike) {
     EXPECT_EQ(dsn.get("password"), "p w:x");
     EXPECT_EQ(dsn.without("password").str(), "user='app' dbname='shop' host='db.internal' port='5433'");
   }
-  EXPECT_EQ(shadowctl::with_database("postgresql://app@h/shop", "postgres"), "user='app' dbname='postgres' host='h'");
+  EXPECT_EQ(shadowpipe::pg::with_database("postgresql://app@h/shop", "postgres"), "user='app' dbname='postgres' host='h'");
   EXPECT_EQ(Conninfo::parse("dbname=x host=h").with("dbname", "a'b\\c").str(), "dbname='a\\'b\\\\c' host='h'");
 }
 
