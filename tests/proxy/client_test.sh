@@ -9,7 +9,7 @@
 # a dropped unit that wrote must reach the comparator as a shadow_gap.
 # CLIENT: psql, pgbench-simple, pgbench-extended, pgbench-prepared, psycopg, node-pg, asyncpg, pgjdbc.
 # INDEX picks the proxy's ports (16700+INDEX, metrics 16750+INDEX; the bases can be
-# moved with SHADOWPIPE_PROXY_PORT_BASE and SHADOWPIPE_PROXY_METRICS_PORT_BASE).
+# moved with SHADOWPIPE_PROXY_PORT_BASE and SHADOWPIPE_PROXY_METRICS_BASE).
 set -euo pipefail
 bin=$1 client=$2 index=$3
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -17,7 +17,7 @@ here=$root/tests/proxy
 [ -n "${SHADOWPIPE_BROKERS:-}" ] || eval "$("$root/scripts/stack" env)"
 run=proxy-$client-$(date +%s)-$$
 db=px_$(echo "$client" | tr -c 'a-z0-9\n' '_')_$$
-port=$((${SHADOWPIPE_PROXY_PORT_BASE:-16700} + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_PORT_BASE:-16750} + index))
+port=$((${SHADOWPIPE_PROXY_PORT_BASE:-16700} + index)) metrics_port=$((${SHADOWPIPE_PROXY_METRICS_BASE:-16750} + index))
 work=$(mktemp -d)
 pids=()
 fail() { echo "FAIL: $*"; for log in "$work"/*.log; do echo "--- $log"; head -n 20 "$log"; echo "[...]"; tail -n 20 "$log"; done; exit 1; }
