@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
   app.add_option("--sample-rate", options.recorder.sampling.rate, "share of units published (writes always are)")
       ->capture_default_str();
   app.add_option("--normalization", normalization_file, "digest normalization rules (docs/CONFIGURATION.md)");
+  app.add_option("--copy-max-bytes", options.relay.copy_max_bytes,
+                 "data of one COPY FROM STDIN recorded with it; a larger COPY's unit is dropped and announced as a gap "
+                 "(a record carries it in base64: keep it under the recorder's and the topic's record size)")
+      ->capture_default_str();
   app.add_option("--queue-units", options.queue_units, "captured units waiting to be recorded before drops")
       ->capture_default_str();
   app.add_flag("--no-rollbacks", drop_rollbacks, "do not publish rolled-back transactions");

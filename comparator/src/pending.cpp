@@ -1,5 +1,7 @@
 #include "comparator/pending.hpp"
 
+#include "shadowpipe/binary_text.hpp"
+
 #include <algorithm>
 
 namespace shadowpipe::comparator {
@@ -47,6 +49,24 @@ SideStatement slim(std::string fingerprint, wire::StatementResult result, bool k
   return SideStatement{std::move(fingerprint), std::move(result)};
 }
 
+// A parameter bound in binary (requests v2) as an operator can read it in a
+// mismatch record: its text where the type's text form is fixed by the
+// value, else a note with its type and bytes in hex (numeric, dates and
+// times are not rendered here: their text depends on the session).
+std::string readable_binary(uint32_t type_oid, const std::string& bytes) {
+  if (auto text = digest::binary_to_text(type_oid, bytes)) return std::move(*text);
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out = "(binary " + std::string(digest::builtin_type_name(type_oid).empty()
+                                                 ? "type " + std::to_string(type_oid)
+                                                 : std::string(digest::builtin_type_name(type_oid))) +
+                    ", not rendered: \\x";
+  for (char c : bytes) {
+    out.push_back(kDigits[static_cast<unsigned char>(c) >> 4]);
+    out.push_back(kDigits[static_cast<unsigned char>(c) & 0xF]);
+  }
+  return out + ")";
+}
+
 }  // namespace
 
 RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params) {
@@ -57,7 +77,15 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
   side.statements.reserve(request.statements.size());
   for (auto& statement : request.statements) {
     side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), false));
-    if (keep_params) side.params.push_back(std::move(statement.params));
+    if (!keep_params) continue;
+    const auto& binding = statement.binding;
+    for (size_t i = 0; i < statement.params.size(); ++i) {
+      if (binding.binary_param(i) && statement.params[i]) {
+        const uint32_t type = i < binding.param_types.size() ? binding.param_types[i] : 0;
+        statement.params[i] = readable_binary(type, *statement.params[i]);
+      }
+    }
+    side.params.push_back(std::move(statement.params));
   }
   return side;
 }

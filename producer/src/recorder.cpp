@@ -210,6 +210,22 @@ void Unit::add_result(std::string_view sql, std::span<const ParamView> params, w
   }
 }
 
+void Unit::add_result(std::string_view sql, std::span<const ParamView> params, wire::StatementResult result,
+                      wire::Binding binding, std::optional<std::string> copy_data) noexcept {
+  if (!state_) return;
+  try {
+    auto& statements = state_->request.statements;
+    const size_t before = statements.size();
+    detail::add_statement(*state_, sql, params, [&](const digest::NormalizationRules&) { return std::move(result); });
+    if (statements.size() > before) {  // not sampled out
+      statements.back().binding = std::move(binding);
+      statements.back().copy_data = std::move(copy_data);
+    }
+  } catch (...) {
+    state_->unpublishable = true;
+  }
+}
+
 void Unit::commit() noexcept {
   if (!state_) return;
   auto state = std::move(state_);

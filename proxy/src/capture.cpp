@@ -92,9 +92,13 @@ void SessionCapture::frontend(char type, std::string_view payload, Clock::time_p
     case 'F':
       ops_.push_back(Op{OpKind::function, {}, now});
       break;
+    case 'd':  // CopyData of a COPY FROM STDIN: kept for the record, up to the bound
+    case 'f':  // CopyFail: the COPY fails on the primary; the unit is not recorded
+      copy_from_client(type, payload);
+      break;
     default:
-      // Flush, Terminate, CopyData/CopyDone/CopyFail, password and SASL
-      // messages: no response of their own to match.
+      // Flush, Terminate, CopyDone, password and SASL messages: no response
+      // of their own to match.
       break;
   }
 }
@@ -102,6 +106,7 @@ void SessionCapture::frontend(char type, std::string_view payload, Clock::time_p
 void SessionCapture::frontend_skipped(char type, Clock::time_point now) {
   if (disabled_ || (discarding_ && type != 'S')) return;
   switch (type) {
+    case 'd': copy_from_client('f', {}); break;  // a CopyData too large to keep
     case 'Q': ops_.push_back(Op{OpKind::query, {}, now, UnitDrop::oversized}); break;
     case 'P':  // its name is in the bytes not read: every statement is in doubt (see ParseComplete)
       ops_.push_back(Op{OpKind::parse, {}, now, UnitDrop::oversized});

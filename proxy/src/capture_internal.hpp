@@ -18,7 +18,9 @@ struct SessionCapture::Execution {
   std::string sql;
   std::vector<std::optional<std::string>> params;
   std::vector<digest::Column> columns;
-  std::vector<int16_t> formats;  // per column: 0 text, 1 binary (rendered as text for the digest)
+  std::vector<int16_t> formats;  // per column: 0 text, 1 binary (rendered as text for the digest where it can be)
+  wire::Binding binding;         // result_format 1: binary columns without a rendering digested over their bytes
+  std::optional<std::string> copy_data;  // a COPY FROM STDIN under way: what the client sent so far
   bool described = false;  // columns known (RowDescription seen, or from a Describe)
   std::unique_ptr<digest::DigestBuilder> builder;
   std::vector<std::optional<std::string_view>> row;

@@ -1,7 +1,7 @@
 // SessionCapture::backend: each response from the primary matched to the request it answers (extended-protocol state: statements, portals).
 #include "capture_internal.hpp"
 
-#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/binary_text.hpp"
 
 #include <cstdio>
 
@@ -9,6 +9,17 @@ namespace shadowpipe::proxy {
 
 using capture_text::Reader;
 using capture_text::pieces_of;
+
+// How the portal's result is recorded, by its columns' formats.
+void SessionCapture::choose_result_form(Portal& portal) {
+  switch (result_form(*portal.columns, portal.formats)) {
+    case ResultForm::text: portal.binding.result_format = 0; break;
+    case ResultForm::binary: portal.binding.result_format = 1; break;
+    case ResultForm::not_recordable:
+      if (!portal.problem) portal.problem = UnitDrop::binary_results;
+      break;
+  }
+}
 
 // The portal a Bind made, from the statement as it stands when the server
 // answers the Bind.
@@ -25,16 +36,32 @@ SessionCapture::Portal SessionCapture::bind_portal(Op& op) {
   const Prepared& prepared = found->second;
   portal.statement = op.text;
   portal.sql = prepared.sql;
-  // Binary parameters in text, where the type's text form is the value's.
+  // Binary parameters in text, where the type's text form is the value's;
+  // any other stays binary, replayed with its type (requests v2), unless its
+  // type is a user type or unknown: the shadow's OIDs differ.
+  bool kept_binary = false;
   for (size_t i = 0; i < portal.params.size(); ++i) {
     if (i >= op.param_formats.size() || op.param_formats[i] == 0 || !portal.params[i]) continue;
     const uint32_t type = i < prepared.param_types.size() ? prepared.param_types[i] : 0;
-    auto text = binary_to_text(type, *portal.params[i]);
-    if (!text) {
+    if (auto text = digest::binary_to_text(type, *portal.params[i])) {
+      portal.params[i] = std::move(*text);
+      continue;
+    }
+    if (type == 0 || type >= digest::kFirstUserOid || digest::renders_binary(type)) {
       if (!portal.problem) portal.problem = UnitDrop::binary_parameters;
       continue;
     }
-    portal.params[i] = std::move(*text);
+    kept_binary = true;
+  }
+  if (kept_binary) {
+    for (size_t i = 0; i < portal.params.size(); ++i) {
+      const uint32_t type = i < prepared.param_types.size() ? prepared.param_types[i] : 0;
+      const bool binary = i < op.param_formats.size() && op.param_formats[i] != 0 && portal.params[i] &&
+                          !digest::renders_binary(type);
+      portal.binding.param_formats.push_back(binary ? 1 : 0);
+      // A text parameter of a user type is left to the server to infer, as in v1.
+      portal.binding.param_types.push_back(type < digest::kFirstUserOid ? type : 0);
+    }
   }
   portal.columns = prepared.columns;
   if (portal.columns) {
@@ -43,7 +70,7 @@ SessionCapture::Portal SessionCapture::bind_portal(Op& op) {
     for (size_t c = 0; c < portal.columns->size(); ++c) {
       portal.formats[c] = formats.empty() ? 0 : formats.size() == 1 ? formats[0] : c < formats.size() ? formats[c] : 0;
     }
-    if (!renderable(*portal.columns, portal.formats) && !portal.problem) portal.problem = UnitDrop::binary_results;
+    choose_result_form(portal);
   }
   return portal;
 }
@@ -136,7 +163,6 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
       } else if (op.kind == OpKind::describe_portal) {
         if (auto found = portals_.find(op.name); found != portals_.end()) {
           auto& portal = found->second;
-          if (!renderable(columns, formats) && !portal.problem) portal.problem = UnitDrop::binary_results;
           // The statement's columns too: later Binds of it may come without
           // a Describe (PgJDBC describes the portal once, then only binds).
           if (auto statement = prepared_.find(portal.statement); statement != prepared_.end() && !portal.sql.empty()) {
@@ -144,10 +170,13 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
           }
           portal.columns = std::move(columns);
           portal.formats = std::move(formats);
+          choose_result_form(portal);
         }
         ops_.pop_front();
       } else if (op.kind == OpKind::query && query_execution_) {
-        if (!renderable(columns, formats)) query_execution_->problem = UnitDrop::binary_results;
+        // A simple Query is replayed as text: binary (a binary cursor's
+        // FETCH) only where it renders as text.
+        if (result_form(columns, formats) != ResultForm::text) query_execution_->problem = UnitDrop::binary_results;
         query_execution_->columns = std::move(columns);
         query_execution_->formats = std::move(formats);
         query_execution_->described = true;
@@ -198,18 +227,32 @@ void SessionCapture::backend(char type, std::string_view payload, Clock::time_po
     case 'Z':
       ready(payload.empty() ? 'I' : payload[0], now);
       break;
-    case 'G': case 'H': case 'W':  // COPY: the data is on the client connection, not in any record
+    case 'G': case 'H': case 'W': {
+      // COPY FROM STDIN: its data is kept as the client sends it (see
+      // copy_from_client). TO STDOUT and COPY BOTH: the data is not recorded.
       copy_out_ = type == 'H';
+      Execution* execution = nullptr;
       if (op.kind == OpKind::execute) {
         if (auto found = portals_.find(op.name); found != portals_.end()) {
           auto& portal = found->second;
           if (!portal.running) begin_statement(portal.running, portal, start_of(op));
-          portal.running->problem = UnitDrop::copy_data;
+          execution = portal.running.get();
         }
       } else if (op.kind == OpKind::query && query_execution_) {
-        query_execution_->problem = UnitDrop::copy_data;
+        execution = query_execution_.get();
+      }
+      if (execution != nullptr) {
+        if (type == 'G') {
+          execution->copy_data = op.copy_data ? std::move(*op.copy_data) : std::string();
+          op.copy_data.reset();
+          if (op.copy_refused && !execution->problem) execution->problem = UnitDrop::copy_data;
+          op.copy_refused = false;
+        } else {
+          execution->problem = UnitDrop::copy_data;
+        }
       }
       break;
+    }
     case 'V':  // FunctionCallResponse
       problem(UnitDrop::function_call);
       if (op.kind == OpKind::function) ops_.pop_front();

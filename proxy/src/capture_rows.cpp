@@ -1,7 +1,7 @@
 // A statement's execution: its columns from RowDescription, its rows digested as they pass, its result once complete.
 #include "capture_internal.hpp"
 
-#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/binary_text.hpp"
 
 namespace shadowpipe::proxy {
 
@@ -9,12 +9,27 @@ using capture_text::micros;
 using capture_text::Reader;
 using capture_text::rules_for;
 
-bool SessionCapture::renderable(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats) {
-  for (size_t c = 0; c < columns.size() && c < formats.size(); ++c) {
-    if (formats[c] != 0 && !renders_binary(columns[c].type_oid)) return false;
+SessionCapture::ResultForm SessionCapture::result_form(const std::vector<digest::Column>& columns,
+                                                       const std::vector<int16_t>& formats) {
+  bool unrendered = false, text_unrenderable = false;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    const bool binary = c < formats.size() && formats[c] != 0;
+    const bool renders = digest::renders_binary(columns[c].type_oid);
+    unrendered = unrendered || (binary && !renders);
+    text_unrenderable = text_unrenderable || (!binary && !renders);
   }
-  return true;
+  if (!unrendered) return ResultForm::text;
+  return text_unrenderable ? ResultForm::not_recordable : ResultForm::binary;
 }
+
+namespace {
+// Marks the columns digested over their binary bytes (see binary_text.hpp).
+void mark_binary_columns(std::vector<digest::Column>& columns, const std::vector<int16_t>& formats) {
+  for (size_t c = 0; c < columns.size() && c < formats.size(); ++c) {
+    if (formats[c] != 0 && !digest::renders_binary(columns[c].type_oid)) columns[c].format = 1;
+  }
+}
+}  // namespace
 
 SessionCapture::Execution* SessionCapture::current() {
   if (ops_.empty()) return nullptr;
@@ -31,6 +46,7 @@ void SessionCapture::begin_statement(std::unique_ptr<Execution>& slot, const Por
   begin_statement(slot, portal.sql, portal.params, portal.columns, start);
   slot->formats = portal.formats;
   slot->formats.resize(slot->columns.size());
+  slot->binding = portal.binding;
   if (portal.problem) slot->problem = portal.problem;
 }
 
@@ -80,6 +96,7 @@ void SessionCapture::data_row(std::string_view payload) {
     return;
   }
   if (!execution->builder) {
+    mark_binary_columns(execution->columns, execution->formats);
     execution->builder =
         std::make_unique<digest::DigestBuilder>(execution->columns, rules_for(normalization_, execution->sql));
     execution->row.resize(execution->columns.size());
@@ -100,7 +117,8 @@ void SessionCapture::data_row(std::string_view payload) {
     }
     value = reader.bytes(static_cast<size_t>(length));
     if (c < execution->formats.size() && execution->formats[c] != 0) {
-      auto text = binary_to_text(execution->columns[c].type_oid, *value);
+      if (execution->columns[c].format != 0) continue;  // digested over its bytes
+      auto text = digest::binary_to_text(execution->columns[c].type_oid, *value);
       if (!text) {
         execution->problem = UnitDrop::binary_results;
         return;
@@ -116,6 +134,35 @@ void SessionCapture::data_row(std::string_view payload) {
   execution->builder->add_row(execution->row);
 }
 
+void SessionCapture::copy_from_client(char type, std::string_view data) {
+  const auto keep = [&](std::optional<std::string>& kept, bool& refused) {
+    if (refused) return;
+    if (type != 'd' || (kept ? kept->size() : 0) + data.size() > limits_.max_copy_bytes) {
+      refused = true;  // CopyFail, a message too large to read, or over the bound
+      kept.reset();
+      return;
+    }
+    if (!kept) kept.emplace();
+    kept->append(data);
+  };
+  Execution* execution = current();
+  if (execution != nullptr && execution->copy_data) {
+    bool refused = execution->problem.has_value();
+    keep(execution->copy_data, refused);
+    if (refused && !execution->problem) execution->problem = UnitDrop::copy_data;
+    return;
+  }
+  // Sent ahead of the server's CopyInResponse (asyncpg pipelines the Query
+  // and its data): kept on the request that will start the COPY, the last
+  // Query or Execute sent, until the server answers it.
+  for (auto op = ops_.rbegin(); op != ops_.rend(); ++op) {
+    if (op->kind == OpKind::query || op->kind == OpKind::execute) {
+      keep(op->copy_data, op->copy_refused);
+      return;
+    }
+  }
+}
+
 void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Clock::time_point now) {
   last_completion_ = now;
   if (!execution) return;
@@ -127,6 +174,7 @@ void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Cloc
   auto& result = statement.result;
   if (execution->described && !execution->columns.empty()) {
     if (!execution->builder) {
+      mark_binary_columns(execution->columns, execution->formats);
       execution->builder =
           std::make_unique<digest::DigestBuilder>(execution->columns, rules_for(normalization_, execution->sql));
     }
@@ -139,8 +187,10 @@ void SessionCapture::finish_statement(std::unique_ptr<Execution> execution, Cloc
   result.latency_us = micros(now - execution->start);
   statement.sql = std::move(execution->sql);
   statement.params = std::move(execution->params);
+  statement.binding = std::move(execution->binding);
+  statement.copy_data = std::move(execution->copy_data);
   ++statements_captured_;
-  unit_bytes_ += statement.sql.size();
+  unit_bytes_ += statement.sql.size() + (statement.copy_data ? statement.copy_data->size() : 0);
   for (const auto& param : statement.params) unit_bytes_ += param ? param->size() : 0;
   if (statements_.size() >= limits_.max_statements || unit_bytes_ > limits_.max_unit_bytes) {
     problem(UnitDrop::oversized);

@@ -100,7 +100,12 @@ void RecordingQueue::record(CapturedUnit& unit) {
       params.push_back(param ? producer::ParamView(*param) : std::nullopt);
     }
     if (type_names_) type_names_->name(unit.database, statement.result.columns);
-    recorded.add_result(statement.sql, params, std::move(statement.result));
+    if (statement.binding.empty() && !statement.copy_data) {
+      recorded.add_result(statement.sql, params, std::move(statement.result));
+    } else {
+      recorded.add_result(statement.sql, params, std::move(statement.result), std::move(statement.binding),
+                          std::move(statement.copy_data));
+    }
   }
   if (unit.tx == wire::TxMode::rollback) {
     recorded.rollback();

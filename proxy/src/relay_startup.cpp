@@ -128,7 +128,9 @@ void Server::Worker::read_startup(Connection& connection) {
       std::string key;
       if (server.options_.key_by == KeyBy::single) key = server.options_.single_key;
       if (server.options_.key_by == KeyBy::connection) key = "connection-" + std::to_string(connection.id);
-      connection.capture = std::make_unique<SessionCapture>(*server.sink_, std::move(key), server.normalization_);
+      CaptureLimits limits;
+      limits.max_copy_bytes = server.options_.copy_max_bytes;
+      connection.capture = std::make_unique<SessionCapture>(*server.sink_, std::move(key), server.normalization_, limits);
       connection.capture->set_database(std::move(database));
       connection.capture->startup(parameters);
       connection.frontend_sink.capture = connection.capture.get();

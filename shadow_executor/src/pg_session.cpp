@@ -5,6 +5,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace shadowpipe::executor {
@@ -62,8 +63,74 @@ std::vector<Reply> PgSession::script(const std::string& sql) {
   return replies;
 }
 
+namespace {
+
+// A statement's parameters as libpq takes them, with the types and formats
+// the primary's client bound them with (requests v2) and its result format.
+struct BoundParams {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  std::vector<Oid> types;
+  int result_format = 0;
+
+  explicit BoundParams(const wire::Statement& statement) {
+    const auto& binding = statement.binding;
+    values.reserve(statement.params.size());
+    for (size_t i = 0; i < statement.params.size(); ++i) {
+      const auto& param = statement.params[i];
+      values.push_back(param ? param->data() : nullptr);
+      lengths.push_back(param ? static_cast<int>(param->size()) : 0);
+      formats.push_back(binding.binary_param(i) ? 1 : 0);
+    }
+    types.assign(binding.param_types.begin(), binding.param_types.end());
+    result_format = binding.result_format;
+  }
+  int count() const { return static_cast<int>(values.size()); }
+  const char* const* value_array() const { return values.empty() ? nullptr : values.data(); }
+  const Oid* type_array() const { return types.empty() ? nullptr : types.data(); }
+  // Lengths and formats matter to libpq for binary values only; text ones
+  // (v1) are NUL-terminated strings, as before.
+  const int* length_array() const { return values.empty() ? nullptr : lengths.data(); }
+  const int* format_array() const { return values.empty() ? nullptr : formats.data(); }
+};
+
+}  // namespace
+
+// A COPY FROM STDIN with the data the record carries: the server asks for
+// it (PGRES_COPY_IN), gets all of it, and answers with the COPY's result.
+// Any other first answer (an error: the table is gone) is the reply.
+pg::Result PgSession::copy_in(const wire::Statement& statement) {
+  pg::Result started(PQexec(conn_.get(), statement.sql.c_str()));
+  if (!started || started.status() != PGRES_COPY_IN) return started;
+  const std::string& data = *statement.copy_data;
+  constexpr size_t kChunk = 64 * 1024;
+  bool sent = true;
+  for (size_t at = 0; sent && at < data.size(); at += kChunk) {
+    const size_t length = std::min(kChunk, data.size() - at);
+    sent = PQputCopyData(conn_.get(), data.data() + at, static_cast<int>(length)) == 1;
+  }
+  if (!sent || PQputCopyEnd(conn_.get(), nullptr) != 1) {
+    throw_if_lost();
+    throw Failure(std::string("cannot send COPY data to the shadow: ") + PQerrorMessage(conn_.get()));
+  }
+  pg::Result result(PQgetResult(conn_.get()));
+  while (PGresult* extra = PQgetResult(conn_.get())) PQclear(extra);
+  return result;
+}
+
 Reply PgSession::statement(const wire::Statement& statement, int statement_count) {
-  pg::Result result = statement_count > 1 ? conn_.exec(statement.sql) : conn_.exec(statement.sql, statement.params);
+  pg::Result result;
+  if (statement.copy_data) {
+    result = copy_in(statement);
+  } else if (statement_count > 1) {
+    result = conn_.exec(statement.sql);
+  } else {
+    const BoundParams bound(statement);
+    result = pg::Result(PQexecParams(conn_.get(), statement.sql.c_str(), bound.count(), bound.type_array(),
+                                     bound.value_array(), bound.length_array(), bound.format_array(),
+                                     bound.result_format));
+  }
   throw_if_lost();
   if (!result) throw Transient(Transient::Cause::connection_lost, "shadow connection lost: no result");
   return Reply::from(std::move(result));
@@ -82,14 +149,10 @@ void PgSession::pipeline_enter() {
   }
 }
 
-void PgSession::pipeline_send(const std::string& sql, const Params* params) {
-  std::vector<const char*> values;
-  if (params) {
-    values.reserve(params->size());
-    for (const auto& param : *params) values.push_back(param ? param->c_str() : nullptr);
-  }
-  if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                         values.empty() ? nullptr : values.data(), nullptr, nullptr, 0)) {
+void PgSession::pipeline_send(const std::string& sql, const wire::Statement* statement) {
+  const BoundParams bound = statement ? BoundParams(*statement) : BoundParams(wire::Statement{});
+  if (!PQsendQueryParams(conn_.get(), sql.c_str(), bound.count(), bound.type_array(), bound.value_array(),
+                         bound.length_array(), bound.format_array(), bound.result_format)) {
     throw_if_lost();
     throw Failure(std::string("cannot send to the shadow: ") + PQerrorMessage(conn_.get()));
   }

@@ -238,7 +238,7 @@ class PipelinedTransport final : public Transport {
         session_.pipeline_send(command.sql(), nullptr);
         continue;
       }
-      session_.pipeline_send(command.statement->sql, &command.statement->params);
+      session_.pipeline_send(command.statement->sql, command.statement);
       const bool more = std::any_of(segment.begin() + static_cast<long>(i) + 1, segment.end(),
                                     [](const Command& later) { return later.is_statement(); });
       if (more) session_.pipeline_flush_request();

@@ -46,12 +46,15 @@ bool transient_sqlstate(std::string_view sqlstate) {
 
 bool batch_artefact(std::string_view sqlstate) { return sqlstate == "40P01" || sqlstate == "40001"; }
 
-std::string not_replayable(const statement::Analysis& analysis) {
+std::string not_replayable(const statement::Analysis& analysis, bool has_copy_data) {
   if (analysis.statement_count > 1 && analysis.has_transaction_control) {
     return "transaction control inside a text of several statements cannot be replayed (the executor owns the "
            "transaction: a COMMIT in it would commit without the offset)";
   }
-  if (analysis.copies_client_data) {
+  // A COPY FROM STDIN whose data the record carries is replayed with it (one
+  // statement: a text of several cannot say which COPY the data is for).
+  const bool data_in_record = has_copy_data && analysis.copies_from_client && analysis.statement_count == 1;
+  if (analysis.copies_client_data && !data_in_record) {
     return "COPY with client data (STDIN/STDOUT) cannot be replayed (the data is not in the record)";
   }
   if (!analysis.session_reasons.empty()) {
@@ -111,7 +114,7 @@ std::vector<Step> plan_unit(const wire::Request& request, statement::Analyzer& a
       shadow.result = not_executed(wire::Status::refused, "",
                                    "refused: reaches outside the shadow database (" +
                                        join(analysis->outside_reasons, "; ") + ")");
-    } else if (const std::string why = not_replayable(*analysis); !why.empty()) {
+    } else if (const std::string why = not_replayable(*analysis, statement.copy_data.has_value()); !why.empty()) {
       note.disposition = Disposition::not_replayable;
       shadow.result = not_executed(wire::Status::refused, "", "refused: " + why);
     } else if (analysis->statement_count > 1 && !statement.params.empty()) {
@@ -165,6 +168,7 @@ bool runs_per_statement(const wire::Request& request) {
 
 bool runs_alone(const wire::Request& request, statement::Analyzer& analyzer) {
   for (const auto& statement : request.statements) {
+    if (statement.copy_data) return true;  // COPY is not allowed in libpq's pipeline mode
     auto analysis = analyzer.analyze(statement.sql);
     if (analysis.ok() && !analysis->reaches_outside() && not_replayable(*analysis).empty() &&  // refusals are not run
         (changes_session(*analysis) || analysis->statement_count > 1)) {

@@ -348,6 +348,9 @@ std::optional<wire::PlanSummary> UnitRunner::explain(const wire::Request& reques
     wire::Statement explained;
     explained.sql = "EXPLAIN (FORMAT JSON) " + statement.sql;
     explained.params = statement.params;
+    // Bound as the statement was (binary parameters of a v2 record); the plan comes back in text.
+    explained.binding.param_types = statement.binding.param_types;
+    explained.binding.param_formats = statement.binding.param_formats;
     const Reply plan = session_.statement(explained, 1);
     if (plan.returns_rows() && plan.result.rows() == 1 && plan.result.columns() == 1) {
       auto parsed = summarize_plan(plan.result.value(0, 0));

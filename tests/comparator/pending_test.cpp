@@ -323,3 +323,25 @@ TEST(PairState, AStampDecidesEveryOlderWaitingRequestSoTheCommitMovesPastThem) {
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 3);
   EXPECT_EQ(pair.commit_offset(cmp::Side::results), 8);
 }
+
+namespace shadowpipe::comparator {
+namespace {
+
+TEST(PendingRequestSide, BinaryParametersAreKeptReadableForMismatchRecords) {
+  wire::Request request;
+  request.key = "k";
+  auto& statement = request.statements.emplace_back();
+  statement.sql = "SELECT $1, $2, $3, $4";
+  statement.params = {std::string("\0\0\0\x2a", 4), std::string("\0\1\0\0\0\0\0\0\0\7", 10), std::nullopt,
+                      std::string("as text")};
+  statement.binding.param_types = {23, 1700, 1184, 25};
+  statement.binding.param_formats = {1, 1, 1, 0};
+  const RequestSide side = request_side(request, 0, true);
+  ASSERT_EQ(side.params.size(), 1u);
+  EXPECT_EQ(side.params[0], (std::vector<std::optional<std::string>>{
+                                "42", "(binary numeric, not rendered: \\x00010000000000000007)", std::nullopt,
+                                "as text"}));
+}
+
+}  // namespace
+}  // namespace shadowpipe::comparator

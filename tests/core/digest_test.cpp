@@ -599,3 +599,25 @@ TEST(FloatTolerance, SumsInAnotherOrderAgreeNearlyAlways) {
 
 }  // namespace
 }  // namespace shadowpipe::digest
+
+namespace shadowpipe::digest {
+namespace {
+
+TEST(DigestBinaryColumn, BinaryBytesAreNeitherNormalizedNorCanonicalized) {
+  // A numeric column digested over its binary bytes (format 1): the text
+  // rules would read the bytes as text; both sides hash them as they are,
+  // whatever they look like (here bytes that also read as a number's text).
+  const std::string bytes("1.250");
+  const std::vector<std::optional<std::string_view>> row = {std::string_view(bytes)};
+  DigestBuilder ruled({{"v", 1700, "numeric", 1}}, NormalizationRules{1, std::nullopt, std::nullopt, {}});
+  ruled.add_row(row);
+  DigestBuilder plain({{"v", 1700, "numeric", 1}}, NormalizationRules{});
+  plain.add_row(row);
+  const auto with_rules = std::move(ruled).finish();
+  const auto without = std::move(plain).finish();
+  EXPECT_EQ(with_rules, without);
+  EXPECT_EQ(without.column_values, without.column_digests);  // the canonical form is the bytes
+}
+
+}  // namespace
+}  // namespace shadowpipe::digest

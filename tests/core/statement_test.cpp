@@ -114,6 +114,9 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   EXPECT_TRUE(analyzed("COPY (SELECT 1) TO STDOUT").copies_client_data);
   EXPECT_FALSE(analyzed("COPY t TO '/tmp/t.csv'").copies_client_data);
   EXPECT_FALSE(analyzed("SELECT 1").copies_client_data);
+  EXPECT_TRUE(analyzed("COPY t FROM STDIN (FORMAT binary)").copies_from_client);
+  EXPECT_FALSE(analyzed("COPY (SELECT 1) TO STDOUT").copies_from_client);
+  EXPECT_FALSE(analyzed("COPY t FROM '/tmp/t.csv'").copies_from_client);
   for (const char* sql : {"SET ROLE app", "RESET ROLE", "SET SESSION AUTHORIZATION app",
                           "RESET SESSION AUTHORIZATION", "SELECT pg_advisory_lock(1)",
                           "SELECT pg_try_advisory_lock_shared(1, 2)", "PREPARE p AS SELECT 1",

@@ -286,7 +286,7 @@ TEST(WireDecodeInto, ErrorsAreTheOnesDecodeRequestGives) {
       edited(good, [](rapidjson::Document& d) { d.RemoveMember("key"); }),
       edited(good, [](rapidjson::Document& d) { d["statements"][1]["fingerprint"].SetString("XYZ"); }),
       edited(good, [](rapidjson::Document& d) { d["statements"][0]["result"]["digests"]["columns"].PopBack(); }),
-      edited(good, [](rapidjson::Document& d) { d["v"].SetInt(2); }),
+      edited(good, [](rapidjson::Document& d) { d["v"].SetInt(3); }),
   };
   Request kept;
   for (const std::string& json : bad) {
@@ -345,11 +345,110 @@ TEST(WireDecode, NotJsonIsMalformed) {
 // ------------------------------------------------------------------- versions
 
 TEST(WireVersion, HigherOrLowerMajorIsUnsupported) {
-  for (int version : {2, 99, 0, -1}) {
+  for (int version : {3, 99, 0, -1}) {
     const std::string json = edited(encode(samples::request()), [&](rapidjson::Document& document) {
       document["v"].SetInt(version);
     });
     expect_error(error_of(decode_request(json)), ErrorCode::unsupported_version, "v");
+  }
+  // Only requests have a v2; every other record is v1 alone.
+  const std::string result_v2 = edited(encode(samples::shadow_result()), [](rapidjson::Document& document) {
+    document["v"].SetInt(2);
+  });
+  expect_error(error_of(decode_result(result_v2)), ErrorCode::unsupported_version, "v");
+}
+
+// ------------------------------------------------------------- requests v2
+
+TEST(WireRequestV2, BinaryParametersResultFormatAndCopyDataRoundTrip) {
+  const Request record = samples::binary_request();
+  const std::string json = encode(record);
+  EXPECT_EQ(json.rfind("{\"v\":2,", 0), 0u) << json.substr(0, 40);
+  const auto decoded = decode_request(json);
+  ASSERT_TRUE(decoded) << decoded.error().describe();
+  EXPECT_EQ(*decoded, record);
+  // Binary bytes travel as base64, text parameters as themselves.
+  EXPECT_NE(json.find(R"("params":["AAIAAAAAAAIADA+g","AAKlG8heQAA=",null,"plain text"])"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("param_types":[1700,1184,25,0],"param_formats":[1,1,1,0],"result_format":1)"), std::string::npos);
+  EXPECT_NE(json.find(R"("format":1)"), std::string::npos);
+  // The reused-record decoder reads it the same, and forgets it for a v1 record.
+  Request reused;
+  ASSERT_TRUE(decode_request_into(json, reused));
+  EXPECT_EQ(reused, record);
+  ASSERT_TRUE(decode_request_into(encode(samples::request()), reused));
+  EXPECT_EQ(reused, samples::request());
+}
+
+TEST(WireRequestV2, ARequestThatNeedsNoneOfItIsWrittenAsV1) {
+  EXPECT_EQ(request_version(samples::request()), 1);
+  EXPECT_EQ(encode(samples::request()).rfind("{\"v\":1,", 0), 0u);
+  Request typed = samples::request();
+  typed.statements[1].binding.result_format = 1;
+  EXPECT_EQ(request_version(typed), 2);
+  Request copy = samples::request();
+  copy.statements[0].copy_data = std::string();
+  EXPECT_EQ(request_version(copy), 2);
+}
+
+TEST(WireRequestV2, AV1RecordCarryingV2MembersIsRefused) {
+  // A v1 reader would ignore them and replay base64 as text: never in v1.
+  for (const char* member : {"param_formats", "result_format", "copy_data"}) {
+    const std::string json = edited(encode(samples::binary_request()), [&](rapidjson::Document& document) {
+      document["v"].SetInt(1);
+      auto& statements = document["statements"];
+      for (auto& statement : statements.GetArray()) {
+        for (const char* other : {"param_types", "param_formats", "result_format", "copy_data"}) {
+          if (std::string_view(other) != member) statement.RemoveMember(other);
+        }
+      }
+    });
+    expect_error(error_of(decode_request(json)), ErrorCode::invalid_value,
+                 std::string_view(member) == "copy_data" ? "statements[1]" : "statements[0]");
+  }
+}
+
+TEST(WireRequestV2, BindingMustBeParallelAndBinaryValuesBase64) {
+  const std::string json = encode(samples::binary_request());
+  const auto with = [&](auto&& change) { return edited(json, change); };
+  expect_error(error_of(decode_request(with([](rapidjson::Document& document) {
+                 document["statements"][0]["param_formats"].PopBack();
+               }))),
+               ErrorCode::invalid_value, "statements[0].param_formats");
+  expect_error(error_of(decode_request(with([](rapidjson::Document& document) {
+                 document["statements"][0]["param_types"].PushBack(23, document.GetAllocator());
+               }))),
+               ErrorCode::invalid_value, "statements[0].param_types");
+  expect_error(error_of(decode_request(with([](rapidjson::Document& document) {
+                 document["statements"][0]["params"][0].SetString("not base64!");
+               }))),
+               ErrorCode::invalid_value, "statements[0].params[0]");
+  expect_error(error_of(decode_request(with([](rapidjson::Document& document) {
+                 document["statements"][1]["copy_data"].SetString("QQ=");
+               }))),
+               ErrorCode::invalid_value, "statements[1].copy_data");
+  expect_error(error_of(decode_request(with([](rapidjson::Document& document) {
+                 document["statements"][0]["result_format"].SetInt(2);
+               }))),
+               ErrorCode::invalid_value, "statements[0].result_format");
+  // A text parameter stays text, whatever it looks like.
+  const auto decoded = decode_request(with([](rapidjson::Document& document) {
+    document["statements"][0]["params"][3].SetString("QUJD");
+  }));
+  ASSERT_TRUE(decoded) << decoded.error().describe();
+  EXPECT_EQ(decoded->statements[0].params[3], "QUJD");
+}
+
+TEST(WireRequestV2, Base64OfEveryLengthAndByte) {
+  std::string bytes;
+  for (int i = 0; i < 260; ++i) {
+    bytes.push_back(static_cast<char>(i * 7));
+    Request record = samples::binary_request();
+    record.statements[0].params[0] = bytes;
+    record.statements[1].copy_data = bytes.substr(0, static_cast<size_t>(i % 5));
+    const auto decoded = decode_request(encode(record));
+    ASSERT_TRUE(decoded) << i << ": " << decoded.error().describe();
+    ASSERT_EQ(decoded->statements[0].params[0], bytes) << i;
+    ASSERT_EQ(decoded->statements[1].copy_data, bytes.substr(0, static_cast<size_t>(i % 5))) << i;
   }
 }
 
@@ -381,8 +480,8 @@ TEST(WireVersion, AV1RecordWithoutTheV11MembersStillReads) {
 }
 
 TEST(WireVersion, NewerMajorIsReportedEvenWhenItsShapeBreaksFirst) {
-  // A v2 record whose changed members come before "v".
-  const std::string json = R"({"request_id": 17, "statements": {}, "v": 2})";
+  // A v3 record whose changed members come before "v".
+  const std::string json = R"({"request_id": 17, "statements": {}, "v": 3})";
   expect_error(error_of(decode_request(json)), ErrorCode::unsupported_version, "v");
   expect_error(error_of(decode_request(R"({"ts": 1})")), ErrorCode::missing_field, "v");
 }

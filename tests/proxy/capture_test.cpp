@@ -1,7 +1,7 @@
 // The capture without sockets: protocol messages as a client and a server
 // exchange them, fed in the order the proxy would see them; what comes out
 // is the units and drops.
-#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/binary_text.hpp"
 #include "shadowpipe/proxy/capture.hpp"
 #include "shadowpipe/proxy/protocol.hpp"
 
@@ -14,6 +14,7 @@ namespace shadowpipe::proxy {
 namespace {
 
 using Clock = SessionCapture::Clock;
+using digest::binary_to_text;
 
 struct Collected : UnitSink {
   std::vector<CapturedUnit> units;
@@ -118,11 +119,12 @@ class ProxyCapture : public ::testing::Test {
   Collected sink;
   digest::NormalizationConfig normalization;
   SessionCapture capture{sink, "key-1", normalization};
+  SessionCapture* fed = &capture;  // the capture client() and server() feed
   Clock::time_point now = Clock::now();
-  void client(char type, const std::string& body) { capture.frontend(type, body, now); }
+  void client(char type, const std::string& body) { fed->frontend(type, body, now); }
   void server(char type, const std::string& body) {
     now += std::chrono::microseconds(100);
-    capture.backend(type, body, now);
+    fed->backend(type, body, now);
   }
 };
 
@@ -292,21 +294,107 @@ TEST_F(ProxyCapture, BinaryValuesOfTypesWithAFixedTextFormAreRecordedInText) {
   EXPECT_EQ(statement.result.ordered, expected.ordered);
 }
 
-TEST_F(ProxyCapture, BinaryResultsOfOtherTypesDropTheUnit) {
+TEST_F(ProxyCapture, BinaryResultsOfOtherTypesAreDigestedOverTheirBytes) {
   constexpr uint32_t kNumeric = 1700;
-  client('P', parse("", "SELECT balance FROM accounts"));
+  client('P', parse("", "SELECT id, balance FROM accounts"));
   client('B', bind("", "", {}, 0, 1));
   client('D', describe('P', ""));
   client('E', execute(""));
   client('S', "");
   server('1', "");
   server('2', "");
-  server('T', row_description({{"balance", kNumeric}}, 1));
-  server('D', data_row({std::string("\0\1\0\0\0\0\0\0\0\7", 10)}));
+  server('T', row_description({{"id", kInt4}, {"balance", kNumeric}}, 1));
+  const std::string numeric_seven("\0\1\0\0\0\0\0\0\0\7", 10);
+  server('D', data_row({std::string("\0\0\0\7", 4), numeric_seven}));
+  server('C', complete("SELECT 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u) << "drops: " << sink.drops.size();
+  const auto& statement = sink.units[0].statements[0];
+  // The executor asks for binary results too, and digests as the proxy did:
+  // int4 rendered as text, numeric over its bytes (column format 1).
+  EXPECT_EQ(statement.binding.result_format, 1);
+  ASSERT_EQ(statement.result.columns.size(), 2u);
+  EXPECT_EQ(statement.result.columns[0].format, 0);
+  EXPECT_EQ(statement.result.columns[1].format, 1);
+  std::vector<digest::Column> columns = {{"id", kInt4, "integer"}, {"balance", kNumeric, "numeric", 1}};
+  digest::DigestBuilder builder(columns, digest::NormalizationRules{});
+  builder.add_row(std::vector<std::optional<std::string_view>>{std::string_view("7"), std::string_view(numeric_seven)});
+  const auto expected = std::move(builder).finish();
+  EXPECT_EQ(statement.result.ordered, expected.ordered);
+  EXPECT_EQ(statement.result.column_digests, expected.column_digests);
+}
+
+TEST_F(ProxyCapture, BinaryResultsBesideTextColumnsWithoutARenderingDropTheUnit) {
+  // PgJDBC-style per-column formats: numeric in binary, a date in text. The
+  // executor can only ask for one format for all columns, and could not
+  // render the date's binary form as its text: not recordable.
+  constexpr uint32_t kNumeric = 1700, kDate = 1082;
+  client('P', parse("", "SELECT balance, opened FROM accounts"));
+  Body bind_body;
+  bind_body.str("").str("").i16(0).i16(0).i16(2).i16(1).i16(0);
+  client('B', bind_body.bytes);
+  client('D', describe('P', ""));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  Body description;
+  description.i16(2);
+  description.str("balance").i32(0).i16(0).i32(kNumeric).i16(-1).i32(-1).i16(1);
+  description.str("opened").i32(0).i16(0).i32(kDate).i16(4).i32(-1).i16(0);
+  server('T', description.bytes);
+  server('D', data_row({std::string("\0\1\0\0\0\0\0\0\0\7", 10), "2024-01-02"}));
   server('C', complete("SELECT 1"));
   server('Z', ready('I'));
   EXPECT_TRUE(sink.units.empty());
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::binary_results});
+}
+
+TEST_F(ProxyCapture, BinaryParametersOfBuiltInTypesStayBinaryWithTheirTypes) {
+  constexpr uint32_t kNumeric = 1700, kTimestamptz = 1184;
+  // asyncpg: Parse without types, Describe, then the types from ParameterDescription.
+  client('P', parse("s1", "SELECT $1::numeric + 1, $2::timestamptz, $3::text, $4::int"));
+  client('D', describe('S', "s1"));
+  client('S', "");
+  server('1', "");
+  Body types;
+  types.i16(4).i32(kNumeric).i32(kTimestamptz).i32(kText).i32(kInt4);
+  server('t', types.bytes);
+  server('n', "");
+  server('Z', ready('I'));
+  const std::string numeric_seven("\0\1\0\0\0\0\0\0\0\7", 10);
+  const std::string when("\0\2\xa5\x1b\xc8\x5e\x40\0", 8);
+  Body bind_body;
+  bind_body.str("").str("s1").i16(1).i16(1).i16(4);
+  bind_body.i32(10).raw(numeric_seven).i32(8).raw(when).i32(-1).i32(4).raw(std::string("\0\0\0\x2a", 4));
+  bind_body.i16(0);
+  client('B', bind_body.bytes);
+  client('E', execute(""));
+  client('S', "");
+  server('2', "");
+  server('C', complete("SELECT 0"));  // no rows: the test is about the parameters
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u) << "drops: " << sink.drops.size();
+  const auto& statement = sink.units[0].statements[0];
+  EXPECT_EQ(statement.params,
+            (std::vector<std::optional<std::string>>{numeric_seven, when, std::nullopt, std::string("42")}));
+  EXPECT_EQ(statement.binding.param_types, (std::vector<uint32_t>{kNumeric, kTimestamptz, kText, kInt4}));
+  // int4 is rendered as text, as before; NULL has no format of its own.
+  EXPECT_EQ(statement.binding.param_formats, (std::vector<int16_t>{1, 1, 0, 0}));
+}
+
+TEST_F(ProxyCapture, BinaryParametersOfUserTypesDropTheUnit) {
+  constexpr uint32_t kUserType = 16501;  // an enum: its OID on the shadow differs
+  client('P', parse("", "SELECT $1::mood", {kUserType}));
+  client('B', bind("", "", {std::string("happy")}, 1));
+  client('E', execute(""));
+  client('S', "");
+  server('1', "");
+  server('2', "");
+  server('C', complete("SELECT 0"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::binary_parameters});
 }
 
 TEST(ProxyBinaryText, RendersAsTheServerDoes) {
@@ -390,7 +478,7 @@ TEST_F(ProxyCapture, ClientGoneInsideATransactionDropsTheUnit) {
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::client_gone});
 }
 
-TEST_F(ProxyCapture, CopyIsDroppedAndACopyThatWroteIsAnnouncedForAGap) {
+TEST_F(ProxyCapture, CopyToIsDroppedAndCopyFromCarriesItsData) {
   client('Q', query("COPY (SELECT 1) TO STDOUT"));
   server('H', Body().raw(std::string(1, '\0')).i16(0).bytes);
   server('d', "1\n");
@@ -400,25 +488,96 @@ TEST_F(ProxyCapture, CopyIsDroppedAndACopyThatWroteIsAnnouncedForAGap) {
   client('Q', query("COPY t FROM STDIN"));
   server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
   client('d', "1\n");
+  client('d', std::string("2\0\xff\n", 4));  // bytes as they come (binary COPY too)
+  client('c', "");
+  server('C', complete("COPY 2"));
+  server('Z', ready('I'));
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data}) << "COPY TO STDOUT";
+  EXPECT_TRUE(sink.wrote_keys.empty()) << "COPY TO wrote nothing";
+  ASSERT_EQ(sink.units.size(), 1u);
+  const auto& statement = sink.units[0].statements.at(0);
+  EXPECT_EQ(statement.sql, "COPY t FROM STDIN");
+  EXPECT_EQ(statement.copy_data, std::string("1\n2\0\xff\n", 6));
+  EXPECT_EQ(statement.result.rows, 2);
+  EXPECT_TRUE(sink.units[0].writes);
+}
+
+class ProxyCaptureSmallCopy : public ProxyCapture {
+ protected:
+  ProxyCaptureSmallCopy() { fed = &small; }
+  SessionCapture small{sink, "key-1", normalization, CaptureLimits{.max_copy_bytes = 4}};
+};
+
+TEST_F(ProxyCaptureSmallCopy, CopyFromAboveTheBoundIsDroppedAndAnnouncedForAGap) {
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
+  client('d', "22\n");  // 5 bytes in all, over 4
+  client('c', "");
+  server('C', complete("COPY 2"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"});
+  // Within the bound: recorded.
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
   client('c', "");
   server('C', complete("COPY 1"));
   server('Z', ready('I'));
-  EXPECT_TRUE(sink.units.empty());
-  EXPECT_EQ(sink.drops, (std::vector<UnitDrop>{UnitDrop::copy_data, UnitDrop::copy_data}));
-  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"}) << "only COPY FROM wrote";
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.units[0].statements.at(0).copy_data, "1\n");
 }
 
-TEST_F(ProxyCapture, ADroppedUnitThatRolledBackWroteNothing) {
+TEST_F(ProxyCaptureSmallCopy, ADroppedUnitThatRolledBackWroteNothing) {
   client('Q', query("BEGIN"));
   server('C', complete("BEGIN"));
   server('Z', ready('T'));
   client('Q', query("COPY t FROM STDIN"));
   server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "12345\n");
+  client('c', "");
   server('C', complete("COPY 1"));
   server('Z', ready('T'));
   client('Q', query("ROLLBACK"));
   server('C', complete("ROLLBACK"));
   server('Z', ready('I'));
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_TRUE(sink.wrote_keys.empty());
+}
+
+TEST_F(ProxyCaptureSmallCopy, CopyDataSentBeforeTheServerAskedIsKeptAndBounded) {
+  // asyncpg sends the Query, its CopyData and CopyDone in one go.
+  client('Q', query("COPY t FROM STDIN (FORMAT binary)"));
+  client('d', "ab");
+  client('d', "cd");
+  client('c', "");
+  server('G', Body().raw(std::string(1, '\1')).i16(0).bytes);
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
+  ASSERT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.units[0].statements.at(0).copy_data, "abcd");
+  client('Q', query("COPY t FROM STDIN (FORMAT binary)"));
+  client('d', "abc");
+  client('d', "de");  // over 4
+  client('c', "");
+  server('G', Body().raw(std::string(1, '\1')).i16(0).bytes);
+  server('C', complete("COPY 1"));
+  server('Z', ready('I'));
+  EXPECT_EQ(sink.units.size(), 1u);
+  EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
+  EXPECT_EQ(sink.wrote_keys, std::vector<std::string>{"key-1"});
+}
+
+TEST_F(ProxyCapture, CopyFailDropsTheUnitWithoutAGap) {
+  client('Q', query("COPY t FROM STDIN"));
+  server('G', Body().raw(std::string(1, '\0')).i16(0).bytes);
+  client('d', "1\n");
+  client('f', Body().str("client gave up").bytes);
+  server('E', error("57014", "COPY from stdin failed: client gave up"));
+  server('Z', ready('I'));
+  EXPECT_TRUE(sink.units.empty());
   EXPECT_EQ(sink.drops, std::vector<UnitDrop>{UnitDrop::copy_data});
   EXPECT_TRUE(sink.wrote_keys.empty());
 }

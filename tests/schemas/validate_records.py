@@ -23,8 +23,12 @@ args = parser.parse_args()
 failures = 0
 for entry in args.files:
     topic, _, path = entry.partition("=")
-    schema = json.loads((args.schemas / f"{topic}.v1.schema.json").read_text(encoding="utf-8"))
-    validator = Draft202012Validator(schema)
+    # Each record against the schema of its own "v" (requests have v1 and v2).
+    validators = {}
+    for schema_path in sorted(args.schemas.glob(f"{topic}.v*.schema.json")):
+        version = int(schema_path.name[len(topic) + 2:-len(".schema.json")])
+        validators[version] = Draft202012Validator(json.loads(schema_path.read_text(encoding="utf-8")))
+    by_version = {}
     count = 0
     for number, line in enumerate(pathlib.Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -33,7 +37,11 @@ for entry in args.files:
             break
         count += 1
         try:
-            errors = sorted(validator.iter_errors(json.loads(line)), key=lambda e: list(e.path))
+            record = json.loads(line)
+            version = record.get("v") if isinstance(record, dict) else None
+            validator = validators.get(version if isinstance(version, int) else 1, validators[1])
+            by_version[version] = by_version.get(version, 0) + 1
+            errors = sorted(validator.iter_errors(record), key=lambda e: list(e.path))
         except json.JSONDecodeError as error:
             errors = [error]
         if errors:
@@ -43,6 +51,7 @@ for entry in args.files:
     if topic in args.require and count == 0:
         failures += 1
         print(f"{topic}: no records to validate", file=sys.stderr)
-    print(f"{topic}: {count} records checked against {topic}.v1.schema.json")
+    versions = ", ".join(f"{n} v{v}" for v, n in sorted(by_version.items(), key=lambda item: str(item[0])))
+    print(f"{topic}: {count} records checked against {topic}.v<N>.schema.json ({versions})")
 print(f"records: {failures} failed")
 sys.exit(1 if failures else 0)

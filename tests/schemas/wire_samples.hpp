@@ -69,6 +69,33 @@ inline Request request() {
   return record;
 }
 
+// A request v2: an asyncpg-style statement with binary parameters (numeric,
+// timestamptz, one NULL, one in text) and binary results digested over
+// their bytes, then a COPY FROM STDIN with its data (bytes that are not UTF-8
+// included).
+inline Request binary_request() {
+  Request record = request();
+  record.statements.resize(1);
+  Statement& lookup = record.statements[0];
+  lookup.sql = "SELECT id, balance, opened_at FROM accounts WHERE balance > $1 AND opened_at < $2 AND note = $3 AND x = $4";
+  lookup.params = {std::string("\x00\x02\x00\x00\x00\x00\x00\x02\x00\x0c\x0f\xa0", 12),
+                   std::string("\x00\x02\xa5\x1b\xc8\x5e\x40\x00", 8), std::nullopt, std::string("plain text")};
+  lookup.binding.param_types = {1700, 1184, 25, 0};
+  lookup.binding.param_formats = {1, 1, 1, 0};
+  lookup.binding.result_format = 1;
+  lookup.result = ok_result(1, {{"id", 20}, {"balance", 1700}, {"opened_at", 1184}}, 4, 640);
+  lookup.result.columns[1].format = 1;
+  lookup.result.columns[2].format = 1;
+  Statement copy;
+  copy.sql = "COPY notes (account_id, body) FROM STDIN";
+  copy.params = {};
+  copy.fingerprint = "1a2b3c4d5e6f7081";
+  copy.copy_data = std::string("42\tfirst\n43\tsecond \xff\xfe\n");
+  copy.result = ok_result(2, {}, 5, 1200);
+  record.statements.push_back(copy);
+  return record;
+}
+
 inline PlanSummary plan() {
   PlanSummary summary;
   summary.node_types = {"Limit", "Sort", "Seq Scan"};

@@ -38,6 +38,7 @@ void write_samples(const std::filesystem::path& dir) {
   rollback.statements[0].result.status = Status::refused;
   rollback.session = Session{};
   write_file(dir, "requests", "rollback_refused", encode(rollback));
+  write_file(dir, "requests", "binary_and_copy_v2", encode(samples::binary_request()));
 
   write_file(dir, "results", "sample", encode(samples::shadow_result()));
   ShadowResult stamped = samples::shadow_result();

@@ -53,7 +53,7 @@ class FakeSession final : public executor::ShadowSession {
   Reply statement(const wire::Statement& statement, int) override { return run(statement.sql); }
 
   void pipeline_enter() override { piped_.clear(); }
-  void pipeline_send(const std::string& sql, const executor::Params*) override { piped_.push_back(sql); }
+  void pipeline_send(const std::string& sql, const wire::Statement*) override { piped_.push_back(sql); }
   void pipeline_flush_request() override {}
   void pipeline_sync() override { piped_.push_back(kSync); }
   std::vector<Reply> pipeline_collect() override {

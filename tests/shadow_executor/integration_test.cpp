@@ -563,6 +563,64 @@ TEST_P(ExecutorRunner, ResultsCarryTypeNamesAndTheShadowCatalogsFacts) {
   EXPECT_EQ(decoded->statements[0].result.volatile_columns, result.volatile_columns);
 }
 
+TEST_P(ExecutorRunner, BinaryValuesAndCopyDataAreReplayedAsRecorded) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  // A v2 statement as shadow-proxy records asyncpg's: numeric and
+  // timestamptz bound in binary with their types, an int in text, results
+  // asked for in binary.
+  sp::wire::Statement typed = make_statement("SELECT $1::numeric * 2 AS doubled, $2 AS at, $3::int + 1 AS n, "
+                                             "date '2024-02-29' AS d");
+  const std::string numeric_seven("\0\1\0\0\0\0\0\0\0\7", 10);   // 7
+  const std::string epoch_2000(8, '\0');                          // 2000-01-01 00:00:00+00
+  typed.params = {numeric_seven, epoch_2000, std::string("41")};
+  typed.binding.param_types = {1700, 1184, 0};
+  typed.binding.param_formats = {1, 1, 0};
+  typed.binding.result_format = 1;
+  sp::wire::Statement copy = make_statement("COPY items FROM STDIN");
+  copy.copy_data = std::string("30\tcopied\n31\tcopied too\n");
+  auto units = std::vector<sp::wire::Request>{
+      make_request("typed", "k", TxMode::autocommit, {typed}),
+      make_request("copy", "k", TxMode::commit, {insert_item(29, "before"), copy, make_statement("SELECT count(*) FROM items")})};
+  // Through the codec, as the executor gets them.
+  for (auto& unit : units) unit = sp::wire::decode_request(sp::wire::encode(unit)).value();
+  // One at a time: a unit with COPY data runs alone (libpq has no COPY in pipeline mode).
+  std::vector<ex::UnitReport> reports;
+  for (const auto& unit : units) reports.push_back(bench.run(unit));
+  const auto& result = reports[0].result.statements.at(0).result;
+  ASSERT_EQ(result.status, Status::ok) << result.message;
+  // The digest the primary's side computes over the same binary result.
+  const char* values[] = {numeric_seven.data(), epoch_2000.data(), "41"};
+  const int lengths[] = {10, 8, 0};
+  const int formats[] = {1, 1, 0};
+  const Oid types[] = {1700, 1184, 0};
+  sp::pg::Result expected(PQexecParams(bench.conn.get(), typed.sql.c_str(), 3, types, values, lengths, formats, 1));
+  ASSERT_EQ(expected.status(), PGRES_TUPLES_OK) << expected.error_message();
+  const auto digest = sp::digest::digest_result(expected.get(), {});
+  EXPECT_EQ(result.ordered, digest.ordered);
+  EXPECT_EQ(result.column_digests, digest.column_digests);
+  ASSERT_EQ(result.columns.size(), 4u);
+  EXPECT_EQ(result.columns[0].format, 1);  // numeric: over its binary bytes
+  EXPECT_EQ(result.columns[1].format, 1);  // timestamptz
+  EXPECT_EQ(result.columns[2].format, 0);  // int4: rendered as text, as a text result would be
+  EXPECT_EQ(result.columns[3].format, 1);  // date
+  // Replayed as text instead (what a v1 reader would do), the digest differs.
+  sp::pg::Result as_text(PQexecParams(bench.conn.get(), typed.sql.c_str(), 3, types, values, lengths, formats, 0));
+  EXPECT_NE(sp::digest::digest_result(as_text.get(), {}).ordered, result.ordered);
+  // EXPLAIN binds it the same way (binary bytes sent as text would fail).
+  EXPECT_TRUE(bench.runner->explain(units[0], 0).has_value());
+  // The COPY ran with its data, inside its unit's transaction.
+  const auto& copied = reports[1].result.statements;
+  ASSERT_EQ(copied.size(), 3u);
+  EXPECT_EQ(copied[1].result.status, Status::ok) << copied[1].result.message;
+  EXPECT_EQ(copied[1].result.rows, 2);
+  EXPECT_EQ(reports[1].notes[1].disposition, ex::Disposition::executed);
+  EXPECT_EQ(bench.count("id >= 29"), 3);
+  EXPECT_EQ(bench.count("label = 'copied too'"), 1);
+  // Without its data, a COPY FROM STDIN is still refused.
+  auto refused = bench.run(make_request("bare", "k", TxMode::autocommit, {make_statement("COPY items FROM STDIN")}));
+  EXPECT_EQ(refused.notes.at(0).disposition, ex::Disposition::not_replayable);
+}
+
 TEST_P(ExecutorRunner, WritesSkipRunsReadsOnlyAndWritesRollbackKeepsNothing) {
   RunnerBench skip(ex::WritesMode::skip, GetParam());
   auto skipped = skip.run(make_request("r1", "k", TxMode::autocommit, {insert_item(1, "a"), make_statement("SELECT 1")}));

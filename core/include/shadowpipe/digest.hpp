@@ -36,6 +36,9 @@ struct Column {
   // varying", "public.mood"); empty when unknown (a user type the side could
   // not look up). Types compare by name: OIDs of user types change on restore.
   std::string type_name = {};
+  // 1: the values are digested over their binary-format bytes (a binary
+  // result of a type binary_text.hpp does not render); 0: over their text.
+  int16_t format = 0;
   bool operator==(const Column&) const = default;
 };
 

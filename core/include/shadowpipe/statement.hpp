@@ -83,6 +83,7 @@ struct Analysis {
   // Facts a replayer needs that `kind` (the strongest kind) hides:
   bool has_transaction_control = false;     // some statement of the text is BEGIN/COMMIT/SAVEPOINT/...
   bool copies_client_data = false;          // COPY FROM STDIN / TO STDOUT: data on the client connection
+  bool copies_from_client = false;          // of which COPY FROM STDIN (a record may carry its data)
   std::vector<std::string> session_reasons;  // state it leaves in the session past its transaction
   bool makes_temporary_objects = false;      // among them: a temporary table, view or sequence
   // State an earlier statement of the session made that this one uses

@@ -22,6 +22,13 @@ namespace shadowpipe::wire {
 // Major version this build reads and writes. Minor additions are new optional
 // fields, ignored by older readers; a higher major is refused.
 inline constexpr int kVersion = 1;
+// shadow.requests has a major version 2 (schemas/requests.v2.schema.json):
+// statements bound with binary parameters or binary results, and COPY FROM
+// STDIN data, which a reader must not replay as text. A request is written
+// as v1 when it needs none of that, so older executors keep reading it, and
+// as v2 only when it does, which they refuse with unsupported_version rather
+// than replay wrong. This build reads both.
+inline constexpr int kRequestVersion = 2;
 
 // Size limits for untrusted input; configurable per program.
 struct Limits {
@@ -96,11 +103,26 @@ struct Session {
   bool operator==(const Session&) const = default;
 };
 
+// How a statement was bound on the primary when not all in text (requests
+// v2): the executor replays it with the same types and formats. Empty (the
+// default): parameters in text, untyped, results in text, as in v1.
+struct Binding {
+  std::vector<uint32_t> param_types;   // parallel to params when not empty; 0: the server infers it
+  std::vector<int16_t> param_formats;  // parallel to params when not empty: 0 text, 1 binary (the value's bytes)
+  int16_t result_format = 0;           // 1: ask for every result column in binary
+  bool empty() const { return param_types.empty() && param_formats.empty() && result_format == 0; }
+  bool binary_param(size_t index) const { return index < param_formats.size() && param_formats[index] != 0; }
+  bool operator==(const Binding&) const = default;
+};
+
 struct Statement {
   std::string sql;
-  std::vector<std::optional<std::string>> params;  // text format; nullopt is NULL
+  std::vector<std::optional<std::string>> params;  // text, or bytes where binding says binary; nullopt is NULL
   std::string fingerprint;                         // 16 hex digits, statement::analyze
   StatementResult result;                          // the primary's
+  Binding binding = {};                            // v2: binary parameters and results
+  std::optional<std::string> copy_data = {};       // v2: COPY ... FROM STDIN, the data the client sent
+  bool needs_v2() const { return !binding.empty() || copy_data.has_value(); }
   bool operator==(const Statement&) const = default;
 };
 
@@ -268,6 +290,8 @@ bool is_gap_record(std::string_view json);
 // replaced by U+FFFD, so the output is always valid JSON; non-finite doubles
 // (which JSON cannot carry) are written as 0 (NaN) or +-DBL_MAX (infinity).
 std::string encode(const Request& record);
+// The major version encode(record) writes: 1, or 2 when a statement needs it.
+int request_version(const Request& record);
 std::string encode(const ShadowResult& record);
 std::string encode(const Mismatch& record);
 std::string encode(const Summary& record);

@@ -1,5 +1,7 @@
 #include "shadowpipe/pg_result.hpp"
 
+#include "shadowpipe/binary_text.hpp"
+
 #include <cstdlib>
 
 namespace shadowpipe::digest {
@@ -9,12 +11,22 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
   const int rows = PQntuples(result);
   std::vector<Column> columns;
   columns.reserve(static_cast<size_t>(fields));
+  // Binary columns (a statement replayed with binary results): rendered as
+  // text where binary_text.hpp can, else digested over their bytes, as
+  // shadow-proxy digests what the primary sent.
+  std::vector<bool> rendered(static_cast<size_t>(fields), false);
   for (int c = 0; c < fields; ++c) {
     const auto oid = static_cast<uint32_t>(PQftype(result, c));
-    columns.push_back(Column{PQfname(result, c), oid, std::string(builtin_type_name(oid))});
+    Column column{PQfname(result, c), oid, std::string(builtin_type_name(oid))};
+    if (PQfformat(result, c) != 0) {
+      rendered[static_cast<size_t>(c)] = renders_binary(oid);
+      if (!renders_binary(oid)) column.format = 1;
+    }
+    columns.push_back(std::move(column));
   }
   DigestBuilder builder(std::move(columns), rules);
   std::vector<std::optional<std::string_view>> values(static_cast<size_t>(fields));
+  std::vector<std::string> texts(static_cast<size_t>(fields));
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < fields; ++c) {
       auto& slot = values[static_cast<size_t>(c)];
@@ -22,8 +34,16 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
       // libpq reports NULL with length 0, so only empty values need the NULL test.
       if (length == 0 && PQgetisnull(result, r, c)) {
         slot.reset();
-      } else {
-        slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(length));
+        continue;
+      }
+      slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(length));
+      if (rendered[static_cast<size_t>(c)]) {
+        // The bytes of a value the server sent as this type always render;
+        // a wrong length would be a server bug, digested as the bytes.
+        if (auto text = binary_to_text(PQftype(result, c), *slot)) {
+          texts[static_cast<size_t>(c)] = std::move(*text);
+          slot = texts[static_cast<size_t>(c)];
+        }
       }
     }
     builder.add_row(values);

@@ -722,7 +722,10 @@ void add_outside_reasons(std::string_view type, object node, Analysis& analysis)
   }
   if (type == "CopyStmt") {
     const bool program = bool_field(node, "is_program");
-    if (!program && string_field(node, "filename").empty()) analysis.copies_client_data = true;
+    if (!program && string_field(node, "filename").empty()) {
+      analysis.copies_client_data = true;
+      analysis.copies_from_client = analysis.copies_from_client || bool_field(node, "is_from");
+    }
     // No filename means STDIN/STDOUT: the data stays on the client connection.
     if (program || !string_field(node, "filename").empty()) {
       std::string reason = bool_field(node, "is_from") ? "COPY FROM " : "COPY TO ";

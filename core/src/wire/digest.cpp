@@ -429,8 +429,10 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
   for (size_t i = 0; i < columns.size(); ++i) {
     if (rules.ignored_columns.contains(columns[i].name)) continue;
     kept_.push_back(static_cast<int>(i));
-    value_kind_.push_back(kind_for(columns[i].type_oid, rules));
-    canonical_kind_.push_back(canonical_kind_for(columns[i].type_oid));
+    // Binary bytes are not text: no normalization or canonical form applies.
+    const bool binary = columns[i].format != 0;
+    value_kind_.push_back(binary ? kPlain : kind_for(columns[i].type_oid, rules));
+    canonical_kind_.push_back(binary ? kAsRendered : canonical_kind_for(columns[i].type_oid));
     columns_.push_back(std::move(columns[i]));
   }
   column_sums_.assign(columns_.size(), 0);

@@ -5,6 +5,8 @@
 // unescaped (it compares against 0x19), which is invalid JSON. Found by wire_fuzz.
 #include "shadowpipe/wire.hpp"
 
+#include "base64.hpp"
+
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <simdjson.h>
@@ -223,7 +225,7 @@ class Encoder {
   std::string replaced_;
 };
 
-void write_version(Encoder& out) { out.member_int("v", kVersion); }
+void write_version(Encoder& out, int version) { out.member_int("v", version); }
 
 void write_result(Encoder& out, const StatementResult& result) {
   out.begin_object();
@@ -238,6 +240,7 @@ void write_result(Encoder& out, const StatementResult& result) {
     out.member("name", column.name);
     out.member_uint("type", column.type_oid);
     if (!column.type_name.empty()) out.member("type_name", column.type_name);
+    if (column.format != 0) out.member_int("format", column.format);
     out.end_object();
   }
   out.end_array();
@@ -318,16 +321,23 @@ void write_statements(Encoder& out, const std::vector<StatementT>& statements, M
 // One record: a JSON object opening with the version, its members written by
 // `body`.
 template <typename Body>
-std::string encode_object(Body&& body) {
+std::string encode_object(Body&& body, int version = kVersion) {
   Encoder out;
   out.begin_object();
-  write_version(out);
+  write_version(out, version);
   body(out);
   out.end_object();
   return out.finish();
 }
 
 }  // namespace
+
+int request_version(const Request& record) {
+  for (const auto& statement : record.statements) {
+    if (statement.needs_v2()) return kRequestVersion;
+  }
+  return 1;
+}
 
 std::string encode(const Request& record) {
   return encode_object([&](Encoder& out) {
@@ -347,11 +357,47 @@ std::string encode(const Request& record) {
     out.end_object();
     out.end_object();
     out.member("tx", to_string(record.tx));
+    std::string encoded;
     write_statements(out, record.statements, [&](const Statement& statement) {
       out.member("sql", statement.sql);
-      out.params("params", statement.params);
+      const Binding& binding = statement.binding;
+      if (binding.param_formats.empty()) {
+        out.params("params", statement.params);
+      } else {
+        out.key("params");
+        out.begin_array();
+        for (size_t i = 0; i < statement.params.size(); ++i) {
+          const auto& value = statement.params[i];
+          if (!value) {
+            out.null();
+          } else if (binding.binary_param(i)) {
+            base64::encode(*value, encoded);
+            out.string(encoded);
+          } else {
+            out.string(*value);
+          }
+        }
+        out.end_array();
+      }
+      if (!binding.param_types.empty()) {
+        out.key("param_types");
+        out.begin_array();
+        for (uint32_t type : binding.param_types) out.uint64(type);
+        out.end_array();
+      }
+      if (!binding.param_formats.empty()) {
+        out.key("param_formats");
+        out.begin_array();
+        for (int16_t format : binding.param_formats) out.int64(format);
+        out.end_array();
+      }
+      if (binding.result_format != 0) out.member_int("result_format", binding.result_format);
+      if (statement.copy_data) {
+        base64::encode(*statement.copy_data, encoded);
+        out.member("copy_data", encoded);
+      }
     });
-  });
+  }, request_version(record));
 }
 
 std::string encode(const ShadowResult& record) {

@@ -4,6 +4,8 @@
 // failure is a typed Error naming the JSON path of the field at fault.
 #include "shadowpipe/wire.hpp"
 
+#include "base64.hpp"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -535,15 +537,25 @@ bool read_params(Decoder& decoder, od::value& value, const Path& path, std::vect
   });
 }
 
-constexpr std::string_view kColumnMembers[] = {"name", "type", "type_name"};
+// A protocol format code: 0 text, 1 binary.
+bool read_format(Decoder& decoder, od::value& value, const Path& path, int16_t& out) {
+  int64_t code = 0;
+  if (!read_int(decoder, value, path, 0, 1, code)) return false;
+  out = static_cast<int16_t>(code);
+  return true;
+}
+
+constexpr std::string_view kColumnMembers[] = {"name", "type", "type_name", "format"};
 
 bool read_columns(Decoder& decoder, od::value& value, const Path& path, std::vector<digest::Column>& out) {
   return read_array_into(decoder, value, path, decoder.limits.max_columns, "columns", out,
                          [&](od::value& item, const Path& item_path, digest::Column& column) {
     column.type_name.clear();  // optional: a reused element must not keep an old name
+    column.format = 0;
     return read_object(decoder, item, item_path, shape<kColumnMembers>(all_of(2)), [&](int number, od::value& member, const Path& at) {
       if (number == 0) return read_text(decoder, member, at, column.name);
       if (number == 2) return read_text(decoder, member, at, column.type_name);
+      if (number == 3) return read_format(decoder, member, at, column.format);
       return read_int_as(decoder, member, at, 0, column.type_oid);
     });
   });
@@ -643,19 +655,23 @@ bool read_plan(Decoder& decoder, od::value& value, const Path& path, std::option
   });
 }
 
-Error unsupported_version(int64_t version) {
+Error unsupported_version(int64_t version, int64_t highest) {
   return Error{ErrorCode::unsupported_version, "v",
-               "major version " + std::to_string(version) + "; this build reads major version " +
-                   std::to_string(kVersion) + " (upgrade this consumer to read newer records)"};
+               "major version " + std::to_string(version) + "; this build reads major version" +
+                   (highest > 1 ? "s 1 to " : " ") + std::to_string(highest) +
+                   " (upgrade this consumer to read newer records)"};
 }
 
-bool read_version(Decoder& decoder, od::value& value, const Path& path) {
+// `highest`: the newest major version of this record this build reads.
+bool read_version(Decoder& decoder, od::value& value, const Path& path, int64_t highest = kVersion,
+                  int64_t* read = nullptr) {
   int64_t version = 0;
   if (auto code = value.get_int64().get(version)) return decoder.fail(code, path, "an integer major version");
-  if (version < 1 || version > kVersion) {
-    decoder.error = unsupported_version(version);
+  if (version < 1 || version > highest) {
+    decoder.error = unsupported_version(version, highest);
     return false;
   }
+  if (read != nullptr) *read = version;
   return true;
 }
 
@@ -691,26 +707,78 @@ bool read_session(Decoder& decoder, od::value& value, const Path& path, Session&
   });
 }
 
-constexpr std::string_view kStatementMembers[] = {"sql", "params", "fingerprint", "result"};
+constexpr std::string_view kStatementMembers[] = {"sql",         "params",        "fingerprint", "result",
+                                                  "param_types", "param_formats", "result_format", "copy_data"};
+
+// The v2 members of a statement, checked against its parameters once all
+// its members are read (they may come in any order): binary values decoded
+// from base64, lengths parallel to the parameters.
+bool finish_binding(Decoder& decoder, const Path& path, Statement& out, std::string& scratch) {
+  Binding& binding = out.binding;
+  const auto parallel = [&](size_t size, std::string_view member) {
+    if (size == 0 || size == out.params.size()) return true;
+    return decoder.fail(ErrorCode::invalid_value, path.member(member),
+                        std::to_string(size) + " entries for " + std::to_string(out.params.size()) +
+                            " parameters; there is one per parameter");
+  };
+  if (!parallel(binding.param_types.size(), "param_types") || !parallel(binding.param_formats.size(), "param_formats")) {
+    return false;
+  }
+  for (size_t i = 0; i < out.params.size(); ++i) {
+    if (!binding.binary_param(i) || !out.params[i]) continue;
+    if (!base64::decode(*out.params[i], scratch)) {
+      return decoder.fail(ErrorCode::invalid_value, path.member("params").element(i),
+                          "a binary parameter (param_formats 1) is padded base64");
+    }
+    out.params[i]->swap(scratch);
+  }
+  return true;
+}
 
 bool read_statement(Decoder& decoder, od::value& value, const Path& path, Statement& out) {
-  return read_object(decoder, value, path, shape<kStatementMembers>(all_of(4)), [&](int number, od::value& member, const Path& at) {
+  out.binding.param_types.clear();  // optional members
+  out.binding.param_formats.clear();
+  out.binding.result_format = 0;
+  out.copy_data.reset();
+  std::string copy_text;
+  const bool ok = read_object(decoder, value, path, shape<kStatementMembers>(all_of(4)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_string(decoder, member, at, decoder.limits.max_sql_bytes, out.sql);
       case 1: return read_params(decoder, member, at, out.params);
       case 2: return read_fingerprint(decoder, member, at, out.fingerprint);
-      default: return read_result(decoder, member, at, out.result);
+      case 3: return read_result(decoder, member, at, out.result);
+      case 4:
+        return read_array_into(decoder, member, at, decoder.limits.max_params, "parameter types", out.binding.param_types,
+                               [&](od::value& item, const Path& item_path, uint32_t& type) {
+                                 return read_int_as(decoder, item, item_path, 0, type);
+                               });
+      case 5:
+        return read_array_into(decoder, member, at, decoder.limits.max_params, "parameter formats", out.binding.param_formats,
+                               [&](od::value& item, const Path& item_path, int16_t& format) {
+                                 return read_format(decoder, item, item_path, format);
+                               });
+      case 6: return read_format(decoder, member, at, out.binding.result_format);
+      default: {
+        if (!read_string(decoder, member, at, decoder.limits.max_record_bytes, copy_text)) return false;
+        if (!base64::decode(copy_text, out.copy_data.emplace())) {
+          return decoder.fail(ErrorCode::invalid_value, at, "COPY data is padded base64");
+        }
+        return true;
+      }
     }
   });
+  std::string scratch;
+  return ok && finish_binding(decoder, path, out, scratch);
 }
 
 constexpr std::string_view kRequestMembers[] = {"v", "request_id", "ts", "key", "source", "session", "tx", "statements"};
 
 bool read_request(Decoder& decoder, od::value& root, Request& out) {
   const Path path;
-  return read_object(decoder, root, path, shape<kRequestMembers>(all_of(8)), [&](int number, od::value& member, const Path& at) {
+  int64_t version = 0;
+  const bool ok = read_object(decoder, root, path, shape<kRequestMembers>(all_of(8)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
-      case 0: return read_version(decoder, member, at);
+      case 0: return read_version(decoder, member, at, kRequestVersion, &version);
       case 1: return read_nonempty_text(decoder, member, at, out.request_id);
       case 2: return read_int(decoder, member, at, 0, kMaxInt64, out.ts_us);
       case 3: return read_nonempty_text(decoder, member, at, out.key);
@@ -728,6 +796,16 @@ bool read_request(Decoder& decoder, od::value& root, Request& out) {
       }
     }
   });
+  if (!ok) return false;
+  // A v1 reader ignores members it does not know: binary values or COPY data
+  // in a v1 record would be replayed wrong by it, so they are v2 only.
+  for (size_t i = 0; version == 1 && i < out.statements.size(); ++i) {
+    if (out.statements[i].needs_v2()) {
+      return decoder.fail(ErrorCode::invalid_value, path.member("statements").element(i),
+                          "binary parameters, result formats and COPY data need \"v\": 2");
+    }
+  }
+  return true;
 }
 
 constexpr std::string_view kShadowStatementMembers[] = {"fingerprint", "result", "plan"};
@@ -983,7 +1061,8 @@ std::optional<int64_t> peek_version(od::parser& parser, simdjson::padded_string_
 // reader fills is either required (so always overwritten) or reset by it,
 // and vectors reuse their elements in place.
 template <class Record, class ReadRoot>
-Result<void> decode_record_into(std::string_view json, Record& record, const Limits& limits, ReadRoot read_root) {
+Result<void> decode_record_into(std::string_view json, Record& record, const Limits& limits, ReadRoot read_root,
+                                int64_t highest = kVersion) {
   if (json.size() > limits.max_record_bytes) {
     return Error{ErrorCode::too_large, "",
                  "record of " + std::to_string(json.size()) + " bytes, over the limit of " +
@@ -1009,7 +1088,7 @@ Result<void> decode_record_into(std::string_view json, Record& record, const Lim
   }();
   if (!ok && decoder.error.code != ErrorCode::unsupported_version) {
     const auto version = peek_version(scratch.parser(), padded);
-    if (version && (*version < 1 || *version > kVersion)) decoder.error = unsupported_version(*version);
+    if (version && (*version < 1 || *version > highest)) decoder.error = unsupported_version(*version, highest);
   }
   scratch.trim();
   if (!ok) return std::move(decoder.error);
@@ -1017,19 +1096,19 @@ Result<void> decode_record_into(std::string_view json, Record& record, const Lim
 }
 
 template <class Record, class ReadRoot>
-Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRoot read_root) {
+Result<Record> decode_record(std::string_view json, const Limits& limits, ReadRoot read_root, int64_t highest = kVersion) {
   Record record;
-  if (auto decoded = decode_record_into(json, record, limits, read_root); !decoded) return decoded.error();
+  if (auto decoded = decode_record_into(json, record, limits, read_root, highest); !decoded) return decoded.error();
   return record;
 }
 
 }  // namespace
 
 Result<Request> decode_request(std::string_view json, const Limits& limits) {
-  return decode_record<Request>(json, limits, read_request);
+  return decode_record<Request>(json, limits, read_request, kRequestVersion);
 }
 Result<void> decode_request_into(std::string_view json, Request& out, const Limits& limits) {
-  return decode_record_into(json, out, limits, read_request);
+  return decode_record_into(json, out, limits, read_request, kRequestVersion);
 }
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits) {
   return decode_record<ShadowResult>(json, limits, read_shadow_result);

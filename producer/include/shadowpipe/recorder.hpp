@@ -160,6 +160,11 @@ class Unit {
   // A statement whose primary result the caller built itself, digest
   // included (shadow-proxy digests the rows as they pass on the wire).
   void add_result(std::string_view sql, std::span<const ParamView> params, wire::StatementResult result) noexcept;
+  // The same, for a statement bound with binary values or carrying COPY
+  // data (a v2 request record): params holds the bytes where binding says
+  // binary.
+  void add_result(std::string_view sql, std::span<const ParamView> params, wire::StatementResult result,
+                  wire::Binding binding, std::optional<std::string> copy_data) noexcept;
 
   void commit() noexcept;
   void rollback() noexcept;

@@ -64,7 +64,9 @@ class ShadowSession {
   // pipeline_collect returns one reply per command and per sync, in order,
   // and leaves pipeline mode (as does pipeline_leave, for an early exit).
   virtual void pipeline_enter() = 0;
-  virtual void pipeline_send(const std::string& sql, const Params* params) = 0;
+  // statement: the traffic's statement whose parameters, types and result
+  // format go with sql; null for the runner's own commands.
+  virtual void pipeline_send(const std::string& sql, const wire::Statement* statement) = 0;
   // Asks the server to send the replies so far at once, not at the next
   // sync, so each statement's arrival time is its own.
   virtual void pipeline_flush_request() = 0;
@@ -87,7 +89,7 @@ class PgSession final : public ShadowSession {
   std::vector<Reply> script(const std::string& sql) override;
   Reply statement(const wire::Statement& statement, int statement_count) override;
   void pipeline_enter() override;
-  void pipeline_send(const std::string& sql, const Params* params) override;
+  void pipeline_send(const std::string& sql, const wire::Statement* statement) override;
   void pipeline_flush_request() override;
   void pipeline_sync() override;
   std::vector<Reply> pipeline_collect() override;
@@ -97,6 +99,7 @@ class PgSession final : public ShadowSession {
  private:
   void flush();
   void throw_if_lost() const;
+  pg::Result copy_in(const wire::Statement& statement);
 
   const pg::Connection& conn_;
   std::vector<bool> sent_is_sync_;        // per pipeline command: a sync?

@@ -44,7 +44,8 @@ bool batch_artefact(std::string_view sqlstate);
 // not_replayable) and its result says why. A plain SET and any other
 // set_config(..., false) are replayed, in a unit of their own, and the
 // session is reset (RESET ALL) after its COMMIT.
-std::string not_replayable(const statement::Analysis& analysis);
+// has_copy_data: the record carries the data of its COPY FROM STDIN (requests v2).
+std::string not_replayable(const statement::Analysis& analysis, bool has_copy_data = false);
 
 // Why a statement ended as it did, beyond what the wire result says; drives
 // the metrics and plan capture.

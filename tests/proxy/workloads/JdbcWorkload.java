@@ -1,10 +1,16 @@
 // PgJDBC through shadow-proxy: prepared statements past the prepare
 // threshold (server-side named statements, binary transfer on), a
 // transaction with a savepoint rolled back to, a rollback, COPY both ways
-// (CopyManager), an error. Run as a single-file program:
+// (CopyManager), an error; numeric, date and timestamptz parameters and
+// results past the threshold, which PgJDBC transfers in binary (requests
+// v2 in the record). Run as a single-file program:
 //   java -cp postgresql.jar JdbcWorkload.java jdbc:postgresql://...
 import java.io.StringReader;
 import java.io.StringWriter;
+import java.math.BigDecimal;
+import java.time.LocalDate;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
@@ -27,6 +33,25 @@ public class JdbcWorkload {
         for (int i = 0; i < 8; i++) {  // past prepareThreshold (5): a named statement, binary results
           byId.setInt(1, 10 + i);
           drain(byId.executeQuery());
+        }
+      }
+      try (PreparedStatement typed = c.prepareStatement(
+               "SELECT id, balance, opened, opened + ?::interval AS due, ?::timestamptz AS at FROM accounts "
+               + "WHERE balance > ? AND opened < ? ORDER BY id")) {
+        for (int i = 0; i < 8; i++) {  // past the threshold: binary numeric, date and timestamptz
+          typed.setString(1, i + " days");
+          typed.setObject(2, OffsetDateTime.of(2024, 5, 1, 12, 30, 0, 0, ZoneOffset.UTC).plusHours(i));
+          typed.setBigDecimal(3, new BigDecimal("100.50").add(BigDecimal.valueOf(i)));
+          typed.setObject(4, LocalDate.of(2024, 1, 20 + i));
+          drain(typed.executeQuery());
+        }
+      }
+      try (PreparedStatement update = c.prepareStatement("UPDATE accounts SET balance = balance + ?, opened = ? WHERE id = ?")) {
+        for (int i = 0; i < 8; i++) {
+          update.setBigDecimal(1, new BigDecimal("2.25"));
+          update.setObject(2, LocalDate.of(2024, 2, 1 + i));
+          update.setInt(3, 30 + i);
+          update.executeUpdate();
         }
       }
       try (Statement s = c.createStatement()) {

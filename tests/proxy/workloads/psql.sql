@@ -23,5 +23,12 @@ COPY (SELECT id, owner FROM accounts WHERE id <= 5 ORDER BY id) TO STDOUT;
 1	one
 2	two
 \.
+\copy bulk FROM STDIN
+1	line 1 of a COPY over the proxy's --copy-max-bytes in this test (256)
+2	line 2 of a COPY over the proxy's --copy-max-bytes in this test (256)
+3	line 3 of a COPY over the proxy's --copy-max-bytes in this test (256)
+4	line 4 of a COPY over the proxy's --copy-max-bytes in this test (256)
+5	line 5 of a COPY over the proxy's --copy-max-bytes in this test (256)
+\.
 SELECT * FROM notes ORDER BY id;
 SELECT id, balance FROM accounts WHERE id IN (3, 4, 5) ORDER BY id;

@@ -3,9 +3,10 @@ transactions and savepoints from conn.transaction(), a pipeline (several
 Syncs in flight), a prepared statement, COPY both ways, an error.
 
 Parameters go as psycopg picks (%s: Python ints in binary, which the proxy
-records in text). A binary numeric (a Decimal with %b) has no fixed text
-form the proxy renders: its unit is dropped as binary_parameters, and the
-test expects exactly that one drop."""
+records in text). A binary numeric (a Decimal with %b) stays binary with its
+type in a v2 record, as does the COPY FROM STDIN with its data; COPY TO
+STDOUT is the one unit dropped (copy_data), and the test expects exactly
+that."""
 import sys
 from decimal import Decimal
 
@@ -48,6 +49,6 @@ with psycopg.connect(sys.argv[1]) as conn:
     for _ in range(6):  # past psycopg's prepare threshold (5): a named prepared statement
         cur.execute("SELECT owner FROM accounts WHERE id = %s", (9,))
     cur.execute("SELECT owner FROM accounts WHERE id = %b", (10,))
-    cur.execute("SELECT owner FROM accounts WHERE balance = %b", (Decimal("73.50"),))  # dropped: binary_parameters
+    cur.execute("SELECT owner FROM accounts WHERE balance = %b", (Decimal("73.50"),))  # binary numeric: v2
     cur.execute("SELECT * FROM notes ORDER BY id")
     cur.execute("SELECT id, balance FROM accounts WHERE id IN (3, 4, 5) ORDER BY id")

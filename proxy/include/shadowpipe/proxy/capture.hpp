@@ -26,9 +26,10 @@ namespace shadowpipe::proxy {
 enum class UnitDrop {
   client_gone,          // the client went away inside the unit (or with a request unanswered)
   primary_gone,         // the primary closed the connection inside the unit
-  binary_parameters,    // a Bind carried a binary parameter: the wire record holds text only
-  binary_results,       // a result came in binary format: its digest would not match the shadow's text digest
-  copy_data,            // COPY FROM STDIN / TO STDOUT: the record cannot carry the data
+  binary_parameters,    // a binary parameter of a user type, or of a type the proxy never learnt (the shadow's OIDs differ)
+  binary_results,       // binary results the executor cannot ask for alike: a simple Query's (a binary cursor), or
+                        // binary columns without a text rendering beside text columns of such types
+  copy_data,            // COPY FROM STDIN over --copy-max-bytes, COPY TO STDOUT, or COPY BOTH
   function_call,        // the FunctionCall message (fast path): not a statement
   oversized,            // a message over the capture bound, or a unit over its statement/byte bound
   row_limited,          // an Execute with a row limit whose portal ended before its last row: the client saw
@@ -47,8 +48,10 @@ std::string_view to_string(UnitDrop drop);
 
 struct CapturedStatement {
   std::string sql;
-  std::vector<std::optional<std::string>> params;  // text format; nullopt is NULL
+  std::vector<std::optional<std::string>> params;  // text, or bytes where binding says binary; nullopt is NULL
   wire::StatementResult result;                    // the primary's, digest included
+  wire::Binding binding;                           // binary parameters and results (requests v2)
+  std::optional<std::string> copy_data;            // COPY FROM STDIN: what the client sent
 };
 
 struct CapturedUnit {
@@ -72,7 +75,10 @@ class UnitSink {
 
 struct CaptureLimits {
   size_t max_statements = wire::Limits{}.max_statements;  // per unit
-  size_t max_unit_bytes = 1'000'000;                      // SQL and parameters of a unit
+  size_t max_unit_bytes = 1'000'000;                      // SQL, parameters and COPY data of a unit
+  // The data of one COPY FROM STDIN kept for the record (base64 in it, so a
+  // third larger); above it the unit is dropped as copy_data.
+  size_t max_copy_bytes = 512 * 1024;
 };
 
 class SessionCapture {
@@ -118,7 +124,8 @@ class SessionCapture {
   struct Portal {
     std::string statement;  // the prepared statement it was bound from
     std::string sql;
-    std::vector<std::optional<std::string>> params;  // in text (binary ones rendered)
+    std::vector<std::optional<std::string>> params;  // in text (binary ones rendered), or bytes as binding says
+    wire::Binding binding;                           // types and formats when some parameter stays binary
     std::vector<int16_t> result_formats;             // as the Bind gave them
     std::optional<std::vector<digest::Column>> columns;
     std::vector<int16_t> formats;                    // per column: 0 text, 1 binary
@@ -142,18 +149,27 @@ class SessionCapture {
     std::vector<int16_t> param_formats;              // Bind: per parameter
     std::vector<int16_t> result_formats;             // Bind
     std::vector<uint32_t> param_types;               // Parse
+    std::optional<std::string> copy_data;            // Query, Execute: COPY data sent before the server asked
+    bool copy_refused = false;                       // of which some could not be kept (see copy_from_client)
     char target = 0;                  // Describe, Close: 'S' or 'P'
   };
   Portal bind_portal(Op& op);
+  static void choose_result_form(Portal& portal);
 
   void begin_statement(std::unique_ptr<Execution>& slot, const Portal& portal, Clock::time_point start);
   void begin_statement(std::unique_ptr<Execution>& slot, std::string sql, std::vector<std::optional<std::string>> params,
                        std::optional<std::vector<digest::Column>> columns, Clock::time_point start);
   void finish_statement(std::unique_ptr<Execution> execution, Clock::time_point now);
   void row_description(std::string_view payload, std::vector<digest::Column>& columns, std::vector<int16_t>& formats);
-  // Whether every binary column has a text rendering (else binary_results).
-  static bool renderable(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats);
+  // How a result in these formats is recorded: in text (every binary column
+  // has a text rendering), with the executor asking for binary (some has
+  // none, and every text column's type has one, so the executor can render
+  // it from binary alike), or not at all (binary_results).
+  enum class ResultForm { text, binary, not_recordable };
+  static ResultForm result_form(const std::vector<digest::Column>& columns, const std::vector<int16_t>& formats);
   void data_row(std::string_view payload);
+  // CopyData ('d') or CopyFail ('f') from the client during a COPY FROM STDIN.
+  void copy_from_client(char type, std::string_view data);
   void error(std::string_view payload, Clock::time_point now);
   void complete(std::string_view tag, Clock::time_point now);
   void ready(char status, Clock::time_point now);

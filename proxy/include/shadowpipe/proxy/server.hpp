@@ -60,6 +60,9 @@ struct ProxyOptions {
   // and their unit is dropped as oversized). Bounds capture memory per
   // connection.
   size_t max_captured_message = 1024 * 1024 + 5;
+  // The data of one COPY FROM STDIN recorded with it (--copy-max-bytes);
+  // a larger COPY's unit is dropped (copy_data) and, as a write, announced.
+  size_t copy_max_bytes = CaptureLimits{}.max_copy_bytes;
   KeyBy key_by = KeyBy::single;
   std::string single_key = "shadow-proxy";  // the key under KeyBy::single
   // TLS for clients (PEM files, the key unencrypted): with both, SSLRequest

@@ -1,11 +1,11 @@
-#include "shadowpipe/proxy/binary_text.hpp"
+#include "shadowpipe/binary_text.hpp"
 
 #include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
-namespace shadowpipe::proxy {
+namespace shadowpipe::digest {
 
 namespace {
 
@@ -121,4 +121,4 @@ std::optional<std::string> binary_to_text(uint32_t type_oid, std::string_view by
   }
 }
 
-}  // namespace shadowpipe::proxy
+}  // namespace shadowpipe::digest
