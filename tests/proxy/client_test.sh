@@ -185,7 +185,7 @@ sys.exit(0 if report["compared"] >= published and report["discrepancies_by_kind"
 PY
 # The rows COPY FROM STDIN wrote reached the shadow too (replayed from the record).
 case $client in
-  pgbench-*) ;;  # no COPY in its workload
+  pgbench-*|sessions) ;;  # no COPY in their workloads
   *)
     imports() { psql "$1 dbname=$db" -XAtqc "SELECT count(*) || ' ' || md5(coalesce(string_agg(id || ':' || body, ',' ORDER BY id, body), '')) FROM imports"; }
     primary_imports=$(imports "$PRIMARY_DSN") shadow_imports=$(imports "$SHADOW_DSN")
