@@ -32,9 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 primary_port=$(echo "$PRIMARY_DSN" | sed -n 's/.*port=\([0-9]*\).*/\1/p')
-topics=(--requests-topic "$run.requests" --results-topic "$run.results" --mismatches-topic "$run.mismatches"
-        --summary-topic "$run.summary" --dlq-topic "$run.dlq")
-"$bin/shadowctl" topics create --partitions 2 "${topics[@]}" >"$work/topics.log" 2>&1 || fail "topics create"
+pipeline_topics_create
 
 # The same schema and rows on both sides.
 for dsn in "$PRIMARY_DSN" "$SHADOW_DSN"; do
@@ -158,20 +156,7 @@ sys.exit(0 if carried == expected else "expected %s" % expected)
 PY
 fi
 
-"$bin/shadow-executor" --shadow "$SHADOW_DSN dbname=$db" --group "$run-executor" --executor-id executor-1 \
-    --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor.log" 2>&1 &
-pids+=($!)
-"$bin/shadow-comparator" --group "$run-comparator" --comparator-id comparator-1 "${topics[@]}" \
-    --window 10000 --summary-interval 1000 >"$work/comparator.log" 2>&1 &
-pids+=($!)
-compared=0
-for _ in $(seq 1 60); do
-  compared=$("$bin/shadowctl" report --format json "${topics[@]}" 2>/dev/null |
-             python3 -c 'import json,sys; print(json.load(sys.stdin)["compared"])' 2>/dev/null || echo 0)
-  [ "$compared" -ge "$published" ] && break
-  sleep 1
-done
-"$bin/shadowctl" report --format json "${topics[@]}" -o "$work/report.json" >/dev/null 2>&1 || fail "report"
+pipeline_compare "$db" "$published"
 python3 - "$work/report.json" "$published" "$expected_write_drops" <<'PY' || fail "report check"
 import json, sys
 report, published, gaps = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])

@@ -36,9 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 primary_port=$(echo "$PRIMARY_DSN" | sed -n 's/.*port=\([0-9]*\).*/\1/p')
-topics=(--requests-topic "$run.requests" --results-topic "$run.results" --mismatches-topic "$run.mismatches"
-        --summary-topic "$run.summary" --dlq-topic "$run.dlq")
-"$bin/shadowctl" topics create --partitions 2 "${topics[@]}" >"$work/topics.log" 2>&1 || fail "topics create"
+pipeline_topics_create
 
 sql() { psql "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2" >>"$work/init.log" 2>&1 || fail "$2"; }
 schema="CREATE TYPE size AS ENUM ('s', 'm', 'l');
@@ -120,21 +118,9 @@ if [ "$mode" != --without-catalog ]; then
   expected_units=$((expected_units + 3))
 fi
 
-"$bin/shadow-executor" --shadow "$SHADOW_DSN dbname=$db" --group "$run-executor" --executor-id executor-1 \
-    --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor.log" 2>&1 &
-pids+=($!)
-"$bin/shadow-comparator" --group "$run-comparator" --comparator-id comparator-1 "${topics[@]}" \
-    --window 10000 --summary-interval 1000 >"$work/comparator.log" 2>&1 &
-pids+=($!)
 # The unit of the other database runs on this shadow too (one executor, one
 # shadow database): its rows are the same, and it ran before the update.
-for _ in $(seq 1 60); do
-  compared=$("$bin/shadowctl" report --format json "${topics[@]}" 2>/dev/null |
-             python3 -c 'import json,sys; print(json.load(sys.stdin)["compared"])' 2>/dev/null || echo 0)
-  [ "$compared" -ge "$expected_units" ] && break
-  sleep 1
-done
-"$bin/shadowctl" report --format json "${topics[@]}" -o "$work/report.json" >/dev/null 2>&1 || fail "report"
+pipeline_compare "$db" "$expected_units"
 python3 - "$work/report.json" "$expected_units" <<'PY' || fail "report check"
 import json, sys
 report, units = json.load(open(sys.argv[1])), int(sys.argv[2])
