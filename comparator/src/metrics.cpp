@@ -2,6 +2,8 @@
 
 #include "shadowpipe/wire.hpp"
 
+#include <algorithm>
+
 namespace shadowpipe::comparator {
 
 ComparatorMetrics::ComparatorMetrics(prometheus::Registry& registry) {
@@ -34,10 +36,21 @@ ComparatorMetrics::ComparatorMetrics(prometheus::Registry& registry) {
                    "Partitions whose requests wait while the executor has shown no progress for the window");
   aborted_ = gauge("shadowpipe_comparator_aborted_transactions",
                    "Transactions aborted and redone from the committed offsets since start");
+  decision_lag_ = &prometheus::BuildHistogram()
+                       .Name("shadowpipe_comparator_decision_lag_seconds")
+                       .Help("From a request's primary commit time (its record's ts) to its decision here")
+                       .Register(registry)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                                                                         0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300});
 }
 
 void ComparatorMetrics::discrepancy(std::string_view kind) {
   if (auto it = discrepancies_total_.find(kind); it != discrepancies_total_.end()) it->second->Increment();
+}
+
+void ComparatorMetrics::decided(int64_t lag_us) {
+  // A request stamped ahead of this clock (another host's skew) counts as 0.
+  decision_lag_->Observe(static_cast<double>(std::max<int64_t>(lag_us, 0)) / 1e6);
 }
 
 void ComparatorMetrics::refresh(const Stats& stats, double oldest_pending_age_seconds) {

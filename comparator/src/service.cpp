@@ -117,10 +117,12 @@ struct Comparator::Impl {
     } else if (added.joined) {
       ++local.pairs;
       metrics.pairs_total->Increment();
+      metrics.decided(wire::now_us() - added.joined->request.ts_us);
       publish_decision(partition, added.joined->request.offset, decider.decide(*added.joined));
     }
     for (auto& missing : added.missing) {
       ++local.shadow_missing;
+      metrics.decided(wire::now_us() - missing.request.ts_us);
       publish_decision(partition, missing.request.offset, decider.decide_missing(missing));
     }
     local.orphan_results += added.orphan_results;

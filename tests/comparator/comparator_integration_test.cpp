@@ -591,8 +591,11 @@ TEST(Comparator, MetricsAreServedOnTheMetricsPort) {
   Broker broker;
   auto topics = broker.create(1);
   const std::vector<Step> steps = {{kSelect, good(), failed("22001", "too long")}};
-  broker.request(topics, 0, make_request("m1", "k", steps));
-  broker.request(topics, 0, make_request("m1", "k", steps));
+  // Committed on the primary 3 s ago: its decision lag falls between 2 s and 5 s.
+  auto committed_earlier = make_request("m1", "k", steps);
+  committed_earlier.ts_us -= 3'000'000;
+  broker.request(topics, 0, committed_earlier);
+  broker.request(topics, 0, committed_earlier);
   broker.result(topics, 0, make_result("m1", "k", steps));
   broker.request(topics, 0, make_request("waiting", "k", steps));
   broker.flush();
@@ -612,6 +615,10 @@ TEST(Comparator, MetricsAreServedOnTheMetricsPort) {
   EXPECT_NE(page.find("shadowpipe_comparator_paused_partitions 0"), std::string::npos);
   EXPECT_NE(page.find("shadowpipe_comparator_oldest_pending_age_seconds"), std::string::npos);
   EXPECT_EQ(page.find("shadowpipe_comparator_pending_bytes 0\n"), std::string::npos) << "one request is pending";
+  // One decision, the copy is not one; it came more than 2 s and less than 5 s after the primary's commit.
+  EXPECT_NE(page.find("shadowpipe_comparator_decision_lag_seconds_count 1\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("shadowpipe_comparator_decision_lag_seconds_bucket{le=\"2\"} 0\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("shadowpipe_comparator_decision_lag_seconds_bucket{le=\"5\"} 1\n"), std::string::npos) << page;
 }
 
 // ---- crash, rebalance, memory ----------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <map>
@@ -17,6 +18,10 @@ struct ComparatorMetrics {
   explicit ComparatorMetrics(prometheus::Registry& registry);
 
   void discrepancy(std::string_view kind);
+  // A request decided `lag_us` after its primary commit time (the record's
+  // ts): how far the shadow's verdict trails the application. The decision
+  // becomes visible at the next transaction commit (--commit-interval).
+  void decided(int64_t lag_us);
   // Gauges from a stats snapshot.
   void refresh(const Stats& stats, double oldest_pending_age_seconds);
 
@@ -36,6 +41,7 @@ struct ComparatorMetrics {
   prometheus::Gauge* paused_ = nullptr;
   prometheus::Gauge* stalled_ = nullptr;
   prometheus::Gauge* aborted_ = nullptr;
+  prometheus::Histogram* decision_lag_ = nullptr;
 };
 
 }  // namespace shadowpipe::comparator
