@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The whole pipeline at rising rates: the shop workload recorded by the
+# in-application recorder (shop-loadgen), two shadow executors and a
+# comparator on the stack, against a shadow with the safe migration. For
+# each offered rate it prints the rate achieved, capture->decision latency
+# p50/p99 (a request's primary commit time to the comparator's decision,
+# from the comparator's shadowpipe_comparator_decision_lag_seconds
+# histogram; quantiles are the upper bound of the bucket they fall in) and
+# whether lag stayed bounded (every request of the step decided within
+# --settle seconds after its load stopped). Then the highest rate sustained
+# (achieved within 5 % and bounded), as a ratio to the ceiling of this
+# machine: the same workload on the primary alone (shop-loadgen --no-shadow
+# --rate 0, run last since it writes to the primary the shadow no longer
+# follows).
+#
+#   eval "$(scripts/stack env)"
+#   bench/pipeline.sh [--rates "100 200 400 800 1600"] [--seconds 20] [--settle 30] [--concurrency 4] [--bin build/bin]
+#
+# The comparator's /metrics is on SHADOWPIPE_BENCH_METRICS_PORT (16795).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rates="100 200 400 800 1600" seconds=20 settle=30 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rates) rates=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --settle) settle=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    *) echo "pipeline: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+: "${PRIMARY_DSN:?set PRIMARY_DSN (eval \"\$(scripts/stack env)\")}" "${SHADOW_DSN:?}" "${SHADOWPIPE_BROKERS:?}"
+for program in shop-loadgen shadow-executor shadow-comparator shadowctl; do
+  [ -x "$bin/$program" ] || { echo "pipeline: $bin/$program is not built" >&2; exit 2; }
+done
+metrics_port=${SHADOWPIPE_BENCH_METRICS_PORT:-16795}
+run=bench-pipeline-$(date +%s)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "pipeline: logs in $work" >&2
+}
+trap cleanup EXIT
+export PRIMARY_DSN="$PRIMARY_DSN dbname=shop" SHADOW_DSN="$SHADOW_DSN dbname=shop"
+
+echo "pipeline: preparing the shop (primary, shadow clone, safe migration)" >&2
+"$root/scripts/shop-prepare" --migration safe >"$work/prepare.log" 2>&1
+topics=(--requests-topic "$run.requests" --results-topic "$run.results" --mismatches-topic "$run.mismatches"
+        --summary-topic "$run.summary" --dlq-topic "$run.dlq")
+"$bin/shadowctl" topics create --partitions 6 "${topics[@]}" >"$work/topics.log"
+for n in 1 2; do
+  "$bin/shadow-executor" --shadow "$SHADOW_DSN" --group "$run-executor" --executor-id "executor-$n" \
+      --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor-$n.log" 2>&1 &
+  pids+=($!)
+done
+"$bin/shadow-comparator" --group "$run-comparator" --comparator-id comparator-1 "${topics[@]}" \
+    --metrics-port "127.0.0.1:$metrics_port" >"$work/comparator.log" 2>&1 &
+pids+=($!)
+sleep 3
+
+scrape() { curl -sf "127.0.0.1:$metrics_port/metrics" >"$1" || { echo "pipeline: no /metrics from the comparator" >&2; exit 1; }; }
+# Decisions so far (joined pairs and shadow_missing alike) from a scrape.
+decided_in() { sed -n 's/^shadowpipe_comparator_decision_lag_seconds_count //p' "$1" | cut -d. -f1; }
+
+printf '%-8s %10s %10s %10s %10s %8s\n' offered achieved p50_ms p99_ms decided bounded
+published_total=0 sustained=0
+declare -A p99_at=()
+for rate in $rates; do
+  scrape "$work/before-$rate.prom"
+  out=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --topic "$run.requests" --rate "$rate" \
+          --concurrency "$concurrency" --duration "$seconds" --seed "$rate" 2>>"$work/loadgen.log")
+  achieved=$(printf '%s\n' "$out" | sed -n 's/.*s: \([0-9.]*\) units\/s.*/\1/p')
+  published=$(printf '%s\n' "$out" | sed -n 's/.* published=\([0-9]*\).*/\1/p')
+  [ -n "$achieved" ] && [ -n "$published" ] || { echo "pipeline: shop-loadgen said: $out" >&2; exit 1; }
+  published_total=$((published_total + published))
+  bounded=no
+  for _ in $(seq 1 "$settle"); do
+    scrape "$work/after-$rate.prom"
+    if [ "$(decided_in "$work/after-$rate.prom")" -ge "$published_total" ]; then bounded=yes; break; fi
+    sleep 1
+  done
+  read -r p50 p99 decided < <(python3 - "$work/before-$rate.prom" "$work/after-$rate.prom" <<'PY'
+import re, sys
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'shadowpipe_comparator_decision_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            out[float(m.group(1))] = float(m.group(2))
+    return out
+before, after = buckets(sys.argv[1]), buckets(sys.argv[2])
+bounds = sorted(after)
+delta = [after[b] - before.get(b, 0) for b in bounds]
+total = delta[-1] if delta else 0
+def quantile(q):
+    for bound, count in zip(bounds, delta):
+        if total and count >= q * total:
+            return "inf" if bound == float("inf") else "%g" % (bound * 1000)
+    return "-"
+print(quantile(0.5), quantile(0.99), int(total))
+PY
+)
+  printf '%-8s %10.0f %10s %10s %10s %8s\n' "$rate" "$achieved" "$p50" "$p99" "$decided" "$bounded"
+  p99_at[$rate]=$p99
+  if [ "$bounded" = yes ] && python3 -c "import sys; sys.exit(0 if $achieved >= 0.95 * $rate else 1)"; then
+    sustained=$rate
+  fi
+done
+
+echo "pipeline: the ceiling, the shop workload on the primary alone (--no-shadow --rate 0)" >&2
+ceiling=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --no-shadow --rate 0 --concurrency "$concurrency" \
+            --duration "$seconds" --seed 7 2>>"$work/loadgen.log" | sed -n 's/.*s: \([0-9.]*\) units\/s.*/\1/p')
+python3 - "$sustained" "$ceiling" <<'PY'
+import sys
+sustained, ceiling = float(sys.argv[1]), float(sys.argv[2])
+print("ceiling (primary alone): %.0f units/s; highest rate sustained through the pipeline: %.0f units/s = %.2fx the ceiling"
+      % (ceiling, sustained, sustained / ceiling if ceiling else 0))
+PY
