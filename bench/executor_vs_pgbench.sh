@@ -12,6 +12,15 @@
 #
 # Extra arguments go to both executor runs (e.g. --batch-units 1 for one
 # transaction per unit).
+#
+# Besides throughput (which moves with whatever else runs on the machine) it
+# prints figures that depend little on the load, per unit: the executor's CPU
+# (utime + stime from /proc), the CPU of its server backends, and, when the
+# shadow has pg_stat_statements in shared_preload_libraries, the commands the
+# server ran per unit and their execution time, the top ones by calls (the
+# same for pgbench per statement). The load average is printed with each.
+# EXECUTOR_PERF=<dir> also records `perf record -g` of each executor run's
+# measured window into <dir>/<run>.data.
 set -euo pipefail
 connections=${1:-4}
 units=${2:-60000}
@@ -35,6 +44,8 @@ trap cleanup EXIT
 
 psql "$SHADOW_DSN" -qc "CREATE DATABASE $db"
 dsn="$SHADOW_DSN dbname=$db"
+stats=$(psql "$dsn" -qtAc "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'")
+[[ $stats == t ]] && psql "$dsn" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 psql "$dsn" -q -c "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)" \
   -c "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, $rows) g" -c "VACUUM ANALYZE accounts"
 
@@ -48,10 +59,45 @@ cat >"$work/select.sql" <<SQL
 \set id random(1, $rows)
 SELECT balance FROM accounts WHERE id = :id;
 SQL
+# Per-unit figures go to $work/report, printed at the end.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+statement_stats_reset() { [[ $stats == t ]] && psql "$dsn" -qtAc "SELECT pg_stat_statements_reset()" >/dev/null; return 0; }
+# Commands per unit and server execution time per unit, and the top commands.
+statement_stats() {  # label, units
+  [[ $stats == t ]] || { echo "  $1: (no pg_stat_statements on the shadow)"; return; }
+  psql "$dsn" -qtA -F' ' -c "SELECT round(sum(calls)::numeric / $2, 2), round((sum(total_exec_time) * 1000 / $2)::numeric, 1)
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())" |
+    while read -r commands micros; do
+      echo "  $1: $commands server commands per unit, $micros us server execution per unit (pg_stat_statements)"
+    done
+  psql "$dsn" -qtA -F' | ' -c "SELECT round(calls::numeric / $2, 3), round(mean_exec_time::numeric * 1000, 1),
+      left(regexp_replace(query, '\s+', ' ', 'g'), 70)
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY calls DESC, total_exec_time DESC LIMIT 8" | sed 's/^/      per unit | mean us | /'
+}
+
+# The server's CPU under pgbench: its backends exit when it ends, and the
+# postmaster then adds their time to its cutime + cstime.
+postmaster=$(awk '{print $4}' "/proc/$(psql "$dsn" -qtAc 'SELECT pg_backend_pid()')/stat" 2>/dev/null || true)
+reaped_ticks() { awk '{print $16 + $17}' "/proc/$postmaster/stat" 2>/dev/null || echo 0; }
 run_pgbench() {
-  pgbench -n -M extended -c "$connections" -j "$connections" -T "$seconds" \
-    -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>/dev/null |
-    sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+  statement_stats_reset
+  sleep 1  # the previous run's backends are gone and reaped
+  local out reaped_start
+  reaped_start=$(reaped_ticks)
+  out=$(pgbench -n -M extended -c "$connections" -j "$connections" -T "$seconds" \
+    -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>/dev/null)
+  local count tps
+  count=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+  sleep 1
+  {
+    echo "pgbench $1: $(printf '%.0f' "$tps") statements/s, load average $(load)"
+    printf '  CPU per statement: its %s server backends %.1f us\n' "$connections" \
+      "$(echo "($(reaped_ticks) - $reaped_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)"
+    statement_stats "pgbench $1" "$count"
+  } >>"$work/report"
+  echo "$tps"
 }
 
 "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic" \
@@ -66,7 +112,7 @@ run_pgbench() {
 # its first applied unit (after the group join) to its last. Progress is read
 # through one long-lived psql session, so polling costs no process starts.
 run_executor() {
-  local group=bench-$stamp-$1
+  local label=$1 group=bench-$stamp-$1
   shift
   "$build/bin/shadow-executor" --shadow "$dsn" --brokers "$SHADOWPIPE_BROKERS" --group "$group" \
     --requests-topic "$topic" --results-topic "$topic-results" --dlq-topic "$topic-dlq" \
@@ -81,10 +127,35 @@ run_executor() {
     echo "$value"
   }
   until (( $(applied) > 0 )); do sleep 0.02; done
-  local start_units start end
-  start_units=$(applied); start=$(date +%s.%N)
+  # The executor's sessions: every client backend of the database but this one.
+  echo "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = current_database()
+        AND backend_type = 'client backend' AND pid <> pg_backend_pid();" >&"${PSQL[1]}"
+  local backends
+  read -r backends <&"${PSQL[0]}"
+  ticks() { local sum=0 pid; for pid in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) )); done; echo "$sum"; }
+  statement_stats_reset
+  local start_units start end load_start executor_start backends_start perf_pid=
+  if [[ -n ${EXECUTOR_PERF:-} ]]; then
+    mkdir -p "$EXECUTOR_PERF"
+    perf record -g -o "$EXECUTOR_PERF/$group.data" -p "$executor_pid" 2>/dev/null >/dev/null &
+    perf_pid=$!
+  fi
+  start_units=$(applied); start=$(date +%s.%N); load_start=$(load)
+  executor_start=$(ticks "$executor_pid"); read -r -a backend_pids <<<"$backends"; backends_start=$(ticks "${backend_pids[@]}")
   until (( $(applied) >= units )); do sleep 0.02; done
   end=$(date +%s.%N)
+  local executor_ticks=$(( $(ticks "$executor_pid") - executor_start )) backend_ticks=$(( $(ticks "${backend_pids[@]}") - backends_start ))
+  [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
+  local measured=$(( units - start_units )) hz
+  hz=$(getconf CLK_TCK)
+  {
+    printf 'executor %s: %.0f statements/s over %s units, load average %s at start, %s at end\n' "$label" \
+      "$(echo "$measured / ($end - $start)" | bc -l)" "$measured" "$load_start" "$(load)"
+    printf '  CPU per unit: executor %.1f us, its %s server backends %.1f us\n' \
+      "$(echo "$executor_ticks * 1000000 / $hz / $measured" | bc -l)" "${#backend_pids[@]}" \
+      "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)"
+    statement_stats "executor" "$measured"
+  } >>"$work/report"
   echo '\q' >&"${PSQL[1]}"
   wait "$PSQL_PID" 2>/dev/null || true
   kill "$executor_pid" && wait "$executor_pid" || true
@@ -92,10 +163,11 @@ run_executor() {
   echo "($units - $start_units) / ($end - $start)" | bc -l
 }
 
-pgbench_before=$(run_pgbench)
+: >"$work/report"
+pgbench_before=$(run_pgbench before)
 plain=$(run_executor plain "${extra_args[@]}")
 pipeline=$(run_executor pipeline --pipeline "${extra_args[@]}")
-pgbench_after=$(run_pgbench)
+pgbench_after=$(run_pgbench after)
 pgbench=$(echo "($pgbench_before + $pgbench_after) / 2" | bc -l)
 
 printf 'connections: %s, units: %s (1 statement each), executor args: %s\n' "$connections" "$units" "${extra_args[*]:-(none)}"
@@ -104,3 +176,5 @@ printf 'executor:            %.0f statements/s (exactly-once bookkeeping, result
 printf 'executor --pipeline: %.0f statements/s\n' "$pipeline"
 printf 'ratio executor/pgbench:            %.2f\n' "$(echo "$plain / $pgbench" | bc -l)"
 printf 'ratio executor --pipeline/pgbench: %.2f\n' "$(echo "$pipeline / $pgbench" | bc -l)"
+printf 'nproc %s; per run (CPU and commands per unit move little with the load, throughput does):\n' "$(nproc)"
+cat "$work/report"
