@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--pipeline", options.pipeline,
                "libpq pipeline mode: send a batch's statements without waiting for each reply");
+  app.add_flag("--per-unit-savepoints{false}", options.direct_batches,
+               "run every batch with a savepoint around each unit, instead of trying it without them first and "
+               "falling back to them only when a statement fails");
   app.add_option("--max-sql-bytes", options.limits.max_sql_bytes, "longer statements are dead-lettered")
       ->capture_default_str();
   app.add_option("--max-record-bytes", options.limits.max_record_bytes, "larger records are dead-lettered")

@@ -246,7 +246,7 @@ bool PartitionWorker::connect() {
       ever_connected_ = true;
       RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
                           &shared_.options.normalization, shared_.options.executor_id, &abandon_,
-                          shared_.options.pipeline};
+                          shared_.options.pipeline, shared_.options.direct_batches};
       runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
       return true;
     } catch (const Failure& failure) {

@@ -90,6 +90,24 @@ std::vector<Segment> plan_segments(const std::vector<PlannedUnit>& units) {
   return segments;
 }
 
+bool may_run_direct(const PlannedUnit& unit) {
+  if (unit.undo) return false;
+  return std::none_of(unit.steps.begin(), unit.steps.end(), [](const Step& step) { return step.restores; });
+}
+
+std::vector<Segment> plan_direct_segment(const std::vector<PlannedUnit>& units) {
+  Segment segment;
+  for (size_t u = 0; u < units.size(); ++u) {
+    for (size_t i = 0; i < units[u].steps.size(); ++i) {
+      if (units[u].steps[i].execute) {
+        segment.push_back(statement_command(u, i, units[u].steps[i], units[u].request->statements[i]));
+      }
+    }
+  }
+  if (segment.empty()) return {};
+  return {std::move(segment)};
+}
+
 void throw_refused(const std::string& what, const Reply* reply) {
   const std::string sqlstate = reply ? reply->sqlstate : "";
   const std::string why = what + (reply ? reply->message : std::string("no result"));
@@ -106,7 +124,7 @@ namespace {
 
 class PlainTransport final : public Transport {
  public:
-  explicit PlainTransport(ShadowSession& session) : session_(session) {}
+  PlainTransport(ShadowSession& session, bool savepoints) : session_(session), savepoints_used_(savepoints) {}
 
   void run(const Segment& start, const std::vector<Segment>& segments, EngineSink& sink) override {
     std::string sql;
@@ -138,7 +156,7 @@ class PlainTransport final : public Transport {
   }
 
   std::string closing() override {
-    queue(savepoint_command(Command::Type::rollback_to, "sp"));
+    if (savepoints_used_) queue(savepoint_command(Command::Type::rollback_to, "sp"));
     return std::exchange(queued_, {});
   }
 
@@ -180,13 +198,14 @@ class PlainTransport final : public Transport {
   }
 
   ShadowSession& session_;
+  bool savepoints_used_;
   std::vector<Savepoint> savepoints_;
   std::string queued_;
 };
 
 class PipelinedTransport final : public Transport {
  public:
-  explicit PipelinedTransport(ShadowSession& session) : session_(session) {}
+  PipelinedTransport(ShadowSession& session, bool savepoints) : session_(session), savepoints_(savepoints) {}
 
   // The start segment: when the fence refuses it fails, and the missing
   // savepoint sp then fails every later segment: nothing runs.
@@ -228,7 +247,7 @@ class PipelinedTransport final : public Transport {
     }
   }
 
-  std::string closing() override { return "ROLLBACK TO SAVEPOINT sp; "; }
+  std::string closing() override { return savepoints_ ? "ROLLBACK TO SAVEPOINT sp; " : ""; }
 
  private:
   void send(const Segment& segment) {
@@ -247,13 +266,14 @@ class PipelinedTransport final : public Transport {
   }
 
   ShadowSession& session_;
+  bool savepoints_;
 };
 
 }  // namespace
 
-std::unique_ptr<Transport> make_transport(bool pipelined, ShadowSession& session) {
-  if (pipelined) return std::make_unique<PipelinedTransport>(session);
-  return std::make_unique<PlainTransport>(session);
+std::unique_ptr<Transport> make_transport(bool pipelined, ShadowSession& session, bool savepoints) {
+  if (pipelined) return std::make_unique<PipelinedTransport>(session, savepoints);
+  return std::make_unique<PlainTransport>(session, savepoints);
 }
 
 }  // namespace shadowpipe::executor

@@ -10,6 +10,10 @@
 
 namespace shadowpipe::executor {
 
+namespace {
+constexpr size_t kMaxFailedFingerprints = 4096;
+}  // namespace
+
 UnitRunner::UnitRunner(const pg::Connection& conn, RunnerConfig config, statement::Analyzer& analyzer)
     : owned_session_(std::make_unique<PgSession>(conn)),
       session_(*owned_session_),
@@ -34,16 +38,16 @@ class UnitRunner::Attempt final : public EngineSink {
  public:
   enum class Start { ok, begin_refused, fence_refused, settings_refused, savepoint_refused };
 
-  Attempt(UnitRunner& runner, std::vector<PlannedUnit>& units, bool batch, bool has_settings)
-      : runner_(runner), units_(units), batch_(batch), has_settings_(has_settings) {}
+  Attempt(UnitRunner& runner, std::vector<PlannedUnit>& units, bool batch, bool has_settings, bool direct)
+      : runner_(runner), units_(units), batch_(batch), has_settings_(has_settings), direct_(direct) {}
 
   bool started(const std::vector<Reply>& replies) override {
-    // BEGIN, the fence, the settings when there are any, SAVEPOINT sp.
+    // BEGIN, the fence, the settings when there are any, SAVEPOINT sp (not in a direct batch).
     const size_t settings_at = 2, savepoint_at = has_settings_ ? 3 : 2;
     if (!replies[0].ok()) return refuse(Start::begin_refused, replies[0]);
     if (!replies[1].ok()) return refuse(Start::fence_refused, replies[1]);
     if (has_settings_ && !replies[settings_at].ok()) return refuse(Start::settings_refused, replies[settings_at]);
-    if (!replies[savepoint_at].ok()) return refuse(Start::savepoint_refused, replies[savepoint_at]);
+    if (!direct_ && !replies[savepoint_at].ok()) return refuse(Start::savepoint_refused, replies[savepoint_at]);
     return true;
   }
 
@@ -59,7 +63,14 @@ class UnitRunner::Attempt final : public EngineSink {
       return true;
     }
     switch (classify_shadow_error(step.shadow.result, recorded, batch_)) {
-      case ShadowError::unit_result: return true;
+      case ShadowError::unit_result:
+        // Without savepoints this error would take the units before it
+        // down with it: the batch runs again on the savepoint path.
+        if (direct_) {
+          failed_fingerprint = step.shadow.fingerprint;
+          return false;
+        }
+        return true;
       case ShadowError::redo_serially: redo = true; return false;
       case ShadowError::transient:
         if (!transient) {
@@ -78,6 +89,7 @@ class UnitRunner::Attempt final : public EngineSink {
   bool session_changed = false;       // a plain SET or set_config ran: reset after the commit so it cannot leak
   bool redo = false;                  // a batch artefact: run the units one per transaction
   std::optional<std::string> transient;  // a passing cause: retry the units later
+  std::optional<std::string> failed_fingerprint;  // a direct batch failed here: redo it with savepoints
 
  private:
   bool refuse(Start why, const Reply& reply) {
@@ -92,20 +104,23 @@ class UnitRunner::Attempt final : public EngineSink {
   std::vector<PlannedUnit>& units_;
   bool batch_;
   bool has_settings_;
+  bool direct_;
 };
 
-UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
-                                        std::vector<UnitReport>& reports) {
-  const bool batch = units.size() - first > 1;
-  const std::string settings = settings_select(units[first].request->session);
-  // A unit that ran under another isolation level on the primary runs
-  // alone, and its transaction gets that level.
-  const std::string isolation = batch ? "" : isolation_clause(*units[first].request, analyzer_);
-  Segment start;
-  for (std::string sql : {"BEGIN" + isolation, bookkeeping_sql::fence_check(quote_, id, units[first].offset), settings,
-                          std::string("SAVEPOINT sp")}) {
-    if (!sql.empty()) start.push_back(Command{Command::Type::bookkeeping, std::move(sql)});
+bool UnitRunner::runs_direct(const std::vector<PlannedUnit>& planned) const {
+  if (!config_.direct_batches || planned.size() < 2) return false;
+  for (const auto& unit : planned) {
+    if (!may_run_direct(unit)) return false;
+    for (const auto& step : unit.steps) {
+      if (step.execute && failed_fingerprints_.contains(step.shadow.fingerprint)) return false;
+    }
   }
+  return true;
+}
+
+UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
+                                        std::vector<UnitReport>& reports, bool try_direct) {
+  const bool batch = units.size() - first > 1;
   std::vector<PlannedUnit> planned;
   for (size_t u = first; u < units.size(); ++u) {
     const wire::Request& request = *units[u].request;
@@ -113,12 +128,24 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
     const bool undo = undoes_unit(request, steps, config_.writes);
     planned.push_back(PlannedUnit{&request, std::move(steps), undo, runs_per_statement(request)});
   }
+  const bool direct = try_direct && runs_direct(planned);
+  const std::string settings = settings_select(units[first].request->session);
+  // A unit that ran under another isolation level on the primary runs
+  // alone, and its transaction gets that level.
+  const std::string isolation = batch ? "" : isolation_clause(*units[first].request, analyzer_);
+  Segment start;
+  for (std::string sql : {"BEGIN" + isolation, bookkeeping_sql::fence_check(quote_, id, units[first].offset), settings,
+                          std::string(direct ? "" : "SAVEPOINT sp")}) {
+    if (!sql.empty()) start.push_back(Command{Command::Type::bookkeeping, std::move(sql)});
+  }
   const bool alone = runs_alone(*units[first].request, analyzer_);
-  auto transport = make_transport(config_.pipeline && !alone, session_);
-  Attempt attempt(*this, planned, batch, !settings.empty());
-  transport->run(start, plan_segments(planned), attempt);
+  auto transport = make_transport(config_.pipeline && !alone, session_, !direct);
+  Attempt attempt(*this, planned, batch, !settings.empty(), direct);
+  transport->run(start, direct ? plan_direct_segment(planned) : plan_segments(planned), attempt);
 
-  if (attempt.start != Attempt::Start::ok || attempt.redo || attempt.transient) session_.script("ROLLBACK");
+  if (attempt.start != Attempt::Start::ok || attempt.redo || attempt.transient || attempt.failed_fingerprint) {
+    session_.script("ROLLBACK");
+  }
   switch (attempt.start) {
     case Attempt::Start::ok: break;
     case Attempt::Start::begin_refused:
@@ -137,6 +164,11 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
   }
   if (attempt.redo) return Outcome::redo_serially;
   if (attempt.transient) throw Transient(Transient::Cause::refused_for_now, *attempt.transient);
+  if (attempt.failed_fingerprint) {
+    if (failed_fingerprints_.size() >= kMaxFailedFingerprints) failed_fingerprints_.clear();
+    failed_fingerprints_.insert(std::move(*attempt.failed_fingerprint));
+    return Outcome::redo_with_savepoints;
+  }
   for (size_t u = first; u < units.size(); ++u) {
     for (auto& step : planned[u - first].steps) {
       reports[u].result.statements.push_back(std::move(step.shadow));
@@ -242,9 +274,14 @@ std::vector<UnitReport> UnitRunner::run_batch(const std::vector<BatchUnit>& unit
     }
   }
   size_t first = 0;
+  bool try_direct = true;
   for (;;) {
-    const Outcome outcome = attempt(units, first, id, reports);
+    const Outcome outcome = attempt(units, first, id, reports, try_direct);
     if (outcome == Outcome::committed) return reports;
+    if (outcome == Outcome::redo_with_savepoints) {
+      try_direct = false;
+      continue;
+    }
     if (outcome == Outcome::redo_serially) {
       for (size_t i = first; i < units.size(); ++i) reports[i] = std::move(run_batch({units[i]}, id).front());
       return reports;

@@ -36,7 +36,7 @@ double metric_value(sp::executor::Executor& executor, const std::string& line_pr
 
 // A shadow database with the executor's schema, a claimed partition and a runner.
 struct RunnerBench {
-  explicit RunnerBench(ex::WritesMode writes, bool pipeline = false)
+  explicit RunnerBench(ex::WritesMode writes, bool pipeline = false, bool direct_batches = false)
       : database(shadow_dsn(), "exec_runner"), conn(database.dsn()) {
     ex::ensure_schema(conn);
     conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
@@ -45,7 +45,7 @@ struct RunnerBench {
         "CREATE TABLE links (id int PRIMARY KEY, item int REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)");
     ex::claim_next_offset(conn, id, 0);
     runner = std::make_unique<ex::UnitRunner>(
-        conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline}, analyzer);
+        conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline, direct_batches}, analyzer);
   }
   int64_t count(const std::string& where = "true") {
     return std::stoll(std::string(conn.exec_checked("SELECT count(*) FROM items WHERE " + where).value(0, 0)));
@@ -155,6 +155,78 @@ TEST_P(ExecutorRunner, BatchEndsInTheSameStateWithTheSameResultsAsUnitByUnit) {
   EXPECT_EQ(reports[3].result.statements[2].result.status, Status::ok);
   EXPECT_EQ(reports[8].result.statements[1].result.status, Status::refused);
   EXPECT_EQ(reports[9].result.statements[0].result.rows, 0) << "u1 was undone";
+}
+
+// A batch that may run without savepoints, with a unique violation in the
+// middle (u2, the shadow's own error, and u4's, one the primary had too):
+// the direct attempt stops there, is rolled back with its offset and log,
+// and the batch runs again on the savepoint path — so every unit ends as the
+// savepoint path alone ends it: u0, u1 and u3 applied once, u2 and u4
+// recorded with 23505, the units after them applied.
+TEST_P(ExecutorRunner, ADirectBatchThatFailsMidwayGivesEveryUnitTheSavepointPathsResult) {
+  auto primary_had_it = insert_item(1, "dup again");
+  primary_had_it.result.status = Status::error;
+  primary_had_it.result.sqlstate = "23505";
+  const std::vector<sp::wire::Request> requests{
+      make_request("u0", "k", TxMode::autocommit, {insert_item(1, "a")}),
+      make_request("u1", "k", TxMode::commit,
+                   {insert_item(2, "b"), make_statement("UPDATE items SET label = label || '+' WHERE id <= $1", {"2"})}),
+      make_request("u2", "k", TxMode::commit, {insert_item(3, "c"), insert_item(1, "dup"), insert_item(4, "d")}),
+      make_request("u3", "k", TxMode::autocommit, {insert_item(5, "e"), make_statement("SELECT count(*) FROM items")}),
+      make_request("u4", "k", TxMode::autocommit, {insert_item(6, "f"), primary_had_it, insert_item(7, "g")}),
+      make_request("u5", "k", TxMode::autocommit, {make_statement("SELECT id, label FROM items ORDER BY id")}),
+  };
+  RunnerBench with_savepoints(ex::WritesMode::apply, GetParam(), false);
+  RunnerBench direct(ex::WritesMode::apply, GetParam(), true);
+  const auto expected = with_savepoints.run_batch(requests);
+  const auto reports = direct.run_batch(requests);
+  ASSERT_EQ(reports.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SCOPED_TRACE(requests[i].request_id);
+    EXPECT_TRUE(reports[i].applied);
+    EXPECT_EQ(untimed(reports[i].result), untimed(expected[i].result));
+    ASSERT_EQ(reports[i].notes.size(), expected[i].notes.size());
+    for (size_t n = 0; n < reports[i].notes.size(); ++n) {
+      EXPECT_EQ(reports[i].notes[n].disposition, expected[i].notes[n].disposition) << "statement " << n;
+    }
+  }
+  EXPECT_EQ(reports[2].result.statements[1].result.sqlstate, "23505");
+  EXPECT_EQ(reports[2].result.statements[2].result.sqlstate, "25P02") << "the rest of a failed tx unit not reached";
+  EXPECT_EQ(reports[4].result.statements[1].result.sqlstate, "23505");
+  EXPECT_EQ(reports[4].result.statements[2].result.status, Status::ok);
+  EXPECT_EQ(direct.count(), 5) << "1, 2, 5, 6, 7: u2 undone, everything else applied once";
+  EXPECT_EQ(direct.count("label = 'b+'"), 1) << "u1's update ran once";
+  EXPECT_EQ(direct.checksum("items"), with_savepoints.checksum("items"));
+  EXPECT_EQ(ex::read_next_offset(direct.conn, direct.id), static_cast<int64_t>(requests.size()));
+  EXPECT_EQ(ex::logged_records(direct.conn, direct.id, 0).size(), requests.size()) << "one log row per unit";
+  // Not by the safety net of a refused COMMIT (which runs the units one
+  // transaction each): the batch committed once, its log rows in one insert.
+  EXPECT_EQ(direct.conn.exec_checked("SELECT count(DISTINCT xmin::text) FROM shadowpipe.results_log").value(0, 0),
+            std::string_view("1"));
+
+  // A batch without failures runs without a single subtransaction; once a
+  // fingerprint failed, its batches take the savepoint path at once. Seen
+  // from the server: a savepoint that saw a write takes a subtransaction id.
+  auto subtransactions_of_next_batch = [&](RunnerBench& bench, std::vector<sp::wire::Request> batch) {
+    bench.conn.exec_checked("CREATE TABLE IF NOT EXISTS xids (x xid8)");
+    batch.push_back(make_request("probe", "k", TxMode::autocommit,
+                                 {make_statement("INSERT INTO xids SELECT pg_current_xact_id()")}));
+    bench.run_batch(batch);
+    // Subtransaction ids are taken from the same counter: after the
+    // batch's top-level id, as many as its savepoints that saw writes.
+    const auto row = bench.conn.exec_checked(
+        "SELECT (pg_current_xact_id()::text::bigint - max(x::text::bigint) - 1) FROM xids");
+    return std::stoll(std::string(row.value(0, 0)));
+  };
+  RunnerBench fresh(ex::WritesMode::apply, GetParam(), true);
+  EXPECT_EQ(subtransactions_of_next_batch(fresh, {make_request("c0", "k", TxMode::autocommit, {insert_item(30, "x")}),
+                                                  make_request("c1", "k", TxMode::autocommit, {insert_item(31, "y")})}),
+            0)
+      << "a clean direct batch takes no subtransaction id";
+  EXPECT_GT(subtransactions_of_next_batch(direct, {make_request("c0", "k", TxMode::autocommit, {insert_item(30, "x")}),
+                                                   make_request("c1", "k", TxMode::autocommit, {insert_item(31, "y")})}),
+            0)
+      << "INSERT INTO items failed in a direct batch before: its batches run with savepoints";
 }
 
 TEST_P(ExecutorRunner, AFailureAtCommitRedoesTheBatchOneUnitPerTransaction) {

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace sp = shadowpipe;
 namespace ex = shadowpipe::executor;
 using sp::Transient;
@@ -186,6 +188,151 @@ TEST_P(Runner, UnitsAppliedBeforeAreNotRunAgain) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, Runner, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "pipelined" : "plain"; });
+
+// Direct batches (no per-unit savepoints until a statement fails), with both
+// transports, against the savepoint path on a session of its own.
+class DirectBatches : public ::testing::TestWithParam<bool> {
+ protected:
+  static std::vector<Status> statuses(const ex::UnitReport& report) {
+    std::vector<Status> out;
+    for (const auto& statement : report.result.statements) out.push_back(statement.result.status);
+    return out;
+  }
+  std::vector<ex::UnitReport> run_batch(FakeSession& on, bool direct, const std::vector<sp::wire::Request>& units,
+                                        int64_t first_offset = 0) {
+    auto& runner = direct ? direct_runner(on) : savepoint_runner(on);
+    std::vector<ex::BatchUnit> batch;
+    for (const auto& unit : units) batch.push_back(ex::BatchUnit{&unit, first_offset++});
+    return runner.run_batch(batch, id);
+  }
+  ex::UnitRunner& direct_runner(FakeSession& on) { return make(direct_, on, true); }
+  ex::UnitRunner& savepoint_runner(FakeSession& on) { return make(savepoints_, on, false); }
+  // The commands of the first transaction sent, BEGIN to its end.
+  static std::vector<std::string> first_transaction(const FakeSession& on) {
+    std::vector<std::string> out;
+    for (const auto& command : on.sent) {
+      if (command == "SYNC") continue;
+      out.push_back(command);
+      if (command == "ROLLBACK" || command == "COMMIT") break;
+    }
+    return out;
+  }
+  static size_t count_savepoint_commands(const std::vector<std::string>& commands) {
+    size_t n = 0;
+    for (const auto& command : commands) {
+      if (command.find("SAVEPOINT") != std::string::npos) ++n;
+    }
+    return n;
+  }
+
+  FakeSession session;  // the direct runner's
+  FakeSession reference;  // the savepoint path's
+  sp::statement::Analyzer analyzer;
+  ex::PartitionId id{"group", "topic", 0};
+
+ private:
+  ex::UnitRunner& make(std::unique_ptr<ex::UnitRunner>& runner, FakeSession& on, bool direct) {
+    if (!runner) {
+      runner = std::make_unique<ex::UnitRunner>(
+          on, ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "test", nullptr, GetParam(), direct}, analyzer);
+    }
+    return *runner;
+  }
+  std::unique_ptr<ex::UnitRunner> direct_;
+  std::unique_ptr<ex::UnitRunner> savepoints_;
+};
+
+TEST_P(DirectBatches, ABatchWithoutFailuresSendsNoSavepointCommand) {
+  auto reports = run_batch(session, true,
+                           {request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"}),
+                            request(TxMode::commit, {"INSERT INTO t VALUES (2)", "SELECT 1"}),
+                            request(TxMode::autocommit, {"INSERT INTO t VALUES (3)", "INSERT INTO t VALUES (4)"})});
+  EXPECT_EQ(count_savepoint_commands(session.sent), 0u);
+  EXPECT_EQ(session.begins, 1);
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1, 2, 3, 4}));
+  EXPECT_EQ(session.committed.next_offset, 3);
+  EXPECT_EQ(session.committed.logged, 3);
+  for (const auto& report : reports) EXPECT_TRUE(report.applied);
+}
+
+// The failing unit in the middle of a batch: the direct attempt stops at its
+// failure and is rolled back whole; the batch runs again with savepoints, and
+// every unit ends exactly as on the savepoint path — the units before applied
+// once, the failing one recorded with its error (the rest of a tx unit not
+// reached), the units after applied.
+TEST_P(DirectBatches, AFailureMidwayRunsTheBatchAgainWithSavepointsAndEveryUnitEndsAsOnTheSavepointPath) {
+  for (FakeSession* on : {&session, &reference}) {
+    on->fail_always["INSERT INTO t VALUES (3)"] = "23505";
+    on->fail_always["INSERT INTO t VALUES (8)"] = "23505";
+  }
+  const std::vector<sp::wire::Request> units{
+      request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"}),
+      request(TxMode::commit, {"INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (3)", "INSERT INTO t VALUES (4)"}),
+      request(TxMode::autocommit, {"INSERT INTO t VALUES (5)"}),
+      request(TxMode::autocommit, {"INSERT INTO t VALUES (6)", "INSERT INTO t VALUES (8)", "INSERT INTO t VALUES (7)"}),
+  };
+  const auto expected = run_batch(reference, false, units);
+  const auto reports = run_batch(session, true, units);
+
+  const auto first = first_transaction(session);
+  EXPECT_EQ(count_savepoint_commands(first), 0u) << "the first attempt ran without savepoints";
+  EXPECT_EQ(first.back(), "ROLLBACK") << "and was rolled back whole at the failure";
+  EXPECT_EQ(std::count(first.begin(), first.end(), "INSERT INTO t VALUES (5)"), 0) << "nothing ran after it";
+  EXPECT_EQ(session.begins, 2) << "the direct attempt, then the savepoint path";
+  ASSERT_EQ(reports.size(), units.size());
+  for (size_t i = 0; i < units.size(); ++i) {
+    SCOPED_TRACE("unit " + std::to_string(i));
+    EXPECT_TRUE(reports[i].applied);
+    EXPECT_EQ(statuses(reports[i]), statuses(expected[i]));
+    ASSERT_EQ(reports[i].result.statements.size(), expected[i].result.statements.size());
+    for (size_t n = 0; n < reports[i].result.statements.size(); ++n) {
+      auto got = reports[i].result.statements[n];
+      auto want = expected[i].result.statements[n];
+      got.result.latency_us = want.result.latency_us = 0;
+      EXPECT_EQ(got, want) << "statement " << n;  // status, SQLSTATE, message, digests
+      EXPECT_EQ(reports[i].notes[n].disposition, expected[i].notes[n].disposition);
+    }
+  }
+  EXPECT_EQ(statuses(reports[1]), (std::vector<Status>{Status::ok, Status::error, Status::error}));
+  EXPECT_EQ(reports[1].result.statements[1].result.sqlstate, "23505");
+  EXPECT_EQ(reports[1].result.statements[2].result.sqlstate, ex::kAbortedSqlstate);
+  EXPECT_EQ(statuses(reports[3]), (std::vector<Status>{Status::ok, Status::error, Status::ok}));
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1, 5, 6, 7})) << "u1 undone, the others applied once";
+  EXPECT_EQ(session.committed.rows, reference.committed.rows);
+  EXPECT_EQ(session.committed.next_offset, 4);
+  EXPECT_EQ(session.committed.logged, 4) << "one log row per unit, the direct attempt's rolled back";
+}
+
+TEST_P(DirectBatches, AFingerprintThatFailedOnceTakesTheSavepointPathAtOnce) {
+  session.fail_always["INSERT INTO t VALUES (2)"] = "23505";
+  run_batch(session, true,
+            {request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"}),
+             request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"})});
+  EXPECT_EQ(session.begins, 2);
+  session.sent.clear();
+  run_batch(session, true,
+            {request(TxMode::autocommit, {"INSERT INTO t VALUES (5)"}),
+             request(TxMode::autocommit, {"INSERT INTO t VALUES (6)"})},
+            2);
+  EXPECT_EQ(session.begins, 3) << "one transaction: straight to the savepoint path";
+  EXPECT_GT(count_savepoint_commands(session.sent), 0u);
+  session.sent.clear();
+  run_batch(session, true, {request(TxMode::autocommit, {"SELECT 1"}), request(TxMode::autocommit, {"SELECT 2"})}, 4);
+  EXPECT_EQ(count_savepoint_commands(session.sent), 0u) << "other fingerprints still run direct";
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1, 5, 6}));
+  EXPECT_EQ(session.committed.next_offset, 6);
+}
+
+TEST_P(DirectBatches, UnitsToUndoKeepTheSavepointPath) {
+  run_batch(session, true,
+            {request(TxMode::rollback, {"INSERT INTO t VALUES (1)"}),
+             request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"})});
+  EXPECT_GT(count_savepoint_commands(session.sent), 0u);
+  EXPECT_EQ(session.committed.rows, (std::set<int>{2}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, DirectBatches, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "pipelined" : "plain"; });
 
 // Savepoints of the unit's own run alone (plain transport), in order, under

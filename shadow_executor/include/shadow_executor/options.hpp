@@ -51,6 +51,9 @@ struct Options {
   // libpq pipeline mode: a batch's statements are sent without waiting for
   // each reply (see unit_runner.hpp).
   bool pipeline = false;
+  // Run batches without per-unit savepoints first, falling back to them
+  // when a statement fails (unit_runner.hpp). false: always per-unit savepoints.
+  bool direct_batches = true;
   std::chrono::milliseconds shutdown_deadline{15000};
   std::chrono::milliseconds commit_interval{1000};
   // How long the first connection to the shadow is retried at startup (a

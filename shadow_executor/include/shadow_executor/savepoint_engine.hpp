@@ -15,6 +15,14 @@
 // undo keeps its statements apart under a nested savepoint v so sp stays
 // before it.
 //
+// A batch may also run without savepoints (plan_direct_segment): every
+// statement in one segment, nothing between them. It is only correct while
+// nothing fails and nothing is to be undone: the runner uses it for batches
+// with no unit to undo and no user savepoint, stops at the first failure,
+// rolls the whole transaction back and runs the batch again with the
+// savepoints (unit_runner.cpp). The server then runs one command per
+// statement instead of four.
+//
 // PlainTransport sends a statement per round trip, the savepoint commands
 // before it in one script (a rollback to a savepoint nothing touched since is
 // left out), and skips what the plan skips after a failure itself.
@@ -58,6 +66,11 @@ struct PlannedUnit {
 
 // The segments of a batch, in order; units with nothing to execute have none.
 std::vector<Segment> plan_segments(const std::vector<PlannedUnit>& units);
+// The batch's statements in order as one segment, without savepoint commands
+// (empty when nothing executes). Only for units with nothing to undo and no
+// step that restores (may_run_direct); a failure skips everything after it.
+std::vector<Segment> plan_direct_segment(const std::vector<PlannedUnit>& units);
+bool may_run_direct(const PlannedUnit& unit);
 
 // The runner's side of a run.
 class EngineSink {
@@ -86,7 +99,9 @@ class Transport {
   virtual std::string closing() = 0;
 };
 
-std::unique_ptr<Transport> make_transport(bool pipelined, ShadowSession& session);
+// `savepoints`: false for a direct segment, which leaves no savepoint sp to
+// roll back to at the end (closing() is then empty).
+std::unique_ptr<Transport> make_transport(bool pipelined, ShadowSession& session, bool savepoints = true);
 
 // Bookkeeping was refused: a passing cause throws Transient (refused_for_now) (the
 // units are retried later), any other Failure. `reply` may be null.

@@ -21,6 +21,16 @@
 // serialize (an artefact of holding several units' locks at once), the batch
 // is rolled back and its units are run again one unit per transaction.
 //
+// Direct batches (RunnerConfig::direct_batches): a batch whose units have
+// nothing to undo and no savepoints of their own first runs without any
+// savepoint command — BEGIN, the fence, the settings, the statements, the
+// bookkeeping, COMMIT. The first statement that fails with an error that
+// would be its unit's result ends that attempt: the transaction (offset and
+// log included) is rolled back and the batch runs again on the savepoint
+// path above, so every unit's outcome is what the savepoint path gives. A
+// fingerprint that failed once sends the batches holding it straight to the
+// savepoint path afterwards.
+//
 // Without pipeline mode each statement is one round trip, and the savepoint
 // commands between them share a round trip (a simple-query script before the
 // next statement). With pipeline mode (RunnerConfig::pipeline) the whole batch
@@ -46,9 +56,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace shadowpipe::executor {
+
+struct PlannedUnit;  // savepoint_engine.hpp
 
 struct RunnerConfig {
   WritesMode writes = WritesMode::apply;
@@ -60,6 +73,8 @@ struct RunnerConfig {
   const std::atomic<bool>* abandon = nullptr;
   // Send each batch through libpq's pipeline mode (see above).
   bool pipeline = false;
+  // Try batches without per-unit savepoints first (see above).
+  bool direct_batches = false;
 };
 
 struct UnitReport {
@@ -129,10 +144,12 @@ class UnitRunner {
 
  private:
   class Attempt;
-  enum class Outcome { committed, fence_moved, redo_serially };
+  enum class Outcome { committed, fence_moved, redo_serially, redo_with_savepoints };
 
+  // `try_direct`: false forces the savepoint path.
   Outcome attempt(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
-                  std::vector<UnitReport>& reports);
+                  std::vector<UnitReport>& reports, bool try_direct);
+  bool runs_direct(const std::vector<PlannedUnit>& planned) const;
   Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
                  std::vector<UnitReport>& reports, std::string closing, bool session_changed);
   // Records every statement of the unit as not run, with `status`, and the offset.
@@ -156,6 +173,9 @@ class UnitRunner {
   CatalogFacts catalog_;
   digest::NormalizationConfig default_normalization_;
   std::string fence_error_;  // why the last fence check refused
+  // Fingerprints of statements that failed in a direct batch: their batches
+  // take the savepoint path at once (cleared when it grows past a bound).
+  std::unordered_set<std::string> failed_fingerprints_;
 };
 
 }  // namespace shadowpipe::executor
