@@ -78,23 +78,29 @@ statement_stats() {  # label, units
 
 # The server's CPU under pgbench: its backends exit when it ends, and the
 # postmaster then adds their time to its cutime + cstime.
-postmaster=$(awk '{print $4}' "/proc/$(psql "$dsn" -qtAc 'SELECT pg_backend_pid()')/stat" 2>/dev/null || true)
+postmaster=$(head -1 "$(psql "$dsn" -qtAc 'SHOW data_directory')/postmaster.pid" 2>/dev/null || true)
+# The broker's CPU (the executor fetches requests and produces results; pgbench needs no broker).
+broker=$(ss -Hltnp "sport = :${SHADOWPIPE_BROKERS##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 reaped_ticks() { awk '{print $16 + $17}' "/proc/$postmaster/stat" 2>/dev/null || echo 0; }
 run_pgbench() {
   statement_stats_reset
   sleep 1  # the previous run's backends are gone and reaped
-  local out reaped_start
-  reaped_start=$(reaped_ticks)
-  out=$(pgbench -n -M extended -c "$connections" -j "$connections" -T "$seconds" \
-    -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>/dev/null)
+  local out reaped_start broker_start client
+  reaped_start=$(reaped_ticks); broker_start=$(process_ticks "$broker")
+  out=$(TIMEFORMAT='%U %S'; { time pgbench -n -M extended -c "$connections" -j "$connections" -T "$seconds" \
+    -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>/dev/null; } 2>"$work/pgbench-time")
+  client=$(awk '{print $1 + $2}' "$work/pgbench-time")
   local count tps
   count=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
   sleep 1
   {
     echo "pgbench $1: $(printf '%.0f' "$tps") statements/s, load average $(load)"
-    printf '  CPU per statement: its %s server backends %.1f us\n' "$connections" \
-      "$(echo "($(reaped_ticks) - $reaped_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)"
+    printf '  CPU per statement: pgbench %.1f us, its %s server backends %.1f us, broker %.1f us\n' \
+      "$(echo "$client * 1000000 / $count" | bc -l)" "$connections" \
+      "$(echo "($(reaped_ticks) - $reaped_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)" \
+      "$(echo "($(process_ticks "$broker") - $broker_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)"
     statement_stats "pgbench $1" "$count"
   } >>"$work/report"
   echo "$tps"
@@ -132,7 +138,7 @@ run_executor() {
         AND backend_type = 'client backend' AND pid <> pg_backend_pid();" >&"${PSQL[1]}"
   local backends
   read -r backends <&"${PSQL[0]}"
-  ticks() { local sum=0 pid; for pid in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) )); done; echo "$sum"; }
+  ticks() { local sum=0 pid; for pid in "$@"; do sum=$(( sum + $(process_ticks "$pid") )); done; echo "$sum"; }
   statement_stats_reset
   local start_units start end load_start executor_start backends_start perf_pid=
   if [[ -n ${EXECUTOR_PERF:-} ]]; then
@@ -141,19 +147,23 @@ run_executor() {
     perf_pid=$!
   fi
   start_units=$(applied); start=$(date +%s.%N); load_start=$(load)
+  local broker_start
+  broker_start=$(process_ticks "$broker")
   executor_start=$(ticks "$executor_pid"); read -r -a backend_pids <<<"$backends"; backends_start=$(ticks "${backend_pids[@]}")
   until (( $(applied) >= units )); do sleep 0.02; done
   end=$(date +%s.%N)
   local executor_ticks=$(( $(ticks "$executor_pid") - executor_start )) backend_ticks=$(( $(ticks "${backend_pids[@]}") - backends_start ))
+  local broker_ticks=$(( $(process_ticks "$broker") - broker_start ))
   [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
   local measured=$(( units - start_units )) hz
   hz=$(getconf CLK_TCK)
   {
     printf 'executor %s: %.0f statements/s over %s units, load average %s at start, %s at end\n' "$label" \
       "$(echo "$measured / ($end - $start)" | bc -l)" "$measured" "$load_start" "$(load)"
-    printf '  CPU per unit: executor %.1f us, its %s server backends %.1f us\n' \
+    printf '  CPU per unit: executor %.1f us, its %s server backends %.1f us, broker %.1f us\n' \
       "$(echo "$executor_ticks * 1000000 / $hz / $measured" | bc -l)" "${#backend_pids[@]}" \
-      "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)"
+      "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)" \
+      "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)"
     statement_stats "executor" "$measured"
   } >>"$work/report"
   echo '\q' >&"${PSQL[1]}"
