@@ -103,6 +103,11 @@ class PrivateCluster {
     running_ = pg_ctl("-m fast -w -t 60 stop") != 0;
     return !running_;
   }
+  // Immediate shutdown, as a crash: no checkpoint, WAL not yet written is lost.
+  bool crash() {
+    running_ = pg_ctl("-m immediate -w -t 60 stop") != 0;
+    return !running_;
+  }
   bool start() {
     running_ = pg_ctl("-o " + shell_quote("-p " + std::to_string(port_)) + " -l " + shell_quote(dir_ + "/server.log") +
                       " -w -t 60 start") == 0;
