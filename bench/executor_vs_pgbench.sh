@@ -97,10 +97,13 @@ run_pgbench() {
   sleep 1
   {
     echo "pgbench $1: $(printf '%.0f' "$tps") statements/s, load average $(load)"
+    local client_us backends_us broker_us
+    client_us=$(echo "$client * 1000000 / $count" | bc -l)
+    backends_us=$(echo "($(reaped_ticks) - $reaped_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)
+    broker_us=$(echo "($(process_ticks "$broker") - $broker_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)
+    echo "$client_us + $backends_us + $broker_us" | bc -l >"$work/cpu-pgbench-$1"
     printf '  CPU per statement: pgbench %.1f us, its %s server backends %.1f us, broker %.1f us\n' \
-      "$(echo "$client * 1000000 / $count" | bc -l)" "$connections" \
-      "$(echo "($(reaped_ticks) - $reaped_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)" \
-      "$(echo "($(process_ticks "$broker") - $broker_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)"
+      "$client_us" "$connections" "$backends_us" "$broker_us"
     statement_stats "pgbench $1" "$count"
   } >>"$work/report"
   echo "$tps"
@@ -164,6 +167,7 @@ run_executor() {
       "$(echo "$executor_ticks * 1000000 / $hz / $measured" | bc -l)" "${#backend_pids[@]}" \
       "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)" \
       "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)"
+    echo "($executor_ticks + $backend_ticks + $broker_ticks) * 1000000 / $hz / $measured" | bc -l >"$work/cpu-$label"
     statement_stats "executor" "$measured"
   } >>"$work/report"
   echo '\q' >&"${PSQL[1]}"
@@ -186,5 +190,12 @@ printf 'executor:            %.0f statements/s (exactly-once bookkeeping, result
 printf 'executor --pipeline: %.0f statements/s\n' "$pipeline"
 printf 'ratio executor/pgbench:            %.2f\n' "$(echo "$plain / $pgbench" | bc -l)"
 printf 'ratio executor --pipeline/pgbench: %.2f\n' "$(echo "$pipeline / $pgbench" | bc -l)"
+# On a CPU-bound machine the ratio is at most the CPU pgbench spends per
+# statement over what a unit costs in all (executor, its backends, broker).
+cpu_pgbench=$(echo "($(cat "$work/cpu-pgbench-before") + $(cat "$work/cpu-pgbench-after")) / 2" | bc -l)
+printf 'CPU per statement in all: pgbench %.0f us, executor %.0f us, executor --pipeline %.0f us\n' \
+  "$cpu_pgbench" "$(cat "$work/cpu-plain")" "$(cat "$work/cpu-pipeline")"
+printf 'CPU-bound ceiling of the ratios (pgbench CPU / executor CPU): %.2f, --pipeline %.2f\n' \
+  "$(echo "$cpu_pgbench / $(cat "$work/cpu-plain")" | bc -l)" "$(echo "$cpu_pgbench / $(cat "$work/cpu-pipeline")" | bc -l)"
 printf 'nproc %s; per run (CPU and commands per unit move little with the load, throughput does):\n' "$(nproc)"
 cat "$work/report"
