@@ -14,7 +14,7 @@
 # transaction per unit).
 #
 # Besides throughput (which moves with whatever else runs on the machine) it
-# prints figures that depend little on the load, per unit: the executor's CPU
+# prints figures that depend less on the load, per unit: the executor's CPU
 # (utime + stime from /proc), the CPU of its server backends, and, when the
 # shadow has pg_stat_statements in shared_preload_libraries, the commands the
 # server ran per unit and their execution time, the top ones by calls (the
@@ -197,5 +197,5 @@ printf 'CPU per statement in all: pgbench %.0f us, executor %.0f us, executor --
   "$cpu_pgbench" "$(cat "$work/cpu-plain")" "$(cat "$work/cpu-pipeline")"
 printf 'CPU-bound ceiling of the ratios (pgbench CPU / executor CPU): %.2f, --pipeline %.2f\n' \
   "$(echo "$cpu_pgbench / $(cat "$work/cpu-plain")" | bc -l)" "$(echo "$cpu_pgbench / $(cat "$work/cpu-pipeline")" | bc -l)"
-printf 'nproc %s; per run (CPU and commands per unit move little with the load, throughput does):\n' "$(nproc)"
+printf 'nproc %s; per run (commands per unit do not depend on the load; CPU per unit moves less than throughput, but rises on a saturated machine too):\n' "$(nproc)"
 cat "$work/report"
