@@ -268,6 +268,43 @@ struct Executor::Impl {
     }
   }
 
+  // A worker that found its shadow's position gone back (lost commits) has
+  // stopped: its partition starts again from shadowpipe.applied, as at an
+  // assignment, and the consumer seeks there (librdkafka drops what it had
+  // fetched past it), so the units the shadow lost are applied again.
+  void restart_partitions_that_went_back() {
+    std::vector<int32_t> went_back;
+    for (const auto& [partition, worker] : workers) {
+      if (worker->went_back_to()) went_back.push_back(partition);
+    }
+    for (auto partition : went_back) {
+      workers.at(partition)->stop(Clock::now() + options.shutdown_deadline);
+      workers.erase(partition);
+      committed.erase(partition);
+      shared.ledger.forget(partition);
+      if (paused.contains(partition)) set_paused(partition, false);
+      int64_t start = 0;
+      try {
+        start = start_partition(partition);
+      } catch (const StopRequested&) {
+        return;  // stopping: the partition's next owner starts it from shadowpipe.applied
+      }
+      kafka::PartitionList list;
+      list.add(options.requests_topic, partition, start);
+      rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer->get(), list.get(), 10000);
+      const std::string failed = error ? rd_kafka_error_string(error)
+                                       : list[0].err ? rd_kafka_err2str(list[0].err) : "";
+      if (error) rd_kafka_error_destroy(error);
+      if (!failed.empty()) {
+        // Going on would skip the lost units; a restart starts the partition from the shadow's position.
+        throw Failure("seeking " + where(partition) + " back to offset " + std::to_string(start) +
+                      " after the shadow lost committed units failed: " + failed +
+                      "; restart the executor (it resumes from shadowpipe.applied)");
+      }
+      log("restarted " + where(partition) + " from offset " + std::to_string(start) + ", where the shadow's position went back to");
+    }
+  }
+
   void update_lag() {
     for (const auto& [partition, worker] : workers) {
       int64_t low = 0, high = 0;
@@ -335,6 +372,7 @@ struct Executor::Impl {
         }
       }
       resume_drained();
+      restart_partitions_that_went_back();
       if (Clock::now() - last_commit >= options.commit_interval) {
         commit_progress();
         update_lag();

@@ -49,6 +49,12 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                      .Help("Shadow connections re-established after a drop")
                      .Register(registry)
                      .Add({})),
+      positions_went_back(BuildCounter()
+                              .Name("shadowpipe_executor_positions_went_back_total")
+                              .Help("Reconnects that found the shadow's position below what was applied (lost commits), "
+                                    "so the partition was applied again from there")
+                              .Register(registry)
+                              .Add({})),
       plans_captured(BuildCounter()
                          .Name("shadowpipe_executor_plans_captured_total")
                          .Help("EXPLAIN plans captured and attached to results")

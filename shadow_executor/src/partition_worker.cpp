@@ -239,16 +239,18 @@ bool PartitionWorker::connect() {
       auto connection = std::make_unique<pg::Connection>(shared_.options.shadow_dsn);
       // Names the backend so an operator (or a test) can find this partition's session.
       connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) + "'");
-      std::lock_guard lock(mutex_);
-      connection_ = std::move(connection);
-      cancel_ = PQgetCancel(connection_->get());
-      if (ever_connected_) shared_.metrics.reconnects.Increment();
-      ever_connected_ = true;
-      RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
-                          &shared_.options.normalization, shared_.options.executor_id, &abandon_,
-                          shared_.options.pipeline, shared_.options.direct_batches};
-      runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
-      return true;
+      {
+        std::lock_guard lock(mutex_);
+        connection_ = std::move(connection);
+        cancel_ = PQgetCancel(connection_->get());
+        if (ever_connected_) shared_.metrics.reconnects.Increment();
+        ever_connected_ = true;
+        RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
+                            &shared_.options.normalization, shared_.options.executor_id, &abandon_,
+                            shared_.options.pipeline, shared_.options.direct_batches};
+        runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
+      }
+      return !went_back();
     } catch (const Failure& failure) {
       if (transient_.failed()) {
         log("partition " + std::to_string(id_.partition) + ": " + failure.what() +
@@ -258,6 +260,32 @@ bool PartitionWorker::connect() {
     if (sleep_unless_stopping(backoff)) return false;
     backoff = std::min(backoff * 2, milliseconds(5000));
   }
+}
+
+bool PartitionWorker::went_back() {
+  // Every position this worker reached was committed before it advanced, so
+  // a lower one means the server lost commits: going on from here would skip
+  // the units they held. Checked on every connect: a server that lost
+  // commits (crash, restore, failover) broke the connection first.
+  int64_t applied = -1;
+  try {
+    applied = read_next_offset(*connection_, id_);
+  } catch (const Failure&) {
+    disconnect();  // connect() retries with a fresh connection
+    throw;
+  }
+  const int64_t reached = next_offset_.load();
+  if (applied < 0 || applied >= reached) return false;
+  log("partition " + std::to_string(id_.partition) + ": the shadow's position went back from offset " +
+      std::to_string(reached) + " to " + std::to_string(applied) +
+      " (the server lost committed transactions: a crash with synchronous_commit off, a restore or a failover to a "
+      "server behind); applying again from offset " + std::to_string(applied));
+  shared_.metrics.positions_went_back.Increment();
+  std::lock_guard lock(mutex_);
+  went_back_to_ = applied;
+  stopping_ = true;
+  queue_.clear();
+  return true;
 }
 
 void PartitionWorker::disconnect() {

@@ -40,6 +40,7 @@ struct ExecutorMetrics {
   prometheus::Counter& not_replayable;
   prometheus::Counter& dead_letters;
   prometheus::Counter& reconnects;
+  prometheus::Counter& positions_went_back;
   prometheus::Counter& plans_captured;
   prometheus::Counter& results_republished;
   prometheus::Counter& delivery_failures;

@@ -45,6 +45,16 @@ class PartitionWorker {
 
   int64_t next_offset() const { return next_offset_.load(); }
 
+  // Where the shadow's position went back to, found on a reconnect, when it
+  // is below what this worker applied (the server lost committed
+  // transactions: a crash with synchronous_commit off, a restore or a
+  // failover to a server behind). The worker has stopped then; its
+  // partition must be started again from there. nullopt: none.
+  std::optional<int64_t> went_back_to() const {
+    const int64_t to = went_back_to_.load();
+    return to >= 0 ? std::optional<int64_t>(to) : std::nullopt;
+  }
+
   // Finishes the unit in flight and drops the queued ones (the partition's
   // next owner reads them again from shadowpipe.applied). Past the deadline
   // the running statement is cancelled and its unit rolled back.
@@ -100,6 +110,9 @@ class PartitionWorker {
   bool sleep_unless_stopping(std::chrono::milliseconds duration);
 
   bool connect();
+  // After a connect: stops the worker when the shadow's position is below
+  // what it applied (see went_back_to()).
+  bool went_back();
 
   void disconnect();
 
@@ -120,6 +133,7 @@ class PartitionWorker {
   Shared& shared_;
   const PartitionId id_;
   std::atomic<int64_t> next_offset_;
+  std::atomic<int64_t> went_back_to_{-1};
   std::atomic<bool> abandon_{false};  // stop()'s deadline passed: roll back the unit in flight
   mutable std::mutex mutex_;
   std::condition_variable wake_;
