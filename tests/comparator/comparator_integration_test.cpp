@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -218,6 +219,10 @@ cmp::Options options_for(const Topics& topics) {
   options.window = 2s;
   options.summary_interval = 1s;
   options.commit_interval = 500ms;
+  // The same tests run with the records handled on the consumer's thread
+  // (1) and on workers (the default, 2 on a two-core machine); the binary
+  // the crash tests start reads the same variable.
+  if (const char* workers = std::getenv("SHADOWPIPE_COMPARATOR_WORKERS")) options.workers = std::stoul(workers);
   return options;
 }
 

@@ -48,6 +48,12 @@ struct Options {
   size_t max_pending_bytes = 256u << 20;
   bool include_params = false;
   std::string metrics_bind;  // "host:port", or empty for none
+  // Threads that decode, join and classify records (a partition pair belongs
+  // to one of them, so its join state stays single-threaded; the consumer
+  // loop polls, hands records over and commits). 1 does everything on the
+  // consumer's thread; 0 picks min(2, hardware threads). More than the cores
+  // left after librdkafka's own threads gains nothing.
+  unsigned workers = 0;
 };
 
 struct Stats {
