@@ -21,9 +21,13 @@ namespace shadowpipe::comparator {
 class RecordWorker {
  public:
   using Handler = std::function<void(kafka::Message&)>;
-  // Batches waiting beyond the one being handled before hand_over() blocks:
-  // the consumer loop never runs far ahead of a slow worker.
-  static constexpr size_t kMaxWaitingBatches = 4;
+  // Batches waiting beyond the one being handled before hand_over() blocks,
+  // so the consumer loop never runs far ahead of a slow worker. Deep enough
+  // to hold a fetch's worth of one partition (librdkafka hands records over
+  // partition by partition, up to max.partition.fetch.bytes, 1 MB, at a
+  // time): with a shallow queue the loop waits on the worker of the current
+  // partition while the other worker has nothing to do.
+  static constexpr size_t kMaxWaitingBatches = 32;
 
   explicit RecordWorker(Handler handle);
   ~RecordWorker();  // stop()
