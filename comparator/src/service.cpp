@@ -488,6 +488,7 @@ struct Comparator::Impl {
     local.assigned_pairs = pairs.size();
     local.stalled_partitions = stall_watch.stalled_partitions();
     local.aborted_transactions = publisher.aborted_transactions();
+    local.committed_transactions = publisher.committed_transactions();
     metrics.refresh(local, oldest ? static_cast<double>(wall_us - *oldest) / 1e6 : 0);
     Stats snapshot = local;
     for (const auto& lane : lanes) add_counters(snapshot, lane->counts);
@@ -518,6 +519,11 @@ struct Comparator::Impl {
           on_rebalance(event, list);
         });
     consumer->subscribe({options.requests_topic, options.results_topic});
+    // Flow control and the gauges, at a quiescent point. With workers, a
+    // quiescent point leaves a worker idle while the other drains its queue,
+    // so it comes once a second; pauses need no tick then (dispatch() judges
+    // the bound before each record near it), only resumes wait for it.
+    const auto tick_interval = workers.empty() ? 200ms : 1000ms;
     auto next_tick = Clock::now();
     auto next_commit = Clock::now() + options.commit_interval;
     auto next_regression_check = Clock::now() + options.summary_interval;
@@ -546,7 +552,7 @@ struct Comparator::Impl {
         quiesce();
         enforce_memory_bound();
         refresh_gauges(wire::now_us());
-        next_tick = now + 200ms;
+        next_tick = now + tick_interval;
       }
       if (now >= next_regression_check) {
         quiesce();

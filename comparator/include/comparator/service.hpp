@@ -76,6 +76,7 @@ struct Stats {
   size_t stalled_partitions = 0;       // requests wait, no executor progress for the window
   uint64_t rewinds = 0;                // aborted transactions redone from the committed offsets
   uint64_t aborted_transactions = 0;
+  uint64_t committed_transactions = 0;  // decisions and offsets committed together
 };
 
 class Comparator {
@@ -89,7 +90,7 @@ class Comparator {
 
   // Consumes until stop is set, then publishes, commits and leaves the group.
   void run(const std::atomic<bool>& stop);
-  // A snapshot, refreshed a few times a second while run() works.
+  // A snapshot, refreshed every 200 ms while run() works (every second with workers).
   Stats stats() const;
   prometheus::Registry& registry();
 
