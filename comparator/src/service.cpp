@@ -108,7 +108,7 @@ struct Comparator::Impl {
   // bytes as the workers left them, the largest growth one record caused,
   // and the records handed out and not handled yet.
   std::atomic<int64_t> pending_bytes_now{0};
-  std::atomic<size_t> largest_entry_bytes{kFirstEntryBytesGuess};
+  std::atomic<size_t> largest_entry_bytes{0};  // 0: none measured yet
   std::atomic<size_t> unhandled_records{0};
   std::exception_ptr fatal;
   bool rewind_needed = false;
@@ -361,7 +361,9 @@ struct Comparator::Impl {
     const int64_t now = pending_bytes_now.load();
     local.pending_bytes_high_water = std::max(local.pending_bytes_high_water, static_cast<size_t>(std::max<int64_t>(now, 0)));
     const size_t in_flight = unhandled_records.load() + 1;
-    if (static_cast<size_t>(std::max<int64_t>(now, 0)) + in_flight * largest_entry_bytes.load() > flow.pausing_above()) {
+    const size_t largest = largest_entry_bytes.load();
+    const size_t per_record = largest > 0 ? largest : kFirstEntryBytesGuess;
+    if (static_cast<size_t>(std::max<int64_t>(now, 0)) + in_flight * per_record > flow.pausing_above()) {
       quiesce();
       enforce_memory_bound();
     }
