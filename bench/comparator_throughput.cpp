@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
   CLI::App app{"comparator throughput against a bare librdkafka consumer", "comparator_throughput"};
   sp::cli::KafkaOptions kafka;
   sp::cli::add_kafka_options(app, kafka);
-  int64_t pairs = 400'000;  // with workers the stats refresh once a second: the steady window needs a few
+  int64_t pairs = 400'000;  // a few seconds of steady deciding: with workers the stats refresh once a second
   int64_t pending = 50'000;
   int partitions = 6;
   app.add_option("--pairs", pairs, "request/result pairs to decide")->capture_default_str();

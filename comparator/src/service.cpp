@@ -523,8 +523,9 @@ struct Comparator::Impl {
     consumer->subscribe({options.requests_topic, options.results_topic});
     // Flow control and the gauges, at a quiescent point. With workers, a
     // quiescent point leaves a worker idle while the other drains its queue,
-    // so it comes once a second; pauses need no tick then (dispatch() judges
-    // the bound before each record near it), only resumes wait for it.
+    // so it comes once a second, with the commit's; pauses need no tick then
+    // (dispatch() judges the bound before each record near it), only resumes
+    // wait for it.
     const auto tick_interval = workers.empty() ? 200ms : 1000ms;
     auto next_tick = Clock::now();
     auto next_commit = Clock::now() + options.commit_interval;
@@ -550,18 +551,22 @@ struct Comparator::Impl {
         }
       }
       const auto now = Clock::now();
-      if (now >= next_tick) {
+      const bool commit_due = now >= next_commit;
+      const bool regression_check_due = now >= next_regression_check;
+      // With workers the tick's work rides on the commit's quiescent point
+      // rather than draining the workers once more.
+      if (now >= next_tick || (!workers.empty() && (commit_due || regression_check_due))) {
         quiesce();
         enforce_memory_bound();
         refresh_gauges(wire::now_us());
         next_tick = now + tick_interval;
       }
-      if (now >= next_regression_check) {
+      if (regression_check_due) {
         quiesce();
         publish_regressions();
         next_regression_check = now + options.summary_interval;
       }
-      if (now >= next_commit) {
+      if (commit_due) {
         quiesce();
         commit_cycle(wire::now_us());
         if (rewind_needed) rewind();
