@@ -276,6 +276,15 @@ int main(int argc, char** argv) {
       std::printf("  comparator with %u worker%s / decoding consumer: %.2f   (issue 14 aims: %s)\n", workers,
                   workers == 1 ? " " : "s", measured.rate / decoding_rate, workers == 1 ? ">= 0.9" : ">= 1.6");
     }
+    // Rates follow the share of the cores each phase got; CPU per pair does
+    // not, so its ratio says what a machine with the cores free would show.
+    const double decoding_cpu_per_pair = decoding.cpu_seconds / static_cast<double>(pairs);
+    for (const auto& [workers, measured] : runs) {
+      const double cpu_ratio = decoding_cpu_per_pair / (measured.cpu_seconds / static_cast<double>(measured.pairs_timed));
+      std::printf("  CPU per pair, decoding consumer / comparator with %u worker%s: %.2f, so with %u core%s free\n"
+                  "    for it the comparator would reach roughly %.2f of the decoding consumer\n",
+                  workers, workers == 1 ? " " : "s", cpu_ratio, workers, workers == 1 ? "" : "s", cpu_ratio * workers);
+    }
     std::printf("  (the decoding consumer is one thread doing nothing but poll and decode; the bare one only polls.\n"
                 "   'cores busy' is the process's CPU time over the wall time, librdkafka's threads included: two\n"
                 "   workers gain only while a second core is free, and 'us CPU per pair' compares runs across loads)\n\n");
