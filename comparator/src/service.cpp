@@ -154,7 +154,8 @@ struct Comparator::Impl {
       metrics.discrepancy(record.kind);
     }
     lane.counts.republish_suppressed += decision.suppressed;
-    metrics.republish_suppressed_total->Increment(static_cast<double>(decision.suppressed));
+    // Not by zero: the counter is shared by the workers, and a write bounces its cache line.
+    if (decision.suppressed) metrics.republish_suppressed_total->Increment(static_cast<double>(decision.suppressed));
     if (decision.tally.request) pairs.at(partition).hold(request_offset, std::move(decision.tally));
   }
 
@@ -207,7 +208,7 @@ struct Comparator::Impl {
       publish_decision(lane, partition, missing.request.offset, std::move(decision));
     }
     lane.counts.orphan_results += added.orphan_results;
-    metrics.orphan_results_total->Increment(static_cast<double>(added.orphan_results));
+    if (added.orphan_results) metrics.orphan_results_total->Increment(static_cast<double>(added.orphan_results));
   }
 
   // A gap record (on either topic) is decided on arrival.
