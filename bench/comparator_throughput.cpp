@@ -1,6 +1,7 @@
-// Pairs decided per second by the comparator through the real broker, against
-// a bare librdkafka consumer reading the same two topics in the same run, and
-// the memory a pending request costs. Run through bench/comparator_throughput.sh.
+// Pairs decided per second by the comparator through the real broker, with
+// one and with two workers, against a bare librdkafka consumer reading the
+// same two topics in the same run (and one that also decodes every record),
+// and the memory a pending request costs. Run through bench/comparator_throughput.sh.
 #include "comparator/service.hpp"
 #include "shadowpipe/cli.hpp"
 #include "shadowpipe/kafka.hpp"
@@ -8,11 +9,14 @@
 #include "shadowpipe/wire.hpp"
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 namespace sp = shadowpipe;
@@ -90,10 +94,23 @@ void produce_pairs(sp::kafka::Producer& producer, const Topics& t, int partition
   if (producer.flush(120s) != 0) throw sp::Failure("benchmark records were not delivered");
 }
 
+// CPU seconds of the whole process (every thread, librdkafka's too).
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+struct Timed {
+  double seconds = 0;
+  double cpu_seconds = 0;  // process CPU over the same time: cores used = cpu_seconds / seconds
+};
+
 // Seconds from the first record to the last, for a bare consumer of both topics.
 // With decode, each record is also decoded as the comparator must: the floor
 // for any consumer of these JSON records.
-double bare_consumer_seconds(const sp::kafka::Properties& base, const Topics& t, int64_t records, bool decode) {
+Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t records, bool decode) {
   auto properties = base;
   properties.emplace_back("group.id", "bench-bare-" + std::to_string(decode) + std::to_string(getpid()) + "-" + t.requests);
   properties.emplace_back("auto.offset.reset", "earliest");
@@ -103,24 +120,29 @@ double bare_consumer_seconds(const sp::kafka::Properties& base, const Topics& t,
   consumer.subscribe({t.requests, t.results});
   int64_t read = 0;
   Clock::time_point first{};
+  double first_cpu = 0;
   const auto deadline = Clock::now() + 300s;
   while (read < records && Clock::now() < deadline) {
     auto message = consumer.poll(100ms);
     if (!message || message.error()) continue;
-    if (read++ == 0) first = Clock::now();
+    if (read++ == 0) {
+      first = Clock::now();
+      first_cpu = process_cpu_seconds();
+    }
     if (decode) {
       const bool ok = message.topic() == t.requests ? sp::wire::decode_request(message.payload()).ok()
                                                     : sp::wire::decode_result(message.payload()).ok();
       if (!ok) throw sp::Failure("benchmark record did not decode");
     }
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - first).count();
+  const Timed timed{std::chrono::duration<double>(Clock::now() - first).count(), process_cpu_seconds() - first_cpu};
   consumer.close();
   if (read < records) throw sp::Failure("bare consumer read only " + std::to_string(read) + " records");
-  return seconds;
+  return timed;
 }
 
-cmp::Options comparator_options(const sp::kafka::Properties& base, const Topics& t, const std::string& group) {
+cmp::Options comparator_options(const sp::kafka::Properties& base, const Topics& t, const std::string& group,
+                                unsigned workers = 0) {
   cmp::Options options;
   options.kafka = base;
   options.group = group;
@@ -132,7 +154,73 @@ cmp::Options comparator_options(const sp::kafka::Properties& base, const Topics&
   options.dlq_topic = t.dlq;
   options.window = 600s;  // nothing expires while the benchmark runs
   options.max_pending_bytes = size_t{4} << 30;
+  options.workers = workers;
   return options;
+}
+
+struct ComparatorRun {
+  double rate = 0;  // pairs per second while every worker had work
+  double seconds = 0;
+  double cpu_seconds = 0;
+  uint64_t pairs_timed = 0;
+  cmp::Stats finished;
+};
+
+// Decides every pair with a fresh group (from the start of both topics),
+// publishing to topics of its own so each run does the same work. Its stats
+// are refreshed every 200 ms (every second with workers): the rate is taken
+// between the first refresh after its first transaction committed and the
+// last refresh before the end. So neither the start-up (joining the group,
+// and the first commit of a new group's offsets, which takes about a second
+// here once) nor the last partial interval count, and no pair decided before
+// the clock started is counted: the steady rate.
+ComparatorRun run_comparator(const sp::kafka::Properties& base, sp::kafka::Producer& producer, const Topics& input,
+                             const std::string& run, int partitions, unsigned workers, int64_t pairs) {
+  Topics topics = input;
+  const std::string outputs = run + "-w" + std::to_string(workers);
+  topics.mismatches = outputs + ".mismatches";
+  topics.summary = outputs + ".summary";
+  topics.dlq = outputs + ".dlq";
+  sp::kafka::create_topics(producer.get(),
+                           {{topics.mismatches, partitions, 1, {}}, {topics.summary, 1, 1, {}}, {topics.dlq, 1, 1, {}}},
+                           20s);
+  cmp::Comparator comparator(comparator_options(base, topics, outputs + "-comparator", workers));
+  std::atomic<bool> stop{false};
+  std::thread thread([&] { comparator.run(stop); });
+  struct Sample {
+    Clock::time_point at;
+    uint64_t pairs;
+    double cpu_seconds;
+  };
+  std::optional<Sample> first, last_full;
+  uint64_t seen = 0;
+  const auto deadline = Clock::now() + 300s;
+  while (Clock::now() < deadline) {
+    const auto stats = comparator.stats();
+    if (stats.pairs >= static_cast<uint64_t>(pairs)) break;
+    if (stats.pairs > seen && stats.committed_transactions > 0) {  // a refresh: the counts are those of this moment
+      seen = stats.pairs;
+      (first ? last_full : first) = Sample{Clock::now(), stats.pairs, process_cpu_seconds()};
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  ComparatorRun result;
+  result.finished = comparator.stats();
+  stop = true;
+  thread.join();
+  if (!first || !last_full) {
+    throw sp::Failure("the comparator finished before two stats refreshes after its first commit: run with more --pairs");
+  }
+  result.seconds = std::chrono::duration<double>(last_full->at - first->at).count();
+  result.pairs_timed = last_full->pairs - first->pairs;
+  result.cpu_seconds = last_full->cpu_seconds - first->cpu_seconds;
+  result.rate = static_cast<double>(result.pairs_timed) / result.seconds;
+  return result;
+}
+
+double load_average() {
+  double load[1] = {0};
+  return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
 // Bytes malloc has handed out and not taken back (librdkafka's included).
@@ -144,7 +232,7 @@ int main(int argc, char** argv) {
   CLI::App app{"comparator throughput against a bare librdkafka consumer", "comparator_throughput"};
   sp::cli::KafkaOptions kafka;
   sp::cli::add_kafka_options(app, kafka);
-  int64_t pairs = 200'000;
+  int64_t pairs = 400'000;  // a few seconds of steady deciding: with workers the stats refresh once a second
   int64_t pending = 50'000;
   int partitions = 6;
   app.add_option("--pairs", pairs, "request/result pairs to decide")->capture_default_str();
@@ -156,42 +244,50 @@ int main(int argc, char** argv) {
     const std::string run = "bench-cmp-" + std::to_string(getpid()) + "-" + std::to_string(sp::wire::now_us());
     auto topics = create_topics(producer, run, partitions);
     produce_pairs(producer, topics, partitions, 0, pairs, true);
-    std::printf("produced %lld pairs on %d partitions\n", static_cast<long long>(pairs), partitions);
+    std::printf("produced %lld pairs on %d partitions (load average %.1f)\n", static_cast<long long>(pairs), partitions,
+                load_average());
 
-    const double bare = bare_consumer_seconds(base, topics, 2 * pairs, false);
-    const double bare_rate = static_cast<double>(pairs) / bare;
-    std::printf("bare consumer: %lld records in %.2f s = %.0f pairs/s\n", static_cast<long long>(2 * pairs), bare,
-                bare_rate);
-    const double decoding = bare_consumer_seconds(base, topics, 2 * pairs, true);
-    const double decoding_rate = static_cast<double>(pairs) / decoding;
-    std::printf("bare consumer that decodes each record: %.2f s = %.0f pairs/s\n", decoding, decoding_rate);
+    auto report = [&](const char* what, double pairs_timed, double seconds, double cpu_seconds) {
+      std::printf("%s: %.0f pairs in %.2f s = %.0f pairs/s; %.1f us CPU per pair, %.2f cores busy\n", what,
+                  pairs_timed, seconds, pairs_timed / seconds, cpu_seconds / pairs_timed * 1e6, cpu_seconds / seconds);
+      return pairs_timed / seconds;
+    };
+    const auto bare = bare_consumer(base, topics, 2 * pairs, false);
+    const double bare_rate = report("bare consumer", static_cast<double>(pairs), bare.seconds, bare.cpu_seconds);
+    const auto decoding = bare_consumer(base, topics, 2 * pairs, true);
+    const double decoding_rate =
+        report("bare consumer that decodes each record", static_cast<double>(pairs), decoding.seconds, decoding.cpu_seconds);
 
-    double comparator_seconds = 0;
-    cmp::Stats finished;
-    {
-      cmp::Comparator comparator(comparator_options(base, topics, run + "-comparator"));
-      std::atomic<bool> stop{false};
-      std::thread worker([&] { comparator.run(stop); });
-      Clock::time_point first{};
-      const auto deadline = Clock::now() + 300s;
-      // Start the clock at the first decision, as the bare run starts at its first record.
-      while (Clock::now() < deadline) {
-        const auto stats = comparator.stats();
-        if (stats.pairs > 0 && first == Clock::time_point{}) first = Clock::now();
-        if (stats.pairs >= static_cast<uint64_t>(pairs)) break;
-        std::this_thread::sleep_for(5ms);
-      }
-      comparator_seconds = std::chrono::duration<double>(Clock::now() - first).count();
-      finished = comparator.stats();
-      stop = true;
-      worker.join();
+    std::vector<std::pair<unsigned, ComparatorRun>> runs;
+    for (unsigned workers : {1u, 2u}) {
+      auto measured = run_comparator(base, producer, topics, run, partitions, workers, pairs);
+      const std::string what = "comparator, " + std::to_string(workers) +
+                               (workers == 1 ? " worker (on the consumer's thread)" : " workers") + ", " +
+                               std::to_string(measured.finished.pairs) + " decided (" +
+                               std::to_string(measured.finished.mismatches_published) + " mismatches), steady";
+      report(what.c_str(), static_cast<double>(measured.pairs_timed), measured.seconds, measured.cpu_seconds);
+      runs.emplace_back(workers, measured);
     }
-    const double comparator_rate = static_cast<double>(finished.pairs) / comparator_seconds;
-    std::printf("comparator: %llu pairs decided in %.2f s = %.0f pairs/s (%llu mismatches published)\n",
-                static_cast<unsigned long long>(finished.pairs), comparator_seconds, comparator_rate,
-                static_cast<unsigned long long>(finished.mismatches_published));
-    std::printf("ratio comparator/bare: %.2f; comparator/decoding consumer: %.2f\n", comparator_rate / bare_rate,
-                comparator_rate / decoding_rate);
+    std::printf("\nratios (pairs/s over pairs/s, same topics, same run; load average %.1f on %ld cores):\n",
+                load_average(), sysconf(_SC_NPROCESSORS_ONLN));
+    for (const auto& [workers, measured] : runs) {
+      std::printf("  comparator with %u worker%s / bare consumer:     %.2f\n", workers, workers == 1 ? " " : "s",
+                  measured.rate / bare_rate);
+      std::printf("  comparator with %u worker%s / decoding consumer: %.2f   (issue 14 aims: %s)\n", workers,
+                  workers == 1 ? " " : "s", measured.rate / decoding_rate, workers == 1 ? ">= 0.9" : ">= 1.6");
+    }
+    // Rates follow the share of the cores each phase got; CPU per pair does
+    // not, so its ratio says what a machine with the cores free would show.
+    const double decoding_cpu_per_pair = decoding.cpu_seconds / static_cast<double>(pairs);
+    for (const auto& [workers, measured] : runs) {
+      const double cpu_ratio = decoding_cpu_per_pair / (measured.cpu_seconds / static_cast<double>(measured.pairs_timed));
+      std::printf("  CPU per pair, decoding consumer / comparator with %u worker%s: %.2f, so with %u core%s free\n"
+                  "    for it the comparator would reach roughly %.2f of the decoding consumer\n",
+                  workers, workers == 1 ? " " : "s", cpu_ratio, workers, workers == 1 ? "" : "s", cpu_ratio * workers);
+    }
+    std::printf("  (the decoding consumer is one thread doing nothing but poll and decode; the bare one only polls.\n"
+                "   'cores busy' is the process's CPU time over the wall time, librdkafka's threads included: two\n"
+                "   workers gain only while a second core is free, and 'us CPU per pair' compares runs across loads)\n\n");
 
     // Memory: requests whose results never come stay pending.
     auto held = create_topics(producer, run + "-pending", partitions);

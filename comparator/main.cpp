@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_flag("--include-params", options.include_params, "include raw statement parameters in mismatch records");
   app.add_option("--metrics-port", metrics_port, "serve /metrics on this port or host:port");
+  app.add_option("--workers", options.workers,
+                 "threads that decode, join and classify (a partition pair belongs to one); 1: all on the consumer's "
+                 "thread; 0: min(2, hardware threads)")
+      ->envname("SHADOWPIPE_COMPARATOR_WORKERS")
+      ->capture_default_str();
 
   return shadowpipe::cli::run_main(app, argc, argv, [&] {
     options.kafka = kafka.to_properties();

@@ -23,7 +23,7 @@ size_t total_pending_bytes(const std::map<int32_t, PairState>& pairs) {
 size_t FlowControl::enforce(std::map<int32_t, PairState>& pairs, rd_kafka_t* consumer) {
   const size_t bytes = total_pending_bytes(pairs);
   high_water_ = std::max(high_water_, bytes);
-  const size_t soft_limit = max_pending_bytes_ / 3 * 2;
+  const size_t soft_limit = pausing_above();
   const size_t share = soft_limit / std::max<size_t>(1, pairs.size());
   for (auto& [partition, pair] : pairs) {
     if (bytes > soft_limit && pair.pending_bytes() > share / 2) {

@@ -109,6 +109,7 @@ TransactionalPublisher::Outcome TransactionalPublisher::commit(const kafka::Part
       retry("committing the transaction", [&] { return rd_kafka_commit_transaction(producer_->get(), 30'000); });
   if (committed) {
     if (retry("beginning a transaction", [&] { return rd_kafka_begin_transaction(producer_->get()); })) {
+      ++committed_;
       return Outcome::committed;
     }
   }

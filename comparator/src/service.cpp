@@ -1,6 +1,22 @@
 // The Kafka shell of the comparator: one consumer over both topics (range
 // assignor), a PairState per owned partition pair, the Decider, and a
 // transactional publisher that commits the decisions with the offsets.
+//
+// Threads. The consumer loop (the thread of run()) polls and hands each
+// record to the RecordWorker that owns its partition pair; a worker decodes,
+// joins (its pairs' PairStates are touched by it alone), classifies and
+// publishes. With --workers 1 there are no workers: the loop handles each
+// record itself, as it always did. What the workers share is locked: the
+// Decider (decider_mutex) and the producer's publish (publish_mutex);
+// prometheus metrics are thread-safe; counters are per lane. Everything else
+// — the pairs map, every PairState, the commit positions, flow control, the
+// transaction commit, rebalances, rewinds — is done by the loop only at a
+// quiescent point: quiesce() hands over what is staged and waits until every
+// worker is idle, so every record polled before it was handled, and no
+// worker runs until the loop hands over again. A commit therefore sees
+// exactly what the single-threaded loop saw between two records: the
+// decisions published in the transaction are those of the records below the
+// offsets it commits, and the exactly-once rule of pending.hpp holds as is.
 #include "comparator/service.hpp"
 
 #include "comparator/config.hpp"
@@ -10,12 +26,14 @@
 #include "comparator/pending.hpp"
 #include "comparator/publisher.hpp"
 #include "comparator/readback.hpp"
+#include "comparator/record_worker.hpp"
 #include "comparator/topic_layout.hpp"
 #include "shadowpipe/metrics.hpp"
 #include "shadowpipe/result.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <iostream>
 #include <mutex>
@@ -29,7 +47,32 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-void log(const std::string& line) { std::cerr << "shadow-comparator: " << line << std::endl; }
+// One write per line: workers log too.
+void log(const std::string& line) { std::cerr << ("shadow-comparator: " + line + "\n") << std::flush; }
+
+unsigned resolve_workers(unsigned asked) {
+  if (asked > 0) return asked;
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 2u);
+}
+
+// Records handed to a worker at once: large enough that the hand-over costs
+// little per record, small enough that a quiescent point comes soon.
+constexpr size_t kBatchRecords = 256;
+// Bytes assumed for a pending entry before any was measured (see dispatch()).
+constexpr size_t kFirstEntryBytesGuess = 64 * 1024;
+
+// The counters of Stats that handling records adds to (the rest are gauges
+// the loop sets).
+void add_counters(Stats& into, const Stats& from) {
+  into.pairs += from.pairs;
+  into.shadow_missing += from.shadow_missing;
+  into.duplicates += from.duplicates;
+  into.dead_letters += from.dead_letters;
+  into.orphan_results += from.orphan_results;
+  into.republish_suppressed += from.republish_suppressed;
+  into.mismatches_published += from.mismatches_published;
+  for (const auto& [kind, count] : from.discrepancies) into.discrepancies[kind] += count;
+}
 
 }  // namespace
 
@@ -47,9 +90,26 @@ struct Comparator::Impl {
   Decider decider;
   std::map<int32_t, PairState> pairs;
   StallWatch stall_watch;
-  // Decoded into again for every request, so the statements, SQL and
-  // parameter buffers are reused instead of allocated per record.
-  wire::Request decoded_request;
+  // What handling records needs of its own: one lane per worker (or one for
+  // the loop with --workers 1).
+  struct Lane {
+    // Decoded into again for every request, so the statements, SQL and
+    // parameter buffers are reused instead of allocated per record.
+    wire::Request decoded_request;
+    Stats counts;  // only the counters (add_counters); summed into stats() at quiescent points
+  };
+  std::vector<std::unique_ptr<Lane>> lanes;
+  std::vector<std::unique_ptr<RecordWorker>> workers;  // empty with --workers 1
+  std::vector<std::vector<kafka::Message>> staged;     // per worker, polled and not handed over yet
+  std::map<int32_t, size_t> worker_of;                 // partition pair -> worker (and lane); set when quiescent
+  std::mutex decider_mutex;
+  std::mutex publish_mutex;
+  // For the memory bound between quiescent points (dispatch()): the pending
+  // bytes as the workers left them, the largest growth one record caused,
+  // and the records handed out and not handled yet.
+  std::atomic<int64_t> pending_bytes_now{0};
+  std::atomic<size_t> largest_entry_bytes{0};  // 0: none measured yet
+  std::atomic<size_t> unhandled_records{0};
   std::exception_ptr fatal;
   bool rewind_needed = false;
   bool abandoned = false;
@@ -73,29 +133,37 @@ struct Comparator::Impl {
   // commit anything, and must not reach members already destroyed.
   ~Impl() {
     abandoned = true;
+    for (auto& worker : workers) worker->stop();  // their messages go before the consumer
+    staged.clear();
     consumer.reset();
   }
 
   // ---- publishing -------------------------------------------------------
 
-  void publish_decision(int32_t partition, int64_t request_offset, Decision decision) {
-    for (auto& record : decision.publish) {
-      publisher.publish(options.mismatches_topic, layout.mismatches_copartitioned ? partition : -1, record.request_id,
-                        wire::encode(record));
-      ++local.mismatches_published;
-      ++local.discrepancies[record.kind];
-      metrics.discrepancy(record.kind);
-    }
-    local.republish_suppressed += decision.suppressed;
-    metrics.republish_suppressed_total->Increment(static_cast<double>(decision.suppressed));
-    if (decision.tally.request) pair_of(partition).hold(request_offset, std::move(decision.tally));
+  void publish(const std::string& topic, int32_t partition, std::string_view key, const std::string& payload) {
+    std::lock_guard lock(publish_mutex);
+    publisher.publish(topic, partition, key, payload);
   }
 
-  void dead_letter(const Error& error, const kafka::Message& message) {
+  void publish_decision(Lane& lane, int32_t partition, int64_t request_offset, Decision decision) {
+    for (auto& record : decision.publish) {
+      publish(options.mismatches_topic, layout.mismatches_copartitioned ? partition : -1, record.request_id,
+              wire::encode(record));
+      ++lane.counts.mismatches_published;
+      ++lane.counts.discrepancies[record.kind];
+      metrics.discrepancy(record.kind);
+    }
+    lane.counts.republish_suppressed += decision.suppressed;
+    // Not by zero: the counter is shared by the workers, and a write bounces its cache line.
+    if (decision.suppressed) metrics.republish_suppressed_total->Increment(static_cast<double>(decision.suppressed));
+    if (decision.tally.request) pairs.at(partition).hold(request_offset, std::move(decision.tally));
+  }
+
+  void dead_letter(Lane& lane, const Error& error, const kafka::Message& message) {
     auto record = wire::make_dead_letter(error, consumer_name, message.topic(), message.partition(), message.offset(),
                                          message.payload());
-    publisher.publish(options.dlq_topic, -1, message.key(), wire::encode(record));
-    ++local.dead_letters;
+    publish(options.dlq_topic, -1, message.key(), wire::encode(record));
+    ++lane.counts.dead_letters;
     metrics.dead_letters_total->Increment();
   }
 
@@ -110,31 +178,45 @@ struct Comparator::Impl {
     return it->second;
   }
 
-  void after_add(int32_t partition, PairState::Added& added) {
+  // Created only by the loop when quiescent (dispatch(), rebalance, rewind):
+  // the map's shape never changes while a worker reads it.
+  PairState& pair_at(int32_t partition) { return pairs.at(partition); }
+
+  void after_add(Lane& lane, int32_t partition, PairState::Added& added) {
     if (added.outcome == PairState::Outcome::duplicate) {
-      ++local.duplicates;
+      ++lane.counts.duplicates;
       metrics.duplicates_total->Increment();
     } else if (added.joined) {
-      ++local.pairs;
+      ++lane.counts.pairs;
       metrics.pairs_total->Increment();
       metrics.decided(wire::now_us() - added.joined->request.ts_us);
-      publish_decision(partition, added.joined->request.offset, decider.decide(*added.joined));
+      Decision decision;
+      {
+        std::lock_guard lock(decider_mutex);
+        decision = decider.decide(*added.joined);
+      }
+      publish_decision(lane, partition, added.joined->request.offset, std::move(decision));
     }
     for (auto& missing : added.missing) {
-      ++local.shadow_missing;
+      ++lane.counts.shadow_missing;
       metrics.decided(wire::now_us() - missing.request.ts_us);
-      publish_decision(partition, missing.request.offset, decider.decide_missing(missing));
+      Decision decision;
+      {
+        std::lock_guard lock(decider_mutex);
+        decision = decider.decide_missing(missing);
+      }
+      publish_decision(lane, partition, missing.request.offset, std::move(decision));
     }
-    local.orphan_results += added.orphan_results;
-    metrics.orphan_results_total->Increment(static_cast<double>(added.orphan_results));
+    lane.counts.orphan_results += added.orphan_results;
+    if (added.orphan_results) metrics.orphan_results_total->Increment(static_cast<double>(added.orphan_results));
   }
 
   // A gap record (on either topic) is decided on arrival.
-  bool handle_gap(const kafka::Message& message, Side side, int64_t wall_us) {
+  bool handle_gap(Lane& lane, const kafka::Message& message, Side side, int64_t wall_us) {
     if (!wire::is_gap_record(message.payload())) return false;
     auto gap = wire::decode_gap(message.payload());
     if (!gap) return false;
-    auto& pair = pair_of(message.partition());
+    auto& pair = pair_at(message.partition());
     PairState::Added added;
     if (side == Side::requests) {
       pair.consumed(side, message.offset(), wall_us);
@@ -144,46 +226,156 @@ struct Comparator::Impl {
     }
     log("gap on " + std::string(message.topic()) + "[" + std::to_string(message.partition()) + "]: " +
         std::to_string(gap->write_units) + " write units never applied (" + gap->reason + ")");
-    publish_decision(message.partition(), message.offset(), decider.decide_gap(*gap, message.topic(), message.offset()));
-    after_add(message.partition(), added);
+    Decision decision;
+    {
+      std::lock_guard lock(decider_mutex);
+      decision = decider.decide_gap(*gap, message.topic(), message.offset());
+    }
+    publish_decision(lane, message.partition(), message.offset(), std::move(decision));
+    after_add(lane, message.partition(), added);
     return true;
   }
 
-  void handle_request(const kafka::Message& message, int64_t wall_us) {
-    auto& pair = pair_of(message.partition());
-    if (auto decoded = wire::decode_request_into(message.payload(), decoded_request); !decoded) {
-      if (handle_gap(message, Side::requests, wall_us)) return;
-      dead_letter(decoded.error(), message);
+  void handle_request(Lane& lane, const kafka::Message& message, int64_t wall_us) {
+    auto& pair = pair_at(message.partition());
+    if (auto decoded = wire::decode_request_into(message.payload(), lane.decoded_request); !decoded) {
+      if (handle_gap(lane, message, Side::requests, wall_us)) return;
+      dead_letter(lane, decoded.error(), message);
       pair.consumed(Side::requests, message.offset(), wall_us);
       return;
     }
-    auto& request = decoded_request;
-    if (auto registered = decider.register_fingerprints(request.statements); !registered) {
-      dead_letter(registered.error(), message);
+    auto& request = lane.decoded_request;
+    Result<void> registered;
+    {
+      std::lock_guard lock(decider_mutex);
+      registered = decider.register_fingerprints(request.statements);
+    }
+    if (!registered) {
+      dead_letter(lane, registered.error(), message);
       pair.consumed(Side::requests, message.offset(), wall_us);
       // Its shadow result, when it comes, is for a request decided here.
       pair.mark_decided(request.request_id, wall_us);
       return;
     }
     auto added = pair.add_request(std::move(request.request_id), request_side(request, message.offset(), options.include_params), wall_us);
-    after_add(message.partition(), added);
+    after_add(lane, message.partition(), added);
   }
 
-  void handle_result(const kafka::Message& message, int64_t wall_us) {
-    auto& pair = pair_of(message.partition());
+  void handle_result(Lane& lane, const kafka::Message& message, int64_t wall_us) {
+    auto& pair = pair_at(message.partition());
     auto decoded = wire::decode_result(message.payload());
     if (!decoded) {
-      if (handle_gap(message, Side::results, wall_us)) return;
-      dead_letter(decoded.error(), message);
+      if (handle_gap(lane, message, Side::results, wall_us)) return;
+      dead_letter(lane, decoded.error(), message);
       pair.consumed(Side::results, message.offset(), wall_us);
       return;
     }
     auto& result = decoded.value();
     for (auto& statement : result.statements) {
-      if (statement.plan && !statement.fingerprint.empty()) decider.note_plan(statement.fingerprint, std::move(*statement.plan));
+      if (statement.plan && !statement.fingerprint.empty()) {
+        std::lock_guard lock(decider_mutex);
+        decider.note_plan(statement.fingerprint, std::move(*statement.plan));
+      }
     }
     auto added = pair.add_result(std::move(result.request_id), result_side(result, message.offset(), message.partition()), wall_us);
-    after_add(message.partition(), added);
+    after_add(lane, message.partition(), added);
+  }
+
+  void handle(Lane& lane, const kafka::Message& message) {
+    const int64_t wall_us = wire::now_us();
+    if (message.topic() == options.requests_topic) {
+      handle_request(lane, message, wall_us);
+    } else {
+      handle_result(lane, message, wall_us);
+    }
+  }
+
+  // On a worker's thread: also tells the loop how the pending bytes moved.
+  void handle_on_worker(Lane& lane, const kafka::Message& message) {
+    const auto& pair = pair_at(message.partition());
+    const size_t before = pair.pending_bytes();
+    handle(lane, message);
+    const size_t after = pair.pending_bytes();
+    pending_bytes_now.fetch_add(static_cast<int64_t>(after) - static_cast<int64_t>(before));
+    if (after > before) {
+      size_t largest = largest_entry_bytes.load();
+      while (after - before > largest && !largest_entry_bytes.compare_exchange_weak(largest, after - before)) {
+      }
+    }
+    unhandled_records.fetch_sub(1);
+  }
+
+  // ---- handing records to the workers -----------------------------------
+
+  void start_workers(unsigned count) {
+    for (unsigned i = 0; i < count; ++i) lanes.push_back(std::make_unique<Lane>());
+    if (count < 2) {
+      log("records are handled on the consumer's thread (--workers 1)");
+      return;
+    }
+    log("records are handled by " + std::to_string(count) + " workers, each owning its partition pairs");
+    staged.resize(count);
+    for (unsigned i = 0; i < count; ++i) {
+      workers.push_back(std::make_unique<RecordWorker>(
+          [this, lane = lanes[i].get()](kafka::Message& message) { handle_on_worker(*lane, message); }));
+    }
+  }
+
+  void hand_over(size_t worker) {
+    if (staged[worker].empty()) return;
+    workers[worker]->hand_over(std::exchange(staged[worker], {}));
+  }
+
+  // Every record polled so far is handled and no worker runs until the next
+  // hand-over: the loop may read and change the pairs, commit, rebalance.
+  void quiesce() {
+    for (size_t i = 0; i < workers.size(); ++i) hand_over(i);
+    for (auto& worker : workers) worker->wait_idle();
+    pending_bytes_now = static_cast<int64_t>(total_pending_bytes(pairs));
+  }
+
+  // Pairs go to workers in turn by partition number, so each worker has its
+  // share of whatever this instance was assigned. Only when quiescent.
+  void assign_workers() {
+    worker_of.clear();
+    size_t next = 0;
+    for (const auto& [partition, pair] : pairs) worker_of[partition] = next++ % lanes.size();
+  }
+
+  void dispatch(kafka::Message message) {
+    auto owner = worker_of.find(message.partition());
+    if (owner == worker_of.end()) {  // a pair not assigned yet: created while no worker runs
+      quiesce();
+      pair_of(message.partition());
+      assign_workers();
+      owner = worker_of.find(message.partition());
+    }
+    if (workers.empty()) {
+      handle(*lanes.front(), message);
+      enforce_memory_bound();
+      return;
+    }
+    // The memory bound checks after every record, as the single-threaded
+    // loop does, once the records in flight could take the pending bytes
+    // past the point where flow control pauses: then each record waits for
+    // the one before it to be handled and judged.
+    const int64_t now = pending_bytes_now.load();
+    local.pending_bytes_high_water = std::max(local.pending_bytes_high_water, static_cast<size_t>(std::max<int64_t>(now, 0)));
+    const size_t in_flight = unhandled_records.load() + 1;
+    const size_t largest = largest_entry_bytes.load();
+    const size_t per_record = largest > 0 ? largest : kFirstEntryBytesGuess;
+    if (static_cast<size_t>(std::max<int64_t>(now, 0)) + in_flight * per_record > flow.pausing_above()) {
+      quiesce();
+      enforce_memory_bound();
+    }
+    auto& batch = staged[owner->second];
+    batch.push_back(std::move(message));
+    unhandled_records.fetch_add(1);
+    if (batch.size() >= kBatchRecords) hand_over(owner->second);
+  }
+
+  bool anything_staged() const {
+    return std::any_of(staged.begin(), staged.end(), [](const auto& batch) { return !batch.empty(); });
   }
 
   // ---- memory bound -----------------------------------------------------
@@ -199,7 +391,7 @@ struct Comparator::Impl {
   void commit_cycle(int64_t wall_us) {
     for (auto& [partition, pair] : pairs) decider.count(pair.take_passed_tallies());
     for (auto& summary : decider.take_summaries(wall_us, stall_watch.check(pairs, wall_us))) {
-      publisher.publish(options.summary_topic, -1, summary.fingerprint, wire::encode(summary));
+      publish(options.summary_topic, -1, summary.fingerprint, wire::encode(summary));
     }
     kafka::PartitionList offsets(static_cast<int>(pairs.size() * 2));
     for (const auto& [partition, pair] : pairs) {
@@ -237,6 +429,7 @@ struct Comparator::Impl {
     for (const auto& [partition, pair] : pairs) owned_pairs.push_back(partition);
     pairs.clear();
     for (int32_t partition : owned_pairs) pair_of(partition);
+    assign_workers();
     log("transaction aborted: decisions since the last commit are redone from the committed offsets");
   }
 
@@ -246,11 +439,13 @@ struct Comparator::Impl {
       return;
     }
     try {
+      quiesce();  // what was polled before the rebalance is handled first, as the loop alone did
       if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         std::set<int32_t> assigned;
         for (int i = 0; i < list->cnt; ++i) assigned.insert(list->elems[i].partition);
         read_back_reported({options, layout.mismatches_copartitioned, layout.mismatch_partitions}, consumer->get(), assigned, decider);
         for (int32_t partition : assigned) pair_of(partition);
+        assign_workers();
         log("assigned partition pairs: " + std::to_string(assigned.size()));
       } else {
         // Count, publish and commit what was decided; what is still pending is
@@ -261,6 +456,7 @@ struct Comparator::Impl {
           stall_watch.forget(list->elems[i].partition);
           flow.forget(list->elems[i].topic, list->elems[i].partition);
         }
+        assign_workers();
         rewind_needed = false;  // what was aborted is replayed by the next owner
       }
     } catch (...) {
@@ -295,14 +491,17 @@ struct Comparator::Impl {
     local.assigned_pairs = pairs.size();
     local.stalled_partitions = stall_watch.stalled_partitions();
     local.aborted_transactions = publisher.aborted_transactions();
+    local.committed_transactions = publisher.committed_transactions();
     metrics.refresh(local, oldest ? static_cast<double>(wall_us - *oldest) / 1e6 : 0);
+    Stats snapshot = local;
+    for (const auto& lane : lanes) add_counters(snapshot, lane->counts);
     std::lock_guard lock(stats_mutex);
-    shared = local;
+    shared = std::move(snapshot);
   }
 
   void publish_regressions() {
     for (auto& record : decider.regressions(wire::now_us())) {
-      publisher.publish(options.mismatches_topic, -1, record.request_id, wire::encode(record));
+      publish(options.mismatches_topic, -1, record.request_id, wire::encode(record));
       ++local.mismatches_published;
       ++local.discrepancies[record.kind];
       metrics.discrepancy(record.kind);
@@ -317,19 +516,30 @@ struct Comparator::Impl {
     stop = &stop_flag;
     publisher.follow_stop(stop_flag);
     publisher.start();
+    start_workers(resolve_workers(options.workers));
     consumer = std::make_unique<kafka::Consumer>(
         consumer_properties(options), [this](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* list) {
           on_rebalance(event, list);
         });
     consumer->subscribe({options.requests_topic, options.results_topic});
+    // Flow control and the gauges, at a quiescent point. With workers, a
+    // quiescent point leaves a worker idle while the other drains its queue,
+    // so it comes once a second, with the commit's; pauses need no tick then
+    // (dispatch() judges the bound before each record near it), only resumes
+    // wait for it.
+    const auto tick_interval = workers.empty() ? 200ms : 1000ms;
     auto next_tick = Clock::now();
     auto next_commit = Clock::now() + options.commit_interval;
     auto next_regression_check = Clock::now() + options.summary_interval;
     std::string last_consumer_error;
     while (!stop->load()) {
-      auto message = consumer->poll(100ms);
+      // While records wait to be handed over, only what is already fetched
+      // is taken; when none is, the workers get what waits.
+      auto message = consumer->poll(anything_staged() ? 0ms : 100ms);
       rethrow_fatal();
-      if (message) {
+      if (!message) {
+        for (size_t i = 0; i < workers.size(); ++i) hand_over(i);
+      } else {
         if (message.error()) {
           // Transient (a broker away, a leader moving): logged once per streak, never fatal.
           if (message.error() != RD_KAFKA_RESP_ERR__PARTITION_EOF && message.error_text() != last_consumer_error) {
@@ -338,34 +548,37 @@ struct Comparator::Impl {
           }
         } else {
           last_consumer_error.clear();
-          const int64_t wall_us = wire::now_us();
-          if (message.topic() == options.requests_topic) {
-            handle_request(message, wall_us);
-          } else {
-            handle_result(message, wall_us);
-          }
-          enforce_memory_bound();
+          dispatch(std::move(message));
         }
       }
       const auto now = Clock::now();
-      if (now >= next_tick) {
+      const bool commit_due = now >= next_commit;
+      const bool regression_check_due = now >= next_regression_check;
+      // With workers the tick's work rides on the commit's quiescent point
+      // rather than draining the workers once more.
+      if (now >= next_tick || (!workers.empty() && (commit_due || regression_check_due))) {
+        quiesce();
         enforce_memory_bound();
         refresh_gauges(wire::now_us());
-        next_tick = now + 200ms;
+        next_tick = now + tick_interval;
       }
-      if (now >= next_regression_check) {
+      if (regression_check_due) {
+        quiesce();
         publish_regressions();
         next_regression_check = now + options.summary_interval;
       }
-      if (now >= next_commit) {
+      if (commit_due) {
+        quiesce();
         commit_cycle(wire::now_us());
         if (rewind_needed) rewind();
         next_commit = Clock::now() + options.commit_interval;
       }
     }
+    quiesce();
     publish_regressions();  // judged over every request decided, before the last commit
     commit_cycle(wire::now_us());
     consumer->close();  // the revoke commits what is left
+    for (auto& worker : workers) worker->stop();
     publisher.close();
     rethrow_fatal();
     pairs.clear();

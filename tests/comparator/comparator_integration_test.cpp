@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -218,6 +219,10 @@ cmp::Options options_for(const Topics& topics) {
   options.window = 2s;
   options.summary_interval = 1s;
   options.commit_interval = 500ms;
+  // The same tests run with the records handled on the consumer's thread
+  // (1) and on workers (the default, 2 on a two-core machine); the binary
+  // the crash tests start reads the same variable.
+  if (const char* workers = std::getenv("SHADOWPIPE_COMPARATOR_WORKERS")) options.workers = std::stoul(workers);
   return options;
 }
 
@@ -889,6 +894,86 @@ TEST(Comparator, PendingMemoryStaysUnderTheLimitWhileResultsLagFarBehind) {
   EXPECT_LE(final_stats.pending_bytes_high_water, options.max_pending_bytes + 4096);
   EXPECT_EQ(final_stats.shadow_missing, 0u) << "nothing is dropped to stay under the limit";
   EXPECT_GT(final_stats.pauses, 0u);
+}
+
+// Two workers busy at once on eight partition pairs, sharing what is shared:
+// the fingerprint table (three thousand fingerprints, each first seen on any
+// partition, so one worker registers while the other classifies), the keys
+// that already diverged (every key spans all partitions, so both workers mark
+// first divergences, on the same keys and while the set grows), the producer
+// and the counters. Every request
+// is decided once, every count is exact, and each key has exactly one first
+// divergence: a race on any of them shows here (or under ThreadSanitizer).
+TEST(Comparator, TwoWorkersShareTheDeciderAndTheProducerAndDecideEveryRequestOnceWithExactCounts) {
+  Broker broker;
+  constexpr int kPartitions = 8, kRequests = 12000, kFingerprints = 3000, kKeys = 1500;
+  auto topics = broker.create(kPartitions);
+  std::map<std::string, int> differing_by_key;
+  int differing = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    const std::string sql = "select id, name from items_" + std::to_string(i % kFingerprints) + " where id = $1";
+    const std::string key = "key-" + std::to_string(i % kKeys);
+    const bool differs = i % 3 == 0;
+    const std::vector<Step> steps = {{sql, good(), differs ? good(3) : good()}};
+    const std::string id = "w" + std::to_string(i);
+    const int32_t partition = (i / 3) % kPartitions;  // runs of three per partition, every key on every partition
+    broker.request(topics, partition, make_request(id, key, steps));
+    broker.result(topics, partition, make_result(id, key, steps));
+    if (differs) {
+      ++differing;
+      ++differing_by_key[key];
+    }
+  }
+  broker.flush();
+
+  auto options = options_for(topics);
+  options.workers = 2;  // whatever SHADOWPIPE_COMPARATOR_WORKERS says: this test is about two
+  Reader reader(topics.mismatches);
+  Reader summaries(topics.summary);
+  Running comparator(options);
+  ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs >= kRequests; }, 90s))
+      << "pairs " << comparator.stats().pairs;
+  ASSERT_TRUE(reader.wait_until([&] { return count_by_request(reader).size() >= static_cast<size_t>(differing); }, 30s))
+      << "published " << count_by_request(reader).size() << " of " << differing;
+  comparator.stop();  // the last commit publishes the last counts
+  reader.drain_for(1s);
+  uint64_t compared = 0;
+  ASSERT_TRUE(summaries.wait_until(
+      [&] {
+        compared = 0;
+        for (const auto& [partition, payload] : summaries.records) {
+          auto summary = wire::decode_summary(payload);
+          if (summary && summary->fingerprint.empty()) compared += summary->compared;
+        }
+        return compared >= kRequests;
+      },
+      20s));
+  summaries.drain_for(1s);
+
+  const auto stats = comparator.stats();
+  EXPECT_EQ(stats.pairs, static_cast<uint64_t>(kRequests));
+  EXPECT_EQ(stats.duplicates, 0u);
+  EXPECT_EQ(stats.shadow_missing, 0u);
+  EXPECT_EQ(stats.orphan_results, 0u);
+  EXPECT_EQ(stats.mismatches_published, static_cast<uint64_t>(differing));
+  EXPECT_EQ(stats.discrepancies.at("row_count_mismatch"), static_cast<uint64_t>(differing));
+  EXPECT_EQ(compared, static_cast<uint64_t>(kRequests)) << "the summaries count every request once";
+
+  auto published = mismatches_of(reader);
+  std::map<std::string, int> per_request;
+  std::map<std::string, int> first_divergences;
+  for (const auto& [partition, record] : published) {
+    ++per_request[record.request_id];
+    EXPECT_EQ(record.kind, "row_count_mismatch") << record.request_id;
+    EXPECT_FALSE(record.normalized_sql.empty()) << record.request_id << ": its fingerprint was not registered";
+    if (record.first_divergence_on_key) ++first_divergences[record.key];
+  }
+  EXPECT_EQ(per_request.size(), static_cast<size_t>(differing));
+  int repeated = 0;
+  for (const auto& [id, count] : per_request) repeated += count > 1;
+  EXPECT_EQ(repeated, 0);
+  EXPECT_EQ(first_divergences.size(), differing_by_key.size());
+  for (const auto& [key, count] : first_divergences) EXPECT_EQ(count, 1) << key << " has more than one cause";
 }
 
 }  // namespace

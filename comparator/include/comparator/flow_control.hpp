@@ -24,6 +24,8 @@ class FlowControl {
   // Decides per pair, then pauses or resumes the pairs' partitions on the
   // consumer to match. Returns the total pending bytes it judged.
   size_t enforce(std::map<int32_t, PairState>& pairs, rd_kafka_t* consumer);
+  // Below this total nothing is paused (two thirds of --max-pending-bytes).
+  size_t pausing_above() const { return max_pending_bytes_ / 3 * 2; }
 
   // A revoked partition, or a new assignment: no pause survives it.
   void forget(const std::string& topic, int32_t partition) { paused_.erase({topic, partition}); }

@@ -46,6 +46,7 @@ class TransactionalPublisher {
   void close();
 
   uint64_t aborted_transactions() const { return aborted_; }
+  uint64_t committed_transactions() const { return committed_; }
 
  private:
   void create_producer();
@@ -57,6 +58,7 @@ class TransactionalPublisher {
   const std::atomic<bool>* stop_ = &never_;
   std::unique_ptr<kafka::Producer> producer_;
   uint64_t aborted_ = 0;
+  uint64_t committed_ = 0;
 };
 
 }  // namespace shadowpipe::comparator

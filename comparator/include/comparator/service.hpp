@@ -48,6 +48,12 @@ struct Options {
   size_t max_pending_bytes = 256u << 20;
   bool include_params = false;
   std::string metrics_bind;  // "host:port", or empty for none
+  // Threads that decode, join and classify records (a partition pair belongs
+  // to one of them, so its join state stays single-threaded; the consumer
+  // loop polls, hands records over and commits). 1 does everything on the
+  // consumer's thread; 0 picks min(2, hardware threads). More than the cores
+  // left after librdkafka's own threads gains nothing.
+  unsigned workers = 0;
 };
 
 struct Stats {
@@ -70,6 +76,7 @@ struct Stats {
   size_t stalled_partitions = 0;       // requests wait, no executor progress for the window
   uint64_t rewinds = 0;                // aborted transactions redone from the committed offsets
   uint64_t aborted_transactions = 0;
+  uint64_t committed_transactions = 0;  // decisions and offsets committed together
 };
 
 class Comparator {
@@ -83,7 +90,7 @@ class Comparator {
 
   // Consumes until stop is set, then publishes, commits and leaves the group.
   void run(const std::atomic<bool>& stop);
-  // A snapshot, refreshed a few times a second while run() works.
+  // A snapshot, refreshed every 200 ms while run() works (every second with workers).
   Stats stats() const;
   prometheus::Registry& registry();
 
