@@ -2,6 +2,8 @@
 
 #include "shadowpipe/instance.hpp"
 
+#include <pthread.h>
+
 namespace shadowpipe::producer::detail {
 
 RecorderState::RecorderState(RecorderConfig given)
@@ -239,6 +241,7 @@ void RecorderState::start_polling() {
       export_metrics();
     }
   });
+  pthread_setname_np(poller.native_handle(), kPollerThreadName);
 }
 
 void RecorderState::finish_polling() {
