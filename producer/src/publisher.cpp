@@ -78,6 +78,7 @@ RecorderState::RecorderState(RecorderConfig given)
   properties.insert(properties.end(), config.kafka.begin(), config.kafka.end());
   producer = std::make_unique<kafka::Producer>(
       properties, [this](const rd_kafka_message_t& message) { on_delivery(message); });
+  topic = producer->topic(config.topic);
 }
 
 RecorderState::~RecorderState() {
@@ -173,7 +174,7 @@ void RecorderState::announce_gaps() {
     }
     const wire::Gap gap = wire::producer_dropped_gap(source, partition, units);
     auto tag = std::make_unique<GapTag>(GapTag{partition, units});
-    if (producer->produce(config.topic, partition, {}, wire::encode(gap), tag.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (producer->produce(topic.get(), partition, {}, wire::encode(gap), tag.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
       ++it;  // kept: tried again at the next poll
       continue;
     }
