@@ -89,7 +89,8 @@ struct StatementResult {
   std::optional<bool> order_total; // ORDER BY proven a total order by a unique key (LIMIT, DISTINCT ON)
 
   // Fills rows, columns and digests from a digest of the result.
-  void set_digest(const digest::ResultDigest& digest);
+  // By value: a digest just computed is moved in, its column names not copied.
+  void set_digest(digest::ResultDigest digest);
   bool operator==(const StatementResult&) const = default;
 };
 

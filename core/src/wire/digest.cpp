@@ -426,8 +426,15 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
       numeric_scale_(rules.numeric_scale.value_or(0)),
       float_digits_(rules.float_digits.value_or(0)),
       timestamp_precision_(rules.timestamp_precision.value_or(0)) {
+  // Built once per result, on the application's thread when recording:
+  // one allocation per member, no regrowth, no lookup without ignored columns.
+  kept_.reserve(columns.size());
+  value_kind_.reserve(columns.size());
+  canonical_kind_.reserve(columns.size());
+  columns_.reserve(columns.size());
+  const bool ignoring = !rules.ignored_columns.empty();
   for (size_t i = 0; i < columns.size(); ++i) {
-    if (rules.ignored_columns.contains(columns[i].name)) continue;
+    if (ignoring && rules.ignored_columns.contains(columns[i].name)) continue;
     kept_.push_back(static_cast<int>(i));
     // Binary bytes are not text: no normalization or canonical form applies.
     const bool binary = columns[i].format != 0;

@@ -46,14 +46,14 @@ bool is_notice_kind(std::string_view kind) {
          kind == "columns_not_compared";
 }
 
-void StatementResult::set_digest(const digest::ResultDigest& digest) {
+void StatementResult::set_digest(digest::ResultDigest digest) {
   rows = static_cast<int64_t>(digest.rows);
-  columns = digest.columns;
+  columns = std::move(digest.columns);
   ordered = digest.ordered;
   unordered = digest.unordered;
-  column_digests = digest.column_digests;
-  column_ordered = digest.column_ordered;
-  column_values = digest.column_values;
+  column_digests = std::move(digest.column_digests);
+  column_ordered = std::move(digest.column_ordered);
+  column_values = std::move(digest.column_values);
 }
 
 int64_t now_us() {
