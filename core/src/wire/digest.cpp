@@ -562,13 +562,17 @@ std::string_view builtin_type_name(uint32_t oid) {
 
 // --- hex -------------------------------------------------------------------
 
-std::string to_hex(uint64_t value) {
+void to_hex(uint64_t value, std::span<char, 16> out) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(16, '0');
   for (int i = 15; i >= 0; --i) {
     out[static_cast<size_t>(i)] = kDigits[value & 0xF];
     value >>= 4;
   }
+}
+
+std::string to_hex(uint64_t value) {
+  std::string out(16, '0');
+  to_hex(value, std::span<char, 16>(out.data(), 16));
   return out;
 }
 

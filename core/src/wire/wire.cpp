@@ -169,7 +169,12 @@ class Encoder {
     if (std::isinf(value)) value = value > 0 ? std::numeric_limits<double>::max() : -std::numeric_limits<double>::max();
     writer_.Double(value);
   }
-  void hex(uint64_t value) { string(digest::to_hex(value)); }
+  // ASCII by construction: no UTF-8 check, and no string allocated per digest.
+  void hex(uint64_t value) {
+    std::array<char, 16> text;
+    digest::to_hex(value, text);
+    writer_.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  }
 
   void member(std::string_view name, std::string_view text) { key(name), string(text); }
   void member_int(std::string_view name, int64_t value) { key(name), int64(value); }
