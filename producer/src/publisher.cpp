@@ -2,6 +2,8 @@
 
 #include "shadowpipe/instance.hpp"
 
+#include <pthread.h>
+
 namespace shadowpipe::producer::detail {
 
 RecorderState::RecorderState(RecorderConfig given)
@@ -76,6 +78,7 @@ RecorderState::RecorderState(RecorderConfig given)
   properties.insert(properties.end(), config.kafka.begin(), config.kafka.end());
   producer = std::make_unique<kafka::Producer>(
       properties, [this](const rd_kafka_message_t& message) { on_delivery(message); });
+  topic = producer->topic(config.topic);
 }
 
 RecorderState::~RecorderState() {
@@ -171,7 +174,7 @@ void RecorderState::announce_gaps() {
     }
     const wire::Gap gap = wire::producer_dropped_gap(source, partition, units);
     auto tag = std::make_unique<GapTag>(GapTag{partition, units});
-    if (producer->produce(config.topic, partition, {}, wire::encode(gap), tag.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (producer->produce(topic.get(), partition, {}, wire::encode(gap), tag.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
       ++it;  // kept: tried again at the next poll
       continue;
     }
@@ -239,6 +242,7 @@ void RecorderState::start_polling() {
       export_metrics();
     }
   });
+  pthread_setname_np(poller.native_handle(), kPollerThreadName);
 }
 
 void RecorderState::finish_polling() {

@@ -114,7 +114,8 @@ struct RecorderState {
   void start_polling();
   void finish_polling();
 
-  std::unique_ptr<kafka::Producer> producer;  // last member: destroyed first
+  std::unique_ptr<kafka::Producer> producer;  // destroyed before the rest, after its topic handle
+  kafka::TopicPtr topic;                      // config.topic's handle: units are produced through it
 
   void drop(DropReason reason) { dropped[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed); }
   void note_error(std::string text) {

@@ -6,9 +6,16 @@
 
 #include "shop_workload.hpp"
 
+#include <dirent.h>
+#include <pthread.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <iomanip>
 #include <ostream>
 #include <thread>
@@ -16,6 +23,8 @@
 namespace shadowpipe::shop {
 
 namespace {
+
+constexpr const char* kWorkerThreadName = "loadgen-worker";
 
 using workload::Clock;
 using workload::kOperationCount;
@@ -29,6 +38,45 @@ double process_cpu_seconds() {
   getrusage(RUSAGE_SELF, &usage);
   auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// Which group a thread's name puts it in: librdkafka names its threads
+// rdk:main, rdk:broker<id> (and rdk:broker-1 for its internal one), the
+// recorder names its poller. (The workers have ended by then; each adds up
+// its own CPU time.)
+std::string thread_group(std::string_view name) {
+  if (name == producer::kPollerThreadName) return "recorder-poller";
+  if (name == "rdk:main") return "rdk:main";
+  if (name.starts_with("rdk:broker")) return "rdk:broker";
+  if (name.starts_with("rdk:")) return "rdk:other";
+  return "other";
+}
+
+// CPU seconds (user + system) of each live thread of this process, summed by
+// thread_group(). From /proc/self/task/<tid>/stat: the name is between the
+// first '(' and the last ')', utime and stime are fields 14 and 15, in ticks.
+std::map<std::string, double> cpu_seconds_by_thread_group() {
+  std::map<std::string, double> out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::unique_ptr<DIR, int (*)(DIR*)> tasks(opendir("/proc/self/task"), &closedir);
+  if (!tasks) return out;
+  while (const dirent* entry = readdir(tasks.get())) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream file(std::string("/proc/self/task/") + entry->d_name + "/stat");
+    std::string line;
+    if (!std::getline(file, line)) continue;  // the thread ended meanwhile
+    const auto open = line.find('(');
+    const auto close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close < open) continue;
+    std::istringstream fields(line.substr(close + 2));  // from field 3 (state) on
+    std::string field;
+    double ticks = 0;
+    for (int index = 3; index <= 15 && fields >> field; ++index) {
+      if (index >= 14) ticks += std::stod(field);
+    }
+    out[thread_group(std::string_view(line).substr(open + 1, close - open - 1))] += ticks / tick;
+  }
+  return out;
 }
 
 std::vector<std::string> load_prices(const std::string& dsn) {
@@ -66,12 +114,16 @@ LoadgenReport run(const LoadgenOptions& options) {
   for (int i = 0; i < options.concurrency; ++i) {
     workers.push_back(std::make_unique<Worker>(shared, i, seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL));
   }
+  const auto threads_at_start = cpu_seconds_by_thread_group();
   const double cpu_at_start = process_cpu_seconds();
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(options.duration);
   std::vector<std::thread> threads;
+  double workers_cpu_seconds = 0;    // under shared.mutex
+  double recording_cpu_seconds = 0;  // the part of it inside the recorder's calls
   for (auto& worker : workers) {
-    threads.emplace_back([&shared, &worker, start, end] {
+    threads.emplace_back([&shared, &worker, &workers_cpu_seconds, &recording_cpu_seconds, start, end] {
+      pthread_setname_np(pthread_self(), kWorkerThreadName);
       try {
         worker->run(start, end);
       } catch (...) {
@@ -79,6 +131,12 @@ LoadgenReport run(const LoadgenOptions& options) {
         if (!shared.failure) shared.failure = std::current_exception();
         shared.stop = true;
       }
+      // The thread is gone before the report reads /proc: it tells its own.
+      timespec used{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &used);
+      std::lock_guard lock(shared.mutex);
+      workers_cpu_seconds += static_cast<double>(used.tv_sec) + static_cast<double>(used.tv_nsec) / 1e9;
+      recording_cpu_seconds += worker->recording_cpu_seconds();
     });
   }
   auto total_units = [&shared] {
@@ -104,11 +162,19 @@ LoadgenReport run(const LoadgenOptions& options) {
   for (auto& thread : threads) thread.join();
   const auto elapsed = Clock::now() - start;
   const double cpu_seconds = process_cpu_seconds() - cpu_at_start;
+  const auto threads_at_end = cpu_seconds_by_thread_group();
   if (shared.failure) std::rethrow_exception(shared.failure);
 
   LoadgenReport report;
   report.elapsed = elapsed;
   report.cpu_seconds = cpu_seconds;
+  report.cpu_by_thread_group.push_back({"workers-recording", recording_cpu_seconds});
+  report.cpu_by_thread_group.push_back({"workers-other", workers_cpu_seconds - recording_cpu_seconds});
+  for (const auto& [group, seconds] : threads_at_end) {
+    auto before = threads_at_start.find(group);
+    report.cpu_by_thread_group.push_back(
+        {group, seconds - (before != threads_at_start.end() ? before->second : 0.0)});
+  }
   for (int i = 0; i < kOperationCount; ++i) {
     OperationStats stats;
     stats.name = kOperationNames[i];
@@ -120,6 +186,7 @@ LoadgenReport run(const LoadgenOptions& options) {
     report.operations.push_back(std::move(stats));
   }
   report.statements = shared.statements;
+  report.unit_statements = shared.unit_statements;
   if (recorder) {
     recorder->flush(options.recorder.flush_timeout);
     report.recorder = recorder->counters();
@@ -129,9 +196,16 @@ LoadgenReport run(const LoadgenOptions& options) {
 
 void print_report(const LoadgenReport& report, bool shadowing, std::ostream& out) {
   out << std::fixed << std::setprecision(1);
-  out << "shop-loadgen: " << report.units << " units (" << report.statements << " statements) in "
+  out << "shop-loadgen: " << report.units << " units (" << report.statements << " statements, " << report.unit_statements
+      << " in units) in "
       << report.elapsed.count() << " s: " << report.units_per_second() << " units/s, shadowing "
       << (shadowing ? "on" : "off") << ", " << report.cpu_us_per_unit() << " us CPU per unit\n";
+  if (!report.cpu_by_thread_group.empty()) {
+    // One line, key=value, so bench/loadgen_overhead.sh can take it apart.
+    out << "cpu_us_per_unit_by_thread:";
+    for (const auto& [group, seconds] : report.cpu_by_thread_group) out << " " << group << "=" << report.per_unit_us(seconds);
+    out << "\n";
+  }
   for (const auto& operation : report.operations) {
     out << "  " << std::left << std::setw(18) << operation.name << std::right << std::setw(9) << operation.units
         << " units  " << std::setw(8)

@@ -90,6 +90,12 @@ Worker::Timed Worker::exec(const std::string& sql, const Params& params) {
   return {std::move(result), latency};
 }
 
+int64_t Worker::thread_cpu_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
 void Worker::count(Operation operation, bool failed, int64_t latency_us) {
   shared_.units[operation].fetch_add(1, std::memory_order_relaxed);
   if (failed) shared_.errors[operation].fetch_add(1, std::memory_order_relaxed);
@@ -98,14 +104,17 @@ void Worker::count(Operation operation, bool failed, int64_t latency_us) {
 
 void Worker::autocommit(Operation operation, const std::string& key, const std::string& sql, const Params& params) {
   auto [result, latency_us] = exec(sql, params);
-  if (shared_.recorder) shared_.recorder->record(connection_.get(), key, sql, params, result.get(), latency_us);
+  shared_.unit_statements.fetch_add(1, std::memory_order_relaxed);
+  if (shared_.recorder) {
+    recording([&] { shared_.recorder->record(connection_.get(), key, sql, params, result.get(), latency_us); });
+  }
   count(operation, !result.succeeded(), latency_us);
 }
 
 void Worker::transaction(Operation operation, const std::string& key,
                  const std::vector<std::pair<const std::string*, Params>>& statements) {
   producer::Unit unit;
-  if (shared_.recorder) unit = shared_.recorder->begin(connection_.get(), key);
+  if (shared_.recorder) recording([&] { unit = shared_.recorder->begin(connection_.get(), key); });
   int64_t total_us = 0;
   bool failed = false;
   auto begin = exec("BEGIN", {});
@@ -113,17 +122,14 @@ void Worker::transaction(Operation operation, const std::string& key,
   for (const auto& [sql, params] : statements) {
     if (failed) break;
     auto [result, latency_us] = exec(*sql, params);
+    shared_.unit_statements.fetch_add(1, std::memory_order_relaxed);
     total_us += latency_us;
-    unit.add(*sql, params, result.get(), latency_us);
+    if (unit) recording([&] { unit.add(*sql, params, result.get(), latency_us); });
     failed = !result.succeeded();
   }
   auto end = exec(failed ? "ROLLBACK" : "COMMIT", {});
   failed = failed || !end.result.succeeded();
-  if (failed) {
-    unit.rollback();
-  } else {
-    unit.commit();
-  }
+  if (unit) recording([&] { failed ? unit.rollback() : unit.commit(); });
   count(operation, failed, total_us);
 }
 

@@ -53,6 +53,8 @@ struct Shared {
   std::array<std::atomic<uint64_t>, kOperationCount> errors{};
   std::array<std::atomic<uint64_t>, kOperationCount> latency_us{};
   std::atomic<uint64_t> statements{0};
+  // Of those, the ones a unit records (BEGIN, COMMIT, ROLLBACK are not), whether shadowing is on or off.
+  std::atomic<uint64_t> unit_statements{0};
 
   // New rows get ids no seeded row and no other run has: this run's random
   // tag in the high bits, a counter below. Never a sequence (README.md).
@@ -67,6 +69,10 @@ class Worker {
       : shared_(shared), index_(index), random_(seed), connection_(shared.options.primary_dsn) {}
 
   void run(Clock::time_point start, Clock::time_point end);
+
+  // This thread's CPU time spent inside the recorder's calls (begin, add,
+  // record, commit, rollback): the application thread's share of shadowing.
+  double recording_cpu_seconds() const { return static_cast<double>(recording_cpu_ns_) / 1e9; }
 
  private:
   // Customers are split between workers, so every unit of one customer (one
@@ -89,8 +95,32 @@ class Worker {
   void execute(Operation operation);
   void place(int64_t c);
 
+  // Runs a recorder call; one call in kRecordingTimedEvery, drawn at random
+  // (a plain every-eighth would keep landing on the same call of a
+  // transaction), has its thread CPU time measured and counts for that many:
+  // reading a thread's CPU clock is a system call, about a microsecond here,
+  // and timing every call would add its own cost to what it measures. The
+  // draw is a hash of a counter, so the workload's random sequence, and with
+  // it the mix, stays the same with shadowing on and off.
+  static constexpr uint64_t kRecordingTimedEvery = 8;
+  template <class Call>
+  void recording(Call&& call) {
+    uint64_t draw = ++recording_calls_ * 0x9e3779b97f4a7c15ULL;
+    draw ^= draw >> 29;
+    if (((draw * 0xbf58476d1ce4e5b9ULL) >> 32) % kRecordingTimedEvery != 0) {
+      call();
+      return;
+    }
+    const int64_t before = thread_cpu_ns();
+    call();
+    recording_cpu_ns_ += (thread_cpu_ns() - before) * static_cast<int64_t>(kRecordingTimedEvery);
+  }
+  static int64_t thread_cpu_ns();
+
   Shared& shared_;
   int index_;
+  int64_t recording_cpu_ns_ = 0;
+  uint64_t recording_calls_ = 0;
   std::mt19937_64 random_;
   pg::Connection connection_;
   std::map<int64_t, std::vector<int64_t>> placed_by_customer_;

@@ -17,6 +17,10 @@ wire::StatementResult primary_result(const PGresult* result, const PGconn* conn,
   return out;
 }
 
+namespace {
+constexpr size_t kKeptPayloadCapacity = 1 << 20;
+}  // namespace
+
 void finish_unit(UnitState& unit, wire::TxMode mode) {
   RecorderState& recorder = *unit.recorder;
   if (unit.request.statements.empty() && !unit.sampled_out_early && !unit.unpublishable && !unit.oversized) {
@@ -55,9 +59,12 @@ void finish_unit(UnitState& unit, wire::TxMode mode) {
   if (!unit.search_path_given && request.session.search_path.empty()) {
     request.session.search_path = recorder.config.default_search_path;
   }
-  std::string payload;
+  // One buffer per thread, kept between units: encoding does not allocate
+  // (librdkafka copies the bytes at produce). A rare huge record is not kept.
+  thread_local std::string payload;
+  if (payload.capacity() > kKeptPayloadCapacity) std::string().swap(payload);
   try {
-    payload = wire::encode(request);
+    wire::encode_into(request, payload);
   } catch (const std::exception& error) {
     recorder.drop(DropReason::serialization_error);
     recorder.note_error(std::string("encoding a request failed: ") + error.what());
@@ -67,7 +74,7 @@ void finish_unit(UnitState& unit, wire::TxMode mode) {
     recorder.drop(DropReason::too_large);
     return;
   }
-  const auto err = recorder.producer->produce(recorder.config.topic, RD_KAFKA_PARTITION_UA, request.key, payload,
+  const auto err = recorder.producer->produce(recorder.topic.get(), RD_KAFKA_PARTITION_UA, request.key, payload,
                                               unit.writes ? &kWriteUnitTag : nullptr);
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR: return;

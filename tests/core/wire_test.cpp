@@ -67,6 +67,25 @@ TEST(WireRoundTrip, RequestWithEveryMember) {
   EXPECT_EQ(*decoded, record);
 }
 
+TEST(WireEncodeInto, SameBytesAsEncodeWhateverTheBufferHeld) {
+  const Request record = samples::request();
+  Request small;
+  small.request_id = "r";
+  small.key = "k";
+  // A buffer reused from a longer record, then from a shorter one: each
+  // time exactly encode()'s bytes, nothing left over from before.
+  std::string buffer(100'000, 'x');
+  encode_into(record, buffer);
+  EXPECT_EQ(buffer, encode(record));
+  const auto decoded = decode_request(buffer);
+  ASSERT_TRUE(decoded) << decoded.error().describe();
+  EXPECT_EQ(*decoded, record);
+  encode_into(small, buffer);
+  EXPECT_EQ(buffer, encode(small));
+  encode_into(record, buffer);
+  EXPECT_EQ(buffer, encode(record));
+}
+
 TEST(WireRoundTrip, ShadowResultWithPlanAndError) {
   const ShadowResult record = samples::shadow_result();
   const auto decoded = decode_result(encode(record));

@@ -146,6 +146,9 @@ class DigestBuilder {
 
 // 16 lowercase hex digits, the wire form of a digest.
 std::string to_hex(uint64_t value);
+// The same 16 characters into `out`, for a writer that must not allocate (a
+// 16-character std::string is one byte past the short-string buffer).
+void to_hex(uint64_t value, std::span<char, 16> out);
 std::optional<uint64_t> from_hex(std::string_view text);
 
 }  // namespace shadowpipe::digest

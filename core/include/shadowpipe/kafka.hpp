@@ -36,7 +36,13 @@ struct PartitionListDeleter {
   }
 };
 
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* topic) const noexcept { rd_kafka_topic_destroy(topic); }
+};
+
 using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+// A topic handle must be destroyed before the client it came from.
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
 using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
 
 // Builds a configuration; throws Failure naming the property that was refused.
@@ -96,6 +102,14 @@ class Producer {
   // returned, never waited out. partition -1 lets the partitioner choose.
   rd_kafka_resp_err_t produce(const std::string& topic, int32_t partition, std::string_view key,
                               std::string_view payload, void* opaque = nullptr);
+  // The same through a topic handle kept by the caller (topic()): a hot path
+  // skips the lookup of the topic by name, under the client's lock, that
+  // every produce by name costs.
+  rd_kafka_resp_err_t produce(rd_kafka_topic_t* topic, int32_t partition, std::string_view key,
+                              std::string_view payload, void* opaque = nullptr);
+  // A handle on `name` with the client's default topic configuration (as a
+  // produce by name uses); throws Failure if librdkafka refuses it.
+  TopicPtr topic(const std::string& name);
   int poll(std::chrono::milliseconds timeout);
   // Waits up to the deadline; returns what is still undelivered.
   int flush(std::chrono::milliseconds deadline);

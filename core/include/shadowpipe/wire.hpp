@@ -89,7 +89,8 @@ struct StatementResult {
   std::optional<bool> order_total; // ORDER BY proven a total order by a unique key (LIMIT, DISTINCT ON)
 
   // Fills rows, columns and digests from a digest of the result.
-  void set_digest(const digest::ResultDigest& digest);
+  // By value: a digest just computed is moved in, its column names not copied.
+  void set_digest(digest::ResultDigest digest);
   bool operator==(const StatementResult&) const = default;
 };
 
@@ -290,6 +291,9 @@ bool is_gap_record(std::string_view json);
 // replaced by U+FFFD, so the output is always valid JSON; non-finite doubles
 // (which JSON cannot carry) are written as 0 (NaN) or +-DBL_MAX (infinity).
 std::string encode(const Request& record);
+// The same bytes into `into` (its content replaced, its capacity kept): the
+// recorder encodes every unit into one buffer per thread, without allocating.
+void encode_into(const Request& record, std::string& into);
 // The major version encode(record) writes: 1, or 2 when a statement needs it.
 int request_version(const Request& record);
 std::string encode(const ShadowResult& record);

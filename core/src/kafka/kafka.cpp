@@ -113,6 +113,23 @@ rd_kafka_resp_err_t Producer::produce(const std::string& topic, int32_t partitio
       RD_KAFKA_V_END);
 }
 
+rd_kafka_resp_err_t Producer::produce(rd_kafka_topic_t* topic, int32_t partition, std::string_view key,
+                                      std::string_view payload, void* opaque) {
+  return rd_kafka_producev(
+      handle_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()), RD_KAFKA_V_OPAQUE(opaque),
+      RD_KAFKA_V_END);
+}
+
+TopicPtr Producer::topic(const std::string& name) {
+  TopicPtr handle(rd_kafka_topic_new(handle_.get(), name.c_str(), nullptr));
+  if (!handle) {
+    throw Failure("cannot open topic " + name + ": " + rd_kafka_err2str(rd_kafka_last_error()));
+  }
+  return handle;
+}
+
 int Producer::poll(std::chrono::milliseconds timeout) {
   return rd_kafka_poll(handle_.get(), static_cast<int>(timeout.count()));
 }

@@ -2,6 +2,7 @@
 
 #include "shadowpipe/binary_text.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace shadowpipe::digest {
@@ -26,7 +27,10 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
   }
   DigestBuilder builder(std::move(columns), rules);
   std::vector<std::optional<std::string_view>> values(static_cast<size_t>(fields));
-  std::vector<std::string> texts(static_cast<size_t>(fields));
+  // Only a result with binary columns rendered as text needs their texts.
+  std::vector<std::string> texts(std::any_of(rendered.begin(), rendered.end(), [](bool r) { return r; })
+                                     ? static_cast<size_t>(fields)
+                                     : 0);
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < fields; ++c) {
       auto& slot = values[static_cast<size_t>(c)];

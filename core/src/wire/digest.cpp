@@ -426,8 +426,15 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
       numeric_scale_(rules.numeric_scale.value_or(0)),
       float_digits_(rules.float_digits.value_or(0)),
       timestamp_precision_(rules.timestamp_precision.value_or(0)) {
+  // Built once per result, on the application's thread when recording:
+  // one allocation per member, no regrowth, no lookup without ignored columns.
+  kept_.reserve(columns.size());
+  value_kind_.reserve(columns.size());
+  canonical_kind_.reserve(columns.size());
+  columns_.reserve(columns.size());
+  const bool ignoring = !rules.ignored_columns.empty();
   for (size_t i = 0; i < columns.size(); ++i) {
-    if (rules.ignored_columns.contains(columns[i].name)) continue;
+    if (ignoring && rules.ignored_columns.contains(columns[i].name)) continue;
     kept_.push_back(static_cast<int>(i));
     // Binary bytes are not text: no normalization or canonical form applies.
     const bool binary = columns[i].format != 0;
@@ -555,13 +562,17 @@ std::string_view builtin_type_name(uint32_t oid) {
 
 // --- hex -------------------------------------------------------------------
 
-std::string to_hex(uint64_t value) {
+void to_hex(uint64_t value, std::span<char, 16> out) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(16, '0');
   for (int i = 15; i >= 0; --i) {
     out[static_cast<size_t>(i)] = kDigits[value & 0xF];
     value >>= 4;
   }
+}
+
+std::string to_hex(uint64_t value) {
+  std::string out(16, '0');
+  to_hex(value, std::span<char, 16>(out.data(), 16));
   return out;
 }
 

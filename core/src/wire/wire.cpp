@@ -46,14 +46,14 @@ bool is_notice_kind(std::string_view kind) {
          kind == "columns_not_compared";
 }
 
-void StatementResult::set_digest(const digest::ResultDigest& digest) {
+void StatementResult::set_digest(digest::ResultDigest digest) {
   rows = static_cast<int64_t>(digest.rows);
-  columns = digest.columns;
+  columns = std::move(digest.columns);
   ordered = digest.ordered;
   unordered = digest.unordered;
-  column_digests = digest.column_digests;
-  column_ordered = digest.column_ordered;
-  column_values = digest.column_values;
+  column_digests = std::move(digest.column_digests);
+  column_ordered = std::move(digest.column_ordered);
+  column_values = std::move(digest.column_values);
 }
 
 int64_t now_us() {
@@ -132,10 +132,16 @@ class Encoder {
   Encoder() : buffer_(thread_buffer()), writer_(buffer_) { buffer_.Clear(); }
 
   std::string finish() {
-    std::string out(buffer_.GetString(), buffer_.GetSize());
+    std::string out;
+    finish_into(out);
+    return out;
+  }
+  // Into `out`, replacing what it held: a caller that keeps `out` between
+  // records encodes without allocating.
+  void finish_into(std::string& out) {
+    out.assign(buffer_.GetString(), buffer_.GetSize());
     // A rare huge record must not pin its memory in the thread for good.
     if (buffer_.GetSize() > kKeptCapacity) thread_buffer_holder().reset();
-    return out;
   }
 
   void begin_object() { writer_.StartObject(); }
@@ -163,7 +169,12 @@ class Encoder {
     if (std::isinf(value)) value = value > 0 ? std::numeric_limits<double>::max() : -std::numeric_limits<double>::max();
     writer_.Double(value);
   }
-  void hex(uint64_t value) { string(digest::to_hex(value)); }
+  // ASCII by construction: no UTF-8 check, and no string allocated per digest.
+  void hex(uint64_t value) {
+    std::array<char, 16> text;
+    digest::to_hex(value, text);
+    writer_.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  }
 
   void member(std::string_view name, std::string_view text) { key(name), string(text); }
   void member_int(std::string_view name, int64_t value) { key(name), int64(value); }
@@ -321,13 +332,20 @@ void write_statements(Encoder& out, const std::vector<StatementT>& statements, M
 // One record: a JSON object opening with the version, its members written by
 // `body`.
 template <typename Body>
-std::string encode_object(Body&& body, int version = kVersion) {
+void encode_object_into(std::string& encoded, Body&& body, int version = kVersion) {
   Encoder out;
   out.begin_object();
   write_version(out, version);
   body(out);
   out.end_object();
-  return out.finish();
+  out.finish_into(encoded);
+}
+
+template <typename Body>
+std::string encode_object(Body&& body, int version = kVersion) {
+  std::string encoded;
+  encode_object_into(encoded, std::forward<Body>(body), version);
+  return encoded;
 }
 
 }  // namespace
@@ -340,7 +358,13 @@ int request_version(const Request& record) {
 }
 
 std::string encode(const Request& record) {
-  return encode_object([&](Encoder& out) {
+  std::string out;
+  encode_into(record, out);
+  return out;
+}
+
+void encode_into(const Request& record, std::string& into) {
+  encode_object_into(into, [&](Encoder& out) {
     out.member("request_id", record.request_id);
     out.member_int("ts", record.ts_us);
     out.member("key", record.key);

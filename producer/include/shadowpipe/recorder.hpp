@@ -53,6 +53,10 @@ inline constexpr std::array<DropReason, 6> kDropReasons = {
     DropReason::delivery_failed, DropReason::possibly_delivered};
 std::string_view to_string(DropReason reason);
 
+// The name of the recorder's thread that serves librdkafka's delivery reports
+// (as top -H, perf and /proc/<pid>/task/*/comm show it).
+inline constexpr const char* kPollerThreadName = "shadow-poller";
+
 struct Counters {
   // Units handed over for publishing (after the rollback policy). Every one
   // of them ends as exactly one of: published, dropped (by reason), pending.

@@ -37,15 +37,29 @@ struct OperationStats {
 struct LoadgenReport {
   std::chrono::duration<double> elapsed{0};
   uint64_t units = 0;
-  uint64_t statements = 0;
+  uint64_t statements = 0;       // executed on the primary
+  uint64_t unit_statements = 0;  // of those, the ones in units (BEGIN, COMMIT, ROLLBACK are not)
   uint64_t primary_errors = 0;
   std::vector<OperationStats> operations;
   producer::Counters recorder;  // zero when shadowing is off
   // CPU time of this process (all its threads, librdkafka's included) while
   // the workers ran: the application-side cost, free of the broker's.
   double cpu_seconds = 0;
+  // The same window's CPU time by thread group (/proc/self/task), so the cost
+  // of recording splits into the application's threads (workers: libpq,
+  // digest, encoding, the hand-off to librdkafka), the recorder's poller
+  // (delivery reports) and librdkafka's own threads.
+  struct ThreadGroupCpu {
+    // "workers-recording" (the workers' time inside the recorder's calls),
+    // "workers-other" (the rest of the workers': libpq, the mix), then by
+    // thread name: "recorder-poller", "rdk:main", "rdk:broker", "rdk:other", "other".
+    std::string group;
+    double seconds = 0;
+  };
+  std::vector<ThreadGroupCpu> cpu_by_thread_group;
   double units_per_second() const { return elapsed.count() > 0 ? static_cast<double>(units) / elapsed.count() : 0; }
-  double cpu_us_per_unit() const { return units > 0 ? cpu_seconds * 1e6 / static_cast<double>(units) : 0; }
+  double cpu_us_per_unit() const { return per_unit_us(cpu_seconds); }
+  double per_unit_us(double seconds) const { return units > 0 ? seconds * 1e6 / static_cast<double>(units) : 0; }
 };
 
 // Runs the workload; throws Failure when the primary cannot be reached or the
