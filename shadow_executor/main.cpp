@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
   app.add_flag("--per-unit-savepoints{false}", options.direct_batches,
                "run every batch with a savepoint around each unit, instead of trying it without them first and "
                "falling back to them only when a statement fails");
+  app.add_option("--synchronous-commit", options.synchronous_commit,
+                 "synchronous_commit of the executor's shadow sessions; off is safe: a crash that loses commits "
+                 "is found on reconnect and those units are applied again")
+      ->check(CLI::IsMember({"on", "off", "local", "remote_write", "remote_apply"}))
+      ->capture_default_str();
   app.add_option("--max-sql-bytes", options.limits.max_sql_bytes, "longer statements are dead-lettered")
       ->capture_default_str();
   app.add_option("--max-record-bytes", options.limits.max_record_bytes, "larger records are dead-lettered")

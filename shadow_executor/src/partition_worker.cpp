@@ -238,7 +238,8 @@ bool PartitionWorker::connect() {
     try {
       auto connection = std::make_unique<pg::Connection>(shared_.options.shadow_dsn);
       // Names the backend so an operator (or a test) can find this partition's session.
-      connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) + "'");
+      connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) +
+                               "'; SET synchronous_commit = " + shared_.options.synchronous_commit);
       {
         std::lock_guard lock(mutex_);
         connection_ = std::move(connection);

@@ -54,6 +54,11 @@ struct Options {
   // Run batches without per-unit savepoints first, falling back to them
   // when a statement fails (unit_runner.hpp). false: always per-unit savepoints.
   bool direct_batches = true;
+  // The executor's sessions' synchronous_commit. off: a COMMIT does not wait
+  // for its WAL flush. Safe for exactly-once: a unit and its offset commit
+  // together, so a server crash loses a suffix of both, and a reconnect that
+  // finds the position gone back applies that suffix again (partition_worker.hpp).
+  std::string synchronous_commit = "off";
   std::chrono::milliseconds shutdown_deadline{15000};
   std::chrono::milliseconds commit_interval{1000};
   // How long the first connection to the shadow is retried at startup (a
