@@ -32,16 +32,17 @@ size_t statement_bytes(const SideStatement& statement) {
 }
 
 // An unordered_map node (id + entry + hash and link) plus its bucket slot and
-// the entry's place in an ordered waiting index (tree node with a copy of the id).
+// the entry's place in an ordered waiting index (tree node referring to the id)
+// and in an offset multiset.
 size_t entry_overhead(const std::string& request_id) {
   // Node sizes: key string, the Entry (two optionals of the sides, bytes, a
   // wall time), hash and link.
   constexpr size_t kEntry =
-      sizeof(std::optional<PendingRequest>) + sizeof(std::optional<ResultSide>) + sizeof(size_t) + sizeof(int64_t);
+      sizeof(std::optional<PendingRequest>) + sizeof(std::unique_ptr<ResultSide>) + sizeof(size_t) + sizeof(int64_t);
   constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + kEntry + kAllocationOverhead;
-  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(std::string) + kAllocationOverhead;
+  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
   constexpr size_t kOffsetNode = 4 * sizeof(void*) + sizeof(int64_t) + kAllocationOverhead;
-  return kMapNode + kIndexNode + kOffsetNode + 2 * heap_bytes(request_id) + sizeof(void*);
+  return kMapNode + kIndexNode + kOffsetNode + heap_bytes(request_id) + sizeof(void*);
 }
 
 SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
@@ -134,7 +135,7 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
-  size_t bytes = entry_overhead(request_id);
+  size_t bytes = entry_overhead(request_id) + sizeof(ResultSide) + kAllocationOverhead;
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
@@ -214,9 +215,9 @@ void PairState::forget_request(const Entry& entry) {
 void PairState::forget_result(Entry& entry, const std::string& request_id) {
   const ResultSide& result = *entry.result;
   if (result.source_offset >= 0) {
-    placed_results_.erase({result.source_offset, request_id});
+    placed_results_.erase({result.source_offset, &request_id});
   } else {
-    unplaced_results_.erase({entry.since_wall_us, request_id});
+    unplaced_results_.erase({entry.since_wall_us, &request_id});
   }
   pending_offsets_[1].erase(pending_offsets_[1].find(result.offset));
   bytes_[1] -= entry.bytes;
@@ -260,7 +261,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   }
   if (waiting_requests_.empty()) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
   pending_offsets_[0].insert(side.offset);
-  waiting_requests_.emplace(side.offset, request_id);
+  waiting_requests_.emplace(side.offset, &it->first);
   entry.request.emplace(std::move(side), layouts_);
   entry.bytes = entry_overhead(request_id) + entry.request->heap_bytes();
   bytes_[0] += entry.bytes;
@@ -298,12 +299,12 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
       bytes_[1] += entry.bytes;
       pending_offsets_[1].insert(side.offset);
       if (side.source_offset >= 0) {
-        placed_results_.emplace(side.source_offset, request_id);
+        placed_results_.emplace(side.source_offset, &it->first);
       } else {
-        unplaced_results_.emplace(wall_us, request_id);
+        unplaced_results_.emplace(wall_us, &it->first);
       }
       ++pending_results_;
-      entry.result = std::move(side);
+      entry.result = std::make_unique<ResultSide>(std::move(side));
     }
   }
   if (stamp >= 0) {
@@ -333,7 +334,7 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
   passed_below_ = std::max(passed_below_, published_below);
   std::vector<Missing> passed;
   while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
-    const std::string request_id = waiting_requests_.begin()->second;
+    const std::string request_id = *waiting_requests_.begin()->second;
     auto it = entries_.find(request_id);
     Entry& entry = it->second;
     forget_request(entry);
@@ -348,10 +349,9 @@ size_t PairState::drop_orphan_results() {
   if (!next_offset_[0]) return 0;
   size_t dropped = 0;
   while (!placed_results_.empty() && placed_results_.begin()->first < *next_offset_[0]) {
-    const std::string request_id = placed_results_.begin()->second;
-    auto it = entries_.find(request_id);
+    auto it = entries_.find(*placed_results_.begin()->second);
     if (it->second.request) break;  // cannot happen: a waiting request would have joined
-    forget_result(it->second, request_id);
+    forget_result(it->second, it->first);
     entries_.erase(it);
     ++dropped;
   }
@@ -361,9 +361,8 @@ size_t PairState::drop_orphan_results() {
 size_t PairState::expire_unplaced_results(int64_t wall_us) {
   size_t dropped = 0;
   while (!unplaced_results_.empty() && unplaced_results_.begin()->first < wall_us - stall_after_us_) {
-    const std::string request_id = unplaced_results_.begin()->second;
-    auto it = entries_.find(request_id);
-    forget_result(it->second, request_id);
+    auto it = entries_.find(*unplaced_results_.begin()->second);
+    forget_result(it->second, it->first);
     entries_.erase(it);
     ++dropped;
   }
@@ -408,7 +407,7 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 
 std::optional<int64_t> PairState::oldest_pending_ts() const {
   if (waiting_requests_.empty()) return std::nullopt;
-  const auto& entry = entries_.at(waiting_requests_.begin()->second);
+  const auto& entry = entries_.at(*waiting_requests_.begin()->second);
   return entry.request->ts_us();
 }
 

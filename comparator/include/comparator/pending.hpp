@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -162,7 +163,7 @@ class PairState {
  private:
   struct Entry {
     std::optional<PendingRequest> request;
-    std::optional<ResultSide> result;
+    std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
     size_t bytes = 0;
     int64_t since_wall_us = 0;  // when a result without a source offset started waiting
   };
@@ -187,9 +188,16 @@ class PairState {
   size_t decided_capacity_;
   LayoutTable layouts_;  // of the waiting requests; before entries_, which refer to it
   std::unordered_map<std::string, Entry> entries_;
-  std::map<int64_t, std::string> waiting_requests_;            // request offset -> id
-  std::set<std::pair<int64_t, std::string>> placed_results_;   // (source offset, id) of waiting results
-  std::set<std::pair<int64_t, std::string>> unplaced_results_; // (wall us, id) of waiting results without one
+  // The indexes refer to the id in its entry's node (which stays put until
+  // the entry is erased, after it left every index), not to a copy.
+  struct ByNumberThenId {
+    bool operator()(const std::pair<int64_t, const std::string*>& a, const std::pair<int64_t, const std::string*>& b) const {
+      return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+    }
+  };
+  std::map<int64_t, const std::string*> waiting_requests_;  // request offset -> id
+  std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> placed_results_;    // (source offset, id) of waiting results
+  std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> unplaced_results_;  // (wall us, id) of waiting results without one
   size_t pending_results_ = 0;
   std::multiset<int64_t> pending_offsets_[2];
   std::optional<int64_t> next_offset_[2];
