@@ -77,7 +77,9 @@ Layout* LayoutTable::acquire(const std::string& fingerprint, const std::vector<d
 void LayoutTable::release(Layout* layout) {
   if (--layout->references > 0) return;
   live_bytes_ -= layout->bytes;
-  if (++unused_ > kKeptUnused) drop_unused();
+  // Swept only once the unused are at least half the table, so a sweep
+  // costs O(1) per release however many layouts are held.
+  if (++unused_ > kKeptUnused && 2 * unused_ >= layouts_.size()) drop_unused();
 }
 
 void LayoutTable::drop_unused() {

@@ -484,6 +484,18 @@ TEST(PairStateLayouts, UnusedLayoutsAreDroppedBeyondWhatIsKept) {
   EXPECT_EQ(layouts.live_bytes(), cmp::layout_bytes("held", columns));
 }
 
+TEST(PairStateLayouts, UnusedLayoutsStayBoundedByTheHeldOnesWhenManyAreHeld) {
+  cmp::LayoutTable layouts;
+  const auto columns = five_columns(0).columns;
+  constexpr size_t kHeld = 2 * cmp::LayoutTable::kKeptUnused;
+  for (size_t i = 0; i < kHeld; ++i) (void)layouts.acquire("held " + std::to_string(i), columns);
+  for (size_t i = 0; i < 10 * kHeld; ++i) {
+    layouts.release(layouts.acquire("passing " + std::to_string(i), columns));
+    ASSERT_LE(layouts.size(), 2 * kHeld + 1) << "after " << i << " passing layouts";
+  }
+  EXPECT_EQ(layouts.live_bytes(), kHeld * cmp::layout_bytes("held 0", columns));
+}
+
 TEST(PairState, WaitingRequestsOfOneStatementShareItsLayoutAndJoinExactly) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   std::vector<cmp::RequestSide> sent;

@@ -32,8 +32,9 @@ struct Layout {
 
 // The layouts of one partition pair's waiting requests (a pair is owned by one
 // worker: no lock). A layout no waiting request holds is kept for the next
-// request of its statement, up to kKeptUnused of them, and is not counted in
-// live_bytes().
+// request of its statement and is not counted in live_bytes(): at most
+// kKeptUnused of them, or as many as are held when more are (the sweep that
+// drops them must find half the table unused to cost O(1) per release).
 class LayoutTable {
  public:
   static constexpr size_t kKeptUnused = 256;
