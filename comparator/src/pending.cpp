@@ -32,13 +32,17 @@ size_t statement_bytes(const SideStatement& statement) {
 }
 
 // An unordered_map node (id + entry + hash and link) plus its bucket slot and
-// the entry's place in an ordered waiting index (tree node with a copy of the id).
+// the entry's place in an ordered waiting index (tree node referring to the id)
+// and in an offset multiset.
 size_t entry_overhead(const std::string& request_id) {
-  // Node sizes: key string, the Entry (two optionals of the sides), hash and link.
-  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + 160 + kAllocationOverhead;
-  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(std::string) + kAllocationOverhead;
+  // Node sizes: key string, the Entry (two optionals of the sides, bytes, a
+  // wall time), hash and link.
+  constexpr size_t kEntry =
+      sizeof(std::optional<PendingRequest>) + sizeof(std::unique_ptr<ResultSide>) + sizeof(size_t) + sizeof(int64_t);
+  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + kEntry + kAllocationOverhead;
+  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
   constexpr size_t kOffsetNode = 4 * sizeof(void*) + sizeof(int64_t) + kAllocationOverhead;
-  return kMapNode + kIndexNode + kOffsetNode + 2 * heap_bytes(request_id) + sizeof(void*);
+  return kMapNode + kIndexNode + kOffsetNode + heap_bytes(request_id) + sizeof(void*);
 }
 
 SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
@@ -104,8 +108,8 @@ ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t parti
   return side;
 }
 
-size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
-  size_t bytes = entry_overhead(request_id) + heap_bytes(side.key);
+size_t heap_bytes(const RequestSide& side) {
+  size_t bytes = heap_bytes(side.key);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   bytes += vector_bytes(side.params);
@@ -116,8 +120,22 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   return bytes;
 }
 
-size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
+size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   size_t bytes = entry_overhead(request_id);
+  if (!PendingRequest::fits(side)) return bytes + sizeof(RequestSide) + kAllocationOverhead + heap_bytes(side);
+  bytes += heap_bytes(side.key);
+  if (!side.statements.empty()) bytes += side.statements.size() * sizeof(CompactStatement) + kAllocationOverhead;
+  for (const auto& statement : side.statements) {
+    const auto& result = statement.result;
+    const size_t digests = result.column_digests.size() + result.column_ordered.size() + result.column_values.size();
+    if (digests) bytes += digests * sizeof(uint64_t) + kAllocationOverhead;
+    bytes += layout_bytes(statement.fingerprint, result.columns);
+  }
+  return bytes;
+}
+
+size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
+  size_t bytes = entry_overhead(request_id) + sizeof(ResultSide) + kAllocationOverhead;
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
@@ -188,7 +206,7 @@ void PairState::forget_expired_decisions(int64_t wall_us) {
 }
 
 void PairState::forget_request(const Entry& entry) {
-  const int64_t offset = entry.request->offset;
+  const int64_t offset = entry.request->offset();
   waiting_requests_.erase(offset);
   pending_offsets_[0].erase(pending_offsets_[0].find(offset));
   bytes_[0] -= entry.bytes;
@@ -197,9 +215,9 @@ void PairState::forget_request(const Entry& entry) {
 void PairState::forget_result(Entry& entry, const std::string& request_id) {
   const ResultSide& result = *entry.result;
   if (result.source_offset >= 0) {
-    placed_results_.erase({result.source_offset, request_id});
+    placed_results_.erase({result.source_offset, &request_id});
   } else {
-    unplaced_results_.erase({entry.since_wall_us, request_id});
+    unplaced_results_.erase({entry.since_wall_us, &request_id});
   }
   pending_offsets_[1].erase(pending_offsets_[1].find(result.offset));
   bytes_[1] -= entry.bytes;
@@ -242,11 +260,11 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
     return added;
   }
   if (waiting_requests_.empty()) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
-  entry.bytes = estimate_bytes(request_id, side);
-  bytes_[0] += entry.bytes;
   pending_offsets_[0].insert(side.offset);
-  waiting_requests_.emplace(side.offset, request_id);
-  entry.request = std::move(side);
+  waiting_requests_.emplace(side.offset, &it->first);
+  entry.request.emplace(std::move(side), layouts_);
+  entry.bytes = entry_overhead(request_id) + entry.request->heap_bytes();
+  bytes_[0] += entry.bytes;
   Added added;
   added.orphan_results = drop_orphan_results();
   return added;
@@ -272,7 +290,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
       added.outcome = Outcome::duplicate;
     } else if (entry.request) {
       forget_request(entry);
-      RequestSide request = std::move(*entry.request);
+      RequestSide request = entry.request->take(layouts_);
       remember(request_id, wall_us);
       added = join(it, std::move(request_id), std::move(request), std::move(side));
     } else {
@@ -281,12 +299,12 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
       bytes_[1] += entry.bytes;
       pending_offsets_[1].insert(side.offset);
       if (side.source_offset >= 0) {
-        placed_results_.emplace(side.source_offset, request_id);
+        placed_results_.emplace(side.source_offset, &it->first);
       } else {
-        unplaced_results_.emplace(wall_us, request_id);
+        unplaced_results_.emplace(wall_us, &it->first);
       }
       ++pending_results_;
-      entry.result = std::move(side);
+      entry.result = std::make_unique<ResultSide>(std::move(side));
     }
   }
   if (stamp >= 0) {
@@ -316,11 +334,11 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
   passed_below_ = std::max(passed_below_, published_below);
   std::vector<Missing> passed;
   while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
-    const std::string request_id = waiting_requests_.begin()->second;
+    const std::string request_id = *waiting_requests_.begin()->second;
     auto it = entries_.find(request_id);
     Entry& entry = it->second;
     forget_request(entry);
-    passed.push_back(Missing{request_id, std::move(*entry.request), published_below});
+    passed.push_back(Missing{request_id, entry.request->take(layouts_), published_below});
     entries_.erase(it);
   }
   drop_passed_joins();  // the requests position moved past them
@@ -331,10 +349,9 @@ size_t PairState::drop_orphan_results() {
   if (!next_offset_[0]) return 0;
   size_t dropped = 0;
   while (!placed_results_.empty() && placed_results_.begin()->first < *next_offset_[0]) {
-    const std::string request_id = placed_results_.begin()->second;
-    auto it = entries_.find(request_id);
+    auto it = entries_.find(*placed_results_.begin()->second);
     if (it->second.request) break;  // cannot happen: a waiting request would have joined
-    forget_result(it->second, request_id);
+    forget_result(it->second, it->first);
     entries_.erase(it);
     ++dropped;
   }
@@ -344,9 +361,8 @@ size_t PairState::drop_orphan_results() {
 size_t PairState::expire_unplaced_results(int64_t wall_us) {
   size_t dropped = 0;
   while (!unplaced_results_.empty() && unplaced_results_.begin()->first < wall_us - stall_after_us_) {
-    const std::string request_id = unplaced_results_.begin()->second;
-    auto it = entries_.find(request_id);
-    forget_result(it->second, request_id);
+    auto it = entries_.find(*unplaced_results_.begin()->second);
+    forget_result(it->second, it->first);
     entries_.erase(it);
     ++dropped;
   }
@@ -391,8 +407,8 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 
 std::optional<int64_t> PairState::oldest_pending_ts() const {
   if (waiting_requests_.empty()) return std::nullopt;
-  const auto& entry = entries_.at(waiting_requests_.begin()->second);
-  return entry.request->ts_us;
+  const auto& entry = entries_.at(*waiting_requests_.begin()->second);
+  return entry.request->ts_us();
 }
 
 }  // namespace shadowpipe::comparator

@@ -345,3 +345,194 @@ TEST(PendingRequestSide, BinaryParametersAreKeptReadableForMismatchRecords) {
 
 }  // namespace
 }  // namespace shadowpipe::comparator
+
+// ---- the compact form a request waits in --------------------------------
+
+namespace {
+
+shadowpipe::wire::StatementResult five_columns(uint64_t salt) {
+  shadowpipe::wire::StatementResult result;
+  result.rows = 3;
+  result.columns = {{"id", 20, "bigint"}, {"name", 25, "text"}, {"price", 1700, "numeric"},
+                    {"a_column_name_longer_than_fifteen", 23, "integer"}, {"blob", 17, "bytea", 1}};
+  result.ordered = 0x1000 + salt;
+  result.unordered = 0x2000 + salt;
+  result.column_digests = {1, 2, 3, 4, 5 + salt};
+  result.latency_us = 321;
+  return result;
+}
+
+void expect_same(const cmp::RequestSide& got, const cmp::RequestSide& want) {
+  EXPECT_EQ(got.key, want.key);
+  EXPECT_EQ(got.ts_us, want.ts_us);
+  EXPECT_EQ(got.offset, want.offset);
+  EXPECT_EQ(got.params, want.params);
+  ASSERT_EQ(got.statements.size(), want.statements.size());
+  for (size_t i = 0; i < want.statements.size(); ++i) {
+    EXPECT_EQ(got.statements[i].fingerprint, want.statements[i].fingerprint) << i;
+    EXPECT_EQ(got.statements[i].result, want.statements[i].result) << i;
+  }
+}
+
+// Requests of every shape a primary records: what comes back must be what went in.
+std::vector<cmp::RequestSide> request_shapes() {
+  std::vector<cmp::RequestSide> shapes;
+  auto base = request(kStart, 7);
+  base.key = "a key longer than fifteen characters";
+  base.statements[0].result = five_columns(1);
+  shapes.push_back(base);
+  auto several = base;  // three statements, the digest vectors of every length
+  several.statements.push_back({"fedcba9876543210fedcba", five_columns(2)});
+  several.statements[1].result.column_ordered = {11, 12, 13, 14, 15};
+  several.statements[1].result.column_values = {21, 22, 23};
+  several.statements.push_back({"", {}});
+  several.statements[2].result.column_values = {99};
+  shapes.push_back(several);
+  auto failed = request(kStart, 8);  // an error with its SQLSTATE, no columns
+  failed.key.clear();
+  failed.statements[0].result.status = shadowpipe::wire::Status::error;
+  failed.statements[0].result.sqlstate = "23505";
+  failed.statements[0].result.rows = -1;
+  shapes.push_back(failed);
+  auto refused = failed;
+  refused.statements[0].result.status = shadowpipe::wire::Status::refused;
+  refused.statements[0].result.sqlstate = "12345678";  // the longest the compact form holds
+  shapes.push_back(refused);
+  auto none = request(kStart, 9);
+  none.statements.clear();
+  shapes.push_back(none);
+  // What the compact form does not hold: these wait as they came.
+  auto with_params = base;
+  with_params.params = {{std::string("1"), std::nullopt}};
+  shapes.push_back(with_params);
+  auto long_sqlstate = failed;
+  long_sqlstate.statements[0].result.sqlstate = "123456789";
+  shapes.push_back(long_sqlstate);
+  auto with_message = failed;
+  with_message.statements[0].result.message = "duplicate key";
+  shapes.push_back(with_message);
+  auto with_notes = base;
+  with_notes.statements[0].result.volatile_statement = "calls random()";
+  with_notes.statements[0].result.order_total = true;
+  with_notes.statements[0].result.volatile_columns.push_back({});
+  shapes.push_back(with_notes);
+  return shapes;
+}
+
+}  // namespace
+
+TEST(PairStatePendingRequest, EveryShapeComesBackExactlyAsItCame) {
+  cmp::LayoutTable layouts;
+  const auto shapes = request_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    auto copy = shapes[i];
+    cmp::PendingRequest pending(std::move(copy), layouts);
+    EXPECT_EQ(pending.compact(), i < 5) << "shape " << i;
+    EXPECT_EQ(pending.offset(), shapes[i].offset);
+    EXPECT_EQ(pending.ts_us(), shapes[i].ts_us);
+    SCOPED_TRACE("shape " + std::to_string(i));
+    expect_same(pending.take(layouts), shapes[i]);
+  }
+  EXPECT_EQ(layouts.live_bytes(), 0u) << "every layout was given back";
+}
+
+TEST(PairStateLayouts, RequestsOfOneStatementShareOneLayoutAndOnlyEqualOnesDo) {
+  cmp::LayoutTable layouts;
+  const auto columns = five_columns(0).columns;
+  const std::string fingerprint = "0123456789abcdef0123";
+  cmp::Layout* first = layouts.acquire(fingerprint, columns);
+  EXPECT_EQ(layouts.acquire(fingerprint, columns), first);
+  EXPECT_EQ(layouts.live_bytes(), cmp::layout_bytes(fingerprint, columns)) << "counted once";
+  // Every part of a column, and the fingerprint, tells layouts apart.
+  std::vector<std::pair<std::string, std::vector<shadowpipe::digest::Column>>> others;
+  others.emplace_back(fingerprint + "x", columns);
+  for (int part = 0; part < 4; ++part) {
+    auto changed = columns;
+    if (part == 0) changed[2].name = "cost";
+    if (part == 1) changed[2].type_oid = 701;
+    if (part == 2) changed[2].type_name = "double precision";
+    if (part == 3) changed[2].format = 1;
+    others.emplace_back(fingerprint, changed);
+  }
+  auto fewer = columns;
+  fewer.pop_back();
+  others.emplace_back(fingerprint, fewer);
+  std::set<cmp::Layout*> seen{first};
+  for (const auto& [other_fingerprint, other_columns] : others) {
+    cmp::Layout* layout = layouts.acquire(other_fingerprint, other_columns);
+    EXPECT_TRUE(seen.insert(layout).second);
+    EXPECT_EQ(layout->fingerprint, other_fingerprint);
+    EXPECT_EQ(layout->columns, other_columns);
+    layouts.release(layout);
+  }
+  layouts.release(first);
+  EXPECT_GT(layouts.live_bytes(), 0u) << "one request still holds it";
+  layouts.release(first);
+  EXPECT_EQ(layouts.live_bytes(), 0u);
+  EXPECT_EQ(layouts.size(), others.size() + 1) << "unused layouts are kept for the next request";
+}
+
+TEST(PairStateLayouts, UnusedLayoutsAreDroppedBeyondWhatIsKept) {
+  cmp::LayoutTable layouts;
+  const auto columns = five_columns(0).columns;
+  cmp::Layout* held = layouts.acquire("held", columns);
+  for (size_t i = 0; i <= cmp::LayoutTable::kKeptUnused; ++i) {
+    layouts.release(layouts.acquire("fingerprint " + std::to_string(i), columns));
+  }
+  EXPECT_EQ(layouts.size(), 1u) << "only the layout a request holds is left";
+  EXPECT_EQ(layouts.acquire("held", columns), held);
+  EXPECT_EQ(layouts.live_bytes(), cmp::layout_bytes("held", columns));
+}
+
+TEST(PairStateLayouts, UnusedLayoutsStayBoundedByTheHeldOnesWhenManyAreHeld) {
+  cmp::LayoutTable layouts;
+  const auto columns = five_columns(0).columns;
+  constexpr size_t kHeld = 2 * cmp::LayoutTable::kKeptUnused;
+  for (size_t i = 0; i < kHeld; ++i) (void)layouts.acquire("held " + std::to_string(i), columns);
+  for (size_t i = 0; i < 10 * kHeld; ++i) {
+    layouts.release(layouts.acquire("passing " + std::to_string(i), columns));
+    ASSERT_LE(layouts.size(), 2 * kHeld + 1) << "after " << i << " passing layouts";
+  }
+  EXPECT_EQ(layouts.live_bytes(), kHeld * cmp::layout_bytes("held 0", columns));
+}
+
+TEST(PairState, WaitingRequestsOfOneStatementShareItsLayoutAndJoinExactly) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  std::vector<cmp::RequestSide> sent;
+  for (int i = 0; i < 100; ++i) {
+    auto side = request(kStart, i);
+    side.statements[0].result = five_columns(static_cast<uint64_t>(i));
+    sent.push_back(side);
+    EXPECT_EQ(pair.add_request("r" + std::to_string(i), std::move(side), kStart).outcome,
+              cmp::PairState::Outcome::pending);
+  }
+  const size_t alone = cmp::estimate_bytes("r0", sent[0]);
+  const size_t layout = cmp::layout_bytes(sent[0].statements[0].fingerprint, sent[0].statements[0].result.columns);
+  EXPECT_EQ(pair.waiting_bytes(cmp::Side::requests), 100 * (alone - layout) + layout);
+  for (int i = 99; i >= 0; --i) {
+    auto added = pair.add_result("r" + std::to_string(i), result(kStart, 200 + i), kStart);
+    ASSERT_TRUE(added.joined);
+    SCOPED_TRACE("request " + std::to_string(i));
+    expect_same(added.joined->request, sent[static_cast<size_t>(i)]);
+  }
+  EXPECT_EQ(pair.pending_bytes(), 0u);
+}
+
+TEST(PairState, PassedRequestsComeBackExactly) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  const auto shapes = request_shapes();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    auto side = shapes[i];
+    side.offset = static_cast<int64_t>(i);
+    (void)pair.add_request("r" + std::to_string(i), std::move(side), kStart);
+  }
+  auto added = pair.progress(static_cast<int64_t>(shapes.size()), 0, kStart);
+  ASSERT_EQ(added.missing.size(), shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    auto want = shapes[i];
+    want.offset = static_cast<int64_t>(i);
+    SCOPED_TRACE("shape " + std::to_string(i));
+    expect_same(added.missing[i].request, want);
+  }
+  EXPECT_EQ(pair.pending_bytes(), 0u);
+}

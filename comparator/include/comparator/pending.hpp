@@ -18,11 +18,13 @@
 #pragma once
 
 #include "comparator/classify.hpp"
+#include "comparator/compact_request.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -75,8 +77,12 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
 // partition's offsets, so it carries no source offset and no stamp.
 ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition);
 
+// What a request alone costs waiting: its entry in the compact form it waits
+// in, and the layouts of its statements as if no other request shared them.
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side);
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side);
+// Heap bytes a request side holds beyond the object itself.
+size_t heap_bytes(const RequestSide& side);
 
 // What a decided request adds to the counters, held until the requests commit
 // position passes the request: the counters are published in the same Kafka
@@ -134,9 +140,12 @@ class PairState {
 
   size_t pending_requests() const { return waiting_requests_.size(); }  // requests waiting for a result
   size_t pending_results() const { return pending_results_; }           // results waiting for a request
-  size_t pending_bytes() const { return bytes_[0] + bytes_[1]; }
-  // Bytes held by entries of one side that wait for the other side.
-  size_t waiting_bytes(Side side) const { return bytes_[static_cast<int>(side)]; }
+  size_t pending_bytes() const { return waiting_bytes(Side::requests) + waiting_bytes(Side::results); }
+  // Bytes held by entries of one side that wait for the other side (for
+  // requests, with the layouts they share).
+  size_t waiting_bytes(Side side) const {
+    return side == Side::requests ? bytes_[0] + layouts_.live_bytes() : bytes_[1];
+  }
   // The side whose entries wait for the other (the one with more waiting
   // bytes), nullopt when nothing is pending. Under memory pressure this is the
   // side to pause: the other side's records drain it.
@@ -153,8 +162,8 @@ class PairState {
 
  private:
   struct Entry {
-    std::optional<RequestSide> request;
-    std::optional<ResultSide> result;
+    std::optional<PendingRequest> request;
+    std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
     size_t bytes = 0;
     int64_t since_wall_us = 0;  // when a result without a source offset started waiting
   };
@@ -177,10 +186,18 @@ class PairState {
   int64_t stall_after_us_;
   int64_t decided_retention_us_;
   size_t decided_capacity_;
+  LayoutTable layouts_;  // of the waiting requests; before entries_, which refer to it
   std::unordered_map<std::string, Entry> entries_;
-  std::map<int64_t, std::string> waiting_requests_;            // request offset -> id
-  std::set<std::pair<int64_t, std::string>> placed_results_;   // (source offset, id) of waiting results
-  std::set<std::pair<int64_t, std::string>> unplaced_results_; // (wall us, id) of waiting results without one
+  // The indexes refer to the id in its entry's node (which stays put until
+  // the entry is erased, after it left every index), not to a copy.
+  struct ByNumberThenId {
+    bool operator()(const std::pair<int64_t, const std::string*>& a, const std::pair<int64_t, const std::string*>& b) const {
+      return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+    }
+  };
+  std::map<int64_t, const std::string*> waiting_requests_;  // request offset -> id
+  std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> placed_results_;    // (source offset, id) of waiting results
+  std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> unplaced_results_;  // (wall us, id) of waiting results without one
   size_t pending_results_ = 0;
   std::multiset<int64_t> pending_offsets_[2];
   std::optional<int64_t> next_offset_[2];
