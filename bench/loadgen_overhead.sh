@@ -58,7 +58,12 @@ run() {
   local out before after la
   la=$(load)
   before=$(jvm_ticks)
-  out=$("$bin/shop-loadgen" "${flags[@]}" 2>/dev/null)
+  local errors; errors=$(mktemp)
+  if ! out=$("$bin/shop-loadgen" "${flags[@]}" 2>"$errors"); then
+    # A run that did not happen must not read as 0 units/s.
+    echo "loadgen_overhead: shop-loadgen failed ($1):" >&2; cat "$errors" >&2; rm -f "$errors"; exit 1
+  fi
+  rm -f "$errors"
   after=$(jvm_ticks)
   printf '%s\n' "$out" | sed -n 's/^recorder: /    recorder: /p' >&2
   printf '%s\n' "$out" | awk -v b="$before" -v a="$after" -v tick="$tick" -v la="$la" -v known="${kafka_pid:+1}" '
