@@ -23,4 +23,11 @@ WritesMode parse_writes_mode(std::string_view text) {
 
 std::string default_executor_id() { return host_pid_id(); }
 
+std::optional<DirectBatches> direct_batches_named(std::string_view name) {
+  if (name == "off") return DirectBatches::off;
+  if (name == "safe") return DirectBatches::safe;
+  if (name == "all") return DirectBatches::all;
+  return std::nullopt;
+}
+
 }  // namespace shadowpipe::executor

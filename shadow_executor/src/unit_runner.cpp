@@ -5,6 +5,8 @@
 
 #include "shadowpipe/result.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -107,15 +109,37 @@ class UnitRunner::Attempt final : public EngineSink {
   bool direct_;
 };
 
-bool UnitRunner::runs_direct(const std::vector<PlannedUnit>& planned) const {
-  if (!config_.direct_batches || planned.size() < 2) return false;
+bool UnitRunner::reruns_cleanly(const wire::Statement& statement) {
+  auto analysis = analyzer_.analyze(statement.sql);
+  if (!analysis.ok()) return false;
+  const statement::Analysis& facts = analysis.value();
+  if (facts.kind == statement::Kind::ddl) ddl_seen_ = true;
+  if (facts.statement_count != 1 || facts.calls_volatile() || !facts.called_functions.empty()) return false;
+  if (facts.kind == statement::Kind::read) return true;
+  if (facts.kind != statement::Kind::write || config_.shadow_has_triggers_or_rules || ddl_seen_) return false;
+  // UPDATE or DELETE, without a DEFAULT (an UPDATE ... SET c = DEFAULT may
+  // call nextval); INSERT, MERGE and COPY may always take a sequence's value.
+  std::string text = facts.normalized_sql;
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  const bool update_or_delete = text.starts_with("update ") || text.starts_with("delete ");
+  return update_or_delete && text.find("default") == std::string::npos;
+}
+
+bool UnitRunner::runs_direct(const std::vector<PlannedUnit>& planned) {
+  if (config_.direct_batches == DirectBatches::off) return false;
+  bool direct = planned.size() >= 2;
   for (const auto& unit : planned) {
-    if (!may_run_direct(unit)) return false;
-    for (const auto& step : unit.steps) {
-      if (step.execute && failed_fingerprints_.contains(step.shadow.fingerprint)) return false;
+    if (!may_run_direct(unit)) direct = false;
+    for (size_t i = 0; i < unit.steps.size(); ++i) {
+      const Step& step = unit.steps[i];
+      if (!step.execute) continue;
+      if (failed_fingerprints_.contains(step.shadow.fingerprint)) direct = false;
+      // Every statement is looked at, even once the batch is known not to
+      // run direct: DDL anywhere ends direct writes on this connection.
+      if (config_.direct_batches == DirectBatches::safe && !reruns_cleanly(unit.request->statements[i])) direct = false;
     }
   }
-  return true;
+  return direct;
 }
 
 UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
@@ -169,6 +193,7 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
     failed_fingerprints_.insert(std::move(*attempt.failed_fingerprint));
     return Outcome::redo_with_savepoints;
   }
+  if (direct) ++direct_batches_run_;
   for (size_t u = first; u < units.size(); ++u) {
     for (auto& step : planned[u - first].steps) {
       reports[u].result.statements.push_back(std::move(step.shadow));

@@ -36,7 +36,8 @@ double metric_value(sp::executor::Executor& executor, const std::string& line_pr
 
 // A shadow database with the executor's schema, a claimed partition and a runner.
 struct RunnerBench {
-  explicit RunnerBench(ex::WritesMode writes, bool pipeline = false, bool direct_batches = false)
+  explicit RunnerBench(ex::WritesMode writes, bool pipeline = false, ex::DirectBatches direct = ex::DirectBatches::off,
+                       bool triggers_or_rules = false)
       : database(shadow_dsn(), "exec_runner"), conn(database.dsn()) {
     ex::ensure_schema(conn);
     conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
@@ -45,7 +46,8 @@ struct RunnerBench {
         "CREATE TABLE links (id int PRIMARY KEY, item int REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)");
     ex::claim_next_offset(conn, id, 0);
     runner = std::make_unique<ex::UnitRunner>(
-        conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline, direct_batches}, analyzer);
+        conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline, direct, triggers_or_rules},
+        analyzer);
   }
   int64_t count(const std::string& where = "true") {
     return std::stoll(std::string(conn.exec_checked("SELECT count(*) FROM items WHERE " + where).value(0, 0)));
@@ -176,8 +178,8 @@ TEST_P(ExecutorRunner, ADirectBatchThatFailsMidwayGivesEveryUnitTheSavepointPath
       make_request("u4", "k", TxMode::autocommit, {insert_item(6, "f"), primary_had_it, insert_item(7, "g")}),
       make_request("u5", "k", TxMode::autocommit, {make_statement("SELECT id, label FROM items ORDER BY id")}),
   };
-  RunnerBench with_savepoints(ex::WritesMode::apply, GetParam(), false);
-  RunnerBench direct(ex::WritesMode::apply, GetParam(), true);
+  RunnerBench with_savepoints(ex::WritesMode::apply, GetParam(), ex::DirectBatches::off);
+  RunnerBench direct(ex::WritesMode::apply, GetParam(), ex::DirectBatches::all);
   const auto expected = with_savepoints.run_batch(requests);
   const auto reports = direct.run_batch(requests);
   ASSERT_EQ(reports.size(), requests.size());
@@ -218,7 +220,7 @@ TEST_P(ExecutorRunner, ADirectBatchThatFailsMidwayGivesEveryUnitTheSavepointPath
         "SELECT (pg_current_xact_id()::text::bigint - max(x::text::bigint) - 1) FROM xids");
     return std::stoll(std::string(row.value(0, 0)));
   };
-  RunnerBench fresh(ex::WritesMode::apply, GetParam(), true);
+  RunnerBench fresh(ex::WritesMode::apply, GetParam(), ex::DirectBatches::all);
   EXPECT_EQ(subtransactions_of_next_batch(fresh, {make_request("c0", "k", TxMode::autocommit, {insert_item(30, "x")}),
                                                   make_request("c1", "k", TxMode::autocommit, {insert_item(31, "y")})}),
             0)
@@ -227,6 +229,70 @@ TEST_P(ExecutorRunner, ADirectBatchThatFailsMidwayGivesEveryUnitTheSavepointPath
                                                    make_request("c1", "k", TxMode::autocommit, {insert_item(31, "y")})}),
             0)
       << "INSERT INTO items failed in a direct batch before: its batches run with savepoints";
+}
+
+// A failed direct attempt is rolled back and the batch runs again, so its
+// statements run twice; nextval is not rolled back. With the default (safe)
+// a batch that may take a sequence's value never runs direct: the ids the
+// shadow gives are the primary's (a=1, b=2, the failed insert took 3, c=4),
+// so later statements naming a row by its id find the same row. With `all`
+// they drift, which is why it is not the default.
+TEST_P(ExecutorRunner, SafeDirectBatchesKeepSequencesInStepWithThePrimary) {
+  auto duplicate = make_statement("INSERT INTO serials (label) VALUES ($1)", {"a"});
+  duplicate.result.status = Status::error;
+  duplicate.result.sqlstate = "23505";
+  const std::vector<sp::wire::Request> requests{
+      make_request("a", "k", TxMode::autocommit, {make_statement("INSERT INTO serials (label) VALUES ($1)", {"a"})}),
+      make_request("b", "k", TxMode::autocommit, {make_statement("INSERT INTO serials (label) VALUES ($1)", {"b"})}),
+      make_request("dup", "k", TxMode::autocommit, {duplicate}),
+      make_request("c", "k", TxMode::autocommit, {make_statement("INSERT INTO serials (label) VALUES ($1)", {"c"})}),
+  };
+  auto ids = [&](ex::DirectBatches mode) {
+    RunnerBench bench(ex::WritesMode::apply, GetParam(), mode);
+    bench.conn.exec_checked("CREATE TABLE serials (id serial PRIMARY KEY, label text UNIQUE)");
+    bench.run_batch(requests);
+    const auto rows = bench.conn.exec_checked("SELECT string_agg(label || '=' || id, ' ' ORDER BY label) FROM serials");
+    return std::string(rows.value(0, 0));
+  };
+  EXPECT_EQ(ids(ex::DirectBatches::off), "a=1 b=2 c=4");
+  EXPECT_EQ(ids(ex::DirectBatches::safe), "a=1 b=2 c=4");
+  EXPECT_NE(ids(ex::DirectBatches::all), "a=1 b=2 c=4") << "a rerun after a failed direct attempt advances the sequence";
+}
+
+// Which batches the safe mode runs direct: reads, and UPDATE/DELETE without
+// function calls or DEFAULT on a shadow without triggers or rules, until DDL
+// runs on the connection.
+TEST_P(ExecutorRunner, SafeDirectBatchesRunOnlyWhatCannotAdvanceASequence) {
+  auto batch_of = [](std::vector<std::string> sqls) {
+    std::vector<sp::wire::Request> requests;
+    for (size_t i = 0; i < sqls.size(); ++i) {
+      requests.push_back(make_request("u" + std::to_string(i), "k", TxMode::autocommit, {make_statement(sqls[i])}));
+    }
+    return requests;
+  };
+  auto runs_direct = [&](RunnerBench& bench, std::vector<std::string> sqls) {
+    const size_t before = bench.runner->direct_batches_run();
+    bench.run_batch(batch_of(std::move(sqls)));
+    return bench.runner->direct_batches_run() > before;
+  };
+  RunnerBench bench(ex::WritesMode::apply, GetParam(), ex::DirectBatches::safe);
+  bench.conn.exec_checked("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 10) g");
+  EXPECT_TRUE(runs_direct(bench, {"UPDATE items SET label = 'y' WHERE id = 1", "SELECT label FROM items WHERE id = 1",
+                                  "DELETE FROM items WHERE id = 2"}));
+  EXPECT_FALSE(runs_direct(bench, {"UPDATE items SET label = 'y' WHERE id = 3", "INSERT INTO items VALUES (20, 'z')"}));
+  EXPECT_FALSE(runs_direct(bench, {"SELECT 1", "SELECT nextval('items_seq_none')"}));
+  EXPECT_FALSE(runs_direct(bench, {"SELECT 1", "UPDATE items SET label = lower(label) WHERE id = 4"}));
+  EXPECT_FALSE(runs_direct(bench, {"SELECT 1", "UPDATE items SET label = DEFAULT WHERE id = 5"}));
+  EXPECT_TRUE(runs_direct(bench, {"SELECT 1", "SELECT 2"}));
+  // DDL on the connection: a trigger may exist now.
+  bench.run_batch(batch_of({"CREATE TABLE audit (id serial, at int)"}));
+  EXPECT_FALSE(runs_direct(bench, {"UPDATE items SET label = 'y' WHERE id = 6", "SELECT 1"}));
+  EXPECT_TRUE(runs_direct(bench, {"SELECT 1", "SELECT 2"})) << "reads stay direct";
+
+  RunnerBench with_triggers(ex::WritesMode::apply, GetParam(), ex::DirectBatches::safe, /*triggers_or_rules=*/true);
+  with_triggers.conn.exec_checked("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 10) g");
+  EXPECT_FALSE(runs_direct(with_triggers, {"UPDATE items SET label = 'y' WHERE id = 1", "SELECT 1"}));
+  EXPECT_TRUE(runs_direct(with_triggers, {"SELECT 1", "SELECT label FROM items WHERE id = 1"}));
 }
 
 TEST_P(ExecutorRunner, AFailureAtCommitRedoesTheBatchOneUnitPerTransaction) {

@@ -235,7 +235,10 @@ class DirectBatches : public ::testing::TestWithParam<bool> {
   ex::UnitRunner& make(std::unique_ptr<ex::UnitRunner>& runner, FakeSession& on, bool direct) {
     if (!runner) {
       runner = std::make_unique<ex::UnitRunner>(
-          on, ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "test", nullptr, GetParam(), direct}, analyzer);
+          on,
+          ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "test", nullptr, GetParam(),
+                           direct ? ex::DirectBatches::all : ex::DirectBatches::off},
+          analyzer);
     }
     return *runner;
   }

@@ -73,8 +73,11 @@ struct RunnerConfig {
   const std::atomic<bool>* abandon = nullptr;
   // Send each batch through libpq's pipeline mode (see above).
   bool pipeline = false;
-  // Try batches without per-unit savepoints first (see above).
-  bool direct_batches = false;
+  // Which batches try the direct path first (see above).
+  DirectBatches direct_batches = DirectBatches::off;
+  // Whether the shadow has user triggers or rewrite rules (read at connect):
+  // then an UPDATE or DELETE may do what its text does not show.
+  bool shadow_has_triggers_or_rules = true;
 };
 
 struct UnitReport {
@@ -142,6 +145,9 @@ class UnitRunner {
   // statement cannot be explained.
   std::optional<wire::PlanSummary> explain(const wire::Request& request, size_t statement_index);
 
+  // Batches whose statements all ran on the direct path, since this runner was made.
+  size_t direct_batches_run() const { return direct_batches_run_; }
+
  private:
   class Attempt;
   enum class Outcome { committed, fence_moved, redo_serially, redo_with_savepoints };
@@ -149,7 +155,11 @@ class UnitRunner {
   // `try_direct`: false forces the savepoint path.
   Outcome attempt(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
                   std::vector<UnitReport>& reports, bool try_direct);
-  bool runs_direct(const std::vector<PlannedUnit>& planned) const;
+  bool runs_direct(const std::vector<PlannedUnit>& planned);
+  // Under DirectBatches::safe: whether running this statement twice (a
+  // failed direct attempt and its rerun) leaves nothing behind, as far as
+  // the text and the shadow's triggers and rules tell.
+  bool reruns_cleanly(const wire::Statement& statement);
   Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
                  std::vector<UnitReport>& reports, std::string closing, bool session_changed);
   // Records every statement of the unit as not run, with `status`, and the offset.
@@ -176,6 +186,10 @@ class UnitRunner {
   // Fingerprints of statements that failed in a direct batch: their batches
   // take the savepoint path at once (cleared when it grows past a bound).
   std::unordered_set<std::string> failed_fingerprints_;
+  // DDL ran on this connection: triggers or rules may exist now that the
+  // check at connect did not see.
+  bool ddl_seen_ = false;
+  size_t direct_batches_run_ = 0;
 };
 
 }  // namespace shadowpipe::executor
