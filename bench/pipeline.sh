@@ -15,11 +15,16 @@
 #
 #   eval "$(scripts/stack env)"
 #   bench/pipeline.sh [--rates "100 200 400 800 1600"] [--seconds 20] [--settle 30] [--concurrency 4] [--bin build/bin]
+#                     [--recorder-arg ARG]... [--executor-arg ARG]...
 #
+# --recorder-arg / --executor-arg pass one argument to every shop-loadgen /
+# shadow-executor run (e.g. --executor-arg -X --executor-arg linger.ms=5), to
+# weigh a setting's cost against capture->decision latency.
 # The comparator's /metrics is on SHADOWPIPE_BENCH_METRICS_PORT (16795).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rates="100 200 400 800 1600" seconds=20 settle=30 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin}
+recorder_args=() executor_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) rates=$2; shift 2 ;;
@@ -27,6 +32,8 @@ while [ $# -gt 0 ]; do
     --settle) settle=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --recorder-arg) recorder_args+=("$2"); shift 2 ;;
+    --executor-arg) executor_args+=("$2"); shift 2 ;;
     *) echo "pipeline: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +60,8 @@ topics=(--requests-topic "$run.requests" --results-topic "$run.results" --mismat
 "$bin/shadowctl" topics create --partitions 6 "${topics[@]}" >"$work/topics.log"
 for n in 1 2; do
   "$bin/shadow-executor" --shadow "$SHADOW_DSN" --group "$run-executor" --executor-id "executor-$n" \
-      --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" >"$work/executor-$n.log" 2>&1 &
+      --requests-topic "$run.requests" --results-topic "$run.results" --dlq-topic "$run.dlq" \
+      ${executor_args[@]+"${executor_args[@]}"} >"$work/executor-$n.log" 2>&1 &
   pids+=($!)
 done
 "$bin/shadow-comparator" --group "$run-comparator" --comparator-id comparator-1 "${topics[@]}" \
@@ -71,7 +79,8 @@ declare -A p99_at=()
 for rate in $rates; do
   scrape "$work/before-$rate.prom"
   out=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --topic "$run.requests" --rate "$rate" \
-          --concurrency "$concurrency" --duration "$seconds" --seed "$rate" 2>>"$work/loadgen.log")
+          --concurrency "$concurrency" --duration "$seconds" --seed "$rate" \
+          ${recorder_args[@]+"${recorder_args[@]}"} 2>>"$work/loadgen.log")
   achieved=$(printf '%s\n' "$out" | sed -n 's/.*s: \([0-9.]*\) units\/s.*/\1/p')
   published=$(printf '%s\n' "$out" | sed -n 's/.* published=\([0-9]*\).*/\1/p')
   [ -n "$achieved" ] && [ -n "$published" ] || { echo "pipeline: shop-loadgen said: $out" >&2; exit 1; }
