@@ -13,6 +13,12 @@
 # Extra arguments go to both executor runs (e.g. --batch-units 1 for one
 # transaction per unit).
 #
+# BENCH_ROWS=by-key keys the executor's rows: each of the 64 keys updates and
+# reads only its own rows, so no two partitions touch the same row (as a
+# recorder keyed by the owner of the rows produces). By default rows are
+# drawn from all 10 000 for every key, as pgbench's clients draw them, and the
+# executor's batches wait on each other's row locks until their COMMITs.
+#
 # Besides throughput (which moves with whatever else runs on the machine) it
 # prints figures that depend less on the load, per unit: the executor's CPU
 # (utime + stime from /proc), the CPU of its server backends, and, when the
@@ -118,7 +124,7 @@ run_pgbench() {
 }
 
 "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic" \
-  --partitions "$connections" --count "$units" --rows "$rows"
+  --partitions "$connections" --count "$units" --rows "$rows" ${BENCH_ROWS:+--rows-$BENCH_ROWS}
 # The results topics must exist (auto-create is off on the stack).
 "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic-results" \
   --partitions "$connections" --count 0
@@ -235,7 +241,8 @@ pipeline=$(run_executor pipeline --pipeline "${extra_args[@]}")
 pgbench_after=$(run_pgbench after)
 pgbench=$(echo "($pgbench_before + $pgbench_after) / 2" | bc -l)
 
-printf 'connections: %s, units: %s (1 statement each), executor args: %s\n' "$connections" "$units" "${extra_args[*]:-(none)}"
+printf 'connections: %s, units: %s (1 statement each), executor args: %s, rows: %s\n' "$connections" "$units" \
+  "${extra_args[*]:-(none)}" "${BENCH_ROWS:-any key any row}"
 printf 'pgbench:             %.0f statements/s (before %.0f, after %.0f)\n' "$pgbench" "$pgbench_before" "$pgbench_after"
 printf 'executor:            %.0f statements/s (exactly-once bookkeeping, results published)\n' "$plain"
 printf 'executor --pipeline: %.0f statements/s\n' "$pipeline"
