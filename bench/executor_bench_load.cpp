@@ -2,6 +2,12 @@
 // of bench/executor_vs_pgbench.sh (one statement per unit, half
 // "UPDATE accounts ... WHERE id = $2", half "SELECT balance ... WHERE id = $1"),
 // encoded by the core wire writer, keyed so units spread over the partitions.
+// Units are keyed "session-<i % 64>" and by default draw their row from all
+// rows, so units of different keys (partitions) update the same rows, as
+// pgbench's clients do. --rows-by-key draws each key's rows from its own
+// share instead (id = key + 1 + 64 k), as a recorder keyed by the tenant or
+// account that owns the rows produces: the shadow's partitions then never
+// touch the same row.
 #include "shadowpipe/cli.hpp"
 #include "shadowpipe/kafka.hpp"
 #include "shadowpipe/result.hpp"
@@ -24,6 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--partitions", partitions)->capture_default_str();
   app.add_option("--count", count)->capture_default_str();
   app.add_option("--rows", rows, "ids are drawn from 1..rows")->capture_default_str();
+  bool rows_by_key = false;
+  app.add_flag("--rows-by-key", rows_by_key, "each key updates and reads only its own rows (id = key + 1 + 64 k)");
   return cli::run_main(app, argc, argv, [&] {
     using namespace std::chrono_literals;
     kafka::Producer producer(kafka.to_properties());
@@ -33,15 +41,18 @@ int main(int argc, char** argv) {
     const std::string update_fp = statement::analyze(update)->fingerprint;
     const std::string select_fp = statement::analyze(select)->fingerprint;
     std::mt19937 random(42);
-    std::uniform_int_distribution<int> id(1, rows), delta(-100, 100);
+    constexpr int kKeys = 64;
+    if (rows_by_key && rows < kKeys) throw Failure("--rows-by-key needs at least 64 rows");
+    std::uniform_int_distribution<int> id(1, rows), share(0, rows / kKeys - 1), delta(-100, 100);
     for (int i = 0; i < count; ++i) {
       wire::Request request;
       request.request_id = "bench-" + std::to_string(i);
       request.ts_us = wire::now_us();
-      request.key = "session-" + std::to_string(i % 64);
+      const int key = i % kKeys;
+      request.key = "session-" + std::to_string(key);
       request.source = "bench";
       wire::Statement statement;
-      const std::string row = std::to_string(id(random));
+      const std::string row = std::to_string(rows_by_key ? key + 1 + kKeys * share(random) : id(random));
       if (i % 2 == 0) {
         statement.sql = update;
         statement.fingerprint = update_fp;

@@ -13,6 +13,12 @@
 # Extra arguments go to both executor runs (e.g. --batch-units 1 for one
 # transaction per unit).
 #
+# BENCH_ROWS=by-key keys the executor's rows: each of the 64 keys updates and
+# reads only its own rows, so no two partitions touch the same row (as a
+# recorder keyed by the owner of the rows produces). By default rows are
+# drawn from all 10 000 for every key, as pgbench's clients draw them, and the
+# executor's batches wait on each other's row locks until their COMMITs.
+#
 # Besides throughput (which moves with whatever else runs on the machine) it
 # prints figures that depend less on the load, per unit: the executor's CPU
 # (utime + stime from /proc), the CPU of its server backends, and, when the
@@ -21,6 +27,14 @@
 # same for pgbench per statement). The load average is printed with each.
 # EXECUTOR_PERF=<dir> also records `perf record -g` of each executor run's
 # measured window into <dir>/<run>.data.
+#
+# Where the executor's wall time goes, per run: the state of its partition
+# sessions on the server (pg_stat_activity, sampled with every progress poll,
+# ~50 a second: running a command, waiting for a row lock, idle in a
+# transaction = waiting for the executor's next command, idle = between
+# transactions), and with EXECUTOR_METRICS_PORT=<port> the partition
+# workers' own split (shadowpipe_executor_worker_seconds_total: waiting for
+# units, reading them, on the shadow, publishing) over the measured window.
 set -euo pipefail
 connections=${1:-4}
 units=${2:-60000}
@@ -110,7 +124,7 @@ run_pgbench() {
 }
 
 "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic" \
-  --partitions "$connections" --count "$units" --rows "$rows"
+  --partitions "$connections" --count "$units" --rows "$rows" ${BENCH_ROWS:+--rows-$BENCH_ROWS}
 # The results topics must exist (auto-create is off on the stack).
 "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic-results" \
   --partitions "$connections" --count 0
@@ -123,9 +137,11 @@ run_pgbench() {
 run_executor() {
   local label=$1 group=bench-$stamp-$1
   shift
+  local metrics_args=()
+  [[ -n ${EXECUTOR_METRICS_PORT:-} ]] && metrics_args=(--metrics-port "127.0.0.1:$EXECUTOR_METRICS_PORT")
   "$build/bin/shadow-executor" --shadow "$dsn" --brokers "$SHADOWPIPE_BROKERS" --group "$group" \
     --requests-topic "$topic" --results-topic "$topic-results" --dlq-topic "$topic-dlq" \
-    --plans-per-minute 0 "$@" 2>"$work/executor-$group.log" &
+    --plans-per-minute 0 "${metrics_args[@]}" "$@" 2>"$work/executor-$group.log" &
   executor_pid=$!
   until psql "$dsn" -qtAc "SELECT 1 FROM shadowpipe.applied LIMIT 0" >/dev/null 2>&1; do sleep 0.1; done
   coproc PSQL { psql "$dsn" -qtA 2>/dev/null; }
@@ -134,6 +150,24 @@ run_executor() {
     local value
     read -r value <&"${PSQL[0]}"
     echo "$value"
+  }
+  # Progress and, in one query, one letter per partition session: A running a
+  # command, L waiting for a lock, T idle in a transaction (waiting for the
+  # executor), I idle between transactions.
+  local sessions_sample=''
+  progress() {
+    echo "SELECT coalesce(sum(next_offset), 0), (SELECT coalesce(string_agg(CASE WHEN state = 'active' AND wait_event_type = 'Lock' THEN 'L'
+        WHEN state = 'active' THEN 'A' WHEN state LIKE 'idle in transaction%' THEN 'T' ELSE 'I' END, ''), '')
+        FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'shadow-executor/p%')
+        FROM shadowpipe.applied WHERE consumer_group = '$group';" >&"${PSQL[1]}"
+    local value
+    IFS='|' read -r value sessions_sample <&"${PSQL[0]}"
+    echo "$value"
+  }
+  worker_seconds() {
+    [[ -n ${EXECUTOR_METRICS_PORT:-} ]] || return 0
+    curl -s "127.0.0.1:$EXECUTOR_METRICS_PORT/metrics" |
+      sed -n 's/^shadowpipe_executor_worker_seconds_total{state="\([a-z_]*\)"} \(.*\)/\1 \2/p'
   }
   until (( $(applied) > 0 )); do sleep 0.02; done
   # The executor's sessions: every client backend of the database but this one.
@@ -153,8 +187,19 @@ run_executor() {
   local broker_start
   broker_start=$(process_ticks "$broker")
   executor_start=$(ticks "$executor_pid"); read -r -a backend_pids <<<"$backends"; backends_start=$(ticks "${backend_pids[@]}")
-  until (( $(applied) >= units )); do sleep 0.02; done
+  local workers_start workers_end
+  workers_start=$(worker_seconds)
+  local sessions=''
+  # progress() runs in this shell (not a $(...) subshell) so its sample is kept.
+  local now=0
+  until (( now >= units )); do
+    progress >"$work/progress"
+    now=$(<"$work/progress")
+    sessions+=$sessions_sample
+    sleep 0.02
+  done
   end=$(date +%s.%N)
+  workers_end=$(worker_seconds)
   local executor_ticks=$(( $(ticks "$executor_pid") - executor_start )) backend_ticks=$(( $(ticks "${backend_pids[@]}") - backends_start ))
   local broker_ticks=$(( $(process_ticks "$broker") - broker_start ))
   [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
@@ -168,6 +213,18 @@ run_executor() {
       "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)" \
       "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)"
     echo "($executor_ticks + $backend_ticks + $broker_ticks) * 1000000 / $hz / $measured" | bc -l >"$work/cpu-$label"
+    local total=${#sessions}
+    if (( total > 0 )); then
+      share() { local only=${sessions//[^$1]/}; echo "${#only} * 100 / $total" | bc -l; }
+      printf '  partition sessions on the server (%s samples): running %.0f %%, waiting for a row lock %.0f %%, idle in transaction (waiting for the executor) %.0f %%, idle between transactions %.0f %%\n' \
+        "$total" "$(share A)" "$(share L)" "$(share T)" "$(share I)"
+    fi
+    if [[ -n $workers_start && -n $workers_end ]]; then
+      join <(sort <<<"$workers_start") <(sort <<<"$workers_end") |
+        awk -v wall="$(echo "$end - $start" | bc -l)" '{ d[$1] = $3 - $2; sum += $3 - $2 }
+          END { printf "  partition workers (%.1f worker-seconds in %.1f s): waiting for units %.0f %%, reading units %.0f %%, on the shadow %.0f %%, publishing %.0f %%\n",
+                sum, wall, 100 * d["waiting_for_units"] / sum, 100 * d["reading_units"] / sum, 100 * d["on_the_shadow"] / sum, 100 * d["publishing"] / sum }'
+    fi
     statement_stats "executor" "$measured"
   } >>"$work/report"
   echo '\q' >&"${PSQL[1]}"
@@ -184,7 +241,8 @@ pipeline=$(run_executor pipeline --pipeline "${extra_args[@]}")
 pgbench_after=$(run_pgbench after)
 pgbench=$(echo "($pgbench_before + $pgbench_after) / 2" | bc -l)
 
-printf 'connections: %s, units: %s (1 statement each), executor args: %s\n' "$connections" "$units" "${extra_args[*]:-(none)}"
+printf 'connections: %s, units: %s (1 statement each), executor args: %s, rows: %s\n' "$connections" "$units" \
+  "${extra_args[*]:-(none)}" "${BENCH_ROWS:-any key any row}"
 printf 'pgbench:             %.0f statements/s (before %.0f, after %.0f)\n' "$pgbench" "$pgbench_before" "$pgbench_after"
 printf 'executor:            %.0f statements/s (exactly-once bookkeeping, results published)\n' "$plain"
 printf 'executor --pipeline: %.0f statements/s\n' "$pipeline"

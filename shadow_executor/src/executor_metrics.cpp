@@ -93,7 +93,15 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                       .Name("shadowpipe_executor_batch_units")
                       .Help("Units per shadow transaction (group commit)")
                       .Register(registry)
-                      .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128})) {}
+                      .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128})),
+      worker_seconds_family(BuildCounter()
+                                .Name("shadowpipe_executor_worker_seconds_total")
+                                .Help("Partition workers' wall time, summed over the workers, by what they did")
+                                .Register(registry)),
+      worker_waiting_for_units(worker_seconds_family.Add({{"state", "waiting_for_units"}})),
+      worker_reading_units(worker_seconds_family.Add({{"state", "reading_units"}})),
+      worker_on_the_shadow(worker_seconds_family.Add({{"state", "on_the_shadow"}})),
+      worker_publishing(worker_seconds_family.Add({{"state", "publishing"}})) {}
 
 prometheus::Counter& ExecutorMetrics::statement_error(const std::string& sqlstate) {
   return errors_family.Add({{"sqlstate", sqlstate.empty() ? "none" : sqlstate}});

@@ -147,15 +147,31 @@ std::vector<PartitionWorker::Unit> PartitionWorker::next_batch() {
   return batch;
 }
 
+namespace {
+double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+}  // namespace
+
 void PartitionWorker::loop() {
   for (;;) {
+    const auto waiting = Clock::now();
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || carry_.has_value(); });
       if (stopping_) break;
     }
+    const auto reading = Clock::now();
     auto batch = next_batch();
+    const auto processing = Clock::now();
+    on_the_shadow_seconds_ = 0;
     if (!batch.empty()) process_with_retry(batch);
+    const auto done = Clock::now();
+    shared_.metrics.worker_waiting_for_units.Increment(seconds_between(waiting, reading));
+    shared_.metrics.worker_reading_units.Increment(seconds_between(reading, processing));
+    shared_.metrics.worker_on_the_shadow.Increment(on_the_shadow_seconds_);
+    shared_.metrics.worker_publishing.Increment(
+        std::max(0.0, seconds_between(processing, done) - on_the_shadow_seconds_));
   }
   carry_.reset();
   disconnect();
@@ -384,7 +400,9 @@ void PartitionWorker::process(std::span<const Unit> batch) {
   std::vector<BatchUnit> units;
   units.reserve(batch.size());
   for (const auto& unit : batch) units.push_back(BatchUnit{&*unit.request, unit.message.offset()});
+  const auto on_the_shadow = Clock::now();
   std::vector<UnitReport> reports = runner_->run_batch(units, id_);
+  on_the_shadow_seconds_ += seconds_between(on_the_shadow, Clock::now());
   shared_.metrics.batch_units.Observe(static_cast<double>(units.size()));
   for (size_t u = 0; u < units.size(); ++u) {
     const wire::Request& request = *units[u].request;

@@ -50,6 +50,16 @@ struct ExecutorMetrics {
   prometheus::Family<prometheus::Gauge>& lag_family;
   prometheus::Histogram& execution_seconds;
   prometheus::Histogram& batch_units;
+  // Where the partition workers' wall time goes, summed over the workers:
+  // waiting for units (their queue empty), reading units (decode, guard,
+  // batch assembly), on the shadow (run_batch: statements, bookkeeping,
+  // COMMIT, and any lock waits among them), and after the commit (results
+  // counted and handed to the producer, position advanced).
+  prometheus::Family<prometheus::Counter>& worker_seconds_family;
+  prometheus::Counter& worker_waiting_for_units;
+  prometheus::Counter& worker_reading_units;
+  prometheus::Counter& worker_on_the_shadow;
+  prometheus::Counter& worker_publishing;
 };
 
 }  // namespace shadowpipe::executor

@@ -135,6 +135,7 @@ class PartitionWorker {
   std::atomic<int64_t> next_offset_;
   std::atomic<int64_t> went_back_to_{-1};
   std::atomic<bool> abandon_{false};  // stop()'s deadline passed: roll back the unit in flight
+  double on_the_shadow_seconds_ = 0;  // of the batch in hand: its run_batch calls (worker_seconds metrics)
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable finished_;
