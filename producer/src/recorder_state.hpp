@@ -164,23 +164,25 @@ void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamV
     unit.oversized = true;
     return;
   }
-  auto analysis = recorder.analyzer.analyze(sql);
-  if (!analysis.ok()) {
+  // Shared, not copied: the cached analysis is read in place.
+  const auto analyzed = recorder.analyzer.analyze_shared(sql);
+  if (!analyzed.ok()) {
     unit.unpublishable = true;
-    recorder.note_error("a statement could not be fingerprinted: " + analysis.error().describe());
+    recorder.note_error("a statement could not be fingerprinted: " + analyzed.error().describe());
     return;
   }
+  const statement::Analysis& analysis = **analyzed;
   // The executor runs every unit in its own transaction: the application's
   // BEGIN / COMMIT are not statements of the unit. Savepoints and SET
   // CONSTRAINTS inside a transaction are: the executor replays them in order;
   // so is BEGIN or SET TRANSACTION with an isolation level, READ ONLY or DEFERRABLE.
-  if (analysis->kind == statement::Kind::transaction_control &&
+  if (analysis.kind == statement::Kind::transaction_control &&
       (unit.autocommit ||
-       (analysis->savepoint_command.empty() && !analysis->sets_constraints && !analysis->sets_transaction_mode()))) {
+       (analysis.savepoint_command.empty() && !analysis.sets_constraints && !analysis.sets_transaction_mode()))) {
     return;
   }
-  if (is_write(analysis->kind)) unit.writes = true;
-  const double rate = recorder.statement_rate(analysis->fingerprint, analysis->kind);
+  if (is_write(analysis.kind)) unit.writes = true;
+  const double rate = recorder.statement_rate(analysis.fingerprint, analysis.kind);
   unit.rate = std::max(unit.rate, rate);
   // An autocommit unit's rate is final here; a transaction's can still rise
   // (a later write or fingerprint), but never above max_rate.
@@ -195,8 +197,8 @@ void add_statement(UnitState& unit, std::string_view sql, std::span<const ParamV
   for (const auto& param : params) {
     statement.params.push_back(param ? std::optional<std::string>(std::in_place, *param) : std::nullopt);
   }
-  statement.fingerprint = analysis->fingerprint;
-  statement.result = result_of(recorder.config.normalization.for_fingerprint(analysis->fingerprint));
+  statement.fingerprint = analysis.fingerprint;
+  statement.result = result_of(recorder.config.normalization.for_fingerprint(analysis.fingerprint));
 }
 
 // Ends the unit: counts it, samples it, encodes it and hands it to Kafka, or

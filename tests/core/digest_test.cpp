@@ -415,6 +415,58 @@ TEST(DigestResult, EqualsBuilderOverTheSameRows) {
   EXPECT_NE(with_rules, digest_result(result.get(), {}));
 }
 
+// Wider than the row buffer digest_result keeps on the stack (32 values),
+// with and without ignored columns, and pinned to the digests the code gave
+// before it stopped allocating per result: the digest is a wire contract.
+TEST(DigestResult, AWideResultDigestsAsBeforeWithAndWithoutIgnoredColumns) {
+  constexpr size_t kWidth = 40;
+  std::vector<Column> columns;
+  std::vector<std::string> texts;
+  for (size_t c = 0; c < kWidth; ++c) {
+    const uint32_t oid = c % 4 == 0 ? kInt4 : c % 4 == 1 ? kText : c % 4 == 2 ? kNumeric : kFloat8;
+    columns.push_back(Column{"column_number_" + std::to_string(c), oid});
+  }
+  for (size_t r = 0; r < 3; ++r) {
+    for (size_t c = 0; c < kWidth; ++c) texts.push_back(std::to_string(r * 1000 + c) + (c % 4 >= 2 ? ".50" : ""));
+  }
+  std::vector<Row> rows;
+  for (size_t r = 0; r < 3; ++r) {
+    Row row;
+    for (size_t c = 0; c < kWidth; ++c) {
+      if ((r + c) % 7 == 0) {
+        row.push_back(std::nullopt);
+      } else {
+        row.push_back(texts[r * kWidth + c]);
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  PgResultPtr result = make_result(columns, rows);
+  std::vector<Column> named = columns;
+  for (auto& column : named) column.type_name = std::string(builtin_type_name(column.type_oid));
+
+  const ResultDigest plain = digest_result(result.get(), {});
+  EXPECT_EQ(plain, digest_of(named, rows));
+  ASSERT_EQ(plain.columns.size(), kWidth);
+  EXPECT_EQ(plain.columns[39].name, "column_number_39");
+  EXPECT_EQ(to_hex(plain.ordered), "fd2adbcbb1927bb6");
+  EXPECT_EQ(to_hex(plain.unordered), "4c0421c906b79472");
+  EXPECT_EQ(to_hex(plain.column_digests[39]), "fab89ebc7bbf5cf1");
+  EXPECT_EQ(to_hex(plain.column_ordered[38]), "33b3f93cb9d1f39d");
+  EXPECT_EQ(to_hex(plain.column_values[38]), "e9b7715382d842b3");
+
+  const NormalizationRules rules = rules_with(0, std::nullopt, std::nullopt, {"column_number_0", "column_number_35"});
+  const ResultDigest ignoring = digest_result(result.get(), rules);
+  EXPECT_EQ(ignoring, digest_of(named, rows, rules));
+  ASSERT_EQ(ignoring.columns.size(), kWidth - 2);
+  EXPECT_EQ(ignoring.columns[0].name, "column_number_1");
+  EXPECT_EQ(ignoring.columns[34].name, "column_number_36");
+  EXPECT_EQ(to_hex(ignoring.ordered), "4ef20999e0f51175");
+  EXPECT_EQ(to_hex(ignoring.unordered), "67416e2053f02d8b");
+  EXPECT_EQ(to_hex(ignoring.column_digests[1]), "b1b6fa85f4098856");
+  EXPECT_EQ(to_hex(ignoring.column_values[1]), "b1b6fa85f4098856");
+}
+
 TEST(DigestResult, CommandResultHasNoColumnsOrRows) {
   PgResultPtr result(PQmakeEmptyPGresult(nullptr, PGRES_COMMAND_OK));
   const ResultDigest digest = digest_result(result.get(), {});

@@ -494,6 +494,40 @@ TEST(StatementAnalyzer, CountsHitsAndMissesAndReturnsTheUncachedResult) {
   EXPECT_EQ(analyzer.hits(), 1u);
 }
 
+TEST(StatementAnalyzer, SharesTheCachedAnalysisInsteadOfCopyingIt) {
+  Analyzer analyzer(16);
+  const std::string sql = "SELECT * FROM t WHERE at < now() ORDER BY id";
+  const auto first = analyzer.analyze_shared(sql);
+  const auto second = analyzer.analyze_shared(sql);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(second.ok());
+  // A hit hands out the cached object itself, not a copy of it.
+  EXPECT_EQ(first->get(), second->get());
+  EXPECT_EQ(analyzer.misses(), 1u);
+  EXPECT_EQ(analyzer.hits(), 1u);
+  expect_same(**second, analyzed(sql));
+  // analyze() copies the same cached analysis.
+  expect_same(*analyzer.analyze(sql), **first);
+  EXPECT_EQ(analyzer.hits(), 2u);
+
+  const auto error = analyzer.analyze_shared("SELECT * FORM t");
+  ASSERT_FALSE(error.ok());
+  EXPECT_EQ(error.error().message, analyzer.analyze("SELECT * FORM t").error().message);
+}
+
+// An evicted text's analysis stays valid for whoever still holds it.
+TEST(StatementAnalyzer, ASharedAnalysisOutlivesItsEviction) {
+  Analyzer analyzer(1);
+  const auto held = analyzer.analyze_shared("SELECT a FROM t ORDER BY a");
+  ASSERT_TRUE(held.ok());
+  (void)analyzer.analyze_shared("SELECT 2");  // evicts the first
+  expect_same(**held, analyzed("SELECT a FROM t ORDER BY a"));
+  const auto again = analyzer.analyze_shared("SELECT a FROM t ORDER BY a");
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->get(), held->get());  // parsed anew
+  EXPECT_EQ(analyzer.misses(), 3u);
+}
+
 TEST(StatementAnalyzer, CachesErrorsToo) {
   Analyzer analyzer;
   const auto first = analyzer.analyze("SELECT * FORM t");

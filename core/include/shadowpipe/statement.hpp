@@ -120,6 +120,9 @@ class Analyzer {
   explicit Analyzer(size_t capacity = 4096);
   ~Analyzer();
   Result<Analysis> analyze(std::string_view sql);
+  // The cached analysis itself, shared and immutable: a hit costs a lock and
+  // a reference count, not a copy of the analysis (its strings and vectors).
+  Result<std::shared_ptr<const Analysis>> analyze_shared(std::string_view sql);
   size_t hits() const;
   size_t misses() const;
 

@@ -2,7 +2,8 @@
 
 #include "shadowpipe/binary_text.hpp"
 
-#include <algorithm>
+#include <array>
+#include <span>
 #include <cstdlib>
 
 namespace shadowpipe::digest {
@@ -10,27 +11,36 @@ namespace shadowpipe::digest {
 ResultDigest digest_result(const PGresult* result, const NormalizationRules& rules) {
   const int fields = PQnfields(result);
   const int rows = PQntuples(result);
+  const auto width = static_cast<size_t>(fields);
   std::vector<Column> columns;
-  columns.reserve(static_cast<size_t>(fields));
+  columns.reserve(width);
   // Binary columns (a statement replayed with binary results): rendered as
   // text where binary_text.hpp can, else digested over their bytes, as
-  // shadow-proxy digests what the primary sent.
-  std::vector<bool> rendered(static_cast<size_t>(fields), false);
+  // shadow-proxy digests what the primary sent. A text result (the usual
+  // one) allocates no flags for them.
+  std::vector<bool> rendered;
   for (int c = 0; c < fields; ++c) {
     const auto oid = static_cast<uint32_t>(PQftype(result, c));
     Column column{PQfname(result, c), oid, std::string(builtin_type_name(oid))};
     if (PQfformat(result, c) != 0) {
-      rendered[static_cast<size_t>(c)] = renders_binary(oid);
-      if (!renders_binary(oid)) column.format = 1;
+      if (renders_binary(oid)) {
+        rendered.resize(width, false);
+        rendered[static_cast<size_t>(c)] = true;
+      } else {
+        column.format = 1;
+      }
     }
     columns.push_back(std::move(column));
   }
   DigestBuilder builder(std::move(columns), rules);
-  std::vector<std::optional<std::string_view>> values(static_cast<size_t>(fields));
+  // A row's values: on the stack for the usual width, else on the heap.
+  constexpr size_t kInlineWidth = 32;
+  std::array<std::optional<std::string_view>, kInlineWidth> inline_values;
+  std::vector<std::optional<std::string_view>> heap_values(width > kInlineWidth ? width : 0);
+  const std::span<std::optional<std::string_view>> values =
+      width > kInlineWidth ? std::span(heap_values) : std::span(inline_values).first(width);
   // Only a result with binary columns rendered as text needs their texts.
-  std::vector<std::string> texts(std::any_of(rendered.begin(), rendered.end(), [](bool r) { return r; })
-                                     ? static_cast<size_t>(fields)
-                                     : 0);
+  std::vector<std::string> texts(rendered.empty() ? 0 : width);
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < fields; ++c) {
       auto& slot = values[static_cast<size_t>(c)];
@@ -41,7 +51,7 @@ ResultDigest digest_result(const PGresult* result, const NormalizationRules& rul
         continue;
       }
       slot.emplace(PQgetvalue(result, r, c), static_cast<size_t>(length));
-      if (rendered[static_cast<size_t>(c)]) {
+      if (!rendered.empty() && rendered[static_cast<size_t>(c)]) {
         // The bytes of a value the server sent as this type always render;
         // a wrong length would be a server bug, digested as the bytes.
         if (auto text = binary_to_text(PQftype(result, c), *slot)) {

@@ -1193,7 +1193,7 @@ constexpr size_t kMaxCachedTextBytes = 8 * 1024;
 struct Analyzer::Cache {
   struct Entry {
     std::string text;
-    Result<Analysis> result;
+    Result<std::shared_ptr<const Analysis>> result;
   };
   size_t capacity;
   mutable std::mutex mutex;
@@ -1208,6 +1208,12 @@ Analyzer::Analyzer(size_t capacity) : cache_(std::make_unique<Cache>()) { cache_
 Analyzer::~Analyzer() = default;
 
 Result<Analysis> Analyzer::analyze(std::string_view sql) {
+  auto shared = analyze_shared(sql);
+  if (!shared.ok()) return shared.error();
+  return Analysis(**shared);
+}
+
+Result<std::shared_ptr<const Analysis>> Analyzer::analyze_shared(std::string_view sql) {
   Cache& cache = *cache_;
   {
     const std::lock_guard lock(cache.mutex);
@@ -1219,7 +1225,10 @@ Result<Analysis> Analyzer::analyze(std::string_view sql) {
     ++cache.misses;
   }
   // Parse outside the lock so threads analyzing different texts run in parallel.
-  Result<Analysis> result = statement::analyze(sql);
+  Result<Analysis> parsed = statement::analyze(sql);
+  Result<std::shared_ptr<const Analysis>> result =
+      parsed.ok() ? Result<std::shared_ptr<const Analysis>>(std::make_shared<const Analysis>(std::move(*parsed)))
+                  : Result<std::shared_ptr<const Analysis>>(parsed.error());
   if (cache.capacity == 0 || sql.size() > kMaxCachedTextBytes) return result;
 
   const std::lock_guard lock(cache.mutex);

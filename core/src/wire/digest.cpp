@@ -431,16 +431,22 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
   kept_.reserve(columns.size());
   value_kind_.reserve(columns.size());
   canonical_kind_.reserve(columns.size());
-  columns_.reserve(columns.size());
   const bool ignoring = !rules.ignored_columns.empty();
-  for (size_t i = 0; i < columns.size(); ++i) {
-    if (ignoring && rules.ignored_columns.contains(columns[i].name)) continue;
+  // Every column kept (no ignore rule): the given vector is taken whole.
+  if (ignoring) {
+    columns_.reserve(columns.size());
+  } else {
+    columns_ = std::move(columns);
+  }
+  const std::vector<Column>& given = ignoring ? columns : columns_;
+  for (size_t i = 0; i < given.size(); ++i) {
+    if (ignoring && rules.ignored_columns.contains(given[i].name)) continue;
     kept_.push_back(static_cast<int>(i));
     // Binary bytes are not text: no normalization or canonical form applies.
-    const bool binary = columns[i].format != 0;
-    value_kind_.push_back(binary ? kPlain : kind_for(columns[i].type_oid, rules));
-    canonical_kind_.push_back(binary ? kAsRendered : canonical_kind_for(columns[i].type_oid));
-    columns_.push_back(std::move(columns[i]));
+    const bool binary = given[i].format != 0;
+    value_kind_.push_back(binary ? kPlain : kind_for(given[i].type_oid, rules));
+    canonical_kind_.push_back(binary ? kAsRendered : canonical_kind_for(given[i].type_oid));
+    if (ignoring) columns_.push_back(std::move(columns[i]));
   }
   column_sums_.assign(columns_.size(), 0);
   column_sequences_.assign(columns_.size(), 0);
@@ -543,12 +549,14 @@ ResultDigest DigestBuilder::finish() && {
     digest.ordered = XXH3_64bits_digest(ordered_state(ordered_state_));
   }
   digest.unordered = finish_multiset(unordered_, rows_);
-  digest.column_digests.reserve(column_sums_.size());
-  for (uint64_t sum : column_sums_) digest.column_digests.push_back(finish_multiset(sum, rows_));
-  digest.column_ordered.reserve(column_sequences_.size());
-  for (uint64_t sequence : column_sequences_) digest.column_ordered.push_back(finish_multiset(sequence, rows_));
-  digest.column_values.reserve(value_sums_.size());
-  for (uint64_t sum : value_sums_) digest.column_values.push_back(finish_multiset(sum, rows_));
+  // Finished in place and handed over: the builder is done with its sums,
+  // so the digest's vectors cost no allocation of their own.
+  for (uint64_t& sum : column_sums_) sum = finish_multiset(sum, rows_);
+  digest.column_digests = std::move(column_sums_);
+  for (uint64_t& sequence : column_sequences_) sequence = finish_multiset(sequence, rows_);
+  digest.column_ordered = std::move(column_sequences_);
+  for (uint64_t& sum : value_sums_) sum = finish_multiset(sum, rows_);
+  digest.column_values = std::move(value_sums_);
   digest.columns = std::move(columns_);
   return digest;
 }
