@@ -38,12 +38,12 @@ kafka::Properties default_kafka_properties() {
       // language, lands on the same partition, so per-key order holds.
       {"partitioner", "murmur2_random"},
       // Each batch costs a wake-up of librdkafka's broker thread, a
-      // ProduceRequest per partition and the broker's handling of it: 20 ms
-      // saves about 4 us of the broker thread per unit and much of the
-      // broker's CPU, but moves capture->decision p99 from <= 50 to <= 100 ms
-      // at 1,000 units/s (bench/pipeline.sh, docs/BENCHMARKS.md). 5 ms keeps
-      // the verdict close behind; -X linger.ms=20 trades the other way.
-      {"linger.ms", "5"},
+      // ProduceRequest per partition and the broker's handling of it; at
+      // 5 ms that was about 12 us of the broker thread's and 20-40 us of the
+      // broker's CPU per unit (bench/loadgen_overhead.sh, docs/BENCHMARKS.md).
+      // 20 ms cuts both to about a third for at most 15 ms more from commit
+      // to the shadow; the application never waits for it.
+      {"linger.ms", "20"},
       // The bounded queue: past either limit, produce() returns QUEUE_FULL
       // at once and the unit is dropped and counted.
       {"queue.buffering.max.messages", "100000"},

@@ -68,16 +68,14 @@ struct Executor::Impl {
       log("allowed by " + std::string(preflight::kOverrideFlag) + ": " + allowed.describe());
     }
     ensure_schema(*control);
-    // linger.ms 5: a worker publishes a batch's results at once after its
-    // COMMIT, so nearly every batch costs the broker its own produce request
-    // (~0.8 ms of its CPU, 18-50 us a unit on the bench); -X linger.ms=25
-    // gathers several batches per request (6-7 us a unit) but holds every
-    // result up to 20 ms longer, and the verdict with it (bench/pipeline.sh:
-    // capture->decision p99 <= 50 ms at 1,000 units/s with 5 ms in both
-    // producers, <= 100 ms with 20/25). Order and exactly-once do not depend
-    // on when a record is sent (docs/BENCHMARKS.md, issue 14).
+    // linger.ms 25, not 5: a worker publishes a batch's results at once after
+    // its COMMIT, so with 5 ms nearly every batch cost the broker its own
+    // produce request (~0.8 ms of its CPU, 18-50 us a unit on the bench);
+    // 25 ms gathers several batches per request (6-7 us a unit). Results
+    // reach the comparator up to 20 ms later; order and exactly-once do not
+    // depend on when a record is sent (docs/BENCHMARKS.md, issue 14).
     shared.producer = std::make_unique<kafka::Producer>(
-        with_defaults({{"enable.idempotence", "true"}, {"linger.ms", "5"}, {"client.id", shared.consumer_name()}},
+        with_defaults({{"enable.idempotence", "true"}, {"linger.ms", "25"}, {"client.id", shared.consumer_name()}},
                       options.kafka),
         [this](const rd_kafka_message_t& message) { shared.on_delivery(message); });
     kafka::Properties group{{"group.id", options.group},
