@@ -109,20 +109,31 @@ class UnitRunner::Attempt final : public EngineSink {
   bool direct_;
 };
 
+namespace {
+bool contains_ignoring_case(std::string_view text, std::string_view lowercase_word) {
+  return std::search(text.begin(), text.end(), lowercase_word.begin(), lowercase_word.end(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         }) != text.end();
+}
+bool starts_with_ignoring_case(std::string_view text, std::string_view lowercase_word) {
+  return text.size() >= lowercase_word.size() && contains_ignoring_case(text.substr(0, lowercase_word.size()), lowercase_word);
+}
+}  // namespace
+
 bool UnitRunner::reruns_cleanly(const wire::Statement& statement) {
-  auto analysis = analyzer_.analyze(statement.sql);
+  // In place: this runs for every statement of every batch.
+  auto analysis = analyzer_.analyze_shared(statement.sql);
   if (!analysis.ok()) return false;
-  const statement::Analysis& facts = analysis.value();
+  const statement::Analysis& facts = *analysis.value();
   if (facts.kind == statement::Kind::ddl) ddl_seen_ = true;
   if (facts.statement_count != 1 || facts.calls_volatile() || !facts.called_functions.empty()) return false;
   if (facts.kind == statement::Kind::read) return true;
   if (facts.kind != statement::Kind::write || config_.shadow_has_triggers_or_rules || ddl_seen_) return false;
   // UPDATE or DELETE, without a DEFAULT (an UPDATE ... SET c = DEFAULT may
   // call nextval); INSERT, MERGE and COPY may always take a sequence's value.
-  std::string text = facts.normalized_sql;
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
-  const bool update_or_delete = text.starts_with("update ") || text.starts_with("delete ");
-  return update_or_delete && text.find("default") == std::string::npos;
+  const std::string_view text = facts.normalized_sql;
+  const bool update_or_delete = starts_with_ignoring_case(text, "update ") || starts_with_ignoring_case(text, "delete ");
+  return update_or_delete && !contains_ignoring_case(text, "default");
 }
 
 bool UnitRunner::runs_direct(const std::vector<PlannedUnit>& planned) {
