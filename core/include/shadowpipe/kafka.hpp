@@ -169,7 +169,8 @@ struct TopicSpec {
 };
 
 // Creates topics through the admin API; existing topics are left as they are
-// when exists_ok. Throws Failure with the broker's reason otherwise.
+// when exists_ok. Throws Failure with the broker's reason otherwise. Returns
+// once the broker shows every topic with a leader for each partition.
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok = true);
 // Stops or restarts fetching one partition of a consumer's assignment (the
@@ -192,7 +193,9 @@ Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t part
 void read_committed(rd_kafka_t* handle, PartitionList& partitions,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-// Partition count of a topic, or nullopt when it does not exist.
+// Partition count of a topic, or nullopt when the broker does not know it.
+// A topic the broker shows without partitions yet (being created) is waited
+// for up to `timeout`, then a Failure.
 std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
                                    std::chrono::milliseconds timeout);
 

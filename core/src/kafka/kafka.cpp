@@ -228,6 +228,63 @@ EventPtr admin_request(rd_kafka_t* handle, const std::function<void(rd_kafka_que
   return event;
 }
 
+namespace {
+
+// What the broker's metadata says of one topic. A topic just created is
+// absent from the answers of a broker whose metadata has not caught up with
+// its controller, then present without partitions or leaders for a moment.
+enum class TopicState { absent, settling, ready };
+
+struct TopicView {
+  TopicState state = TopicState::absent;
+  int partitions = 0;
+  bool every_partition_led = false;
+};
+
+TopicView view_topic(rd_kafka_t* handle, const std::string& topic, int timeout_ms) {
+  const rd_kafka_metadata_t* raw = nullptr;
+  // Every topic, never a named one: asking for a topic by name may create it
+  // on a broker with auto.create.topics.enable.
+  const auto err = rd_kafka_metadata(handle, 1, nullptr, &raw, timeout_ms);
+  if (err) {
+    throw Failure("cannot read Kafka metadata: " + std::string(rd_kafka_err2str(err)) + " — is the broker reachable?");
+  }
+  std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter> metadata(raw);
+  for (int i = 0; i < metadata->topic_cnt; ++i) {
+    const auto& entry = metadata->topics[i];
+    if (topic != entry.topic) continue;
+    if (entry.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return {};
+    TopicView view;
+    view.partitions = entry.partition_cnt;
+    view.state = entry.err == RD_KAFKA_RESP_ERR_NO_ERROR && entry.partition_cnt > 0 ? TopicState::ready
+                                                                                     : TopicState::settling;
+    view.every_partition_led = view.state == TopicState::ready;
+    for (int p = 0; p < entry.partition_cnt; ++p) {
+      view.every_partition_led = view.every_partition_led && entry.partitions[p].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                                 entry.partitions[p].leader >= 0;
+    }
+    return view;
+  }
+  return {};
+}
+
+// Asks `view_topic` until `done` holds of its answer or the time is spent;
+// returns the last answer.
+TopicView view_topic_until(rd_kafka_t* handle, const std::string& topic, std::chrono::milliseconds timeout,
+                           const std::function<bool(const TopicView&)>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(20);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto view = view_topic(handle, topic, static_cast<int>(std::max<int64_t>(left.count(), 1)));
+    if (done(view) || std::chrono::steady_clock::now() + backoff >= deadline) return view;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
+  }
+}
+
+}  // namespace
+
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok) {
   char errstr[512];
@@ -264,20 +321,29 @@ void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
     throw Failure("creating topic " + std::string(rd_kafka_topic_result_name(results[i])) +
                   " failed: " + (why ? why : rd_kafka_err2str(err)));
   }
+  // The controller has the topics; wait until the broker serves them, so that
+  // whoever looks next (this process or another) finds them with leaders.
+  for (const auto& spec : topics) {
+    const auto view =
+        view_topic_until(handle, spec.name, timeout, [](const TopicView& view) { return view.every_partition_led; });
+    if (!view.every_partition_led) {
+      throw Failure("topic " + spec.name + " was created but the broker did not show it with a leader for every " +
+                    "partition within " + std::to_string(timeout.count()) +
+                    " ms: check the broker's log for the controller's state");
+    }
+  }
 }
 
 std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
                                    std::chrono::milliseconds timeout) {
-  const rd_kafka_metadata_t* raw = nullptr;
-  auto err = rd_kafka_metadata(handle, 1, nullptr, &raw, static_cast<int>(timeout.count()));
-  if (err) throw Failure("cannot read Kafka metadata: " + std::string(rd_kafka_err2str(err)) +
-                         " — is the broker reachable?");
-  std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter> metadata(raw);
-  for (int i = 0; i < metadata->topic_cnt; ++i) {
-    const auto& entry = metadata->topics[i];
-    if (topic == entry.topic && entry.err == RD_KAFKA_RESP_ERR_NO_ERROR) return entry.partition_cnt;
+  const auto view =
+      view_topic_until(handle, topic, timeout, [](const TopicView& view) { return view.state != TopicState::settling; });
+  if (view.state == TopicState::settling) {
+    throw Failure("topic " + topic + " exists but the broker gave no partitions for it within " +
+                  std::to_string(timeout.count()) + " ms: it may still be being created or deleted; try again");
   }
-  return std::nullopt;
+  if (view.state == TopicState::absent) return std::nullopt;
+  return view.partitions;
 }
 
 namespace {
