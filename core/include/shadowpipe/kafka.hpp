@@ -170,7 +170,8 @@ struct TopicSpec {
 
 // Creates topics through the admin API; existing topics are left as they are
 // when exists_ok. Throws Failure with the broker's reason otherwise. Returns
-// once the broker shows every topic with a leader for each partition.
+// once the broker shows every topic it created with a leader for each
+// partition.
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok = true);
 // Stops or restarts fetching one partition of a consumer's assignment (the

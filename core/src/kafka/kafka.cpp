@@ -254,6 +254,10 @@ TopicView view_topic(rd_kafka_t* handle, const std::string& topic, int timeout_m
     const auto& entry = metadata->topics[i];
     if (topic != entry.topic) continue;
     if (entry.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return {};
+    if (entry.err != RD_KAFKA_RESP_ERR_NO_ERROR && entry.err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+      throw Failure("the broker refused the metadata of topic " + topic + ": " + rd_kafka_err2str(entry.err) +
+                    " — check the client's ACLs for it");
+    }
     TopicView view;
     view.partitions = entry.partition_cnt;
     view.state = entry.err == RD_KAFKA_RESP_ERR_NO_ERROR && entry.partition_cnt > 0 ? TopicState::ready
@@ -313,21 +317,27 @@ void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
   const auto* result = rd_kafka_event_CreateTopics_result(event.get());
   size_t count = 0;
   const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);
+  std::vector<std::string> created;
   for (size_t i = 0; i < count; ++i) {
     auto err = rd_kafka_topic_result_error(results[i]);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      created.emplace_back(rd_kafka_topic_result_name(results[i]));
+      continue;
+    }
     if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && exists_ok) continue;
     const char* why = rd_kafka_topic_result_error_string(results[i]);
     throw Failure("creating topic " + std::string(rd_kafka_topic_result_name(results[i])) +
                   " failed: " + (why ? why : rd_kafka_err2str(err)));
   }
-  // The controller has the topics; wait until the broker serves them, so that
-  // whoever looks next (this process or another) finds them with leaders.
-  for (const auto& spec : topics) {
+  // The controller has the new topics; wait until the broker serves them, so
+  // that whoever looks next (this process or another) finds them with
+  // leaders. Topics that existed are not waited for: a partition of theirs
+  // may be offline for reasons of its own.
+  for (const auto& name : created) {
     const auto view =
-        view_topic_until(handle, spec.name, timeout, [](const TopicView& view) { return view.every_partition_led; });
+        view_topic_until(handle, name, timeout, [](const TopicView& view) { return view.every_partition_led; });
     if (!view.every_partition_led) {
-      throw Failure("topic " + spec.name + " was created but the broker did not show it with a leader for every " +
+      throw Failure("topic " + name + " was created but the broker did not show it with a leader for every " +
                     "partition within " + std::to_string(timeout.count()) +
                     " ms: check the broker's log for the controller's state");
     }
