@@ -120,6 +120,19 @@ bool starts_with_ignoring_case(std::string_view text, std::string_view lowercase
 }
 }  // namespace
 
+// User triggers or rewrite rules anywhere in the shadow database: then an
+// UPDATE or DELETE may insert, or call nextval, behind its text. Rules on
+// the system's own relations (pg_settings has two) are not the user's: a
+// view's _RETURN rule is not either.
+bool shadow_has_triggers_or_rules(const pg::Connection& connection) {
+  const auto reply = connection.exec_checked(
+      "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE NOT tgisinternal)"
+      " OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class"
+      " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+      " WHERE r.rulename <> '_RETURN' AND n.nspname NOT IN ('pg_catalog', 'information_schema'))");
+  return std::string_view(reply.value(0, 0)) != "f";
+}
+
 bool UnitRunner::reruns_cleanly(const wire::Statement& statement) {
   // In place: this runs for every statement of every batch.
   auto analysis = analyzer_.analyze_shared(statement.sql);

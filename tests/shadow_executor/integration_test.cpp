@@ -297,6 +297,31 @@ TEST_P(ExecutorRunner, SafeDirectBatchesRunOnlyWhatCannotAdvanceASequence) {
   EXPECT_TRUE(runs_direct(with_triggers, {"SELECT 1", "SELECT label FROM items WHERE id = 1"}));
 }
 
+// What the worker reads at connect to decide whether writes may run direct
+// (RunnerConfig::shadow_has_triggers_or_rules). Every PostgreSQL has rules of
+// its own (pg_settings' pg_settings_u and pg_settings_n): counting those
+// kept every write batch on the savepoint path on any shadow.
+TEST(ExecutorShadowCatalog, OnlyTheUsersTriggersAndRulesCount) {
+  ScratchDatabase database(shadow_dsn(), "exec_rules");
+  sp::pg::Connection conn(database.dsn());
+  ex::ensure_schema(conn);
+  conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+  EXPECT_FALSE(ex::shadow_has_triggers_or_rules(conn)) << "the system catalogs' own rules are not the user's";
+
+  conn.exec_checked("CREATE TABLE items_log (id int)");
+  conn.exec_checked("CREATE RULE log_update AS ON UPDATE TO items DO ALSO INSERT INTO items_log VALUES (NEW.id)");
+  EXPECT_TRUE(ex::shadow_has_triggers_or_rules(conn)) << "a rule";
+  conn.exec_checked("DROP RULE log_update ON items");
+  EXPECT_FALSE(ex::shadow_has_triggers_or_rules(conn));
+
+  conn.exec_checked("CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$");
+  conn.exec_checked("CREATE TRIGGER touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch()");
+  EXPECT_TRUE(ex::shadow_has_triggers_or_rules(conn)) << "a trigger";
+  conn.exec_checked("DROP TRIGGER touch ON items");
+  conn.exec_checked("CREATE VIEW labels AS SELECT label FROM items");
+  EXPECT_FALSE(ex::shadow_has_triggers_or_rules(conn)) << "a view's _RETURN rule is no rule of the user's";
+}
+
 TEST_P(ExecutorRunner, AFailureAtCommitRedoesTheBatchOneUnitPerTransaction) {
   RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto reports = bench.run_batch({

@@ -80,6 +80,10 @@ struct RunnerConfig {
   bool shadow_has_triggers_or_rules = true;
 };
 
+// Whether the shadow database has user triggers or rewrite rules (the
+// system's own are not counted): RunnerConfig::shadow_has_triggers_or_rules.
+bool shadow_has_triggers_or_rules(const pg::Connection& connection);
+
 struct UnitReport {
   bool applied = false;  // false: this offset was already applied (by us before a crash, or another executor)
   wire::ShadowResult result;
