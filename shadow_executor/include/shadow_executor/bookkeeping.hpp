@@ -76,9 +76,10 @@ struct ForgetBelow {
 void forget_logged_below(const pg::Connection& conn, const std::string& group, const std::string& topic,
                          const std::vector<ForgetBelow>& bounds);
 
-// The bookkeeping the unit runner sends inside a unit's transaction, as SQL
-// text (it shares round trips with savepoint commands and the COMMIT), each
-// value quoted by `quote` (the session's literal()).
+// The bookkeeping the unit runner sends inside a unit's transaction as SQL
+// text (it shares round trips with savepoint commands), each value quoted by
+// `quote` (the session's literal()). A batch's closing bookkeeping is
+// BatchLog, below.
 using Quote = std::function<std::string(std::string_view)>;
 namespace bookkeeping_sql {
 

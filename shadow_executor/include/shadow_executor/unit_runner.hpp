@@ -13,8 +13,8 @@
 //   reported 25P02, as the primary's session would have seen) and is rolled
 //   back to sp; tx=rollback and --writes rollback units are rolled back to sp;
 //   a kept unit moves sp past its work (RELEASE SAVEPOINT sp; SAVEPOINT sp);
-//   one UPDATE of shadowpipe.applied to the last offset + 1, one multi-row
-//   INSERT of the result records into shadowpipe.results_log; COMMIT.
+//   one statement that moves shadowpipe.applied to the last offset + 1 and
+//   logs the result records in shadowpipe.results_log (BatchLog); COMMIT.
 // The batch commits atomically with its offset, so exactly-once holds as for
 // one unit. When COMMIT fails (a deferred constraint, a serialization
 // failure), or a statement is chosen as a deadlock victim or fails to
