@@ -90,6 +90,34 @@ statement_stats() {  # label, units
       ORDER BY calls DESC, total_exec_time DESC LIMIT 8" | sed 's/^/      per unit | mean us | /'
 }
 
+# The executor's bookkeeping per batch (batches = its COMMITs): each
+# command's calls per batch, mean execution and, with
+# pg_stat_statements.track_planning on, mean planning time (the DELETE of
+# delivered results runs on the executor's control connection every commit
+# interval; this script's own progress queries are left out). Execution
+# leaves out parsing, which the backends' CPU per unit includes.
+bookkeeping_stats() {
+  [[ $stats == t ]] || return 0
+  psql "$dsn" -qtA -F' | ' -c "WITH own AS (SELECT * FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
+      batches AS (SELECT greatest(sum(calls), 1) AS n FROM own WHERE query = 'COMMIT')
+      SELECT round(calls::numeric / n, 2), round(mean_exec_time::numeric * 1000, 1),
+        round(mean_plan_time::numeric * 1000, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 60)
+      FROM own, batches
+      WHERE query ~ '(shadowpipe\.|^BEGIN|^COMMIT|^SET LOCAL|set_config)' AND query !~ 'sum\(next_offset\)'
+      ORDER BY total_exec_time DESC" |
+    sed 's/^/      per batch | mean exec us | mean plan us | /'
+  psql "$dsn" -qtA -F' ' -c "WITH own AS (SELECT * FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())),
+      batches AS (SELECT greatest(sum(calls), 1) AS n FROM own WHERE query = 'COMMIT')
+      SELECT round(sum(calls) / min(n), 2), round((sum(total_exec_time) * 1000 / min(n))::numeric),
+        round((sum(total_plan_time) * 1000 / min(n))::numeric)
+      FROM own, batches WHERE query ~ '(shadowpipe\.|^BEGIN|^COMMIT|^SET LOCAL|set_config)' AND query !~ 'sum\(next_offset\)'" |
+    while read -r commands exec_us plan_us; do
+      echo "  bookkeeping per batch: $commands commands, $exec_us us execution, $plan_us us planning (pg_stat_statements)"
+    done
+}
+
 # The server's CPU under pgbench: its backends exit when it ends, and the
 # postmaster then adds their time to its cutime + cstime.
 postmaster=$(head -1 "$(psql "$dsn" -qtAc 'SHOW data_directory')/postmaster.pid" 2>/dev/null || true)
@@ -226,6 +254,7 @@ run_executor() {
                 sum, wall, 100 * d["waiting_for_units"] / sum, 100 * d["reading_units"] / sum, 100 * d["on_the_shadow"] / sum, 100 * d["publishing"] / sum }'
     fi
     statement_stats "executor" "$measured"
+    bookkeeping_stats
   } >>"$work/report"
   echo '\q' >&"${PSQL[1]}"
   wait "$PSQL_PID" 2>/dev/null || true

@@ -137,6 +137,68 @@ void forget_logged_below(const pg::Connection& conn, const std::string& group, c
       {group, topic, partitions, offsets});
 }
 
+namespace {
+// PostgreSQL's binary formats: big-endian integers; a one-dimensional array
+// without NULLs is its header (dimensions, has-nulls flag, element type,
+// length, lower bound) then each element as its length and its bytes.
+constexpr uint32_t kInt4Oid = 23, kInt8Oid = 20, kTextOid = 25, kInt8ArrayOid = 1016, kTextArrayOid = 1009;
+
+void put_be32(std::string& out, uint32_t value) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((value >> shift) & 0xff);
+}
+void put_be64(std::string& out, uint64_t value) {
+  for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((value >> shift) & 0xff);
+}
+std::string binary_array(uint32_t element_type, size_t count, const std::string& elements) {
+  std::string array;
+  array.reserve(20 + elements.size());
+  put_be32(array, 1);  // dimensions
+  put_be32(array, 0);  // no NULLs
+  put_be32(array, element_type);
+  put_be32(array, static_cast<uint32_t>(count));
+  put_be32(array, 1);  // lower bound
+  return array += elements;
+}
+}  // namespace
+
+BatchLog::BatchLog(const PartitionId& id, size_t units) {
+  // The UPDATE in a WITH runs whether or not the INSERT reads it. unnest is
+  // qualified (the traffic may have set any search_path for its unit), so
+  // the three arrays are zipped by ROWS FROM: unnest(a, b, c) is that
+  // syntax's shorthand for the unqualified name only.
+  statement_.sql =
+      "WITH advanced AS (UPDATE shadowpipe.applied SET next_offset = $4::bigint, updated_at = now()"
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int RETURNING 1)"
+      " INSERT INTO " + std::string(kLogColumns) + " SELECT $1, $2, $3::int, o, 'results', k, p"
+      " FROM ROWS FROM (pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::text[]),"
+      " pg_catalog.unnest($7::text[])) AS record(o, k, p)" + kLogConflict;
+  // The scalars as text, the arrays binary.
+  statement_.params = {id.group, id.topic, std::to_string(id.partition), std::string(), std::string(),
+                       std::string(), std::string()};
+  statement_.binding.param_types = {kTextOid, kTextOid, kInt4Oid, kInt8Oid, kInt8ArrayOid, kTextArrayOid, kTextArrayOid};
+  statement_.binding.param_formats = {0, 0, 0, 0, 1, 1, 1};
+  offsets_.reserve(units * 12);
+  keys_.reserve(units * 24);
+}
+
+void BatchLog::add(int64_t offset, std::string_view key, std::string_view payload) {
+  put_be32(offsets_, 8);
+  put_be64(offsets_, static_cast<uint64_t>(offset));
+  put_be32(keys_, static_cast<uint32_t>(key.size()));
+  keys_.append(key);
+  put_be32(payloads_, static_cast<uint32_t>(payload.size()));
+  payloads_.append(payload);
+  ++count_;
+}
+
+const wire::Statement& BatchLog::statement(int64_t next_offset) {
+  statement_.params[3] = std::to_string(next_offset);
+  statement_.params[4] = binary_array(kInt8Oid, count_, offsets_);
+  statement_.params[5] = binary_array(kTextOid, count_, keys_);
+  statement_.params[6] = binary_array(kTextOid, count_, payloads_);
+  return statement_;
+}
+
 namespace bookkeeping_sql {
 
 std::string fence_check(const Quote& quote, const PartitionId& id, int64_t first_offset) {
@@ -163,15 +225,6 @@ std::string log_values(const Quote& quote, const PartitionId& id, int64_t offset
          std::to_string(offset) + ", '" + to_string(destination) + "', " + quote(key) + ", " + quote(payload);
 }
 }  // namespace
-
-std::string log_row(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
-                    std::string_view key, std::string_view payload) {
-  return "(" + log_values(quote, id, offset, destination, key, payload) + ")";
-}
-
-std::string log_insert(const std::string& rows) {
-  return std::string("INSERT INTO ") + kLogColumns + " VALUES " + rows + kLogConflict;
-}
 
 std::string fence_and_log(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
                           std::string_view key, std::string_view payload) {

@@ -246,17 +246,6 @@ bool PartitionWorker::sleep_unless_stopping(milliseconds duration) {
   return wake_.wait_for(lock, duration, [this] { return stopping_; });
 }
 
-namespace {
-// User triggers or rewrite rules anywhere in the shadow database: then an
-// UPDATE or DELETE may insert, or call nextval, behind its text.
-bool has_triggers_or_rules(const pg::Connection& connection) {
-  const auto reply = connection.exec_checked(
-      "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE NOT tgisinternal)"
-      " OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite WHERE rulename <> '_RETURN')");
-  return std::string_view(reply.value(0, 0)) != "f";
-}
-}  // namespace
-
 bool PartitionWorker::connect() {
   if (connection_) return true;
   auto backoff = milliseconds(100);
@@ -267,7 +256,7 @@ bool PartitionWorker::connect() {
       // Names the backend so an operator (or a test) can find this partition's session.
       connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) +
                                "'; SET synchronous_commit = " + shared_.options.synchronous_commit);
-      const bool triggers_or_rules = has_triggers_or_rules(*connection);
+      const bool triggers_or_rules = shadow_has_triggers_or_rules(*connection);
       {
         std::lock_guard lock(mutex_);
         connection_ = std::move(connection);

@@ -120,6 +120,19 @@ bool starts_with_ignoring_case(std::string_view text, std::string_view lowercase
 }
 }  // namespace
 
+// User triggers or rewrite rules anywhere in the shadow database: then an
+// UPDATE or DELETE may insert, or call nextval, behind its text. Rules on
+// the system's own relations (pg_settings has two) are not the user's: a
+// view's _RETURN rule is not either.
+bool shadow_has_triggers_or_rules(const pg::Connection& connection) {
+  const auto reply = connection.exec_checked(
+      "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE NOT tgisinternal)"
+      " OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class"
+      " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+      " WHERE r.rulename <> '_RETURN' AND n.nspname NOT IN ('pg_catalog', 'information_schema'))");
+  return std::string_view(reply.value(0, 0)) != "f";
+}
+
 bool UnitRunner::reruns_cleanly(const wire::Statement& statement) {
   // In place: this runs for every statement of every batch.
   auto analysis = analyzer_.analyze_shared(statement.sql);
@@ -220,29 +233,43 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
     session_.script("ROLLBACK");
     throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " abandoned at shutdown");
   }
-  std::string rows;
+  BatchLog log(id, units.size() - first);
   for (size_t i = first; i < units.size(); ++i) {
     auto& report = reports[i];
     report.result.ts_us = wire::now_us();
     report.logged_payload = wire::encode(report.result);
-    if (!rows.empty()) rows += ", ";
-    rows += bookkeeping_sql::log_row(quote_, id, units[i].offset, Destination::results, units[i].request->key,
-                                     report.logged_payload);
+    log.add(units[i].offset, units[i].request->key, report.logged_payload);
   }
-  // One round trip: the open savepoint commands, the offset, the results, COMMIT.
-  // The statement timeout (SET LOCAL at the start) is for the traffic's
-  // statements, not for the bookkeeping: a slow log insert must not turn into
-  // a shadow error of the unit.
-  std::string sql = std::move(closing) + "SET LOCAL statement_timeout = 0; " +
-                    bookkeeping_sql::advance_applied(quote_, id, units.back().offset) + "; " +
-                    bookkeeping_sql::log_insert(rows) + "; COMMIT";
-  if (session_changed) sql += "; RESET ALL";
+  // One round trip, a pipeline segment: the open savepoint commands, the
+  // offset and the results in one statement, COMMIT. The statement timeout
+  // (set at the start) is for the traffic's statements, not for the
+  // bookkeeping: a slow log insert must not turn into a shadow error of the
+  // unit. After an error the server skips the rest of the segment, COMMIT
+  // included.
+  session_.pipeline_enter();
+  try {
+    for (size_t at = 0; at < closing.size();) {  // "command; command; "
+      const size_t end = closing.find("; ", at);
+      session_.pipeline_send(closing.substr(at, end - at), nullptr);
+      at = end == std::string::npos ? closing.size() : end + 2;
+    }
+    session_.pipeline_send("SET LOCAL statement_timeout = 0", nullptr);
+    const wire::Statement& bookkeeping = log.statement(units.back().offset + 1);
+    session_.pipeline_send(bookkeeping.sql, &bookkeeping);
+    session_.pipeline_send("COMMIT", nullptr);
+    if (session_changed) session_.pipeline_send("RESET ALL", nullptr);
+    session_.pipeline_sync();
+  } catch (...) {
+    session_.pipeline_leave();
+    throw;
+  }
   // A COMMIT of a transaction the server had aborted answers with the tag
   // ROLLBACK, not an error: the batch counts as committed only on "COMMIT".
   bool committed = false;
   std::string commit_error = "the transaction was rolled back at COMMIT";
   std::string commit_sqlstate = "40000";
-  for (const auto& reply : session_.script(sql)) {
+  for (const auto& reply : session_.pipeline_collect()) {
+    if (reply.kind == Reply::Kind::sync) continue;
     if (!reply.ok()) {
       commit_error = reply.message;
       commit_sqlstate = reply.sqlstate;

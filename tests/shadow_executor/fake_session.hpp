@@ -52,14 +52,24 @@ class FakeSession final : public executor::ShadowSession {
 
   Reply statement(const wire::Statement& statement, int) override { return run(statement.sql); }
 
-  void pipeline_enter() override { piped_.clear(); }
-  void pipeline_send(const std::string& sql, const wire::Statement*) override { piped_.push_back(sql); }
+  void pipeline_enter() override {
+    piped_.clear();
+    piped_params_.clear();
+  }
+  void pipeline_send(const std::string& sql, const wire::Statement* statement) override {
+    piped_.push_back(sql);
+    piped_params_.push_back(statement ? statement->params : executor::Params{});
+  }
   void pipeline_flush_request() override {}
-  void pipeline_sync() override { piped_.push_back(kSync); }
+  void pipeline_sync() override {
+    piped_.push_back(kSync);
+    piped_params_.emplace_back();
+  }
   std::vector<Reply> pipeline_collect() override {
     std::vector<Reply> replies;
     bool skipping = false;  // the rest of a segment after an error
-    for (const auto& command : piped_) {
+    for (size_t i = 0; i < piped_.size(); ++i) {
+      const std::string& command = piped_[i];
       if (command == kSync) {
         sent.push_back("SYNC");
         skipping = false;
@@ -70,7 +80,7 @@ class FakeSession final : public executor::ShadowSession {
         replies.emplace_back().kind = Reply::Kind::skipped;
         continue;
       }
-      replies.push_back(run(command));
+      replies.push_back(run(command, piped_params_[i]));
       skipping = !replies.back().ok();
     }
     pipeline_leave();
@@ -141,7 +151,15 @@ class FakeSession final : public executor::ShadowSession {
     return reply;
   }
 
-  Reply run(const std::string& command) {
+  // The element count of a binary array parameter (array_recv's format).
+  static int64_t array_length(const std::optional<std::string>& array) {
+    if (!array || array->size() < 16) return 0;
+    int64_t length = 0;
+    for (size_t i = 12; i < 16; ++i) length = (length << 8) | static_cast<unsigned char>((*array)[i]);
+    return length;
+  }
+
+  Reply run(const std::string& command, const executor::Params& params = {}) {
     static const std::regex insert(R"(INSERT INTO t VALUES \((\d+)\))");
     static const std::regex fence(R"(next_offset <= (\d+) FOR UPDATE)");
     static const std::regex advance(R"(UPDATE shadowpipe\.applied SET next_offset = (\d+).*?(?:next_offset <= (\d+))?$)");
@@ -216,17 +234,17 @@ class FakeSession final : public executor::ShadowSession {
       if (!in_tx_) committed = work_;
       return ok("INSERT 0 " + std::to_string(moved.affected_rows), PGRES_COMMAND_OK, moved.affected_rows);
     }
+    if (command.rfind("WITH advanced AS (UPDATE shadowpipe.applied", 0) == 0) {  // BatchLog: offset and log
+      work_.next_offset = std::stoll(params.at(3).value());
+      const int64_t rows = array_length(params.at(4));
+      work_.logged += rows;
+      return ok("INSERT 0 " + std::to_string(rows), PGRES_COMMAND_OK, rows);
+    }
     if (std::regex_search(command, match, advance)) {
       if (match[2].matched && work_.next_offset > std::stoll(match[2])) return ok("UPDATE 0");
       work_.next_offset = std::stoll(match[1]);
       if (!in_tx_) committed = work_;
       return ok("UPDATE 1", PGRES_COMMAND_OK, 1);
-    }
-    if (command.rfind("INSERT INTO shadowpipe.results_log", 0) == 0) {
-      size_t rows = 0;
-      for (size_t at = command.find("VALUES"); (at = command.find("), (", at)) != std::string::npos; ++at) ++rows;
-      work_.logged += static_cast<int64_t>(rows + 1);
-      return ok("INSERT 0 1");
     }
     if (command.rfind("SELECT next_offset FROM shadowpipe.applied", 0) == 0) {
       return value(std::to_string(committed.next_offset));
@@ -250,6 +268,7 @@ class FakeSession final : public executor::ShadowSession {
   Data work_;
   std::vector<std::pair<std::string, Data>> savepoints_;
   std::vector<std::string> piped_;
+  std::vector<executor::Params> piped_params_;  // parallel to piped_
 };
 
 }  // namespace shadowpipe::testing

@@ -297,6 +297,31 @@ TEST_P(ExecutorRunner, SafeDirectBatchesRunOnlyWhatCannotAdvanceASequence) {
   EXPECT_TRUE(runs_direct(with_triggers, {"SELECT 1", "SELECT label FROM items WHERE id = 1"}));
 }
 
+// What the worker reads at connect to decide whether writes may run direct
+// (RunnerConfig::shadow_has_triggers_or_rules). Every PostgreSQL has rules of
+// its own (pg_settings' pg_settings_u and pg_settings_n): counting those
+// kept every write batch on the savepoint path on any shadow.
+TEST(ExecutorShadowCatalog, OnlyTheUsersTriggersAndRulesCount) {
+  ScratchDatabase database(shadow_dsn(), "exec_rules");
+  sp::pg::Connection conn(database.dsn());
+  ex::ensure_schema(conn);
+  conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+  EXPECT_FALSE(ex::shadow_has_triggers_or_rules(conn)) << "the system catalogs' own rules are not the user's";
+
+  conn.exec_checked("CREATE TABLE items_log (id int)");
+  conn.exec_checked("CREATE RULE log_update AS ON UPDATE TO items DO ALSO INSERT INTO items_log VALUES (NEW.id)");
+  EXPECT_TRUE(ex::shadow_has_triggers_or_rules(conn)) << "a rule";
+  conn.exec_checked("DROP RULE log_update ON items");
+  EXPECT_FALSE(ex::shadow_has_triggers_or_rules(conn));
+
+  conn.exec_checked("CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$");
+  conn.exec_checked("CREATE TRIGGER touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch()");
+  EXPECT_TRUE(ex::shadow_has_triggers_or_rules(conn)) << "a trigger";
+  conn.exec_checked("DROP TRIGGER touch ON items");
+  conn.exec_checked("CREATE VIEW labels AS SELECT label FROM items");
+  EXPECT_FALSE(ex::shadow_has_triggers_or_rules(conn)) << "a view's _RETURN rule is no rule of the user's";
+}
+
 TEST_P(ExecutorRunner, AFailureAtCommitRedoesTheBatchOneUnitPerTransaction) {
   RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto reports = bench.run_batch({
@@ -877,7 +902,7 @@ TEST(ExecutorIntegration, GuardKeepsEverythingInsideTheShadow) {
     EXPECT_EQ(result.statements[i].result.status, Status::refused) << outside[i];
     EXPECT_NE(result.statements[i].result.message.find("reaches outside"), std::string::npos) << outside[i];
   }
-  EXPECT_EQ(result.statements.back().result.status, Status::ok);
+  EXPECT_EQ(result.statements.back().result.status, Status::ok) << result.statements.back().result.message;
   EXPECT_EQ(metric_value(running.executor(), "shadowpipe_executor_statements_not_executed_total{reason=\"reaches_outside\""),
             static_cast<double>(outside.size()));
 
@@ -928,6 +953,89 @@ TEST(ExecutorIntegration, RepublishingMoreThanTheProducerQueueHoldsDoesNotDeadlo
   RunningExecutor running(std::move(options));
   auto results = topics.results_by_request(kLogged, 30s);
   EXPECT_EQ(results.size(), static_cast<size_t>(kLogged));
+  EXPECT_EQ(running.stop(), 0);
+}
+
+// The results log's own write path (BatchLog: offsets, keys and payloads as
+// binary arrays, in the statement that moves the partition's offset): an
+// owner that committed batches and died before publishing any of their
+// results leaves them to the next owner, which publishes exactly those
+// records — the committed payloads, not a second execution — and runs the
+// rest. Both paths a batch commits by: savepoints (INSERTs) and direct
+// (UPDATEs and reads).
+TEST(ExecutorIntegration, TheNextOwnerRepublishesExactlyTheResultsABatchCommittedButNeverDelivered) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_relog");
+  const std::string group = unique_name("relog-group");
+  sp::pg::Connection conn(shadow.dsn());
+  ex::ensure_schema(conn);
+  conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
+  std::vector<sp::wire::Request> requests;
+  for (int i = 0; i < 4; ++i) {
+    requests.push_back(make_request("insert-" + std::to_string(i), "k", TxMode::autocommit,
+                                    {make_statement("INSERT INTO items VALUES ($1, $2)", {std::to_string(i), "it's \\ \"new\""})}));
+  }
+  for (int i = 0; i < 4; ++i) {
+    requests.push_back(make_request("update-" + std::to_string(i), "k", TxMode::autocommit,
+                                    {make_statement("UPDATE items SET label = label || '!' WHERE id = $1", {std::to_string(i)}),
+                                     make_statement("SELECT label FROM items WHERE id = $1", {std::to_string(i)})}));
+  }
+  constexpr size_t kCommitted = 8;  // both batches; the rest is the next owner's to run
+  for (int i = 0; i < 3; ++i) {
+    requests.push_back(make_request("fresh-" + std::to_string(i), "k", TxMode::autocommit,
+                                    {make_statement("UPDATE items SET label = label || '?' WHERE id = $1", {std::to_string(i)})}));
+  }
+  for (const auto& request : requests) topics.produce_raw(request.key, sp::wire::encode(request), 0);
+  topics.flush();
+
+  // The earlier owner: two batches committed, nothing published.
+  const ex::PartitionId id{group, topics.requests(), 0};
+  ex::claim_next_offset(conn, id, 0);
+  sp::statement::Analyzer analyzer;
+  ex::UnitRunner earlier(conn, ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "earlier-owner", nullptr, false,
+                                                ex::DirectBatches::safe, false},
+                         analyzer);
+  std::map<std::string, std::string> logged_by_request;
+  for (auto [from, to] : {std::pair<size_t, size_t>{0, 4}, {4, kCommitted}}) {
+    std::vector<ex::BatchUnit> units;
+    for (size_t i = from; i < to; ++i) units.push_back(ex::BatchUnit{&requests[i], static_cast<int64_t>(i)});
+    const size_t direct_before = earlier.direct_batches_run();
+    for (auto& report : earlier.run_batch(units, id)) {
+      ASSERT_TRUE(report.applied);
+      logged_by_request[report.result.request_id] = report.logged_payload;
+    }
+    EXPECT_EQ(earlier.direct_batches_run() > direct_before, from == 4) << "the second batch runs direct";
+  }
+  ASSERT_EQ(ex::read_next_offset(conn, id), static_cast<int64_t>(kCommitted));
+  const auto logged = ex::logged_records(conn, id, 0);
+  ASSERT_EQ(logged.size(), kCommitted);
+  for (size_t i = 0; i < kCommitted; ++i) {
+    EXPECT_EQ(logged[i].source_offset, static_cast<int64_t>(i));
+    EXPECT_EQ(logged[i].key, "k");
+    EXPECT_EQ(logged[i].destination, ex::Destination::results);
+    EXPECT_EQ(logged[i].payload, logged_by_request[requests[i].request_id]) << "the log keeps the payload byte for byte";
+  }
+
+  RunningExecutor running(base_options(topics, shadow.dsn(), group));
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  auto results = topics.results_by_request(requests.size(), 30s);
+  ASSERT_EQ(results.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& result = results[requests[i].request_id];
+    EXPECT_EQ(result.source_offset, static_cast<int64_t>(i));
+    if (i < kCommitted) {
+      EXPECT_EQ(result.executor, "earlier-owner") << requests[i].request_id << ": republished, not run again";
+      auto decoded = sp::wire::decode_result(logged_by_request[requests[i].request_id]);
+      ASSERT_TRUE(decoded.ok());
+      EXPECT_EQ(result.statements, decoded.value().statements) << requests[i].request_id;
+    } else {
+      EXPECT_NE(result.executor, "earlier-owner") << requests[i].request_id;
+    }
+  }
+  // Every unit applied once: each update's '!' once, the fresh ones' '?' once.
+  EXPECT_EQ(table_checksum(shadow.dsn(), "(SELECT id, label FROM items ORDER BY id)"),
+            table_checksum(shadow.dsn(), "(VALUES (0, 'it''s \\ \"new\"!?'), (1, 'it''s \\ \"new\"!?'),"
+                                         " (2, 'it''s \\ \"new\"!?'), (3, 'it''s \\ \"new\"!'))"));
   EXPECT_EQ(running.stop(), 0);
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "shadowpipe/pg.hpp"
+#include "shadowpipe/wire.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -75,9 +76,10 @@ struct ForgetBelow {
 void forget_logged_below(const pg::Connection& conn, const std::string& group, const std::string& topic,
                          const std::vector<ForgetBelow>& bounds);
 
-// The bookkeeping the unit runner sends inside a unit's transaction, as SQL
-// text (it shares round trips with savepoint commands and the COMMIT), each
-// value quoted by `quote` (the session's literal()).
+// The bookkeeping the unit runner sends inside a unit's transaction as SQL
+// text (it shares round trips with savepoint commands), each value quoted by
+// `quote` (the session's literal()). A batch's closing bookkeeping is
+// BatchLog, below.
 using Quote = std::function<std::string(std::string_view)>;
 namespace bookkeeping_sql {
 
@@ -89,12 +91,6 @@ std::string advance_applied(const Quote& quote, const PartitionId& id, int64_t l
 // Moves the partition past `offset` unless it is there already; one row
 // affected when it moved.
 std::string fence_update(const Quote& quote, const PartitionId& id, int64_t offset);
-// One row of results_log: "(...)".
-std::string log_row(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
-                    std::string_view key, std::string_view payload);
-// INSERT of `rows` (log_row, comma separated) into results_log, replacing a
-// record logged before at the same offset.
-std::string log_insert(const std::string& rows);
 // fence_update and the log in one statement, so they commit together
 // without a transaction block; one row affected when the offset was not
 // applied before.
@@ -104,5 +100,27 @@ std::string fence_and_log(const Quote& quote, const PartitionId& id, int64_t off
 std::string next_offset(const Quote& quote, const PartitionId& id);
 
 }  // namespace bookkeeping_sql
+
+// The bookkeeping that closes a batch, as one statement with parameters:
+// the partition moved past the last unit (its row locked by the fence) and
+// every unit's result record logged. The records go as three binary array
+// parameters (offsets, keys, payloads) unnested on the server: nothing is
+// quoted or escaped on either side, and the statement's text is the same
+// for every batch, where a multi-row VALUES of literals made the server
+// parse and plan ~25 kB per batch of 64. A record logged before at one of
+// the offsets is replaced.
+class BatchLog {
+ public:
+  BatchLog(const PartitionId& id, size_t units);
+  void add(int64_t offset, std::string_view key, std::string_view payload);
+  // The statement, for `next_offset` = the last unit's offset + 1.
+  const wire::Statement& statement(int64_t next_offset);
+  size_t size() const { return count_; }
+
+ private:
+  wire::Statement statement_;
+  std::string offsets_, keys_, payloads_;  // the arrays' elements, in array_recv's binary format
+  size_t count_ = 0;
+};
 
 }  // namespace shadowpipe::executor

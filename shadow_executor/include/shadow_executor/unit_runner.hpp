@@ -13,8 +13,8 @@
 //   reported 25P02, as the primary's session would have seen) and is rolled
 //   back to sp; tx=rollback and --writes rollback units are rolled back to sp;
 //   a kept unit moves sp past its work (RELEASE SAVEPOINT sp; SAVEPOINT sp);
-//   one UPDATE of shadowpipe.applied to the last offset + 1, one multi-row
-//   INSERT of the result records into shadowpipe.results_log; COMMIT.
+//   one statement that moves shadowpipe.applied to the last offset + 1 and
+//   logs the result records in shadowpipe.results_log (BatchLog); COMMIT.
 // The batch commits atomically with its offset, so exactly-once holds as for
 // one unit. When COMMIT fails (a deferred constraint, a serialization
 // failure), or a statement is chosen as a deadlock victim or fails to
@@ -79,6 +79,10 @@ struct RunnerConfig {
   // then an UPDATE or DELETE may do what its text does not show.
   bool shadow_has_triggers_or_rules = true;
 };
+
+// Whether the shadow database has user triggers or rewrite rules (the
+// system's own are not counted): RunnerConfig::shadow_has_triggers_or_rules.
+bool shadow_has_triggers_or_rules(const pg::Connection& connection);
 
 struct UnitReport {
   bool applied = false;  // false: this offset was already applied (by us before a crash, or another executor)
