@@ -31,19 +31,24 @@ size_t statement_bytes(const SideStatement& statement) {
   return bytes;
 }
 
-// An unordered_map node (id + entry + hash and link) plus its bucket slot and
-// the entry's place in an ordered waiting index (tree node referring to the id)
-// and in an offset multiset.
+// An unordered_map node (id + entry + hash and link) plus its bucket slot,
+// and the entry's slot among its topic's pending offsets: 24 bytes, counted
+// as 40 for the vector's spare capacity (a vector grown by doubling is on
+// average a third empty) and the holes not swept yet (at most as many as the
+// live slots; usually none, as results mostly come in request order).
 size_t entry_overhead(const std::string& request_id) {
   // Node sizes: key string, the Entry (two optionals of the sides, bytes, a
   // wall time), hash and link.
   constexpr size_t kEntry =
       sizeof(std::optional<PendingRequest>) + sizeof(std::unique_ptr<ResultSide>) + sizeof(size_t) + sizeof(int64_t);
   constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + kEntry + kAllocationOverhead;
-  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
-  constexpr size_t kOffsetNode = 4 * sizeof(void*) + sizeof(int64_t) + kAllocationOverhead;
-  return kMapNode + kIndexNode + kOffsetNode + heap_bytes(request_id) + sizeof(void*);
+  constexpr size_t kOffsetSlot = PendingOffsets::kSlotBytes + 16;
+  return kMapNode + heap_bytes(request_id) + sizeof(void*) + kOffsetSlot;
 }
+
+// A waiting result's node in the ordered index of results by source offset
+// (or by wall time) that refers to its id.
+constexpr size_t kResultIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
 
 SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
   if (!keep_message) {
@@ -135,7 +140,7 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
-  size_t bytes = entry_overhead(request_id) + sizeof(ResultSide) + kAllocationOverhead;
+  size_t bytes = entry_overhead(request_id) + kResultIndexNode + sizeof(ResultSide) + kAllocationOverhead;
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
@@ -188,8 +193,7 @@ void PairState::drop_passed_joins() {
 uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
 
 void PairState::remember(const std::string& request_id, int64_t wall_us) {
-  const uint64_t hash = id_hash(request_id);
-  if (decided_.insert(hash).second) decided_order_.emplace_back(wall_us, hash);
+  decided_.insert(id_hash(request_id), wall_us);
   forget_expired_decisions(wall_us);
 }
 
@@ -198,17 +202,11 @@ void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { r
 // Wall time, never record time: a request stamped far in the future by a
 // skewed clock must not make every other decided id forgettable.
 void PairState::forget_expired_decisions(int64_t wall_us) {
-  while (!decided_order_.empty() && (decided_order_.size() > decided_capacity_ ||
-                                     decided_order_.front().first < wall_us - decided_retention_us_)) {
-    decided_.erase(decided_order_.front().second);
-    decided_order_.pop_front();
-  }
+  decided_.forget(decided_capacity_, wall_us - decided_retention_us_);
 }
 
 void PairState::forget_request(const Entry& entry) {
-  const int64_t offset = entry.request->offset();
-  waiting_requests_.erase(offset);
-  pending_offsets_[0].erase(pending_offsets_[0].find(offset));
+  pending_[0].remove(entry.request->offset());
   bytes_[0] -= entry.bytes;
 }
 
@@ -219,7 +217,7 @@ void PairState::forget_result(Entry& entry, const std::string& request_id) {
   } else {
     unplaced_results_.erase({entry.since_wall_us, &request_id});
   }
-  pending_offsets_[1].erase(pending_offsets_[1].find(result.offset));
+  pending_[1].remove(result.offset);
   bytes_[1] -= entry.bytes;
   --pending_results_;
 }
@@ -259,9 +257,8 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
     added.orphan_results = drop_orphan_results();
     return added;
   }
-  if (waiting_requests_.empty()) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
-  pending_offsets_[0].insert(side.offset);
-  waiting_requests_.emplace(side.offset, &it->first);
+  if (pending_[0].waiting() == 0) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
+  pending_[0].add(side.offset, &it->first);
   entry.request.emplace(std::move(side), layouts_);
   entry.bytes = entry_overhead(request_id) + entry.request->heap_bytes();
   bytes_[0] += entry.bytes;
@@ -297,7 +294,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
       entry.bytes = estimate_bytes(request_id, side);
       entry.since_wall_us = wall_us;
       bytes_[1] += entry.bytes;
-      pending_offsets_[1].insert(side.offset);
+      pending_[1].add(side.offset, nullptr);
       if (side.source_offset >= 0) {
         placed_results_.emplace(side.source_offset, &it->first);
       } else {
@@ -333,8 +330,9 @@ PairState::Added PairState::progress(int64_t published_below, int64_t result_off
 std::vector<Missing> PairState::pass(int64_t published_below) {
   passed_below_ = std::max(passed_below_, published_below);
   std::vector<Missing> passed;
-  while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
-    const std::string request_id = *waiting_requests_.begin()->second;
+  for (auto waiting = pending_[0].first_waiting(); waiting.second && waiting.first < published_below;
+       waiting = pending_[0].first_waiting()) {
+    const std::string request_id = *waiting.second;
     auto it = entries_.find(request_id);
     Entry& entry = it->second;
     forget_request(entry);
@@ -370,7 +368,7 @@ size_t PairState::expire_unplaced_results(int64_t wall_us) {
 }
 
 std::optional<int64_t> PairState::stalled_since(int64_t wall_us) const {
-  if (waiting_requests_.empty() || wall_us - last_progress_wall_us_ < stall_after_us_) return std::nullopt;
+  if (pending_[0].waiting() == 0 || wall_us - last_progress_wall_us_ < stall_after_us_) return std::nullopt;
   return last_progress_wall_us_;
 }
 
@@ -396,7 +394,7 @@ std::vector<Tally> PairState::take_passed_tallies() {
 std::optional<int64_t> PairState::commit_offset(Side side) const {
   const int index = static_cast<int>(side);
   std::optional<int64_t> position =
-      pending_offsets_[index].empty() ? next_offset_[index] : std::optional<int64_t>(*pending_offsets_[index].begin());
+      pending_[index].empty() ? next_offset_[index] : std::optional<int64_t>(pending_[index].first());
   // The results of requests that a restart replays must be replayed as well,
   // or those requests would wait in vain.
   if (side == Side::results && position && !replayable_result_offsets_.empty()) {
@@ -406,8 +404,9 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 }
 
 std::optional<int64_t> PairState::oldest_pending_ts() const {
-  if (waiting_requests_.empty()) return std::nullopt;
-  const auto& entry = entries_.at(*waiting_requests_.begin()->second);
+  const auto waiting = pending_[0].first_waiting();
+  if (!waiting.second) return std::nullopt;
+  const auto& entry = entries_.at(*waiting.second);
   return entry.request->ts_us();
 }
 

@@ -536,3 +536,33 @@ TEST(PairState, PassedRequestsComeBackExactly) {
   }
   EXPECT_EQ(pair.pending_bytes(), 0u);
 }
+
+// Kafka gives every record its own offset, but the join state must answer
+// sanely (and as it always did) when records say otherwise.
+TEST(PairState, OneIdAtTwoOffsetsIsADuplicateThatHoldsNoOffset) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r1", request(kStart, 0), kStart);
+  EXPECT_EQ(pair.add_request("r1", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.pending_requests(), 1u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 0);
+  auto added = pair.add_result("r1", result(kStart, 0), kStart);
+  ASSERT_TRUE(added.joined);
+  EXPECT_EQ(added.joined->request.offset, 0) << "the first copy is the one decided";
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 2);
+}
+
+TEST(PairState, TwoIdsAtOneOffsetKeepTheOffsetUntilBothAreDecided) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("a", request(kStart, 5), kStart);
+  EXPECT_EQ(pair.add_request("b", request(kStart, 5), kStart).outcome, cmp::PairState::Outcome::pending);
+  EXPECT_EQ(pair.pending_requests(), 1u) << "the offset's waiting request is the first";
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 5);
+  ASSERT_TRUE(pair.add_result("b", result(kStart, 0), kStart).joined);
+  EXPECT_EQ(pair.pending_requests(), 0u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 5) << "a still waits at offset 5";
+  EXPECT_EQ(pair.oldest_pending_ts(), std::nullopt);
+  EXPECT_TRUE(pair.progress(6, 1, kStart).missing.empty()) << "a left the waiting index with b";
+  ASSERT_TRUE(pair.add_result("a", result(kStart, 2), kStart).joined);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 6);
+  EXPECT_EQ(pair.pending_bytes(), 0u);
+}

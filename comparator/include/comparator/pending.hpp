@@ -19,17 +19,16 @@
 
 #include "comparator/classify.hpp"
 #include "comparator/compact_request.hpp"
+#include "comparator/join_index.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -138,7 +137,7 @@ class PairState {
   // Next offset to commit for a topic, nullopt if nothing was consumed yet.
   std::optional<int64_t> commit_offset(Side side) const;
 
-  size_t pending_requests() const { return waiting_requests_.size(); }  // requests waiting for a result
+  size_t pending_requests() const { return pending_[0].waiting(); }  // requests waiting for a result
   size_t pending_results() const { return pending_results_; }           // results waiting for a request
   size_t pending_bytes() const { return waiting_bytes(Side::requests) + waiting_bytes(Side::results); }
   // Bytes held by entries of one side that wait for the other side (for
@@ -190,16 +189,16 @@ class PairState {
   std::unordered_map<std::string, Entry> entries_;
   // The indexes refer to the id in its entry's node (which stays put until
   // the entry is erased, after it left every index), not to a copy.
+  // pending_[0] is also the index of the waiting requests (offset -> id).
   struct ByNumberThenId {
     bool operator()(const std::pair<int64_t, const std::string*>& a, const std::pair<int64_t, const std::string*>& b) const {
       return a.first != b.first ? a.first < b.first : *a.second < *b.second;
     }
   };
-  std::map<int64_t, const std::string*> waiting_requests_;  // request offset -> id
   std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> placed_results_;    // (source offset, id) of waiting results
   std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> unplaced_results_;  // (wall us, id) of waiting results without one
   size_t pending_results_ = 0;
-  std::multiset<int64_t> pending_offsets_[2];
+  PendingOffsets pending_[2];  // per topic, the offsets of the pending entries
   std::optional<int64_t> next_offset_[2];
   size_t bytes_[2] = {0, 0};
   // Decided requests at or after the requests commit position: (request
@@ -212,8 +211,7 @@ class PairState {
   // retained, would drop one copy as a duplicate), in decision order with the
   // wall time, for eviction.
   static uint64_t id_hash(const std::string& request_id);
-  std::unordered_set<uint64_t> decided_;
-  std::deque<std::pair<int64_t, uint64_t>> decided_order_;
+  DecidedIds decided_;
   int64_t last_progress_wall_us_ = 0;
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.

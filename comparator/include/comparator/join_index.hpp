@@ -1,0 +1,95 @@
+// Flat containers of the join state (pending.hpp), in place of node-based
+// trees and hash sets: a pair's state touches them for every record, and a
+// node per record was most of its cost in allocations and cache misses.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace shadowpipe::comparator {
+
+// The pending offsets of one topic's partition, in offset order, each with the
+// request id waiting at it. It answers exactly what a multiset of pending
+// offsets beside a map offset -> id answered (the two indexes it replaces):
+// two records claiming one offset (Kafka gives every record its own, but the
+// join state must not break on it) count twice as pending offsets, and the
+// offset keeps the id of the first of them for as long as that one waits.
+//
+// Kafka hands a partition's records over in offset order, so an offset is
+// nearly always added after every other: a slot is appended, and the slots
+// are a sorted vector. An offset added out of order is inserted (O(n), only
+// in tests and a rewound pair's first records). A removed slot stays as a
+// hole until the front passes it; the holes are swept when they are half the
+// slots, so the memory stays within twice the live slots however long one
+// offset waits.
+class PendingOffsets {
+ public:
+  // One more record at `offset`; `id` (may be null: results keep no id here)
+  // becomes its waiting id unless one is there already.
+  void add(int64_t offset, const std::string* id);
+  // One record at `offset` leaves (the offset must be pending); the offset's
+  // waiting id goes with it.
+  void remove(int64_t offset);
+  bool empty() const { return live_ == 0; }
+  size_t waiting() const { return waiting_; }  // offsets with a waiting id
+  // The smallest pending offset; only when !empty().
+  int64_t first() const { return slots_[head_].offset; }
+
+  // The waiting ids in offset order, from the smallest: (offset, id).
+  // The first one, or {-1, nullptr} when none waits.
+  std::pair<int64_t, const std::string*> first_waiting() const;
+
+  // Heap bytes of the slots (capacity, malloc's header).
+  size_t heap_bytes() const;
+  static constexpr size_t kSlotBytes = 24;
+
+ private:
+  struct Slot {
+    int64_t offset = 0;
+    const std::string* id = nullptr;  // the waiting id, or null when none waits at the offset
+    uint32_t records = 0;             // records pending at the offset; 0: a hole
+  };
+  static_assert(sizeof(Slot) == kSlotBytes);
+  Slot* find(int64_t offset);
+  void drop_holes();
+
+  std::vector<Slot> slots_;  // sorted by offset from head_ on; before head_: passed
+  size_t head_ = 0;
+  size_t live_ = 0;     // slots with records
+  size_t waiting_ = 0;  // slots with an id
+};
+
+// Hashes of decided request ids, with the wall time each was decided, for
+// eviction in decision order. An open-addressing table (linear probing,
+// deletion by backward shift: no tombstones) in place of an unordered_set's
+// node per id.
+class DecidedIds {
+ public:
+  // False when the hash was there already.
+  bool insert(uint64_t hash, int64_t wall_us);
+  bool contains(uint64_t hash) const;
+  size_t size() const { return order_.size(); }
+  // Forgets the oldest decisions while more than `capacity` are kept or the
+  // oldest was decided before `oldest_kept_us`.
+  void forget(size_t capacity, int64_t oldest_kept_us);
+
+ private:
+  // Fibonacci hashing: the top bits of the product, so ids whose hashes
+  // differ only in high bits still spread.
+  size_t home(uint64_t hash) const { return static_cast<size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift_); }
+  void erase(uint64_t hash);
+  void grow();
+
+  // 0 marks an empty slot; the hash 0 is kept apart.
+  std::vector<uint64_t> table_;  // a power of two long, at most 3/4 used
+  unsigned shift_ = 64;          // 64 - log2(table size)
+  size_t used_ = 0;
+  bool has_zero_ = false;
+  std::deque<std::pair<int64_t, uint64_t>> order_;  // (wall us, hash), oldest first
+};
+
+}  // namespace shadowpipe::comparator
