@@ -31,19 +31,15 @@ size_t statement_bytes(const SideStatement& statement) {
   return bytes;
 }
 
-// An unordered_map node (id + entry + hash and link) plus its bucket slot,
-// and the entry's slot among its topic's pending offsets: 24 bytes, counted
+// The entry in the id table's slab, its share of the table (IdTable), and
+// its slot among its topic's pending offsets: 24 bytes, counted
 // as 40 for the vector's spare capacity (a vector grown by doubling is on
 // average a third empty) and the holes not swept yet (at most as many as the
 // live slots; usually none, as results mostly come in request order).
 size_t entry_overhead(const std::string& request_id) {
-  // Node sizes: key string, the Entry (two optionals of the sides, bytes, a
-  // wall time), hash and link.
-  constexpr size_t kEntry =
-      sizeof(std::optional<PendingRequest>) + sizeof(std::unique_ptr<ResultSide>) + sizeof(size_t) + sizeof(int64_t);
-  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + kEntry + kAllocationOverhead;
+  constexpr size_t kEntry = sizeof(PendingEntry) + IdTable<PendingEntry>::kOverheadPerEntry;
   constexpr size_t kOffsetSlot = PendingOffsets::kSlotBytes + 16;
-  return kMapNode + heap_bytes(request_id) + sizeof(void*) + kOffsetSlot;
+  return kEntry + heap_bytes(request_id) + kOffsetSlot;
 }
 
 // A waiting result's node in the ordered index of results by source offset
@@ -192,12 +188,12 @@ void PairState::drop_passed_joins() {
 
 uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
 
-void PairState::remember(const std::string& request_id, int64_t wall_us) {
-  decided_.insert(id_hash(request_id), wall_us);
+void PairState::remember(uint64_t hash, int64_t wall_us) {
+  decided_.insert(hash, wall_us);
   forget_expired_decisions(wall_us);
 }
 
-void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { remember(request_id, wall_us); }
+void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { remember(id_hash(request_id), wall_us); }
 
 // Wall time, never record time: a request stamped far in the future by a
 // skewed clock must not make every other decided id forgettable.
@@ -210,21 +206,21 @@ void PairState::forget_request(const Entry& entry) {
   bytes_[0] -= entry.bytes;
 }
 
-void PairState::forget_result(Entry& entry, const std::string& request_id) {
+void PairState::forget_result(Entry& entry) {
   const ResultSide& result = *entry.result;
   if (result.source_offset >= 0) {
-    placed_results_.erase({result.source_offset, &request_id});
+    placed_results_.erase({result.source_offset, &entry.id});
   } else {
-    unplaced_results_.erase({entry.since_wall_us, &request_id});
+    unplaced_results_.erase({entry.since_wall_us, &entry.id});
   }
   pending_[1].remove(result.offset);
   bytes_[1] -= entry.bytes;
   --pending_results_;
 }
 
-PairState::Added PairState::join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id,
-                                 RequestSide request, ResultSide result) {
-  entries_.erase(it);
+PairState::Added PairState::join(Entry& entry, uint64_t hash, std::string request_id, RequestSide request,
+                                 ResultSide result) {
+  entries_.erase(entry.id, hash);
   Added added;
   added.outcome = Outcome::joined;
   record_replayable(request.offset, result.offset);
@@ -232,35 +228,37 @@ PairState::Added PairState::join(std::unordered_map<std::string, Entry>::iterato
   return added;
 }
 
+// The id is hashed once per record: the same hash finds its entry and its
+// decided-id memory.
 PairState::Added PairState::add_request(std::string request_id, RequestSide side, int64_t wall_us) {
   consumed(Side::requests, side.offset, wall_us);
   forget_expired_decisions(wall_us);
-  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
-  auto [it, inserted] = entries_.try_emplace(request_id);
-  Entry& entry = it->second;
-  if (entry.request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
-  if (entry.result) {
-    forget_result(entry, request_id);
-    ResultSide result = std::move(*entry.result);
-    remember(request_id, wall_us);
-    Added added = join(it, std::move(request_id), std::move(side), std::move(result));
+  const uint64_t hash = id_hash(request_id);
+  if (decided_.contains(hash)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
+  Entry* found = entries_.find(request_id, hash);
+  if (found && found->request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
+  if (found) {  // its result waits
+    forget_result(*found);
+    ResultSide result = std::move(*found->result);
+    remember(hash, wall_us);
+    Added added = join(*found, hash, std::move(request_id), std::move(side), std::move(result));
     added.orphan_results = drop_orphan_results();
     return added;
   }
   if (side.offset >= 0 && side.offset < passed_below_) {
     // The results side already showed the executor passed this offset, and
     // its result was not among what came before the stamp.
-    entries_.erase(it);
-    remember(request_id, wall_us);
+    remember(hash, wall_us);
     Added added;
     added.missing.push_back(Missing{std::move(request_id), std::move(side), passed_below_});
     added.orphan_results = drop_orphan_results();
     return added;
   }
   if (pending_[0].waiting() == 0) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
-  pending_[0].add(side.offset, &it->first);
+  Entry& entry = entries_.insert(std::move(request_id), hash);
+  pending_[0].add(side.offset, &entry.id);
   entry.request.emplace(std::move(side), layouts_);
-  entry.bytes = entry_overhead(request_id) + entry.request->heap_bytes();
+  entry.bytes = entry_overhead(entry.id) + entry.request->heap_bytes();
   bytes_[0] += entry.bytes;
   Added added;
   added.orphan_results = drop_orphan_results();
@@ -272,41 +270,41 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   forget_expired_decisions(wall_us);
   last_progress_wall_us_ = wall_us;
   const int64_t stamp = side.published_below;
+  const uint64_t hash = id_hash(request_id);
   Added added;
-  if (was_decided(request_id)) {
+  Entry* found = nullptr;
+  if (decided_.contains(hash)) {
     added.outcome = Outcome::duplicate;
-  } else if (side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0] &&
-             !entries_.contains(request_id)) {
+  } else if (found = entries_.find(request_id, hash);
+             !found && side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0]) {
     // Its request was consumed (or lies below where this instance started)
     // and is not waiting: it was decided before, or dead-lettered.
     added.orphan_results = 1;
+  } else if (found && found->result) {
+    added.outcome = Outcome::duplicate;
+  } else if (found) {  // its request waits
+    forget_request(*found);
+    RequestSide request = found->request->take(layouts_);
+    remember(hash, wall_us);
+    added = join(*found, hash, std::move(request_id), std::move(request), std::move(side));
   } else {
-    auto [it, inserted] = entries_.try_emplace(request_id);
-    Entry& entry = it->second;
-    if (entry.result) {
-      added.outcome = Outcome::duplicate;
-    } else if (entry.request) {
-      forget_request(entry);
-      RequestSide request = entry.request->take(layouts_);
-      remember(request_id, wall_us);
-      added = join(it, std::move(request_id), std::move(request), std::move(side));
+    const size_t bytes = estimate_bytes(request_id, side);
+    Entry& entry = entries_.insert(std::move(request_id), hash);
+    entry.bytes = bytes;
+    entry.since_wall_us = wall_us;
+    bytes_[1] += entry.bytes;
+    pending_[1].add(side.offset, nullptr);
+    if (side.source_offset >= 0) {
+      placed_results_.emplace(side.source_offset, &entry.id);
     } else {
-      entry.bytes = estimate_bytes(request_id, side);
-      entry.since_wall_us = wall_us;
-      bytes_[1] += entry.bytes;
-      pending_[1].add(side.offset, nullptr);
-      if (side.source_offset >= 0) {
-        placed_results_.emplace(side.source_offset, &it->first);
-      } else {
-        unplaced_results_.emplace(wall_us, &it->first);
-      }
-      ++pending_results_;
-      entry.result = std::make_unique<ResultSide>(std::move(side));
+      unplaced_results_.emplace(wall_us, &entry.id);
     }
+    ++pending_results_;
+    entry.result = std::make_unique<ResultSide>(std::move(side));
   }
   if (stamp >= 0) {
     for (auto& missing : pass(stamp)) {
-      remember(missing.request_id, wall_us);
+      remember(id_hash(missing.request_id), wall_us);
       added.missing.push_back(std::move(missing));
     }
   }
@@ -318,7 +316,7 @@ PairState::Added PairState::progress(int64_t published_below, int64_t result_off
   last_progress_wall_us_ = wall_us;
   Added added;
   for (auto& missing : pass(published_below)) {
-    remember(missing.request_id, wall_us);
+    remember(id_hash(missing.request_id), wall_us);
     added.missing.push_back(std::move(missing));
   }
   return added;
@@ -332,12 +330,13 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
   std::vector<Missing> passed;
   for (auto waiting = pending_[0].first_waiting(); waiting.second && waiting.first < published_below;
        waiting = pending_[0].first_waiting()) {
-    const std::string request_id = *waiting.second;
-    auto it = entries_.find(request_id);
-    Entry& entry = it->second;
+    std::string request_id = *waiting.second;
+    const uint64_t hash = id_hash(request_id);
+    Entry& entry = *entries_.find(request_id, hash);
     forget_request(entry);
-    passed.push_back(Missing{request_id, entry.request->take(layouts_), published_below});
-    entries_.erase(it);
+    RequestSide request = entry.request->take(layouts_);
+    entries_.erase(request_id, hash);
+    passed.push_back(Missing{std::move(request_id), std::move(request), published_below});
   }
   drop_passed_joins();  // the requests position moved past them
   return passed;
@@ -347,10 +346,12 @@ size_t PairState::drop_orphan_results() {
   if (!next_offset_[0]) return 0;
   size_t dropped = 0;
   while (!placed_results_.empty() && placed_results_.begin()->first < *next_offset_[0]) {
-    auto it = entries_.find(*placed_results_.begin()->second);
-    if (it->second.request) break;  // cannot happen: a waiting request would have joined
-    forget_result(it->second, it->first);
-    entries_.erase(it);
+    const std::string& id = *placed_results_.begin()->second;
+    const uint64_t hash = id_hash(id);
+    Entry& entry = *entries_.find(id, hash);
+    if (entry.request) break;  // cannot happen: a waiting request would have joined
+    forget_result(entry);
+    entries_.erase(entry.id, hash);
     ++dropped;
   }
   return dropped;
@@ -359,9 +360,11 @@ size_t PairState::drop_orphan_results() {
 size_t PairState::expire_unplaced_results(int64_t wall_us) {
   size_t dropped = 0;
   while (!unplaced_results_.empty() && unplaced_results_.begin()->first < wall_us - stall_after_us_) {
-    auto it = entries_.find(*unplaced_results_.begin()->second);
-    forget_result(it->second, it->first);
-    entries_.erase(it);
+    const std::string& id = *unplaced_results_.begin()->second;
+    const uint64_t hash = id_hash(id);
+    Entry& entry = *entries_.find(id, hash);
+    forget_result(entry);
+    entries_.erase(entry.id, hash);
     ++dropped;
   }
   return dropped + drop_orphan_results();
@@ -406,8 +409,7 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 std::optional<int64_t> PairState::oldest_pending_ts() const {
   const auto waiting = pending_[0].first_waiting();
   if (!waiting.second) return std::nullopt;
-  const auto& entry = entries_.at(*waiting.second);
-  return entry.request->ts_us();
+  return entries_.find(*waiting.second, id_hash(*waiting.second))->request->ts_us();
 }
 
 }  // namespace shadowpipe::comparator

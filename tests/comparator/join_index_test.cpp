@@ -191,3 +191,65 @@ TEST(DecidedIds, AnswersAsAHashSetWithFifoEvictionUnderGrowthWrapAndDeletion) {
   }
   for (uint64_t hash : reference) ASSERT_TRUE(ids.contains(hash));
 }
+
+namespace {
+struct TestEntry {
+  std::string id;
+  int value = 0;
+};
+}  // namespace
+
+TEST(IdTable, FindsInsertsAndErasesWithEqualHashesAndKeepsAddresses) {
+  cmp::IdTable<TestEntry> table;
+  EXPECT_EQ(table.find("a", 7), nullptr);
+  // Every id under one hash: one probe run, told apart by the id.
+  std::vector<TestEntry*> made;
+  for (int i = 0; i < 40; ++i) {
+    TestEntry& entry = table.insert("id" + std::to_string(i), 7);
+    entry.value = i;
+    made.push_back(&entry);
+  }
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(table.find("id" + std::to_string(i), 7), made[static_cast<size_t>(i)]) << "moved by growth";
+  }
+  table.erase("id0", 7);  // the head of the run: the rest shift back
+  table.erase("id21", 7);
+  EXPECT_EQ(table.find("id0", 7), nullptr);
+  EXPECT_EQ(table.find("id21", 7), nullptr);
+  ASSERT_NE(table.find("id39", 7), nullptr) << "a lookup stopped at the erased entry's place";
+  EXPECT_EQ(table.find("id39", 7)->value, 39);
+  EXPECT_EQ(table.size(), 38u);
+  TestEntry& reused = table.insert("again", 3);  // an erased entry's place, emptied
+  EXPECT_TRUE(&reused == made[0] || &reused == made[21]);
+  EXPECT_EQ(reused.value, 0);
+  ASSERT_NE(table.find("id1", 7), nullptr);
+  EXPECT_EQ(table.find("id1", 7)->value, 1);
+}
+
+TEST(IdTable, AnswersAsAnUnorderedMapUnderRandomOperations) {
+  std::mt19937_64 random(141);
+  cmp::IdTable<TestEntry> table;
+  std::map<std::string, std::pair<int, const TestEntry*>> reference;
+  // Few distinct hashes for many ids, so runs collide, wrap and shift.
+  auto hash_of = [](const std::string& id) { return std::hash<std::string>{}(id) % 97; };
+  for (int step = 0; step < 100'000; ++step) {
+    const std::string id = "r" + std::to_string(random() % 3'000);
+    const uint64_t used = hash_of(id);  // one hash per id, as the join state does
+    auto it = reference.find(id);
+    TestEntry* found = table.find(id, used);
+    ASSERT_EQ(found != nullptr, it != reference.end()) << "step " << step;
+    if (found) {
+      ASSERT_EQ(found, it->second.second) << "an entry moved";
+      ASSERT_EQ(found->value, it->second.first);
+      if (random() % 2) {
+        table.erase(id, used);
+        reference.erase(it);
+      }
+    } else {
+      TestEntry& entry = table.insert(id, used);
+      entry.value = step;
+      reference[id] = {step, &entry};
+    }
+    ASSERT_EQ(table.size(), reference.size());
+  }
+}

@@ -3,10 +3,12 @@
 // node per record was most of its cost in allocations and cache misses.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -90,6 +92,110 @@ class DecidedIds {
   size_t used_ = 0;
   bool has_zero_ = false;
   std::deque<std::pair<int64_t, uint64_t>> order_;  // (wall us, hash), oldest first
+};
+
+// Entries by request id: an open-addressing table of (hash, index) over a
+// slab of entries, in place of an unordered_map's node per entry (whose
+// lookups walk a bucket's list, and whose erase walks it again). An entry
+// stays at its address until it is erased (the slab is a deque, and an
+// erased entry's place is reused), so indexes may point at its id. `Entry`
+// has a `std::string id` and is default-constructible; the caller hashes the
+// id once (hash()) and passes the hash to every call.
+template <class Entry>
+class IdTable {
+ public:
+  static uint64_t hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
+
+  Entry* find(std::string_view id, uint64_t hash) {
+    return const_cast<Entry*>(std::as_const(*this).find(id, hash));
+  }
+  const Entry* find(std::string_view id, uint64_t hash) const {
+    if (slots_.empty()) return nullptr;
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = home(hash);; i = (i + 1) & mask) {
+      const Slot& slot = slots_[i];
+      if (slot.index == kEmpty) return nullptr;
+      if (slot.hash == hash && entries_[slot.index].id == id) return &entries_[slot.index];
+    }
+  }
+  bool contains(std::string_view id, uint64_t hash) const { return find(id, hash) != nullptr; }
+
+  // A new entry (with only its id set) for an id that has none (find() said so).
+  Entry& insert(std::string id, uint64_t hash) {
+    if (4 * (size_ + 1) > 3 * slots_.size()) grow();
+    uint32_t index;
+    if (free_.empty()) {
+      index = static_cast<uint32_t>(entries_.size());
+      entries_.emplace_back();
+    } else {
+      index = free_.back();
+      free_.pop_back();
+    }
+    Entry& entry = entries_[index];
+    entry.id = std::move(id);
+    place(Slot{hash, index});
+    ++size_;
+    return entry;
+  }
+
+  // Erases the entry of `id` (which may be that entry's own id).
+  void erase(std::string_view id, uint64_t hash) {
+    if (slots_.empty()) return;
+    const size_t mask = slots_.size() - 1;
+    size_t gap = home(hash);
+    for (;; gap = (gap + 1) & mask) {
+      if (slots_[gap].index == kEmpty) return;
+      if (slots_[gap].hash == hash && entries_[slots_[gap].index].id == id) break;
+    }
+    const uint32_t index = slots_[gap].index;
+    // Backward shift: later entries of the probe run move back when their
+    // home allows, so no lookup stops early at the gap.
+    for (size_t next = (gap + 1) & mask; slots_[next].index != kEmpty; next = (next + 1) & mask) {
+      const size_t wanted = home(slots_[next].hash);
+      const bool home_after_gap = gap <= next ? (wanted > gap && wanted <= next) : (wanted > gap || wanted <= next);
+      if (home_after_gap) continue;
+      slots_[gap] = slots_[next];
+      gap = next;
+    }
+    slots_[gap] = Slot{};
+    entries_[index] = Entry{};
+    free_.push_back(index);
+    --size_;
+  }
+
+  size_t size() const { return size_; }
+  // Bytes per entry the table and slab take besides the Entry itself, on
+  // average: its 12-byte slot in a table between 3/8 and 3/4 full (16 bytes
+  // aligned), and its share of the slab's chunk headers and free list.
+  static constexpr size_t kOverheadPerEntry = 32;
+
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t index = kEmpty;
+  };
+  size_t home(uint64_t hash) const { return static_cast<size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift_); }
+  void place(Slot slot) {
+    const size_t mask = slots_.size() - 1;
+    size_t i = home(slot.hash);
+    while (slots_[i].index != kEmpty) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+  void grow() {
+    const size_t size = slots_.empty() ? 16 : 2 * slots_.size();
+    std::vector<Slot> old = std::exchange(slots_, std::vector<Slot>(size));
+    shift_ = 64 - static_cast<unsigned>(std::countr_zero(size));
+    for (const Slot& slot : old) {
+      if (slot.index != kEmpty) place(slot);
+    }
+  }
+
+  std::vector<Slot> slots_;  // a power of two long, at most 3/4 used
+  unsigned shift_ = 64;
+  size_t size_ = 0;
+  std::deque<Entry> entries_;
+  std::vector<uint32_t> free_;  // places of erased entries, reused first
 };
 
 }  // namespace shadowpipe::comparator

@@ -93,6 +93,15 @@ struct Tally {
   std::vector<std::pair<std::string, std::string>> discrepancies;  // (fingerprint, kind), one per finding
 };
 
+// A request or a result waiting for the other side, by request id.
+struct PendingEntry {
+  std::string id;
+  std::optional<PendingRequest> request;
+  std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
+  size_t bytes = 0;
+  int64_t since_wall_us = 0;  // when a result without a source offset started waiting
+};
+
 class PairState {
  public:
   // stall_after_us: wall time without executor progress after which waiting
@@ -160,19 +169,14 @@ class PairState {
   std::optional<int64_t> oldest_pending_ts() const;
 
  private:
-  struct Entry {
-    std::optional<PendingRequest> request;
-    std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
-    size_t bytes = 0;
-    int64_t since_wall_us = 0;  // when a result without a source offset started waiting
-  };
-  Added join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id, RequestSide request,
-             ResultSide result);
+  using Entry = PendingEntry;
+  // Erases the entry (hash: of its id) and returns the pair joined.
+  Added join(Entry& entry, uint64_t hash, std::string request_id, RequestSide request, ResultSide result);
   // Each side's bookkeeping of a pending entry, undone in one place when it
   // joins, is passed, or is dropped.
   void forget_request(const Entry& entry);
-  void forget_result(Entry& entry, const std::string& request_id);
-  void remember(const std::string& request_id, int64_t wall_us);
+  void forget_result(Entry& entry);
+  void remember(uint64_t hash, int64_t wall_us);
   void record_replayable(int64_t request_offset, int64_t result_offset);
   // Forgets replayable pairs whose request is before the requests commit position.
   void drop_passed_joins();
@@ -186,7 +190,7 @@ class PairState {
   int64_t decided_retention_us_;
   size_t decided_capacity_;
   LayoutTable layouts_;  // of the waiting requests; before entries_, which refer to it
-  std::unordered_map<std::string, Entry> entries_;
+  IdTable<Entry> entries_;
   // The indexes refer to the id in its entry's node (which stays put until
   // the entry is erased, after it left every index), not to a copy.
   // pending_[0] is also the index of the waiting requests (offset -> id).
