@@ -171,8 +171,8 @@ void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
 
 void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
   if (request_offset < 0 || result_offset < 0) return;
-  if (replayable_joins_.emplace(request_offset, result_offset).second) {
-    replayable_result_offsets_.insert(result_offset);
+  if (replayable_joins_.try_emplace({request_offset, result_offset}, Nothing{}).second) {
+    replayable_result_offsets_.add(result_offset, nullptr);
   }
   drop_passed_joins();
 }
@@ -180,9 +180,9 @@ void PairState::record_replayable(int64_t request_offset, int64_t result_offset)
 void PairState::drop_passed_joins() {
   const auto requests_position = commit_offset(Side::requests);
   if (!requests_position) return;
-  while (!replayable_joins_.empty() && replayable_joins_.begin()->first < *requests_position) {
-    replayable_result_offsets_.erase(replayable_result_offsets_.find(replayable_joins_.begin()->second));
-    replayable_joins_.erase(replayable_joins_.begin());
+  while (!replayable_joins_.empty() && replayable_joins_.front().first.first < *requests_position) {
+    replayable_result_offsets_.remove(replayable_joins_.front().first.second);
+    replayable_joins_.pop_front();
   }
 }
 
@@ -376,10 +376,10 @@ std::optional<int64_t> PairState::stalled_since(int64_t wall_us) const {
 }
 
 void PairState::hold(int64_t request_offset, Tally tally) {
-  auto [it, inserted] = tallies_.try_emplace(request_offset, std::move(tally));
+  auto [held, inserted] = tallies_.try_emplace(request_offset, std::move(tally));
   if (!inserted) {  // two records at one offset cannot happen; keep both counts rather than lose one
-    for (auto& fingerprint : tally.fingerprints) it->second.fingerprints.push_back(std::move(fingerprint));
-    for (auto& found : tally.discrepancies) it->second.discrepancies.push_back(std::move(found));
+    for (auto& fingerprint : tally.fingerprints) held->fingerprints.push_back(std::move(fingerprint));
+    for (auto& found : tally.discrepancies) held->discrepancies.push_back(std::move(found));
   }
 }
 
@@ -387,9 +387,9 @@ std::vector<Tally> PairState::take_passed_tallies() {
   std::vector<Tally> passed;
   const auto position = commit_offset(Side::requests);
   if (!position) return passed;
-  while (!tallies_.empty() && tallies_.begin()->first < *position) {
-    passed.push_back(std::move(tallies_.begin()->second));
-    tallies_.erase(tallies_.begin());
+  while (!tallies_.empty() && tallies_.front().first < *position) {
+    passed.push_back(std::move(tallies_.front().second));
+    tallies_.pop_front();
   }
   return passed;
 }
@@ -401,7 +401,7 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
   // The results of requests that a restart replays must be replayed as well,
   // or those requests would wait in vain.
   if (side == Side::results && position && !replayable_result_offsets_.empty()) {
-    position = std::min(*position, *replayable_result_offsets_.begin());
+    position = std::min(*position, replayable_result_offsets_.first());
   }
   return position;
 }

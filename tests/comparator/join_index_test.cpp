@@ -253,3 +253,47 @@ TEST(IdTable, AnswersAsAnUnorderedMapUnderRandomOperations) {
     ASSERT_EQ(table.size(), reference.size());
   }
 }
+
+TEST(OrderedQueue, KeepsUniqueKeysInOrderAndDrainsFromTheFront) {
+  cmp::OrderedQueue<int64_t, std::string> queue;
+  EXPECT_TRUE(queue.try_emplace(10, "ten").second);
+  EXPECT_TRUE(queue.try_emplace(30, "thirty").second);
+  EXPECT_TRUE(queue.try_emplace(20, "twenty").second);  // out of order: inserted
+  std::string again = "again";
+  auto [held, made] = queue.try_emplace(20, std::move(again));
+  EXPECT_FALSE(made);
+  EXPECT_EQ(*held, "twenty");
+  EXPECT_EQ(again, "again") << "not moved from when the key is there";
+  EXPECT_EQ(queue.size(), 3u);
+  std::vector<int64_t> keys;
+  while (!queue.empty()) {
+    keys.push_back(queue.front().first);
+    queue.pop_front();
+  }
+  EXPECT_EQ(keys, (std::vector<int64_t>{10, 20, 30}));
+}
+
+TEST(OrderedQueue, AnswersAsAMapUnderRandomOperations) {
+  std::mt19937_64 random(7);
+  cmp::OrderedQueue<std::pair<int64_t, int64_t>, int> queue;
+  std::map<std::pair<int64_t, int64_t>, int> reference;
+  int64_t next = 0;
+  for (int step = 0; step < 50'000; ++step) {
+    if (random() % 3 != 0 || reference.empty()) {
+      // Mostly increasing, sometimes a little older, sometimes a repeat.
+      const int64_t key = random() % 10 == 0 ? next - static_cast<int64_t>(random() % 8) : next++;
+      const std::pair<int64_t, int64_t> full{key, static_cast<int64_t>(random() % 2)};
+      const bool made = reference.try_emplace(full, step).second;
+      const auto [value, queued] = queue.try_emplace(full, int{step});
+      ASSERT_EQ(queued, made) << "step " << step;
+      ASSERT_EQ(*value, reference.at(full));
+    } else {
+      ASSERT_FALSE(queue.empty());
+      ASSERT_EQ(queue.front().first, reference.begin()->first) << "step " << step;
+      ASSERT_EQ(queue.front().second, reference.begin()->second);
+      queue.pop_front();
+      reference.erase(reference.begin());
+    }
+    ASSERT_EQ(queue.size(), reference.size());
+  }
+}

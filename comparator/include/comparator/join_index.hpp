@@ -3,6 +3,7 @@
 // node per record was most of its cost in allocations and cache misses.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -92,6 +93,45 @@ class DecidedIds {
   size_t used_ = 0;
   bool has_zero_ = false;
   std::deque<std::pair<int64_t, uint64_t>> order_;  // (wall us, hash), oldest first
+};
+
+// Values by a unique, ordered key, taken from the smallest: a map the join
+// state fills nearly in key order (request offsets of decided pairs) and
+// drains from the front as the commit position passes. A sorted vector whose
+// passed front is dropped in bulk, in place of a tree node per value. A key
+// added out of order is inserted (O(n); the keys are mostly increasing).
+template <class Key, class Value>
+class OrderedQueue {
+ public:
+  // The value at `key`, made from `value` when there was none; true when made.
+  std::pair<Value*, bool> try_emplace(const Key& key, Value&& value) {
+    if (head_ == items_.size() || items_.back().first < key) {
+      return {&items_.emplace_back(key, std::move(value)).second, true};
+    }
+    auto at = std::lower_bound(items_.begin() + static_cast<std::ptrdiff_t>(head_), items_.end(), key,
+                               [](const auto& item, const Key& wanted) { return item.first < wanted; });
+    if (at != items_.end() && !(key < at->first)) return {&at->second, false};
+    return {&items_.insert(at, std::pair<Key, Value>(key, std::move(value)))->second, true};
+  }
+  bool empty() const { return head_ == items_.size(); }
+  size_t size() const { return items_.size() - head_; }
+  // The smallest key's item; only when !empty().
+  std::pair<Key, Value>& front() { return items_[head_]; }
+  const std::pair<Key, Value>& front() const { return items_[head_]; }
+  void pop_front() {
+    items_[head_++] = {};
+    if (head_ == items_.size()) {
+      items_.clear();
+      head_ = 0;
+    } else if (head_ >= 32 && 2 * head_ >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+
+ private:
+  std::vector<std::pair<Key, Value>> items_;  // sorted by key from head_ on
+  size_t head_ = 0;
 };
 
 // Entries by request id: an open-addressing table of (hash, index) over a

@@ -208,9 +208,10 @@ class PairState {
   // Decided requests at or after the requests commit position: (request
   // offset, offset of the result that decided it), and those result offsets.
   // A restart replays such a request, so it must replay that result too.
-  std::set<std::pair<int64_t, int64_t>> replayable_joins_;
-  std::multiset<int64_t> replayable_result_offsets_;
-  std::map<int64_t, Tally> tallies_;  // by request offset
+  struct Nothing {};
+  OrderedQueue<std::pair<int64_t, int64_t>, Nothing> replayable_joins_;
+  PendingOffsets replayable_result_offsets_;  // a multiset of offsets: no ids kept
+  OrderedQueue<int64_t, Tally> tallies_;  // by request offset
   // Decided ids as 64-bit hashes (a collision, about 1 in 10^7 per million ids
   // retained, would drop one copy as a duplicate), in decision order with the
   // wall time, for eviction.
