@@ -182,14 +182,16 @@ struct Comparator::Impl {
   // the map's shape never changes while a worker reads it.
   PairState& pair_at(int32_t partition) { return pairs.at(partition); }
 
-  void after_add(Lane& lane, int32_t partition, PairState::Added& added) {
+  // wall_us: when the record that decided these was taken up (a clock read
+  // per record, not one more per decision).
+  void after_add(Lane& lane, int32_t partition, PairState::Added& added, int64_t wall_us) {
     if (added.outcome == PairState::Outcome::duplicate) {
       ++lane.counts.duplicates;
       metrics.duplicates_total->Increment();
     } else if (added.joined) {
       ++lane.counts.pairs;
       metrics.pairs_total->Increment();
-      metrics.decided(wire::now_us() - added.joined->request.ts_us);
+      metrics.decided(wall_us - added.joined->request.ts_us);
       Decision decision;
       {
         std::lock_guard lock(decider_mutex);
@@ -199,7 +201,7 @@ struct Comparator::Impl {
     }
     for (auto& missing : added.missing) {
       ++lane.counts.shadow_missing;
-      metrics.decided(wire::now_us() - missing.request.ts_us);
+      metrics.decided(wall_us - missing.request.ts_us);
       Decision decision;
       {
         std::lock_guard lock(decider_mutex);
@@ -232,7 +234,7 @@ struct Comparator::Impl {
       decision = decider.decide_gap(*gap, message.topic(), message.offset());
     }
     publish_decision(lane, message.partition(), message.offset(), std::move(decision));
-    after_add(lane, message.partition(), added);
+    after_add(lane, message.partition(), added, wall_us);
     return true;
   }
 
@@ -258,7 +260,7 @@ struct Comparator::Impl {
       return;
     }
     auto added = pair.add_request(std::move(request.request_id), request_side(request, message.offset(), options.include_params), wall_us);
-    after_add(lane, message.partition(), added);
+    after_add(lane, message.partition(), added, wall_us);
   }
 
   void handle_result(Lane& lane, const kafka::Message& message, int64_t wall_us) {
@@ -278,7 +280,7 @@ struct Comparator::Impl {
       }
     }
     auto added = pair.add_result(std::move(result.request_id), result_side(result, message.offset(), message.partition()), wall_us);
-    after_add(lane, message.partition(), added);
+    after_add(lane, message.partition(), added, wall_us);
   }
 
   void handle(Lane& lane, const kafka::Message& message) {
