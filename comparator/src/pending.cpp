@@ -81,7 +81,10 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
   side.offset = offset;
   side.statements.reserve(request.statements.size());
   for (auto& statement : request.statements) {
-    side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), false));
+    // Copied, not moved: the caller decodes every request into the same
+    // record, whose vectors and strings then keep their capacity (moved out,
+    // each decode grew them again from nothing, an allocation per doubling).
+    side.statements.push_back(slim(statement.fingerprint, statement.result, false));
     if (!keep_params) continue;
     const auto& binding = statement.binding;
     for (size_t i = 0; i < statement.params.size(); ++i) {

@@ -68,7 +68,9 @@ enum class Side { requests, results };
 
 // Estimated heap and container bytes an entry holds (strings, vectors, map node).
 // The evidence of a request record that deciding it takes (the primary's
-// error message is not kept, its SQLSTATE is); moves out of `request`.
+// error message is not kept, its SQLSTATE is). Copies the statements' results
+// (the caller reuses `request` for the next record's decode) and moves the
+// key and, when kept, the parameters out of it.
 RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params);
 
 // The same of a result record read at `offset` of `partition`. A result
