@@ -151,11 +151,12 @@ class IdTable {
   }
   const Entry* find(std::string_view id, uint64_t hash) const {
     if (slots_.empty()) return nullptr;
+    const uint32_t tag = tag_of(hash);
     const size_t mask = slots_.size() - 1;
-    for (size_t i = home(hash);; i = (i + 1) & mask) {
+    for (size_t i = home(tag);; i = (i + 1) & mask) {
       const Slot& slot = slots_[i];
       if (slot.index == kEmpty) return nullptr;
-      if (slot.hash == hash && entries_[slot.index].id == id) return &entries_[slot.index];
+      if (slot.tag == tag && entries_[slot.index].id == id) return &entries_[slot.index];
     }
   }
   bool contains(std::string_view id, uint64_t hash) const { return find(id, hash) != nullptr; }
@@ -173,7 +174,7 @@ class IdTable {
     }
     Entry& entry = entries_[index];
     entry.id = std::move(id);
-    place(Slot{hash, index});
+    place(Slot{tag_of(hash), index});
     ++size_;
     return entry;
   }
@@ -181,17 +182,18 @@ class IdTable {
   // Erases the entry of `id` (which may be that entry's own id).
   void erase(std::string_view id, uint64_t hash) {
     if (slots_.empty()) return;
+    const uint32_t tag = tag_of(hash);
     const size_t mask = slots_.size() - 1;
-    size_t gap = home(hash);
+    size_t gap = home(tag);
     for (;; gap = (gap + 1) & mask) {
       if (slots_[gap].index == kEmpty) return;
-      if (slots_[gap].hash == hash && entries_[slots_[gap].index].id == id) break;
+      if (slots_[gap].tag == tag && entries_[slots_[gap].index].id == id) break;
     }
     const uint32_t index = slots_[gap].index;
     // Backward shift: later entries of the probe run move back when their
     // home allows, so no lookup stops early at the gap.
     for (size_t next = (gap + 1) & mask; slots_[next].index != kEmpty; next = (next + 1) & mask) {
-      const size_t wanted = home(slots_[next].hash);
+      const size_t wanted = home(slots_[next].tag);
       const bool home_after_gap = gap <= next ? (wanted > gap && wanted <= next) : (wanted > gap || wanted <= next);
       if (home_after_gap) continue;
       slots_[gap] = slots_[next];
@@ -205,20 +207,24 @@ class IdTable {
 
   size_t size() const { return size_; }
   // Bytes per entry the table and slab take besides the Entry itself, on
-  // average: its 12-byte slot in a table between 3/8 and 3/4 full (16 bytes
-  // aligned), and its share of the slab's chunk headers and free list.
-  static constexpr size_t kOverheadPerEntry = 32;
+  // average: its 8-byte slot in a table between 3/8 and 3/4 full (16 at
+  // half full), and its share of the slab's chunk headers and chunk map (a
+  // deque's chunk holds 512 bytes' worth of entries: 3 of 136 bytes).
+  static constexpr size_t kOverheadPerEntry = 16 + 8;
 
  private:
   static constexpr uint32_t kEmpty = UINT32_MAX;
+  // 32 bits of the id's hash: they place the slot and spare most id
+  // comparisons; the id itself decides.
   struct Slot {
-    uint64_t hash = 0;
+    uint32_t tag = 0;
     uint32_t index = kEmpty;
   };
-  size_t home(uint64_t hash) const { return static_cast<size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift_); }
+  static uint32_t tag_of(uint64_t hash) { return static_cast<uint32_t>(hash >> 32) ^ static_cast<uint32_t>(hash); }
+  size_t home(uint32_t tag) const { return static_cast<size_t>((tag * 0x9e3779b97f4a7c15ULL) >> shift_); }
   void place(Slot slot) {
     const size_t mask = slots_.size() - 1;
-    size_t i = home(slot.hash);
+    size_t i = home(slot.tag);
     while (slots_[i].index != kEmpty) i = (i + 1) & mask;
     slots_[i] = slot;
   }
