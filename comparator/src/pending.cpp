@@ -107,7 +107,7 @@ ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t parti
   side.published_below = placed ? result.published_below : -1;
   side.statements.reserve(result.statements.size());
   for (auto& statement : result.statements) {
-    side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), true));
+    side.statements.push_back(slim(statement.fingerprint, statement.result, true));  // copied, as in request_side
   }
   return side;
 }

@@ -96,6 +96,7 @@ struct Comparator::Impl {
     // Decoded into again for every request, so the statements, SQL and
     // parameter buffers are reused instead of allocated per record.
     wire::Request decoded_request;
+    wire::ShadowResult decoded_result;  // the same, for results
     Stats counts;  // only the counters (add_counters); summed into stats() at quiescent points
   };
   std::vector<std::unique_ptr<Lane>> lanes;
@@ -265,14 +266,14 @@ struct Comparator::Impl {
 
   void handle_result(Lane& lane, const kafka::Message& message, int64_t wall_us) {
     auto& pair = pair_at(message.partition());
-    auto decoded = wire::decode_result(message.payload());
+    auto decoded = wire::decode_result_into(message.payload(), lane.decoded_result);
     if (!decoded) {
       if (handle_gap(lane, message, Side::results, wall_us)) return;
       dead_letter(lane, decoded.error(), message);
       pair.consumed(Side::results, message.offset(), wall_us);
       return;
     }
-    auto& result = decoded.value();
+    auto& result = lane.decoded_result;
     for (auto& statement : result.statements) {
       if (statement.plan && !statement.fingerprint.empty()) {
         std::lock_guard lock(decider_mutex);

@@ -73,7 +73,8 @@ enum class Side { requests, results };
 // key and, when kept, the parameters out of it.
 RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params);
 
-// The same of a result record read at `offset` of `partition`. A result
+// The same of a result record read at `offset` of `partition` (its
+// statements copied, the caller reuses `result` for the next decode). A result
 // published to another partition than its request's says nothing about this
 // partition's offsets, so it carries no source offset and no stamp.
 ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition);
