@@ -128,14 +128,14 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   size_t bytes = entry_overhead(request_id);
   if (!PendingRequest::fits(side)) return bytes + sizeof(RequestSide) + kAllocationOverhead + heap_bytes(side);
   bytes += heap_bytes(side.key);
-  if (!side.statements.empty()) bytes += side.statements.size() * sizeof(CompactStatement) + kAllocationOverhead;
+  // The statements and their digests share one allocation.
+  size_t storage = side.statements.size() * sizeof(CompactStatement);
   for (const auto& statement : side.statements) {
     const auto& result = statement.result;
-    const size_t digests = result.column_digests.size() + result.column_ordered.size() + result.column_values.size();
-    if (digests) bytes += digests * sizeof(uint64_t) + kAllocationOverhead;
+    storage += (result.column_digests.size() + result.column_ordered.size() + result.column_values.size()) * sizeof(uint64_t);
     bytes += layout_bytes(statement.fingerprint, result.columns);
   }
-  return bytes;
+  return bytes + (storage ? storage + kAllocationOverhead : 0);
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
