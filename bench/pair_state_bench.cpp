@@ -12,6 +12,7 @@
 // of a broker and other engineers on the machine.
 #include "comparator/decider.hpp"
 #include "comparator/pending.hpp"
+#include "comparator_records.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"
 
@@ -26,20 +27,8 @@ namespace cmp = shadowpipe::comparator;
 namespace {
 
 constexpr int64_t kWall = 1'800'000'000'000'000;
-const char* const kSql[] = {"select id, name, price, stock, updated_at from items where id = $1",
-                            "select id, customer, total, status, created_at from orders where customer = $1 order by id",
-                            "update items set stock = stock - 1 where id = $1"};
-
-sp::wire::StatementResult result_of(int64_t i, bool differ) {
-  sp::wire::StatementResult result;
-  result.rows = 1 + i % 5;
-  result.columns = {{"id", 20}, {"name", 25}, {"price", 1700}, {"stock", 23}, {"updated_at", 1184}};
-  result.ordered = 0x1000 + static_cast<uint64_t>(i);
-  result.unordered = 0x2000 + static_cast<uint64_t>(i) + (differ ? 1 : 0);
-  result.column_digests = {1, 2, 3 + (differ ? 1u : 0u), 4, 5};
-  result.latency_us = 300 + i % 700;
-  return result;
-}
+using sp::bench::comparator_result;
+using sp::bench::kComparatorSql;
 
 // Decoded records, built once; each pair copies one (as decoding makes one).
 struct Records {
@@ -48,17 +37,17 @@ struct Records {
   std::vector<cmp::RequestSide> requests;
   std::vector<cmp::ResultSide> results;
   Records() {
-    for (const char* sql : kSql) fingerprints.push_back(sp::statement::analyze(sql)->fingerprint);
+    for (const char* sql : kComparatorSql) fingerprints.push_back(sp::statement::analyze(sql)->fingerprint);
     for (int64_t i = 0; i < kDistinct; ++i) {
       const auto& fingerprint = fingerprints[static_cast<size_t>(i) % fingerprints.size()];
       cmp::RequestSide request;
       request.key = "tenant-" + std::to_string(i % 1000);
       request.ts_us = kWall;
-      request.statements.push_back({fingerprint, result_of(i, false)});
+      request.statements.push_back({fingerprint, comparator_result(i, false)});
       requests.push_back(std::move(request));
       cmp::ResultSide result;
       result.ts_us = kWall + 500;
-      result.statements.push_back({fingerprint, result_of(i, i % 100 == 0)});
+      result.statements.push_back({fingerprint, comparator_result(i, i % 100 == 0)});
       results.push_back(std::move(result));
     }
   }
@@ -72,7 +61,7 @@ const Records& records() {
 cmp::Decider make_decider() {
   cmp::Decider decider(cmp::DeciderOptions{});
   std::vector<sp::wire::Statement> statements;
-  for (const char* sql : kSql) statements.push_back({sql, {}, "", {}});
+  for (const char* sql : kComparatorSql) statements.push_back({sql, {}, "", {}});
   if (!decider.register_fingerprints(statements)) throw std::runtime_error("bench SQL does not parse");
   return decider;
 }
