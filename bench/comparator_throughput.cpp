@@ -3,6 +3,7 @@
 // same two topics in the same run (and one that also decodes every record),
 // and the memory a pending request costs. Run through bench/comparator_throughput.sh.
 #include "comparator/service.hpp"
+#include "comparator_records.hpp"
 #include "shadowpipe/cli.hpp"
 #include "shadowpipe/kafka.hpp"
 #include "shadowpipe/statement.hpp"
@@ -43,22 +44,11 @@ Topics create_topics(sp::kafka::Producer& producer, const std::string& base, int
 struct Generator {
   std::vector<std::pair<std::string, std::string>> statements;  // sql, fingerprint
   Generator() {
-    for (const char* sql : {"select id, name, price, stock, updated_at from items where id = $1",
-                            "select id, customer, total, status, created_at from orders where customer = $1 order by id",
-                            "update items set stock = stock - 1 where id = $1"}) {
+    for (const char* sql : sp::bench::kComparatorSql) {
       statements.emplace_back(sql, sp::statement::analyze(sql)->fingerprint);
     }
   }
-  sp::wire::StatementResult result(int64_t i, bool differ) const {
-    sp::wire::StatementResult result;
-    result.rows = 1 + i % 5;
-    result.columns = {{"id", 20}, {"name", 25}, {"price", 1700}, {"stock", 23}, {"updated_at", 1184}};
-    result.ordered = 0x1000 + static_cast<uint64_t>(i);
-    result.unordered = 0x2000 + static_cast<uint64_t>(i) + (differ ? 1 : 0);
-    result.column_digests = {1, 2, 3 + (differ ? 1u : 0u), 4, 5};
-    result.latency_us = 300 + i % 700;
-    return result;
-  }
+  sp::wire::StatementResult result(int64_t i, bool differ) const { return sp::bench::comparator_result(i, differ); }
   std::pair<std::string, std::string> pair(int64_t i) const {
     const auto& [sql, fingerprint] = statements[static_cast<size_t>(i) % statements.size()];
     const std::string id = "bench-" + std::to_string(i);

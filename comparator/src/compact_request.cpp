@@ -6,6 +6,8 @@
 #include <cstring>
 #include <functional>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 namespace shadowpipe::comparator {
 
@@ -42,6 +44,13 @@ bool statement_fits(const SideStatement& statement) {
 
 std::vector<uint64_t> slice(const uint64_t* from, uint32_t count) {
   return count ? std::vector<uint64_t>(from, from + count) : std::vector<uint64_t>{};
+}
+
+static_assert(std::is_trivially_destructible_v<CompactStatement>);
+static_assert(sizeof(CompactStatement) % alignof(uint64_t) == 0, "the digests follow the statements");
+
+size_t digest_count(const wire::StatementResult& result) {
+  return result.column_digests.size() + result.column_ordered.size() + result.column_values.size();
 }
 
 }  // namespace
@@ -99,11 +108,18 @@ PendingRequest::PendingRequest(RequestSide&& side, LayoutTable& layouts) : ts_us
   }
   key_ = std::move(side.key);
   statement_count_ = static_cast<uint32_t>(side.statements.size());
-  if (statement_count_) statements_ = std::make_unique<CompactStatement[]>(statement_count_);
+  size_t digests = 0;
+  for (const auto& statement : side.statements) digests += digest_count(statement.result);
+  const size_t bytes = statement_count_ * sizeof(CompactStatement) + digests * sizeof(uint64_t);
+  if (bytes) {
+    storage_ = std::make_unique_for_overwrite<std::byte[]>(bytes);
+    statements_ = reinterpret_cast<CompactStatement*>(storage_.get());
+  }
+  uint64_t* next_digest = reinterpret_cast<uint64_t*>(storage_.get() + statement_count_ * sizeof(CompactStatement));
   for (uint32_t i = 0; i < statement_count_; ++i) {
     const auto& from = side.statements[i];
     const auto& result = from.result;
-    CompactStatement& to = statements_[i];
+    CompactStatement& to = *new (&statements_[i]) CompactStatement{};
     to.layout = layouts.acquire(from.fingerprint, result.columns);
     to.rows = result.rows;
     to.latency_us = result.latency_us;
@@ -115,13 +131,31 @@ PendingRequest::PendingRequest(RequestSide&& side, LayoutTable& layouts) : ts_us
     to.column_digests = static_cast<uint32_t>(result.column_digests.size());
     to.column_ordered = static_cast<uint32_t>(result.column_ordered.size());
     to.column_values = static_cast<uint32_t>(result.column_values.size());
-    const size_t total = size_t{to.column_digests} + to.column_ordered + to.column_values;
-    if (total == 0) continue;
-    to.digests = std::make_unique_for_overwrite<uint64_t[]>(total);
-    uint64_t* out = std::copy(result.column_digests.begin(), result.column_digests.end(), to.digests.get());
-    out = std::copy(result.column_ordered.begin(), result.column_ordered.end(), out);
-    std::copy(result.column_values.begin(), result.column_values.end(), out);
+    to.digests = next_digest;
+    next_digest = std::copy(result.column_digests.begin(), result.column_digests.end(), next_digest);
+    next_digest = std::copy(result.column_ordered.begin(), result.column_ordered.end(), next_digest);
+    next_digest = std::copy(result.column_values.begin(), result.column_values.end(), next_digest);
   }
+}
+
+PendingRequest::PendingRequest(PendingRequest&& other) noexcept
+    : ts_us_(other.ts_us_),
+      offset_(other.offset_),
+      key_(std::move(other.key_)),
+      statement_count_(std::exchange(other.statement_count_, 0)),
+      storage_(std::move(other.storage_)),
+      statements_(std::exchange(other.statements_, nullptr)),
+      whole_(std::move(other.whole_)) {}
+
+PendingRequest& PendingRequest::operator=(PendingRequest&& other) noexcept {
+  ts_us_ = other.ts_us_;
+  offset_ = other.offset_;
+  key_ = std::move(other.key_);
+  statement_count_ = std::exchange(other.statement_count_, 0);
+  storage_ = std::move(other.storage_);
+  statements_ = std::exchange(other.statements_, nullptr);
+  whole_ = std::move(other.whole_);
+  return *this;
 }
 
 RequestSide PendingRequest::take(LayoutTable& layouts) {
@@ -141,7 +175,7 @@ RequestSide PendingRequest::take(LayoutTable& layouts) {
     result.columns = from.layout->columns;
     result.ordered = from.ordered;
     result.unordered = from.unordered;
-    const uint64_t* digests = from.digests.get();
+    const uint64_t* digests = from.digests;
     result.column_digests = slice(digests, from.column_digests);
     result.column_ordered = slice(digests + from.column_digests, from.column_ordered);
     result.column_values = slice(digests + from.column_digests + from.column_ordered, from.column_values);
@@ -150,21 +184,20 @@ RequestSide PendingRequest::take(LayoutTable& layouts) {
     from.layout = nullptr;
     side.statements.push_back(std::move(statement));
   }
-  statements_.reset();
+  storage_.reset();
+  statements_ = nullptr;
   statement_count_ = 0;
   return side;
 }
 
 size_t PendingRequest::heap_bytes() const {
   if (whole_) return sizeof(RequestSide) + kAllocationOverhead + comparator::heap_bytes(*whole_);
-  size_t bytes = string_heap_bytes(key_);
-  if (statement_count_) bytes += statement_count_ * sizeof(CompactStatement) + kAllocationOverhead;
+  size_t storage = statement_count_ * sizeof(CompactStatement);
   for (uint32_t i = 0; i < statement_count_; ++i) {
     const auto& statement = statements_[i];
-    const size_t total = size_t{statement.column_digests} + statement.column_ordered + statement.column_values;
-    if (total) bytes += total * sizeof(uint64_t) + kAllocationOverhead;
+    storage += (size_t{statement.column_digests} + statement.column_ordered + statement.column_values) * sizeof(uint64_t);
   }
-  return bytes;
+  return string_heap_bytes(key_) + (storage ? storage + kAllocationOverhead : 0);
 }
 
 }  // namespace shadowpipe::comparator

@@ -31,19 +31,20 @@ size_t statement_bytes(const SideStatement& statement) {
   return bytes;
 }
 
-// An unordered_map node (id + entry + hash and link) plus its bucket slot and
-// the entry's place in an ordered waiting index (tree node referring to the id)
-// and in an offset multiset.
+// The entry in the id table's slab, its share of the table (IdTable), and
+// its slot among its topic's pending offsets: 24 bytes, counted
+// as 40 for the vector's spare capacity (a vector grown by doubling is on
+// average a third empty) and the holes not swept yet (at most as many as the
+// live slots; usually none, as results mostly come in request order).
 size_t entry_overhead(const std::string& request_id) {
-  // Node sizes: key string, the Entry (two optionals of the sides, bytes, a
-  // wall time), hash and link.
-  constexpr size_t kEntry =
-      sizeof(std::optional<PendingRequest>) + sizeof(std::unique_ptr<ResultSide>) + sizeof(size_t) + sizeof(int64_t);
-  constexpr size_t kMapNode = 2 * sizeof(void*) + sizeof(std::string) + kEntry + kAllocationOverhead;
-  constexpr size_t kIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
-  constexpr size_t kOffsetNode = 4 * sizeof(void*) + sizeof(int64_t) + kAllocationOverhead;
-  return kMapNode + kIndexNode + kOffsetNode + heap_bytes(request_id) + sizeof(void*);
+  constexpr size_t kEntry = sizeof(PendingEntry) + IdTable<PendingEntry>::kOverheadPerEntry;
+  constexpr size_t kOffsetSlot = PendingOffsets::kSlotBytes + 16;
+  return kEntry + heap_bytes(request_id) + kOffsetSlot;
 }
+
+// A waiting result's node in the ordered index of results by source offset
+// (or by wall time) that refers to its id.
+constexpr size_t kResultIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
 
 SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
   if (!keep_message) {
@@ -80,7 +81,10 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
   side.offset = offset;
   side.statements.reserve(request.statements.size());
   for (auto& statement : request.statements) {
-    side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), false));
+    // Copied, not moved: the caller decodes every request into the same
+    // record, whose vectors and strings then keep their capacity (moved out,
+    // each decode grew them again from nothing, an allocation per doubling).
+    side.statements.push_back(slim(statement.fingerprint, statement.result, false));
     if (!keep_params) continue;
     const auto& binding = statement.binding;
     for (size_t i = 0; i < statement.params.size(); ++i) {
@@ -103,7 +107,7 @@ ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t parti
   side.published_below = placed ? result.published_below : -1;
   side.statements.reserve(result.statements.size());
   for (auto& statement : result.statements) {
-    side.statements.push_back(slim(std::move(statement.fingerprint), std::move(statement.result), true));
+    side.statements.push_back(slim(statement.fingerprint, statement.result, true));  // copied, as in request_side
   }
   return side;
 }
@@ -124,18 +128,18 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   size_t bytes = entry_overhead(request_id);
   if (!PendingRequest::fits(side)) return bytes + sizeof(RequestSide) + kAllocationOverhead + heap_bytes(side);
   bytes += heap_bytes(side.key);
-  if (!side.statements.empty()) bytes += side.statements.size() * sizeof(CompactStatement) + kAllocationOverhead;
+  // The statements and their digests share one allocation.
+  size_t storage = side.statements.size() * sizeof(CompactStatement);
   for (const auto& statement : side.statements) {
     const auto& result = statement.result;
-    const size_t digests = result.column_digests.size() + result.column_ordered.size() + result.column_values.size();
-    if (digests) bytes += digests * sizeof(uint64_t) + kAllocationOverhead;
+    storage += (result.column_digests.size() + result.column_ordered.size() + result.column_values.size()) * sizeof(uint64_t);
     bytes += layout_bytes(statement.fingerprint, result.columns);
   }
-  return bytes;
+  return bytes + (storage ? storage + kAllocationOverhead : 0);
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
-  size_t bytes = entry_overhead(request_id) + sizeof(ResultSide) + kAllocationOverhead;
+  size_t bytes = entry_overhead(request_id) + kResultIndexNode + sizeof(ResultSide) + kAllocationOverhead;
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
@@ -170,8 +174,8 @@ void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
 
 void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
   if (request_offset < 0 || result_offset < 0) return;
-  if (replayable_joins_.emplace(request_offset, result_offset).second) {
-    replayable_result_offsets_.insert(result_offset);
+  if (replayable_joins_.try_emplace({request_offset, result_offset}, Nothing{}).second) {
+    replayable_result_offsets_.add(result_offset, nullptr);
   }
   drop_passed_joins();
 }
@@ -179,54 +183,47 @@ void PairState::record_replayable(int64_t request_offset, int64_t result_offset)
 void PairState::drop_passed_joins() {
   const auto requests_position = commit_offset(Side::requests);
   if (!requests_position) return;
-  while (!replayable_joins_.empty() && replayable_joins_.begin()->first < *requests_position) {
-    replayable_result_offsets_.erase(replayable_result_offsets_.find(replayable_joins_.begin()->second));
-    replayable_joins_.erase(replayable_joins_.begin());
+  while (!replayable_joins_.empty() && replayable_joins_.front().first.first < *requests_position) {
+    replayable_result_offsets_.remove(replayable_joins_.front().first.second);
+    replayable_joins_.pop_front();
   }
 }
 
 uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
 
-void PairState::remember(const std::string& request_id, int64_t wall_us) {
-  const uint64_t hash = id_hash(request_id);
-  if (decided_.insert(hash).second) decided_order_.emplace_back(wall_us, hash);
+void PairState::remember(uint64_t hash, int64_t wall_us) {
+  decided_.insert(hash, wall_us);
   forget_expired_decisions(wall_us);
 }
 
-void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { remember(request_id, wall_us); }
+void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { remember(id_hash(request_id), wall_us); }
 
 // Wall time, never record time: a request stamped far in the future by a
 // skewed clock must not make every other decided id forgettable.
 void PairState::forget_expired_decisions(int64_t wall_us) {
-  while (!decided_order_.empty() && (decided_order_.size() > decided_capacity_ ||
-                                     decided_order_.front().first < wall_us - decided_retention_us_)) {
-    decided_.erase(decided_order_.front().second);
-    decided_order_.pop_front();
-  }
+  decided_.forget(decided_capacity_, wall_us - decided_retention_us_);
 }
 
 void PairState::forget_request(const Entry& entry) {
-  const int64_t offset = entry.request->offset();
-  waiting_requests_.erase(offset);
-  pending_offsets_[0].erase(pending_offsets_[0].find(offset));
+  pending_[0].remove(entry.request->offset());
   bytes_[0] -= entry.bytes;
 }
 
-void PairState::forget_result(Entry& entry, const std::string& request_id) {
+void PairState::forget_result(Entry& entry) {
   const ResultSide& result = *entry.result;
   if (result.source_offset >= 0) {
-    placed_results_.erase({result.source_offset, &request_id});
+    placed_results_.erase({result.source_offset, &entry.id});
   } else {
-    unplaced_results_.erase({entry.since_wall_us, &request_id});
+    unplaced_results_.erase({entry.since_wall_us, &entry.id});
   }
-  pending_offsets_[1].erase(pending_offsets_[1].find(result.offset));
+  pending_[1].remove(result.offset);
   bytes_[1] -= entry.bytes;
   --pending_results_;
 }
 
-PairState::Added PairState::join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id,
-                                 RequestSide request, ResultSide result) {
-  entries_.erase(it);
+PairState::Added PairState::join(Entry& entry, uint64_t hash, std::string request_id, RequestSide request,
+                                 ResultSide result) {
+  entries_.erase(entry.id, hash);
   Added added;
   added.outcome = Outcome::joined;
   record_replayable(request.offset, result.offset);
@@ -234,36 +231,37 @@ PairState::Added PairState::join(std::unordered_map<std::string, Entry>::iterato
   return added;
 }
 
+// The id is hashed once per record: the same hash finds its entry and its
+// decided-id memory.
 PairState::Added PairState::add_request(std::string request_id, RequestSide side, int64_t wall_us) {
   consumed(Side::requests, side.offset, wall_us);
   forget_expired_decisions(wall_us);
-  if (was_decided(request_id)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
-  auto [it, inserted] = entries_.try_emplace(request_id);
-  Entry& entry = it->second;
-  if (entry.request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
-  if (entry.result) {
-    forget_result(entry, request_id);
-    ResultSide result = std::move(*entry.result);
-    remember(request_id, wall_us);
-    Added added = join(it, std::move(request_id), std::move(side), std::move(result));
+  const uint64_t hash = id_hash(request_id);
+  if (decided_.contains(hash)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
+  Entry* found = entries_.find(request_id, hash);
+  if (found && found->request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
+  if (found) {  // its result waits
+    forget_result(*found);
+    ResultSide result = std::move(*found->result);
+    remember(hash, wall_us);
+    Added added = join(*found, hash, std::move(request_id), std::move(side), std::move(result));
     added.orphan_results = drop_orphan_results();
     return added;
   }
   if (side.offset >= 0 && side.offset < passed_below_) {
     // The results side already showed the executor passed this offset, and
     // its result was not among what came before the stamp.
-    entries_.erase(it);
-    remember(request_id, wall_us);
+    remember(hash, wall_us);
     Added added;
     added.missing.push_back(Missing{std::move(request_id), std::move(side), passed_below_});
     added.orphan_results = drop_orphan_results();
     return added;
   }
-  if (waiting_requests_.empty()) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
-  pending_offsets_[0].insert(side.offset);
-  waiting_requests_.emplace(side.offset, &it->first);
+  if (pending_[0].waiting() == 0) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
+  Entry& entry = entries_.insert(std::move(request_id), hash);
+  pending_[0].add(side.offset, &entry.id);
   entry.request.emplace(std::move(side), layouts_);
-  entry.bytes = entry_overhead(request_id) + entry.request->heap_bytes();
+  entry.bytes = entry_overhead(entry.id) + entry.request->heap_bytes();
   bytes_[0] += entry.bytes;
   Added added;
   added.orphan_results = drop_orphan_results();
@@ -275,41 +273,41 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   forget_expired_decisions(wall_us);
   last_progress_wall_us_ = wall_us;
   const int64_t stamp = side.published_below;
+  const uint64_t hash = id_hash(request_id);
   Added added;
-  if (was_decided(request_id)) {
+  Entry* found = nullptr;
+  if (decided_.contains(hash)) {
     added.outcome = Outcome::duplicate;
-  } else if (side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0] &&
-             !entries_.contains(request_id)) {
+  } else if (found = entries_.find(request_id, hash);
+             !found && side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0]) {
     // Its request was consumed (or lies below where this instance started)
     // and is not waiting: it was decided before, or dead-lettered.
     added.orphan_results = 1;
+  } else if (found && found->result) {
+    added.outcome = Outcome::duplicate;
+  } else if (found) {  // its request waits
+    forget_request(*found);
+    RequestSide request = found->request->take(layouts_);
+    remember(hash, wall_us);
+    added = join(*found, hash, std::move(request_id), std::move(request), std::move(side));
   } else {
-    auto [it, inserted] = entries_.try_emplace(request_id);
-    Entry& entry = it->second;
-    if (entry.result) {
-      added.outcome = Outcome::duplicate;
-    } else if (entry.request) {
-      forget_request(entry);
-      RequestSide request = entry.request->take(layouts_);
-      remember(request_id, wall_us);
-      added = join(it, std::move(request_id), std::move(request), std::move(side));
+    const size_t bytes = estimate_bytes(request_id, side);
+    Entry& entry = entries_.insert(std::move(request_id), hash);
+    entry.bytes = bytes;
+    entry.since_wall_us = wall_us;
+    bytes_[1] += entry.bytes;
+    pending_[1].add(side.offset, nullptr);
+    if (side.source_offset >= 0) {
+      placed_results_.emplace(side.source_offset, &entry.id);
     } else {
-      entry.bytes = estimate_bytes(request_id, side);
-      entry.since_wall_us = wall_us;
-      bytes_[1] += entry.bytes;
-      pending_offsets_[1].insert(side.offset);
-      if (side.source_offset >= 0) {
-        placed_results_.emplace(side.source_offset, &it->first);
-      } else {
-        unplaced_results_.emplace(wall_us, &it->first);
-      }
-      ++pending_results_;
-      entry.result = std::make_unique<ResultSide>(std::move(side));
+      unplaced_results_.emplace(wall_us, &entry.id);
     }
+    ++pending_results_;
+    entry.result = std::make_unique<ResultSide>(std::move(side));
   }
   if (stamp >= 0) {
     for (auto& missing : pass(stamp)) {
-      remember(missing.request_id, wall_us);
+      remember(id_hash(missing.request_id), wall_us);
       added.missing.push_back(std::move(missing));
     }
   }
@@ -321,7 +319,7 @@ PairState::Added PairState::progress(int64_t published_below, int64_t result_off
   last_progress_wall_us_ = wall_us;
   Added added;
   for (auto& missing : pass(published_below)) {
-    remember(missing.request_id, wall_us);
+    remember(id_hash(missing.request_id), wall_us);
     added.missing.push_back(std::move(missing));
   }
   return added;
@@ -333,13 +331,15 @@ PairState::Added PairState::progress(int64_t published_below, int64_t result_off
 std::vector<Missing> PairState::pass(int64_t published_below) {
   passed_below_ = std::max(passed_below_, published_below);
   std::vector<Missing> passed;
-  while (!waiting_requests_.empty() && waiting_requests_.begin()->first < published_below) {
-    const std::string request_id = *waiting_requests_.begin()->second;
-    auto it = entries_.find(request_id);
-    Entry& entry = it->second;
+  for (auto waiting = pending_[0].first_waiting(); waiting.second && waiting.first < published_below;
+       waiting = pending_[0].first_waiting()) {
+    std::string request_id = *waiting.second;
+    const uint64_t hash = id_hash(request_id);
+    Entry& entry = *entries_.find(request_id, hash);
     forget_request(entry);
-    passed.push_back(Missing{request_id, entry.request->take(layouts_), published_below});
-    entries_.erase(it);
+    RequestSide request = entry.request->take(layouts_);
+    entries_.erase(request_id, hash);
+    passed.push_back(Missing{std::move(request_id), std::move(request), published_below});
   }
   drop_passed_joins();  // the requests position moved past them
   return passed;
@@ -349,10 +349,12 @@ size_t PairState::drop_orphan_results() {
   if (!next_offset_[0]) return 0;
   size_t dropped = 0;
   while (!placed_results_.empty() && placed_results_.begin()->first < *next_offset_[0]) {
-    auto it = entries_.find(*placed_results_.begin()->second);
-    if (it->second.request) break;  // cannot happen: a waiting request would have joined
-    forget_result(it->second, it->first);
-    entries_.erase(it);
+    const std::string& id = *placed_results_.begin()->second;
+    const uint64_t hash = id_hash(id);
+    Entry& entry = *entries_.find(id, hash);
+    if (entry.request) break;  // cannot happen: a waiting request would have joined
+    forget_result(entry);
+    entries_.erase(entry.id, hash);
     ++dropped;
   }
   return dropped;
@@ -361,24 +363,26 @@ size_t PairState::drop_orphan_results() {
 size_t PairState::expire_unplaced_results(int64_t wall_us) {
   size_t dropped = 0;
   while (!unplaced_results_.empty() && unplaced_results_.begin()->first < wall_us - stall_after_us_) {
-    auto it = entries_.find(*unplaced_results_.begin()->second);
-    forget_result(it->second, it->first);
-    entries_.erase(it);
+    const std::string& id = *unplaced_results_.begin()->second;
+    const uint64_t hash = id_hash(id);
+    Entry& entry = *entries_.find(id, hash);
+    forget_result(entry);
+    entries_.erase(entry.id, hash);
     ++dropped;
   }
   return dropped + drop_orphan_results();
 }
 
 std::optional<int64_t> PairState::stalled_since(int64_t wall_us) const {
-  if (waiting_requests_.empty() || wall_us - last_progress_wall_us_ < stall_after_us_) return std::nullopt;
+  if (pending_[0].waiting() == 0 || wall_us - last_progress_wall_us_ < stall_after_us_) return std::nullopt;
   return last_progress_wall_us_;
 }
 
 void PairState::hold(int64_t request_offset, Tally tally) {
-  auto [it, inserted] = tallies_.try_emplace(request_offset, std::move(tally));
+  auto [held, inserted] = tallies_.try_emplace(request_offset, std::move(tally));
   if (!inserted) {  // two records at one offset cannot happen; keep both counts rather than lose one
-    for (auto& fingerprint : tally.fingerprints) it->second.fingerprints.push_back(std::move(fingerprint));
-    for (auto& found : tally.discrepancies) it->second.discrepancies.push_back(std::move(found));
+    for (auto& fingerprint : tally.fingerprints) held->fingerprints.push_back(std::move(fingerprint));
+    for (auto& found : tally.discrepancies) held->discrepancies.push_back(std::move(found));
   }
 }
 
@@ -386,9 +390,9 @@ std::vector<Tally> PairState::take_passed_tallies() {
   std::vector<Tally> passed;
   const auto position = commit_offset(Side::requests);
   if (!position) return passed;
-  while (!tallies_.empty() && tallies_.begin()->first < *position) {
-    passed.push_back(std::move(tallies_.begin()->second));
-    tallies_.erase(tallies_.begin());
+  while (!tallies_.empty() && tallies_.front().first < *position) {
+    passed.push_back(std::move(tallies_.front().second));
+    tallies_.pop_front();
   }
   return passed;
 }
@@ -396,19 +400,19 @@ std::vector<Tally> PairState::take_passed_tallies() {
 std::optional<int64_t> PairState::commit_offset(Side side) const {
   const int index = static_cast<int>(side);
   std::optional<int64_t> position =
-      pending_offsets_[index].empty() ? next_offset_[index] : std::optional<int64_t>(*pending_offsets_[index].begin());
+      pending_[index].empty() ? next_offset_[index] : std::optional<int64_t>(pending_[index].first());
   // The results of requests that a restart replays must be replayed as well,
   // or those requests would wait in vain.
   if (side == Side::results && position && !replayable_result_offsets_.empty()) {
-    position = std::min(*position, *replayable_result_offsets_.begin());
+    position = std::min(*position, replayable_result_offsets_.first());
   }
   return position;
 }
 
 std::optional<int64_t> PairState::oldest_pending_ts() const {
-  if (waiting_requests_.empty()) return std::nullopt;
-  const auto& entry = entries_.at(*waiting_requests_.begin()->second);
-  return entry.request->ts_us();
+  const auto waiting = pending_[0].first_waiting();
+  if (!waiting.second) return std::nullopt;
+  return entries_.find(*waiting.second, id_hash(*waiting.second))->request->ts_us();
 }
 
 }  // namespace shadowpipe::comparator

@@ -96,6 +96,7 @@ struct Comparator::Impl {
     // Decoded into again for every request, so the statements, SQL and
     // parameter buffers are reused instead of allocated per record.
     wire::Request decoded_request;
+    wire::ShadowResult decoded_result;  // the same, for results
     Stats counts;  // only the counters (add_counters); summed into stats() at quiescent points
   };
   std::vector<std::unique_ptr<Lane>> lanes;
@@ -182,14 +183,16 @@ struct Comparator::Impl {
   // the map's shape never changes while a worker reads it.
   PairState& pair_at(int32_t partition) { return pairs.at(partition); }
 
-  void after_add(Lane& lane, int32_t partition, PairState::Added& added) {
+  // wall_us: when the record that decided these was taken up (a clock read
+  // per record, not one more per decision).
+  void after_add(Lane& lane, int32_t partition, PairState::Added& added, int64_t wall_us) {
     if (added.outcome == PairState::Outcome::duplicate) {
       ++lane.counts.duplicates;
       metrics.duplicates_total->Increment();
     } else if (added.joined) {
       ++lane.counts.pairs;
       metrics.pairs_total->Increment();
-      metrics.decided(wire::now_us() - added.joined->request.ts_us);
+      metrics.decided(wall_us - added.joined->request.ts_us);
       Decision decision;
       {
         std::lock_guard lock(decider_mutex);
@@ -199,7 +202,7 @@ struct Comparator::Impl {
     }
     for (auto& missing : added.missing) {
       ++lane.counts.shadow_missing;
-      metrics.decided(wire::now_us() - missing.request.ts_us);
+      metrics.decided(wall_us - missing.request.ts_us);
       Decision decision;
       {
         std::lock_guard lock(decider_mutex);
@@ -232,7 +235,7 @@ struct Comparator::Impl {
       decision = decider.decide_gap(*gap, message.topic(), message.offset());
     }
     publish_decision(lane, message.partition(), message.offset(), std::move(decision));
-    after_add(lane, message.partition(), added);
+    after_add(lane, message.partition(), added, wall_us);
     return true;
   }
 
@@ -258,19 +261,19 @@ struct Comparator::Impl {
       return;
     }
     auto added = pair.add_request(std::move(request.request_id), request_side(request, message.offset(), options.include_params), wall_us);
-    after_add(lane, message.partition(), added);
+    after_add(lane, message.partition(), added, wall_us);
   }
 
   void handle_result(Lane& lane, const kafka::Message& message, int64_t wall_us) {
     auto& pair = pair_at(message.partition());
-    auto decoded = wire::decode_result(message.payload());
+    auto decoded = wire::decode_result_into(message.payload(), lane.decoded_result);
     if (!decoded) {
       if (handle_gap(lane, message, Side::results, wall_us)) return;
       dead_letter(lane, decoded.error(), message);
       pair.consumed(Side::results, message.offset(), wall_us);
       return;
     }
-    auto& result = decoded.value();
+    auto& result = lane.decoded_result;
     for (auto& statement : result.statements) {
       if (statement.plan && !statement.fingerprint.empty()) {
         std::lock_guard lock(decider_mutex);
@@ -278,7 +281,7 @@ struct Comparator::Impl {
       }
     }
     auto added = pair.add_result(std::move(result.request_id), result_side(result, message.offset(), message.partition()), wall_us);
-    after_add(lane, message.partition(), added);
+    after_add(lane, message.partition(), added, wall_us);
   }
 
   void handle(Lane& lane, const kafka::Message& message) {

@@ -536,3 +536,75 @@ TEST(PairState, PassedRequestsComeBackExactly) {
   }
   EXPECT_EQ(pair.pending_bytes(), 0u);
 }
+
+// Kafka gives every record its own offset, but the join state must answer
+// sanely (and as it always did) when records say otherwise.
+TEST(PairState, OneIdAtTwoOffsetsIsADuplicateThatHoldsNoOffset) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r1", request(kStart, 0), kStart);
+  EXPECT_EQ(pair.add_request("r1", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.pending_requests(), 1u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 0);
+  auto added = pair.add_result("r1", result(kStart, 0), kStart);
+  ASSERT_TRUE(added.joined);
+  EXPECT_EQ(added.joined->request.offset, 0) << "the first copy is the one decided";
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 2);
+}
+
+TEST(PairState, TwoIdsAtOneOffsetKeepTheOffsetUntilBothAreDecided) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("a", request(kStart, 5), kStart);
+  EXPECT_EQ(pair.add_request("b", request(kStart, 5), kStart).outcome, cmp::PairState::Outcome::pending);
+  EXPECT_EQ(pair.pending_requests(), 1u) << "the offset's waiting request is the first";
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 5);
+  ASSERT_TRUE(pair.add_result("b", result(kStart, 0), kStart).joined);
+  EXPECT_EQ(pair.pending_requests(), 0u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 5) << "a still waits at offset 5";
+  EXPECT_EQ(pair.oldest_pending_ts(), std::nullopt);
+  EXPECT_TRUE(pair.progress(6, 1, kStart).missing.empty()) << "a left the waiting index with b";
+  ASSERT_TRUE(pair.add_result("a", result(kStart, 2), kStart).joined);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 6);
+  EXPECT_EQ(pair.pending_bytes(), 0u);
+}
+
+// request_side copies out of the record the service decodes every request
+// into, so that record keeps its capacity: what one request leaves in it must
+// never show in the next one's side.
+TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDecode) {
+  namespace wire = shadowpipe::wire;
+  auto rich = five_columns(1);  // every optional member present
+  rich.column_ordered = {11, 12, 13, 14, 15};
+  rich.column_values = {21, 22, 23, 24, 25};
+  rich.volatile_columns.push_back({4, "calls random()"});
+  rich.volatile_statement = "calls now()";
+  rich.order_total = true;
+  rich.message = "a notice";
+  auto failed = wire::StatementResult{};
+  failed.status = wire::Status::error;
+  failed.sqlstate = "23505";
+  failed.message = "duplicate key";
+  const std::vector<std::vector<wire::StatementResult>> records = {
+      {rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
+  std::vector<std::string> encoded;
+  for (size_t i = 0; i < records.size(); ++i) {
+    wire::Request request;
+    request.request_id = "r" + std::to_string(i);
+    request.ts_us = kStart;
+    request.key = "k" + std::to_string(i);
+    request.source = "test";
+    for (const auto& result : records[i]) request.statements.push_back({"SELECT 1", {}, "0123456789abcdef", result});
+    encoded.push_back(wire::encode(request));
+  }
+  // Richer records before poorer ones, and back.
+  const std::vector<size_t> order = {0, 1, 2, 3, 4, 0, 2, 1};
+  wire::Request reused;
+  for (size_t index : order) {
+    SCOPED_TRACE("record " + std::to_string(index));
+    auto decoded = wire::decode_request_into(encoded[index], reused);
+    ASSERT_TRUE(decoded.ok()) << decoded.error().describe();
+    auto fresh = wire::decode_request(encoded[index]);
+    ASSERT_TRUE(fresh.ok());
+    expect_same(cmp::request_side(reused, 3, false), cmp::request_side(fresh.value(), 3, false));
+    EXPECT_EQ(cmp::request_side(reused, 3, false).statements.size(), records[index].size());
+  }
+}

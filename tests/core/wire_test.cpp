@@ -298,6 +298,33 @@ TEST(WireDecodeInto, ReusedRecordEqualsAFreshDecode) {
   }
 }
 
+TEST(WireDecodeInto, ReusedResultEqualsAFreshDecode) {
+  ShadowResult big = samples::shadow_result();  // a plan, the catalog's notes
+  big.published_below = 918270;
+  big.statements.push_back(big.statements[0]);
+  ShadowResult small = samples::shadow_result();
+  small.statements.resize(1);
+  small.statements[0].result.volatile_columns.clear();  // optional members absent
+  small.statements[0].result.volatile_statement.clear();
+  small.statements[0].result.order_total.reset();
+  small.statements[0].result.column_ordered.clear();
+  ShadowResult unplanned = big;  // the plan absent where the last record had one
+  unplanned.statements[1].plan.reset();
+  unplanned.published_below = -1;
+  unplanned.request_id = "r";
+
+  ShadowResult kept;
+  for (const ShadowResult* record : {&big, &small, &big, &unplanned, &small, &big}) {
+    ASSERT_TRUE(decode_result_into(encode(*record), kept).ok());
+    EXPECT_EQ(kept, *record);
+    EXPECT_EQ(kept, *decode_result(encode(*record)));
+  }
+  // Still usable after an error.
+  EXPECT_FALSE(decode_result_into("{", kept).ok());
+  ASSERT_TRUE(decode_result_into(encode(small), kept).ok());
+  EXPECT_EQ(kept, small);
+}
+
 TEST(WireDecodeInto, ErrorsAreTheOnesDecodeRequestGives) {
   const std::string good = encode(samples::request());
   const std::vector<std::string> bad = {

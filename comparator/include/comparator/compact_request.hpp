@@ -59,12 +59,13 @@ class LayoutTable {
 // Heap bytes a layout of these parts holds on its own (its table node included).
 size_t layout_bytes(const std::string& fingerprint, const std::vector<digest::Column>& columns);
 
-// One statement's result without its fingerprint and columns (in the layout),
-// its three digest vectors in one allocation.
+// One statement's result without its fingerprint and columns (in the layout).
+// Trivially destructible: it lives in its request's one allocation, with
+// the digests it points at.
 struct CompactStatement {
   static constexpr size_t kSqlstateCapacity = 8;  // SQLSTATEs have five characters
   Layout* layout = nullptr;
-  std::unique_ptr<uint64_t[]> digests;  // column_digests, then column_ordered, then column_values
+  const uint64_t* digests = nullptr;  // column_digests, then column_ordered, then column_values
   int64_t rows = 0;
   int64_t latency_us = 0;
   uint64_t ordered = 0;
@@ -82,8 +83,8 @@ class PendingRequest {
  public:
   // Moves out of `side`; acquires its layouts from `layouts`.
   PendingRequest(RequestSide&& side, LayoutTable& layouts);
-  PendingRequest(PendingRequest&&) noexcept = default;
-  PendingRequest& operator=(PendingRequest&&) noexcept = default;
+  PendingRequest(PendingRequest&& other) noexcept;
+  PendingRequest& operator=(PendingRequest&& other) noexcept;
   // Its layouts are released by take(); one dropped without take() leaves
   // its layouts referenced in the table (which frees them with itself).
   ~PendingRequest() = default;
@@ -105,7 +106,9 @@ class PendingRequest {
   int64_t offset_ = -1;
   std::string key_;
   uint32_t statement_count_ = 0;
-  std::unique_ptr<CompactStatement[]> statements_;
+  // One allocation: the statements, then every statement's digests.
+  std::unique_ptr<std::byte[]> storage_;
+  CompactStatement* statements_ = nullptr;  // in storage_
   std::unique_ptr<RequestSide> whole_;  // when it does not fit the compact form
 };
 

@@ -19,17 +19,16 @@
 
 #include "comparator/classify.hpp"
 #include "comparator/compact_request.hpp"
+#include "comparator/join_index.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -69,10 +68,13 @@ enum class Side { requests, results };
 
 // Estimated heap and container bytes an entry holds (strings, vectors, map node).
 // The evidence of a request record that deciding it takes (the primary's
-// error message is not kept, its SQLSTATE is); moves out of `request`.
+// error message is not kept, its SQLSTATE is). Copies the statements' results
+// (the caller reuses `request` for the next record's decode) and moves the
+// key and, when kept, the parameters out of it.
 RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params);
 
-// The same of a result record read at `offset` of `partition`. A result
+// The same of a result record read at `offset` of `partition` (its
+// statements copied, the caller reuses `result` for the next decode). A result
 // published to another partition than its request's says nothing about this
 // partition's offsets, so it carries no source offset and no stamp.
 ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition);
@@ -92,6 +94,15 @@ struct Tally {
   bool request = false;                    // counts as one request decided
   std::vector<std::string> fingerprints;   // one per statement compared
   std::vector<std::pair<std::string, std::string>> discrepancies;  // (fingerprint, kind), one per finding
+};
+
+// A request or a result waiting for the other side, by request id.
+struct PendingEntry {
+  std::string id;
+  std::optional<PendingRequest> request;
+  std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
+  size_t bytes = 0;
+  int64_t since_wall_us = 0;  // when a result without a source offset started waiting
 };
 
 class PairState {
@@ -138,7 +149,7 @@ class PairState {
   // Next offset to commit for a topic, nullopt if nothing was consumed yet.
   std::optional<int64_t> commit_offset(Side side) const;
 
-  size_t pending_requests() const { return waiting_requests_.size(); }  // requests waiting for a result
+  size_t pending_requests() const { return pending_[0].waiting(); }  // requests waiting for a result
   size_t pending_results() const { return pending_results_; }           // results waiting for a request
   size_t pending_bytes() const { return waiting_bytes(Side::requests) + waiting_bytes(Side::results); }
   // Bytes held by entries of one side that wait for the other side (for
@@ -161,19 +172,14 @@ class PairState {
   std::optional<int64_t> oldest_pending_ts() const;
 
  private:
-  struct Entry {
-    std::optional<PendingRequest> request;
-    std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
-    size_t bytes = 0;
-    int64_t since_wall_us = 0;  // when a result without a source offset started waiting
-  };
-  Added join(std::unordered_map<std::string, Entry>::iterator it, std::string request_id, RequestSide request,
-             ResultSide result);
+  using Entry = PendingEntry;
+  // Erases the entry (hash: of its id) and returns the pair joined.
+  Added join(Entry& entry, uint64_t hash, std::string request_id, RequestSide request, ResultSide result);
   // Each side's bookkeeping of a pending entry, undone in one place when it
   // joins, is passed, or is dropped.
   void forget_request(const Entry& entry);
-  void forget_result(Entry& entry, const std::string& request_id);
-  void remember(const std::string& request_id, int64_t wall_us);
+  void forget_result(Entry& entry);
+  void remember(uint64_t hash, int64_t wall_us);
   void record_replayable(int64_t request_offset, int64_t result_offset);
   // Forgets replayable pairs whose request is before the requests commit position.
   void drop_passed_joins();
@@ -187,33 +193,33 @@ class PairState {
   int64_t decided_retention_us_;
   size_t decided_capacity_;
   LayoutTable layouts_;  // of the waiting requests; before entries_, which refer to it
-  std::unordered_map<std::string, Entry> entries_;
+  IdTable<Entry> entries_;
   // The indexes refer to the id in its entry's node (which stays put until
   // the entry is erased, after it left every index), not to a copy.
+  // pending_[0] is also the index of the waiting requests (offset -> id).
   struct ByNumberThenId {
     bool operator()(const std::pair<int64_t, const std::string*>& a, const std::pair<int64_t, const std::string*>& b) const {
       return a.first != b.first ? a.first < b.first : *a.second < *b.second;
     }
   };
-  std::map<int64_t, const std::string*> waiting_requests_;  // request offset -> id
   std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> placed_results_;    // (source offset, id) of waiting results
   std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> unplaced_results_;  // (wall us, id) of waiting results without one
   size_t pending_results_ = 0;
-  std::multiset<int64_t> pending_offsets_[2];
+  PendingOffsets pending_[2];  // per topic, the offsets of the pending entries
   std::optional<int64_t> next_offset_[2];
   size_t bytes_[2] = {0, 0};
   // Decided requests at or after the requests commit position: (request
   // offset, offset of the result that decided it), and those result offsets.
   // A restart replays such a request, so it must replay that result too.
-  std::set<std::pair<int64_t, int64_t>> replayable_joins_;
-  std::multiset<int64_t> replayable_result_offsets_;
-  std::map<int64_t, Tally> tallies_;  // by request offset
+  struct Nothing {};
+  OrderedQueue<std::pair<int64_t, int64_t>, Nothing> replayable_joins_;
+  PendingOffsets replayable_result_offsets_;  // a multiset of offsets: no ids kept
+  OrderedQueue<int64_t, Tally> tallies_;  // by request offset
   // Decided ids as 64-bit hashes (a collision, about 1 in 10^7 per million ids
   // retained, would drop one copy as a duplicate), in decision order with the
   // wall time, for eviction.
   static uint64_t id_hash(const std::string& request_id);
-  std::unordered_set<uint64_t> decided_;
-  std::deque<std::pair<int64_t, uint64_t>> decided_order_;
+  DecidedIds decided_;
   int64_t last_progress_wall_us_ = 0;
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.

@@ -279,6 +279,8 @@ Result<Request> decode_request(std::string_view json, const Limits& limits = {})
 // but its contents are unspecified.
 Result<void> decode_request_into(std::string_view json, Request& out, const Limits& limits = {});
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits = {});
+// decode_result into a record the caller keeps, as decode_request_into.
+Result<void> decode_result_into(std::string_view json, ShadowResult& out, const Limits& limits = {});
 Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits = {});
 Result<Summary> decode_summary(std::string_view json, const Limits& limits = {});
 Result<DeadLetter> decode_dead_letter(std::string_view json, const Limits& limits = {});

@@ -814,6 +814,7 @@ constexpr std::string_view kShadowResultMembers[] = {"v", "request_id", "ts", "k
 
 bool read_shadow_result(Decoder& decoder, od::value& root, ShadowResult& out) {
   const Path path;
+  out.published_below = -1;  // optional: a reused record must not keep an old stamp
   return read_object(decoder, root, path, shape<kShadowResultMembers>(all_of(8)), [&](int number, od::value& member, const Path& at) {
     switch (number) {
       case 0: return read_version(decoder, member, at);
@@ -825,8 +826,9 @@ bool read_shadow_result(Decoder& decoder, od::value& root, ShadowResult& out) {
       case 6: return read_int(decoder, member, at, -1, kMaxInt64, out.source_offset);
       case 8: return read_int(decoder, member, at, -1, kMaxInt64, out.published_below);
       default:
-        return read_array(decoder, member, at, decoder.limits.max_statements, "statements", [&](od::value& item, const Path& item_path) {
-          auto& statement = out.statements.emplace_back();
+        return read_array_into(decoder, member, at, decoder.limits.max_statements, "statements", out.statements,
+                               [&](od::value& item, const Path& item_path, ShadowStatement& statement) {
+          statement.plan.reset();  // optional
           return read_object(decoder, item, item_path, shape<kShadowStatementMembers>(bit(0) | bit(1)),
                              [&](int statement_member, od::value& field, const Path& field_path) {
                                switch (statement_member) {
@@ -1112,6 +1114,9 @@ Result<void> decode_request_into(std::string_view json, Request& out, const Limi
 }
 Result<ShadowResult> decode_result(std::string_view json, const Limits& limits) {
   return decode_record<ShadowResult>(json, limits, read_shadow_result);
+}
+Result<void> decode_result_into(std::string_view json, ShadowResult& out, const Limits& limits) {
+  return decode_record_into(json, out, limits, read_shadow_result);
 }
 Result<Mismatch> decode_mismatch(std::string_view json, const Limits& limits) {
   return decode_record<Mismatch>(json, limits, read_mismatch);
