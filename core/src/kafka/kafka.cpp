@@ -230,6 +230,43 @@ EventPtr admin_request(rd_kafka_t* handle, const std::function<void(rd_kafka_que
 
 namespace {
 
+// What a broker answers while a topic was just created, a leader moves or a
+// coordinator loads: waiting cures it.
+bool is_transient(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Calls `query` with the time left until it succeeds, fails for good, or the
+// timeout is spent; transient answers are retried with backoff.
+rd_kafka_resp_err_t with_retries(std::chrono::milliseconds timeout,
+                                 const std::function<rd_kafka_resp_err_t(int timeout_ms)>& query,
+                                 std::chrono::milliseconds first_backoff = std::chrono::milliseconds(100)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = first_backoff;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto err = query(static_cast<int>(std::max<int64_t>(left.count(), 1)));
+    if (!err || !is_transient(err) || std::chrono::steady_clock::now() + backoff >= deadline) return err;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
 // What the broker's metadata says of one topic. A topic just created is
 // absent from the answers of a broker whose metadata has not caught up with
 // its controller, then present without partitions or leaders for a moment.
@@ -273,18 +310,19 @@ TopicView view_topic(rd_kafka_t* handle, const std::string& topic, int timeout_m
 }
 
 // Asks `view_topic` until `done` holds of its answer or the time is spent;
-// returns the last answer.
+// returns the last answer. A topic that is not done yet is retried as the
+// broker's transient answers are (a new topic's leaders take a moment).
 TopicView view_topic_until(rd_kafka_t* handle, const std::string& topic, std::chrono::milliseconds timeout,
                            const std::function<bool(const TopicView&)>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto backoff = std::chrono::milliseconds(20);
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const auto view = view_topic(handle, topic, static_cast<int>(std::max<int64_t>(left.count(), 1)));
-    if (done(view) || std::chrono::steady_clock::now() + backoff >= deadline) return view;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
-  }
+  TopicView view;
+  with_retries(
+      timeout,
+      [&](int timeout_ms) {
+        view = view_topic(handle, topic, timeout_ms);
+        return done(view) ? RD_KAFKA_RESP_ERR_NO_ERROR : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+      },
+      std::chrono::milliseconds(20));
+  return view;
 }
 
 }  // namespace
@@ -356,45 +394,6 @@ std::optional<int> partition_count(rd_kafka_t* handle, const std::string& topic,
   return view.partitions;
 }
 
-namespace {
-
-// What a broker answers while a topic was just created, a leader moves or a
-// coordinator loads: waiting cures it.
-bool is_transient(rd_kafka_resp_err_t err) {
-  switch (err) {
-    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
-    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
-    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
-    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
-    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR__TRANSPORT:
-    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
-    case RD_KAFKA_RESP_ERR__WAIT_COORD:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Calls `query` with the time left until it succeeds, fails for good, or the
-// timeout is spent; transient answers are retried with backoff.
-rd_kafka_resp_err_t with_retries(std::chrono::milliseconds timeout,
-                                 const std::function<rd_kafka_resp_err_t(int timeout_ms)>& query) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto backoff = std::chrono::milliseconds(100);
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const auto err = query(static_cast<int>(std::max<int64_t>(left.count(), 1)));
-    if (!err || !is_transient(err) || std::chrono::steady_clock::now() + backoff >= deadline) return err;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-  }
-}
-
-}  // namespace
 
 rd_kafka_resp_err_t set_paused(rd_kafka_t* consumer, const std::string& topic, int32_t partition, bool paused) {
   PartitionList list(1);
