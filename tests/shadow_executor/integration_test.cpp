@@ -1042,6 +1042,41 @@ TEST(ExecutorIntegration, TheNextOwnerRepublishesExactlyTheResultsABatchCommitte
 // The progress stamp (issue 10): every result says below which source offset
 // every result already stands in its partition, also for results
 // re-published from shadowpipe.results_log on assignment.
+// The executor's own session settings (its synchronous_commit, the
+// application_name that names a partition's session) survive the RESET ALL
+// that follows a unit which SET something: they are the session's startup
+// values, not SETs a RESET undoes. The shadow's default here is off, the
+// executor asks for on.
+TEST(ExecutorIntegration, ItsSessionSettingsOutliveATrafficUnitsResetAll) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_settings");
+  {
+    sp::pg::Connection admin(shadow.dsn());
+    admin.exec_checked("CREATE TABLE seen (label text, sync text, app text)");
+    ASSERT_EQ(std::string(admin.exec_checked("SHOW synchronous_commit").value(0, 0)), "off");
+  }
+  auto seen = [](const std::string& label) {
+    return make_statement("INSERT INTO seen SELECT $1, current_setting('synchronous_commit'), "
+                          "current_setting('application_name')",
+                          {label});
+  };
+  topics.produce(make_request("before", "k", TxMode::autocommit, {seen("before")}));
+  topics.produce(make_request("set", "k", TxMode::autocommit, {make_statement("SET search_path = public")}));
+  topics.produce(make_request("after", "k", TxMode::autocommit, {seen("after")}));
+  topics.flush();
+  const std::string group = unique_name("settings-group");
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.synchronous_commit = "on";
+  RunningExecutor running(std::move(options));
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  sp::pg::Connection check(shadow.dsn());
+  const auto rows = check.exec_checked("SELECT label || ' ' || sync || ' ' || app FROM seen ORDER BY label DESC");
+  ASSERT_EQ(rows.rows(), 2);
+  EXPECT_EQ(std::string(rows.value(0, 0)), "before on shadow-executor/p0");
+  EXPECT_EQ(std::string(rows.value(1, 0)), "after on shadow-executor/p0") << "RESET ALL undid the executor's settings";
+  EXPECT_EQ(running.stop(), 0);
+}
+
 TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {
   Topics topics(2);
   ScratchDatabase shadow(shadow_dsn(), "exec_stamp");
