@@ -2,6 +2,8 @@
 
 #include "shadow_executor/retry_policy.hpp"
 
+#include "shadowpipe/conninfo.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -246,16 +248,26 @@ bool PartitionWorker::sleep_unless_stopping(milliseconds duration) {
   return wake_.wait_for(lock, duration, [this] { return stopping_; });
 }
 
+std::string PartitionWorker::session_dsn() const {
+  // Startup parameters, not SETs: the RESET ALL after a unit that SET
+  // something returns to them. The application name lets an operator (or a
+  // test) find this partition's session.
+  const auto conninfo = pg::Conninfo::parse(shared_.options.shadow_dsn, "the --shadow DSN");
+  std::string options = conninfo.get("options");
+  if (!options.empty()) options += ' ';
+  options += "-c synchronous_commit=" + shared_.options.synchronous_commit;
+  return conninfo.with("application_name", "shadow-executor/p" + std::to_string(id_.partition))
+      .with("options", std::move(options))
+      .str();
+}
+
 bool PartitionWorker::connect() {
   if (connection_) return true;
   auto backoff = milliseconds(100);
   for (;;) {
     if (stopping()) return false;
     try {
-      auto connection = std::make_unique<pg::Connection>(shared_.options.shadow_dsn);
-      // Names the backend so an operator (or a test) can find this partition's session.
-      connection->exec_checked("SET application_name = 'shadow-executor/p" + std::to_string(id_.partition) +
-                               "'; SET synchronous_commit = " + shared_.options.synchronous_commit);
+      auto connection = std::make_unique<pg::Connection>(session_dsn());
       const bool triggers_or_rules = shadow_has_triggers_or_rules(*connection);
       {
         std::lock_guard lock(mutex_);

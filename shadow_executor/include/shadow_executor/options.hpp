@@ -71,6 +71,10 @@ struct Options {
   // for its WAL flush. Safe for exactly-once: a unit and its offset commit
   // together, so a server crash loses a suffix of both, and a reconnect that
   // finds the position gone back applies that suffix again (partition_worker.hpp).
+  // The results of the lost units were published already; the comparator
+  // keeps the first result of a request, so it judges that first execution.
+  // Set as a startup parameter (partition_worker.cpp), so a unit's RESET ALL
+  // keeps it.
   std::string synchronous_commit = "off";
   std::chrono::milliseconds shutdown_deadline{15000};
   std::chrono::milliseconds commit_interval{1000};

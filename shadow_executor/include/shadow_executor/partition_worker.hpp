@@ -110,6 +110,8 @@ class PartitionWorker {
   bool sleep_unless_stopping(std::chrono::milliseconds duration);
 
   bool connect();
+  // The shadow DSN with this partition's session settings as startup parameters.
+  std::string session_dsn() const;
   // After a connect: stops the worker when the shadow's position is below
   // what it applied (see went_back_to()).
   bool went_back();
