@@ -277,7 +277,8 @@ bool PartitionWorker::connect() {
         ever_connected_ = true;
         RunnerConfig config{shared_.options.writes, shared_.options.statement_timeout_ms,
                             &shared_.options.normalization, shared_.options.executor_id, &abandon_,
-                            shared_.options.pipeline, shared_.options.direct_batches, triggers_or_rules};
+                            shared_.options.pipeline, shared_.options.direct_batches, triggers_or_rules,
+                            &shared_.shadow_ddl_seen};
         runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
       }
       return !went_back();

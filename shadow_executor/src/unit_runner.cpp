@@ -22,14 +22,18 @@ UnitRunner::UnitRunner(const pg::Connection& conn, RunnerConfig config, statemen
       quote_([this](std::string_view text) { return session_.literal(text); }),
       config_(std::move(config)),
       analyzer_(analyzer),
-      catalog_([this] { return session_.open_sibling(); }, analyzer) {}
+      catalog_([this] { return session_.open_sibling(); }, analyzer) {
+  if (config_.ddl_seen == nullptr) config_.ddl_seen = &own_ddl_seen_;
+}
 
 UnitRunner::UnitRunner(ShadowSession& session, RunnerConfig config, statement::Analyzer& analyzer)
     : session_(session),
       quote_([this](std::string_view text) { return session_.literal(text); }),
       config_(std::move(config)),
       analyzer_(analyzer),
-      catalog_([this] { return session_.open_sibling(); }, analyzer) {}
+      catalog_([this] { return session_.open_sibling(); }, analyzer) {
+  if (config_.ddl_seen == nullptr) config_.ddl_seen = &own_ddl_seen_;
+}
 
 UnitRunner::~UnitRunner() = default;
 
@@ -138,10 +142,13 @@ bool UnitRunner::reruns_cleanly(const wire::Statement& statement) {
   auto analysis = analyzer_.analyze_shared(statement.sql);
   if (!analysis.ok()) return false;
   const statement::Analysis& facts = *analysis.value();
-  if (facts.kind == statement::Kind::ddl) ddl_seen_ = true;
+  if (facts.kind == statement::Kind::ddl) config_.ddl_seen->store(true, std::memory_order_relaxed);
   if (facts.statement_count != 1 || facts.calls_volatile() || !facts.called_functions.empty()) return false;
   if (facts.kind == statement::Kind::read) return true;
-  if (facts.kind != statement::Kind::write || config_.shadow_has_triggers_or_rules || ddl_seen_) return false;
+  if (facts.kind != statement::Kind::write || config_.shadow_has_triggers_or_rules ||
+      config_.ddl_seen->load(std::memory_order_relaxed)) {
+    return false;
+  }
   // UPDATE or DELETE, without a DEFAULT (an UPDATE ... SET c = DEFAULT may
   // call nextval); INSERT, MERGE and COPY may always take a sequence's value.
   const std::string_view text = facts.normalized_sql;

@@ -37,7 +37,7 @@ double metric_value(sp::executor::Executor& executor, const std::string& line_pr
 // A shadow database with the executor's schema, a claimed partition and a runner.
 struct RunnerBench {
   explicit RunnerBench(ex::WritesMode writes, bool pipeline = false, ex::DirectBatches direct = ex::DirectBatches::off,
-                       bool triggers_or_rules = false)
+                       bool triggers_or_rules = false, std::atomic<bool>* ddl_seen = nullptr)
       : database(shadow_dsn(), "exec_runner"), conn(database.dsn()) {
     ex::ensure_schema(conn);
     conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
@@ -46,7 +46,8 @@ struct RunnerBench {
         "CREATE TABLE links (id int PRIMARY KEY, item int REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)");
     ex::claim_next_offset(conn, id, 0);
     runner = std::make_unique<ex::UnitRunner>(
-        conn, ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline, direct, triggers_or_rules},
+        conn,
+        ex::RunnerConfig{writes, 0, nullptr, "test-executor", nullptr, pipeline, direct, triggers_or_rules, ddl_seen},
         analyzer);
   }
   int64_t count(const std::string& where = "true") {
@@ -293,6 +294,17 @@ TEST_P(ExecutorRunner, SafeDirectBatchesRunOnlyWhatCannotAdvanceASequence) {
   bench.run_batch(batch_of({"CREATE TABLE audit (id serial, at int)"}));
   EXPECT_FALSE(runs_direct(bench, {"UPDATE items SET label = 'y' WHERE id = 6", "SELECT 1"}));
   EXPECT_TRUE(runs_direct(bench, {"SELECT 1", "SELECT 2"})) << "reads stay direct";
+
+  // DDL through another partition's session of the same executor: a trigger
+  // created there fires for this one's UPDATEs too.
+  std::atomic<bool> executor_ddl_seen{false};
+  RunnerBench partition_a(ex::WritesMode::apply, GetParam(), ex::DirectBatches::safe, false, &executor_ddl_seen);
+  RunnerBench partition_b(ex::WritesMode::apply, GetParam(), ex::DirectBatches::safe, false, &executor_ddl_seen);
+  partition_b.conn.exec_checked("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 10) g");
+  EXPECT_TRUE(runs_direct(partition_b, {"UPDATE items SET label = 'y' WHERE id = 1", "SELECT 1"}));
+  partition_a.run_batch(batch_of({"CREATE TABLE audit (id serial, at int)"}));
+  EXPECT_FALSE(runs_direct(partition_b, {"UPDATE items SET label = 'y' WHERE id = 2", "SELECT 1"}))
+      << "DDL on partition a's session ends direct writes on partition b's";
 
   RunnerBench with_triggers(ex::WritesMode::apply, GetParam(), ex::DirectBatches::safe, /*triggers_or_rules=*/true);
   with_triggers.conn.exec_checked("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 10) g");

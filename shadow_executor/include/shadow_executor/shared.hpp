@@ -82,6 +82,7 @@ struct Shared {
   DeliveryLedger ledger;
   std::unique_ptr<kafka::Producer> producer;
   std::atomic<bool> shutting_down{false};
+  std::atomic<bool> shadow_ddl_seen{false};  // RunnerConfig::ddl_seen
 
   std::mutex failed_mutex;
   std::vector<FailedDelivery> failed;

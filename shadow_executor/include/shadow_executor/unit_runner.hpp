@@ -78,6 +78,10 @@ struct RunnerConfig {
   // Whether the shadow has user triggers or rewrite rules (read at connect):
   // then an UPDATE or DELETE may do what its text does not show.
   bool shadow_has_triggers_or_rules = true;
+  // Set once DDL ran on any of the executor's connections (a trigger created
+  // through one partition's session is there for all of them); shared by
+  // every runner of the executor. Null: this runner keeps its own.
+  std::atomic<bool>* ddl_seen = nullptr;
 };
 
 // Whether the shadow database has user triggers or rewrite rules (the
@@ -190,9 +194,9 @@ class UnitRunner {
   // Fingerprints of statements that failed in a direct batch: their batches
   // take the savepoint path at once (cleared when it grows past a bound).
   std::unordered_set<std::string> failed_fingerprints_;
-  // DDL ran on this connection: triggers or rules may exist now that the
-  // check at connect did not see.
-  bool ddl_seen_ = false;
+  // DDL ran: triggers or rules may exist now that the check at connect did
+  // not see. config_.ddl_seen points here when no shared flag was given.
+  std::atomic<bool> own_ddl_seen_{false};
   size_t direct_batches_run_ = 0;
 };
 
