@@ -155,9 +155,16 @@ class PlainTransport final : public Transport {
     }
   }
 
-  std::string closing() override {
+  std::vector<std::string> closing() override {
     if (savepoints_used_) queue(savepoint_command(Command::Type::rollback_to, "sp"));
-    return std::exchange(queued_, {});
+    std::vector<std::string> commands;
+    const std::string queued = std::exchange(queued_, {});
+    for (size_t at = 0; at < queued.size();) {  // queue() wrote "command; command; "
+      const size_t end = queued.find("; ", at);
+      commands.push_back(queued.substr(at, end - at));
+      at = end == std::string::npos ? queued.size() : end + 2;
+    }
+    return commands;
   }
 
  private:
@@ -247,7 +254,10 @@ class PipelinedTransport final : public Transport {
     }
   }
 
-  std::string closing() override { return savepoints_ ? "ROLLBACK TO SAVEPOINT sp; " : ""; }
+  std::vector<std::string> closing() override {
+    if (!savepoints_) return {};
+    return {"ROLLBACK TO SAVEPOINT sp"};
+  }
 
  private:
   void send(const Segment& segment) {

@@ -235,7 +235,7 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
 }
 
 UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
-                                       std::vector<UnitReport>& reports, std::string closing, bool session_changed) {
+                                       std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed) {
   if (abandoning()) {
     session_.script("ROLLBACK");
     throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " abandoned at shutdown");
@@ -253,19 +253,17 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   // bookkeeping: a slow log insert must not turn into a shadow error of the
   // unit. After an error the server skips the rest of the segment, COMMIT
   // included.
+  std::vector<Reply> replies;
   session_.pipeline_enter();
   try {
-    for (size_t at = 0; at < closing.size();) {  // "command; command; "
-      const size_t end = closing.find("; ", at);
-      session_.pipeline_send(closing.substr(at, end - at), nullptr);
-      at = end == std::string::npos ? closing.size() : end + 2;
-    }
+    for (const auto& command : closing) session_.pipeline_send(command, nullptr);
     session_.pipeline_send("SET LOCAL statement_timeout = 0", nullptr);
     const wire::Statement& bookkeeping = log.statement(units.back().offset + 1);
     session_.pipeline_send(bookkeeping.sql, &bookkeeping);
     session_.pipeline_send("COMMIT", nullptr);
     if (session_changed) session_.pipeline_send("RESET ALL", nullptr);
     session_.pipeline_sync();
+    replies = session_.pipeline_collect();
   } catch (...) {
     session_.pipeline_leave();
     throw;
@@ -275,7 +273,7 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   bool committed = false;
   std::string commit_error = "the transaction was rolled back at COMMIT";
   std::string commit_sqlstate = "40000";
-  for (const auto& reply : session_.pipeline_collect()) {
+  for (const auto& reply : replies) {
     if (reply.kind == Reply::Kind::sync) continue;
     if (!reply.ok()) {
       commit_error = reply.message;

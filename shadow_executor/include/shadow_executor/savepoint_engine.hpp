@@ -95,8 +95,8 @@ class Transport {
   virtual void run(const Segment& start, const std::vector<Segment>& segments, EngineSink& sink) = 0;
   // The savepoint commands to send before the batch's bookkeeping at its
   // end: what is still queued, and the rollback to sp that undoes the last
-  // segment's failure or unit to undo; a script prefix ("...; ") or empty.
-  virtual std::string closing() = 0;
+  // segment's failure or unit to undo; one command each, in order.
+  virtual std::vector<std::string> closing() = 0;
 };
 
 // `savepoints`: false for a direct segment, which leaves no savepoint sp to

@@ -169,7 +169,7 @@ class UnitRunner {
   // the text and the shadow's triggers and rules tell.
   bool reruns_cleanly(const wire::Statement& statement);
   Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
-                 std::vector<UnitReport>& reports, std::string closing, bool session_changed);
+                 std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed);
   // Records every statement of the unit as not run, with `status`, and the offset.
   void record_unrun(const wire::Request& request, const PartitionId& id, int64_t offset, const std::string& sqlstate,
                     const std::string& message, UnitReport& report);
