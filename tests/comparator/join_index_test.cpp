@@ -226,6 +226,22 @@ TEST(IdTable, FindsInsertsAndErasesWithEqualHashesAndKeepsAddresses) {
   EXPECT_EQ(table.find("id1", 7)->value, 1);
 }
 
+// A backlog that drains gives its memory back: the slab and the table only
+// grow while entries live, and the pending-bytes budget counts live entries
+// only, so a table kept at a past backlog's size would be memory nobody sees.
+TEST(IdTable, ABacklogThatDrainsGivesItsMemoryBack) {
+  cmp::IdTable<TestEntry> table;
+  const size_t empty = table.heap_bytes();
+  for (int i = 0; i < 10000; ++i) table.insert("id" + std::to_string(i), static_cast<uint64_t>(i) * 2654435761u);
+  EXPECT_GT(table.heap_bytes(), 10000 * sizeof(TestEntry));
+  for (int i = 0; i < 10000; ++i) table.erase("id" + std::to_string(i), static_cast<uint64_t>(i) * 2654435761u);
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_EQ(table.heap_bytes(), empty);
+  table.insert("after", 1).value = 5;
+  ASSERT_NE(table.find("after", 1), nullptr);
+  EXPECT_EQ(table.find("after", 1)->value, 5);
+}
+
 TEST(IdTable, AnswersAsAnUnorderedMapUnderRandomOperations) {
   std::mt19937_64 random(141);
   cmp::IdTable<TestEntry> table;

@@ -206,6 +206,11 @@ class IdTable {
   }
 
   size_t size() const { return size_; }
+  // Heap bytes the table holds: its slots, the slab (live and reusable
+  // places alike) and the list of reusable places.
+  size_t heap_bytes() const {
+    return slots_.capacity() * sizeof(Slot) + entries_.size() * sizeof(Entry) + free_.capacity() * sizeof(uint32_t);
+  }
   // Bytes per entry the table and slab take besides the Entry itself, on
   // average: its 8-byte slot in a table between 3/8 and 3/4 full (16 at
   // half full), and its share of the slab's chunk headers and chunk map (a
