@@ -200,9 +200,17 @@ class IdTable {
       gap = next;
     }
     slots_[gap] = Slot{};
+    if (--size_ == 0) {
+      // Drained: give a past backlog's slab and table back. No index points
+      // into the slab now.
+      std::vector<Slot>().swap(slots_);
+      shift_ = 64;
+      std::deque<Entry>().swap(entries_);
+      std::vector<uint32_t>().swap(free_);
+      return;
+    }
     entries_[index] = Entry{};
     free_.push_back(index);
-    --size_;
   }
 
   size_t size() const { return size_; }
