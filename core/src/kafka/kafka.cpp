@@ -329,6 +329,7 @@ TopicView view_topic_until(rd_kafka_t* handle, const std::string& topic, std::ch
 
 void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout, bool exists_ok) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   char errstr[512];
   std::vector<std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter>> owned;
   std::vector<rd_kafka_NewTopic_t*> raw;
@@ -372,8 +373,10 @@ void create_topics(rd_kafka_t* handle, const std::vector<TopicSpec>& topics,
   // leaders. Topics that existed are not waited for: a partition of theirs
   // may be offline for reasons of its own.
   for (const auto& name : created) {
+    const auto left = std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                 deadline - std::chrono::steady_clock::now()));
     const auto view =
-        view_topic_until(handle, name, timeout, [](const TopicView& view) { return view.every_partition_led; });
+        view_topic_until(handle, name, left, [](const TopicView& view) { return view.every_partition_led; });
     if (!view.every_partition_led) {
       throw Failure("topic " + name + " was created but the broker did not show it with a leader for every " +
                     "partition within " + std::to_string(timeout.count()) +
