@@ -61,6 +61,47 @@ struct Shared {
   int64_t new_id() { return static_cast<int64_t>((id_tag << 40) | next_new_id.fetch_add(1)); }
 };
 
+// The thread CPU time spent inside calls, estimated from a sample: one call
+// in kTimedEvery, drawn at random (a plain every-eighth would keep landing on
+// the same call of a transaction), is timed with the thread's CPU clock and
+// counts for that many. Reading that clock is a system call (about 0.5 us on
+// this project's VMs) and part of two of them falls inside every timed
+// interval: weighted by kTimedEvery, that was 4 us a timed call of nothing.
+// So the clock's own share, measured on this thread at construction (the
+// median of empty intervals), is taken off each sample. The draw is a hash of
+// a counter, so the caller's random sequence is the same timed or not.
+class SampledThreadCpu {
+ public:
+  static constexpr uint64_t kTimedEvery = 8;
+
+  SampledThreadCpu();
+
+  template <class Call>
+  void run(Call&& call) {
+    uint64_t draw = ++calls_ * 0x9e3779b97f4a7c15ULL;
+    draw ^= draw >> 29;
+    if (((draw * 0xbf58476d1ce4e5b9ULL) >> 32) % kTimedEvery != 0) {
+      call();
+      return;
+    }
+    const int64_t before = thread_cpu_ns();
+    call();
+    total_ns_ += (thread_cpu_ns() - before - clock_overhead_ns_) * static_cast<int64_t>(kTimedEvery);
+  }
+
+  // The estimate so far; may be slightly negative for calls far cheaper than the clock.
+  double seconds() const { return static_cast<double>(total_ns_) / 1e9; }
+  // What one timed interval of nothing reads on this thread (taken off each sample).
+  int64_t clock_overhead_ns() const { return clock_overhead_ns_; }
+
+  static int64_t thread_cpu_ns();
+
+ private:
+  int64_t clock_overhead_ns_ = 0;
+  int64_t total_ns_ = 0;
+  uint64_t calls_ = 0;
+};
+
 // One connection to the primary running the mix: each operation executed,
 // recorded (when shadowing) and counted.
 class Worker {
@@ -72,7 +113,7 @@ class Worker {
 
   // This thread's CPU time spent inside the recorder's calls (begin, add,
   // record, commit, rollback): the application thread's share of shadowing.
-  double recording_cpu_seconds() const { return static_cast<double>(recording_cpu_ns_) / 1e9; }
+  double recording_cpu_seconds() const { return recording_cpu_.seconds(); }
 
  private:
   // Customers are split between workers, so every unit of one customer (one
@@ -95,32 +136,14 @@ class Worker {
   void execute(Operation operation);
   void place(int64_t c);
 
-  // Runs a recorder call; one call in kRecordingTimedEvery, drawn at random
-  // (a plain every-eighth would keep landing on the same call of a
-  // transaction), has its thread CPU time measured and counts for that many:
-  // reading a thread's CPU clock is a system call, about a microsecond here,
-  // and timing every call would add its own cost to what it measures. The
-  // draw is a hash of a counter, so the workload's random sequence, and with
-  // it the mix, stays the same with shadowing on and off.
-  static constexpr uint64_t kRecordingTimedEvery = 8;
   template <class Call>
   void recording(Call&& call) {
-    uint64_t draw = ++recording_calls_ * 0x9e3779b97f4a7c15ULL;
-    draw ^= draw >> 29;
-    if (((draw * 0xbf58476d1ce4e5b9ULL) >> 32) % kRecordingTimedEvery != 0) {
-      call();
-      return;
-    }
-    const int64_t before = thread_cpu_ns();
-    call();
-    recording_cpu_ns_ += (thread_cpu_ns() - before) * static_cast<int64_t>(kRecordingTimedEvery);
+    recording_cpu_.run(std::forward<Call>(call));
   }
-  static int64_t thread_cpu_ns();
 
   Shared& shared_;
   int index_;
-  int64_t recording_cpu_ns_ = 0;
-  uint64_t recording_calls_ = 0;
+  SampledThreadCpu recording_cpu_;
   std::mt19937_64 random_;
   pg::Connection connection_;
   std::map<int64_t, std::vector<int64_t>> placed_by_customer_;
