@@ -25,6 +25,10 @@
 # shadow has pg_stat_statements in shared_preload_libraries, the commands the
 # server ran per unit and their execution time, the top ones by calls (the
 # same for pgbench per statement). The load average is printed with each.
+# BENCH_WARMUP_UNITS (default 10000; 0 for none): an executor run over a
+# topic of its own goes first and is not counted. A broker started a moment
+# before compiles its fetch and transaction paths during the first run: its
+# CPU per unit in that run was 36 us against 9 in the next (2026-11-30).
 # EXECUTOR_PERF=<dir> also records `perf record -g` of each executor run's
 # measured window into <dir>/<run>.data.
 #
@@ -158,17 +162,25 @@ run_pgbench() {
   --partitions "$connections" --count 0
 "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic-dlq" \
   --partitions 1 --count 0
+warmup_units=${BENCH_WARMUP_UNITS:-10000}
+if (( warmup_units > 0 )); then
+  for suffix in "" -results; do
+    "$build/bin/shadow-executor-bench-load" --brokers "$SHADOWPIPE_BROKERS" --topic "$topic-warmup$suffix" \
+      --partitions "$connections" --count "$([[ -z $suffix ]] && echo "$warmup_units" || echo 0)" --rows "$rows" \
+      ${BENCH_ROWS:+--rows-$BENCH_ROWS}
+  done
+fi
 
 # Statements per second of one executor run over the whole topic, timed from
 # its first applied unit (after the group join) to its last. Progress is read
 # through one long-lived psql session, so polling costs no process starts.
 run_executor() {
-  local label=$1 group=bench-$stamp-$1
+  local label=$1 group=bench-$stamp-$1 run_topic=${run_topic:-$topic} units=${run_units:-$units}
   shift
   local metrics_args=()
   [[ -n ${EXECUTOR_METRICS_PORT:-} ]] && metrics_args=(--metrics-port "127.0.0.1:$EXECUTOR_METRICS_PORT")
   "$build/bin/shadow-executor" --shadow "$dsn" --brokers "$SHADOWPIPE_BROKERS" --group "$group" \
-    --requests-topic "$topic" --results-topic "$topic-results" --dlq-topic "$topic-dlq" \
+    --requests-topic "$run_topic" --results-topic "$run_topic-results" --dlq-topic "$topic-dlq" \
     --plans-per-minute 0 "${metrics_args[@]}" "$@" 2>"$work/executor-$group.log" &
   executor_pid=$!
   until psql "$dsn" -qtAc "SELECT 1 FROM shadowpipe.applied LIMIT 0" >/dev/null 2>&1; do sleep 0.1; done
@@ -263,6 +275,9 @@ run_executor() {
   echo "($units - $start_units) / ($end - $start)" | bc -l
 }
 
+if (( warmup_units > 0 )); then
+  run_topic=$topic-warmup run_units=$warmup_units run_executor warmup --pipeline "${extra_args[@]}" >/dev/null
+fi
 : >"$work/report"
 pgbench_before=$(run_pgbench before)
 plain=$(run_executor plain "${extra_args[@]}")

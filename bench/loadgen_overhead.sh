@@ -14,20 +14,26 @@
 #     is why the throughput ratio moves with it, and with the neighbours.
 # CPU per unit is the steadier figure on a shared machine; the load average
 # is printed with every round so a noisy round shows.
+# A broker started a moment before compiles its produce path for minutes:
+# its JIT compiler threads took 8-12 us a unit and the broker 56-65 us in
+# all in the first rounds on a fresh stack, 12-17 us once warm (2026-11-30).
+# So one "on" run of --warmup seconds goes first and is not counted, and the
+# broker's CPU is printed with its JIT compiler threads' share apart.
 #
 #   eval "$(scripts/stack env)"; scripts/shop-prepare --migration risky
-#   bench/loadgen_overhead.sh [--seconds 20] [--rounds 2] [--concurrency 4] [--bin build/bin]
+#   bench/loadgen_overhead.sh [--seconds 20] [--rounds 2] [--concurrency 4] [--bin build/bin] [--warmup 15]
 #       [--kafka-pid PID]   (default: the pid file of scripts/stack, .stack/kafka/kafka.pid)
 #       [-- extra shop-loadgen arguments for the "on" rounds, e.g. -X linger.ms=20]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-seconds=20 rounds=2 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin} topic=bench.loadgen
+seconds=20 rounds=2 concurrency=4 warmup=15 bin=${SHADOWPIPE_BIN:-$root/build/bin} topic=bench.loadgen
 kafka_pid_file=${SHADOWPIPE_STACK_DIR:-$root/.stack}/kafka/kafka.pid kafka_pid=
 on_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --topic) topic=$2; shift 2 ;;
@@ -47,6 +53,16 @@ jvm_ticks() {  # utime + stime of the broker, in clock ticks (0 when unknown)
   if [ -z "$kafka_pid" ]; then echo 0; return; fi
   sed 's/.*) //' "/proc/$kafka_pid/stat" | awk '{ print $12 + $13 }'
 }
+jit_ticks() {  # the same for the broker's live JIT compiler threads ("C1 CompilerThre", "C2 CompilerThre")
+  if [ -z "$kafka_pid" ]; then echo 0; return; fi
+  local task total=0
+  for task in /proc/"$kafka_pid"/task/*; do
+    case "$(cat "$task/comm" 2>/dev/null)" in
+      *CompilerThre*) total=$((total + $(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{ print $12 + $13 }'))) ;;
+    esac
+  done
+  echo "$total"
+}
 tick=$(getconf CLK_TCK)
 load() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -55,9 +71,10 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 run() {
   local flags=(--primary "$PRIMARY_DSN" --rate 0 --concurrency "$concurrency" --duration "$seconds" --seed 42)
   if [ "$1" = off ]; then flags+=(--no-shadow); else flags+=(--topic "$topic" --create-topic 6 "${on_extra[@]}"); fi
-  local out before after la
+  local out before after jit_before jit_after la
   la=$(load)
   before=$(jvm_ticks)
+  jit_before=$(jit_ticks)
   local errors; errors=$(mktemp)
   if ! out=$("$bin/shop-loadgen" "${flags[@]}" 2>"$errors"); then
     # A run that did not happen must not read as 0 units/s.
@@ -77,7 +94,8 @@ run() {
     /^cpu_us_per_unit_by_thread:/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); groups = groups " g_" kv[1] "=" kv[2] } }
     END {
       broker = (known && units > 0) ? (a - b) / tick * 1e6 / units : -1
-      printf "ups=%s cpu=%s units=%s stmts=%s broker=%.1f load=%s%s\n", ups, cpu, units, stmts, broker, la, groups
+      jit = (known && units > 0) ? (ja - jb) / tick * 1e6 / units : -1
+      printf "ups=%s cpu=%s units=%s stmts=%s broker=%.1f jit=%.1f load=%s%s\n", ups, cpu, units, stmts, broker, jit, la, groups
     }'
 }
 
@@ -88,10 +106,13 @@ describe() {  # label, fields -> a readable line on stderr
                    v["units"] > 0 ? v["stmts"] / v["units"] : 0, v["cpu"])
     for (i = 1; i <= n; i++) line = line sprintf("%s%s %.1f", i > 1 ? ", " : "", substr(order[i], 3), v[order[i]])
     line = line ")"
-    if (v["broker"] >= 0) line = line sprintf("  broker JVM %5.1f us/unit", v["broker"])
+    if (v["broker"] >= 0) line = line sprintf("  broker JVM %5.1f us/unit (JIT %.1f)", v["broker"], v["jit"])
     printf "%s  load %s\n", line, v["load"] }' >&2
 }
 
+if [ "$warmup" -gt 0 ]; then
+  warm=$(seconds=$warmup run on); describe "warm-up on (not counted)" "$warm"
+fi
 results=()
 for round in $(seq 1 "$rounds"); do
   off=$(run off); describe "round $round off" "$off"
@@ -125,5 +146,6 @@ printf '%s\n' "${results[@]}" | awk -v c="$concurrency" -v s="$seconds" -v n="$r
     printf "recording per recorded statement: +%.1f us of loadgen CPU (%.2f statements per unit, BEGIN/COMMIT not counted)\n",
            per_stmt, (mean("on", "units") > 0 ? mean("on", "stmts") / mean("on", "units") : 0)
     if (mean("on", "broker") >= 0 && mean("off", "broker") >= 0)
-      printf "broker JVM CPU per unit: off %.1f us, on %.1f us\n", mean("off", "broker"), mean("on", "broker")
+      printf "broker JVM CPU per unit: off %.1f us, on %.1f us (of which its JIT compiler threads: off %.1f us, on %.1f us)\n",
+             mean("off", "broker"), mean("on", "broker"), mean("off", "jit"), mean("on", "jit")
   }'
