@@ -74,6 +74,13 @@ int main(int argc, char** argv) {
                  "is found on reconnect and those units are applied again")
       ->check(CLI::IsMember({"on", "off", "local", "remote_write", "remote_apply"}))
       ->capture_default_str();
+  app.add_option("--deadlock-timeout-ms", options.deadlock_timeout_ms,
+                 "deadlock_timeout of the executor's shadow sessions (0: the server's); batches of two partitions "
+                 "can deadlock where the primary's units did not, and each waits this long before one is rerun "
+                 "unit by unit. Needs a superuser or GRANT SET ON PARAMETER deadlock_timeout; otherwise the "
+                 "server's is kept and the executor says so")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--max-sql-bytes", options.limits.max_sql_bytes, "longer statements are dead-lettered")
       ->capture_default_str();
   app.add_option("--max-record-bytes", options.limits.max_record_bytes, "larger records are dead-lettered")

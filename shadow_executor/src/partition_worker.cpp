@@ -248,7 +248,7 @@ bool PartitionWorker::sleep_unless_stopping(milliseconds duration) {
   return wake_.wait_for(lock, duration, [this] { return stopping_; });
 }
 
-std::string PartitionWorker::session_dsn() const {
+std::string PartitionWorker::session_dsn(bool with_deadlock_timeout) const {
   // Startup parameters, not SETs: the RESET ALL after a unit that SET
   // something returns to them. The application name lets an operator (or a
   // test) find this partition's session.
@@ -256,9 +256,35 @@ std::string PartitionWorker::session_dsn() const {
   std::string options = conninfo.get("options");
   if (!options.empty()) options += ' ';
   options += "-c synchronous_commit=" + shared_.options.synchronous_commit;
+  if (with_deadlock_timeout) options += " -c deadlock_timeout=" + std::to_string(shared_.options.deadlock_timeout_ms);
   return conninfo.with("application_name", "shadow-executor/p" + std::to_string(id_.partition))
       .with("options", std::move(options))
       .str();
+}
+
+std::unique_ptr<pg::Connection> PartitionWorker::open_session() {
+  const bool with_deadlock_timeout =
+      shared_.options.deadlock_timeout_ms > 0 && !shared_.deadlock_timeout_refused.load();
+  try {
+    return std::make_unique<pg::Connection>(session_dsn(with_deadlock_timeout));
+  } catch (const Failure& failure) {
+    // A role that may not set it is refused at connect ("permission denied
+    // to set parameter "deadlock_timeout""); the parameter's name is in the
+    // message whatever the server's language.
+    if (!with_deadlock_timeout || std::string_view(failure.what()).find("deadlock_timeout") == std::string_view::npos) {
+      throw;
+    }
+    if (!shared_.deadlock_timeout_refused.exchange(true)) {
+      const std::string_view why = failure.what();
+      log("the shadow refused deadlock_timeout=" + std::to_string(shared_.options.deadlock_timeout_ms) +
+          "ms for the executor's sessions (" + std::string(why.substr(0, why.find(" — "))) +
+          "); they keep the server's, so batches of two partitions that deadlock each wait that long before one "
+          "is run again unit by unit. To lower it, as a superuser on the shadow: GRANT SET ON PARAMETER "
+          "deadlock_timeout TO <the executor's role>, or start with --deadlock-timeout-ms 0 to keep the server's "
+          "without this message");
+    }
+    return std::make_unique<pg::Connection>(session_dsn(false));
+  }
 }
 
 bool PartitionWorker::connect() {
@@ -267,7 +293,7 @@ bool PartitionWorker::connect() {
   for (;;) {
     if (stopping()) return false;
     try {
-      auto connection = std::make_unique<pg::Connection>(session_dsn());
+      auto connection = open_session();
       const bool triggers_or_rules = shadow_has_triggers_or_rules(*connection);
       {
         std::lock_guard lock(mutex_);

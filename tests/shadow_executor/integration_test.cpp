@@ -1057,22 +1057,23 @@ TEST(ExecutorIntegration, TheNextOwnerRepublishesExactlyTheResultsABatchCommitte
 // The progress stamp (issue 10): every result says below which source offset
 // every result already stands in its partition, also for results
 // re-published from shadowpipe.results_log on assignment.
-// The executor's own session settings (its synchronous_commit, the
-// application_name that names a partition's session) survive the RESET ALL
-// that follows a unit which SET something: they are the session's startup
-// values, not SETs a RESET undoes. The shadow's default here is off, the
-// executor asks for on.
+// The executor's own session settings (its synchronous_commit and
+// deadlock_timeout, the application_name that names a partition's session)
+// survive the RESET ALL that follows a unit which SET something: they are the
+// session's startup values, not SETs a RESET undoes. The shadow's default
+// here is off and 1s, the executor asks for on and 37 ms.
 TEST(ExecutorIntegration, ItsSessionSettingsOutliveATrafficUnitsResetAll) {
   Topics topics(1);
   ScratchDatabase shadow(shadow_dsn(), "exec_settings");
   {
     sp::pg::Connection admin(shadow.dsn());
-    admin.exec_checked("CREATE TABLE seen (label text, sync text, app text)");
+    admin.exec_checked("CREATE TABLE seen (label text, sync text, deadlock text, app text)");
     ASSERT_EQ(std::string(admin.exec_checked("SHOW synchronous_commit").value(0, 0)), "off");
+    ASSERT_EQ(std::string(admin.exec_checked("SHOW deadlock_timeout").value(0, 0)), "1s");
   }
   auto seen = [](const std::string& label) {
     return make_statement("INSERT INTO seen SELECT $1, current_setting('synchronous_commit'), "
-                          "current_setting('application_name')",
+                          "current_setting('deadlock_timeout'), current_setting('application_name')",
                           {label});
   };
   topics.produce(make_request("before", "k", TxMode::autocommit, {seen("before")}));
@@ -1082,14 +1083,109 @@ TEST(ExecutorIntegration, ItsSessionSettingsOutliveATrafficUnitsResetAll) {
   const std::string group = unique_name("settings-group");
   auto options = base_options(topics, shadow.dsn(), group);
   options.synchronous_commit = "on";
+  options.deadlock_timeout_ms = 37;
   RunningExecutor running(std::move(options));
   ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
   sp::pg::Connection check(shadow.dsn());
-  const auto rows = check.exec_checked("SELECT label || ' ' || sync || ' ' || app FROM seen ORDER BY label DESC");
+  const auto rows =
+      check.exec_checked("SELECT label || ' ' || sync || ' ' || deadlock || ' ' || app FROM seen ORDER BY label DESC");
   ASSERT_EQ(rows.rows(), 2);
-  EXPECT_EQ(std::string(rows.value(0, 0)), "before on shadow-executor/p0");
-  EXPECT_EQ(std::string(rows.value(1, 0)), "after on shadow-executor/p0") << "RESET ALL undid the executor's settings";
+  EXPECT_EQ(std::string(rows.value(0, 0)), "before on 37ms shadow-executor/p0");
+  EXPECT_EQ(std::string(rows.value(1, 0)), "after on 37ms shadow-executor/p0")
+      << "RESET ALL undid the executor's settings";
   EXPECT_EQ(running.stop(), 0);
+}
+
+// deadlock_timeout needs a superuser or GRANT SET ON PARAMETER: a role
+// without either is refused at connect when it asks for it. The executor
+// then connects without it, keeps the server's and applies as before.
+TEST(ExecutorIntegration, ARoleThatMayNotSetDeadlockTimeoutKeepsTheServersAndApplies) {
+  Topics topics(2);
+  ScratchDatabase shadow(shadow_dsn(), "exec_deadlock_role");
+  std::string role = unique_name("exec_dl_role");
+  for (auto& c : role) c = c == '-' ? '_' : c;
+  std::string server_default;
+  {
+    sp::pg::Connection admin(shadow.dsn());
+    admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+    admin.exec_checked("GRANT CONNECT ON DATABASE " + shadow.name() + " TO " + role);
+    admin.exec_checked("CREATE SCHEMA shadowpipe AUTHORIZATION " + role);
+    admin.exec_checked("CREATE TABLE seen (label text, deadlock text)");
+    admin.exec_checked("GRANT USAGE ON SCHEMA public TO " + role);
+    admin.exec_checked("GRANT SELECT, INSERT ON seen TO " + role);
+    server_default = admin.exec_checked("SHOW deadlock_timeout").value(0, 0);
+  }
+  for (int i = 0; i < 6; ++i) {
+    const std::string label = "unit-" + std::to_string(i);
+    topics.produce(make_request(label, "key-" + std::to_string(i), TxMode::autocommit,
+                                {make_statement("INSERT INTO seen SELECT $1, current_setting('deadlock_timeout')",
+                                                {label})}));
+  }
+  topics.flush();
+  auto options = base_options(topics, shadow.dsn() + " user=" + role, unique_name("dl-role-group"));
+  options.deadlock_timeout_ms = 37;
+  RunningExecutor running(options);
+  ASSERT_TRUE(wait_applied(shadow.dsn(), options.group, topics, 30s)) << "the refused setting kept it from connecting";
+  sp::pg::Connection check(shadow.dsn());
+  const auto rows = check.exec_checked("SELECT count(*), count(*) FILTER (WHERE deadlock = $1) FROM seen",
+                                       {server_default});
+  EXPECT_EQ(std::string(rows.value(0, 0)), "6");
+  EXPECT_EQ(std::string(rows.value(0, 1)), "6") << "every session keeps the server's " << server_default;
+  EXPECT_EQ(running.stop(), 0);
+}
+
+// Two partitions' units that lock the same two rows in opposite orders,
+// which the primary ran at different times, deadlock when the shadow runs
+// them at once: the victim is run again, and every unit's result is what it
+// was on the primary, not the shadow's deadlock.
+TEST(ExecutorIntegration, UnitsThatDeadlockEachOtherOnTheShadowGetTheirOwnResults) {
+  Topics topics(2);
+  ScratchDatabase shadow(shadow_dsn(), "exec_deadlock");
+  {
+    sp::pg::Connection admin(shadow.dsn());
+    admin.exec_checked("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)");
+    admin.exec_checked("INSERT INTO accounts VALUES (1, 0), (2, 0)");
+  }
+  auto update = [](int id) { return make_statement("UPDATE accounts SET balance = balance + 1 WHERE id = $1",
+                                                   {std::to_string(id)}); };
+  // Partition 0: row 1, a pause, row 2; partition 1: row 2, a pause, row 1.
+  for (int partition : {0, 1}) {
+    const int first = partition == 0 ? 1 : 2, second = partition == 0 ? 2 : 1;
+    const std::string key = "p" + std::to_string(partition);
+    const auto request = make_request(key, key, TxMode::commit,
+                                      {update(first), make_statement("SELECT pg_sleep(0.3)"), update(second)});
+    topics.produce_raw(key, sp::wire::encode(request), partition);
+  }
+  topics.flush();
+  const auto deadlocks = [&] {
+    sp::pg::Connection check(shadow.dsn());
+    return std::stoll(std::string(
+        check.exec_checked("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").value(0, 0)));
+  };
+  const auto deadlocks_before = deadlocks();
+  auto options = base_options(topics, shadow.dsn(), unique_name("deadlock-group"));
+  options.deadlock_timeout_ms = 37;
+  RunningExecutor running(options);
+  ASSERT_TRUE(wait_applied(shadow.dsn(), options.group, topics, 30s));
+  auto results = topics.results_by_request(2, 20s);
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& [name, result] : results) {
+    for (const auto& statement : result.statements) {
+      EXPECT_EQ(statement.result.status, Status::ok)
+          << name << ": " << statement.result.sqlstate << " " << statement.result.message;
+    }
+  }
+  EXPECT_EQ(table_checksum(shadow.dsn(), "(SELECT id, balance FROM accounts ORDER BY id)"),
+            table_checksum(shadow.dsn(), "(VALUES (1, 2), (2, 2))"));
+  // A backend reports its deadlocks to pg_stat_database when idle for a
+  // while or when it exits: stop the executor, then read.
+  EXPECT_EQ(running.stop(), 0);
+  auto seen = deadlocks();
+  for (int i = 0; i < 50 && seen == deadlocks_before; ++i) {
+    std::this_thread::sleep_for(100ms);
+    seen = deadlocks();
+  }
+  EXPECT_GT(seen, deadlocks_before) << "the units did not deadlock: the test no longer tests the rerun";
 }
 
 TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {

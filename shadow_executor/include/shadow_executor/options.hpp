@@ -78,6 +78,16 @@ struct Options {
   // Set as a startup parameter (partition_worker.cpp), so a unit's RESET ALL
   // keeps it.
   std::string synchronous_commit = "off";
+  // deadlock_timeout of the executor's shadow sessions, in ms (0: the
+  // server's). Two partitions' batches can deadlock where the primary,
+  // committing unit by unit, did not; both then wait deadlock_timeout (1 s by
+  // default) before one is chosen and its batch is run again unit by unit.
+  // Those waits held bench/executor_vs_pgbench.sh to 0.32 of pgbench; 20 ms
+  // gave 0.80 (docs/BENCHMARKS.md). The setting needs a superuser or
+  // GRANT SET ON PARAMETER deadlock_timeout (PostgreSQL 15); without either
+  // the sessions keep the server's and the executor says so once.
+  // A startup parameter, like synchronous_commit.
+  int deadlock_timeout_ms = 20;
   std::chrono::milliseconds shutdown_deadline{15000};
   std::chrono::milliseconds commit_interval{1000};
   // How long the first connection to the shadow is retried at startup (a

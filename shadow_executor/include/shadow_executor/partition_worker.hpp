@@ -111,7 +111,10 @@ class PartitionWorker {
 
   bool connect();
   // The shadow DSN with this partition's session settings as startup parameters.
-  std::string session_dsn() const;
+  std::string session_dsn(bool with_deadlock_timeout) const;
+  // A connection with them; without deadlock_timeout, for good, once the
+  // shadow refuses it to the executor's role (said once).
+  std::unique_ptr<pg::Connection> open_session();
   // After a connect: stops the worker when the shadow's position is below
   // what it applied (see went_back_to()).
   bool went_back();

@@ -83,6 +83,9 @@ struct Shared {
   std::unique_ptr<kafka::Producer> producer;
   std::atomic<bool> shutting_down{false};
   std::atomic<bool> shadow_ddl_seen{false};  // RunnerConfig::ddl_seen
+  // The shadow refused the sessions' deadlock_timeout (Options::deadlock_timeout_ms):
+  // every partition connects without it from then on.
+  std::atomic<bool> deadlock_timeout_refused{false};
 
   std::mutex failed_mutex;
   std::vector<FailedDelivery> failed;
