@@ -51,7 +51,12 @@ int main(int argc, char** argv) {
                  "capture a plan again when a statement takes this many times its running median")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--queue-capacity", options.queue_capacity, "queued requests per partition before it is paused")
+  app.add_option("--queue-capacity", options.queue_capacity,
+                 "queued requests per partition before it is paused (resumed when both bounds are at half)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--queue-bytes", options.queue_bytes,
+                 "bytes of queued requests per partition before it is paused (resumed when both bounds are at half)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--batch-units", options.batch_units,

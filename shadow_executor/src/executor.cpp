@@ -336,14 +336,25 @@ struct Executor::Impl {
     auto found = workers.find(partition);
     if (found == workers.end()) return;  // revoked meanwhile; its next owner reads it from shadowpipe.applied
     found->second->push(std::move(message));
-    if (found->second->queued() >= options.queue_capacity && !paused.contains(partition)) set_paused(partition, true);
+    const auto backlog = found->second->backlog();
+    if ((backlog.units >= options.queue_capacity || backlog.bytes >= options.queue_bytes) &&
+        !paused.contains(partition)) {
+      set_paused(partition, true);
+    }
   }
 
   void resume_drained() {
     std::vector<int32_t> drained;
     for (auto partition : paused) {
       auto found = workers.find(partition);
-      if (found == workers.end() || found->second->queued() <= options.queue_capacity / 2) drained.push_back(partition);
+      if (found == workers.end()) {
+        drained.push_back(partition);
+        continue;
+      }
+      const auto backlog = found->second->backlog();
+      if (backlog.units <= options.queue_capacity / 2 && backlog.bytes <= options.queue_bytes / 2) {
+        drained.push_back(partition);
+      }
     }
     for (auto partition : drained) set_paused(partition, false);
   }

@@ -18,14 +18,15 @@ bool explainable(statement::Kind kind) { return kind == statement::Kind::read ||
 void PartitionWorker::push(kafka::Message message) {
   {
     std::lock_guard lock(mutex_);
+    queued_bytes_ += message.payload().size();
     queue_.push_back(std::move(message));
   }
   wake_.notify_one();
 }
 
-size_t PartitionWorker::queued() const {
+PartitionWorker::Backlog PartitionWorker::backlog() const {
   std::lock_guard lock(mutex_);
-  return queue_.size();
+  return {queue_.size(), queued_bytes_};
 }
 
 void PartitionWorker::stop(Clock::time_point deadline) {
@@ -33,6 +34,7 @@ void PartitionWorker::stop(Clock::time_point deadline) {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     queue_.clear();
+    queued_bytes_ = 0;
   }
   wake_.notify_all();
   if (!thread_.joinable()) return;
@@ -58,6 +60,7 @@ std::optional<PartitionWorker::Unit> PartitionWorker::take() {
       if (stopping_ || queue_.empty()) return std::nullopt;
       message = std::move(queue_.front());
       queue_.pop_front();
+      queued_bytes_ -= message.payload().size();
     }
     if (message.offset() < next_offset_.load()) continue;  // applied before (a re-fetch after resume)
     Unit unit;
@@ -342,6 +345,7 @@ bool PartitionWorker::went_back() {
   went_back_to_ = applied;
   stopping_ = true;
   queue_.clear();
+  queued_bytes_ = 0;
   return true;
 }
 

@@ -1295,6 +1295,44 @@ TEST(ExecutorIntegration, ARetentionGapIsAnnouncedOnceAndARecordersGapIsPassedOv
   EXPECT_TRUE(topics.read_all(topics.dlq(), 1, 3s).empty()) << "a gap record is not a bad record";
 }
 
+// A partition is paused when its queue holds --queue-bytes, however few
+// units that is: behind a slow unit, the executor holds the first request or
+// two, not the topic. Shown by retention deleting records meanwhile: what a
+// paused partition had not fetched is announced as a gap, not applied.
+TEST(ExecutorIntegration, AQueueFullByBytesPausesItsPartition) {
+  Topics topics(1);
+  ScratchDatabase shadow(shadow_dsn(), "exec_queue_bytes");
+  const std::string group = unique_name("queue-bytes-group");
+  topics.produce(make_request("slow", "k", TxMode::autocommit, {make_statement("SELECT pg_sleep(3)")}));
+  for (int i = 1; i <= 20; ++i) {
+    topics.produce(make_request("r-" + std::to_string(i), "k", TxMode::autocommit,
+                                {make_statement("SELECT $1::int", {std::to_string(i)})}));
+  }
+  topics.flush();
+  auto options = base_options(topics, shadow.dsn(), group);
+  options.queue_bytes = 1;  // every request is more: paused after each
+  ASSERT_GE(options.queue_capacity, 1000u) << "the unit bound alone would pause it";
+  RunningExecutor running(std::move(options));
+  {
+    sp::pg::Connection conn(shadow.dsn());
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < until &&
+           conn.exec_checked("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)'")
+                   .value(0, 0) == "0") {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  delete_records(topics.requests(), 0, 15);
+  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  EXPECT_EQ(running.stop(), 0);
+  const auto records = topics.read_placed(topics.results(), 1 + 1 + 6, 30s);
+  const auto [gaps, ids] = gaps_and_results(records);
+  ASSERT_EQ(gaps.size(), 1u) << "the partition was not paused: it had fetched what retention deleted";
+  EXPECT_LE(gaps[0].from_offset, 3);
+  EXPECT_EQ(gaps[0].to_offset, 15);
+  EXPECT_EQ(ids.size() + gaps[0].units, 21u);
+}
+
 // Retention overtaking a running executor (issue 10): while the partition
 // is paused behind a slow unit, the requests after it are deleted; librdkafka
 // resumes at the earliest offset left, and the worker announces the skipped

@@ -54,11 +54,17 @@ struct Options {
   double plan_latency_factor = 5.0;  // re-plan when latency > factor x running median
   kafka::Properties kafka;           // bootstrap.servers and -X passthrough
   wire::Limits limits;
-  // Per partition; the partition is paused above it and resumed at half.
-  // librdkafka drops a paused partition's prefetched records and fetches
-  // them again on resume, so a small queue starves the worker (512 held the
-  // benchmark to ~2,400 units/s whatever the shadow could do).
-  size_t queue_capacity = 4096;
+  // Per partition; the partition is paused above either bound and resumed
+  // when both are at half. librdkafka drops a paused partition's prefetched
+  // records and fetches them again on resume, which takes up to ~0.5 s, so
+  // the half left must outlast that: 512 units held the benchmark to ~2,400
+  // units/s whatever the shadow could do; 4096 left the pipelined workers
+  // waiting for units 14-35 % of the time (0.88 of pgbench) where 16384 left
+  // them 0 % (0.96-1.25), for ~6 MB more a partition at 300-byte requests
+  // (docs/BENCHMARKS.md). The byte bound keeps large requests from making
+  // that a gigabyte.
+  size_t queue_capacity = 16384;
+  size_t queue_bytes = size_t{8} << 20;
   // Group commit: a partition worker runs the units already queued (never
   // waiting for more), up to this many units or kMaxBatchStatements
   // statements, in one shadow transaction. 1: one transaction per unit.

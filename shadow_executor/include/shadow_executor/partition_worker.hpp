@@ -41,7 +41,12 @@ class PartitionWorker {
 
   void push(kafka::Message message);
 
-  size_t queued() const;
+  // What waits in the queue: units and their payloads' bytes (read together).
+  struct Backlog {
+    size_t units = 0;
+    size_t bytes = 0;
+  };
+  Backlog backlog() const;
 
   int64_t next_offset() const { return next_offset_.load(); }
 
@@ -145,6 +150,7 @@ class PartitionWorker {
   std::condition_variable wake_;
   std::condition_variable finished_;
   std::deque<kafka::Message> queue_;
+  size_t queued_bytes_ = 0;  // the payloads in queue_
   std::optional<Unit> carry_;  // taken from the queue but left for the next batch (worker thread only)
   int64_t expected_offset_;     // the offset after the last one taken (worker thread only)
   bool stopping_ = false;
