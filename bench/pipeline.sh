@@ -14,22 +14,27 @@
 # follows).
 #
 #   eval "$(scripts/stack env)"
-#   bench/pipeline.sh [--rates "100 200 400 800 1600"] [--seconds 20] [--settle 30] [--concurrency 4] [--bin build/bin]
+#   bench/pipeline.sh [--rates "100 200 400 800 1600"] [--seconds 20] [--settle 30] [--warmup 10] [--concurrency 4] [--bin build/bin]
 #                     [--recorder-arg ARG]... [--executor-arg ARG]...
 #
+# --warmup S (default 10; 0 for none): a run at the first rate, waited for and
+# not reported, before the steps: a broker started a moment before compiles
+# its produce and fetch paths during the first runs (docs/BENCHMARKS.md), and
+# the executors and comparator join their groups then too.
 # --recorder-arg / --executor-arg pass one argument to every shop-loadgen /
 # shadow-executor run (e.g. --executor-arg -X --executor-arg linger.ms=5), to
 # weigh a setting's cost against capture->decision latency.
 # The comparator's /metrics is on SHADOWPIPE_BENCH_METRICS_PORT (16795).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-rates="100 200 400 800 1600" seconds=20 settle=30 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin}
+rates="100 200 400 800 1600" seconds=20 settle=30 warmup=10 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin}
 recorder_args=() executor_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) rates=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --settle) settle=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --recorder-arg) recorder_args+=("$2"); shift 2 ;;
@@ -73,8 +78,24 @@ scrape() { curl -sf "127.0.0.1:$metrics_port/metrics" >"$1" || { echo "pipeline:
 # Decisions so far (joined pairs and shadow_missing alike) from a scrape.
 decided_in() { sed -n 's/^shadowpipe_comparator_decision_lag_seconds_count //p' "$1" | cut -d. -f1; }
 
-printf '%-8s %10s %10s %10s %10s %8s\n' offered achieved p50_ms p99_ms decided bounded
 published_total=0 sustained=0
+if [ "$warmup" -gt 0 ]; then
+  first_rate=${rates%% *}
+  out=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --topic "$run.requests" --rate "$first_rate" \
+          --concurrency "$concurrency" --duration "$warmup" --seed 1 ${recorder_args[@]+"${recorder_args[@]}"} \
+          2>>"$work/loadgen.log")
+  published=$(printf '%s\n' "$out" | sed -n 's/.* published=\([0-9]*\).*/\1/p')
+  [ -n "$published" ] || { echo "pipeline: shop-loadgen (warm-up) said: $out" >&2; exit 1; }
+  published_total=$((published_total + published))
+  warmed=no
+  for _ in $(seq 1 "$settle"); do
+    scrape "$work/warmup.prom"
+    if [ "$(decided_in "$work/warmup.prom")" -ge "$published_total" ]; then warmed=yes; break; fi
+    sleep 1
+  done
+  echo "pipeline: warm-up at $first_rate units/s for $warmup s: $published units, all decided: $warmed (not counted)" >&2
+fi
+printf '%-8s %10s %10s %10s %10s %8s\n' offered achieved p50_ms p99_ms decided bounded
 declare -A p99_at=()
 for rate in $rates; do
   scrape "$work/before-$rate.prom"
