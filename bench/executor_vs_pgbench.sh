@@ -25,6 +25,7 @@
 # shadow has pg_stat_statements in shared_preload_libraries, the commands the
 # server ran per unit and their execution time, the top ones by calls (the
 # same for pgbench per statement). The load average is printed with each.
+# BENCH_PGBENCH_SECONDS (default 15): the length of each pgbench run.
 # BENCH_WARMUP_UNITS (default 10000; 0 for none): an executor run over a
 # topic of its own goes first and is not counted. A broker started a moment
 # before compiles its fetch and transaction paths during the first run: its
@@ -47,7 +48,7 @@ shift $(( $# < 3 ? $# : 3 ))
 extra_args=("$@")
 : "${SHADOW_DSN:?run eval \"\$(scripts/stack env)\" first}" "${SHADOWPIPE_BROKERS:?}"
 rows=10000
-seconds=15
+seconds=${BENCH_PGBENCH_SECONDS:-15}  # each pgbench run
 stamp=$(date +%s%N)
 db=bench_exec_$stamp
 topic=bench-requests-$stamp

@@ -56,7 +56,9 @@ cleanup() {
   echo "pipeline: logs in $work" >&2
 }
 trap cleanup EXIT
-export PRIMARY_DSN="$PRIMARY_DSN dbname=shop" SHADOW_DSN="$SHADOW_DSN dbname=shop"
+# The shop's database: "shop" unless the DSN names one.
+with_shop_database() { case " $1" in *" dbname="*) echo "$1" ;; *) echo "$1 dbname=shop" ;; esac; }
+export PRIMARY_DSN=$(with_shop_database "$PRIMARY_DSN") SHADOW_DSN=$(with_shop_database "$SHADOW_DSN")
 
 echo "pipeline: preparing the shop (primary, shadow clone, safe migration)" >&2
 "$root/scripts/shop-prepare" --migration safe >"$work/prepare.log" 2>&1

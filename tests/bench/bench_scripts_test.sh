@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The benchmark commands docs/BENCHMARKS.md records figures with still run
+# on the stack and print their figures: each briefly and small (this checks
+# that they work, not what they measure), in databases of their own.
+#   bench_scripts_test.sh <build dir>
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=$1
+: "${PRIMARY_DSN:?}" "${SHADOW_DSN:?}" "${SHADOWPIPE_BROKERS:?}"
+db=bench_scripts_$$
+export PRIMARY_DSN="$PRIMARY_DSN dbname=$db" SHADOW_DSN="$SHADOW_DSN dbname=$db"
+cleanup() {
+  for dsn in "$PRIMARY_DSN" "$SHADOW_DSN"; do
+    psql "$dsn dbname=postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+failed=0
+expect() {  # what, pattern, output
+  if grep -qE "$2" <<<"$3"; then
+    echo "ok: $1"
+  else
+    echo "FAILED: $1: no line matching /$2/ in:"; echo "$3" | tail -n 30; failed=1
+  fi
+}
+
+"$root/scripts/shop-prepare" --migration safe >/dev/null 2>&1
+
+out=$("$root/bench/loadgen_overhead.sh" --seconds 2 --rounds 1 --concurrency 2 --warmup 1 --bin "$build/bin" 2>&1)
+expect "loadgen_overhead: the ratio" 'ratio on/off [0-9]+\.[0-9]+' "$out"
+expect "loadgen_overhead: the cost per statement" 'recording per recorded statement: \+-?[0-9]+\.[0-9] us' "$out"
+expect "loadgen_overhead: the broker and its JIT" 'broker JVM CPU per unit: off [0-9.]+ us, on [0-9.]+ us \(of which its JIT' "$out"
+
+out=$(BENCH_PGBENCH_SECONDS=2 BENCH_WARMUP_UNITS=300 "$root/bench/executor_vs_pgbench.sh" 2 3000 "$build" 2>&1)
+expect "executor_vs_pgbench: plain" 'ratio executor/pgbench: +[0-9]+\.[0-9]+' "$out"
+expect "executor_vs_pgbench: pipelined" 'ratio executor --pipeline/pgbench: +[0-9]+\.[0-9]+' "$out"
+expect "executor_vs_pgbench: the CPU ceiling" 'CPU-bound ceiling of the ratios' "$out"
+
+out=$("$root/bench/pipeline.sh" --rates "100" --seconds 2 --settle 60 --warmup 1 --bin "$build/bin" 2>&1)
+expect "pipeline: a bounded step" '^100 +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +yes$' "$out"
+expect "pipeline: the ceiling" 'highest rate sustained through the pipeline: [0-9]+ units/s' "$out"
+
+exit "$failed"
