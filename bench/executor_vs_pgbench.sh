@@ -136,11 +136,17 @@ run_pgbench() {
   local out reaped_start broker_start client
   reaped_start=$(reaped_ticks); broker_start=$(process_ticks "$broker")
   out=$(TIMEFORMAT='%U %S'; { time pgbench -n -M extended -c "$connections" -j "$connections" -T "$seconds" \
-    -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>/dev/null; } 2>"$work/pgbench-time")
+    -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>"$work/pgbench-errors"; } 2>"$work/pgbench-time")
   client=$(awk '{print $1 + $2}' "$work/pgbench-time")
   local count tps
   count=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+  if [[ -z $count || $count == 0 ]]; then
+    # A run that did not happen must not read as a ratio.
+    echo "executor_vs_pgbench: pgbench ($1) ran no transaction:" >&2
+    tail -n 20 "$work/pgbench-errors" >&2
+    exit 1
+  fi
   sleep 1
   {
     echo "pgbench $1: $(printf '%.0f' "$tps") statements/s, load average $(load)"
@@ -246,6 +252,17 @@ run_executor() {
   [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
   local measured=$(( units - start_units )) hz
   hz=$(getconf CLK_TCK)
+  if (( measured <= 0 )); then
+    # All applied before the measurement began: nothing to divide by. Fine
+    # for the warm-up, which only has to have run.
+    echo '\q' >&"${PSQL[1]}"
+    wait "$PSQL_PID" 2>/dev/null || true
+    kill "$executor_pid" && wait "$executor_pid" || true
+    executor_pid=
+    [[ $label == warmup ]] && { echo 0; return; }
+    echo "executor_vs_pgbench: the $label run applied all $units units before it could be measured: give it more" >&2
+    exit 1
+  fi
   {
     printf 'executor %s: %.0f statements/s over %s units, load average %s at start, %s at end\n' "$label" \
       "$(echo "$measured / ($end - $start)" | bc -l)" "$measured" "$load_start" "$(load)"
