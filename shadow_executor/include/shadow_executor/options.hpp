@@ -56,8 +56,8 @@ struct Options {
   wire::Limits limits;
   // Per partition; the partition is paused above either bound and resumed
   // when both are at half. librdkafka drops a paused partition's prefetched
-  // records and fetches them again on resume, which takes up to ~0.5 s, so
-  // the half left must outlast that: 512 units held the benchmark to ~2,400
+  // records and fetches them again on resume, so the half left must outlast
+  // that refetch (it did not always at 4096): 512 units held the benchmark to ~2,400
   // units/s whatever the shadow could do; 4096 left the pipelined workers
   // waiting for units 14-35 % of the time (0.88 of pgbench) where 16384 left
   // them 0 % (0.96-1.25), for ~6 MB more a partition at 300-byte requests
