@@ -67,8 +67,8 @@ struct Shared {
 // counts for that many. Reading that clock is a system call (about 0.5 us on
 // this project's VMs) and part of two of them falls inside every timed
 // interval: weighted by kTimedEvery, that was 4 us a timed call of nothing.
-// So the clock's own share, measured on this thread at construction (the
-// median of empty intervals), is taken off each sample. The draw is a hash of
+// So the clock's own share, measured at construction (the mean of empty
+// intervals, the highest 2 % left out), is taken off each sample. The draw is a hash of
 // a counter, so the caller's random sequence is the same timed or not.
 class SampledThreadCpu {
  public:
