@@ -974,6 +974,54 @@ TEST(Comparator, AFailureWhileItHoldsPartitionsEndsInTheReasonAndExitTwoNotACras
   EXPECT_TRUE(log_contains(log, "error: cannot look up offsets of " + topics.mismatches)) << log_tail(log);
 }
 
+// What a scale-out run saw once: comparator-1, which the group coordinator
+// no longer counted as a member while comparator-3 joined, had the offsets
+// of its transaction refused (UNKNOWN_MEMBER_ID) and was sent SIGTERM. Here
+// the membership ends the way a machine too busy for heartbeats ends it: the
+// process is frozen (SIGSTOP) past its session timeout while another member
+// holds the other pair, then resumed and stopped at once, a moment later,
+// and a while later. Every stop must end in a clean exit.
+TEST(Comparator, StoppedJustAfterTheGroupDroppedItExitsCleanly) {
+  ASSERT_TRUE(std::filesystem::exists(comparator_binary())) << comparator_binary();
+  int refused = 0;
+  for (const auto after_resume : {0ms, 300ms, 1500ms}) {
+    SCOPED_TRACE("SIGTERM " + std::to_string(after_resume.count()) + " ms after SIGCONT");
+    Broker broker;
+    auto topics = broker.create(2);
+    const std::string group = sp::testing::unique_name("cmp-dropped");
+    const std::string log = "/tmp/" + group + ".log";
+    const pid_t comparator = start_binary(topics, group, "3000", log);
+    ASSERT_GT(comparator, 0);
+    ChildGuard guard{comparator};
+    GroupMember other(group, topics);
+    const auto settled = std::chrono::steady_clock::now() + 60s;
+    while (other.assigned() != 2 && std::chrono::steady_clock::now() < settled) std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(other.assigned(), 2) << "the other member holds one pair of two; " << log_tail(log);
+    // The comparator decides its pair's half and commits it: each later
+    // cycle sends those offsets again, with the member id it had.
+    publish_pairs(broker, topics, 0, 200, "d");
+    const auto committed = std::chrono::steady_clock::now() + 60s;
+    while (std::max(committed_offset(group, topics.requests, 0), committed_offset(group, topics.requests, 1)) < 100 &&
+           std::chrono::steady_clock::now() < committed) {
+      std::this_thread::sleep_for(200ms);
+    }
+    ASSERT_EQ(std::max(committed_offset(group, topics.requests, 0), committed_offset(group, topics.requests, 1)), 100)
+        << log_tail(log);
+    ASSERT_EQ(kill(comparator, SIGSTOP), 0);
+    std::this_thread::sleep_for(10s);  // past session.timeout.ms (6 s): the coordinator drops it
+    ASSERT_EQ(kill(comparator, SIGCONT), 0);
+    std::this_thread::sleep_for(after_resume);
+    ASSERT_EQ(kill(comparator, SIGTERM), 0);
+    const auto status = wait_exit(comparator, 90s);
+    ASSERT_TRUE(status.has_value()) << "still running 90 s after SIGTERM; " << log_tail(log);
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status) << "; " << log_tail(log);
+    // The path under test: the offsets of its transaction were refused.
+    EXPECT_TRUE(log_contains(log, "adding the offsets to the transaction failed")) << log_tail(log);
+    refused += log_contains(log, "(Broker: Unknown member)");
+  }
+  std::cout << "stops after offsets refused with UNKNOWN_MEMBER_ID: " << refused << " of 3\n";
+}
+
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
   Broker broker;
   auto topics = broker.create(6);
