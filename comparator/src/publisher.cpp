@@ -72,12 +72,16 @@ bool TransactionalPublisher::retry(const char* what, const std::function<rd_kafk
 }
 
 void TransactionalPublisher::start() {
+  if (!open()) throw Failure("stopped before the transactional producer " + transactional_id_ + " was ready");
+}
+
+bool TransactionalPublisher::open() {
   for (;;) {
     const bool ready = retry("initializing the transactional producer",
                              [&] { return rd_kafka_init_transactions(producer_->get(), 30'000); }) &&
                        retry("beginning a transaction", [&] { return rd_kafka_begin_transaction(producer_->get()); });
-    if (ready) return;
-    if (stop_->load()) throw Failure("stopped before the transactional producer " + transactional_id_ + " was ready");
+    if (ready) return true;
+    if (stop_->load()) return false;
     std::this_thread::sleep_for(1s);
     create_producer();
   }
@@ -119,11 +123,14 @@ TransactionalPublisher::Outcome TransactionalPublisher::commit(const kafka::Part
   if (abort_error) {
     log(std::string("aborting the transaction failed: ") + rd_kafka_error_string(abort_error.get()) +
         "; recreating the producer (fences the old one)");
+  }
+  if (abort_error || !retry("beginning a transaction", [&] { return rd_kafka_begin_transaction(producer_->get()); })) {
     create_producer();
-    start();
-  } else if (!retry("beginning a transaction", [&] { return rd_kafka_begin_transaction(producer_->get()); })) {
-    create_producer();
-    start();
+    // A stop that comes meanwhile is not an error (start() would throw one
+    // out of the run, for a process that was only asked to stop): the
+    // producer is left without a transaction, and what the run still
+    // publishes or commits before it ends fails and is redone by the next owner.
+    open();
   }
   return Outcome::aborted;
 }

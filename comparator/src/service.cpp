@@ -131,11 +131,16 @@ struct Comparator::Impl {
         stall_watch(options.window) {}
 
   // An exception left run() with the consumer open: closing it must not
-  // commit anything, and must not reach members already destroyed.
+  // commit anything, and must not reach members already destroyed. It is
+  // closed before it is released: close() hands the revoke of what it still
+  // holds to on_rebalance, which applies it through `consumer`, and
+  // unique_ptr::reset() empties the pointer before it deletes — a close left
+  // to the destructor called through null (SIGSEGV in place of the error).
   ~Impl() {
     abandoned = true;
     for (auto& worker : workers) worker->stop();  // their messages go before the consumer
     staged.clear();
+    if (consumer) consumer->close();
     consumer.reset();
   }
 

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -18,10 +19,13 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -649,7 +653,9 @@ std::string comparator_binary() {
   return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "shadow-comparator").string();
 }
 
-pid_t start_binary(const Topics& topics, const std::string& group, const std::string& window_ms = "3000") {
+// log_path: where the program's stdout and stderr go (empty: the test's own).
+pid_t start_binary(const Topics& topics, const std::string& group, const std::string& window_ms = "3000",
+                   const std::string& log_path = "") {
   const std::vector<std::string> args = {comparator_binary(), "--brokers", sp::testing::brokers(), "--group", group,
                                          "--requests-topic", topics.requests, "--results-topic", topics.results,
                                          "--mismatches-topic", topics.mismatches, "--summary-topic", topics.summary,
@@ -658,6 +664,13 @@ pid_t start_binary(const Topics& topics, const std::string& group, const std::st
                                          "-X", "session.timeout.ms=6000"};
   const pid_t pid = fork();
   if (pid == 0) {
+    if (!log_path.empty()) {
+      const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (log < 0) _exit(127);
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+      close(log);
+    }
     std::vector<char*> argv;
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
@@ -771,11 +784,11 @@ TEST(Comparator, ReplayAfterALongOutageDoesNotRepublishWhatWasDecidedBeforeIt) {
   EXPECT_EQ(comparator.stats().republish_suppressed, 1u);
 }
 
-// Committed offsets of a group for partition 0 of a topic (negative: none).
-int64_t committed_offset(const std::string& group, const std::string& topic) {
+// Committed offsets of a group for a partition of a topic (negative: none).
+int64_t committed_offset(const std::string& group, const std::string& topic, int32_t partition = 0) {
   sp::kafka::Consumer probe({{"bootstrap.servers", sp::testing::brokers()}, {"group.id", group}});
   sp::kafka::PartitionList list(1);
-  list.add(topic, 0);
+  list.add(topic, partition);
   if (rd_kafka_committed(probe.get(), list.get(), 10'000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
   return list[0].offset;
 }
@@ -828,6 +841,185 @@ TEST(Comparator, KilledWhileAnOldRequestWaitsAndRestartedPublishesNoShadowMissin
   auto counts = count_by_request(reader);
   EXPECT_EQ(counts.size(), static_cast<size_t>(kLater + 1));
   for (const auto& [id, count] : counts) EXPECT_EQ(count, 1) << id;
+}
+
+// The end of a program's log, for a failure message.
+std::string log_tail(const std::string& path, size_t bytes = 3000) {
+  std::ifstream file(path);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  return path + " ends with:\n" + (text.size() > bytes ? text.substr(text.size() - bytes) : text);
+}
+
+bool log_contains(const std::string& path, const std::string& text) {
+  std::ifstream file(path);
+  const std::string content((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  return content.find(text) != std::string::npos;
+}
+
+// Kills and reaps a child the test did not see end (an ASSERT returned
+// early), so no test leaves a comparator behind.
+struct ChildGuard {
+  pid_t pid;
+  ~ChildGuard() {
+    if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+// The wait status of a child once it ended, or nothing if it still ran at
+// the deadline (it is killed then).
+std::optional<int> wait_exit(pid_t pid, std::chrono::seconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return status;
+    std::this_thread::sleep_for(100ms);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return std::nullopt;
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  if (WIFEXITED(status)) return "exited with " + std::to_string(WEXITSTATUS(status));
+  return "status " + std::to_string(status);
+}
+
+void delete_topic(const std::string& topic) {
+  sp::kafka::Producer admin({{"bootstrap.servers", sp::testing::brokers()}});
+  rd_kafka_DeleteTopic_t* request = rd_kafka_DeleteTopic_new(topic.c_str());
+  auto event = sp::kafka::admin_request(
+      admin.get(), [&](rd_kafka_queue_t* queue) { rd_kafka_DeleteTopics(admin.get(), &request, 1, nullptr, queue); },
+      30s, "deleting topic " + topic);
+  rd_kafka_DeleteTopic_destroy(request);
+  const auto* result = rd_kafka_event_DeleteTopics_result(event.get());
+  ASSERT_NE(result, nullptr);
+  size_t count = 0;
+  const rd_kafka_topic_result_t** deleted = rd_kafka_DeleteTopics_result_topics(result, &count);
+  ASSERT_EQ(count, 1u);
+  ASSERT_EQ(rd_kafka_topic_result_error(deleted[0]), RD_KAFKA_RESP_ERR_NO_ERROR)
+      << rd_kafka_topic_result_error_string(deleted[0]);
+}
+
+// A plain member of a comparator group, with the comparator's assignor:
+// joining takes partition pairs from the comparators, as another instance
+// starting does, and it decides and commits nothing itself.
+class GroupMember {
+ public:
+  GroupMember(const std::string& group, const Topics& topics)
+      : consumer_({{"bootstrap.servers", sp::testing::brokers()},
+                   {"group.id", group},
+                   {"partition.assignment.strategy", "range"},
+                   {"enable.auto.commit", "false"},
+                   {"session.timeout.ms", "6000"},
+                   {"heartbeat.interval.ms", "1500"}}) {
+    consumer_.subscribe({topics.requests, topics.results});
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        consumer_.poll(100ms);
+        rd_kafka_topic_partition_list_t* assignment = nullptr;
+        if (rd_kafka_assignment(consumer_.get(), &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          assigned_ = sp::kafka::PartitionList(assignment).size();
+        }
+      }
+    });
+  }
+  ~GroupMember() {
+    stop_ = true;
+    thread_.join();
+  }
+  // Partitions (of both topics) this member holds.
+  int assigned() const { return assigned_; }
+
+ private:
+  sp::kafka::Consumer consumer_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> assigned_{0};
+  std::thread thread_;
+};
+
+// A Failure raised while the comparator holds partition pairs — here the
+// mismatches topic is deleted under it, so the read-back at its next
+// assignment cannot find it — ends the process as every Failure does: the
+// reason and exit status 2. It ended in SIGSEGV: the comparator's destructor
+// closed its consumer through unique_ptr::reset(), which empties the pointer
+// before it deletes, and close() delivers the revoke to the rebalance
+// callback, which called the consumer through that empty pointer.
+TEST(Comparator, AFailureWhileItHoldsPartitionsEndsInTheReasonAndExitTwoNotACrash) {
+  ASSERT_TRUE(std::filesystem::exists(comparator_binary())) << comparator_binary();
+  Broker broker;
+  auto topics = broker.create(2);
+  const std::string group = sp::testing::unique_name("cmp-failure");
+  publish_pairs(broker, topics, 0, 20, "f");
+  const std::string log = "/tmp/" + group + ".log";
+  const pid_t comparator = start_binary(topics, group, "3000", log);
+  ASSERT_GT(comparator, 0);
+  ChildGuard guard{comparator};
+  // Both pairs decided and committed: it holds the group's whole assignment.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while ((committed_offset(group, topics.requests, 0) < 10 || committed_offset(group, topics.requests, 1) < 10) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(committed_offset(group, topics.requests, 0), 10) << log_tail(log);
+  ASSERT_EQ(committed_offset(group, topics.requests, 1), 10) << log_tail(log);
+  delete_topic(topics.mismatches);
+  GroupMember other(group, topics);  // the rebalance gives the comparator one pair, which it reads back for
+  const auto status = wait_exit(comparator, 120s);
+  ASSERT_TRUE(status.has_value()) << "still running 120 s after its read-back could not succeed; " << log_tail(log);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << describe_status(*status) << "; " << log_tail(log);
+  EXPECT_TRUE(log_contains(log, "error: cannot look up offsets of " + topics.mismatches)) << log_tail(log);
+}
+
+// What a scale-out run saw once: comparator-1, which the group coordinator
+// no longer counted as a member while comparator-3 joined, had the offsets
+// of its transaction refused (UNKNOWN_MEMBER_ID) and was sent SIGTERM. Here
+// the membership ends the way a machine too busy for heartbeats ends it: the
+// process is frozen (SIGSTOP) past its session timeout while another member
+// holds the other pair, then resumed and stopped at once, a moment later,
+// and a while later. Every stop must end in a clean exit.
+TEST(Comparator, StoppedJustAfterTheGroupDroppedItExitsCleanly) {
+  ASSERT_TRUE(std::filesystem::exists(comparator_binary())) << comparator_binary();
+  int refused = 0;
+  for (const auto after_resume : {0ms, 300ms, 1500ms}) {
+    SCOPED_TRACE("SIGTERM " + std::to_string(after_resume.count()) + " ms after SIGCONT");
+    Broker broker;
+    auto topics = broker.create(2);
+    const std::string group = sp::testing::unique_name("cmp-dropped");
+    const std::string log = "/tmp/" + group + ".log";
+    const pid_t comparator = start_binary(topics, group, "3000", log);
+    ASSERT_GT(comparator, 0);
+    ChildGuard guard{comparator};
+    GroupMember other(group, topics);
+    const auto settled = std::chrono::steady_clock::now() + 60s;
+    while (other.assigned() != 2 && std::chrono::steady_clock::now() < settled) std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(other.assigned(), 2) << "the other member holds one pair of two; " << log_tail(log);
+    // The comparator decides its pair's half and commits it: each later
+    // cycle sends those offsets again, with the member id it had.
+    publish_pairs(broker, topics, 0, 200, "d");
+    const auto committed = std::chrono::steady_clock::now() + 60s;
+    while (std::max(committed_offset(group, topics.requests, 0), committed_offset(group, topics.requests, 1)) < 100 &&
+           std::chrono::steady_clock::now() < committed) {
+      std::this_thread::sleep_for(200ms);
+    }
+    ASSERT_EQ(std::max(committed_offset(group, topics.requests, 0), committed_offset(group, topics.requests, 1)), 100)
+        << log_tail(log);
+    ASSERT_EQ(kill(comparator, SIGSTOP), 0);
+    std::this_thread::sleep_for(10s);  // past session.timeout.ms (6 s): the coordinator drops it
+    ASSERT_EQ(kill(comparator, SIGCONT), 0);
+    std::this_thread::sleep_for(after_resume);
+    ASSERT_EQ(kill(comparator, SIGTERM), 0);
+    const auto status = wait_exit(comparator, 90s);
+    ASSERT_TRUE(status.has_value()) << "still running 90 s after SIGTERM; " << log_tail(log);
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status) << "; " << log_tail(log);
+    // The path under test: the offsets of its transaction were refused.
+    EXPECT_TRUE(log_contains(log, "adding the offsets to the transaction failed")) << log_tail(log);
+    refused += log_contains(log, "(Broker: Unknown member)");
+  }
+  std::cout << "stops after offsets refused with UNKNOWN_MEMBER_ID: " << refused << " of 3\n";
 }
 
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {

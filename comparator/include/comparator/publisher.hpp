@@ -50,6 +50,10 @@ class TransactionalPublisher {
 
  private:
   void create_producer();
+  // Initializes the producer and opens a transaction, waiting out transient
+  // faults and recreating the producer after a refusal; false when the stop
+  // came first.
+  bool open();
   bool retry(const char* what, const std::function<rd_kafka_error_t*()>& call);
 
   kafka::Properties properties_;
