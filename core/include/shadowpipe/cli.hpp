@@ -26,6 +26,7 @@ void add_kafka_options(CLI::App& app, KafkaOptions& options);
 
 // Runs a program's body: prints a Failure or a usage error as
 // "<program>: error: ..." and returns 2; otherwise returns the body's status.
+// A crash prints where it happened (crash_report.hpp).
 int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
 
 }  // namespace shadowpipe::cli

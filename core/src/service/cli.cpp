@@ -1,5 +1,6 @@
 #include "shadowpipe/cli.hpp"
 
+#include "shadowpipe/crash_report.hpp"
 #include "shadowpipe/result.hpp"
 
 #include <fstream>
@@ -58,6 +59,7 @@ void add_kafka_options(CLI::App& app, KafkaOptions& options) {
 }
 
 int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+  install_crash_report(app.get_name().c_str());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
