@@ -16,6 +16,15 @@ cleanup() {
 }
 trap cleanup EXIT
 failed=0
+run() {  # label, command...: sets $out; a command that fails fails the test, with what it said
+  local label=$1 status=0
+  shift
+  out=$("$@" 2>&1) || status=$?
+  if (( status != 0 )); then
+    echo "FAILED: $label exited $status:"; echo "$out" | tail -n 30
+    failed=1
+  fi
+}
 expect() {  # what, pattern, output
   if grep -qE "$2" <<<"$3"; then
     echo "ok: $1"
@@ -26,17 +35,21 @@ expect() {  # what, pattern, output
 
 "$root/scripts/shop-prepare" --migration safe >/dev/null 2>&1
 
-out=$("$root/bench/loadgen_overhead.sh" --seconds 2 --rounds 1 --concurrency 2 --warmup 1 --bin "$build/bin" 2>&1)
+run loadgen_overhead "$root/bench/loadgen_overhead.sh" --seconds 2 --rounds 1 --concurrency 2 --warmup 1 \
+    --bin "$build/bin"
 expect "loadgen_overhead: the ratio" 'ratio on/off [0-9]+\.[0-9]+' "$out"
 expect "loadgen_overhead: the cost per statement" 'recording per recorded statement: \+-?[0-9]+\.[0-9] us' "$out"
 expect "loadgen_overhead: the broker and its JIT" 'broker JVM CPU per unit: off [0-9.]+ us, on [0-9.]+ us \(of which its JIT' "$out"
 
-out=$(BENCH_PGBENCH_SECONDS=2 BENCH_WARMUP_UNITS=300 "$root/bench/executor_vs_pgbench.sh" 2 3000 "$build" 2>&1)
+# Enough units that neither run applies them all before it is measured (the
+# script refuses to divide by a run it could not time).
+BENCH_PGBENCH_SECONDS=2 BENCH_WARMUP_UNITS=2000 run executor_vs_pgbench "$root/bench/executor_vs_pgbench.sh" 2 30000 \
+    "$build"
 expect "executor_vs_pgbench: plain" 'ratio executor/pgbench: +[0-9]+\.[0-9]+' "$out"
 expect "executor_vs_pgbench: pipelined" 'ratio executor --pipeline/pgbench: +[0-9]+\.[0-9]+' "$out"
 expect "executor_vs_pgbench: the CPU ceiling" 'CPU-bound ceiling of the ratios' "$out"
 
-out=$("$root/bench/pipeline.sh" --rates "100" --seconds 2 --settle 60 --warmup 1 --bin "$build/bin" 2>&1)
+run pipeline "$root/bench/pipeline.sh" --rates "100" --seconds 2 --settle 60 --warmup 1 --bin "$build/bin"
 expect "pipeline: a bounded step" '^100 +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +yes$' "$out"
 expect "pipeline: the ceiling" 'highest rate sustained through the pipeline: [0-9]+ units/s' "$out"
 
