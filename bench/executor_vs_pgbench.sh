@@ -216,6 +216,12 @@ run_executor() {
     curl -s "127.0.0.1:$EXECUTOR_METRICS_PORT/metrics" |
       sed -n 's/^shadowpipe_executor_worker_seconds_total{state="\([a-z_]*\)"} \(.*\)/\1 \2/p'
   }
+  end_run() {  # the progress session and the executor
+    echo '\q' >&"${PSQL[1]}"
+    wait "$PSQL_PID" 2>/dev/null || true
+    kill "$executor_pid" && wait "$executor_pid" || true
+    executor_pid=
+  }
   until (( $(applied) > 0 )); do sleep 0.02; done
   # The executor's sessions: every client backend of the database but this one.
   echo "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = current_database()
@@ -255,10 +261,7 @@ run_executor() {
   if (( measured <= 0 )); then
     # All applied before the measurement began: nothing to divide by. Fine
     # for the warm-up, which only has to have run.
-    echo '\q' >&"${PSQL[1]}"
-    wait "$PSQL_PID" 2>/dev/null || true
-    kill "$executor_pid" && wait "$executor_pid" || true
-    executor_pid=
+    end_run
     [[ $label == warmup ]] && { echo 0; return; }
     echo "executor_vs_pgbench: the $label run applied all $units units before it could be measured: give it more" >&2
     exit 1
@@ -286,10 +289,7 @@ run_executor() {
     statement_stats "executor" "$measured"
     bookkeeping_stats
   } >>"$work/report"
-  echo '\q' >&"${PSQL[1]}"
-  wait "$PSQL_PID" 2>/dev/null || true
-  kill "$executor_pid" && wait "$executor_pid" || true
-  executor_pid=
+  end_run
   echo "($units - $start_units) / ($end - $start)" | bc -l
 }
 

@@ -1057,6 +1057,21 @@ TEST(ExecutorIntegration, TheNextOwnerRepublishesExactlyTheResultsABatchCommitte
 // The progress stamp (issue 10): every result says below which source offset
 // every result already stands in its partition, also for results
 // re-published from shadowpipe.results_log on assignment.
+// A login role with the grants shadow_executor/README.md documents for a
+// non-superuser executor, nothing more (no SET on deadlock_timeout); the
+// tables it replays into must exist already. Returns its name.
+std::string create_executor_role(const sp::pg::Connection& admin, const ScratchDatabase& shadow,
+                                 const std::string& stem) {
+  std::string role = unique_name(stem);
+  for (auto& c : role) c = c == '-' ? '_' : c;
+  admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+  admin.exec_checked("GRANT CONNECT ON DATABASE " + shadow.name() + " TO " + role);
+  admin.exec_checked("CREATE SCHEMA shadowpipe AUTHORIZATION " + role);
+  admin.exec_checked("GRANT USAGE ON SCHEMA public TO " + role);
+  admin.exec_checked("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role);
+  return role;
+}
+
 // The executor's own session settings (its synchronous_commit and
 // deadlock_timeout, the application_name that names a partition's session)
 // survive the RESET ALL that follows a unit which SET something: they are the
@@ -1102,17 +1117,11 @@ TEST(ExecutorIntegration, ItsSessionSettingsOutliveATrafficUnitsResetAll) {
 TEST(ExecutorIntegration, ARoleThatMayNotSetDeadlockTimeoutKeepsTheServersAndApplies) {
   Topics topics(2);
   ScratchDatabase shadow(shadow_dsn(), "exec_deadlock_role");
-  std::string role = unique_name("exec_dl_role");
-  for (auto& c : role) c = c == '-' ? '_' : c;
-  std::string server_default;
+  std::string role, server_default;
   {
     sp::pg::Connection admin(shadow.dsn());
-    admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
-    admin.exec_checked("GRANT CONNECT ON DATABASE " + shadow.name() + " TO " + role);
-    admin.exec_checked("CREATE SCHEMA shadowpipe AUTHORIZATION " + role);
     admin.exec_checked("CREATE TABLE seen (label text, deadlock text)");
-    admin.exec_checked("GRANT USAGE ON SCHEMA public TO " + role);
-    admin.exec_checked("GRANT SELECT, INSERT ON seen TO " + role);
+    role = create_executor_role(admin, shadow, "exec_dl_role");
     server_default = admin.exec_checked("SHOW deadlock_timeout").value(0, 0);
   }
   for (int i = 0; i < 6; ++i) {
@@ -1497,18 +1506,12 @@ TEST(ExecutorIntegration, TransientRefusalsAreRetriedNotRecorded) {
 TEST(ExecutorIntegration, NonSuperuserTimeoutsPlansAndDeadLetters) {
   Topics topics(1);
   ScratchDatabase shadow(shadow_dsn(), "exec_role");
-  std::string role = unique_name("exec_role");
-  for (auto& c : role) c = c == '-' ? '_' : c;
+  std::string role;
   {
-    // The grants shadow_executor/README.md documents, nothing more.
     sp::pg::Connection admin(shadow.dsn());
-    admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
-    admin.exec_checked("GRANT CONNECT ON DATABASE " + shadow.name() + " TO " + role);
-    admin.exec_checked("CREATE SCHEMA shadowpipe AUTHORIZATION " + role);
     admin.exec_checked("CREATE TABLE big (id int PRIMARY KEY, payload text)");
     admin.exec_checked("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
-    admin.exec_checked("GRANT USAGE ON SCHEMA public TO " + role);
-    admin.exec_checked("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role);
+    role = create_executor_role(admin, shadow, "exec_role");
   }
   auto options = base_options(topics, shadow.dsn() + " user=" + role, unique_name("role-group"));
   options.statement_timeout_ms = 300;
