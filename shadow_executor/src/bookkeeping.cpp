@@ -13,11 +13,54 @@ Destination destination_of(std::string_view text) {
   return text == "dlq" ? Destination::dlq : Destination::results;
 }
 
+// One row per logged write: a batch's records as three arrays in offset
+// order, keyed by the last offset. Rows never overlap: a write for offsets
+// F..L first takes every record at or after F out of the log (deleting rows
+// wholly past F, cutting a row that straddles it), which only a hand-lowered
+// shadowpipe.applied leaves there (the records of units being run again);
+// the records before F stay.
 constexpr const char* kLogColumns =
-    "shadowpipe.results_log (consumer_group, topic, partition, source_offset, destination, record_key, payload)";
+    "shadowpipe.results_log (consumer_group, topic, partition, last_offset, destination, source_offsets,"
+    " record_keys, payloads)";
+// A row's records, one per source offset, as record(o, k, p).
+constexpr const char* kUnnestRecords =
+    " ROWS FROM (pg_catalog.unnest(r.source_offsets), pg_catalog.unnest(r.record_keys),"
+    " pg_catalog.unnest(r.payloads)) AS record(o, k, p)";
 constexpr const char* kLogConflict =
-    " ON CONFLICT (consumer_group, topic, partition, source_offset) DO UPDATE"
-    " SET destination = EXCLUDED.destination, record_key = EXCLUDED.record_key, payload = EXCLUDED.payload";
+    " ON CONFLICT (consumer_group, topic, partition, last_offset) DO UPDATE"
+    " SET destination = EXCLUDED.destination, source_offsets = EXCLUDED.source_offsets,"
+    " record_keys = EXCLUDED.record_keys, payloads = EXCLUDED.payloads";
+
+// A log row to write, each field an SQL expression (a parameter or a literal).
+struct LogRowSql {
+  std::string group, topic, partition;
+  std::string first_offset, last_offset;
+  std::string destination;
+  std::string offsets, keys, payloads;  // arrays
+};
+
+// The rest of a statement that writes one log row after a CTE moving the
+// partition's offset: when `gate` names that CTE, the row is written (and
+// older records taken out) only if it returned a row. The INSERT reads the
+// two CTEs that take records out so they run first: an unread
+// data-modifying CTE runs after the main statement, whose unique check would
+// then meet the row it replaces.
+std::string log_write(const LogRowSql& row, std::string_view gate) {
+  const std::string& from = row.first_offset;
+  const std::string reaching = " WHERE consumer_group = " + row.group + " AND topic = " + row.topic +
+                               " AND partition = " + row.partition + " AND last_offset >= " + from +
+                               (gate.empty() ? "" : " AND EXISTS (SELECT FROM " + std::string(gate) + ")");
+  // How many of a straddling row's records are before `from`.
+  const std::string kept = "(SELECT pg_catalog.count(*)::int FROM pg_catalog.unnest(source_offsets) AS o WHERE o < " + from + ")";
+  return ", stale AS (DELETE FROM shadowpipe.results_log" + reaching + " AND source_offsets[1] >= " + from +
+         " RETURNING 1), cut AS (UPDATE shadowpipe.results_log SET source_offsets = source_offsets[1:" + kept +
+         "], record_keys = record_keys[1:" + kept + "], payloads = payloads[1:" + kept + "], last_offset = source_offsets[" +
+         kept + "]" + reaching + " AND source_offsets[1] < " + from + " RETURNING 1) INSERT INTO " + kLogColumns +
+         " SELECT " + row.group + ", " + row.topic + ", " + row.partition + ", " + row.last_offset + ", " +
+         row.destination + ", " + row.offsets + ", " + row.keys + ", " + row.payloads +
+         " FROM (SELECT pg_catalog.count(*) FROM stale) AS deleted, (SELECT pg_catalog.count(*) FROM cut) AS cut_short" +
+         (gate.empty() ? "" : ", " + std::string(gate)) + kLogConflict;
+}
 
 // The WHERE of the partition's row in shadowpipe.applied.
 std::string partition_row(const Quote& quote, const PartitionId& id) {
@@ -36,12 +79,54 @@ std::vector<LoggedRecord> read_records(const pg::Result& result) {
   }
   return records;
 }
+
+// What the schema holds: "ready", "missing" (a table or the schema) or
+// "rows" (results_log in its first layout, one row per record).
+std::string schema_state(const pg::Connection& conn) {
+  return std::string(conn.exec_checked(
+                             "SELECT CASE WHEN to_regclass('shadowpipe.applied') IS NULL"
+                             " OR to_regclass('shadowpipe.results_log') IS NULL THEN 'missing'"
+                             " WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('shadowpipe.results_log')"
+                             " AND attname = 'source_offsets' AND NOT attisdropped) THEN 'ready' ELSE 'rows' END")
+                         .value(0, 0));
+}
+
+void create_results_log(const pg::Connection& conn) {
+  if (conn.exec_checked("SELECT to_regclass('shadowpipe.results_log') IS NULL").value(0, 0) != "t") return;
+  conn.exec_checked(
+      "CREATE TABLE shadowpipe.results_log ("
+      " consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+      " last_offset bigint NOT NULL, destination text NOT NULL CHECK (destination IN ('results', 'dlq')),"
+      " source_offsets bigint[] NOT NULL, record_keys text[] NOT NULL, payloads text[] NOT NULL,"
+      " PRIMARY KEY (consumer_group, topic, partition, last_offset))");
+  // Payloads are stored as they come: compressing a batch's ~20 kB of JSON
+  // costs the server more than writing it, and a row lives for a second.
+  conn.exec_checked("ALTER TABLE shadowpipe.results_log ALTER COLUMN payloads SET STORAGE EXTERNAL");
+}
+
+// The first layout's rows become one-record rows of this one, in the
+// transaction that swaps the tables. Only the table's owner may do it.
+void upgrade_results_log(const pg::Connection& conn) {
+  try {
+    conn.exec_checked("ALTER TABLE shadowpipe.results_log RENAME TO results_log_rows");
+    conn.exec_checked("ALTER TABLE shadowpipe.results_log_rows RENAME CONSTRAINT results_log_pkey TO results_log_rows_pkey");
+  } catch (const Failure& refused) {
+    throw Failure(std::string("shadowpipe.results_log on the shadow has the layout of an earlier shadow_executor"
+                              " (one row per result) and upgrading it failed: ") +
+                  refused.what() +
+                  " — stop every executor of the shadow, then start one once as the table's owner (or a superuser)"
+                  " to upgrade it");
+  }
+  create_results_log(conn);
+  conn.exec_checked(
+      "INSERT INTO shadowpipe.results_log SELECT consumer_group, topic, partition, source_offset, destination,"
+      " ARRAY[source_offset], ARRAY[record_key], ARRAY[payload] FROM shadowpipe.results_log_rows");
+  conn.exec_checked("DROP TABLE shadowpipe.results_log_rows");
+}
 }  // namespace
 
 void ensure_schema(const pg::Connection& conn) {
-  auto present = conn.exec_checked(
-      "SELECT to_regclass('shadowpipe.applied') IS NOT NULL AND to_regclass('shadowpipe.results_log') IS NOT NULL");
-  if (present.value(0, 0) == "t") return;
+  if (schema_state(conn) == "ready") return;
   // The lock serializes executors that start together: CREATE ... IF NOT
   // EXISTS is not safe against a concurrent creation of the same name.
   conn.exec_checked("BEGIN");
@@ -52,17 +137,17 @@ void ensure_schema(const pg::Connection& conn) {
     if (conn.exec_checked("SELECT to_regnamespace('shadowpipe') IS NULL").value(0, 0) == "t") {
       conn.exec_checked("CREATE SCHEMA shadowpipe");
     }
-    conn.exec_checked(
-        "CREATE TABLE IF NOT EXISTS shadowpipe.applied ("
+    // Likewise only when missing: CREATE TABLE IF NOT EXISTS checks the
+    // schema's CREATE privilege before it looks for the table.
+    if (conn.exec_checked("SELECT to_regclass('shadowpipe.applied') IS NULL").value(0, 0) == "t") {
+      conn.exec_checked(
+        "CREATE TABLE shadowpipe.applied ("
         " consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
         " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
         " PRIMARY KEY (consumer_group, topic, partition))");
-    conn.exec_checked(
-        "CREATE TABLE IF NOT EXISTS shadowpipe.results_log ("
-        " consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
-        " source_offset bigint NOT NULL, destination text NOT NULL CHECK (destination IN ('results', 'dlq')),"
-        " record_key text NOT NULL, payload text NOT NULL,"
-        " PRIMARY KEY (consumer_group, topic, partition, source_offset))");
+    }
+    if (schema_state(conn) == "rows") upgrade_results_log(conn);
+    create_results_log(conn);
     conn.exec_checked("COMMIT");
   } catch (...) {
     conn.exec("ROLLBACK");
@@ -87,9 +172,10 @@ bool record_retention_gap(const pg::Connection& conn, const PartitionId& id, int
                           const std::string& payload) {
   auto result = conn.exec_checked(
       "WITH moved AS (UPDATE shadowpipe.applied SET next_offset = $5::bigint, updated_at = now()"
-      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND next_offset = $4::bigint RETURNING 1)"
-      " INSERT INTO " + std::string(kLogColumns) + " SELECT $1, $2, $3::int, $4::bigint, 'results', '', $6 FROM moved" +
-          kLogConflict,
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND next_offset = $4::bigint RETURNING 1)" +
+          log_write({"$1", "$2", "$3::int", "$4::bigint", "$4::bigint", "'results'", "ARRAY[$4::bigint]",
+                     "ARRAY[''::text]", "ARRAY[$6::text]"},
+                    "moved"),
       {id.group, id.topic, std::to_string(id.partition), std::to_string(from), std::to_string(to), payload});
   return result.affected_rows() == 1;
 }
@@ -103,16 +189,18 @@ int64_t read_next_offset(const pg::Connection& conn, const PartitionId& id) {
 
 std::vector<LoggedRecord> logged_records(const pg::Connection& conn, const PartitionId& id, int64_t from_offset) {
   return read_records(conn.exec_checked(
-      "SELECT source_offset, destination, record_key, payload FROM shadowpipe.results_log"
-      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND source_offset >= $4::bigint"
-      " ORDER BY source_offset",
+      "SELECT record.o, r.destination, record.k, record.p FROM shadowpipe.results_log AS r," + std::string(kUnnestRecords) +
+          " WHERE r.consumer_group = $1 AND r.topic = $2 AND r.partition = $3::int AND r.last_offset >= $4::bigint"
+          " AND record.o >= $4::bigint ORDER BY record.o",
       {id.group, id.topic, std::to_string(id.partition), std::to_string(from_offset)}));
 }
 
 std::vector<LoggedRecord> logged_record_at(const pg::Connection& conn, const PartitionId& id, int64_t offset) {
+  // The one row that can hold the offset: the first whose last offset reaches it.
   return read_records(conn.exec_checked(
-      "SELECT source_offset, destination, record_key, payload FROM shadowpipe.results_log"
-      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND source_offset = $4::bigint",
+      "SELECT record.o, r.destination, record.k, record.p FROM (SELECT * FROM shadowpipe.results_log"
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int AND last_offset >= $4::bigint"
+      " ORDER BY last_offset LIMIT 1) AS r," + std::string(kUnnestRecords) + " WHERE record.o = $4::bigint",
       {id.group, id.topic, std::to_string(id.partition), std::to_string(offset)}));
 }
 
@@ -133,7 +221,7 @@ void forget_logged_below(const pg::Connection& conn, const std::string& group, c
   conn.exec_checked(
       "DELETE FROM shadowpipe.results_log AS r USING unnest($3::int[], $4::bigint[]) AS bound(partition, below)"
       " WHERE r.consumer_group = $1 AND r.topic = $2 AND r.partition = bound.partition"
-      " AND r.source_offset < bound.below",
+      " AND r.last_offset < bound.below",
       {group, topic, partitions, offsets});
 }
 
@@ -162,26 +250,26 @@ std::string binary_array(uint32_t element_type, size_t count, const std::string&
 }  // namespace
 
 BatchLog::BatchLog(const PartitionId& id, size_t units) {
-  // The UPDATE in a WITH runs whether or not the INSERT reads it. unnest is
-  // qualified (the traffic may have set any search_path for its unit), so
-  // the three arrays are zipped by ROWS FROM: unnest(a, b, c) is that
-  // syntax's shorthand for the unqualified name only.
+  // The UPDATE in a WITH runs whether or not the INSERT reads it: the fence
+  // at the batch's start checked the offset already.
   statement_.sql =
       "WITH advanced AS (UPDATE shadowpipe.applied SET next_offset = $4::bigint, updated_at = now()"
-      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int RETURNING 1)"
-      " INSERT INTO " + std::string(kLogColumns) + " SELECT $1, $2, $3::int, o, 'results', k, p"
-      " FROM ROWS FROM (pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::text[]),"
-      " pg_catalog.unnest($7::text[])) AS record(o, k, p)" + kLogConflict;
+      " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int RETURNING 1)" +
+      log_write({"$1", "$2", "$3::int", "$8::bigint", "$4::bigint - 1", "'results'", "$5::bigint[]", "$6::text[]",
+                 "$7::text[]"},
+                "");
   // The scalars as text, the arrays binary.
-  statement_.params = {id.group, id.topic, std::to_string(id.partition), std::string(), std::string(),
-                       std::string(), std::string()};
-  statement_.binding.param_types = {kTextOid, kTextOid, kInt4Oid, kInt8Oid, kInt8ArrayOid, kTextArrayOid, kTextArrayOid};
-  statement_.binding.param_formats = {0, 0, 0, 0, 1, 1, 1};
+  statement_.params = {id.group,      id.topic,      std::to_string(id.partition), std::string(),
+                       std::string(), std::string(), std::string(),                std::string()};
+  statement_.binding.param_types = {kTextOid,      kTextOid,      kInt4Oid,      kInt8Oid,
+                                    kInt8ArrayOid, kTextArrayOid, kTextArrayOid, kInt8Oid};
+  statement_.binding.param_formats = {0, 0, 0, 0, 1, 1, 1, 0};
   offsets_.reserve(units * 12);
   keys_.reserve(units * 24);
 }
 
 void BatchLog::add(int64_t offset, std::string_view key, std::string_view payload) {
+  if (count_ == 0) first_offset_ = offset;
   put_be32(offsets_, 8);
   put_be64(offsets_, static_cast<uint64_t>(offset));
   put_be32(keys_, static_cast<uint32_t>(key.size()));
@@ -196,6 +284,7 @@ const wire::Statement& BatchLog::statement(int64_t next_offset) {
   statement_.params[4] = binary_array(kInt8Oid, count_, offsets_);
   statement_.params[5] = binary_array(kTextOid, count_, keys_);
   statement_.params[6] = binary_array(kTextOid, count_, payloads_);
+  statement_.params[7] = std::to_string(first_offset_);
   return statement_;
 }
 
@@ -218,19 +307,14 @@ std::string fence_update(const Quote& quote, const PartitionId& id, int64_t offs
   return advance_applied(quote, id, offset) + " AND next_offset <= " + std::to_string(offset);
 }
 
-namespace {
-std::string log_values(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
-                       std::string_view key, std::string_view payload) {
-  return quote(id.group) + ", " + quote(id.topic) + ", " + std::to_string(id.partition) + ", " +
-         std::to_string(offset) + ", '" + to_string(destination) + "', " + quote(key) + ", " + quote(payload);
-}
-}  // namespace
-
 std::string fence_and_log(const Quote& quote, const PartitionId& id, int64_t offset, Destination destination,
                           std::string_view key, std::string_view payload) {
-  return "WITH fence AS (" + fence_update(quote, id, offset) + " RETURNING 1) INSERT INTO " + kLogColumns +
-         " SELECT " + log_values(quote, id, offset, destination, key, payload) + " FROM fence" +
-         kLogConflict;
+  const std::string at = std::to_string(offset);
+  return "WITH fence AS (" + fence_update(quote, id, offset) + " RETURNING 1)" +
+         log_write({quote(id.group), quote(id.topic), std::to_string(id.partition), at, at,
+                    std::string("'") + to_string(destination) + "'", "ARRAY[" + at + "::bigint]",
+                    "ARRAY[" + quote(key) + "::text]", "ARRAY[" + quote(payload) + "::text]"},
+                   "fence");
 }
 
 std::string next_offset(const Quote& quote, const PartitionId& id) {

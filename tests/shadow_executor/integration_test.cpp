@@ -648,7 +648,7 @@ TEST_P(ExecutorRunner, TheStatementTimeoutDoesNotCoverTheBookkeeping) {
   sp::pg::Connection other(bench.database.dsn());
   other.exec_checked("BEGIN");
   other.exec_checked(
-      "INSERT INTO shadowpipe.results_log VALUES ('g', 't', 0, 0, 'results', 'k', 'held')");
+      "INSERT INTO shadowpipe.results_log VALUES ('g', 't', 0, 0, 'results', '{0}', '{k}', '{held}')");
   constexpr auto kHeld = 1200ms;
   const auto held_since = std::chrono::steady_clock::now();
   std::thread release([&] {
@@ -945,7 +945,7 @@ void leave_logged_results(const std::string& shadow_dsn, const std::string& grou
     result.executor = "earlier";
     result.source_partition = 0;
     result.source_offset = offset;
-    conn.exec_checked("INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', 'k', $4)",
+    conn.exec_checked("INSERT INTO shadowpipe.results_log VALUES ($1, $2, 0, $3, 'results', ARRAY[$3::bigint], '{k}', ARRAY[$4])",
                       {group, topics.requests(), std::to_string(offset), sp::wire::encode(result)});
     topics.produce_raw("k", sp::wire::encode(make_request("logged-" + std::to_string(offset), "k", TxMode::autocommit,
                                                           {make_statement("SELECT 1")})),
@@ -1052,6 +1052,169 @@ TEST(ExecutorIntegration, TheNextOwnerRepublishesExactlyTheResultsABatchCommitte
             table_checksum(shadow.dsn(), "(VALUES (0, 'it''s \\ \"new\"!?'), (1, 'it''s \\ \"new\"!?'),"
                                          " (2, 'it''s \\ \"new\"!?'), (3, 'it''s \\ \"new\"!'))"));
   EXPECT_EQ(running.stop(), 0);
+}
+
+// The results log keeps one row per batch (issue 14: the server's cost of
+// the log is per row). Its records come back one by one, in offset order, and
+// a row goes only once every record in it is below the delivered offset.
+TEST(ExecutorResultsLog, ABatchIsOneRowWhoseRecordsComeBackOneByOne) {
+  RunnerBench bench(ex::WritesMode::apply);
+  std::vector<sp::wire::Request> requests;
+  for (int i = 0; i < 5; ++i) requests.push_back(make_request("r" + std::to_string(i), "key-" + std::to_string(i),
+                                                              TxMode::autocommit, {insert_item(i, "it's")}));
+  const auto reports = bench.run_batch(requests);
+  for (const auto& report : reports) ASSERT_TRUE(report.applied);
+  auto rows = [&] { return std::string(bench.conn.exec_checked("SELECT count(*) FROM shadowpipe.results_log").value(0, 0)); };
+  EXPECT_EQ(rows(), "1") << "one row for the batch";
+  const auto logged = ex::logged_records(bench.conn, bench.id, 0);
+  ASSERT_EQ(logged.size(), requests.size());
+  for (size_t i = 0; i < logged.size(); ++i) {
+    EXPECT_EQ(logged[i].source_offset, static_cast<int64_t>(i));
+    EXPECT_EQ(logged[i].key, requests[i].key);
+    EXPECT_EQ(logged[i].destination, ex::Destination::results);
+    EXPECT_EQ(logged[i].payload, reports[i].logged_payload);
+  }
+  const auto from_three = ex::logged_records(bench.conn, bench.id, 3);
+  ASSERT_EQ(from_three.size(), 2u);
+  EXPECT_EQ(from_three[0].source_offset, 3);
+  EXPECT_EQ(from_three[1].source_offset, 4);
+  const auto at_two = ex::logged_record_at(bench.conn, bench.id, 2);
+  ASSERT_EQ(at_two.size(), 1u);
+  EXPECT_EQ(at_two[0].payload, reports[2].logged_payload);
+  EXPECT_TRUE(ex::logged_record_at(bench.conn, bench.id, 5).empty());
+
+  ex::forget_logged_below(bench.conn, bench.id.group, bench.id.topic, {{0, 4}});
+  EXPECT_EQ(ex::logged_records(bench.conn, bench.id, 0).size(), 5u) << "offset 4 is not delivered: the row stays whole";
+  ex::forget_logged_below(bench.conn, bench.id.group, bench.id.topic, {{1, 5}});
+  EXPECT_EQ(rows(), "1") << "another partition's bound";
+  ex::forget_logged_below(bench.conn, bench.id.group, bench.id.topic, {{0, 5}});
+  EXPECT_EQ(rows(), "0");
+}
+
+// Units run again after shadowpipe.applied was lowered by hand: their new
+// records replace the old ones at the same offsets — whichever path writes
+// them (a batch, a dead letter, a retention gap) — and the records before
+// them stay, also those sharing a row with replaced ones.
+TEST(ExecutorResultsLog, UnitsRunAgainReplaceTheirRecordsAndKeepTheOnesBefore) {
+  RunnerBench bench(ex::WritesMode::apply);
+  auto batch = [&](const std::string& stem, int64_t from, int count) {
+    std::vector<sp::wire::Request> requests;
+    for (int i = 0; i < count; ++i) {
+      requests.push_back(make_request(stem + std::to_string(from + i), "k", TxMode::autocommit, {make_statement("SELECT 1")}));
+    }
+    bench.next = from;
+    for (const auto& report : bench.run_batch(requests)) ASSERT_TRUE(report.applied);
+  };
+  auto lower_applied_to = [&](int64_t offset) {
+    bench.conn.exec_checked("UPDATE shadowpipe.applied SET next_offset = " + std::to_string(offset));
+  };
+  auto logged = [&] {
+    std::vector<std::string> seen;
+    for (const auto& record : ex::logged_records(bench.conn, bench.id, 0)) {
+      const auto decoded = sp::wire::decode_result(record.payload);
+      seen.push_back(std::to_string(record.source_offset) + ":" +
+                     (decoded.ok() ? decoded.value().request_id : record.payload));
+    }
+    return seen;
+  };
+  batch("first-", 0, 4);
+  batch("first-", 4, 4);
+  lower_applied_to(2);
+  batch("again-", 2, 3);  // straddles the first row, ends inside the second
+  EXPECT_EQ(logged(), (std::vector<std::string>{"0:first-0", "1:first-1", "2:again-2", "3:again-3", "4:again-4"}))
+      << "records from 5 on were taken out with the row that held them: those units run again after 5";
+
+  lower_applied_to(1);
+  ASSERT_TRUE(bench.runner->record_dead_letter(bench.id, 1, "k", "dead letter at 1"));
+  EXPECT_EQ(logged(), (std::vector<std::string>{"0:first-0", "1:dead letter at 1"}));
+  const auto dead = ex::logged_record_at(bench.conn, bench.id, 1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].destination, ex::Destination::dlq);
+
+  lower_applied_to(0);
+  ASSERT_TRUE(ex::record_retention_gap(bench.conn, bench.id, 0, 7, "gap 0..7"));
+  EXPECT_EQ(logged(), (std::vector<std::string>{"0:gap 0..7"}));
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 7);
+  EXPECT_FALSE(ex::record_retention_gap(bench.conn, bench.id, 0, 9, "not the next offset any more"));
+  EXPECT_FALSE(bench.runner->record_dead_letter(bench.id, 3, "k", "applied before"));
+  EXPECT_EQ(logged(), (std::vector<std::string>{"0:gap 0..7"})) << "a refused write takes nothing out";
+}
+
+// A shadow an earlier executor prepared keeps its results log in the first
+// layout (one row per record). Starting this one moves those records into
+// the new layout, in place; a role that does not own the table is told what
+// to do, and nothing changes.
+void create_first_layout_log(const sp::pg::Connection& admin) {
+  admin.exec_checked("CREATE SCHEMA IF NOT EXISTS shadowpipe");
+  admin.exec_checked(
+      "CREATE TABLE shadowpipe.applied (consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+      " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
+      " PRIMARY KEY (consumer_group, topic, partition))");
+  admin.exec_checked(
+      "CREATE TABLE shadowpipe.results_log (consumer_group text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+      " source_offset bigint NOT NULL, destination text NOT NULL CHECK (destination IN ('results', 'dlq')),"
+      " record_key text NOT NULL, payload text NOT NULL, PRIMARY KEY (consumer_group, topic, partition, source_offset))");
+  admin.exec_checked(
+      "INSERT INTO shadowpipe.results_log VALUES ('g', 't', 0, 7, 'results', 'k7', 'seven'),"
+      " ('g', 't', 0, 8, 'dlq', 'k8', 'eight'), ('g', 't', 1, 3, 'results', 'k3', 'three')");
+  admin.exec_checked("INSERT INTO shadowpipe.applied VALUES ('g', 't', 0, 9), ('g', 't', 1, 4)");
+}
+
+TEST(ExecutorResultsLog, AFirstLayoutLogIsUpgradedWithItsRecords) {
+  ScratchDatabase shadow(shadow_dsn(), "exec_log_upgrade");
+  sp::pg::Connection conn(shadow.dsn());
+  create_first_layout_log(conn);
+  ex::ensure_schema(conn);
+  const ex::PartitionId zero{"g", "t", 0}, one{"g", "t", 1};
+  const auto logged = ex::logged_records(conn, zero, 0);
+  ASSERT_EQ(logged.size(), 2u);
+  EXPECT_EQ(logged[0].source_offset, 7);
+  EXPECT_EQ(logged[0].key, "k7");
+  EXPECT_EQ(logged[0].payload, "seven");
+  EXPECT_EQ(logged[1].destination, ex::Destination::dlq);
+  EXPECT_EQ(logged[1].payload, "eight");
+  ASSERT_EQ(ex::logged_records(conn, one, 0).size(), 1u);
+  EXPECT_EQ(ex::read_next_offset(conn, zero), 9) << "the offsets are untouched";
+  EXPECT_EQ(std::string(conn.exec_checked("SELECT to_regclass('shadowpipe.results_log_rows') IS NULL").value(0, 0)), "t");
+  ex::ensure_schema(conn);  // a second start finds it ready
+  EXPECT_EQ(ex::logged_records(conn, zero, 0).size(), 2u);
+
+  // The executor goes on from there: its next batch is a row of its own.
+  sp::statement::Analyzer analyzer;
+  ex::UnitRunner runner(conn, ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "upgraded", nullptr, false}, analyzer);
+  const auto request = make_request("after-upgrade", "k", TxMode::autocommit, {make_statement("SELECT 1")});
+  ASSERT_TRUE(runner.run(request, zero, 9).applied);
+  EXPECT_EQ(ex::logged_records(conn, zero, 8).size(), 2u);
+}
+
+TEST(ExecutorResultsLog, ARoleThatCannotUpgradeTheLogIsToldWhatToDo) {
+  ScratchDatabase shadow(shadow_dsn(), "exec_log_upgrade_role");
+  std::string role;
+  {
+    sp::pg::Connection admin(shadow.dsn());
+    create_first_layout_log(admin);
+    role = unique_name("exec_log_role");
+    for (auto& c : role) c = c == '-' ? '_' : c;
+    admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+    admin.exec_checked("GRANT USAGE ON SCHEMA shadowpipe TO " + role);
+    admin.exec_checked("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA shadowpipe TO " + role);
+  }
+  try {
+    ex::ensure_schema(sp::pg::Connection(shadow.dsn() + " user=" + role));
+    ADD_FAILURE() << "a role that does not own the first layout's table cannot upgrade it";
+  } catch (const sp::Failure& refused) {
+    const std::string what = refused.what();
+    EXPECT_NE(what.find("shadowpipe.results_log on the shadow has the layout of an earlier shadow_executor"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("must be owner"), std::string::npos) << what;
+    EXPECT_NE(what.find("as the table's owner"), std::string::npos) << what;
+  }
+  sp::pg::Connection admin(shadow.dsn());
+  EXPECT_EQ(std::string(admin.exec_checked("SELECT count(*) FROM shadowpipe.results_log WHERE payload IS NOT NULL").value(0, 0)),
+            "3")
+      << "nothing changed";
+  admin.exec_checked("DROP OWNED BY " + role);
+  admin.exec_checked("DROP ROLE " + role);
 }
 
 // The progress stamp (issue 10): every result says below which source offset
@@ -1424,7 +1587,7 @@ TEST(ExecutorIntegration, APoisonUnitIsRecordedAsNotReplayedAndThePartitionMoves
     conn.exec_checked("CREATE TABLE items (id int PRIMARY KEY, label text)");
     conn.exec_checked(
         "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.payload LIKE '%poison%' AND NEW.payload NOT LIKE '%not replayed%' THEN "
+        "IF NEW.payloads::text LIKE '%poison%' AND NEW.payloads::text NOT LIKE '%not replayed%' THEN "
         "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$");
     conn.exec_checked("CREATE TRIGGER poison BEFORE INSERT ON shadowpipe.results_log FOR EACH ROW EXECUTE FUNCTION poison()");
   }
@@ -1478,7 +1641,8 @@ TEST(ExecutorIntegration, TransientRefusalsAreRetriedNotRecorded) {
         "FOR EACH ROW EXECUTE FUNCTION flaky_commit()");
     conn.exec_checked(
         "CREATE FUNCTION flaky_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.payload LIKE '%\"request_id\":\"log\"%' AND nextval('log_attempts') <= 5 THEN "
+        "IF EXISTS (SELECT FROM unnest(NEW.payloads) AS p WHERE p LIKE '%\"request_id\":\"log\"%')"
+        " AND nextval('log_attempts') <= 5 THEN "
         "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END IF; "
         "RETURN NEW; END $$");
     conn.exec_checked("CREATE TRIGGER flaky_log BEFORE INSERT ON shadowpipe.results_log FOR EACH ROW EXECUTE FUNCTION flaky_log()");

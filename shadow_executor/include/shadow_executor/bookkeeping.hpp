@@ -4,12 +4,16 @@
 //     the next request offset to execute per topic-partition; updated in the
 //     same transaction as the unit it records, so a unit is applied exactly
 //     once whatever happens to the process or the Kafka committed offset.
-//   results_log(consumer_group, topic, partition, source_offset, destination,
-//               record_key, payload)
-//     the record the unit produced (a shadow.results or a shadow.dlq record),
-//     written in that same transaction, deleted once Kafka acknowledged it and
-//     the consumer offset moved past it; re-published on assignment, so a
-//     crash between commit and delivery loses no result.
+//   results_log(consumer_group, topic, partition, last_offset, destination,
+//               source_offsets[], record_keys[], payloads[])
+//     the records the units produced (shadow.results or shadow.dlq records),
+//     one row per transaction that wrote them — a batch's in one row, as
+//     arrays in offset order — written in that same transaction, deleted once
+//     Kafka acknowledged every record of the row and the consumer offset moved
+//     past it; re-published on assignment, so a crash between commit and
+//     delivery loses no result. One row a batch, not one a record: the
+//     server's cost of the log is per row (a heap tuple, an index entry and
+//     their WAL), and so is the DELETE's. Rows never overlap.
 #pragma once
 
 #include "shadowpipe/pg.hpp"
@@ -42,7 +46,8 @@ struct LoggedRecord {
 };
 
 // Creates the schema and tables when missing (serialized by an advisory lock
-// so executors starting together do not race). When they exist nothing is
+// so executors starting together do not race), and upgrades a results_log of
+// the first layout (one row per record) in place, moving its rows. When they exist nothing is
 // created, so a role without CREATE on the database works once a DBA ran
 // this (see shadow_executor/README.md).
 void ensure_schema(const pg::Connection& conn);
@@ -68,7 +73,8 @@ std::vector<LoggedRecord> logged_records(const pg::Connection& conn, const Parti
 // connection dropped during COMMIT).
 std::vector<LoggedRecord> logged_record_at(const pg::Connection& conn, const PartitionId& id, int64_t offset);
 
-// Deletes the logged records below each partition's offset, in one statement.
+// Deletes the logged rows whose records are all below each partition's
+// offset, in one statement (a row reaching the offset stays whole).
 struct ForgetBelow {
   int32_t partition;
   int64_t offset;
@@ -103,12 +109,11 @@ std::string next_offset(const Quote& quote, const PartitionId& id);
 
 // The bookkeeping that closes a batch, as one statement with parameters:
 // the partition moved past the last unit (its row locked by the fence) and
-// every unit's result record logged. The records go as three binary array
-// parameters (offsets, keys, payloads) unnested on the server: nothing is
-// quoted or escaped on either side, and the statement's text is the same
-// for every batch, where a multi-row VALUES of literals made the server
-// parse and plan ~25 kB per batch of 64. A record logged before at one of
-// the offsets is replaced.
+// every unit's result record logged, in one row. The records go as three
+// binary array parameters (offsets, keys, payloads): nothing is quoted or
+// escaped on either side, and the statement's text is the same for every
+// batch. A row logged before that reaches the batch's offsets (left by a
+// hand-lowered shadowpipe.applied) is replaced.
 class BatchLog {
  public:
   BatchLog(const PartitionId& id, size_t units);
@@ -121,6 +126,7 @@ class BatchLog {
   wire::Statement statement_;
   std::string offsets_, keys_, payloads_;  // the arrays' elements, in array_recv's binary format
   size_t count_ = 0;
+  int64_t first_offset_ = -1;
 };
 
 }  // namespace shadowpipe::executor

@@ -67,7 +67,8 @@ struct FailedDelivery {
 
 // A dead letter's logged payload, with the `refused` result of its unit
 // after a newline when there is one: encoded JSON never holds a raw
-// newline, and one row per source offset keeps shadowpipe.results_log's key.
+// newline, and one record per source offset keeps shadowpipe.results_log's
+// offsets unique.
 std::string with_refusal(const std::string& dead_letter, const std::string& refusal);
 
 // State every partition worker shares.
