@@ -25,6 +25,13 @@
 # shadow-executor run (e.g. --executor-arg -X --executor-arg linger.ms=5), to
 # weigh a setting's cost against capture->decision latency.
 # The comparator's /metrics is on SHADOWPIPE_BENCH_METRICS_PORT (16795).
+#
+# Where the machine's CPU goes (bench/cpu_snapshot.py), per step from its
+# start until all its units are decided, in microseconds a unit: the load
+# generator with the recorder (and this script's own short commands), the
+# primary's and the shadow's servers (postmaster, backends, background
+# workers), the broker, the executors, the comparator, and whatever else ran.
+# The ceiling run gets the same line, so the two compare part by part.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rates="100 200 400 800 1600" seconds=20 settle=30 warmup=10 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin}
@@ -76,6 +83,14 @@ done
 pids+=($!)
 sleep 3
 
+# The processes whose CPU is counted (a process not found counts 0).
+postmaster_of() { local dir; dir=$(psql "$1" -qtAc "SHOW data_directory" 2>/dev/null) && head -1 "$dir/postmaster.pid" 2>/dev/null || echo 0; }
+broker_pid=$(cat "${SHADOWPIPE_STACK_DIR:-$root/.stack}/kafka/kafka.pid" 2>/dev/null || echo 0)
+parts=(loadgen=reaped:$$ primary=tree:$(postmaster_of "$PRIMARY_DSN") shadow=tree:$(postmaster_of "$SHADOW_DSN")
+       broker=self:$broker_pid executors=self:${pids[0]},${pids[1]} comparator=self:${pids[2]})
+cpu_snapshot() { python3 "$root/bench/cpu_snapshot.py" "${parts[@]}" >"$1"; }
+cpu_lines=()
+
 scrape() { curl -sf "127.0.0.1:$metrics_port/metrics" >"$1" || { echo "pipeline: no /metrics from the comparator" >&2; exit 1; }; }
 # Decisions so far (joined pairs and shadow_missing alike) from a scrape.
 decided_in() { sed -n 's/^shadowpipe_comparator_decision_lag_seconds_count //p' "$1" | cut -d. -f1; }
@@ -101,6 +116,7 @@ printf '%-8s %10s %10s %10s %10s %8s\n' offered achieved p50_ms p99_ms decided b
 declare -A p99_at=()
 for rate in $rates; do
   scrape "$work/before-$rate.prom"
+  cpu_snapshot "$work/cpu-before-$rate.json"
   out=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --topic "$run.requests" --rate "$rate" \
           --concurrency "$concurrency" --duration "$seconds" --seed "$rate" \
           ${recorder_args[@]+"${recorder_args[@]}"} 2>>"$work/loadgen.log")
@@ -114,6 +130,8 @@ for rate in $rates; do
     if [ "$(decided_in "$work/after-$rate.prom")" -ge "$published_total" ]; then bounded=yes; break; fi
     sleep 1
   done
+  cpu_snapshot "$work/cpu-after-$rate.json"
+  cpu_lines+=("$(printf '%-8s ' "$rate")$(python3 "$root/bench/cpu_snapshot.py" --per-unit "$work/cpu-before-$rate.json" "$work/cpu-after-$rate.json" "$published")")
   read -r p50 p99 decided < <(python3 - "$work/before-$rate.prom" "$work/after-$rate.prom" <<'PY'
 import re, sys
 def buckets(path):
@@ -143,8 +161,17 @@ PY
 done
 
 echo "pipeline: the ceiling, the shop workload on the primary alone (--no-shadow --rate 0)" >&2
-ceiling=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --no-shadow --rate 0 --concurrency "$concurrency" \
-            --duration "$seconds" --seed 7 2>>"$work/loadgen.log" | sed -n 's/.*s: \([0-9.]*\) units\/s.*/\1/p')
+cpu_snapshot "$work/cpu-before-ceiling.json"
+ceiling_out=$("$bin/shop-loadgen" --primary "$PRIMARY_DSN" --no-shadow --rate 0 --concurrency "$concurrency" \
+                --duration "$seconds" --seed 7 2>>"$work/loadgen.log")
+cpu_snapshot "$work/cpu-after-ceiling.json"
+ceiling=$(printf '%s\n' "$ceiling_out" | sed -n 's/.*s: \([0-9.]*\) units\/s.*/\1/p')
+ceiling_units=$(printf '%s\n' "$ceiling_out" | sed -n 's/^shop-loadgen: \([0-9]*\) units .*/\1/p')
+echo "CPU per unit by part (us; each step from its start until all its units were decided):"
+for line in "${cpu_lines[@]}"; do echo "  $line"; done
+if [ -n "$ceiling_units" ]; then
+  echo "  ceiling  $(python3 "$root/bench/cpu_snapshot.py" --per-unit "$work/cpu-before-ceiling.json" "$work/cpu-after-ceiling.json" "$ceiling_units")"
+fi
 python3 - "$sustained" "$ceiling" <<'PY'
 import sys
 sustained, ceiling = float(sys.argv[1]), float(sys.argv[2])

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""CPU seconds used so far by each part of a run on this machine, as JSON.
+
+    cpu_snapshot.py NAME=KIND:PID[,PID...] ... > snapshot.json
+    cpu_snapshot.py --per-unit BEFORE.json AFTER.json UNITS
+
+KIND says what of a process counts:
+  tree     the process, its live children and the children it reaped (a
+           PostgreSQL postmaster: backends that exited are in its cutime)
+  self     the process alone (a broker, an executor)
+  reaped   only the children the process reaped (a script's short-lived
+           commands, e.g. the load generator it waited for)
+A missing process counts 0. "machine" (busy time of every core, from
+/proc/stat) is always written. --per-unit prints, for each part, the
+microseconds of CPU per unit between two snapshots, and "other": the
+machine's busy time that no part accounts for.
+"""
+import json
+import os
+import sys
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def stat_fields(pid):
+    """utime, stime, cutime, cstime and ppid of a process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+    return {"ppid": int(fields[1]), "utime": int(fields[11]), "stime": int(fields[12]),
+            "cutime": int(fields[13]), "cstime": int(fields[14])}
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = stat_fields(entry)
+            if fields and fields["ppid"] == pid:
+                found.append(fields)
+    return found
+
+
+def ticks(kind, pid):
+    own = stat_fields(pid)
+    if own is None:
+        return 0
+    if kind == "self":
+        return own["utime"] + own["stime"]
+    if kind == "reaped":
+        return own["cutime"] + own["cstime"]
+    if kind == "tree":
+        live = sum(c["utime"] + c["stime"] + c["cutime"] + c["cstime"] for c in children_of(pid))
+        return own["utime"] + own["stime"] + own["cutime"] + own["cstime"] + live
+    raise SystemExit(f"cpu_snapshot: unknown kind {kind!r} (tree, self or reaped)")
+
+
+def machine_busy_ticks():
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle, iowait = values[3], values[4]
+    return sum(values[:8]) - idle - iowait  # user..softirq and steal; guest is inside user
+
+
+def snapshot(specs):
+    parts = {}
+    for spec in specs:
+        name, _, what = spec.partition("=")
+        kind, _, pids = what.partition(":")
+        parts[name] = sum(ticks(kind, int(pid)) for pid in pids.split(",") if pid) / TICK
+    parts["machine"] = machine_busy_ticks() / TICK
+    return parts
+
+
+def per_unit(before_path, after_path, units):
+    before, after = json.load(open(before_path)), json.load(open(after_path))
+    units = max(int(units), 1)
+    used = {name: after[name] - before.get(name, 0) for name in after}
+    machine = used.pop("machine")
+    shown = [f"{name} {seconds * 1e6 / units:.1f}" for name, seconds in used.items()]
+    other = machine - sum(used.values())
+    print(", ".join(shown) + f", other {other * 1e6 / units:.1f}; machine {machine * 1e6 / units:.1f} us a unit")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--per-unit":
+        per_unit(*sys.argv[2:])
+    else:
+        json.dump(snapshot(sys.argv[1:]), sys.stdout)
