@@ -1467,52 +1467,22 @@ TEST(ExecutorIntegration, ARetentionGapIsAnnouncedOnceAndARecordersGapIsPassedOv
   EXPECT_TRUE(topics.read_all(topics.dlq(), 1, 3s).empty()) << "a gap record is not a bad record";
 }
 
-// A partition is paused when its queue holds --queue-bytes, however few
-// units that is: behind a slow unit, the executor holds the first request or
-// two, not the topic. Shown by retention deleting records meanwhile: what a
-// paused partition had not fetched is announced as a gap, not applied.
-TEST(ExecutorIntegration, AQueueFullByBytesPausesItsPartition) {
-  Topics topics(1);
-  ScratchDatabase shadow(shadow_dsn(), "exec_queue_bytes");
-  const std::string group = unique_name("queue-bytes-group");
-  topics.produce(make_request("slow", "k", TxMode::autocommit, {make_statement("SELECT pg_sleep(3)")}));
-  for (int i = 1; i <= 20; ++i) {
-    topics.produce(make_request("r-" + std::to_string(i), "k", TxMode::autocommit,
-                                {make_statement("SELECT $1::int", {std::to_string(i)})}));
-  }
-  topics.flush();
-  auto options = base_options(topics, shadow.dsn(), group);
-  options.queue_bytes = 1;  // every request is more: paused after each
-  ASSERT_GE(options.queue_capacity, 1000u) << "the unit bound alone would pause it";
-  RunningExecutor running(std::move(options));
-  {
-    sp::pg::Connection conn(shadow.dsn());
-    const auto until = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < until &&
-           conn.exec_checked("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)'")
-                   .value(0, 0) == "0") {
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  delete_records(topics.requests(), 0, 15);
-  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
-  EXPECT_EQ(running.stop(), 0);
-  const auto records = topics.read_placed(topics.results(), 1 + 1 + 6, 30s);
-  const auto [gaps, ids] = gaps_and_results(records);
-  ASSERT_EQ(gaps.size(), 1u) << "the partition was not paused: it had fetched what retention deleted";
-  EXPECT_LE(gaps[0].from_offset, 3);
-  EXPECT_EQ(gaps[0].to_offset, 15);
-  EXPECT_EQ(ids.size() + gaps[0].units, 21u);
-}
 
-// Retention overtaking a running executor (issue 10): while the partition
-// is paused behind a slow unit, the requests after it are deleted; librdkafka
-// resumes at the earliest offset left, and the worker announces the skipped
-// offsets as a gap record instead of applying on silently.
-TEST(ExecutorIntegration, RetentionOvertakingARunningExecutorIsAnnouncedAsAGap) {
+// One partition: a slow first unit, then 20 requests; while the executor
+// runs the slow one, retention deletes offsets 0..14. `bound` sets what
+// makes it pause behind the slow unit, so it has fetched little; what it
+// published, and the gap units it counted, are for the test to judge.
+struct OvertakenByRetention {
+  std::vector<Topics::Placed> records;
+  std::vector<sp::wire::Gap> gaps;
+  std::set<std::string> ids;
+  double announced = 0;  // shadowpipe_executor_gap_units_total{reason="retention"}
+};
+OvertakenByRetention run_overtaken_by_retention(const std::string& stem,
+                                                const std::function<void(ex::Options&)>& bound) {
   Topics topics(1);
-  ScratchDatabase shadow(shadow_dsn(), "exec_gap_running");
-  const std::string group = unique_name("gap-running-group");
+  ScratchDatabase shadow(shadow_dsn(), "exec_" + stem);
+  const std::string group = unique_name(stem + "-group");
   topics.produce(make_request("slow", "k", TxMode::autocommit, {make_statement("SELECT pg_sleep(4)")}));
   for (int i = 1; i <= 20; ++i) {
     topics.produce(make_request("r-" + std::to_string(i), "k", TxMode::autocommit,
@@ -1520,7 +1490,7 @@ TEST(ExecutorIntegration, RetentionOvertakingARunningExecutorIsAnnouncedAsAGap) 
   }
   topics.flush();
   auto options = base_options(topics, shadow.dsn(), group);
-  options.queue_capacity = 1;  // paused behind the slow unit: little else prefetched
+  bound(options);
   RunningExecutor running(std::move(options));
   {
     // Until the slow unit runs.
@@ -1533,23 +1503,50 @@ TEST(ExecutorIntegration, RetentionOvertakingARunningExecutorIsAnnouncedAsAGap) 
     }
   }
   delete_records(topics.requests(), 0, 15);
-  ASSERT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
-  const double announced = metric_value(running.executor(), "shadowpipe_executor_gap_units_total{reason=\"retention\"}");
+  OvertakenByRetention run;
+  EXPECT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
+  run.announced = metric_value(running.executor(), "shadowpipe_executor_gap_units_total{reason=\"retention\"}");
   EXPECT_EQ(running.stop(), 0);
-  const auto records = topics.read_placed(topics.results(), 1 + 1 + 6, 30s);
-  const auto [gaps, ids] = gaps_and_results(records);
-  ASSERT_EQ(gaps.size(), 1u);
+  run.records = topics.read_placed(topics.results(), 1 + 1 + 6, 30s);
+  std::tie(run.gaps, run.ids) = gaps_and_results(run.records);
+  return run;
+}
+
+// A partition is paused when its queue holds --queue-bytes, however few
+// units that is: behind a slow unit, the executor holds the first request or
+// two, not the topic. Shown by retention deleting records meanwhile: what a
+// paused partition had not fetched is announced as a gap, not applied.
+TEST(ExecutorIntegration, AQueueFullByBytesPausesItsPartition) {
+  const auto run = run_overtaken_by_retention("queue-bytes", [](ex::Options& options) {
+    options.queue_bytes = 1;  // every request is more: paused after each
+    ASSERT_GE(options.queue_capacity, 1000u) << "the unit bound alone would pause it";
+  });
+  ASSERT_EQ(run.gaps.size(), 1u) << "the partition was not paused: it had fetched what retention deleted";
+  EXPECT_LE(run.gaps[0].from_offset, 3);
+  EXPECT_EQ(run.gaps[0].to_offset, 15);
+  EXPECT_EQ(run.ids.size() + run.gaps[0].units, 21u);
+}
+
+// Retention overtaking a running executor (issue 10): while the partition
+// is paused behind a slow unit, the requests after it are deleted; librdkafka
+// resumes at the earliest offset left, and the worker announces the skipped
+// offsets as a gap record instead of applying on silently.
+TEST(ExecutorIntegration, RetentionOvertakingARunningExecutorIsAnnouncedAsAGap) {
+  const auto run = run_overtaken_by_retention("gap-running", [](ex::Options& options) {
+    options.queue_capacity = 1;  // paused behind the slow unit: little else prefetched
+  });
+  ASSERT_EQ(run.gaps.size(), 1u);
   // The gap starts after what the executor had received before the pause
   // took effect (the slow unit, sometimes one more), and ends where
   // retention left off; every offset has a result or is in the gap.
-  EXPECT_GE(gaps[0].from_offset, 1);
-  EXPECT_LE(gaps[0].from_offset, 3);
-  EXPECT_EQ(gaps[0].to_offset, 15);
-  EXPECT_EQ(gaps[0].units, static_cast<uint64_t>(gaps[0].to_offset - gaps[0].from_offset));
-  EXPECT_EQ(announced, static_cast<double>(gaps[0].units));
-  EXPECT_EQ(ids.size() + gaps[0].units, 21u);
-  for (int i = 15; i <= 20; ++i) EXPECT_TRUE(ids.contains("r-" + std::to_string(i))) << i;
-  check_progress_stamps(records);
+  EXPECT_GE(run.gaps[0].from_offset, 1);
+  EXPECT_LE(run.gaps[0].from_offset, 3);
+  EXPECT_EQ(run.gaps[0].to_offset, 15);
+  EXPECT_EQ(run.gaps[0].units, static_cast<uint64_t>(run.gaps[0].to_offset - run.gaps[0].from_offset));
+  EXPECT_EQ(run.announced, static_cast<double>(run.gaps[0].units));
+  EXPECT_EQ(run.ids.size() + run.gaps[0].units, 21u);
+  for (int i = 15; i <= 20; ++i) EXPECT_TRUE(run.ids.contains("r-" + std::to_string(i))) << i;
+  check_progress_stamps(run.records);
 }
 
 // A record the producer refuses outright (here: larger than message.max.bytes)
