@@ -139,7 +139,9 @@ class Consumer {
   // Commits the given offsets (next offset to read) synchronously; returns the error.
   rd_kafka_resp_err_t commit(const PartitionList& offsets);
   void close();
-  // Applies a rebalance event the plain way (eager or cooperative).
+  // Applies a rebalance event the plain way (eager or cooperative); does
+  // nothing once librdkafka has ended the group handle (a revoke served by
+  // close() after it unassigned by itself).
   void default_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions);
 
  private:

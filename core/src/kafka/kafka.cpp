@@ -163,7 +163,13 @@ void Consumer::rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t event,
 }
 
 void Consumer::default_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
-  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(handle_.get())) == "COOPERATIVE";
+  // NULL once the group handle has ended: close() serves a revoke that was
+  // still queued after librdkafka unassigned, left the group and ended the
+  // handle by itself (when the callback took longer than that, as a last
+  // commit on a busy machine can). There is nothing left to release then.
+  const char* protocol = rd_kafka_rebalance_protocol(handle_.get());
+  if (!protocol) return;
+  const bool cooperative = std::string_view(protocol) == "COOPERATIVE";
   if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     if (cooperative) {
       if (auto* error = rd_kafka_incremental_assign(handle_.get(), partitions)) rd_kafka_error_destroy(error);
