@@ -1080,57 +1080,6 @@ TEST(ConsumerClose, ARevokeWaitingWhenTheConsumerClosesIsReleasedAfterTheGroupHa
       << "the revoke was served before librdkafka ended the group handle: the path under test was not taken";
 }
 
-// The same race's other outcome, which no timing here can force: a request
-// to the group handle sent just before librdkafka ends it is dropped with
-// the handle's queue, never answered, and the caller waits for ever
-// (librdkafka #4041, #4884: rd_kafka_rebalance_protocol() and
-// rd_kafka_assign() from a rebalance callback close() serves). So a revoke
-// that close() serves must not ask the group handle anything: librdkafka
-// unassigned by itself when the close began. Seen in librdkafka's own debug
-// log (debug=cgrp, on stderr), which names each request the handle serves.
-TEST(ConsumerClose, ARevokeThatCloseServesSendsNoRequestToTheGroupHandle) {
-  Broker broker;
-  auto topics = broker.create(2);
-  const std::string group = sp::testing::unique_name("cmp-close");
-  std::vector<rd_kafka_resp_err_t> events;
-  std::unique_ptr<sp::kafka::Consumer> consumer;
-  consumer = std::make_unique<sp::kafka::Consumer>(
-      sp::kafka::Properties{{"bootstrap.servers", sp::testing::brokers()},
-                            {"group.id", group},
-                            {"partition.assignment.strategy", "range"},
-                            {"enable.auto.commit", "false"},
-                            {"debug", "cgrp"}},
-      [&](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* list) {
-        events.push_back(event);
-        consumer->default_rebalance(event, list);
-      });
-  consumer->subscribe({topics.requests, topics.results});
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (events.empty() && std::chrono::steady_clock::now() < deadline) consumer->poll(100ms);
-  ASSERT_EQ(events.size(), 1u) << "assigned";
-  // librdkafka logs on its own threads: stderr goes to a file for the close.
-  const std::string log = "/tmp/" + group + ".log";
-  std::fflush(stderr);
-  const int saved_stderr = dup(2);
-  const int file = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ASSERT_GE(file, 0);
-  dup2(file, 2);
-  consumer->close();
-  std::fflush(stderr);
-  dup2(saved_stderr, 2);
-  close(saved_stderr);
-  close(file);
-  ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events.back(), RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) << "close() served the revoke";
-  std::ifstream in(log);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t terminate = text.find("received op TERMINATE");
-  ASSERT_NE(terminate, std::string::npos) << "librdkafka's debug log changed: " << log_tail(log);
-  for (const char* request : {"received op GET_REBALANCE_PROTOCOL", "received op ASSIGN "}) {
-    EXPECT_EQ(text.find(request, terminate), std::string::npos) << request << " after the close began; " << log;
-  }
-}
-
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
   Broker broker;
   auto topics = broker.create(6);
