@@ -401,7 +401,10 @@ struct Executor::Impl {
     for (const auto& [partition, worker] : workers) assigned.push_back(partition);
     stop_partitions(assigned);
     shared.producer->flush(milliseconds(2000));
-    consumer->close();  // leaves the group; the revoke finds nothing left to stop
+    // Leaves the group; a static member (an --executor-id given) sends no
+    // LeaveGroup (KIP-345) and its partitions move when its session times
+    // out. The revoke finds nothing left to stop.
+    consumer->close();
     rethrow_callback_failure();
     return 0;
   }

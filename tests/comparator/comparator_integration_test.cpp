@@ -1022,6 +1022,64 @@ TEST(Comparator, StoppedJustAfterTheGroupDroppedItExitsCleanly) {
   std::cout << "stops after offsets refused with UNKNOWN_MEMBER_ID: " << refused << " of 3\n";
 }
 
+// What comparator-1 of a scale-out run died of: SIGSEGV in
+// kafka::Consumer::default_rebalance under rd_kafka_consumer_close, its log
+// ending in its last transaction's offsets refused (UNKNOWN_MEMBER_ID). A
+// rebalance began (another instance joined) while the comparator was busy
+// with its last commit, so the revoke waited in its queue; close() serves
+// it, but librdkafka 2.0 unassigns, leaves the group and terminates the
+// group handle by itself meanwhile (rd_kafka_cgrp_terminate0). A revoke
+// that takes longer than that — the comparator's commit in it, refused since
+// the member had left — then asked rd_kafka_rebalance_protocol(), which
+// answers NULL once the group handle is gone, and read its name through
+// that null. Here the revoke callback waits until the handle has terminated.
+TEST(ConsumerClose, ARevokeWaitingWhenTheConsumerClosesIsReleasedAfterTheGroupHandleEndedWithoutACrash) {
+  Broker broker;
+  auto topics = broker.create(2);
+  const std::string group = sp::testing::unique_name("cmp-close");
+  std::vector<rd_kafka_resp_err_t> events;
+  bool released_after_the_group_handle_ended = false;
+  std::unique_ptr<sp::kafka::Consumer> consumer;
+  consumer = std::make_unique<sp::kafka::Consumer>(
+      sp::kafka::Properties{{"bootstrap.servers", sp::testing::brokers()},
+                            {"group.id", group},
+                            {"partition.assignment.strategy", "range"},
+                            {"enable.auto.commit", "false"},
+                            {"session.timeout.ms", "6000"},
+                            {"heartbeat.interval.ms", "500"}},
+      [&](rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* list) {
+        events.push_back(event);
+        if (event == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+          const auto until = std::chrono::steady_clock::now() + 10s;
+          while (!rd_kafka_consumer_closed(consumer->get()) && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(10ms);
+          }
+          released_after_the_group_handle_ended = rd_kafka_consumer_closed(consumer->get());
+        }
+        consumer->default_rebalance(event, list);
+      });
+  consumer->subscribe({topics.requests, topics.results});
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  int assigned = 0;
+  while (assigned < 4 && std::chrono::steady_clock::now() < deadline) {
+    consumer->poll(100ms);
+    rd_kafka_topic_partition_list_t* assignment = nullptr;
+    if (rd_kafka_assignment(consumer->get(), &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      assigned = sp::kafka::PartitionList(assignment).size();
+    }
+  }
+  ASSERT_EQ(assigned, 4) << "the only member holds both pairs";
+  // Another member joins while this one does not poll: the revoke waits in
+  // its queue (heartbeats go on, so it stays a member).
+  GroupMember other(group, topics);
+  std::this_thread::sleep_for(3s);
+  consumer->close();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events.back(), RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS);
+  EXPECT_TRUE(released_after_the_group_handle_ended)
+      << "the revoke was served before librdkafka ended the group handle: the path under test was not taken";
+}
+
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
   Broker broker;
   auto topics = broker.create(6);

@@ -8,9 +8,12 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -33,8 +36,18 @@ inline pid_t spawn_process(const std::string& binary, const std::vector<std::str
   return pid;
 }
 
+// Prints every thread's stack of a process that is about to be killed for
+// not exiting, on the test's stderr, when gdb is installed: a hang seen once
+// in a full suite run then names the wait it was in.
+inline void print_stacks(pid_t pid) {
+  if (std::system("command -v gdb >/dev/null 2>&1") != 0) return;
+  std::fprintf(stderr, "process %d did not exit in time; its threads:\n", static_cast<int>(pid));
+  const std::string command = "gdb -p " + std::to_string(pid) + " -batch -nx -ex 'thread apply all bt' 2>&1 1>&2";
+  if (std::system(command.c_str()) != 0) std::fprintf(stderr, "(gdb could not attach)\n");
+}
+
 // Waits for the process to exit; its exit status, 128 + signal, or -1 when
-// it had to be killed at the deadline.
+// it had to be killed at the deadline (its stacks printed first).
 inline int wait_exit(pid_t pid, std::chrono::seconds deadline) {
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < until) {
@@ -42,6 +55,7 @@ inline int wait_exit(pid_t pid, std::chrono::seconds deadline) {
     if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  print_stacks(pid);
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   return -1;

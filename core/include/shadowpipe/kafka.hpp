@@ -139,12 +139,15 @@ class Consumer {
   // Commits the given offsets (next offset to read) synchronously; returns the error.
   rd_kafka_resp_err_t commit(const PartitionList& offsets);
   void close();
-  // Applies a rebalance event the plain way (eager or cooperative).
+  // Applies a rebalance event the plain way (eager or cooperative, as the
+  // configured assignor is); does nothing once librdkafka has ended the
+  // group handle (a revoke close() serves after it unassigned by itself).
   void default_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions);
 
  private:
   static void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*);
   std::unique_ptr<RebalanceCallback> on_rebalance_;
+  bool cooperative_;  // the configured assignor's protocol
   HandlePtr handle_;
   bool closed_ = false;
 };

@@ -139,8 +139,24 @@ int Producer::flush(std::chrono::milliseconds deadline) {
   return rd_kafka_outq_len(handle_.get());
 }
 
+namespace {
+// Whether the configured assignors are cooperative (librdkafka requires all
+// of them to share one protocol; the last setting of a key wins, and its
+// default, range and roundrobin, is eager). Read from the configuration, not
+// asked of the group handle, which may have ended (see default_rebalance)
+// or, asked just as it ends, never answer (librdkafka #4041).
+bool cooperative_assignor(const Properties& properties) {
+  bool cooperative = false;
+  for (const auto& [key, value] : properties) {
+    if (key == "partition.assignment.strategy") cooperative = value.find("cooperative") != std::string::npos;
+  }
+  return cooperative;
+}
+}  // namespace
+
 Consumer::Consumer(const Properties& properties, RebalanceCallback on_rebalance)
-    : on_rebalance_(std::make_unique<RebalanceCallback>(std::move(on_rebalance))) {
+    : on_rebalance_(std::make_unique<RebalanceCallback>(std::move(on_rebalance))),
+      cooperative_(cooperative_assignor(properties)) {
   auto conf = make_conf(properties);
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Consumer::rebalance_trampoline);
@@ -163,15 +179,22 @@ void Consumer::rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t event,
 }
 
 void Consumer::default_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* partitions) {
-  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(handle_.get())) == "COOPERATIVE";
+  // close() can serve a revoke after librdkafka unassigned by itself and
+  // ended the group handle (when the revoke was queued before the close and
+  // its callback took longer than that, as a last commit on a busy machine
+  // can): nothing is left to release then. Every request to an ended handle
+  // fails, and librdkafka's answer to rd_kafka_rebalance_protocol() is NULL
+  // (the comparator died of SIGSEGV reading its name), which is why the
+  // protocol is taken from the configuration instead.
+  if (closed_ && rd_kafka_consumer_closed(handle_.get())) return;
   if (event == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (cooperative) {
+    if (cooperative_) {
       if (auto* error = rd_kafka_incremental_assign(handle_.get(), partitions)) rd_kafka_error_destroy(error);
     } else {
       rd_kafka_assign(handle_.get(), partitions);
     }
   } else {
-    if (cooperative) {
+    if (cooperative_) {
       if (auto* error = rd_kafka_incremental_unassign(handle_.get(), partitions)) rd_kafka_error_destroy(error);
     } else {
       rd_kafka_assign(handle_.get(), nullptr);
