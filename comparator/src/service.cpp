@@ -413,10 +413,19 @@ struct Comparator::Impl {
   }
 
   // After an aborted transaction: forget every decision since the last commit
-  // and read again from the committed offsets.
+  // and read again from the committed offsets. Stopping, nothing is read
+  // again, but the decisions are forgotten all the same: the pairs' commit
+  // positions cover requests whose decision records were aborted, and the
+  // last commits (after the loop, and the revoke's in close()) run in a new,
+  // healthy transaction that would commit those offsets without the records.
+  // The next owner decides them from the committed offsets.
   void rewind() {
     rewind_needed = false;
-    if (stop->load()) return;
+    if (stop->load()) {
+      pairs.clear();
+      assign_workers();
+      return;
+    }
     ++local.rewinds;
     kafka::PartitionList owned(static_cast<int>(pairs.size() * 2));
     for (const auto& [partition, pair] : pairs) {

@@ -1080,6 +1080,43 @@ TEST(ConsumerClose, ARevokeWaitingWhenTheConsumerClosesIsReleasedAfterTheGroupHa
       << "the revoke was served before librdkafka ended the group handle: the path under test was not taken";
 }
 
+// A transaction that fails is aborted and its decisions are made again from
+// the committed offsets (the rewind). Fenced by a producer that takes the
+// comparator's transactional id, the comparator cannot commit; it recreates
+// its producer (fencing the intruder in turn), reads again from what was
+// committed, and every request is still decided exactly once: none lost with
+// the aborted records, none published twice.
+TEST(Comparator, AFencedTransactionIsRedoneFromTheCommittedOffsetsAndEveryRequestDecidedOnce) {
+  Broker broker;
+  auto topics = broker.create(3);
+  auto options = options_for(topics);
+  const std::string transactional_id = "shadowpipe-comparator-" + options.group + "-" + options.comparator_id;
+  constexpr int kFirst = 3000, kTotal = 6000;
+  Reader reader(topics.mismatches);
+  ASSERT_TRUE(reader.wait_assigned(20s));
+  publish_pairs(broker, topics, 0, kFirst, "fenced-");
+  Running running(options);
+  ASSERT_TRUE(running.wait_for([](const cmp::Stats& stats) { return stats.committed_transactions >= 1 && stats.pairs > 0; },
+                               60s));
+  {
+    sp::kafka::Producer intruder({{"bootstrap.servers", sp::testing::brokers()}, {"transactional.id", transactional_id}});
+    rd_kafka_error_t* error = rd_kafka_init_transactions(intruder.get(), 30'000);
+    ASSERT_EQ(error, nullptr) << rd_kafka_error_string(error);
+    publish_pairs(broker, topics, kFirst, kTotal, "fenced-");
+    ASSERT_TRUE(running.wait_for([](const cmp::Stats& stats) { return stats.rewinds >= 1; }, 60s))
+        << "the comparator went on committing with a fenced producer";
+  }
+  const bool complete = reader.wait_until([&] { return count_by_request(reader).size() >= kTotal; }, 120s);
+  reader.drain_for(2s);
+  running.stop();
+  ASSERT_TRUE(complete) << "decided " << count_by_request(reader).size() << " of " << kTotal;
+  int repeated = 0;
+  for (const auto& [id, count] : count_by_request(reader)) repeated += count > 1;
+  EXPECT_EQ(repeated, 0) << "requests published twice";
+  EXPECT_EQ(count_by_request(reader).size(), static_cast<size_t>(kTotal));
+  EXPECT_GE(running.stats().aborted_transactions, 1u);
+}
+
 TEST(Comparator, TwoInstancesShareSixPartitionsAndTheSurvivorFinishes) {
   Broker broker;
   auto topics = broker.create(6);
