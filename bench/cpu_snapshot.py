@@ -3,6 +3,7 @@
 
     cpu_snapshot.py NAME=KIND:PID[,PID...] ... > snapshot.json
     cpu_snapshot.py --per-unit BEFORE.json AFTER.json UNITS
+    cpu_snapshot.py --machine-per-unit BEFORE.json AFTER.json UNITS
 
 KIND says what of a process counts:
   tree     the process, its live children and the children it reaped (a
@@ -13,7 +14,8 @@ KIND says what of a process counts:
 A missing process counts 0. "machine" (busy time of every core, from
 /proc/stat) is always written. --per-unit prints, for each part, the
 microseconds of CPU per unit between two snapshots, and "other": the
-machine's busy time that no part accounts for.
+machine's busy time that no part accounts for. --machine-per-unit prints
+only the machine's busy microseconds per unit.
 """
 import json
 import os
@@ -85,8 +87,15 @@ def per_unit(before_path, after_path, units):
     print(", ".join(shown) + f", other {other * 1e6 / units:.1f}; machine {machine * 1e6 / units:.1f} us a unit")
 
 
+def machine_per_unit(before_path, after_path, units):
+    before, after = json.load(open(before_path)), json.load(open(after_path))
+    print(f"{(after['machine'] - before['machine']) * 1e6 / max(int(units), 1):.1f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--per-unit":
         per_unit(*sys.argv[2:])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--machine-per-unit":
+        machine_per_unit(*sys.argv[2:])
     else:
         json.dump(snapshot(sys.argv[1:]), sys.stdout)

@@ -55,5 +55,6 @@ expect "pipeline: the ceiling" 'highest rate sustained through the pipeline: [0-
 # Every part's CPU found: a part whose process was not found would read 0.0.
 expect "pipeline: CPU by part" '^  100 +loadgen [1-9][0-9.]*, primary [1-9][0-9.]*, shadow [1-9][0-9.]*, broker [1-9][0-9.]*, executors [1-9][0-9.]*, comparator [1-9][0-9.]*, other -?[0-9.]+; machine [0-9.]+ us a unit$' "$out"
 expect "pipeline: the ceiling's CPU" '^  ceiling +loadgen [1-9][0-9.]*, primary [1-9][0-9.]*,' "$out"
+expect "pipeline: the CPU a unit, ceiling over the highest step" '^machine CPU a unit, ceiling / highest step: [0-9]+\.[0-9]+ ' "$out"
 
 exit "$failed"
