@@ -80,14 +80,17 @@ bool PlanPolicy::should_capture(const std::string& fingerprint, int64_t latency_
   if (history_.size() >= kMaxFingerprints && !history_.contains(fingerprint)) history_.clear();
   History& history = history_[fingerprint];
   bool slow = false;
-  if (history.recent.size() >= kMinSamplesForMedian) {
-    std::vector<int64_t> sorted(history.recent.begin(), history.recent.end());
-    std::nth_element(sorted.begin(), sorted.begin() + static_cast<long>(sorted.size() / 2), sorted.end());
+  auto& sorted = history.sorted;
+  if (sorted.size() >= kMinSamplesForMedian) {
     const double median = static_cast<double>(sorted[sorted.size() / 2]);
     slow = static_cast<double>(latency_us) > latency_factor_ * std::max(median, 1.0);
   }
   history.recent.push_back(latency_us);
-  if (history.recent.size() > kWindow) history.recent.pop_front();
+  sorted.insert(std::upper_bound(sorted.begin(), sorted.end(), latency_us), latency_us);
+  if (history.recent.size() > kWindow) {
+    sorted.erase(std::lower_bound(sorted.begin(), sorted.end(), history.recent.front()));
+    history.recent.pop_front();
+  }
   if ((history.planned && !slow) || !take_token(now)) return false;
   history.planned = true;
   return true;

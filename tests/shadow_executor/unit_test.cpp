@@ -42,6 +42,21 @@ TEST(PlanPolicy, FirstExecutionThenOnlyWhenFarAboveTheMedian) {
   EXPECT_TRUE(policy.should_capture("other", 5, now)) << "each fingerprint has its own first execution";
 }
 
+// The median is the last 64 executions', so a fingerprint that became fast
+// is judged against its fast executions, and one that became slow stops
+// looking slow once the window is full of its new latency.
+TEST(PlanPolicy, TheMedianIsOverTheLastExecutionsOnly) {
+  ex::PlanPolicy policy(1000, 5.0);
+  const auto now = ex::PlanPolicy::Clock::now();
+  EXPECT_TRUE(policy.should_capture("fp", 1000, now));
+  for (int i = 0; i < 100; ++i) policy.should_capture("fp", 1000 + i % 7, now);
+  for (int i = 0; i < 64; ++i) policy.should_capture("fp", 10 + i % 3, now);  // the window holds only these now
+  EXPECT_TRUE(policy.should_capture("fp", 60, now)) << "6x the last 64's median (10-12)";
+  for (int i = 0; i < 33; ++i) policy.should_capture("fp", 5000, now);  // now most of the window
+  EXPECT_FALSE(policy.should_capture("fp", 5000, now)) << "the median is 5000 itself";
+  EXPECT_TRUE(policy.should_capture("fp", 30000, now));
+}
+
 TEST(PlanPolicy, BoundedPerMinuteAndAFirstExecutionIsRetriedLater) {
   ex::PlanPolicy policy(2, 5.0);
   const auto now = ex::PlanPolicy::Clock::now();

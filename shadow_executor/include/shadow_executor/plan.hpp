@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace shadowpipe::executor {
 
@@ -35,7 +36,8 @@ class PlanPolicy {
  private:
   struct History {
     bool planned = false;
-    std::deque<int64_t> recent;  // the last kWindow latencies
+    std::deque<int64_t> recent;   // the last kWindow latencies, oldest first
+    std::vector<int64_t> sorted;  // the same, in order: the median without a copy and a sort per statement
   };
   static constexpr size_t kWindow = 64;
   static constexpr size_t kMinSamplesForMedian = 8;
