@@ -1140,6 +1140,14 @@ TEST(ExecutorResultsLog, UnitsRunAgainReplaceTheirRecordsAndKeepTheOnesBefore) {
   EXPECT_EQ(logged(), (std::vector<std::string>{"0:gap 0..7"})) << "a refused write takes nothing out";
 }
 
+// A new login role without superuser or any grant; its name, an identifier.
+std::string create_login_role(const sp::pg::Connection& admin, const std::string& stem) {
+  std::string role = unique_name(stem);
+  for (auto& c : role) c = c == '-' ? '_' : c;
+  admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+  return role;
+}
+
 // A shadow an earlier executor prepared keeps its results log in the first
 // layout (one row per record). Starting this one moves those records into
 // the new layout, in place; a role that does not own the table is told what
@@ -1193,9 +1201,7 @@ TEST(ExecutorResultsLog, ARoleThatCannotUpgradeTheLogIsToldWhatToDo) {
   {
     sp::pg::Connection admin(shadow.dsn());
     create_first_layout_log(admin);
-    role = unique_name("exec_log_role");
-    for (auto& c : role) c = c == '-' ? '_' : c;
-    admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+    role = create_login_role(admin, "exec_log_role");
     admin.exec_checked("GRANT USAGE ON SCHEMA shadowpipe TO " + role);
     admin.exec_checked("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA shadowpipe TO " + role);
   }
@@ -1217,17 +1223,12 @@ TEST(ExecutorResultsLog, ARoleThatCannotUpgradeTheLogIsToldWhatToDo) {
   admin.exec_checked("DROP ROLE " + role);
 }
 
-// The progress stamp (issue 10): every result says below which source offset
-// every result already stands in its partition, also for results
-// re-published from shadowpipe.results_log on assignment.
 // A login role with the grants shadow_executor/README.md documents for a
 // non-superuser executor, nothing more (no SET on deadlock_timeout); the
 // tables it replays into must exist already. Returns its name.
 std::string create_executor_role(const sp::pg::Connection& admin, const ScratchDatabase& shadow,
                                  const std::string& stem) {
-  std::string role = unique_name(stem);
-  for (auto& c : role) c = c == '-' ? '_' : c;
-  admin.exec_checked("CREATE ROLE " + role + " LOGIN NOSUPERUSER");
+  const std::string role = create_login_role(admin, stem);
   admin.exec_checked("GRANT CONNECT ON DATABASE " + shadow.name() + " TO " + role);
   admin.exec_checked("CREATE SCHEMA shadowpipe AUTHORIZATION " + role);
   admin.exec_checked("GRANT USAGE ON SCHEMA public TO " + role);
@@ -1360,6 +1361,9 @@ TEST(ExecutorIntegration, UnitsThatDeadlockEachOtherOnTheShadowGetTheirOwnResult
   EXPECT_GT(seen, deadlocks_before) << "the units did not deadlock: the test no longer tests the rerun";
 }
 
+// The progress stamp (issue 10): every result says below which source offset
+// every result already stands in its partition, also for results
+// re-published from shadowpipe.results_log on assignment.
 TEST(ExecutorIntegration, EveryResultCarriesATrueProgressStamp) {
   Topics topics(2);
   ScratchDatabase shadow(shadow_dsn(), "exec_stamp");
