@@ -15,15 +15,16 @@
 #
 #   eval "$(scripts/stack env)"
 #   bench/pipeline.sh [--rates "100 200 400 800 1600"] [--seconds 20] [--settle 30] [--warmup 10] [--concurrency 4] [--bin build/bin]
-#                     [--recorder-arg ARG]... [--executor-arg ARG]...
+#                     [--recorder-arg ARG]... [--executor-arg ARG]... [--comparator-arg ARG]...
 #
 # --warmup S (default 10; 0 for none): a run at the first rate, waited for and
 # not reported, before the steps: a broker started a moment before compiles
 # its produce and fetch paths during the first runs (docs/BENCHMARKS.md), and
 # the executors and comparator join their groups then too.
-# --recorder-arg / --executor-arg pass one argument to every shop-loadgen /
-# shadow-executor run (e.g. --executor-arg -X --executor-arg linger.ms=5), to
-# weigh a setting's cost against capture->decision latency.
+# --recorder-arg / --executor-arg / --comparator-arg pass one argument to
+# every shop-loadgen / shadow-executor / shadow-comparator run (e.g.
+# --executor-arg -X --executor-arg linger.ms=5), to weigh a setting's cost
+# against capture->decision latency.
 # The comparator's /metrics is on SHADOWPIPE_BENCH_METRICS_PORT (16795).
 #
 # Where the machine's CPU goes (bench/cpu_snapshot.py), per step from its
@@ -35,7 +36,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rates="100 200 400 800 1600" seconds=20 settle=30 warmup=10 concurrency=4 bin=${SHADOWPIPE_BIN:-$root/build/bin}
-recorder_args=() executor_args=()
+recorder_args=() executor_args=() comparator_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) rates=$2; shift 2 ;;
@@ -46,6 +47,7 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift 2 ;;
     --recorder-arg) recorder_args+=("$2"); shift 2 ;;
     --executor-arg) executor_args+=("$2"); shift 2 ;;
+    --comparator-arg) comparator_args+=("$2"); shift 2 ;;
     *) echo "pipeline: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -79,7 +81,7 @@ for n in 1 2; do
   pids+=($!)
 done
 "$bin/shadow-comparator" --group "$run-comparator" --comparator-id comparator-1 "${topics[@]}" \
-    --metrics-port "127.0.0.1:$metrics_port" >"$work/comparator.log" 2>&1 &
+    --metrics-port "127.0.0.1:$metrics_port" ${comparator_args[@]+"${comparator_args[@]}"} >"$work/comparator.log" 2>&1 &
 pids+=($!)
 sleep 3
 
