@@ -94,10 +94,8 @@ struct Executor::Impl {
                             // session times out: 6 s (the broker's minimum by default),
                             // not librdkafka's 45 s, so they resume within 10 s.
                             {"session.timeout.ms", "6000"},
-                            {"heartbeat.interval.ms", "1000"},
-                            // A fetch that long-polls an idle partition holds back the next
-                            // fetch of a resumed one: keep the broker's wait short.
-                            {"fetch.wait.max.ms", "20"}};
+                            {"heartbeat.interval.ms", "1000"}};
+    for (auto& property : kafka::live_stream_fetch()) group.push_back(std::move(property));
     // An id the operator gave is stable across restarts: it names a static
     // member, so a restarted instance takes its partitions back at once,
     // without a rebalance. A generated id (hostname-pid) never comes back.

@@ -57,6 +57,8 @@ ConfPtr make_conf(const Properties& properties) {
   return conf;
 }
 
+Properties live_stream_fetch() { return {{"fetch.wait.max.ms", "20"}, {"fetch.min.bytes", "262144"}}; }
+
 std::string Message::error_text() const {
   if (!handle_) return "";
   if (handle_->payload && handle_->err) return rd_kafka_message_errstr(handle_.get());
