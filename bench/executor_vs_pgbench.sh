@@ -31,7 +31,9 @@
 # before compiles its fetch and transaction paths during the first run: its
 # CPU per unit in that run was 36 us against 9 in the next (2026-11-30).
 # EXECUTOR_PERF=<dir> also records `perf record -g` of each executor run's
-# measured window into <dir>/<run>.data.
+# measured window into <dir>/<run>.data; EXECUTOR_PERF_EVENTS adds perf's
+# event options, e.g. "-e sched:sched_switch" to record where every thread
+# went to sleep (each wait on the shadow, a lock, a queue) with its stack.
 #
 # Where the executor's wall time goes, per run: the state of its partition
 # sessions on the server (pg_stat_activity, sampled with every progress poll,
@@ -233,7 +235,7 @@ run_executor() {
   local start_units start end load_start executor_start backends_start perf_pid=
   if [[ -n ${EXECUTOR_PERF:-} ]]; then
     mkdir -p "$EXECUTOR_PERF"
-    perf record -g -o "$EXECUTOR_PERF/$group.data" -p "$executor_pid" 2>/dev/null >/dev/null &
+    perf record ${EXECUTOR_PERF_EVENTS:-} -g -o "$EXECUTOR_PERF/$group.data" -p "$executor_pid" 2>/dev/null >/dev/null &
     perf_pid=$!
   fi
   start_units=$(applied); start=$(date +%s.%N); load_start=$(load)

@@ -173,12 +173,14 @@ echo "CPU per unit by part (us; each step from its start until all its units wer
 for line in "${cpu_lines[@]}"; do echo "  $line"; done
 if [ -n "$ceiling_units" ]; then
   echo "  ceiling  $(python3 "$root/bench/cpu_snapshot.py" --per-unit "$work/cpu-before-ceiling.json" "$work/cpu-after-ceiling.json" "$ceiling_units")"
-  # The ceiling's machine CPU a unit over the highest step's: when that step
-  # kept every core busy, the sustained ratio cannot pass it; below
-  # saturation fixed costs (polling, background work) inflate the step's.
-  ceiling_cpu=$(python3 "$root/bench/cpu_snapshot.py" --machine-per-unit "$work/cpu-before-ceiling.json" "$work/cpu-after-ceiling.json" "$ceiling_units")
-  top_cpu=$(python3 "$root/bench/cpu_snapshot.py" --machine-per-unit "$work/cpu-before-$rate.json" "$work/cpu-after-$rate.json" "$published")
-  python3 -c "print('machine CPU a unit, ceiling / highest step: %.2f (the bound of the sustained ratio when that step saturated the machine)' % ($ceiling_cpu / $top_cpu))"
+  # The ceiling's CPU a unit over the highest step's, summed over the parts
+  # (the machine's own total is tick-counted and rough, cpu_snapshot.py):
+  # when that step kept every core busy, the sustained ratio cannot pass
+  # it; below saturation fixed costs (polling, background work) inflate
+  # the step's.
+  ceiling_cpu=$(python3 "$root/bench/cpu_snapshot.py" --parts-per-unit "$work/cpu-before-ceiling.json" "$work/cpu-after-ceiling.json" "$ceiling_units")
+  top_cpu=$(python3 "$root/bench/cpu_snapshot.py" --parts-per-unit "$work/cpu-before-$rate.json" "$work/cpu-after-$rate.json" "$published")
+  python3 -c "print('CPU a unit of the parts, ceiling / highest step: %.2f (%.1f / %.1f us; the bound of the sustained ratio when that step saturated the machine)' % ($ceiling_cpu / $top_cpu, $ceiling_cpu, $top_cpu))"
 fi
 python3 - "$sustained" "$ceiling" <<'PY'
 import sys

@@ -49,12 +49,15 @@ expect "executor_vs_pgbench: plain" 'ratio executor/pgbench: +[0-9]+\.[0-9]+' "$
 expect "executor_vs_pgbench: pipelined" 'ratio executor --pipeline/pgbench: +[0-9]+\.[0-9]+' "$out"
 expect "executor_vs_pgbench: the CPU ceiling" 'CPU-bound ceiling of the ratios' "$out"
 
+run broker_requests "$root/bench/broker_requests.sh" -- kcat -L -b "$SHADOWPIPE_BROKERS"
+expect "broker_requests: the requests the command made" '^  Metadata +[1-9][0-9]* +[0-9.]+/s$' "$out"
+
 run pipeline "$root/bench/pipeline.sh" --rates "100" --seconds 2 --settle 60 --warmup 1 --bin "$build/bin"
 expect "pipeline: a bounded step" '^100 +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9]+ +yes$' "$out"
 expect "pipeline: the ceiling" 'highest rate sustained through the pipeline: [0-9]+ units/s' "$out"
 # Every part's CPU found: a part whose process was not found would read 0.0.
 expect "pipeline: CPU by part" '^  100 +loadgen [1-9][0-9.]*, primary [1-9][0-9.]*, shadow [1-9][0-9.]*, broker [1-9][0-9.]*, executors [1-9][0-9.]*, comparator [1-9][0-9.]*, other -?[0-9.]+; machine [0-9.]+ us a unit$' "$out"
 expect "pipeline: the ceiling's CPU" '^  ceiling +loadgen [1-9][0-9.]*, primary [1-9][0-9.]*,' "$out"
-expect "pipeline: the CPU a unit, ceiling over the highest step" '^machine CPU a unit, ceiling / highest step: [0-9]+\.[0-9]+ ' "$out"
+expect "pipeline: the CPU a unit, ceiling over the highest step" '^CPU a unit of the parts, ceiling / highest step: [0-9]+\.[0-9]+ \([1-9][0-9.]* / [1-9][0-9.]* us; ' "$out"
 
 exit "$failed"
