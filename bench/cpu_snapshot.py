@@ -3,7 +3,6 @@
 
     cpu_snapshot.py NAME=KIND:PID[,PID...] ... > snapshot.json
     cpu_snapshot.py --per-unit BEFORE.json AFTER.json UNITS
-    cpu_snapshot.py --machine-per-unit BEFORE.json AFTER.json UNITS
     cpu_snapshot.py --parts-per-unit BEFORE.json AFTER.json UNITS
 
 KIND says what of a process counts:
@@ -15,9 +14,8 @@ KIND says what of a process counts:
 A missing process counts 0. "machine" (busy time of every core, from
 /proc/stat) is always written. --per-unit prints, for each part, the
 microseconds of CPU per unit between two snapshots, and "other": the
-machine's busy time that no part accounts for. --machine-per-unit prints
-only the machine's busy microseconds per unit, --parts-per-unit only the
-parts' sum.
+machine's busy time that no part accounts for. --parts-per-unit prints
+only the parts' sum.
 
 "other" and "machine" are rough: the kernel counts the machine's busy time
 in ticks (/proc/stat) and each process's time from its scheduler runtime,
@@ -86,32 +84,29 @@ def snapshot(specs):
     return parts
 
 
-def per_unit(before_path, after_path, units):
+def used_seconds(before_path, after_path):
+    """Each part's CPU seconds between two snapshots, and the machine's."""
     before, after = json.load(open(before_path)), json.load(open(after_path))
-    units = max(int(units), 1)
     used = {name: after[name] - before.get(name, 0) for name in after}
-    machine = used.pop("machine")
+    return used, used.pop("machine")
+
+
+def per_unit(before_path, after_path, units):
+    used, machine = used_seconds(before_path, after_path)
+    units = max(int(units), 1)
     shown = [f"{name} {seconds * 1e6 / units:.1f}" for name, seconds in used.items()]
     other = machine - sum(used.values())
     print(", ".join(shown) + f", other {other * 1e6 / units:.1f}; machine {machine * 1e6 / units:.1f} us a unit")
 
 
-def machine_per_unit(before_path, after_path, units):
-    before, after = json.load(open(before_path)), json.load(open(after_path))
-    print(f"{(after['machine'] - before['machine']) * 1e6 / max(int(units), 1):.1f}")
-
-
 def parts_per_unit(before_path, after_path, units):
-    before, after = json.load(open(before_path)), json.load(open(after_path))
-    used = sum(after[name] - before.get(name, 0) for name in after if name != "machine")
-    print(f"{used * 1e6 / max(int(units), 1):.1f}")
+    used, _ = used_seconds(before_path, after_path)
+    print(f"{sum(used.values()) * 1e6 / max(int(units), 1):.1f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--per-unit":
         per_unit(*sys.argv[2:])
-    elif len(sys.argv) == 5 and sys.argv[1] == "--machine-per-unit":
-        machine_per_unit(*sys.argv[2:])
     elif len(sys.argv) == 5 and sys.argv[1] == "--parts-per-unit":
         parts_per_unit(*sys.argv[2:])
     else:

@@ -33,7 +33,8 @@
 # EXECUTOR_PERF=<dir> also records `perf record -g` of each executor run's
 # measured window into <dir>/<run>.data; EXECUTOR_PERF_EVENTS adds perf's
 # event options, e.g. "-e sched:sched_switch" to record where every thread
-# went to sleep (each wait on the shadow, a lock, a queue) with its stack.
+# went to sleep (each wait on the shadow, a lock, a queue) with its stack;
+# perf's own messages go to <dir>/<run>.perf.log.
 #
 # Where the executor's wall time goes, per run: the state of its partition
 # sessions on the server (pg_stat_activity, sampled with every progress poll,
@@ -235,7 +236,10 @@ run_executor() {
   local start_units start end load_start executor_start backends_start perf_pid=
   if [[ -n ${EXECUTOR_PERF:-} ]]; then
     mkdir -p "$EXECUTOR_PERF"
-    perf record ${EXECUTOR_PERF_EVENTS:-} -g -o "$EXECUTOR_PERF/$group.data" -p "$executor_pid" 2>/dev/null >/dev/null &
+    local perf_events=()
+    read -r -a perf_events <<<"${EXECUTOR_PERF_EVENTS:-}"  # words, never globbed ('sched:*')
+    perf record ${perf_events[@]+"${perf_events[@]}"} -g -o "$EXECUTOR_PERF/$group.data" -p "$executor_pid" \
+      2>"$EXECUTOR_PERF/$group.perf.log" >/dev/null &
     perf_pid=$!
   fi
   start_units=$(applied); start=$(date +%s.%N); load_start=$(load)

@@ -34,7 +34,8 @@ kafka::Properties consumer_properties(const Options& options) {
                                   // A crashed instance's partitions move within seconds, not 45 s.
                                   {"session.timeout.ms", "6000"},
                                   {"heartbeat.interval.ms", "1500"}};
-  for (auto& property : kafka::live_stream_fetch()) properties.push_back(std::move(property));
+  const kafka::Properties fetch = kafka::live_stream_fetch();
+  properties.insert(properties.end(), fetch.begin(), fetch.end());
   properties.insert(properties.end(), options.kafka.begin(), options.kafka.end());
   properties.emplace_back("group.id", options.group);
   properties.emplace_back("partition.assignment.strategy", "range");

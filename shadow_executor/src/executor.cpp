@@ -95,7 +95,8 @@ struct Executor::Impl {
                             // not librdkafka's 45 s, so they resume within 10 s.
                             {"session.timeout.ms", "6000"},
                             {"heartbeat.interval.ms", "1000"}};
-    for (auto& property : kafka::live_stream_fetch()) group.push_back(std::move(property));
+    const kafka::Properties fetch = kafka::live_stream_fetch();
+    group.insert(group.end(), fetch.begin(), fetch.end());
     // An id the operator gave is stable across restarts: it names a static
     // member, so a restarted instance takes its partitions back at once,
     // without a rebalance. A generated id (hostname-pid) never comes back.

@@ -51,14 +51,15 @@ ConfPtr make_conf(const Properties& properties);
 // Fetch settings for a consumer that follows a live stream (the executors'
 // requests, the comparator's requests and results). With librdkafka's
 // defaults (fetch.min.bytes 1) a fetch returns as soon as any record
-// arrives, so a consumer behind producers that each send a request per
-// partition per linger fetched 200-350 times a second at 2,000 units/s, and
-// the broker spent ~0.3-0.5 ms of CPU a request (docs/BENCHMARKS.md, issue
-// 14, stop 16). The broker now answers when 256 KiB have gathered or 20 ms
-// have passed: at most 50 fetches a second per consumer below ~12 MB/s,
-// for at most 20 ms more between a record's write and its read. 20 ms, not
-// longer: a fetch long-polling idle partitions also holds back the refetch
-// of a partition just resumed after a pause. -X settings given after these win.
+// arrives, so behind producers that each send a request per partition per
+// linger the comparator fetched ~350 times a second at 2,000 units/s, and
+// the broker's CPU follows its requests (docs/BENCHMARKS.md, issue 14, stop
+// 16). The broker now answers when 256 KiB have gathered or 20 ms have
+// passed: at most 50 fetches a second per consumer and broker below
+// ~12 MB/s, for at most 20 ms more between a record's write and its read;
+// an idle consumer fetches 50 times a second too. 20 ms, not longer: a fetch
+// long-polling idle partitions also holds back the refetch of a partition
+// just resumed after a pause. -X settings given after these win.
 Properties live_stream_fetch();
 
 class Message {
