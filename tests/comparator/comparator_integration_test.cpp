@@ -6,6 +6,7 @@
 #include "shadowpipe/result.hpp"
 #include "shadowpipe/statement.hpp"
 #include "shadowpipe/wire.hpp"
+#include "support/http.hpp"
 #include "support/stack_env.hpp"
 
 #include <gtest/gtest.h>
@@ -564,38 +565,6 @@ TEST(Comparator, LatencyRegressionCarriesBothDistributionsAndTheShadowPlan) {
   EXPECT_EQ(compared[""], 40u) << "the whole-stream summary counts requests";
 }
 
-// A port nobody listens on right now.
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
-std::string http_get(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buffer[4096];
-  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) response.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  return response;
-}
-
 TEST(Comparator, MetricsAreServedOnTheMetricsPort) {
   Broker broker;
   auto topics = broker.create(1);
@@ -610,12 +579,12 @@ TEST(Comparator, MetricsAreServedOnTheMetricsPort) {
   broker.flush();
   auto options = options_for(topics);
   options.window = 30s;
-  const int port = free_port();
+  const int port = shadowpipe::testing::free_port();
   options.metrics_bind = "127.0.0.1:" + std::to_string(port);
   Running comparator(options);
   ASSERT_TRUE(comparator.wait_for([](const cmp::Stats& s) { return s.pairs == 1 && s.pending_requests == 1; }, 30s));
   std::this_thread::sleep_for(300ms);  // gauges refresh a few times a second
-  const std::string page = http_get(port, "/metrics");
+  const std::string page = shadowpipe::testing::http_get(port, "/metrics");
   comparator.stop();
   EXPECT_NE(page.find("shadowpipe_comparator_pairs_total 1"), std::string::npos) << page;
   EXPECT_NE(page.find("shadowpipe_comparator_discrepancies_total{kind=\"shadow_error\"} 1"), std::string::npos);

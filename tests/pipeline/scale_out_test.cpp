@@ -4,6 +4,7 @@
 // traffic flows. Every request must be decided exactly once, none as
 // shadow_missing, and the shadow must end equal to the primary.
 #include "shadow_executor/harness.hpp"
+#include "support/http.hpp"
 #include "support/private_cluster.hpp"
 #include "support/process.hpp"
 
@@ -108,15 +109,29 @@ class Pipeline {
                                       log_dir_ + "/" + id + ".log"));
   }
 
-  ChildProcess start_comparator(const std::string& id) {
-    return ChildProcess(spawn_process(binary("SHADOWPIPE_COMPARATOR_BINARY", SHADOW_COMPARATOR_BINARY),
-                                      {"--brokers", brokers(), "--group", comparator_group_, "--comparator-id", id,
-                                       "--requests-topic", topics_.requests(), "--results-topic", topics_.results(),
-                                       "--mismatches-topic", mismatches_, "--summary-topic", summary_, "--dlq-topic",
-                                       topics_.dlq(), "--commit-interval", "500", "--summary-interval", "2000",
-                                       // Shorter than a rebalance after a crash: lag must not cost a comparison.
-                                       "--window", "10000"},
+  // metrics_port: where it serves /metrics (0: nowhere).
+  ChildProcess start_comparator(const std::string& id, int metrics_port = 0) {
+    std::vector<std::string> args = {"--brokers", brokers(), "--group", comparator_group_, "--comparator-id", id,
+                                     "--requests-topic", topics_.requests(), "--results-topic", topics_.results(),
+                                     "--mismatches-topic", mismatches_, "--summary-topic", summary_, "--dlq-topic",
+                                     topics_.dlq(), "--commit-interval", "500", "--summary-interval", "2000",
+                                     // Shorter than a rebalance after a crash: lag must not cost a comparison.
+                                     "--window", "10000"};
+    if (metrics_port > 0) args.insert(args.end(), {"--metrics-port", "127.0.0.1:" + std::to_string(metrics_port)});
+    return ChildProcess(spawn_process(binary("SHADOWPIPE_COMPARATOR_BINARY", SHADOW_COMPARATOR_BINARY), args,
                                       log_dir_ + "/" + id + ".log"));
+  }
+
+  // Until the comparator serving /metrics on `port` holds `requests`
+  // requests waiting for their results: it has read them.
+  bool wait_comparator_holds(int port, double requests, std::chrono::seconds deadline) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+      const auto held = metric_value(http_get(port, "/metrics"), "shadowpipe_comparator_pending_requests");
+      if (held && *held >= requests) return true;
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
   }
 
   // Runs `count` units on the primary (what the application did) and
@@ -317,12 +332,17 @@ TEST(ScaleOut, ChaosOfKillsABrokerPauseAndAShadowRestartCostsNoComparison) {
 // comes back, and write units a recorder had to drop, announced by it.
 TEST(Gaps, ARetentionGapFailsTheVerdictNamingTheWriteUnitsNeverApplied) {
   Pipeline pipeline(1);
+  const int metrics_port = free_port();
   auto executor = pipeline.start_executor("executor-1");
-  auto comparator = pipeline.start_comparator("comparator-1");
+  auto comparator = pipeline.start_comparator("comparator-1", metrics_port);
   pipeline.publish(20);
   ASSERT_TRUE(pipeline.wait_decided(20, 120s));
   ASSERT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
-  pipeline.publish(30);               // offsets 20..49, while no executor runs
+  pipeline.publish(30);  // offsets 20..49, while no executor runs
+  // The comparator reads them as they come (its fetch waits up to 20 ms):
+  // here retention must take what the shadow never saw, not what the
+  // comparator never read.
+  ASSERT_TRUE(pipeline.wait_comparator_holds(metrics_port, 30, 60s)) << pipeline.log_tail("comparator-1");
   pipeline.delete_requests_below(40);  // retention takes 20..39 before the shadow saw them
   executor = pipeline.start_executor("executor-1");
   ASSERT_TRUE(pipeline.wait_decided(50, 120s)) << "decided " << pipeline.decided().requests << "; logs in " << pipeline.logs();
