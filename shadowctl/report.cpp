@@ -52,9 +52,10 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
     first_ts_us_ = first_ts_us_ == 0 ? mismatch.ts_us : std::min(first_ts_us_, mismatch.ts_us);
     last_ts_us_ = std::max(last_ts_us_, mismatch.ts_us);
   }
-  if (mismatch.kind == "shadow_gap") {
-    gaps_.push_back({mismatch.request_id, mismatch.primary ? static_cast<uint64_t>(std::max<int64_t>(0, mismatch.primary->rows)) : 0,
-                     mismatch.detail});
+  if (mismatch.kind == "shadow_gap" || mismatch.kind == "comparison_gap") {
+    auto& list = mismatch.kind == "shadow_gap" ? gaps_ : comparison_gaps_;
+    list.push_back({mismatch.request_id, mismatch.primary ? static_cast<uint64_t>(std::max<int64_t>(0, mismatch.primary->rows)) : 0,
+                    mismatch.detail});
   }
   auto& report = entry(mismatch.fingerprint).report;
   if (report.normalized_sql.empty()) report.normalized_sql = mismatch.normalized_sql;
@@ -102,6 +103,7 @@ Report ReportBuilder::build() const {
   Report report;
   report.compared = requests_compared_;
   report.gaps = gaps_;
+  report.comparison_gaps = comparison_gaps_;
   // Stalls as the newest summary of each comparator names them; read_report
   // keeps only those of partitions that are still behind.
   for (const auto& [comparator, newest] : stalls_) {

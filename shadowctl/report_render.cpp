@@ -78,6 +78,7 @@ std::string render_text(const Report& report) {
   if (report.unreadable_records) out << " (" << report.unreadable_records << " unreadable records)";
   out << "\n";
   for (const auto& gap : report.gaps) out << "GAP: " << one_line(gap.detail, 160) << "\n";
+  for (const auto& gap : report.comparison_gaps) out << "NOT COMPARED: " << one_line(gap.detail, 160) << "\n";
   for (const auto& partition : report.partitions) {
     if (partition.undecided() == 0) continue;
     out << "partition " << partition.partition << ": " << partition.undecided() << " requests not decided yet";

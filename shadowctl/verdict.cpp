@@ -80,6 +80,13 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
                               " write units never applied — reset the shadow (shadowctl reset)");
     for (const auto& gap : report.gaps) verdict.reasons.push_back("  " + gap.detail);
   }
+  uint64_t never_compared = 0;
+  for (const auto& gap : report.comparison_gaps) never_compared += gap.write_units;
+  if (!report.comparison_gaps.empty()) {
+    verdict.reasons.push_back(std::to_string(never_compared) +
+                              " requests never compared: retention deleted them before a comparator read them");
+    for (const auto& gap : report.comparison_gaps) verdict.reasons.push_back("  " + gap.detail);
+  }
   if (!report.progress_unknown.empty()) {
     verdict.reasons.push_back("cannot tell whether every request is decided: " + report.progress_unknown);
   }

@@ -147,13 +147,38 @@ Decision Decider::decide_gap(const wire::Gap& gap, std::string_view topic, int64
   }
   record.detail += ", announced by " + gap.source + ") — reset the shadow";
   if (!gap.detail.empty()) record.detail += "; " + gap.detail;
+  return publish_once(std::move(record));
+}
+
+Decision Decider::publish_once(wire::Mismatch record) const {
   Decision decision;
-  if (auto it = reported_.find(record.request_id); it != reported_.end() && it->second.contains(reported_tag("shadow_gap", -1))) {
+  if (auto it = reported_.find(record.request_id);
+      it != reported_.end() && it->second.contains(reported_tag(record.kind, record.statement_index))) {
     decision.suppressed = 1;
   } else {
     decision.publish.push_back(std::move(record));
   }
   return decision;
+}
+
+Decision Decider::decide_lost_requests(std::string_view topic, int32_t partition, int64_t from, int64_t to,
+                                       int64_t wall_us) {
+  wire::Mismatch record;
+  record.kind = "comparison_gap";
+  // Deterministic, so the same loss found again after a restart is recognized.
+  record.request_id = "lost:" + std::string(topic) + ":" + std::to_string(partition) + ":" + std::to_string(from);
+  record.key = record.request_id;
+  record.ts_us = wall_us;
+  record.statement_index = -1;
+  record.first_divergence_on_key = true;
+  // How many requests (records of the requests topic) were never compared.
+  record.primary = wire::StatementResult{};
+  record.primary->rows = to - from;
+  record.detail = std::to_string(to - from) + " requests never compared: retention deleted offsets " +
+                  std::to_string(from) + ".." + std::to_string(to - 1) + " of " + std::string(topic) + "[" +
+                  std::to_string(partition) + "] before a comparator read them — keep the comparators within the " +
+                  "topic's retention (retention.ms) and compare again";
+  return publish_once(std::move(record));
 }
 
 void Decider::count(std::vector<Tally> tallies) {

@@ -172,6 +172,13 @@ void PairState::consumed(Side side, int64_t offset, int64_t wall_us) {
   drop_passed_joins();
 }
 
+void PairState::starts_at(Side side, int64_t offset) { start_offset_[static_cast<int>(side)] = offset; }
+
+std::optional<int64_t> PairState::expected_offset(Side side) const {
+  const auto& next = next_offset_[static_cast<int>(side)];
+  return next ? next : start_offset_[static_cast<int>(side)];
+}
+
 void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
   if (request_offset < 0 || result_offset < 0) return;
   if (replayable_joins_.try_emplace({request_offset, result_offset}, Nothing{}).second) {

@@ -289,9 +289,32 @@ struct Comparator::Impl {
     after_add(lane, message.partition(), added, wall_us);
   }
 
+  // Requests that retention deleted before this group read them were never
+  // compared: a jump past the offset a requests partition should continue
+  // from, to where Kafka's data now starts, is one comparison_gap (the
+  // verdict fails on it). Offsets skipped that Kafka still keeps are
+  // transaction markers, not requests. Asked of the broker only on a jump.
+  void decide_requests_lost_before(Lane& lane, const kafka::Message& message, int64_t wall_us) {
+    const int32_t partition = message.partition();
+    const auto expected = pair_at(partition).expected_offset(Side::requests);
+    if (!expected || message.offset() <= *expected) return;
+    const int64_t kept_from = kafka::watermarks(consumer->get(), options.requests_topic, partition).low;
+    if (kept_from <= *expected) return;
+    const int64_t lost_to = std::min(kept_from, message.offset());
+    log("requests " + std::to_string(*expected) + ".." + std::to_string(lost_to - 1) + " of " + options.requests_topic +
+        "[" + std::to_string(partition) + "] were deleted by retention before a comparator read them: never compared");
+    Decision decision;
+    {
+      std::lock_guard lock(decider_mutex);
+      decision = decider.decide_lost_requests(options.requests_topic, partition, *expected, lost_to, wall_us);
+    }
+    publish_decision(lane, partition, message.offset(), std::move(decision));
+  }
+
   void handle(Lane& lane, const kafka::Message& message) {
     const int64_t wall_us = wire::now_us();
     if (message.topic() == options.requests_topic) {
+      decide_requests_lost_before(lane, message, wall_us);
       handle_request(lane, message, wall_us);
     } else {
       handle_result(lane, message, wall_us);
@@ -446,8 +469,20 @@ struct Comparator::Impl {
     for (const auto& [partition, pair] : pairs) owned_pairs.push_back(partition);
     pairs.clear();
     for (int32_t partition : owned_pairs) pair_of(partition);
+    note_request_starts(owned);  // the committed offsets (BEGINNING, negative, where there were none)
     assign_workers();
     log("transaction aborted: decisions since the last commit are redone from the committed offsets");
+  }
+
+  // Each requests partition continues from the group's committed offset: a
+  // record past it reveals requests deleted before anyone read them.
+  void note_request_starts(const kafka::PartitionList& committed) {
+    for (int i = 0; i < committed.size(); ++i) {
+      const auto& entry = committed[i];
+      if (entry.topic == options.requests_topic && entry.offset >= 0) {
+        pairs.at(entry.partition).starts_at(Side::requests, entry.offset);
+      }
+    }
   }
 
   void on_rebalance(rd_kafka_resp_err_t event, rd_kafka_topic_partition_list_t* list) {
@@ -461,7 +496,13 @@ struct Comparator::Impl {
         std::set<int32_t> assigned;
         for (int i = 0; i < list->cnt; ++i) assigned.insert(list->elems[i].partition);
         read_back_reported({options, layout.mismatches_copartitioned, layout.mismatch_partitions}, consumer->get(), assigned, decider);
-        for (int32_t partition : assigned) pair_of(partition);
+        kafka::PartitionList committed(static_cast<int>(assigned.size()));
+        for (int32_t partition : assigned) {
+          pair_of(partition);
+          committed.add(options.requests_topic, partition);
+        }
+        kafka::read_committed(consumer->get(), committed, 30s);
+        note_request_starts(committed);
         assign_workers();
         log("assigned partition pairs: " + std::to_string(assigned.size()));
       } else {

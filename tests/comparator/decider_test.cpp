@@ -181,6 +181,23 @@ TEST_F(DeciderTest, AGapIsOneShadowGapNamingTheWriteUnits) {
   EXPECT_NE(decision.publish[0].detail.find("20"), std::string::npos) << decision.publish[0].detail;
 }
 
+TEST_F(DeciderTest, RequestsRetentionTookBeforeTheyWereReadAreOneComparisonGapPublishedOnce) {
+  auto decision = decider.decide_lost_requests("shadow.requests", 2, 20, 40, kNow);
+  ASSERT_EQ(kinds(decision), std::vector<std::string>{"comparison_gap"});
+  const auto& record = decision.publish[0];
+  EXPECT_EQ(record.request_id, "lost:shadow.requests:2:20") << "deterministic: a replay finds it published";
+  ASSERT_TRUE(record.primary.has_value());
+  EXPECT_EQ(record.primary->rows, 20) << "the requests never compared";
+  EXPECT_NE(record.detail.find("20 requests never compared: retention deleted offsets 20..39 of shadow.requests[2]"),
+            std::string::npos)
+      << record.detail;
+  EXPECT_FALSE(decision.tally.request) << "nothing was compared: no request is counted";
+  decider.add_reported(record, kNow);  // the next owner read it back
+  const auto again = decider.decide_lost_requests("shadow.requests", 2, 20, 40, kNow);
+  EXPECT_TRUE(again.publish.empty());
+  EXPECT_EQ(again.suppressed, 1u);
+}
+
 TEST_F(DeciderTest, SqlThatDoesNotParseIsAnErrorNamingTheStatement) {
   std::vector<wire::Statement> statements(2);
   statements[0].sql = "SELECT 1";

@@ -65,6 +65,18 @@ TEST(PairState, CopiesOfPendingOrDecidedRecordsAreDuplicates) {
   EXPECT_EQ(pair.add_request("r1", request(kStart, 2), kStart).outcome, cmp::PairState::Outcome::duplicate);
 }
 
+TEST(PairState, TheNextOffsetExpectedIsAfterTheLastConsumedElseWhereTheAssignmentStarted) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  EXPECT_FALSE(pair.expected_offset(cmp::Side::requests).has_value()) << "a group's first run: not known";
+  pair.starts_at(cmp::Side::requests, 20);
+  EXPECT_EQ(pair.expected_offset(cmp::Side::requests), 20);
+  EXPECT_FALSE(pair.expected_offset(cmp::Side::results).has_value()) << "each side its own";
+  pair.consumed(cmp::Side::requests, 40, kStart);
+  EXPECT_EQ(pair.expected_offset(cmp::Side::requests), 41);
+  pair.add_request("r41", request(kStart, 41), kStart);
+  EXPECT_EQ(pair.expected_offset(cmp::Side::requests), 42);
+}
+
 TEST(PairState, CommitStaysAtTheOldestPendingOffsetOfEachTopic) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   EXPECT_FALSE(pair.commit_offset(cmp::Side::requests).has_value());

@@ -122,6 +122,16 @@ class Pipeline {
                                       log_dir_ + "/" + id + ".log"));
   }
 
+  // Until the executors published `count` results (gap records included).
+  bool wait_results(size_t count, std::chrono::seconds deadline) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+      if (read_committed_now(topics_.results()).size() >= count) return true;
+      std::this_thread::sleep_for(500ms);
+    }
+    return false;
+  }
+
   // Until the comparator serving /metrics on `port` holds `requests`
   // requests waiting for their results: it has read them.
   bool wait_comparator_holds(int port, double requests, std::chrono::seconds deadline) {
@@ -154,6 +164,7 @@ class Pipeline {
   }
 
   int published() const { return published_; }
+  const std::string& requests_topic() const { return topics_.requests(); }
 
   // A recorder that had to drop write units announces them on the partition
   // they were meant for (what producer/src/recorder.cpp publishes).
@@ -353,6 +364,36 @@ TEST(Gaps, ARetentionGapFailsTheVerdictNamingTheWriteUnitsNeverApplied) {
   EXPECT_NE(output.find("shadow no longer follows the primary: 20 write units never applied — reset the shadow"),
             std::string::npos)
       << output;
+}
+
+// Requests that retention deleted before any comparator read them were never
+// compared, though the shadow applied them: the verdict must not pass on
+// what it never saw.
+TEST(Gaps, RequestsRetentionTookBeforeTheComparatorReadThemFailTheVerdict) {
+  Pipeline pipeline(1);
+  auto executor = pipeline.start_executor("executor-1");
+  auto comparator = pipeline.start_comparator("comparator-1");
+  pipeline.publish(20);
+  ASSERT_TRUE(pipeline.wait_decided(20, 120s));
+  ASSERT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
+  pipeline.publish(30);  // offsets 20..49: applied by the executor, read by no comparator
+  ASSERT_TRUE(pipeline.wait_results(50, 120s)) << "logs in " << pipeline.logs();
+  pipeline.delete_requests_below(40);  // retention takes 20..39 before a comparator read them
+  comparator = pipeline.start_comparator("comparator-1");
+  ASSERT_TRUE(pipeline.wait_decided(30, 120s)) << "decided " << pipeline.decided().requests << "; logs in "
+                                               << pipeline.logs();
+  std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
+  const auto [status, output] = pipeline.verdict();
+  EXPECT_EQ(status, 1) << "20 requests were never compared, yet:\n" << output;
+  EXPECT_NE(output.find("20 requests never compared: retention deleted them before a comparator read them"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("retention deleted offsets 20..39 of " + pipeline.requests_topic() + "[0]"), std::string::npos)
+      << output;
+  const auto decided = pipeline.decided();
+  EXPECT_EQ(decided.kinds.count("comparison_gap") ? decided.kinds.at("comparison_gap") : 0, 1u);
+  EXPECT_EQ(decided.kinds.count("shadow_gap"), 0u) << "the shadow applied every unit";
+  EXPECT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
 }
 
 TEST(Gaps, WriteUnitsARecorderDroppedFailTheVerdict) {

@@ -57,6 +57,16 @@ TEST(Verdict, FailsAboveTheMismatchRateAndNamesTheFingerprint) {
       << "a rate at the limit passes";
 }
 
+TEST(Verdict, RequestsNeverComparedFailWhateverTheRate) {
+  auto report = report_with(5000, {});
+  report.comparison_gaps.push_back({"lost:shadow.requests:0:20", 20, "20 requests never compared: retention deleted offsets 20..39"});
+  report.comparison_gaps.push_back({"lost:shadow.requests:1:7", 3, "3 requests never compared: retention deleted offsets 7..9"});
+  auto verdict = shadowctl::judge(report, {1000, 0.01, 3.0});
+  EXPECT_FALSE(verdict.pass) << "a verdict must not pass on what was never compared";
+  EXPECT_TRUE(mentions(verdict, "23 requests never compared: retention deleted them before a comparator read them"));
+  EXPECT_TRUE(mentions(verdict, "retention deleted offsets 7..9"));
+}
+
 TEST(Verdict, LatencyRegressionFailsOnlyAboveTheRatio) {
   auto slow = shadowctl::judge(report_with(1000, {}, 8.0), {100, 0.0, 3.0});
   EXPECT_FALSE(slow.pass);

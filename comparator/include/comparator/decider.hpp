@@ -53,6 +53,9 @@ class Decider {
   Decision decide_missing(const Missing& missing);
   // A gap announced on `topic` at `offset`: one shadow_gap discrepancy.
   Decision decide_gap(const wire::Gap& gap, std::string_view topic, int64_t offset);
+  // Offsets [from, to) of a requests partition that retention deleted before
+  // this comparator read them: one comparison_gap discrepancy.
+  Decision decide_lost_requests(std::string_view topic, int32_t partition, int64_t from, int64_t to, int64_t wall_us);
 
   // Counters of requests whose decision is final (passed by the commit position).
   void count(std::vector<Tally> tallies);
@@ -73,6 +76,9 @@ class Decider {
  private:
   Decision publish_findings(const std::string& request_id, const RequestSide& request, const ResultSide* result,
                             std::vector<Finding> findings);
+  // A record about no single request (a gap): published unless an earlier
+  // owner did (read back), deterministic ids making a replay recognizable.
+  Decision publish_once(wire::Mismatch record) const;
   bool first_divergence(const std::string& key);
 
   DeciderOptions options_;

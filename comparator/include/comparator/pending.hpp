@@ -125,6 +125,12 @@ class PairState {
   Added add_result(std::string request_id, ResultSide side, int64_t wall_us);
   // A record decided on arrival (dead-lettered, a gap record): only its offset counts.
   void consumed(Side side, int64_t offset, int64_t wall_us);
+  // Where the partition of `side` was assigned from (its committed offset).
+  void starts_at(Side side, int64_t offset);
+  // The offset the next record of `side` should have: the one after the
+  // last consumed, else where it was assigned from; nullopt when neither is
+  // known (a group's first run starts wherever Kafka's data starts).
+  std::optional<int64_t> expected_offset(Side side) const;
   // Executor progress without a result (a gap record on the results topic at
   // result_offset): requests below published_below are passed.
   Added progress(int64_t published_below, int64_t result_offset, int64_t wall_us);
@@ -207,6 +213,7 @@ class PairState {
   size_t pending_results_ = 0;
   PendingOffsets pending_[2];  // per topic, the offsets of the pending entries
   std::optional<int64_t> next_offset_[2];
+  std::optional<int64_t> start_offset_[2];
   size_t bytes_[2] = {0, 0};
   // Decided requests at or after the requests commit position: (request
   // offset, offset of the result that decided it), and those result offsets.

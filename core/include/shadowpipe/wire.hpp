@@ -53,10 +53,13 @@ std::string_view to_string(TxMode mode);
 // is published once per fingerprint and column, and does not count against
 // the verdict (type_changed does with shadowctl verdict --fail-on-type-change).
 // shadow_gap: write units the shadow never received or applied (a Gap record).
-inline constexpr std::array<std::string_view, 15> kMismatchKinds = {
+// comparison_gap: requests retention deleted before a comparator read them,
+// never compared.
+inline constexpr std::array<std::string_view, 16> kMismatchKinds = {
     "shadow_error",    "primary_error_only", "error_mismatch",  "row_count_mismatch", "value_mismatch",
     "order_mismatch",  "schema_mismatch",    "shadow_missing",  "latency_regression", "representation_mismatch",
-    "type_changed",    "order_not_checked",  "nondeterministic_result", "columns_not_compared", "shadow_gap"};
+    "type_changed",    "order_not_checked",  "nondeterministic_result", "columns_not_compared", "shadow_gap",
+    "comparison_gap"};
 bool is_mismatch_kind(std::string_view kind);
 bool is_notice_kind(std::string_view kind);
 

@@ -39,7 +39,9 @@ struct FingerprintReport {
   uint64_t discrepancy_total(bool with_latency) const;
 };
 
-// A stretch of write units the shadow never applied (a shadow_gap record).
+// A stretch of write units the shadow never applied (a shadow_gap record),
+// or of requests no comparator read before retention deleted them (a
+// comparison_gap record; units: requests).
 struct GapNotice {
   std::string id;
   uint64_t write_units = 0;
@@ -58,6 +60,7 @@ struct PartitionProgress {
 struct Report {
   std::vector<FingerprintReport> fingerprints;  // most discrepancies first
   std::vector<GapNotice> gaps;
+  std::vector<GapNotice> comparison_gaps;
   std::vector<PartitionProgress> partitions;  // read from Kafka when the comparator group is known
   std::string progress_unknown;  // why the comparators' progress could not be read; empty when it was
   uint64_t compared = 0;  // requests decided (from the comparators' whole-stream summaries)
@@ -93,6 +96,7 @@ class ReportBuilder {
   std::map<std::string, Entry> entries_;
   std::set<std::string> seen_;  // request_id|kind|statement_index
   std::vector<GapNotice> gaps_;
+  std::vector<GapNotice> comparison_gaps_;
   // Per comparator, the stalled partitions its newest whole-stream summary named.
   std::map<std::string, std::pair<int64_t, std::vector<shadowpipe::wire::Summary::Stall>>> stalls_;
   uint64_t requests_compared_ = 0;
