@@ -29,8 +29,7 @@ kafka::Properties producer_properties(const Options& options) {
 }
 
 kafka::Properties consumer_properties(const Options& options) {
-  kafka::Properties properties = {{"auto.offset.reset", "earliest"},
-                                  {"enable.partition.eof", "false"},
+  kafka::Properties properties = {{"enable.partition.eof", "false"},
                                   // A crashed instance's partitions move within seconds, not 45 s.
                                   {"session.timeout.ms", "6000"},
                                   {"heartbeat.interval.ms", "1500"}};
@@ -38,6 +37,9 @@ kafka::Properties consumer_properties(const Options& options) {
   properties.insert(properties.end(), fetch.begin(), fetch.end());
   properties.insert(properties.end(), options.kafka.begin(), options.kafka.end());
   properties.emplace_back("group.id", options.group);
+  // A partition without a committed offset starts at its first record:
+  // `latest` would skip what Kafka keeps, uncompared and unreported.
+  properties.emplace_back("auto.offset.reset", "earliest");
   properties.emplace_back("partition.assignment.strategy", "range");
   properties.emplace_back("enable.auto.commit", "false");
   properties.emplace_back("enable.auto.offset.store", "false");

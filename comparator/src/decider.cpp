@@ -176,8 +176,8 @@ Decision Decider::decide_lost_requests(std::string_view topic, int32_t partition
   record.primary->rows = to - from;
   record.detail = std::to_string(to - from) + " requests never compared: retention deleted offsets " +
                   std::to_string(from) + ".." + std::to_string(to - 1) + " of " + std::string(topic) + "[" +
-                  std::to_string(partition) + "] before a comparator read them — keep the comparators within the " +
-                  "topic's retention (retention.ms) and compare again";
+                  std::to_string(partition) + "] before a comparator decided them — keep the comparators within the " +
+                  "topic's retention (retention.ms, retention.bytes) and compare again";
   return publish_once(std::move(record));
 }
 

@@ -298,11 +298,14 @@ struct Comparator::Impl {
     const int32_t partition = message.partition();
     const auto expected = pair_at(partition).expected_offset(Side::requests);
     if (!expected || message.offset() <= *expected) return;
-    const int64_t kept_from = kafka::watermarks(consumer->get(), options.requests_topic, partition).low;
+    // A broker that does not answer is waited out for a minute (the record
+    // waits with it); past that the comparator stops with the reason and
+    // its successor finds the same jump from the committed offsets.
+    const int64_t kept_from = kafka::watermarks(consumer->get(), options.requests_topic, partition, 60s).low;
     if (kept_from <= *expected) return;
     const int64_t lost_to = std::min(kept_from, message.offset());
     log("requests " + std::to_string(*expected) + ".." + std::to_string(lost_to - 1) + " of " + options.requests_topic +
-        "[" + std::to_string(partition) + "] were deleted by retention before a comparator read them: never compared");
+        "[" + std::to_string(partition) + "] were deleted by retention before a comparator decided them: never compared");
     Decision decision;
     {
       std::lock_guard lock(decider_mutex);

@@ -44,8 +44,10 @@ TEST(ComparatorConfig, TheJoinsSettingsStayWhateverTheOperatorGives) {
   options.group = "g";
   options.kafka = {{"isolation.level", "read_uncommitted"},
                    {"enable.auto.commit", "true"},
-                   {"partition.assignment.strategy", "roundrobin"}};
+                   {"partition.assignment.strategy", "roundrobin"},
+                   {"auto.offset.reset", "latest"}};
   const auto properties = sp::comparator::consumer_properties(options);
+  EXPECT_EQ(effective(properties, "auto.offset.reset"), "earliest") << "latest would skip requests uncompared";
   EXPECT_EQ(effective(properties, "isolation.level"), "read_committed");
   EXPECT_EQ(effective(properties, "enable.auto.commit"), "false");
   EXPECT_EQ(effective(properties, "partition.assignment.strategy"), "range");

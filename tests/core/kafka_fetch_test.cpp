@@ -1,8 +1,8 @@
 // kafka::live_stream_fetch() on the real broker: a consumer following
 // records that trickle in (one every 2 ms, as lingering producers of many
-// partitions deliver them) fetches about 50 times a second with it, no more
-// (fetch.min.bytes) and no fewer (fetch.wait.max.ms: the 20 ms a resumed
-// partition may wait), and gets every record; a consumer with librdkafka's
+// partitions deliver them) fetches at most about 50 times a second with it
+// (fetch.min.bytes), and not the handful of a long wait (fetch.wait.max.ms:
+// the 20 ms a resumed partition may wait), and gets every record; a consumer with librdkafka's
 // fetch defaults, beside it on the same trickle, is the witness that the
 // trickle makes fetches frequent, so the bound is the setting's doing. The
 // counts and their times are librdkafka's own (its statistics). It runs
@@ -111,7 +111,7 @@ double rate_between(const FetchCount& from, const FetchCount& to) {
 
 }  // namespace
 
-TEST(LiveStreamFetch, AConsumerOfATrickleFetchesAboutFiftyTimesASecondAndGetsEveryRecord) {
+TEST(LiveStreamFetch, AConsumerOfATrickleFetchesAtMostFiftyTimesASecondAndGetsEveryRecord) {
   const std::string brokers = sp::testing::brokers();
   const std::string topic = sp::testing::unique_name("live-fetch");
   sp::kafka::Producer producer({{"bootstrap.servers", brokers}, {"linger.ms", "0"}});
@@ -168,7 +168,7 @@ TEST(LiveStreamFetch, AConsumerOfATrickleFetchesAboutFiftyTimesASecondAndGetsEve
   // a starved machine (20 a second once in a loaded suite: each fetch also
   // waits its turn for a core), but not the 2 to 8 of a wait of 125-500 ms.
   EXPECT_LE(batched_rate, 65.0) << "fetches a second with live_stream_fetch(): fetch.min.bytes not in effect?";
-  EXPECT_GE(batched_rate, 10.0) << "fetches a second with live_stream_fetch(): a wait of 100 ms or more?";
+  EXPECT_GE(batched_rate, 10.0) << "fetches a second with live_stream_fetch(): a wait far above 20 ms (500 ms gives 2)?";
   EXPECT_GE(witness_rate, 2 * batched_rate)
       << "the default consumer fetched " << witness_rate << " times a second on the same trickle: it did not "
       << "make fetches frequent, so the bound above proves nothing";

@@ -378,14 +378,14 @@ TEST(Gaps, RequestsRetentionTookBeforeTheComparatorReadThemFailTheVerdict) {
   ASSERT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
   pipeline.publish(30);  // offsets 20..49: applied by the executor, read by no comparator
   ASSERT_TRUE(pipeline.wait_results(50, 120s)) << "logs in " << pipeline.logs();
-  pipeline.delete_requests_below(40);  // retention takes 20..39 before a comparator read them
+  pipeline.delete_requests_below(40);  // retention takes 20..39 before a comparator decided them
   comparator = pipeline.start_comparator("comparator-1");
   ASSERT_TRUE(pipeline.wait_decided(30, 120s)) << "decided " << pipeline.decided().requests << "; logs in "
                                                << pipeline.logs();
   std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
   const auto [status, output] = pipeline.verdict();
   EXPECT_EQ(status, 1) << "20 requests were never compared, yet:\n" << output;
-  EXPECT_NE(output.find("20 requests never compared: retention deleted them before a comparator read them"),
+  EXPECT_NE(output.find("20 requests never compared: retention deleted them before a comparator decided them"),
             std::string::npos)
       << output;
   EXPECT_NE(output.find("retention deleted offsets 20..39 of " + pipeline.requests_topic() + "[0]"), std::string::npos)

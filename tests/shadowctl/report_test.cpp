@@ -53,6 +53,27 @@ TEST(ReportBuilder, CountsEachDecisionOnceEvenWhenRepublished) {
   EXPECT_EQ(report.fingerprints[0].example_request_ids, (std::vector<std::string>{"r1", "r2"}));
 }
 
+TEST(ReportBuilder, GapsOfTheShadowAndOfTheComparisonAreListedApart) {
+  ReportBuilder builder;
+  auto shadow_gap = mismatch("gap:shadow.results:0:7", "shadow_gap", "");
+  shadow_gap.primary = wire::StatementResult{};
+  shadow_gap.primary->rows = 12;
+  auto comparison_gap = mismatch("lost:shadow.requests:0:20", "comparison_gap", "");
+  comparison_gap.primary = wire::StatementResult{};
+  comparison_gap.primary->rows = 20;
+  comparison_gap.detail = "20 requests never compared";
+  builder.add_mismatch(shadow_gap);
+  builder.add_mismatch(comparison_gap);
+  builder.add_mismatch(comparison_gap);  // republished after a crash
+  const auto report = builder.build();
+  ASSERT_EQ(report.gaps.size(), 1u);
+  EXPECT_EQ(report.gaps[0].write_units, 12u);
+  ASSERT_EQ(report.comparison_gaps.size(), 1u);
+  EXPECT_EQ(report.comparison_gaps[0].id, "lost:shadow.requests:0:20");
+  EXPECT_EQ(report.comparison_gaps[0].write_units, 20u);
+  EXPECT_EQ(report.comparison_gaps[0].detail, "20 requests never compared");
+}
+
 TEST(ReportBuilder, AGrownLatencyRegressionReplacesTheEarlierOne) {
   ReportBuilder builder;
   auto first = mismatch("latency_regression:f9", "latency_regression", "f9");

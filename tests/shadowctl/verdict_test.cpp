@@ -63,8 +63,21 @@ TEST(Verdict, RequestsNeverComparedFailWhateverTheRate) {
   report.comparison_gaps.push_back({"lost:shadow.requests:1:7", 3, "3 requests never compared: retention deleted offsets 7..9"});
   auto verdict = shadowctl::judge(report, {1000, 0.01, 3.0});
   EXPECT_FALSE(verdict.pass) << "a verdict must not pass on what was never compared";
-  EXPECT_TRUE(mentions(verdict, "23 requests never compared: retention deleted them before a comparator read them"));
+  EXPECT_TRUE(mentions(verdict, "23 requests never compared: retention deleted them before a comparator decided them"));
   EXPECT_TRUE(mentions(verdict, "retention deleted offsets 7..9"));
+}
+
+TEST(Verdict, ALossFoundAgainFromAnEarlierOffsetIsCountedOnce) {
+  auto report = report_with(5000, {});
+  // Found while running from offset 20, then by a successor restarted from
+  // the committed offset 10: 10..39 in all, not 20 + 30.
+  report.comparison_gaps.push_back({"lost:shadow.requests:0:20", 20, "20 requests never compared"});
+  report.comparison_gaps.push_back({"lost:shadow.requests:0:10", 30, "30 requests never compared"});
+  report.comparison_gaps.push_back({"lost:shadow.requests:1:10", 5, "another partition"});
+  report.comparison_gaps.push_back({"lost:other.requests:0:10", 5, "another topic"});
+  auto verdict = shadowctl::judge(report, {1000, 0.01, 3.0});
+  EXPECT_FALSE(verdict.pass);
+  EXPECT_TRUE(mentions(verdict, "40 requests never compared")) << shadowctl::render(verdict);
 }
 
 TEST(Verdict, LatencyRegressionFailsOnlyAboveTheRatio) {
