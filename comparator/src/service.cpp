@@ -246,6 +246,7 @@ struct Comparator::Impl {
 
   void handle_request(Lane& lane, const kafka::Message& message, int64_t wall_us) {
     auto& pair = pair_at(message.partition());
+    decide_requests_lost_before(lane, pair, message, wall_us);
     if (auto decoded = wire::decode_request_into(message.payload(), lane.decoded_request); !decoded) {
       if (handle_gap(lane, message, Side::requests, wall_us)) return;
       dead_letter(lane, decoded.error(), message);
@@ -294,9 +295,9 @@ struct Comparator::Impl {
   // from, to where Kafka's data now starts, is one comparison_gap (the
   // verdict fails on it). Offsets skipped that Kafka still keeps are
   // transaction markers, not requests. Asked of the broker only on a jump.
-  void decide_requests_lost_before(Lane& lane, const kafka::Message& message, int64_t wall_us) {
+  void decide_requests_lost_before(Lane& lane, const PairState& pair, const kafka::Message& message, int64_t wall_us) {
     const int32_t partition = message.partition();
-    const auto expected = pair_at(partition).expected_offset(Side::requests);
+    const auto expected = pair.expected_offset(Side::requests);
     if (!expected || message.offset() <= *expected) return;
     // A broker that does not answer is waited out for a minute (the record
     // waits with it); past that the comparator stops with the reason and
@@ -317,7 +318,6 @@ struct Comparator::Impl {
   void handle(Lane& lane, const kafka::Message& message) {
     const int64_t wall_us = wire::now_us();
     if (message.topic() == options.requests_topic) {
-      decide_requests_lost_before(lane, message, wall_us);
       handle_request(lane, message, wall_us);
     } else {
       handle_result(lane, message, wall_us);

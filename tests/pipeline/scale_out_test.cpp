@@ -77,6 +77,17 @@ std::vector<std::string> read_committed_now(const std::string& topic) {
   return payloads;
 }
 
+// Asks `done` every `every` until it says yes or `deadline` has passed.
+template <typename Done>
+bool poll_until(std::chrono::seconds deadline, std::chrono::milliseconds every, Done done) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(every);
+  }
+  return false;
+}
+
 class Pipeline {
  public:
   // shadow_server: the server the shadow database is made on (the stack's
@@ -124,24 +135,16 @@ class Pipeline {
 
   // Until the executors published `count` results (gap records included).
   bool wait_results(size_t count, std::chrono::seconds deadline) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      if (read_committed_now(topics_.results()).size() >= count) return true;
-      std::this_thread::sleep_for(500ms);
-    }
-    return false;
+    return poll_until(deadline, 500ms, [&] { return read_committed_now(topics_.results()).size() >= count; });
   }
 
   // Until the comparator serving /metrics on `port` holds `requests`
   // requests waiting for their results: it has read them.
   bool wait_comparator_holds(int port, double requests, std::chrono::seconds deadline) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
+    return poll_until(deadline, 200ms, [&] {
       const auto held = metric_value(http_get(port, "/metrics"), "shadowpipe_comparator_pending_requests");
-      if (held && *held >= requests) return true;
-      std::this_thread::sleep_for(200ms);
-    }
-    return false;
+      return held && *held >= requests;
+    });
   }
 
   // Runs `count` units on the primary (what the application did) and
@@ -219,12 +222,7 @@ class Pipeline {
   }
 
   bool wait_decided(uint64_t requests, std::chrono::seconds deadline) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      if (decided().requests >= requests) return true;
-      std::this_thread::sleep_for(1s);
-    }
-    return false;
+    return poll_until(deadline, 1s, [&] { return decided().requests >= requests; });
   }
 
   std::string primary_checksum() { return table_checksum(primary_.dsn(), "counters"); }
