@@ -78,7 +78,15 @@ std::string render_text(const Report& report) {
   if (report.unreadable_records) out << " (" << report.unreadable_records << " unreadable records)";
   out << "\n";
   for (const auto& gap : report.gaps) out << "GAP: " << one_line(gap.detail, 160) << "\n";
-  for (const auto& gap : report.comparison_gaps) out << "NOT COMPARED: " << one_line(gap.detail, 160) << "\n";
+  // One record a request when results were lost: the first few say where.
+  constexpr size_t kNotComparedShown = 20;
+  for (size_t i = 0; i < std::min(report.comparison_gaps.size(), kNotComparedShown); ++i) {
+    out << "NOT COMPARED: " << one_line(report.comparison_gaps[i].detail, 160) << "\n";
+  }
+  if (report.comparison_gaps.size() > kNotComparedShown) {
+    out << "NOT COMPARED: ... and " << report.comparison_gaps.size() - kNotComparedShown
+        << " more (--format json lists every one)\n";
+  }
   for (const auto& partition : report.partitions) {
     if (partition.undecided() == 0) continue;
     out << "partition " << partition.partition << ": " << partition.undecided() << " requests not decided yet";
@@ -161,6 +169,20 @@ std::string render_json(const Report& report) {
   json.Key("unreadable_records"); json.Uint64(report.unreadable_records);
   json.Key("first_ts"); json.Int64(report.first_ts_us);
   json.Key("last_ts"); json.Int64(report.last_ts_us);
+  // Stretches the shadow never applied (units: write units), and requests
+  // never compared (units: requests), every one.
+  for (const auto* list : {&report.gaps, &report.comparison_gaps}) {
+    json.Key(list == &report.gaps ? "gaps" : "comparison_gaps");
+    json.StartArray();
+    for (const auto& gap : *list) {
+      json.StartObject();
+      json.Key("id"); write_string(json, gap.id);
+      json.Key("units"); json.Uint64(gap.write_units);
+      json.Key("detail"); write_string(json, gap.detail);
+      json.EndObject();
+    }
+    json.EndArray();
+  }
   json.Key("fingerprints");
   json.StartArray();
   for (const auto& fingerprint : report.fingerprints) {

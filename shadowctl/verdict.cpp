@@ -33,6 +33,8 @@ std::string format_time(int64_t us) {
 // lost:<topic>:<partition>:<first offset> (Kafka topic names have no ':'),
 // the count is in write_units; a record whose id does not read that way
 // counts as it is.
+constexpr size_t kGapDetailsShown = 10;
+
 uint64_t requests_never_compared(const std::vector<GapNotice>& gaps) {
   std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> lost;  // topic:partition -> [from, to)
   uint64_t total = 0;
@@ -68,7 +70,16 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
                               "--min-requests " + std::to_string(options.min_requests) +
                               ": let more traffic through the shadow before deciding");
   }
-  const uint64_t discrepancies = report.discrepancies(false);
+  // The rate is of what comparing found. Stretches the shadow never applied
+  // and requests never compared fail the verdict below whatever the rate,
+  // and are not findings of a comparison.
+  const auto counts_in_rate = [](const std::string& kind) {
+    return kind != "latency_regression" && kind != "shadow_gap" && kind != "comparison_gap";
+  };
+  uint64_t discrepancies = 0;
+  for (const auto& fingerprint : report.fingerprints) {
+    for (const auto& [kind, count] : fingerprint.discrepancies) discrepancies += counts_in_rate(kind) ? count : 0;
+  }
   const double rate = report.compared ? static_cast<double>(discrepancies) / static_cast<double>(report.compared)
                                       : (discrepancies ? 1.0 : 0.0);
   if (rate > options.max_mismatch_rate) {
@@ -76,12 +87,11 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
                               " requests (rate " + fixed(rate, "%.5f") + " > --max-mismatch-rate " +
                               fixed(options.max_mismatch_rate, "%.5f") + ")");
     for (const auto& fingerprint : report.fingerprints) {
-      if (fingerprint.discrepancy_total(false) == 0) continue;
       std::string kinds;
       for (const auto& [kind, count] : fingerprint.discrepancies) {
-        if (kind == "latency_regression") continue;
-        kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
+        if (counts_in_rate(kind)) kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
       }
+      if (kinds.empty()) continue;
       std::string what = "  " + fingerprint.fingerprint + ": " + kinds;
       if (!fingerprint.sqlstates.empty()) what += "; SQLSTATE " + *fingerprint.sqlstates.begin();
       if (!fingerprint.columns_differ.empty()) what += "; columns " + *fingerprint.columns_differ.begin();
@@ -122,8 +132,15 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
   const uint64_t never_compared = requests_never_compared(report.comparison_gaps);
   if (!report.comparison_gaps.empty()) {
     verdict.reasons.push_back(std::to_string(never_compared) +
-                              " requests never compared: retention deleted them before a comparator decided them");
-    for (const auto& gap : report.comparison_gaps) verdict.reasons.push_back("  " + gap.detail);
+                              " requests never compared: retention deleted them, or their shadow results, before a "
+                              "comparator decided them");
+    // One record a request when results were lost: a few say where.
+    const size_t shown = std::min(report.comparison_gaps.size(), kGapDetailsShown);
+    for (size_t i = 0; i < shown; ++i) verdict.reasons.push_back("  " + report.comparison_gaps[i].detail);
+    if (report.comparison_gaps.size() > shown) {
+      verdict.reasons.push_back("  ... and " + std::to_string(report.comparison_gaps.size() - shown) +
+                                " more (shadowctl report lists them)");
+    }
   }
   if (!report.progress_unknown.empty()) {
     verdict.reasons.push_back("cannot tell whether every request is decided: " + report.progress_unknown);

@@ -128,6 +128,28 @@ Decision Decider::decide_missing(const Missing& missing) {
                           {Finding{"shadow_missing", -1, {}, std::move(detail)}});
 }
 
+// Not counted as compared (the tally stays empty): the verdict counts it
+// among the requests never compared, one a record.
+Decision Decider::decide_never_compared(const Missing& missing, std::string_view results_topic, int32_t partition) {
+  wire::Mismatch record;
+  record.kind = "comparison_gap";
+  record.request_id = missing.request_id;
+  record.key = missing.request.key;
+  record.ts_us = missing.request.ts_us;
+  record.statement_index = -1;
+  record.first_divergence_on_key = false;  // nothing is known to differ on its key
+  record.primary = wire::StatementResult{};
+  record.primary->rows = 1;  // requests never compared
+  const LostResults lost = missing.results_lost.value_or(LostResults{});
+  record.detail = "request at offset " + std::to_string(missing.request.offset) + " never compared: its shadow " +
+                  "result was not read before retention deleted offsets " + std::to_string(lost.from) + ".." +
+                  std::to_string(lost.to - 1) + " of " + std::string(results_topic) + "[" +
+                  std::to_string(partition) + "] (the executor moved past it; the deleted records cannot " +
+                  "tell whether its result was among them) — keep the comparators within the results topic's " +
+                  "retention (retention.ms, retention.bytes) and compare again";
+  return publish_once(std::move(record));
+}
+
 Decision Decider::decide_gap(const wire::Gap& gap, std::string_view topic, int64_t offset) {
   wire::Mismatch record;
   record.kind = "shadow_gap";

@@ -179,6 +179,31 @@ std::optional<int64_t> PairState::expected_offset(Side side) const {
   return next ? next : start_offset_[static_cast<int>(side)];
 }
 
+void PairState::results_lost(int64_t from, int64_t to) {
+  if (to > from) unbounded_lost_results_ = LostResults{from, to};
+}
+
+// Results come in request order within a partition (one executor owns it at
+// a time; a successor republishes from its committed position onwards), so
+// a result deleted before the first one read after the loss belongs to a
+// request below that one's request.
+void PairState::bound_lost_results(int64_t request_offset) {
+  if (!unbounded_lost_results_ || request_offset < 0) return;
+  lost_results_.push_back({request_offset, *unbounded_lost_results_});
+  unbounded_lost_results_.reset();
+}
+
+Missing PairState::missing(std::string request_id, RequestSide request, int64_t passed_at) const {
+  Missing passed{std::move(request_id), std::move(request), passed_at, std::nullopt};
+  // The earliest stretch after its result's place: the loss it may have been in.
+  const LostResultsBelow* covering = nullptr;
+  for (const auto& lost : lost_results_) {
+    if (passed.request.offset < lost.below && (!covering || lost.below < covering->below)) covering = &lost;
+  }
+  if (covering) passed.results_lost = covering->lost;
+  return passed;
+}
+
 void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
   if (request_offset < 0 || result_offset < 0) return;
   if (replayable_joins_.try_emplace({request_offset, result_offset}, Nothing{}).second) {
@@ -260,7 +285,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
     // its result was not among what came before the stamp.
     remember(hash, wall_us);
     Added added;
-    added.missing.push_back(Missing{std::move(request_id), std::move(side), passed_below_});
+    added.missing.push_back(missing(std::move(request_id), std::move(side), passed_below_));
     added.orphan_results = drop_orphan_results();
     return added;
   }
@@ -280,6 +305,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   forget_expired_decisions(wall_us);
   last_progress_wall_us_ = wall_us;
   const int64_t stamp = side.published_below;
+  bound_lost_results(side.source_offset);
   const uint64_t hash = id_hash(request_id);
   Added added;
   Entry* found = nullptr;
@@ -323,6 +349,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
 
 PairState::Added PairState::progress(int64_t published_below, int64_t result_offset, int64_t wall_us) {
   consumed(Side::results, result_offset, wall_us);
+  bound_lost_results(published_below);
   last_progress_wall_us_ = wall_us;
   Added added;
   for (auto& missing : pass(published_below)) {
@@ -346,7 +373,7 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
     forget_request(entry);
     RequestSide request = entry.request->take(layouts_);
     entries_.erase(request_id, hash);
-    passed.push_back(Missing{std::move(request_id), std::move(request), published_below});
+    passed.push_back(missing(std::move(request_id), std::move(request), published_below));
   }
   drop_passed_joins();  // the requests position moved past them
   return passed;

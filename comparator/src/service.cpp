@@ -66,6 +66,7 @@ constexpr size_t kFirstEntryBytesGuess = 64 * 1024;
 void add_counters(Stats& into, const Stats& from) {
   into.pairs += from.pairs;
   into.shadow_missing += from.shadow_missing;
+  into.never_compared += from.never_compared;
   into.duplicates += from.duplicates;
   into.dead_letters += from.dead_letters;
   into.orphan_results += from.orphan_results;
@@ -206,12 +207,13 @@ struct Comparator::Impl {
       publish_decision(lane, partition, added.joined->request.offset, std::move(decision));
     }
     for (auto& missing : added.missing) {
-      ++lane.counts.shadow_missing;
+      ++(missing.results_lost ? lane.counts.never_compared : lane.counts.shadow_missing);
       metrics.decided(wall_us - missing.request.ts_us);
       Decision decision;
       {
         std::lock_guard lock(decider_mutex);
-        decision = decider.decide_missing(missing);
+        decision = missing.results_lost ? decider.decide_never_compared(missing, options.results_topic, partition)
+                                        : decider.decide_missing(missing);
       }
       publish_decision(lane, partition, missing.request.offset, std::move(decision));
     }
@@ -272,6 +274,7 @@ struct Comparator::Impl {
 
   void handle_result(Lane& lane, const kafka::Message& message, int64_t wall_us) {
     auto& pair = pair_at(message.partition());
+    note_results_lost_before(pair, message);
     auto decoded = wire::decode_result_into(message.payload(), lane.decoded_result);
     if (!decoded) {
       if (handle_gap(lane, message, Side::results, wall_us)) return;
@@ -290,29 +293,50 @@ struct Comparator::Impl {
     after_add(lane, message.partition(), added, wall_us);
   }
 
-  // Requests that retention deleted before this group read them were never
-  // compared: a jump past the offset a requests partition should continue
-  // from, to where Kafka's data now starts, is one comparison_gap (the
-  // verdict fails on it). Offsets skipped that Kafka still keeps are
-  // transaction markers, not requests. Asked of the broker only on a jump.
-  void decide_requests_lost_before(Lane& lane, const PairState& pair, const kafka::Message& message, int64_t wall_us) {
-    const int32_t partition = message.partition();
-    const auto expected = pair.expected_offset(Side::requests);
-    if (!expected || message.offset() <= *expected) return;
+  // Offsets of `side`'s partition that retention deleted before this group
+  // decided them: a jump past the offset the partition should continue from
+  // (the one after the last record read, else the group's committed offset)
+  // to where Kafka's data now starts. Offsets skipped that Kafka still keeps
+  // are transaction markers or aborted records, not lost ones.
+  std::optional<LostResults> lost_before(const PairState& pair, Side side, const kafka::Message& message) {
+    const auto expected = pair.expected_offset(side);
+    if (!expected || message.offset() <= *expected) return std::nullopt;
     // A broker that does not answer is waited out for a minute (the record
     // waits with it); past that the comparator stops with the reason and
     // its successor finds the same jump from the committed offsets.
-    const int64_t kept_from = kafka::watermarks(consumer->get(), options.requests_topic, partition, 60s).low;
-    if (kept_from <= *expected) return;
-    const int64_t lost_to = std::min(kept_from, message.offset());
-    log("requests " + std::to_string(*expected) + ".." + std::to_string(lost_to - 1) + " of " + options.requests_topic +
-        "[" + std::to_string(partition) + "] were deleted by retention before a comparator decided them: never compared");
+    const int64_t kept_from = kafka::log_start_offset(consumer->get(), std::string(message.topic()), message.partition(), 60s);
+    if (kept_from <= *expected) return std::nullopt;
+    return LostResults{*expected, std::min(kept_from, message.offset())};
+  }
+
+  // Requests that retention deleted before this group decided them were
+  // never compared: one comparison_gap (the verdict fails on it).
+  void decide_requests_lost_before(Lane& lane, const PairState& pair, const kafka::Message& message, int64_t wall_us) {
+    const auto lost = lost_before(pair, Side::requests, message);
+    if (!lost) return;
+    const int32_t partition = message.partition();
+    log("requests " + std::to_string(lost->from) + ".." + std::to_string(lost->to - 1) + " of " +
+        options.requests_topic + "[" + std::to_string(partition) +
+        "] were deleted by retention before a comparator decided them: never compared");
     Decision decision;
     {
       std::lock_guard lock(decider_mutex);
-      decision = decider.decide_lost_requests(options.requests_topic, partition, *expected, lost_to, wall_us);
+      decision = decider.decide_lost_requests(options.requests_topic, partition, lost->from, lost->to, wall_us);
     }
     publish_decision(lane, partition, message.offset(), std::move(decision));
+  }
+
+  // Results that retention deleted before this group decided them leave
+  // their requests uncompared: the pair reports each such request, once the
+  // executor is shown to have passed it, as a comparison_gap rather than
+  // blaming the executor with shadow_missing.
+  void note_results_lost_before(PairState& pair, const kafka::Message& message) {
+    const auto lost = lost_before(pair, Side::results, message);
+    if (!lost) return;
+    log("shadow results " + std::to_string(lost->from) + ".." + std::to_string(lost->to - 1) + " of " +
+        options.results_topic + "[" + std::to_string(message.partition()) +
+        "] were deleted by retention before a comparator decided them: their requests are never compared");
+    pair.results_lost(lost->from, lost->to);
   }
 
   void handle(Lane& lane, const kafka::Message& message) {
@@ -472,19 +496,19 @@ struct Comparator::Impl {
     for (const auto& [partition, pair] : pairs) owned_pairs.push_back(partition);
     pairs.clear();
     for (int32_t partition : owned_pairs) pair_of(partition);
-    note_request_starts(owned);  // the committed offsets (BEGINNING, negative, where there were none)
+    note_starts(owned);  // the committed offsets (BEGINNING, negative, where there were none)
     assign_workers();
     log("transaction aborted: decisions since the last commit are redone from the committed offsets");
   }
 
-  // Each requests partition continues from the group's committed offset: a
-  // record past it reveals requests deleted before anyone read them.
-  void note_request_starts(const kafka::PartitionList& committed) {
+  // Each partition continues from the group's committed offset: a record
+  // past it reveals requests or results deleted before anyone decided them.
+  void note_starts(const kafka::PartitionList& committed) {
     for (int i = 0; i < committed.size(); ++i) {
       const auto& entry = committed[i];
-      if (entry.topic == options.requests_topic && entry.offset >= 0) {
-        pairs.at(entry.partition).starts_at(Side::requests, entry.offset);
-      }
+      if (entry.offset < 0) continue;
+      pairs.at(entry.partition).starts_at(entry.topic == options.requests_topic ? Side::requests : Side::results,
+                                          entry.offset);
     }
   }
 
@@ -499,13 +523,14 @@ struct Comparator::Impl {
         std::set<int32_t> assigned;
         for (int i = 0; i < list->cnt; ++i) assigned.insert(list->elems[i].partition);
         read_back_reported({options, layout.mismatches_copartitioned, layout.mismatch_partitions}, consumer->get(), assigned, decider);
-        kafka::PartitionList committed(static_cast<int>(assigned.size()));
+        kafka::PartitionList committed(static_cast<int>(assigned.size() * 2));
         for (int32_t partition : assigned) {
           pair_of(partition);
           committed.add(options.requests_topic, partition);
+          committed.add(options.results_topic, partition);
         }
         kafka::read_committed(consumer->get(), committed, 30s);
-        note_request_starts(committed);
+        note_starts(committed);
         assign_workers();
         log("assigned partition pairs: " + std::to_string(assigned.size()));
       } else {

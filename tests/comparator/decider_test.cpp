@@ -169,6 +169,31 @@ TEST_F(DeciderTest, ARequestThePassedExecutorNeverAnsweredIsShadowMissing) {
   EXPECT_TRUE(decision.tally.request);
 }
 
+TEST_F(DeciderTest, APassedRequestWhoseResultRetentionMayHaveDeletedIsNeverComparedNotMissing) {
+  cmp::Missing missing;
+  missing.request_id = "r9";
+  missing.request.key = "k9";
+  missing.request.offset = 9;
+  missing.request.statements.push_back({fingerprint_of(select), rows_result(id_and_name(), {{"1", "ada"}})});
+  missing.passed_at = 12;
+  missing.results_lost = cmp::LostResults{30, 50};
+  auto decision = decider.decide_never_compared(missing, "shadow.results", 2);
+  ASSERT_EQ(kinds(decision), std::vector<std::string>{"comparison_gap"});
+  const auto& record = decision.publish[0];
+  EXPECT_EQ(record.request_id, "r9") << "the request itself, so the report says which";
+  ASSERT_TRUE(record.primary.has_value());
+  EXPECT_EQ(record.primary->rows, 1) << "one request never compared";
+  EXPECT_NE(record.detail.find("request at offset 9 never compared"), std::string::npos) << record.detail;
+  EXPECT_NE(record.detail.find("retention deleted offsets 30..49 of shadow.results[2]"), std::string::npos)
+      << record.detail;
+  EXPECT_FALSE(decision.tally.request) << "nothing was compared: not counted as compared";
+  EXPECT_TRUE(decision.tally.discrepancies.empty());
+  decider.add_reported(record, kNow);  // the next owner read it back
+  const auto again = decider.decide_never_compared(missing, "shadow.results", 2);
+  EXPECT_TRUE(again.publish.empty());
+  EXPECT_EQ(again.suppressed, 1u);
+}
+
 TEST_F(DeciderTest, AGapIsOneShadowGapNamingTheWriteUnits) {
   wire::Gap gap;
   gap.reason = "retention";

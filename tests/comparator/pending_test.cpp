@@ -77,6 +77,57 @@ TEST(PairState, TheNextOffsetExpectedIsAfterTheLastConsumedElseWhereTheAssignmen
   EXPECT_EQ(pair.expected_offset(cmp::Side::requests), 42);
 }
 
+cmp::ResultSide stamped_result(int64_t offset, int64_t source_offset, int64_t published_below) {
+  cmp::ResultSide side = result(kStart, offset);
+  side.source_offset = source_offset;
+  side.published_below = published_below;
+  return side;
+}
+
+// Results come in request order: results deleted before the first one read
+// after the loss belong to requests below that one's request. Those the
+// executor is shown to have passed were never compared; the executor is
+// not blamed for the others.
+TEST(PairState, RequestsWhoseResultsRetentionMayHaveDeletedArePassedAsNeverCompared) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  pair.starts_at(cmp::Side::results, 10);
+  for (int64_t offset = 0; offset < 6; ++offset) (void)pair.add_request("r" + std::to_string(offset), request(kStart, offset), kStart);
+  pair.results_lost(10, 14);
+  auto first_after = pair.add_result("r3", stamped_result(14, 3, 3), kStart);  // r3's stamp passes r0..r2
+  ASSERT_EQ(first_after.outcome, cmp::PairState::Outcome::joined);
+  ASSERT_EQ(first_after.missing.size(), 3u);
+  for (const auto& missing : first_after.missing) {
+    ASSERT_TRUE(missing.results_lost.has_value()) << missing.request_id;
+    EXPECT_EQ(missing.results_lost->from, 10);
+    EXPECT_EQ(missing.results_lost->to, 14);
+  }
+  // r4 and r5 are above the first request named after the loss: their
+  // results came after it, so one not there is the executor's doing.
+  (void)pair.add_request("r7", request(kStart, 7), kStart);
+  auto later = pair.add_result("r6", stamped_result(15, 6, 6), kStart);
+  ASSERT_EQ(later.missing.size(), 2u);
+  for (const auto& missing : later.missing) EXPECT_FALSE(missing.results_lost.has_value()) << missing.request_id;
+}
+
+TEST(PairState, ARequestReadAfterItsLostResultWasPassedIsNeverComparedToo) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  pair.results_lost(0, 5);
+  (void)pair.add_result("r5", stamped_result(5, 5, 5), kStart);  // the requests side lags: none waits
+  auto late = pair.add_request("r2", request(kStart, 2), kStart);
+  ASSERT_EQ(late.missing.size(), 1u);
+  ASSERT_TRUE(late.missing[0].results_lost.has_value());
+  EXPECT_EQ(late.missing[0].results_lost->to, 5);
+}
+
+TEST(PairState, WithoutLostResultsAPassedRequestIsTheExecutorsDoing) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_request("r0", request(kStart, 0), kStart);
+  pair.results_lost(3, 3);  // an empty stretch is no loss
+  auto passed = pair.add_result("r1", stamped_result(4, 1, 1), kStart);
+  ASSERT_EQ(passed.missing.size(), 1u);
+  EXPECT_FALSE(passed.missing[0].results_lost.has_value());
+}
+
 TEST(PairState, CommitStaysAtTheOldestPendingOffsetOfEachTopic) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   EXPECT_FALSE(pair.commit_offset(cmp::Side::requests).has_value());

@@ -46,7 +46,11 @@ std::string binary(const char* variable, const char* built) {
 // stable offset). Assigned, not subscribed: a reader that first had to join
 // a group could take longer than a quiet gap under load and come back empty
 // (decided() once read 0 of 6,000 requests that way, after waiting saw them all).
-std::vector<std::string> read_committed_now(const std::string& topic) {
+struct Record {
+  int64_t offset = -1;
+  std::string payload;
+};
+std::vector<Record> read_committed_records_now(const std::string& topic) {
   sp::kafka::Consumer consumer({{"bootstrap.servers", brokers()},
                                 {"group.id", unique_name("reader")},
                                 {"enable.auto.commit", "false"},
@@ -60,11 +64,11 @@ std::vector<std::string> read_committed_now(const std::string& topic) {
     from_start.add(topic, partition, RD_KAFKA_OFFSET_BEGINNING);
   }
   EXPECT_EQ(rd_kafka_assign(consumer.get(), from_start.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
-  std::vector<std::string> payloads;
+  std::vector<Record> records;
   const auto until = std::chrono::steady_clock::now() + 60s;
   while (!end.empty() && std::chrono::steady_clock::now() < until) {
     auto message = consumer.poll(200ms);
-    if (message && !message.error()) payloads.emplace_back(message.payload());
+    if (message && !message.error()) records.push_back({message.offset(), std::string(message.payload())});
     // The position passes transaction markers and aborted records too, which are never delivered.
     sp::kafka::PartitionList positions(static_cast<int>(end.size()));
     for (const auto& [partition, offset] : end) positions.add(topic, partition);
@@ -74,6 +78,12 @@ std::vector<std::string> read_committed_now(const std::string& topic) {
     }
   }
   EXPECT_TRUE(end.empty()) << topic << " was not read to its end within 60 s";
+  return records;
+}
+
+std::vector<std::string> read_committed_now(const std::string& topic) {
+  std::vector<std::string> payloads;
+  for (auto& record : read_committed_records_now(topic)) payloads.push_back(std::move(record.payload));
   return payloads;
 }
 
@@ -129,6 +139,7 @@ class Pipeline {
                                      // Shorter than a rebalance after a crash: lag must not cost a comparison.
                                      "--window", "10000"};
     if (metrics_port > 0) args.insert(args.end(), {"--metrics-port", "127.0.0.1:" + std::to_string(metrics_port)});
+    
     return ChildProcess(spawn_process(binary("SHADOWPIPE_COMPARATOR_BINARY", SHADOW_COMPARATOR_BINARY), args,
                                       log_dir_ + "/" + id + ".log"));
   }
@@ -168,6 +179,7 @@ class Pipeline {
 
   int published() const { return published_; }
   const std::string& requests_topic() const { return topics_.requests(); }
+  const std::string& results_topic() const { return topics_.results(); }
 
   // A recorder that had to drop write units announces them on the partition
   // they were meant for (what producer/src/recorder.cpp publishes).
@@ -183,6 +195,16 @@ class Pipeline {
   }
   // What retention does to old segments of the requests topic.
   void delete_requests_below(int64_t offset) { delete_records(topics_.requests(), 0, offset); }
+  void delete_results_below(int64_t offset) { delete_records(topics_.results(), 0, offset); }
+  // Where on the results topic the shadow result of the request at
+  // `request_offset` (partition 0) is, or -1.
+  int64_t result_offset_of(int64_t request_offset) {
+    for (const auto& record : read_committed_records_now(topics_.results())) {
+      auto result = sp::wire::decode_result(record.payload);
+      if (result && result->source_offset == request_offset) return record.offset;
+    }
+    return -1;
+  }
 
   // `shadowctl verdict` on this pipeline's topics: exit status and output.
   std::pair<int, std::string> verdict() {
@@ -383,7 +405,8 @@ TEST(Gaps, RequestsRetentionTookBeforeTheComparatorReadThemFailTheVerdict) {
   std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
   const auto [status, output] = pipeline.verdict();
   EXPECT_EQ(status, 1) << "20 requests were never compared, yet:\n" << output;
-  EXPECT_NE(output.find("20 requests never compared: retention deleted them before a comparator decided them"),
+  EXPECT_NE(output.find("20 requests never compared: retention deleted them, or their shadow results, before a "
+                        "comparator decided them"),
             std::string::npos)
       << output;
   EXPECT_NE(output.find("retention deleted offsets 20..39 of " + pipeline.requests_topic() + "[0]"), std::string::npos)
@@ -391,6 +414,45 @@ TEST(Gaps, RequestsRetentionTookBeforeTheComparatorReadThemFailTheVerdict) {
   const auto decided = pipeline.decided();
   EXPECT_EQ(decided.kinds.count("comparison_gap") ? decided.kinds.at("comparison_gap") : 0, 1u);
   EXPECT_EQ(decided.kinds.count("shadow_gap"), 0u) << "the shadow applied every unit";
+  EXPECT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
+}
+
+// Shadow results that retention deleted before any comparator read them
+// leave their requests uncompared. The executor did publish them: calling
+// them shadow_missing would blame it, and a rate the user allows for
+// shadow_missing would hide requests nobody compared.
+TEST(Gaps, ResultsRetentionTookBeforeTheComparatorReadThemAreNeverComparedNotMissing) {
+  Pipeline pipeline(1);
+  auto executor = pipeline.start_executor("executor-1");
+  auto comparator = pipeline.start_comparator("comparator-1");
+  pipeline.publish(20);
+  ASSERT_TRUE(pipeline.wait_decided(20, 120s));
+  ASSERT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
+  pipeline.publish(30);  // requests 20..49: applied, their results published, read by no comparator
+  ASSERT_TRUE(pipeline.wait_results(50, 120s)) << "logs in " << pipeline.logs();
+  const int64_t kept_from = pipeline.result_offset_of(40);
+  ASSERT_GT(kept_from, 0) << "no shadow result for request 40; logs in " << pipeline.logs();
+  pipeline.delete_results_below(kept_from);  // retention takes the results of requests 20..39
+  comparator = pipeline.start_comparator("comparator-1");
+  // Results stamped past 39 show the executor passed 20..39; the results
+  // of 40..49 were produced together, before any was acknowledged, and
+  // their stamps may not.
+  pipeline.publish(10);
+  ASSERT_TRUE(pipeline.wait_decided(40, 120s)) << "decided " << pipeline.decided().requests << "; logs in "
+                                               << pipeline.logs();
+  std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
+  const auto decided = pipeline.decided();
+  EXPECT_EQ(decided.requests, 40u) << "requests 0..19 and 40..59 compared, 20..39 not";
+  EXPECT_EQ(decided.kinds.count("shadow_missing"), 0u) << "the executor passed no request without its result";
+  EXPECT_EQ(decided.kinds.count("comparison_gap") ? decided.kinds.at("comparison_gap") : 0, 20u);
+  EXPECT_EQ(decided.kinds.count("shadow_gap"), 0u) << "the shadow applied every unit";
+  const auto [status, output] = pipeline.verdict();
+  EXPECT_EQ(status, 1) << "20 requests were never compared, yet:\n" << output;
+  EXPECT_NE(output.find("20 requests never compared: retention deleted them, or their shadow results, before a "
+                        "comparator decided them"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("of " + pipeline.results_topic() + "[0]"), std::string::npos) << output;
   EXPECT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
 }
 

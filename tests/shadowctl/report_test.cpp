@@ -173,6 +173,41 @@ TEST(ReportRender, JsonIsOneDocumentWithTheEvidence) {
   EXPECT_EQ(double(fingerprint["latency"]["shadow"]["p95_us"]), 220);
 }
 
+// Results lost to retention leave one record a request never compared: the
+// text lists the first twenty, the JSON every one, with the shadow's gaps.
+TEST(ReportRender, RequestsNeverComparedAreAllInTheJsonAndAFewInTheText) {
+  ReportBuilder builder;
+  auto shadow_gap = mismatch("gap:shadow.results:0:7", "shadow_gap", "");
+  shadow_gap.primary = wire::StatementResult{};
+  shadow_gap.primary->rows = 12;
+  shadow_gap.detail = "12 write units never applied";
+  builder.add_mismatch(shadow_gap);
+  for (int i = 0; i < 25; ++i) {
+    auto gap = mismatch("request-" + std::to_string(i), "comparison_gap", "");
+    gap.statement_index = -1;
+    gap.primary = wire::StatementResult{};
+    gap.primary->rows = 1;
+    gap.detail = "request at offset " + std::to_string(i) + " never compared";
+    builder.add_mismatch(gap);
+  }
+  const auto report = builder.build();
+  const auto text = shadowctl::render(report, shadowctl::Format::text);
+  EXPECT_NE(text.find("NOT COMPARED: request at offset 19 never compared"), std::string::npos) << text;
+  EXPECT_EQ(text.find("request at offset 20 never compared"), std::string::npos) << text;
+  EXPECT_NE(text.find("NOT COMPARED: ... and 5 more (--format json lists every one)"), std::string::npos) << text;
+  const auto json = shadowctl::render(report, shadowctl::Format::json);
+  simdjson::dom::parser parser;
+  auto document = parser.parse(json);
+  ASSERT_FALSE(document.error()) << json;
+  auto never_compared = document["comparison_gaps"].get_array();
+  ASSERT_FALSE(never_compared.error()) << json;
+  EXPECT_EQ(never_compared.value().size(), 25u);
+  EXPECT_EQ(std::string_view(document["comparison_gaps"].at(24)["id"]), "request-24");
+  EXPECT_EQ(uint64_t(document["comparison_gaps"].at(24)["units"]), 1u);
+  EXPECT_EQ(std::string_view(document["gaps"].at(0)["detail"]), "12 write units never applied");
+  EXPECT_EQ(uint64_t(document["gaps"].at(0)["units"]), 12u);
+}
+
 TEST(ReportRender, HtmlIsSelfContainedAndEscaped) {
   ReportBuilder builder;
   auto values = mismatch("r2", "value_mismatch", "f3");

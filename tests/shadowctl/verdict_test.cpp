@@ -63,7 +63,8 @@ TEST(Verdict, RequestsNeverComparedFailWhateverTheRate) {
   report.comparison_gaps.push_back({"lost:shadow.requests:1:7", 3, "3 requests never compared: retention deleted offsets 7..9"});
   auto verdict = shadowctl::judge(report, {1000, 0.01, 3.0});
   EXPECT_FALSE(verdict.pass) << "a verdict must not pass on what was never compared";
-  EXPECT_TRUE(mentions(verdict, "23 requests never compared: retention deleted them before a comparator decided them"));
+  EXPECT_TRUE(mentions(verdict, "23 requests never compared: retention deleted them, or their shadow results, before "
+                                "a comparator decided them"));
   EXPECT_TRUE(mentions(verdict, "retention deleted offsets 7..9"));
 }
 
@@ -78,6 +79,25 @@ TEST(Verdict, ALossFoundAgainFromAnEarlierOffsetIsCountedOnce) {
   auto verdict = shadowctl::judge(report, {1000, 0.01, 3.0});
   EXPECT_FALSE(verdict.pass);
   EXPECT_TRUE(mentions(verdict, "40 requests never compared")) << shadowctl::render(verdict);
+}
+
+// Results lost to retention leave one record a request: counted one each,
+// a few listed, and not in the rate (nothing compared found them).
+TEST(Verdict, RequestsWhoseResultsWereLostAreCountedEachAndAFewListed) {
+  auto report = report_with(5000, {});
+  FingerprintReport gaps;  // where the report files records of no fingerprint
+  gaps.discrepancies["comparison_gap"] = 25;
+  report.fingerprints.push_back(gaps);
+  for (int i = 0; i < 25; ++i) {
+    report.comparison_gaps.push_back({"request-" + std::to_string(i), 1, "request at offset " + std::to_string(i) + " never compared"});
+  }
+  auto verdict = shadowctl::judge(report, {1000, 0.01, 3.0});
+  EXPECT_FALSE(verdict.pass);
+  EXPECT_TRUE(mentions(verdict, "25 requests never compared")) << shadowctl::render(verdict);
+  EXPECT_TRUE(mentions(verdict, "request at offset 9 never compared"));
+  EXPECT_FALSE(mentions(verdict, "request at offset 10 never compared")) << "ten listed, not every one";
+  EXPECT_TRUE(mentions(verdict, "... and 15 more"));
+  EXPECT_FALSE(mentions(verdict, "discrepancies in")) << "requests never compared are not findings of a comparison";
 }
 
 TEST(Verdict, LatencyRegressionFailsOnlyAboveTheRatio) {

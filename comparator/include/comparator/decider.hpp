@@ -51,6 +51,10 @@ class Decider {
 
   Decision decide(const Joined& joined);
   Decision decide_missing(const Missing& missing);
+  // A passed request whose result retention may have deleted from
+  // `results_topic`[partition] (missing.results_lost): one comparison_gap
+  // for it, and it is not counted as compared.
+  Decision decide_never_compared(const Missing& missing, std::string_view results_topic, int32_t partition);
   // A gap announced on `topic` at `offset`: one shadow_gap discrepancy.
   Decision decide_gap(const wire::Gap& gap, std::string_view topic, int64_t offset);
   // Offsets [from, to) of a requests partition that retention deleted before

@@ -58,10 +58,21 @@ struct Joined {
   ResultSide result;
 };
 
+// Offsets [from, to) of a results partition that retention deleted before
+// this comparator group decided them.
+struct LostResults {
+  int64_t from = -1;
+  int64_t to = -1;
+};
+
 struct Missing {  // a request the executor passed without publishing a result for it
   std::string request_id;
   RequestSide request;
   int64_t passed_at = -1;  // the published_below that proved it
+  // Set when its result may have been among results retention deleted:
+  // never compared, and the executor is not to blame (the deleted records
+  // cannot tell whether it published one).
+  std::optional<LostResults> results_lost;
 };
 
 enum class Side { requests, results };
@@ -127,6 +138,12 @@ class PairState {
   void consumed(Side side, int64_t offset, int64_t wall_us);
   // Where the partition of `side` was assigned from (its committed offset).
   void starts_at(Side side, int64_t offset);
+  // Results offsets [from, to) were deleted by retention before this group
+  // decided them. The requests whose results they were are the requests
+  // below the first request offset a later result (or gap record) names:
+  // those the executor is later shown to have passed are Missing with
+  // results_lost set, not blamed on the executor.
+  void results_lost(int64_t from, int64_t to);
   // The offset the next record of `side` should have: the one after the
   // last consumed, else where it was assigned from; nullopt when neither is
   // known (a group's first run starts wherever Kafka's data starts).
@@ -193,6 +210,11 @@ class PairState {
   // was decided before this record came (or dead-lettered).
   size_t drop_orphan_results();
   std::vector<Missing> pass(int64_t published_below);
+  // The first request offset named after results were lost bounds the
+  // requests whose results they may have been.
+  void bound_lost_results(int64_t request_offset);
+  // A passed request, with results_lost set when its result may have been deleted.
+  Missing missing(std::string request_id, RequestSide request, int64_t passed_at) const;
   void forget_expired_decisions(int64_t wall_us);
 
   int64_t stall_after_us_;
@@ -231,6 +253,16 @@ class PairState {
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.
   int64_t passed_below_ = -1;
+  // Each stretch of results retention deleted, with the request offset
+  // below which a passed request's result may have been in it (the first
+  // request a record after the loss named); the last stretch waits for its
+  // bound in unbounded_lost_results_.
+  struct LostResultsBelow {
+    int64_t below = -1;
+    LostResults lost;
+  };
+  std::vector<LostResultsBelow> lost_results_;
+  std::optional<LostResults> unbounded_lost_results_;
   bool paused_[2] = {false, false};
 };
 

@@ -59,6 +59,7 @@ struct Options {
 struct Stats {
   uint64_t pairs = 0;                  // requests joined with their result and classified
   uint64_t shadow_missing = 0;
+  uint64_t never_compared = 0;         // passed requests whose results retention may have deleted
   uint64_t duplicates = 0;             // copies of a request or result already seen, dropped
   uint64_t dead_letters = 0;
   uint64_t orphan_results = 0;         // results whose request was decided before or dead-lettered

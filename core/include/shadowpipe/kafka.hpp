@@ -205,6 +205,15 @@ struct Watermarks {
 Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t partition,
                       std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// The first offset retention kept, for a consumer that just read a record of
+// the partition: as the last fetch response reported it (every response
+// carries it, and the one that brought the record came after any deletion
+// that made the consumer jump over offsets), so a check on every skipped
+// offset costs no request. Asks the leader, as watermarks() does, when no
+// fetch has reported it yet.
+int64_t log_start_offset(rd_kafka_t* consumer, const std::string& topic, int32_t partition,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 // Fills each entry's offset with the handle's group's committed offset
 // (RD_KAFKA_OFFSET_INVALID where it committed none). Throws Failure naming
 // what could not be read.

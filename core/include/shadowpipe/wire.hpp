@@ -53,8 +53,10 @@ std::string_view to_string(TxMode mode);
 // is published once per fingerprint and column, and does not count against
 // the verdict (type_changed does with shadowctl verdict --fail-on-type-change).
 // shadow_gap: write units the shadow never received or applied (a Gap record).
-// comparison_gap: requests retention deleted before a comparator decided them,
-// never compared.
+// comparison_gap: requests never compared: retention deleted them (one
+// record, request id lost:<topic>:<partition>:<first offset>) or their shadow
+// results (a record a request, under its own id) before a comparator decided
+// them. Their number is in primary.rows.
 inline constexpr std::array<std::string_view, 16> kMismatchKinds = {
     "shadow_error",    "primary_error_only", "error_mismatch",  "row_count_mismatch", "value_mismatch",
     "order_mismatch",  "schema_mismatch",    "shadow_missing",  "latency_regression", "representation_mismatch",

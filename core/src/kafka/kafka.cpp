@@ -443,6 +443,17 @@ Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t part
   return marks;
 }
 
+int64_t log_start_offset(rd_kafka_t* consumer, const std::string& topic, int32_t partition,
+                         std::chrono::milliseconds timeout) {
+  int64_t low = -1;
+  int64_t high = -1;
+  if (rd_kafka_get_watermark_offsets(consumer, topic.c_str(), partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      low >= 0) {
+    return low;
+  }
+  return watermarks(consumer, topic, partition, timeout).low;
+}
+
 void read_committed(rd_kafka_t* handle, PartitionList& partitions, std::chrono::milliseconds timeout) {
   const auto err =
       with_retries(timeout, [&](int timeout_ms) { return rd_kafka_committed(handle, partitions.get(), timeout_ms); });
