@@ -13,10 +13,14 @@ constexpr size_t kExampleRequests = 3;
 constexpr size_t kErrorMessages = 3;
 }  // namespace
 
+bool counts_in_findings(const std::string& kind) {
+  return kind != "latency_regression" && kind != "shadow_gap" && kind != "comparison_gap";
+}
+
 uint64_t FingerprintReport::discrepancy_total(bool with_latency) const {
   uint64_t total = 0;
   for (const auto& [kind, count] : discrepancies) {
-    if (with_latency || kind != "latency_regression") total += count;
+    if (counts_in_findings(kind) || (with_latency && kind == "latency_regression")) total += count;
   }
   return total;
 }

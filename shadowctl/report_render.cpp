@@ -66,6 +66,23 @@ std::string one_line(std::string sql, size_t width) {
   return sql;
 }
 
+// The stretches the shadow never applied, then the requests never compared:
+// every gap, but only the first twenty of the latter (results lost to
+// retention leave a record a request; the JSON lists every one).
+std::vector<std::string> gap_lines(const Report& report) {
+  constexpr size_t kNotComparedShown = 20;
+  std::vector<std::string> lines;
+  for (const auto& gap : report.gaps) lines.push_back("GAP: " + gap.detail);
+  for (size_t i = 0; i < std::min(report.comparison_gaps.size(), kNotComparedShown); ++i) {
+    lines.push_back("NOT COMPARED: " + report.comparison_gaps[i].detail);
+  }
+  if (report.comparison_gaps.size() > kNotComparedShown) {
+    lines.push_back("NOT COMPARED: ... and " + std::to_string(report.comparison_gaps.size() - kNotComparedShown) +
+                    " more (--format json lists every one)");
+  }
+  return lines;
+}
+
 std::string render_text(const Report& report) {
   std::ostringstream out;
   size_t regressions = 0;
@@ -77,16 +94,7 @@ std::string render_text(const Report& report) {
   if (report.duplicate_mismatch_records) out << " (" << report.duplicate_mismatch_records << " repeated records ignored)";
   if (report.unreadable_records) out << " (" << report.unreadable_records << " unreadable records)";
   out << "\n";
-  for (const auto& gap : report.gaps) out << "GAP: " << one_line(gap.detail, 160) << "\n";
-  // One record a request when results were lost: the first few say where.
-  constexpr size_t kNotComparedShown = 20;
-  for (size_t i = 0; i < std::min(report.comparison_gaps.size(), kNotComparedShown); ++i) {
-    out << "NOT COMPARED: " << one_line(report.comparison_gaps[i].detail, 160) << "\n";
-  }
-  if (report.comparison_gaps.size() > kNotComparedShown) {
-    out << "NOT COMPARED: ... and " << report.comparison_gaps.size() - kNotComparedShown
-        << " more (--format json lists every one)\n";
-  }
+  for (const auto& line : gap_lines(report)) out << one_line(line, 174) << "\n";
   for (const auto& partition : report.partitions) {
     if (partition.undecided() == 0) continue;
     out << "partition " << partition.partition << ": " << partition.undecided() << " requests not decided yet";
@@ -287,7 +295,9 @@ std::string render_html(const Report& report) {
   html << "<h1>shadowpipe report</h1><p>" << report.compared << " requests compared, <span class=\""
        << (report.discrepancies(true) ? "bad" : "ok") << "\">" << report.discrepancies(false)
        << " discrepancies</span>, decisions from " << utc(report.first_ts_us) << " to " << utc(report.last_ts_us)
-       << ".</p><p class=\"legend\"><span class=\"primary\" style=\"background:#1f77b4\"></span>primary"
+       << ".</p>";
+  for (const auto& line : gap_lines(report)) html << "<p class=\"bad\">" << html_escape(line) << "</p>";
+  html << "<p class=\"legend\"><span class=\"primary\" style=\"background:#1f77b4\"></span>primary"
           "<span style=\"background:#ff7f0e\"></span>shadow</p>";
   html << "<table><thead><tr><th>fingerprint / SQL</th><th>statements compared</th><th>discrepancies</th><th>evidence</th>"
           "<th>latency (ms)</th></tr></thead><tbody>";

@@ -26,6 +26,10 @@ std::string format_time(int64_t us) {
   return buffer;
 }
 
+// Requests never compared, listed one by one in the verdict up to this many
+// (results lost to retention leave a record a request).
+constexpr size_t kGapDetailsShown = 10;
+
 // Each offset once: a comparator that found a loss while running starts it
 // after the last record it read, and a successor restarted from the
 // committed offset (the oldest request then pending, perhaps earlier) finds
@@ -33,8 +37,6 @@ std::string format_time(int64_t us) {
 // lost:<topic>:<partition>:<first offset> (Kafka topic names have no ':'),
 // the count is in write_units; a record whose id does not read that way
 // counts as it is.
-constexpr size_t kGapDetailsShown = 10;
-
 uint64_t requests_never_compared(const std::vector<GapNotice>& gaps) {
   std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> lost;  // topic:partition -> [from, to)
   uint64_t total = 0;
@@ -70,16 +72,9 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
                               "--min-requests " + std::to_string(options.min_requests) +
                               ": let more traffic through the shadow before deciding");
   }
-  // The rate is of what comparing found. Stretches the shadow never applied
-  // and requests never compared fail the verdict below whatever the rate,
-  // and are not findings of a comparison.
-  const auto counts_in_rate = [](const std::string& kind) {
-    return kind != "latency_regression" && kind != "shadow_gap" && kind != "comparison_gap";
-  };
-  uint64_t discrepancies = 0;
-  for (const auto& fingerprint : report.fingerprints) {
-    for (const auto& [kind, count] : fingerprint.discrepancies) discrepancies += counts_in_rate(kind) ? count : 0;
-  }
+  // The rate is of what comparing found: the gaps fail the verdict below
+  // whatever the rate.
+  const uint64_t discrepancies = report.discrepancies(false);
   const double rate = report.compared ? static_cast<double>(discrepancies) / static_cast<double>(report.compared)
                                       : (discrepancies ? 1.0 : 0.0);
   if (rate > options.max_mismatch_rate) {
@@ -89,7 +84,7 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
     for (const auto& fingerprint : report.fingerprints) {
       std::string kinds;
       for (const auto& [kind, count] : fingerprint.discrepancies) {
-        if (counts_in_rate(kind)) kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
+        if (counts_in_findings(kind)) kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
       }
       if (kinds.empty()) continue;
       std::string what = "  " + fingerprint.fingerprint + ": " + kinds;
@@ -139,7 +134,7 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
     for (size_t i = 0; i < shown; ++i) verdict.reasons.push_back("  " + report.comparison_gaps[i].detail);
     if (report.comparison_gaps.size() > shown) {
       verdict.reasons.push_back("  ... and " + std::to_string(report.comparison_gaps.size() - shown) +
-                                " more (shadowctl report lists them)");
+                                " more (shadowctl report --format json lists every one)");
     }
   }
   if (!report.progress_unknown.empty()) {

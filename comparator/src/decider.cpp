@@ -140,7 +140,7 @@ Decision Decider::decide_never_compared(const Missing& missing, std::string_view
   record.first_divergence_on_key = false;  // nothing is known to differ on its key
   record.primary = wire::StatementResult{};
   record.primary->rows = 1;  // requests never compared
-  const LostResults lost = missing.results_lost.value_or(LostResults{});
+  const LostOffsets lost = missing.results_lost.value_or(LostOffsets{});
   record.detail = "request at offset " + std::to_string(missing.request.offset) + " never compared: its shadow " +
                   "result was not read before retention deleted offsets " + std::to_string(lost.from) + ".." +
                   std::to_string(lost.to - 1) + " of " + std::string(results_topic) + "[" +

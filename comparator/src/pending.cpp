@@ -180,28 +180,47 @@ std::optional<int64_t> PairState::expected_offset(Side side) const {
 }
 
 void PairState::results_lost(int64_t from, int64_t to) {
-  if (to > from) unbounded_lost_results_ = LostResults{from, to};
+  if (to <= from) return;
+  if (unbounded_lost_results_) {  // not bounded yet: one stretch
+    auto& lost = unbounded_lost_results_->lost;
+    lost = LostOffsets{std::min(lost.from, from), std::max(lost.to, to)};
+    return;
+  }
+  unbounded_lost_results_ = LostResultsStretch{passed_below_, -1, LostOffsets{from, to}};
 }
 
-// Results come in request order within a partition (one executor owns it at
-// a time; a successor republishes from its committed position onwards), so
-// a result deleted before the first one read after the loss belongs to a
-// request below that one's request.
+// An executor produces a partition's results in request order, so a result
+// deleted before the next record read belongs to a request below the one
+// that record names (its source offset, or for a gap record the first
+// request it never applied), or below its progress stamp, whichever is
+// higher. Not covered: a next record that is a result re-produced after a
+// failed delivery, behind first results of later requests; those requests
+// are then passed as shadow_missing, as before results losses were found.
 void PairState::bound_lost_results(int64_t request_offset) {
   if (!unbounded_lost_results_ || request_offset < 0) return;
-  lost_results_.push_back({request_offset, *unbounded_lost_results_});
+  unbounded_lost_results_->below = request_offset;
+  lost_results_.push_back(*unbounded_lost_results_);
   unbounded_lost_results_.reset();
 }
 
 Missing PairState::missing(std::string request_id, RequestSide request, int64_t passed_at) const {
   Missing passed{std::move(request_id), std::move(request), passed_at, std::nullopt};
-  // The earliest stretch after its result's place: the loss it may have been in.
-  const LostResultsBelow* covering = nullptr;
-  for (const auto& lost : lost_results_) {
-    if (passed.request.offset < lost.below && (!covering || lost.below < covering->below)) covering = &lost;
+  const int64_t offset = passed.request.offset;
+  // The earliest stretch whose requests it is among: the loss it may have been in.
+  const LostResultsStretch* covering = nullptr;
+  for (const auto& stretch : lost_results_) {
+    if (offset >= stretch.above && offset < stretch.below && (!covering || stretch.below < covering->below)) {
+      covering = &stretch;
+    }
   }
   if (covering) passed.results_lost = covering->lost;
   return passed;
+}
+
+void PairState::forget_decided_lost_results() {
+  const auto requests_position = commit_offset(Side::requests);
+  if (!requests_position) return;
+  std::erase_if(lost_results_, [&](const LostResultsStretch& stretch) { return stretch.below <= *requests_position; });
 }
 
 void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
@@ -305,7 +324,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   forget_expired_decisions(wall_us);
   last_progress_wall_us_ = wall_us;
   const int64_t stamp = side.published_below;
-  bound_lost_results(side.source_offset);
+  bound_lost_results(side.source_offset < 0 ? -1 : std::max(side.source_offset, stamp));
   const uint64_t hash = id_hash(request_id);
   Added added;
   Entry* found = nullptr;
@@ -347,9 +366,10 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   return added;
 }
 
-PairState::Added PairState::progress(int64_t published_below, int64_t result_offset, int64_t wall_us) {
+PairState::Added PairState::progress(int64_t published_below, int64_t result_offset, int64_t wall_us,
+                                     int64_t first_never_applied) {
   consumed(Side::results, result_offset, wall_us);
-  bound_lost_results(published_below);
+  bound_lost_results(first_never_applied >= 0 ? first_never_applied : published_below);
   last_progress_wall_us_ = wall_us;
   Added added;
   for (auto& missing : pass(published_below)) {
@@ -376,6 +396,7 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
     passed.push_back(missing(std::move(request_id), std::move(request), published_below));
   }
   drop_passed_joins();  // the requests position moved past them
+  forget_decided_lost_results();
   return passed;
 }
 
@@ -439,6 +460,16 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
   // or those requests would wait in vain.
   if (side == Side::results && position && !replayable_result_offsets_.empty()) {
     position = std::min(*position, replayable_result_offsets_.first());
+  }
+  // Results lost while requests that may have been theirs are undecided:
+  // a successor must start at the loss to find it again, or it would pass
+  // those requests as shadow_missing.
+  if (side == Side::results && position && (unbounded_lost_results_ || !lost_results_.empty())) {
+    const auto requests_position = commit_offset(Side::requests);
+    if (unbounded_lost_results_) position = std::min(*position, unbounded_lost_results_->lost.from);
+    for (const auto& stretch : lost_results_) {
+      if (!requests_position || *requests_position < stretch.below) position = std::min(*position, stretch.lost.from);
+    }
   }
   return position;
 }

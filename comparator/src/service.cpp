@@ -232,7 +232,7 @@ struct Comparator::Impl {
       pair.consumed(side, message.offset(), wall_us);
     } else {
       // The executor passed the lost offsets: requests waiting on them are missing.
-      added = pair.progress(gap->to_offset, message.offset(), wall_us);
+      added = pair.progress(gap->to_offset, message.offset(), wall_us, gap->from_offset);
     }
     log("gap on " + std::string(message.topic()) + "[" + std::to_string(message.partition()) + "]: " +
         std::to_string(gap->write_units) + " write units never applied (" + gap->reason + ")");
@@ -298,7 +298,7 @@ struct Comparator::Impl {
   // (the one after the last record read, else the group's committed offset)
   // to where Kafka's data now starts. Offsets skipped that Kafka still keeps
   // are transaction markers or aborted records, not lost ones.
-  std::optional<LostResults> lost_before(const PairState& pair, Side side, const kafka::Message& message) {
+  std::optional<LostOffsets> lost_before(const PairState& pair, Side side, const kafka::Message& message) {
     const auto expected = pair.expected_offset(side);
     if (!expected || message.offset() <= *expected) return std::nullopt;
     // A broker that does not answer is waited out for a minute (the record
@@ -306,7 +306,7 @@ struct Comparator::Impl {
     // its successor finds the same jump from the committed offsets.
     const int64_t kept_from = kafka::log_start_offset(consumer->get(), std::string(message.topic()), message.partition(), 60s);
     if (kept_from <= *expected) return std::nullopt;
-    return LostResults{*expected, std::min(kept_from, message.offset())};
+    return LostOffsets{*expected, std::min(kept_from, message.offset())};
   }
 
   // Requests that retention deleted before this group decided them were
@@ -335,7 +335,8 @@ struct Comparator::Impl {
     if (!lost) return;
     log("shadow results " + std::to_string(lost->from) + ".." + std::to_string(lost->to - 1) + " of " +
         options.results_topic + "[" + std::to_string(message.partition()) +
-        "] were deleted by retention before a comparator decided them: their requests are never compared");
+        "] were deleted by retention before this group finished with them: requests still waiting for them are "
+        "never compared");
     pair.results_lost(lost->from, lost->to);
   }
 

@@ -176,7 +176,7 @@ TEST_F(DeciderTest, APassedRequestWhoseResultRetentionMayHaveDeletedIsNeverCompa
   missing.request.offset = 9;
   missing.request.statements.push_back({fingerprint_of(select), rows_result(id_and_name(), {{"1", "ada"}})});
   missing.passed_at = 12;
-  missing.results_lost = cmp::LostResults{30, 50};
+  missing.results_lost = cmp::LostOffsets{30, 50};
   auto decision = decider.decide_never_compared(missing, "shadow.results", 2);
   ASSERT_EQ(kinds(decision), std::vector<std::string>{"comparison_gap"});
   const auto& record = decision.publish[0];

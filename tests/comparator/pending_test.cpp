@@ -119,6 +119,77 @@ TEST(PairState, ARequestReadAfterItsLostResultWasPassedIsNeverComparedToo) {
   EXPECT_EQ(late.missing[0].results_lost->to, 5);
 }
 
+// A stamp read before the loss shows the results of the requests below it
+// stood before the loss: one of those passed later is the executor's doing.
+TEST(PairState, RequestsBelowTheStampReadBeforeTheLossAreNotCoveredByIt) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  (void)pair.add_result("r4", stamped_result(9, 4, 4), kStart);  // the requests side lags
+  pair.results_lost(10, 12);
+  (void)pair.add_result("r6", stamped_result(12, 6, 6), kStart);
+  auto skipped = pair.add_request("r2", request(kStart, 2), kStart);
+  ASSERT_EQ(skipped.missing.size(), 1u);
+  EXPECT_FALSE(skipped.missing[0].results_lost.has_value()) << "its result stood before offset 9: never there";
+  auto lost = pair.add_request("r5", request(kStart, 5), kStart);
+  ASSERT_EQ(lost.missing.size(), 1u);
+  EXPECT_TRUE(lost.missing[0].results_lost.has_value());
+}
+
+// A gap record after the loss names the first request the executor never
+// applied: the deleted results were of requests below it; those from it on
+// are the gap's (shadow_missing beside its shadow_gap).
+TEST(PairState, AGapRecordAfterTheLossBoundsItByTheFirstRequestNeverApplied) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  for (int64_t offset = 5; offset < 10; ++offset) (void)pair.add_request("r" + std::to_string(offset), request(kStart, offset), kStart);
+  pair.results_lost(3, 5);
+  auto passed = pair.progress(10, 5, kStart, 7);
+  ASSERT_EQ(passed.missing.size(), 5u);
+  for (const auto& missing : passed.missing) {
+    EXPECT_EQ(missing.results_lost.has_value(), missing.request.offset < 7) << missing.request_id;
+  }
+}
+
+TEST(PairState, LossesFoundBeforeAnyRecordNamesARequestAreOneStretchAndLaterOnesTheirOwn) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  for (int64_t offset = 0; offset < 4; ++offset) (void)pair.add_request("r" + std::to_string(offset), request(kStart, offset), kStart);
+  pair.results_lost(3, 5);
+  pair.results_lost(5, 8);  // found again before a record named a request
+  auto first = pair.add_result("r2", stamped_result(8, 2, 2), kStart);
+  ASSERT_EQ(first.missing.size(), 2u);
+  EXPECT_EQ(first.missing[0].results_lost->from, 3);
+  EXPECT_EQ(first.missing[0].results_lost->to, 8);
+  for (int64_t offset = 4; offset < 8; ++offset) (void)pair.add_request("r" + std::to_string(offset), request(kStart, offset), kStart);
+  pair.results_lost(20, 22);  // above the stamp 2 read since
+  auto second = pair.add_result("r6", stamped_result(22, 6, 6), kStart);
+  ASSERT_EQ(second.missing.size(), 3u) << "r3, r4, r5";
+  for (const auto& missing : second.missing) {
+    // r3's result came after r2's, which was read after the first loss.
+    EXPECT_EQ(missing.results_lost->from, 20) << missing.request_id;
+  }
+}
+
+// A successor must find the loss again: until every request that may have
+// been a lost result's is decided, the results commit position stays at the
+// loss (a fetch there is out of range and jumps over it again).
+TEST(PairState, TheResultsCommitPositionStaysAtTheLossUntilItsRequestsAreDecided) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  pair.starts_at(cmp::Side::results, 10);
+  for (int64_t offset = 0; offset < 4; ++offset) (void)pair.add_request("r" + std::to_string(offset), request(kStart, offset), kStart);
+  pair.results_lost(10, 14);
+  pair.consumed(cmp::Side::results, 14, kStart);  // a record that names no request (dead-lettered)
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 10) << "not bounded yet";
+  auto first = pair.add_result("r3", stamped_result(15, 3, 1), kStart);  // bounds the loss at r3; passes r0
+  ASSERT_EQ(first.missing.size(), 1u);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 1) << "r1 and r2 wait";
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 10) << "r1 and r2 may have been the lost results' requests";
+  (void)pair.add_result("r1", stamped_result(16, 1, 1), kStart);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 10) << "r2 still waits";
+  auto passed = pair.progress(3, 17, kStart);
+  ASSERT_EQ(passed.missing.size(), 1u);
+  EXPECT_TRUE(passed.missing[0].results_lost.has_value());
+  EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 4);
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 18) << "every request below the bound is decided";
+}
+
 TEST(PairState, WithoutLostResultsAPassedRequestIsTheExecutorsDoing) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   (void)pair.add_request("r0", request(kStart, 0), kStart);

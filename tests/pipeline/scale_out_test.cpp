@@ -433,11 +433,18 @@ TEST(Gaps, ResultsRetentionTookBeforeTheComparatorReadThemAreNeverComparedNotMis
   const int64_t kept_from = pipeline.result_offset_of(40);
   ASSERT_GT(kept_from, 0) << "no shadow result for request 40; logs in " << pipeline.logs();
   pipeline.delete_results_below(kept_from);  // retention takes the results of requests 20..39
-  comparator = pipeline.start_comparator("comparator-1");
-  // Results stamped past 39 show the executor passed 20..39; the results
+  const int metrics_port = free_port();
+  comparator = pipeline.start_comparator("comparator-1", metrics_port);
+  // It finds the loss and holds 20..39, not yet shown passed: the results
   // of 40..49 were produced together, before any was acknowledged, and
-  // their stamps may not.
-  pipeline.publish(10);
+  // their stamps need not pass 39. A successor must find the loss again.
+  ASSERT_TRUE(poll_until(60s, 200ms, [&] {
+    return metric_value(http_get(metrics_port, "/metrics"), "shadowpipe_comparator_pending_requests") == 20.0;
+  })) << "40..49 joined, 20..39 held; " << pipeline.log_tail("comparator-1");
+  ASSERT_NE(pipeline.log_tail("comparator-1").find("were deleted by retention"), std::string::npos);
+  ASSERT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
+  comparator = pipeline.start_comparator("comparator-2");
+  pipeline.publish(10);  // results stamped past 39: the executor passed 20..39
   ASSERT_TRUE(pipeline.wait_decided(40, 120s)) << "decided " << pipeline.decided().requests << "; logs in "
                                                << pipeline.logs();
   std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
@@ -453,6 +460,8 @@ TEST(Gaps, ResultsRetentionTookBeforeTheComparatorReadThemAreNeverComparedNotMis
             std::string::npos)
       << output;
   EXPECT_NE(output.find("of " + pipeline.results_topic() + "[0]"), std::string::npos) << output;
+  EXPECT_NE(pipeline.log_tail("comparator-2").find("were deleted by retention"), std::string::npos)
+      << "the successor starts at the loss and finds it again";
   EXPECT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
 }
 

@@ -58,9 +58,9 @@ struct Joined {
   ResultSide result;
 };
 
-// Offsets [from, to) of a results partition that retention deleted before
-// this comparator group decided them.
-struct LostResults {
+// Offsets [from, to) of a partition that retention deleted before this
+// comparator group decided what they held.
+struct LostOffsets {
   int64_t from = -1;
   int64_t to = -1;
 };
@@ -72,7 +72,7 @@ struct Missing {  // a request the executor passed without publishing a result f
   // Set when its result may have been among results retention deleted:
   // never compared, and the executor is not to blame (the deleted records
   // cannot tell whether it published one).
-  std::optional<LostResults> results_lost;
+  std::optional<LostOffsets> results_lost;
 };
 
 enum class Side { requests, results };
@@ -139,18 +139,22 @@ class PairState {
   // Where the partition of `side` was assigned from (its committed offset).
   void starts_at(Side side, int64_t offset);
   // Results offsets [from, to) were deleted by retention before this group
-  // decided them. The requests whose results they were are the requests
-  // below the first request offset a later result (or gap record) names:
-  // those the executor is later shown to have passed are Missing with
-  // results_lost set, not blamed on the executor.
+  // decided them. The requests whose results they may have been lie at or
+  // above the highest progress stamp read before (results below it stood
+  // before that stamp's record) and below the request the next record
+  // names (see bound_lost_results): those the executor is shown to have
+  // passed are Missing with results_lost set, not blamed on the executor.
+  // Until every such request is decided, the results commit position stays
+  // at `from`, so a successor reads the loss again.
   void results_lost(int64_t from, int64_t to);
   // The offset the next record of `side` should have: the one after the
   // last consumed, else where it was assigned from; nullopt when neither is
   // known (a group's first run starts wherever Kafka's data starts).
   std::optional<int64_t> expected_offset(Side side) const;
   // Executor progress without a result (a gap record on the results topic at
-  // result_offset): requests below published_below are passed.
-  Added progress(int64_t published_below, int64_t result_offset, int64_t wall_us);
+  // result_offset): requests below published_below are passed;
+  // first_never_applied: the first request the gap names, when it does.
+  Added progress(int64_t published_below, int64_t result_offset, int64_t wall_us, int64_t first_never_applied = -1);
   // Remembers a request id as decided, so a later copy or result is a duplicate.
   void mark_decided(const std::string& request_id, int64_t wall_us);
   bool was_decided(const std::string& request_id) const { return decided_.contains(id_hash(request_id)); }
@@ -210,8 +214,8 @@ class PairState {
   // was decided before this record came (or dead-lettered).
   size_t drop_orphan_results();
   std::vector<Missing> pass(int64_t published_below);
-  // The first request offset named after results were lost bounds the
-  // requests whose results they may have been.
+  // The first record read after results were lost bounds the requests whose
+  // results they may have been: below `request_offset`.
   void bound_lost_results(int64_t request_offset);
   // A passed request, with results_lost set when its result may have been deleted.
   Missing missing(std::string request_id, RequestSide request, int64_t passed_at) const;
@@ -253,16 +257,18 @@ class PairState {
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.
   int64_t passed_below_ = -1;
-  // Each stretch of results retention deleted, with the request offset
-  // below which a passed request's result may have been in it (the first
-  // request a record after the loss named); the last stretch waits for its
-  // bound in unbounded_lost_results_.
-  struct LostResultsBelow {
+  // Each stretch of results retention deleted, with the requests whose
+  // results may have been in it: [above, below). The last stretch found
+  // waits for its upper bound in unbounded_lost_results_. A stretch is
+  // forgotten once the requests commit position passes `below`.
+  struct LostResultsStretch {
+    int64_t above = -1;
     int64_t below = -1;
-    LostResults lost;
+    LostOffsets lost;
   };
-  std::vector<LostResultsBelow> lost_results_;
-  std::optional<LostResults> unbounded_lost_results_;
+  std::vector<LostResultsStretch> lost_results_;
+  std::optional<LostResultsStretch> unbounded_lost_results_;
+  void forget_decided_lost_results();
   bool paused_[2] = {false, false};
 };
 

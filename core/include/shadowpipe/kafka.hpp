@@ -206,11 +206,13 @@ Watermarks watermarks(rd_kafka_t* handle, const std::string& topic, int32_t part
                       std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // The first offset retention kept, for a consumer that just read a record of
-// the partition: as the last fetch response reported it (every response
-// carries it, and the one that brought the record came after any deletion
-// that made the consumer jump over offsets), so a check on every skipped
-// offset costs no request. Asks the leader, as watermarks() does, when no
-// fetch has reported it yet.
+// the partition: as the last fetch response reported it (librdkafka stores
+// the log start offset of every Fetch v5+ response without an error before
+// handing its records over, and Kafka serves no fetch below it, so the
+// response that brought the record came after any deletion that made the
+// consumer jump), so a check on every skipped offset costs no request. Asks
+// the leader, as watermarks() does, when no fetch has reported it (an error
+// response leaves it unknown).
 int64_t log_start_offset(rd_kafka_t* consumer, const std::string& topic, int32_t partition,
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

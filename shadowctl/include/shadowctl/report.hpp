@@ -36,12 +36,20 @@ struct FingerprintReport {
   shadowpipe::wire::LatencySummary shadow_latency;
   std::optional<shadowpipe::wire::Mismatch> latency_regression;  // the latest one
 
+  // What comparing found (counts_in_findings), with latency regressions or not.
   uint64_t discrepancy_total(bool with_latency) const;
 };
 
+// A discrepancy kind that is a finding of a comparison (what the mismatch
+// rate counts): not latency_regression (judged by its ratio), and not the
+// gaps (shadow_gap, comparison_gap: stretches never applied or never
+// compared, each failing the verdict on its own, listed apart).
+bool counts_in_findings(const std::string& kind);
+
 // A stretch of write units the shadow never applied (a shadow_gap record),
-// or of requests no comparator read before retention deleted them (a
-// comparison_gap record; units: requests).
+// or requests never compared because retention deleted them or their
+// results before a comparator decided them (a comparison_gap record; units:
+// requests).
 struct GapNotice {
   std::string id;
   uint64_t write_units = 0;
