@@ -63,8 +63,16 @@ for i in $(seq 1 "$iterations"); do
       >"$dir/comparator-$i.log" 2>&1 &
   comparator_pid=$!
   wait "$topics_pid" || { cat "$dir/topics.log"; echo "FAIL: topics create (iteration $i)"; exit 1; }
-  # Long enough for the assignment and the first commits on the new topics.
-  sleep 8
+  # Until both are assigned or one exits, a minute at most: a fresh broker
+  # creates __consumer_offsets before the first group forms, which on a
+  # loaded machine took longer than a fixed 8 s once. Then a few seconds
+  # more for the first commits on the new topics.
+  for _ in $(seq 1 120); do
+    kill -0 "$executor_pid" 2>/dev/null && kill -0 "$comparator_pid" 2>/dev/null || break
+    grep -q "assigned" "$dir/executor-$i.log" && grep -q "assigned partition pairs: [1-9]" "$dir/comparator-$i.log" && break
+    sleep 0.5
+  done
+  sleep 3
   check_program executor "$executor_pid" "$dir/executor-$i.log" "assigned"
   executor_pid=
   check_program comparator "$comparator_pid" "$dir/comparator-$i.log" "assigned partition pairs: [1-9]"
