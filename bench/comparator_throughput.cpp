@@ -40,6 +40,19 @@ Topics create_topics(sp::kafka::Producer& producer, const std::string& base, int
   return t;
 }
 
+// The request id of pair i: a version 7 UUID in its text, as the recorder
+// makes them (producer/src/recorder.cpp), or with --short-ids "bench-<i>"
+// (the figures before 2026-11-30 evening: an id a std::string holds inline).
+bool short_ids = false;
+std::string request_id(int64_t i) {
+  if (short_ids) return "bench-" + std::to_string(i);
+  char text[40];
+  const auto n = static_cast<unsigned long long>(i);
+  std::snprintf(text, sizeof text, "0192f3a4-%04llx-7%03llx-8%03llx-%012llx", (n >> 32) & 0xFFFF, (n >> 20) & 0xFFF,
+                (n >> 8) & 0xFFF, (n * 0x9E3779B97F4AULL) & 0xFFFFFFFFFFFFULL);
+  return text;
+}
+
 // A typical read: five columns, one parameter; one request in a hundred differs.
 struct Generator {
   std::vector<std::pair<std::string, std::string>> statements;  // sql, fingerprint
@@ -51,7 +64,7 @@ struct Generator {
   sp::wire::StatementResult result(int64_t i, bool differ) const { return sp::bench::comparator_result(i, differ); }
   std::pair<std::string, std::string> pair(int64_t i) const {
     const auto& [sql, fingerprint] = statements[static_cast<size_t>(i) % statements.size()];
-    const std::string id = "bench-" + std::to_string(i);
+    const std::string id = request_id(i);
     const std::string key = "tenant-" + std::to_string(i % 1000);
     sp::wire::Request request;
     request.request_id = id;
@@ -228,6 +241,7 @@ int main(int argc, char** argv) {
   app.add_option("--pairs", pairs, "request/result pairs to decide")->capture_default_str();
   app.add_option("--pending", pending, "requests held pending to measure memory")->capture_default_str();
   app.add_option("--partitions", partitions)->capture_default_str();
+  app.add_flag("--short-ids", short_ids, "ids of at most 15 characters instead of the recorder's UUIDs");
   return sp::cli::run_main(app, argc, argv, [&] {
     const auto base = kafka.to_properties();
     sp::kafka::Producer producer(base);

@@ -18,7 +18,7 @@ PendingOffsets::Slot* PendingOffsets::find(int64_t offset) {
   return it != slots_.end() && it->offset == offset ? &*it : nullptr;
 }
 
-void PendingOffsets::add(int64_t offset, const std::string* id) {
+void PendingOffsets::add(int64_t offset, const RequestId* id) {
   Slot* slot = nullptr;
   if (head_ == slots_.size() || offset > slots_.back().offset) {
     slot = &slots_.emplace_back(Slot{offset, nullptr, 0});
@@ -64,7 +64,7 @@ void PendingOffsets::drop_holes() {
   }
 }
 
-std::pair<int64_t, const std::string*> PendingOffsets::first_waiting() const {
+std::pair<int64_t, const RequestId*> PendingOffsets::first_waiting() const {
   if (waiting_ == 0) return {-1, nullptr};
   for (size_t i = head_; i < slots_.size(); ++i) {
     if (slots_[i].id) return {slots_[i].offset, slots_[i].id};

@@ -36,15 +36,15 @@ size_t statement_bytes(const SideStatement& statement) {
 // as 40 for the vector's spare capacity (a vector grown by doubling is on
 // average a third empty) and the holes not swept yet (at most as many as the
 // live slots; usually none, as results mostly come in request order).
-size_t entry_overhead(const std::string& request_id) {
+size_t entry_overhead(size_t id_heap_bytes) {
   constexpr size_t kEntry = sizeof(PendingEntry) + IdTable<PendingEntry>::kOverheadPerEntry;
   constexpr size_t kOffsetSlot = PendingOffsets::kSlotBytes + 16;
-  return kEntry + heap_bytes(request_id) + kOffsetSlot;
+  return kEntry + id_heap_bytes + kOffsetSlot;
 }
 
 // A waiting result's node in the ordered index of results by source offset
 // (or by wall time) that refers to its id.
-constexpr size_t kResultIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const std::string*) + kAllocationOverhead;
+constexpr size_t kResultIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const RequestId*) + kAllocationOverhead;
 
 SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
   if (!keep_message) {
@@ -125,7 +125,7 @@ size_t heap_bytes(const RequestSide& side) {
 }
 
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
-  size_t bytes = entry_overhead(request_id);
+  size_t bytes = entry_overhead(RequestId::heap_bytes_for(request_id));
   if (!PendingRequest::fits(side)) return bytes + sizeof(RequestSide) + kAllocationOverhead + heap_bytes(side);
   bytes += heap_bytes(side.key);
   // The statements and their digests share one allocation.
@@ -139,7 +139,7 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
-  size_t bytes = entry_overhead(request_id) + kResultIndexNode + sizeof(ResultSide) + kAllocationOverhead;
+  size_t bytes = entry_overhead(RequestId::heap_bytes_for(request_id)) + kResultIndexNode + sizeof(ResultSide) + kAllocationOverhead;
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
@@ -240,7 +240,7 @@ void PairState::drop_passed_joins() {
   }
 }
 
-uint64_t PairState::id_hash(const std::string& request_id) { return std::hash<std::string>{}(request_id); }
+uint64_t PairState::id_hash(std::string_view request_id) { return std::hash<std::string_view>{}(request_id); }
 
 void PairState::remember(uint64_t hash, int64_t wall_us) {
   decided_.insert(hash, wall_us);
@@ -312,7 +312,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   Entry& entry = entries_.insert(std::move(request_id), hash);
   pending_[0].add(side.offset, &entry.id);
   entry.request.emplace(std::move(side), layouts_);
-  entry.bytes = entry_overhead(entry.id) + entry.request->heap_bytes();
+  entry.bytes = entry_overhead(entry.id.heap_bytes()) + entry.request->heap_bytes();
   bytes_[0] += entry.bytes;
   Added added;
   added.orphan_results = drop_orphan_results();
@@ -387,7 +387,7 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
   std::vector<Missing> passed;
   for (auto waiting = pending_[0].first_waiting(); waiting.second && waiting.first < published_below;
        waiting = pending_[0].first_waiting()) {
-    std::string request_id = *waiting.second;
+    std::string request_id = waiting.second->str();
     const uint64_t hash = id_hash(request_id);
     Entry& entry = *entries_.find(request_id, hash);
     forget_request(entry);
@@ -404,8 +404,8 @@ size_t PairState::drop_orphan_results() {
   if (!next_offset_[0]) return 0;
   size_t dropped = 0;
   while (!placed_results_.empty() && placed_results_.begin()->first < *next_offset_[0]) {
-    const std::string& id = *placed_results_.begin()->second;
-    const uint64_t hash = id_hash(id);
+    const RequestId& id = *placed_results_.begin()->second;
+    const uint64_t hash = id.text_hash();
     Entry& entry = *entries_.find(id, hash);
     if (entry.request) break;  // cannot happen: a waiting request would have joined
     forget_result(entry);
@@ -418,8 +418,8 @@ size_t PairState::drop_orphan_results() {
 size_t PairState::expire_unplaced_results(int64_t wall_us) {
   size_t dropped = 0;
   while (!unplaced_results_.empty() && unplaced_results_.begin()->first < wall_us - stall_after_us_) {
-    const std::string& id = *unplaced_results_.begin()->second;
-    const uint64_t hash = id_hash(id);
+    const RequestId& id = *unplaced_results_.begin()->second;
+    const uint64_t hash = id.text_hash();
     Entry& entry = *entries_.find(id, hash);
     forget_result(entry);
     entries_.erase(entry.id, hash);
@@ -477,7 +477,7 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 std::optional<int64_t> PairState::oldest_pending_ts() const {
   const auto waiting = pending_[0].first_waiting();
   if (!waiting.second) return std::nullopt;
-  return entries_.find(*waiting.second, id_hash(*waiting.second))->request->ts_us();
+  return entries_.find(*waiting.second, waiting.second->text_hash())->request->ts_us();
 }
 
 }  // namespace shadowpipe::comparator

@@ -18,8 +18,8 @@ namespace {
 // pending offsets beside a map offset -> waiting id (emplace keeps the first).
 struct ReferenceOffsets {
   std::multiset<int64_t> offsets;
-  std::map<int64_t, const std::string*> waiting;
-  void add(int64_t offset, const std::string* id) {
+  std::map<int64_t, const cmp::RequestId*> waiting;
+  void add(int64_t offset, const cmp::RequestId* id) {
     offsets.insert(offset);
     if (id) waiting.emplace(offset, id);
   }
@@ -47,7 +47,7 @@ void expect_same(const cmp::PendingOffsets& index, const ReferenceOffsets& refer
 }  // namespace
 
 TEST(PendingOffsets, KeepsOffsetOrderAcrossGapsAndOutOfOrderAdds) {
-  const std::string a = "a", b = "b", c = "c";
+  const cmp::RequestId a("a"), b("b"), c("c");
   cmp::PendingOffsets index;
   EXPECT_TRUE(index.empty());
   EXPECT_EQ(index.first_waiting().second, nullptr);
@@ -68,7 +68,7 @@ TEST(PendingOffsets, KeepsOffsetOrderAcrossGapsAndOutOfOrderAdds) {
 }
 
 TEST(PendingOffsets, TwoRecordsAtOneOffsetAnswerAsTheMultisetAndMapDid) {
-  const std::string first = "first", second = "second", third = "third";
+  const cmp::RequestId first("first"), second("second"), third("third");
   cmp::PendingOffsets index;
   index.add(5, &first);
   index.add(5, &second);
@@ -86,7 +86,7 @@ TEST(PendingOffsets, TwoRecordsAtOneOffsetAnswerAsTheMultisetAndMapDid) {
 }
 
 TEST(PendingOffsets, HolesAreSweptSoALongWaitingOffsetKeepsTheMemorySmall) {
-  const std::string straggler = "straggler", other = "other";
+  const cmp::RequestId straggler("straggler"), other("other");
   cmp::PendingOffsets index;
   index.add(0, &straggler);
   for (int64_t offset = 1; offset <= 100'000; ++offset) {
@@ -108,8 +108,8 @@ TEST(PendingOffsets, HolesAreSweptSoALongWaitingOffsetKeepsTheMemorySmall) {
 
 TEST(PendingOffsets, AnswersAsTheTreesItReplacesUnderRandomOperations) {
   std::mt19937_64 random(14);
-  std::vector<std::string> ids;
-  for (int i = 0; i < 64; ++i) ids.push_back("id" + std::to_string(i));
+  std::vector<cmp::RequestId> ids;
+  for (int i = 0; i < 64; ++i) ids.emplace_back("id" + std::to_string(i));
   for (int round = 0; round < 20; ++round) {
     cmp::PendingOffsets index;
     ReferenceOffsets reference;
@@ -121,7 +121,7 @@ TEST(PendingOffsets, AnswersAsTheTreesItReplacesUnderRandomOperations) {
         int64_t offset = next;
         if (roll < 5 && !reference.offsets.empty()) offset = *reference.offsets.begin() + static_cast<int64_t>(random() % 20) - 10;
         next += 1 + static_cast<int64_t>(random() % 3);
-        const std::string* id = random() % 8 == 0 ? nullptr : &ids[random() % ids.size()];
+        const cmp::RequestId* id = random() % 8 == 0 ? nullptr : &ids[random() % ids.size()];
         index.add(offset, id);
         reference.add(offset, id);
       } else {

@@ -56,6 +56,30 @@ TEST(PairState, ResultBeforeRequestStillJoins) {
   EXPECT_EQ(pair.pending_bytes(), 0u);
 }
 
+// Recorders' ids are UUIDs, kept as 16 bytes while they wait: each joins,
+// passes and comes back as its text.
+TEST(PairState, UuidIdsJoinAndComeBackAsTheyCame) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  const std::string joined = "0192f3a4-7b1c-7d2e-8f3a-4b5c6d7e8f90";
+  const std::string passed = "0192f3a4-7b1c-7d2e-8f3a-4b5c6d7e8f91";
+  const std::string upper = "0192F3A4-7B1C-7D2E-8F3A-4B5C6D7E8F92";
+  (void)pair.add_request(passed, request(kStart, 0), kStart);
+  (void)pair.add_request(upper, request(kStart, 1), kStart);
+  EXPECT_EQ(pair.add_result(joined, result(kStart, 0), kStart).outcome, cmp::PairState::Outcome::pending);
+  auto added = pair.add_request(joined, request(kStart, 2), kStart);
+  ASSERT_EQ(added.outcome, cmp::PairState::Outcome::joined);
+  EXPECT_EQ(added.joined->request_id, joined);
+  EXPECT_EQ(pair.add_result(upper, result(kStart, 1), kStart).joined->request_id, upper);
+  cmp::ResultSide stamp = result(kStart, 2);
+  stamp.source_offset = 3;
+  stamp.published_below = 3;
+  auto missing = pair.add_result("0192f3a4-7b1c-7d2e-8f3a-4b5c6d7e8f93", std::move(stamp), kStart).missing;
+  ASSERT_EQ(missing.size(), 1u);
+  EXPECT_EQ(missing[0].request_id, passed);
+  EXPECT_EQ(pair.pending_requests(), 0u);
+  EXPECT_EQ(pair.add_request(joined, request(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
+}
+
 TEST(PairState, CopiesOfPendingOrDecidedRecordsAreDuplicates) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   (void)pair.add_request("r1", request(kStart, 0), kStart);

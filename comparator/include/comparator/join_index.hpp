@@ -3,6 +3,8 @@
 // node per record was most of its cost in allocations and cache misses.
 #pragma once
 
+#include "comparator/request_id.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstddef>
@@ -33,7 +35,7 @@ class PendingOffsets {
  public:
   // One more record at `offset`; `id` (may be null: results keep no id here)
   // becomes its waiting id unless one is there already.
-  void add(int64_t offset, const std::string* id);
+  void add(int64_t offset, const RequestId* id);
   // One record at `offset` leaves (the offset must be pending); the offset's
   // waiting id goes with it.
   void remove(int64_t offset);
@@ -44,7 +46,7 @@ class PendingOffsets {
 
   // The waiting ids in offset order, from the smallest: (offset, id).
   // The first one, or {-1, nullptr} when none waits.
-  std::pair<int64_t, const std::string*> first_waiting() const;
+  std::pair<int64_t, const RequestId*> first_waiting() const;
 
   // Heap bytes of the slots (capacity, malloc's header).
   size_t heap_bytes() const;
@@ -53,7 +55,7 @@ class PendingOffsets {
  private:
   struct Slot {
     int64_t offset = 0;
-    const std::string* id = nullptr;  // the waiting id, or null when none waits at the offset
+    const RequestId* id = nullptr;  // the waiting id, or null when none waits at the offset
     uint32_t records = 0;             // records pending at the offset; 0: a hole
   };
   static_assert(sizeof(Slot) == kSlotBytes);
@@ -139,17 +141,21 @@ class OrderedQueue {
 // lookups walk a bucket's list, and whose erase walks it again). An entry
 // stays at its address until it is erased (the slab is a deque, and an
 // erased entry's place is reused), so indexes may point at its id. `Entry`
-// has a `std::string id` and is default-constructible; the caller hashes the
-// id once (hash()) and passes the hash to every call.
+// has an `id` (a RequestId, or a std::string) comparable with a
+// std::string_view and is default-constructible; the caller hashes the id's
+// text once (hash()) and passes the hash to every call.
 template <class Entry>
 class IdTable {
  public:
   static uint64_t hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
 
-  Entry* find(std::string_view id, uint64_t hash) {
+  // `id`: the id's text, or an entry's own id.
+  template <class Id>
+  Entry* find(const Id& id, uint64_t hash) {
     return const_cast<Entry*>(std::as_const(*this).find(id, hash));
   }
-  const Entry* find(std::string_view id, uint64_t hash) const {
+  template <class Id>
+  const Entry* find(const Id& id, uint64_t hash) const {
     if (slots_.empty()) return nullptr;
     const uint32_t tag = tag_of(hash);
     const size_t mask = slots_.size() - 1;
@@ -162,7 +168,7 @@ class IdTable {
   bool contains(std::string_view id, uint64_t hash) const { return find(id, hash) != nullptr; }
 
   // A new entry (with only its id set) for an id that has none (find() said so).
-  Entry& insert(std::string id, uint64_t hash) {
+  Entry& insert(std::string_view id, uint64_t hash) {
     if (4 * (size_ + 1) > 3 * slots_.size()) grow();
     uint32_t index;
     if (free_.empty()) {
@@ -173,14 +179,15 @@ class IdTable {
       free_.pop_back();
     }
     Entry& entry = entries_[index];
-    entry.id = std::move(id);
+    entry.id = decltype(entry.id)(id);
     place(Slot{tag_of(hash), index});
     ++size_;
     return entry;
   }
 
-  // Erases the entry of `id` (which may be that entry's own id).
-  void erase(std::string_view id, uint64_t hash) {
+  // Erases the entry of `id` (its text, or that entry's own id).
+  template <class Id>
+  void erase(const Id& id, uint64_t hash) {
     if (slots_.empty()) return;
     const uint32_t tag = tag_of(hash);
     const size_t mask = slots_.size() - 1;

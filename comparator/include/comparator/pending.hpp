@@ -20,6 +20,7 @@
 #include "comparator/classify.hpp"
 #include "comparator/compact_request.hpp"
 #include "comparator/join_index.hpp"
+#include "comparator/request_id.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <cstdint>
@@ -109,7 +110,7 @@ struct Tally {
 
 // A request or a result waiting for the other side, by request id.
 struct PendingEntry {
-  std::string id;
+  RequestId id;
   std::optional<PendingRequest> request;
   std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
   size_t bytes = 0;
@@ -230,12 +231,12 @@ class PairState {
   // the entry is erased, after it left every index), not to a copy.
   // pending_[0] is also the index of the waiting requests (offset -> id).
   struct ByNumberThenId {
-    bool operator()(const std::pair<int64_t, const std::string*>& a, const std::pair<int64_t, const std::string*>& b) const {
+    bool operator()(const std::pair<int64_t, const RequestId*>& a, const std::pair<int64_t, const RequestId*>& b) const {
       return a.first != b.first ? a.first < b.first : *a.second < *b.second;
     }
   };
-  std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> placed_results_;    // (source offset, id) of waiting results
-  std::set<std::pair<int64_t, const std::string*>, ByNumberThenId> unplaced_results_;  // (wall us, id) of waiting results without one
+  std::set<std::pair<int64_t, const RequestId*>, ByNumberThenId> placed_results_;    // (source offset, id) of waiting results
+  std::set<std::pair<int64_t, const RequestId*>, ByNumberThenId> unplaced_results_;  // (wall us, id) of waiting results without one
   size_t pending_results_ = 0;
   PendingOffsets pending_[2];  // per topic, the offsets of the pending entries
   std::optional<int64_t> next_offset_[2];
@@ -251,7 +252,7 @@ class PairState {
   // Decided ids as 64-bit hashes (a collision, about 1 in 10^7 per million ids
   // retained, would drop one copy as a duplicate), in decision order with the
   // wall time, for eviction.
-  static uint64_t id_hash(const std::string& request_id);
+  static uint64_t id_hash(std::string_view request_id);
   DecidedIds decided_;
   int64_t last_progress_wall_us_ = 0;
   // The highest progress stamp read: a request below it that arrives later
