@@ -75,6 +75,17 @@ class DeciderTest : public ::testing::Test {
     return out;
   }
 
+  // Request r9 at offset 9, passed by the executor's stamp 12 without a result read.
+  cmp::Missing passed_request_nine() {
+    cmp::Missing missing;
+    missing.request_id = "r9";
+    missing.request.key = "k9";
+    missing.request.offset = 9;
+    missing.request.statements.push_back({fingerprint_of(select), rows_result(id_and_name(), {{"1", "ada"}})});
+    missing.passed_at = 12;
+    return missing;
+  }
+
   cmp::Decider decider{cmp::DeciderOptions{false, {}, "comparator-test"}};
   int64_t next_offset = 0;
   const std::string select = "SELECT id, name FROM customers WHERE id = 1";
@@ -157,12 +168,7 @@ TEST_F(DeciderTest, AWidenedTypeWithEqualValuesIsANoticeOncePerFingerprintNotAMi
 }
 
 TEST_F(DeciderTest, ARequestThePassedExecutorNeverAnsweredIsShadowMissing) {
-  cmp::Missing missing;
-  missing.request_id = "r9";
-  missing.request.key = "k9";
-  missing.request.offset = 9;
-  missing.request.statements.push_back({fingerprint_of(select), rows_result(id_and_name(), {{"1", "ada"}})});
-  missing.passed_at = 12;
+  const cmp::Missing missing = passed_request_nine();
   auto decision = decider.decide_missing(missing);
   ASSERT_EQ(kinds(decision), std::vector<std::string>{"shadow_missing"});
   EXPECT_EQ(decision.publish[0].request_id, "r9");
@@ -170,12 +176,7 @@ TEST_F(DeciderTest, ARequestThePassedExecutorNeverAnsweredIsShadowMissing) {
 }
 
 TEST_F(DeciderTest, APassedRequestWhoseResultRetentionMayHaveDeletedIsNeverComparedNotMissing) {
-  cmp::Missing missing;
-  missing.request_id = "r9";
-  missing.request.key = "k9";
-  missing.request.offset = 9;
-  missing.request.statements.push_back({fingerprint_of(select), rows_result(id_and_name(), {{"1", "ada"}})});
-  missing.passed_at = 12;
+  cmp::Missing missing = passed_request_nine();
   missing.results_lost = cmp::LostOffsets{30, 50};
   auto decision = decider.decide_never_compared(missing, "shadow.results", 2);
   ASSERT_EQ(kinds(decision), std::vector<std::string>{"comparison_gap"});

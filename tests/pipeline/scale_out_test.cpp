@@ -389,28 +389,39 @@ TEST(Gaps, ARetentionGapFailsTheVerdictNamingTheWriteUnitsNeverApplied) {
 // Requests that retention deleted before any comparator read them were never
 // compared, though the shadow applied them: the verdict must not pass on
 // what it never saw.
-TEST(Gaps, RequestsRetentionTookBeforeTheComparatorReadThemFailTheVerdict) {
-  Pipeline pipeline(1);
-  auto executor = pipeline.start_executor("executor-1");
-  auto comparator = pipeline.start_comparator("comparator-1");
+// 20 requests decided; then, with the comparator stopped, requests 20..49
+// applied by the executor and their results published, read by no comparator.
+void decide_twenty_then_apply_thirty_unread(Pipeline& pipeline, ChildProcess& comparator) {
   pipeline.publish(20);
   ASSERT_TRUE(pipeline.wait_decided(20, 120s));
   ASSERT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
-  pipeline.publish(30);  // offsets 20..49: applied by the executor, read by no comparator
+  pipeline.publish(30);
   ASSERT_TRUE(pipeline.wait_results(50, 120s)) << "logs in " << pipeline.logs();
-  pipeline.delete_requests_below(40);  // retention takes 20..39 before a comparator decided them
-  comparator = pipeline.start_comparator("comparator-1");
-  ASSERT_TRUE(pipeline.wait_decided(30, 120s)) << "decided " << pipeline.decided().requests << "; logs in "
-                                               << pipeline.logs();
-  std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
+}
+
+// `shadowctl verdict` fails, counts 20 requests never compared and says where.
+void expect_verdict_fails_naming_twenty_never_compared(Pipeline& pipeline, const std::string& where) {
   const auto [status, output] = pipeline.verdict();
   EXPECT_EQ(status, 1) << "20 requests were never compared, yet:\n" << output;
   EXPECT_NE(output.find("20 requests never compared: retention deleted them, or their shadow results, before a "
                         "comparator decided them"),
             std::string::npos)
       << output;
-  EXPECT_NE(output.find("retention deleted offsets 20..39 of " + pipeline.requests_topic() + "[0]"), std::string::npos)
-      << output;
+  EXPECT_NE(output.find(where), std::string::npos) << output;
+}
+
+TEST(Gaps, RequestsRetentionTookBeforeTheComparatorReadThemFailTheVerdict) {
+  Pipeline pipeline(1);
+  auto executor = pipeline.start_executor("executor-1");
+  auto comparator = pipeline.start_comparator("comparator-1");
+  ASSERT_NO_FATAL_FAILURE(decide_twenty_then_apply_thirty_unread(pipeline, comparator));
+  pipeline.delete_requests_below(40);  // retention takes 20..39 before a comparator decided them
+  comparator = pipeline.start_comparator("comparator-1");
+  ASSERT_TRUE(pipeline.wait_decided(30, 120s)) << "decided " << pipeline.decided().requests << "; logs in "
+                                               << pipeline.logs();
+  std::this_thread::sleep_for(3s);  // a summary interval: whatever else it decides is published
+  expect_verdict_fails_naming_twenty_never_compared(
+      pipeline, "retention deleted offsets 20..39 of " + pipeline.requests_topic() + "[0]");
   const auto decided = pipeline.decided();
   EXPECT_EQ(decided.kinds.count("comparison_gap") ? decided.kinds.at("comparison_gap") : 0, 1u);
   EXPECT_EQ(decided.kinds.count("shadow_gap"), 0u) << "the shadow applied every unit";
@@ -425,11 +436,7 @@ TEST(Gaps, ResultsRetentionTookBeforeTheComparatorReadThemAreNeverComparedNotMis
   Pipeline pipeline(1);
   auto executor = pipeline.start_executor("executor-1");
   auto comparator = pipeline.start_comparator("comparator-1");
-  pipeline.publish(20);
-  ASSERT_TRUE(pipeline.wait_decided(20, 120s));
-  ASSERT_EQ(comparator.terminate(60s), 0) << pipeline.log_tail("comparator-1");
-  pipeline.publish(30);  // requests 20..49: applied, their results published, read by no comparator
-  ASSERT_TRUE(pipeline.wait_results(50, 120s)) << "logs in " << pipeline.logs();
+  ASSERT_NO_FATAL_FAILURE(decide_twenty_then_apply_thirty_unread(pipeline, comparator));
   const int64_t kept_from = pipeline.result_offset_of(40);
   ASSERT_GT(kept_from, 0) << "no shadow result for request 40; logs in " << pipeline.logs();
   pipeline.delete_results_below(kept_from);  // retention takes the results of requests 20..39
@@ -453,13 +460,7 @@ TEST(Gaps, ResultsRetentionTookBeforeTheComparatorReadThemAreNeverComparedNotMis
   EXPECT_EQ(decided.kinds.count("shadow_missing"), 0u) << "the executor passed no request without its result";
   EXPECT_EQ(decided.kinds.count("comparison_gap") ? decided.kinds.at("comparison_gap") : 0, 20u);
   EXPECT_EQ(decided.kinds.count("shadow_gap"), 0u) << "the shadow applied every unit";
-  const auto [status, output] = pipeline.verdict();
-  EXPECT_EQ(status, 1) << "20 requests were never compared, yet:\n" << output;
-  EXPECT_NE(output.find("20 requests never compared: retention deleted them, or their shadow results, before a "
-                        "comparator decided them"),
-            std::string::npos)
-      << output;
-  EXPECT_NE(output.find("of " + pipeline.results_topic() + "[0]"), std::string::npos) << output;
+  expect_verdict_fails_naming_twenty_never_compared(pipeline, "of " + pipeline.results_topic() + "[0]");
   EXPECT_NE(pipeline.log_tail("comparator-2").find("were deleted by retention"), std::string::npos)
       << "the successor starts at the loss and finds it again";
   EXPECT_EQ(executor.terminate(30s), 0) << pipeline.log_tail("executor-1");
