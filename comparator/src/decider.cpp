@@ -142,7 +142,7 @@ Decision Decider::decide_never_compared(const Missing& missing, std::string_view
   record.primary->rows = 1;  // requests never compared
   const LostOffsets lost = missing.results_lost.value_or(LostOffsets{});
   record.detail = "request at offset " + std::to_string(missing.request.offset) + " never compared: its shadow " +
-                  "result was not read before retention deleted offsets " + std::to_string(lost.from) + ".." +
+                  "result was not read before retention deleted results within offsets " + std::to_string(lost.from) + ".." +
                   std::to_string(lost.to - 1) + " of " + std::string(results_topic) + "[" +
                   std::to_string(partition) + "] (the executor moved past it; the deleted records cannot " +
                   "tell whether its result was among them) — keep the comparators within the results topic's " +

@@ -218,9 +218,16 @@ Missing PairState::missing(std::string request_id, RequestSide request, int64_t 
 }
 
 void PairState::forget_decided_lost_results() {
-  const auto requests_position = commit_offset(Side::requests);
-  if (!requests_position) return;
-  std::erase_if(lost_results_, [&](const LostResultsStretch& stretch) { return stretch.below <= *requests_position; });
+  const auto decided_below = requests_decided_below();
+  if (!decided_below) return;
+  std::erase_if(lost_results_, [&](const LostResultsStretch& stretch) { return stretch.below <= *decided_below; });
+}
+
+// Every request below it is decided: the oldest waiting one, else where the
+// requests side goes on (the committed offset it started from counts before
+// it reads a request, unlike the commit position, which waits for a read).
+std::optional<int64_t> PairState::requests_decided_below() const {
+  return pending_[0].empty() ? expected_offset(Side::requests) : std::optional<int64_t>(pending_[0].first());
 }
 
 void PairState::record_replayable(int64_t request_offset, int64_t result_offset) {
@@ -240,7 +247,8 @@ void PairState::drop_passed_joins() {
   }
 }
 
-uint64_t PairState::id_hash(std::string_view request_id) { return std::hash<std::string_view>{}(request_id); }
+// The id table's hash, which RequestId::text_hash() gives for a waiting id too.
+uint64_t PairState::id_hash(std::string_view request_id) { return IdTable<Entry>::hash(request_id); }
 
 void PairState::remember(uint64_t hash, int64_t wall_us) {
   decided_.insert(hash, wall_us);
@@ -309,7 +317,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
     return added;
   }
   if (pending_[0].waiting() == 0) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
-  Entry& entry = entries_.insert(std::move(request_id), hash);
+  Entry& entry = entries_.insert(request_id, hash);
   pending_[0].add(side.offset, &entry.id);
   entry.request.emplace(std::move(side), layouts_);
   entry.bytes = entry_overhead(entry.id.heap_bytes()) + entry.request->heap_bytes();
@@ -344,7 +352,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
     added = join(*found, hash, std::move(request_id), std::move(request), std::move(side));
   } else {
     const size_t bytes = estimate_bytes(request_id, side);
-    Entry& entry = entries_.insert(std::move(request_id), hash);
+    Entry& entry = entries_.insert(request_id, hash);
     entry.bytes = bytes;
     entry.since_wall_us = wall_us;
     bytes_[1] += entry.bytes;
@@ -387,12 +395,12 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
   std::vector<Missing> passed;
   for (auto waiting = pending_[0].first_waiting(); waiting.second && waiting.first < published_below;
        waiting = pending_[0].first_waiting()) {
-    std::string request_id = waiting.second->str();
-    const uint64_t hash = id_hash(request_id);
-    Entry& entry = *entries_.find(request_id, hash);
+    const uint64_t hash = waiting.second->text_hash();
+    Entry& entry = *entries_.find(*waiting.second, hash);
+    std::string request_id = entry.id.str();
     forget_request(entry);
     RequestSide request = entry.request->take(layouts_);
-    entries_.erase(request_id, hash);
+    entries_.erase(entry.id, hash);
     passed.push_back(missing(std::move(request_id), std::move(request), published_below));
   }
   drop_passed_joins();  // the requests position moved past them
@@ -465,10 +473,10 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
   // a successor must start at the loss to find it again, or it would pass
   // those requests as shadow_missing.
   if (side == Side::results && position && (unbounded_lost_results_ || !lost_results_.empty())) {
-    const auto requests_position = commit_offset(Side::requests);
+    const auto decided_below = requests_decided_below();
     if (unbounded_lost_results_) position = std::min(*position, unbounded_lost_results_->lost.from);
     for (const auto& stretch : lost_results_) {
-      if (!requests_position || *requests_position < stretch.below) position = std::min(*position, stretch.lost.from);
+      if (!decided_below || *decided_below < stretch.below) position = std::min(*position, stretch.lost.from);
     }
   }
   return position;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <iterator>
 #include <optional>
 #include <tuple>
 
@@ -89,11 +88,12 @@ std::string_view RequestId::text() const {
   return kind_ == Kind::heap_text ? std::string_view(heap_.get(), heap_size()) : std::string_view(inline_.data(), size_);
 }
 
-void RequestId::write_uuid(char* out) const {
+std::array<char, kUuidText> RequestId::uuid_text() const {
+  std::array<char, kUuidText> out;
   size_t in = 0;
   for (size_t i = 0; i < kUuidText;) {
     if (is_dash_position(i)) {
-      ++i;
+      out[i++] = '-';
       continue;
     }
     const auto byte = static_cast<unsigned char>(inline_[in++]);
@@ -101,21 +101,19 @@ void RequestId::write_uuid(char* out) const {
     out[i + 1] = kDigits[byte & 0xF];
     i += 2;
   }
+  return out;
 }
 
 std::string RequestId::str() const {
   if (kind_ != Kind::uuid) return std::string(text());
-  std::string out(kUuidText, '-');
-  write_uuid(out.data());
-  return out;
+  const auto uuid = uuid_text();
+  return std::string(uuid.data(), uuid.size());
 }
 
 uint64_t RequestId::text_hash() const {
   if (kind_ != Kind::uuid) return std::hash<std::string_view>{}(text());
-  char text[kUuidText];
-  std::fill(std::begin(text), std::end(text), '-');
-  write_uuid(text);
-  return std::hash<std::string_view>{}(std::string_view(text, kUuidText));
+  const auto uuid = uuid_text();
+  return std::hash<std::string_view>{}(std::string_view(uuid.data(), uuid.size()));
 }
 
 bool RequestId::operator==(std::string_view id) const {

@@ -69,7 +69,9 @@ TEST(PairState, UuidIdsJoinAndComeBackAsTheyCame) {
   auto added = pair.add_request(joined, request(kStart, 2), kStart);
   ASSERT_EQ(added.outcome, cmp::PairState::Outcome::joined);
   EXPECT_EQ(added.joined->request_id, joined);
-  EXPECT_EQ(pair.add_result(upper, result(kStart, 1), kStart).joined->request_id, upper);
+  auto upper_joined = pair.add_result(upper, result(kStart, 1), kStart);
+  ASSERT_TRUE(upper_joined.joined.has_value());
+  EXPECT_EQ(upper_joined.joined->request_id, upper);
   cmp::ResultSide stamp = result(kStart, 2);
   stamp.source_offset = 3;
   stamp.published_below = 3;
@@ -212,6 +214,17 @@ TEST(PairState, TheResultsCommitPositionStaysAtTheLossUntilItsRequestsAreDecided
   EXPECT_TRUE(passed.missing[0].results_lost.has_value());
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 4);
   EXPECT_EQ(pair.commit_offset(cmp::Side::results), 18) << "every request below the bound is decided";
+}
+
+// The requests side, idle since its assignment, has decided everything below
+// where it started: a loss whose requests all lie below that holds nothing.
+TEST(PairState, ALossBelowWhereTheRequestsSideStartedHoldsNoPosition) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  pair.starts_at(cmp::Side::requests, 10);
+  pair.starts_at(cmp::Side::results, 5);
+  pair.results_lost(5, 8);
+  (void)pair.add_result("r9", stamped_result(8, 9, 10), kStart);  // bounds the loss at request 10
+  EXPECT_EQ(pair.commit_offset(cmp::Side::results), 8) << "held by r9's result alone, not at the loss";
 }
 
 TEST(PairState, WithoutLostResultsAPassedRequestIsTheExecutorsDoing) {
@@ -707,6 +720,46 @@ TEST(PairState, OneIdAtTwoOffsetsIsADuplicateThatHoldsNoOffset) {
   ASSERT_TRUE(added.joined);
   EXPECT_EQ(added.joined->request.offset, 0) << "the first copy is the one decided";
   EXPECT_EQ(pair.commit_offset(cmp::Side::requests), 2);
+}
+
+// The paths that find an entry by a waiting id (not by a record's id):
+// orphans, unplaced results, the oldest wait, a pass; with ids of every form
+// a RequestId keeps (inline text, a UUID's bytes, text on the heap).
+TEST(PairState, EveryLookupByAWaitingIdFindsItsEntryWhateverTheIdsForm) {
+  // Each form and a last character: "r-0", a UUID ending in 0..3, 41 characters.
+  const std::vector<std::string> forms = {"r-", "0192f3a4-7b1c-7d2e-8f3a-4b5c6d7e8f9", std::string(40, 'L')};
+  for (const auto& form : forms) {
+    auto id = [&](char which) { return form + which; };
+    cmp::PairState pair(kWindow, 2 * kWindow);
+    auto orphan = result(kStart, 10);
+    orphan.source_offset = 0;
+    (void)pair.add_result(id('0'), orphan, kStart);
+    EXPECT_EQ(pair.add_request(id('1'), request(kStart + 5, 1), kStart).orphan_results, 1u) << form;
+    (void)pair.add_result(id('2'), result(kStart, 11), kStart);  // no source offset
+    EXPECT_EQ(pair.expire_unplaced_results(kStart + kWindow + 1), 1u) << form;
+    (void)pair.add_request(id('3'), request(kStart + 7, 2), kStart);
+    EXPECT_EQ(pair.oldest_pending_ts(), kStart + 5) << form << ": the oldest waiting, at offset 1";
+    auto passed = pair.progress(3, 12, kStart);
+    ASSERT_EQ(passed.missing.size(), 2u) << form;
+    EXPECT_EQ(passed.missing[0].request_id, id('1'));
+    EXPECT_EQ(passed.missing[1].request_id, id('3'));
+    EXPECT_EQ(pair.pending_bytes(), 0u) << form;
+  }
+}
+
+// A waiting id costs what its form keeps: a UUID no more than a short id,
+// text past 22 characters its allocation.
+TEST(PairState, APendingRequestsBytesCountItsIdsAllocation) {
+  auto bytes_of = [](const std::string& id) {
+    cmp::PairState pair(kWindow, 2 * kWindow);
+    (void)pair.add_request(id, request(kStart, 0), kStart);
+    return pair.waiting_bytes(cmp::Side::requests);
+  };
+  const size_t short_id = bytes_of("r1");
+  EXPECT_EQ(bytes_of("0192f3a4-7b1c-7d2e-8f3a-4b5c6d7e8f90"), short_id);
+  const std::string long_id(40, 'L');
+  EXPECT_EQ(bytes_of(long_id), short_id + cmp::RequestId::heap_bytes_for(long_id));
+  EXPECT_GT(cmp::RequestId::heap_bytes_for(long_id), 40u);
 }
 
 TEST(PairState, TwoIdsAtOneOffsetKeepTheOffsetUntilBothAreDecided) {

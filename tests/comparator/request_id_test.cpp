@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <random>
 #include <string>
@@ -76,12 +77,36 @@ TEST(RequestId, EqualityAndOrderFollowTheTextUnderRandomIds) {
   std::vector<cmp::RequestId> ids;
   for (const auto& text : texts) ids.emplace_back(text);
   for (size_t a = 0; a < ids.size(); ++a) {
+    ASSERT_EQ(ids[a].str(), texts[a]);
+    ASSERT_EQ(ids[a].text_hash(), std::hash<std::string_view>{}(texts[a])) << texts[a];
+    ASSERT_FALSE(ids[a] < ids[a]) << "irreflexive: " << texts[a];
+  }
+  // Sorted by it, equal ids stand together and each step goes up strictly or not at all.
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    const auto& before = ids[order[i - 1]];
+    const auto& after = ids[order[i]];
+    ASSERT_FALSE(after < before);
+    ASSERT_EQ(before < after, !(before == after)) << texts[order[i - 1]] << " / " << texts[order[i]];
+  }
+  for (size_t a = 0; a < ids.size(); ++a) {
     for (size_t b = 0; b < ids.size(); ++b) {
       const bool same = texts[a] == texts[b];
       ASSERT_EQ(ids[a] == ids[b], same) << texts[a] << " / " << texts[b];
       ASSERT_EQ(ids[a] == texts[b], same) << texts[a] << " / " << texts[b];
       ASSERT_EQ(!(ids[a] < ids[b]) && !(ids[b] < ids[a]), same) << texts[a] << " / " << texts[b];
     }
+  }
+}
+
+TEST(RequestId, AnIdMovedOntoItselfStaysAsItWas) {
+  for (const std::string& text : {kUuid, std::string("short"), std::string(40, 'h')}) {
+    cmp::RequestId id(text);
+    cmp::RequestId& same = id;
+    id = std::move(same);
+    EXPECT_EQ(id.str(), text);
   }
 }
 

@@ -270,6 +270,7 @@ class PairState {
   std::vector<LostResultsStretch> lost_results_;
   std::optional<LostResultsStretch> unbounded_lost_results_;
   void forget_decided_lost_results();
+  std::optional<int64_t> requests_decided_below() const;
   bool paused_[2] = {false, false};
 };
 

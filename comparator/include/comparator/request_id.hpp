@@ -44,11 +44,12 @@ class RequestId {
 
  private:
   enum class Kind : uint8_t { inline_text, heap_text, uuid };
-  // malloc rounds to 16 bytes and adds a header of 16, as pending.cpp counts.
+  // Counted as malloc's 16-byte granularity plus a 16-byte header: an upper
+  // bound (glibc takes max(32, the size plus 8 rounded up to 16)).
   static size_t allocation_bytes(size_t size) { return (size + 15) / 16 * 16 + 16; }
   size_t heap_size() const;
   std::string_view text() const;  // inline_text or heap_text only
-  void write_uuid(char* out) const;  // its 36 characters
+  std::array<char, 36> uuid_text() const;
 
   std::unique_ptr<char[]> heap_;            // heap_text: the text
   std::array<char, kInlineText> inline_{};  // inline_text: the text; uuid: its 16 bytes; heap_text: its size
