@@ -3,6 +3,8 @@
 #include "shadowctl/topic_reader.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <map>
 
 namespace shadowpipe::shadowctl {
 
@@ -13,14 +15,44 @@ constexpr size_t kExampleRequests = 3;
 constexpr size_t kErrorMessages = 3;
 }  // namespace
 
-bool counts_in_findings(const std::string& kind) {
-  return kind != "latency_regression" && kind != "shadow_gap" && kind != "comparison_gap";
-}
-
 uint64_t FingerprintReport::discrepancy_total(bool with_latency) const {
   uint64_t total = 0;
   for (const auto& [kind, count] : discrepancies) {
-    if (counts_in_findings(kind) || (with_latency && kind == "latency_regression")) total += count;
+    if (with_latency || kind != "latency_regression") total += count;
+  }
+  return total;
+}
+
+// Each offset once: a comparator that found a loss while running starts it
+// after the last record it read, and a successor restarted from the
+// committed offset (the oldest request then pending, perhaps earlier) finds
+// the same loss again from there, under another id. Ids are
+// lost:<topic>:<partition>:<first offset> (Kafka topic names have no ':'),
+// the count is in write_units; a record whose id does not read that way
+// (one a request whose result was lost) counts as it is.
+uint64_t Report::requests_never_compared() const {
+  std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> lost;  // topic:partition -> [from, to)
+  uint64_t total = 0;
+  for (const auto& gap : comparison_gaps) {
+    const size_t last = gap.id.rfind(':');
+    int64_t from = -1;
+    const char* begin = gap.id.data() + (last == std::string::npos ? 0 : last + 1);
+    const auto parsed = std::from_chars(begin, gap.id.data() + gap.id.size(), from);
+    if (!gap.id.starts_with("lost:") || last == std::string::npos || last < 5 || parsed.ec != std::errc() ||
+        parsed.ptr != gap.id.data() + gap.id.size() || from < 0) {
+      total += gap.write_units;
+      continue;
+    }
+    lost[gap.id.substr(5, last - 5)].emplace_back(from, from + static_cast<int64_t>(gap.write_units));
+  }
+  for (auto& [where, ranges] : lost) {
+    std::sort(ranges.begin(), ranges.end());
+    int64_t covered_to = -1;
+    for (const auto& [from, to] : ranges) {
+      const int64_t start = std::max(from, covered_to);
+      if (to > start) total += static_cast<uint64_t>(to - start);
+      covered_to = std::max(covered_to, to);
+    }
   }
   return total;
 }
@@ -56,10 +88,13 @@ void ReportBuilder::add_mismatch(const wire::Mismatch& mismatch) {
     first_ts_us_ = first_ts_us_ == 0 ? mismatch.ts_us : std::min(first_ts_us_, mismatch.ts_us);
     last_ts_us_ = std::max(last_ts_us_, mismatch.ts_us);
   }
+  // Gaps describe no fingerprint and are no finding of a comparison: they
+  // are listed apart (each fails the verdict on its own), not counted.
   if (mismatch.kind == "shadow_gap" || mismatch.kind == "comparison_gap") {
     auto& list = mismatch.kind == "shadow_gap" ? gaps_ : comparison_gaps_;
     list.push_back({mismatch.request_id, mismatch.primary ? static_cast<uint64_t>(std::max<int64_t>(0, mismatch.primary->rows)) : 0,
                     mismatch.detail});
+    return;
   }
   auto& report = entry(mismatch.fingerprint).report;
   if (report.normalized_sql.empty()) report.normalized_sql = mismatch.normalized_sql;

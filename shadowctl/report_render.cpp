@@ -73,6 +73,9 @@ std::vector<std::string> gap_lines(const Report& report) {
   constexpr size_t kNotComparedShown = 20;
   std::vector<std::string> lines;
   for (const auto& gap : report.gaps) lines.push_back("GAP: " + gap.detail);
+  if (!report.comparison_gaps.empty()) {
+    lines.push_back("NOT COMPARED: " + std::to_string(report.requests_never_compared()) + " requests in all");
+  }
   for (size_t i = 0; i < std::min(report.comparison_gaps.size(), kNotComparedShown); ++i) {
     lines.push_back("NOT COMPARED: " + report.comparison_gaps[i].detail);
   }
@@ -169,9 +172,13 @@ std::string render_json(const Report& report) {
     for (const auto& [kind, count] : fingerprint.discrepancies) by_kind[kind] += count;
   }
   json.Key("discrepancies_by_kind");
+  // Gap records are listed apart below; counted here as records, as before.
+  if (!report.gaps.empty()) by_kind["shadow_gap"] += report.gaps.size();
+  if (!report.comparison_gaps.empty()) by_kind["comparison_gap"] += report.comparison_gaps.size();
   json.StartObject();
   for (const auto& [kind, count] : by_kind) { write_string(json, kind); json.Uint64(count); }
   json.EndObject();
+  json.Key("requests_never_compared"); json.Uint64(report.requests_never_compared());
   json.Key("mismatch_records"); json.Uint64(report.mismatch_records);
   json.Key("duplicate_mismatch_records"); json.Uint64(report.duplicate_mismatch_records);
   json.Key("unreadable_records"); json.Uint64(report.unreadable_records);

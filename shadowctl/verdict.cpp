@@ -1,12 +1,8 @@
 #include "shadowctl/verdict.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <ctime>
-#include <map>
-#include <utility>
-#include <vector>
 
 namespace shadowpipe::shadowctl {
 
@@ -30,39 +26,6 @@ std::string format_time(int64_t us) {
 // (results lost to retention leave a record a request).
 constexpr size_t kGapDetailsShown = 10;
 
-// Each offset once: a comparator that found a loss while running starts it
-// after the last record it read, and a successor restarted from the
-// committed offset (the oldest request then pending, perhaps earlier) finds
-// the same loss again from there, under another id. Ids are
-// lost:<topic>:<partition>:<first offset> (Kafka topic names have no ':'),
-// the count is in write_units; a record whose id does not read that way
-// counts as it is.
-uint64_t requests_never_compared(const std::vector<GapNotice>& gaps) {
-  std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> lost;  // topic:partition -> [from, to)
-  uint64_t total = 0;
-  for (const auto& gap : gaps) {
-    const size_t last = gap.id.rfind(':');
-    int64_t from = -1;
-    const char* begin = gap.id.data() + (last == std::string::npos ? 0 : last + 1);
-    const auto parsed = std::from_chars(begin, gap.id.data() + gap.id.size(), from);
-    if (!gap.id.starts_with("lost:") || last == std::string::npos || last < 5 || parsed.ec != std::errc() ||
-        parsed.ptr != gap.id.data() + gap.id.size() || from < 0) {
-      total += gap.write_units;
-      continue;
-    }
-    lost[gap.id.substr(5, last - 5)].emplace_back(from, from + static_cast<int64_t>(gap.write_units));
-  }
-  for (auto& [where, ranges] : lost) {
-    std::sort(ranges.begin(), ranges.end());
-    int64_t covered_to = -1;
-    for (const auto& [from, to] : ranges) {
-      const int64_t start = std::max(from, covered_to);
-      if (to > start) total += static_cast<uint64_t>(to - start);
-      covered_to = std::max(covered_to, to);
-    }
-  }
-  return total;
-}
 }  // namespace
 
 Verdict judge(const Report& report, const VerdictOptions& options) {
@@ -72,8 +35,8 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
                               "--min-requests " + std::to_string(options.min_requests) +
                               ": let more traffic through the shadow before deciding");
   }
-  // The rate is of what comparing found: the gaps fail the verdict below
-  // whatever the rate.
+  // The rate is of what comparing found: the gaps (listed apart) fail the
+  // verdict below whatever the rate.
   const uint64_t discrepancies = report.discrepancies(false);
   const double rate = report.compared ? static_cast<double>(discrepancies) / static_cast<double>(report.compared)
                                       : (discrepancies ? 1.0 : 0.0);
@@ -84,7 +47,7 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
     for (const auto& fingerprint : report.fingerprints) {
       std::string kinds;
       for (const auto& [kind, count] : fingerprint.discrepancies) {
-        if (counts_in_findings(kind)) kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
+        if (kind != "latency_regression") kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(count);
       }
       if (kinds.empty()) continue;
       std::string what = "  " + fingerprint.fingerprint + ": " + kinds;
@@ -124,7 +87,7 @@ Verdict judge(const Report& report, const VerdictOptions& options) {
                               " write units never applied — reset the shadow (shadowctl reset)");
     for (const auto& gap : report.gaps) verdict.reasons.push_back("  " + gap.detail);
   }
-  const uint64_t never_compared = requests_never_compared(report.comparison_gaps);
+  const uint64_t never_compared = report.requests_never_compared();
   if (!report.comparison_gaps.empty()) {
     verdict.reasons.push_back(std::to_string(never_compared) +
                               " requests never compared: retention deleted them, or their shadow results, before a "

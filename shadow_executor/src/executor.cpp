@@ -109,13 +109,12 @@ struct Executor::Impl {
     // For workers that find offsets skipped while running (librdkafka resets
     // a position retention overtook to the earliest offset).
     shared.earliest_offset = [this](int32_t partition) {
-      int64_t low = 0, high = 0;
-      const auto err = rd_kafka_query_watermark_offsets(consumer->get(), options.requests_topic.c_str(), partition,
-                                                        &low, &high, 5000);
-      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        throw Transient(Transient::Cause::refused_for_now, "reading the earliest offset of " + where(partition) + ": " + rd_kafka_err2str(err));
+      try {
+        return kafka::log_start_offset(consumer->get(), options.requests_topic, partition, std::chrono::seconds(5));
+      } catch (const Failure& failure) {
+        throw Transient(Transient::Cause::refused_for_now,
+                        "reading the earliest offset of " + where(partition) + ": " + failure.what());
       }
-      return low;
     };
   }
 

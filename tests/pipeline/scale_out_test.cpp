@@ -139,7 +139,6 @@ class Pipeline {
                                      // Shorter than a rebalance after a crash: lag must not cost a comparison.
                                      "--window", "10000"};
     if (metrics_port > 0) args.insert(args.end(), {"--metrics-port", "127.0.0.1:" + std::to_string(metrics_port)});
-    
     return ChildProcess(spawn_process(binary("SHADOWPIPE_COMPARATOR_BINARY", SHADOW_COMPARATOR_BINARY), args,
                                       log_dir_ + "/" + id + ".log"));
   }

@@ -192,9 +192,12 @@ TEST(ReportRender, RequestsNeverComparedAreAllInTheJsonAndAFewInTheText) {
   }
   const auto report = builder.build();
   EXPECT_EQ(report.discrepancies(true), 0u) << "gaps are listed apart, not findings of a comparison";
+  EXPECT_TRUE(report.fingerprints.empty()) << "a gap describes no fingerprint";
+  EXPECT_EQ(report.requests_never_compared(), 25u);
   const auto text = shadowctl::render(report, shadowctl::Format::text);
   EXPECT_NE(text.find("0 requests compared, 0 discrepancies"), std::string::npos) << text;
   EXPECT_NE(text.find("GAP: 12 write units never applied"), std::string::npos) << text;
+  EXPECT_NE(text.find("NOT COMPARED: 25 requests in all"), std::string::npos) << text;
   EXPECT_NE(text.find("NOT COMPARED: request at offset 19 never compared"), std::string::npos) << text;
   EXPECT_EQ(text.find("request at offset 20 never compared"), std::string::npos) << text;
   EXPECT_NE(text.find("NOT COMPARED: ... and 5 more (--format json lists every one)"), std::string::npos) << text;
@@ -211,6 +214,7 @@ TEST(ReportRender, RequestsNeverComparedAreAllInTheJsonAndAFewInTheText) {
   EXPECT_EQ(uint64_t(document["gaps"].at(0)["units"]), 12u);
   EXPECT_EQ(uint64_t(document["discrepancies"]), 0u);
   EXPECT_EQ(uint64_t(document["discrepancies_by_kind"]["comparison_gap"]), 25u);
+  EXPECT_EQ(uint64_t(document["requests_never_compared"]), 25u);
   const auto html = shadowctl::render(report, shadowctl::Format::html);
   EXPECT_NE(html.find("<p class=\"bad\">NOT COMPARED: request at offset 0 never compared</p>"), std::string::npos);
   EXPECT_NE(html.find("<p class=\"bad\">GAP: 12 write units never applied</p>"), std::string::npos);

@@ -85,9 +85,6 @@ TEST(Verdict, ALossFoundAgainFromAnEarlierOffsetIsCountedOnce) {
 // a few listed, and not in the rate (nothing compared found them).
 TEST(Verdict, RequestsWhoseResultsWereLostAreCountedEachAndAFewListed) {
   auto report = report_with(5000, {});
-  FingerprintReport gaps;  // where the report files records of no fingerprint
-  gaps.discrepancies["comparison_gap"] = 25;
-  report.fingerprints.push_back(gaps);
   for (int i = 0; i < 25; ++i) {
     report.comparison_gaps.push_back({"request-" + std::to_string(i), 1, "request at offset " + std::to_string(i) + " never compared"});
   }

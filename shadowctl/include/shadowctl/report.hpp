@@ -36,15 +36,8 @@ struct FingerprintReport {
   shadowpipe::wire::LatencySummary shadow_latency;
   std::optional<shadowpipe::wire::Mismatch> latency_regression;  // the latest one
 
-  // What comparing found (counts_in_findings), with latency regressions or not.
   uint64_t discrepancy_total(bool with_latency) const;
 };
-
-// A discrepancy kind that is a finding of a comparison (what the mismatch
-// rate counts): not latency_regression (judged by its ratio), and not the
-// gaps (shadow_gap, comparison_gap: stretches never applied or never
-// compared, each failing the verdict on its own, listed apart).
-bool counts_in_findings(const std::string& kind);
 
 // A stretch of write units the shadow never applied (a shadow_gap record),
 // or requests never compared because retention deleted them or their
@@ -78,7 +71,10 @@ struct Report {
   int64_t first_ts_us = 0;
   int64_t last_ts_us = 0;
 
+  // What comparing found (gaps are listed apart, not counted here).
   uint64_t discrepancies(bool with_latency) const;
+  // Requests in comparison_gaps, an offset found by two comparators once.
+  uint64_t requests_never_compared() const;
 };
 
 // Accumulates records; exposed so tests and --follow feed it directly.
