@@ -39,7 +39,10 @@ uint64_t layout_hash(const std::string& fingerprint, const std::vector<digest::C
 bool statement_fits(const SideStatement& statement) {
   const auto& result = statement.result;
   return result.message.empty() && result.volatile_columns.empty() && result.volatile_statement.empty() &&
-         !result.order_total && result.sqlstate.size() <= CompactStatement::kSqlstateCapacity;
+         !result.order_total && result.sqlstate.size() <= CompactStatement::kSqlstateCapacity &&
+         result.column_digests.size() <= CompactStatement::kMaxDigests &&
+         result.column_ordered.size() <= CompactStatement::kMaxDigests &&
+         result.column_values.size() <= CompactStatement::kMaxDigests;
 }
 
 std::vector<uint64_t> slice(const uint64_t* from, uint32_t count) {
@@ -48,6 +51,7 @@ std::vector<uint64_t> slice(const uint64_t* from, uint32_t count) {
 
 static_assert(std::is_trivially_destructible_v<CompactStatement>);
 static_assert(sizeof(CompactStatement) % alignof(uint64_t) == 0, "the digests follow the statements");
+static_assert(sizeof(CompactStatement) == 56, "a waiting statement's fixed part");
 
 size_t digest_count(const wire::StatementResult& result) {
   return result.column_digests.size() + result.column_ordered.size() + result.column_values.size();
@@ -97,8 +101,15 @@ void LayoutTable::drop_unused() {
 }
 
 bool PendingRequest::fits(const RequestSide& side) {
-  return side.params.empty() && side.statements.size() <= UINT32_MAX &&
+  return side.params.empty() && side.statements.size() <= UINT32_MAX && side.key.size() <= UINT32_MAX &&
          std::all_of(side.statements.begin(), side.statements.end(), statement_fits);
+}
+
+size_t PendingRequest::storage_bytes(const RequestSide& side) {
+  size_t digests = 0;
+  for (const auto& statement : side.statements) digests += digest_count(statement.result);
+  return sizeof(Header) + side.statements.size() * sizeof(CompactStatement) + digests * sizeof(uint64_t) +
+         side.key.size();
 }
 
 PendingRequest::PendingRequest(RequestSide&& side, LayoutTable& layouts) : ts_us_(side.ts_us), offset_(side.offset) {
@@ -106,98 +117,81 @@ PendingRequest::PendingRequest(RequestSide&& side, LayoutTable& layouts) : ts_us
     whole_ = std::make_unique<RequestSide>(std::move(side));
     return;
   }
-  key_ = std::move(side.key);
-  statement_count_ = static_cast<uint32_t>(side.statements.size());
-  size_t digests = 0;
-  for (const auto& statement : side.statements) digests += digest_count(statement.result);
-  const size_t bytes = statement_count_ * sizeof(CompactStatement) + digests * sizeof(uint64_t);
-  if (bytes) {
-    storage_ = std::make_unique_for_overwrite<std::byte[]>(bytes);
-    statements_ = reinterpret_cast<CompactStatement*>(storage_.get());
-  }
-  uint64_t* next_digest = reinterpret_cast<uint64_t*>(storage_.get() + statement_count_ * sizeof(CompactStatement));
-  for (uint32_t i = 0; i < statement_count_; ++i) {
+  storage_ = std::make_unique_for_overwrite<std::byte[]>(storage_bytes(side));
+  Header& header = *new (storage_.get()) Header{static_cast<uint32_t>(side.statements.size()),
+                                                 static_cast<uint32_t>(side.key.size())};
+  CompactStatement* const compact = statements();
+  uint64_t* next_digest = reinterpret_cast<uint64_t*>(compact + header.statement_count);
+  for (uint32_t i = 0; i < header.statement_count; ++i) {
     const auto& from = side.statements[i];
     const auto& result = from.result;
-    CompactStatement& to = *new (&statements_[i]) CompactStatement{};
+    CompactStatement& to = *new (&compact[i]) CompactStatement{};
     to.layout = layouts.acquire(from.fingerprint, result.columns);
     to.rows = result.rows;
     to.latency_us = result.latency_us;
     to.ordered = result.ordered;
     to.unordered = result.unordered;
-    to.status = result.status;
+    to.status = static_cast<uint8_t>(result.status);
     to.sqlstate_size = static_cast<uint8_t>(result.sqlstate.size());
     std::memcpy(to.sqlstate, result.sqlstate.data(), result.sqlstate.size());
-    to.column_digests = static_cast<uint32_t>(result.column_digests.size());
-    to.column_ordered = static_cast<uint32_t>(result.column_ordered.size());
-    to.column_values = static_cast<uint32_t>(result.column_values.size());
-    to.digests = next_digest;
+    to.column_digests = static_cast<uint16_t>(result.column_digests.size());
+    to.column_ordered = static_cast<uint16_t>(result.column_ordered.size());
+    to.column_values = static_cast<uint16_t>(result.column_values.size());
     next_digest = std::copy(result.column_digests.begin(), result.column_digests.end(), next_digest);
     next_digest = std::copy(result.column_ordered.begin(), result.column_ordered.end(), next_digest);
     next_digest = std::copy(result.column_values.begin(), result.column_values.end(), next_digest);
   }
-}
-
-PendingRequest::PendingRequest(PendingRequest&& other) noexcept
-    : ts_us_(other.ts_us_),
-      offset_(other.offset_),
-      key_(std::move(other.key_)),
-      statement_count_(std::exchange(other.statement_count_, 0)),
-      storage_(std::move(other.storage_)),
-      statements_(std::exchange(other.statements_, nullptr)),
-      whole_(std::move(other.whole_)) {}
-
-PendingRequest& PendingRequest::operator=(PendingRequest&& other) noexcept {
-  ts_us_ = other.ts_us_;
-  offset_ = other.offset_;
-  key_ = std::move(other.key_);
-  statement_count_ = std::exchange(other.statement_count_, 0);
-  storage_ = std::move(other.storage_);
-  statements_ = std::exchange(other.statements_, nullptr);
-  whole_ = std::move(other.whole_);
-  return *this;
+  std::memcpy(next_digest, side.key.data(), side.key.size());
 }
 
 RequestSide PendingRequest::take(LayoutTable& layouts) {
-  if (whole_) return std::move(*whole_);
+  if (whole_) {
+    RequestSide side = std::move(*whole_);
+    whole_.reset();
+    return side;
+  }
   RequestSide side;
-  side.key = std::move(key_);
   side.ts_us = ts_us_;
   side.offset = offset_;
-  side.statements.reserve(statement_count_);
-  for (uint32_t i = 0; i < statement_count_; ++i) {
-    CompactStatement& from = statements_[i];
+  const Header header = this->header();
+  CompactStatement* const compact = statements();
+  const uint64_t* digests = reinterpret_cast<const uint64_t*>(compact + header.statement_count);
+  side.statements.reserve(header.statement_count);
+  for (uint32_t i = 0; i < header.statement_count; ++i) {
+    CompactStatement& from = compact[i];
     SideStatement statement{from.layout->fingerprint, {}};
     auto& result = statement.result;
-    result.status = from.status;
+    result.status = static_cast<wire::Status>(from.status);
     result.sqlstate.assign(from.sqlstate, from.sqlstate_size);
     result.rows = from.rows;
     result.columns = from.layout->columns;
     result.ordered = from.ordered;
     result.unordered = from.unordered;
-    const uint64_t* digests = from.digests;
     result.column_digests = slice(digests, from.column_digests);
     result.column_ordered = slice(digests + from.column_digests, from.column_ordered);
     result.column_values = slice(digests + from.column_digests + from.column_ordered, from.column_values);
+    digests += from.digest_count();
     result.latency_us = from.latency_us;
     layouts.release(from.layout);
     from.layout = nullptr;
     side.statements.push_back(std::move(statement));
   }
+  side.key.assign(reinterpret_cast<const char*>(digests), header.key_size);
   storage_.reset();
-  statements_ = nullptr;
-  statement_count_ = 0;
   return side;
+}
+
+size_t PendingRequest::storage_size() const {
+  const Header& header = this->header();
+  size_t digests = 0;
+  for (uint32_t i = 0; i < header.statement_count; ++i) digests += statements()[i].digest_count();
+  return sizeof(Header) + header.statement_count * sizeof(CompactStatement) + digests * sizeof(uint64_t) +
+         header.key_size;
 }
 
 size_t PendingRequest::heap_bytes() const {
   if (whole_) return sizeof(RequestSide) + kAllocationOverhead + comparator::heap_bytes(*whole_);
-  size_t storage = statement_count_ * sizeof(CompactStatement);
-  for (uint32_t i = 0; i < statement_count_; ++i) {
-    const auto& statement = statements_[i];
-    storage += (size_t{statement.column_digests} + statement.column_ordered + statement.column_values) * sizeof(uint64_t);
-  }
-  return string_heap_bytes(key_) + (storage ? storage + kAllocationOverhead : 0);
+  return storage_ ? storage_size() + kAllocationOverhead : 0;
 }
 
 }  // namespace shadowpipe::comparator

@@ -36,6 +36,9 @@ size_t statement_bytes(const SideStatement& statement) {
 // as 40 for the vector's spare capacity (a vector grown by doubling is on
 // average a third empty) and the holes not swept yet (at most as many as the
 // live slots; usually none, as results mostly come in request order).
+// Every pending request pays for it: its id, its request (two pointers and
+// its offset and time) and the result pointer and byte count.
+static_assert(sizeof(PendingEntry) == 80, "an entry in the id table's slab");
 size_t entry_overhead(size_t id_heap_bytes) {
   constexpr size_t kEntry = sizeof(PendingEntry) + IdTable<PendingEntry>::kOverheadPerEntry;
   constexpr size_t kOffsetSlot = PendingOffsets::kSlotBytes + 16;
@@ -127,19 +130,13 @@ size_t heap_bytes(const RequestSide& side) {
 size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
   size_t bytes = entry_overhead(RequestId::heap_bytes_for(request_id));
   if (!PendingRequest::fits(side)) return bytes + sizeof(RequestSide) + kAllocationOverhead + heap_bytes(side);
-  bytes += heap_bytes(side.key);
-  // The statements and their digests share one allocation.
-  size_t storage = side.statements.size() * sizeof(CompactStatement);
-  for (const auto& statement : side.statements) {
-    const auto& result = statement.result;
-    storage += (result.column_digests.size() + result.column_ordered.size() + result.column_values.size()) * sizeof(uint64_t);
-    bytes += layout_bytes(statement.fingerprint, result.columns);
-  }
-  return bytes + (storage ? storage + kAllocationOverhead : 0);
+  // The statements, their digests and the key share one allocation.
+  for (const auto& statement : side.statements) bytes += layout_bytes(statement.fingerprint, statement.result.columns);
+  return bytes + PendingRequest::storage_bytes(side) + kAllocationOverhead;
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
-  size_t bytes = entry_overhead(RequestId::heap_bytes_for(request_id)) + kResultIndexNode + sizeof(ResultSide) + kAllocationOverhead;
+  size_t bytes = entry_overhead(RequestId::heap_bytes_for(request_id)) + kResultIndexNode + sizeof(WaitingResult) + kAllocationOverhead;
   bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
   for (const auto& statement : side.statements) bytes += statement_bytes(statement);
   return bytes;
@@ -264,16 +261,16 @@ void PairState::forget_expired_decisions(int64_t wall_us) {
 }
 
 void PairState::forget_request(const Entry& entry) {
-  pending_[0].remove(entry.request->offset());
+  pending_[0].remove(entry.request.offset());
   bytes_[0] -= entry.bytes;
 }
 
 void PairState::forget_result(Entry& entry) {
-  const ResultSide& result = *entry.result;
+  const ResultSide& result = entry.result->side;
   if (result.source_offset >= 0) {
     placed_results_.erase({result.source_offset, &entry.id});
   } else {
-    unplaced_results_.erase({entry.since_wall_us, &entry.id});
+    unplaced_results_.erase({entry.result->since_wall_us, &entry.id});
   }
   pending_[1].remove(result.offset);
   bytes_[1] -= entry.bytes;
@@ -301,7 +298,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   if (found && found->request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   if (found) {  // its result waits
     forget_result(*found);
-    ResultSide result = std::move(*found->result);
+    ResultSide result = std::move(found->result->side);
     remember(hash, wall_us);
     Added added = join(*found, hash, std::move(request_id), std::move(side), std::move(result));
     added.orphan_results = drop_orphan_results();
@@ -319,8 +316,8 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   if (pending_[0].waiting() == 0) last_progress_wall_us_ = wall_us;  // waiting starts now, not at the last result
   Entry& entry = entries_.insert(request_id, hash);
   pending_[0].add(side.offset, &entry.id);
-  entry.request.emplace(std::move(side), layouts_);
-  entry.bytes = entry_overhead(entry.id.heap_bytes()) + entry.request->heap_bytes();
+  entry.request = PendingRequest(std::move(side), layouts_);
+  entry.bytes = entry_overhead(entry.id.heap_bytes()) + entry.request.heap_bytes();
   bytes_[0] += entry.bytes;
   Added added;
   added.orphan_results = drop_orphan_results();
@@ -347,14 +344,13 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
     added.outcome = Outcome::duplicate;
   } else if (found) {  // its request waits
     forget_request(*found);
-    RequestSide request = found->request->take(layouts_);
+    RequestSide request = found->request.take(layouts_);
     remember(hash, wall_us);
     added = join(*found, hash, std::move(request_id), std::move(request), std::move(side));
   } else {
     const size_t bytes = estimate_bytes(request_id, side);
     Entry& entry = entries_.insert(request_id, hash);
     entry.bytes = bytes;
-    entry.since_wall_us = wall_us;
     bytes_[1] += entry.bytes;
     pending_[1].add(side.offset, nullptr);
     if (side.source_offset >= 0) {
@@ -363,7 +359,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
       unplaced_results_.emplace(wall_us, &entry.id);
     }
     ++pending_results_;
-    entry.result = std::make_unique<ResultSide>(std::move(side));
+    entry.result = std::make_unique<WaitingResult>(WaitingResult{std::move(side), wall_us});
   }
   if (stamp >= 0) {
     for (auto& missing : pass(stamp)) {
@@ -399,7 +395,7 @@ std::vector<Missing> PairState::pass(int64_t published_below) {
     Entry& entry = *entries_.find(*waiting.second, hash);
     std::string request_id = entry.id.str();
     forget_request(entry);
-    RequestSide request = entry.request->take(layouts_);
+    RequestSide request = entry.request.take(layouts_);
     entries_.erase(entry.id, hash);
     passed.push_back(missing(std::move(request_id), std::move(request), published_below));
   }
@@ -485,7 +481,7 @@ std::optional<int64_t> PairState::commit_offset(Side side) const {
 std::optional<int64_t> PairState::oldest_pending_ts() const {
   const auto waiting = pending_[0].first_waiting();
   if (!waiting.second) return std::nullopt;
-  return entries_.find(*waiting.second, waiting.second->text_hash())->request->ts_us();
+  return entries_.find(*waiting.second, waiting.second->text_hash())->request.ts_us();
 }
 
 }  // namespace shadowpipe::comparator

@@ -572,6 +572,11 @@ std::vector<cmp::RequestSide> request_shapes() {
   auto none = request(kStart, 9);
   none.statements.clear();
   shapes.push_back(none);
+  auto widest = failed;  // as many digests in one vector as the compact form counts
+  widest.key = "k";
+  widest.statements[0].result.column_values.assign(cmp::CompactStatement::kMaxDigests, 7);
+  widest.statements[0].result.column_values.back() = 8;
+  shapes.push_back(widest);
   // What the compact form does not hold: these wait as they came.
   auto with_params = base;
   with_params.params = {{std::string("1"), std::nullopt}};
@@ -587,6 +592,9 @@ std::vector<cmp::RequestSide> request_shapes() {
   with_notes.statements[0].result.order_total = true;
   with_notes.statements[0].result.volatile_columns.push_back({});
   shapes.push_back(with_notes);
+  auto too_wide = widest;  // one digest more than the compact form counts
+  too_wide.statements[0].result.column_values.push_back(9);
+  shapes.push_back(too_wide);
   return shapes;
 }
 
@@ -598,13 +606,35 @@ TEST(PairStatePendingRequest, EveryShapeComesBackExactlyAsItCame) {
   for (size_t i = 0; i < shapes.size(); ++i) {
     auto copy = shapes[i];
     cmp::PendingRequest pending(std::move(copy), layouts);
-    EXPECT_EQ(pending.compact(), i < 5) << "shape " << i;
+    EXPECT_EQ(pending.compact(), i < 6) << "shape " << i;
+    EXPECT_TRUE(pending) << "shape " << i;
     EXPECT_EQ(pending.offset(), shapes[i].offset);
     EXPECT_EQ(pending.ts_us(), shapes[i].ts_us);
     SCOPED_TRACE("shape " + std::to_string(i));
     expect_same(pending.take(layouts), shapes[i]);
+    EXPECT_FALSE(pending) << "a request is taken once";
   }
   EXPECT_EQ(layouts.live_bytes(), 0u) << "every layout was given back";
+}
+
+TEST(PairStatePendingRequest, OnlyOneThatWasGivenARequestHoldsOne) {
+  cmp::LayoutTable layouts;
+  EXPECT_FALSE(cmp::PendingRequest{}) << "a result's entry holds no request";
+  EXPECT_EQ(cmp::PendingRequest{}.heap_bytes(), 0u);
+  for (auto shape : request_shapes()) {
+    const auto want = shape;
+    cmp::PendingRequest first(std::move(shape), layouts);
+    cmp::PendingRequest moved(std::move(first));
+    EXPECT_FALSE(first) << "moved from";
+    EXPECT_EQ(first.heap_bytes(), 0u);
+    cmp::PendingRequest assigned;
+    assigned = std::move(moved);
+    EXPECT_FALSE(moved);
+    ASSERT_TRUE(assigned);
+    EXPECT_EQ(assigned.offset(), want.offset);
+    expect_same(assigned.take(layouts), want);
+  }
+  EXPECT_EQ(layouts.live_bytes(), 0u);
 }
 
 TEST(PairStateLayouts, RequestsOfOneStatementShareOneLayoutAndOnlyEqualOnesDo) {

@@ -59,57 +59,72 @@ class LayoutTable {
 // Heap bytes a layout of these parts holds on its own (its table node included).
 size_t layout_bytes(const std::string& fingerprint, const std::vector<digest::Column>& columns);
 
-// One statement's result without its fingerprint and columns (in the layout).
-// Trivially destructible: it lives in its request's one allocation, with
-// the digests it points at.
+// One statement's result without its fingerprint and columns (in the layout)
+// and without its digests (they follow the request's statements in its one
+// allocation). Trivially destructible: it lives in that allocation.
 struct CompactStatement {
   static constexpr size_t kSqlstateCapacity = 8;  // SQLSTATEs have five characters
+  static constexpr size_t kMaxDigests = UINT16_MAX;  // per vector; a result has at most 1,664 columns
   Layout* layout = nullptr;
-  const uint64_t* digests = nullptr;  // column_digests, then column_ordered, then column_values
   int64_t rows = 0;
   int64_t latency_us = 0;
   uint64_t ordered = 0;
   uint64_t unordered = 0;
-  uint32_t column_digests = 0;
-  uint32_t column_ordered = 0;
-  uint32_t column_values = 0;
-  wire::Status status = wire::Status::ok;
+  uint16_t column_digests = 0;
+  uint16_t column_ordered = 0;
+  uint16_t column_values = 0;
+  uint8_t status = 0;  // a wire::Status
   uint8_t sqlstate_size = 0;
   char sqlstate[kSqlstateCapacity] = {};
+
+  size_t digest_count() const { return size_t{column_digests} + column_ordered + column_values; }
 };
 
-// A waiting request: in compact form when it fits one, else as it came.
+// A waiting request: in compact form when it fits one, else as it came. A
+// default-constructed one holds no request (an entry that is a result only).
 class PendingRequest {
  public:
+  PendingRequest() = default;
   // Moves out of `side`; acquires its layouts from `layouts`.
   PendingRequest(RequestSide&& side, LayoutTable& layouts);
-  PendingRequest(PendingRequest&& other) noexcept;
-  PendingRequest& operator=(PendingRequest&& other) noexcept;
+  PendingRequest(PendingRequest&& other) noexcept = default;
+  PendingRequest& operator=(PendingRequest&& other) noexcept = default;
   // Its layouts are released by take(); one dropped without take() leaves
   // its layouts referenced in the table (which frees them with itself).
   ~PendingRequest() = default;
 
-  // The request exactly as it came; releases its layouts. Once only.
+  // Whether it holds a request (until take()).
+  explicit operator bool() const { return storage_ || whole_; }
+  // The request exactly as it came; releases its layouts. Once only: it
+  // holds no request after.
   RequestSide take(LayoutTable& layouts);
 
   int64_t ts_us() const { return ts_us_; }
   int64_t offset() const { return offset_; }
-  bool compact() const { return !whole_; }
+  bool compact() const { return storage_ != nullptr; }
   // Heap bytes it holds beyond itself, its layouts not included.
   size_t heap_bytes() const;
 
   // Whether a request can wait in compact form and come back exactly.
   static bool fits(const RequestSide& side);
+  // The bytes of the one allocation a request that fits() waits in.
+  static size_t storage_bytes(const RequestSide& side);
 
  private:
+  // The compact form's one allocation: this header, the statements, every
+  // statement's digests in statement order, then the key's characters.
+  struct Header {
+    uint32_t statement_count = 0;
+    uint32_t key_size = 0;
+  };
+  Header& header() const { return *reinterpret_cast<Header*>(storage_.get()); }
+  CompactStatement* statements() const { return reinterpret_cast<CompactStatement*>(storage_.get() + sizeof(Header)); }
+  size_t storage_size() const;
+
   int64_t ts_us_ = 0;
   int64_t offset_ = -1;
-  std::string key_;
-  uint32_t statement_count_ = 0;
-  // One allocation: the statements, then every statement's digests.
-  std::unique_ptr<std::byte[]> storage_;
-  CompactStatement* statements_ = nullptr;  // in storage_
-  std::unique_ptr<RequestSide> whole_;  // when it does not fit the compact form
+  std::unique_ptr<std::byte[]> storage_;  // the compact form
+  std::unique_ptr<RequestSide> whole_;    // when it does not fit the compact form
 };
 
 }  // namespace shadowpipe::comparator

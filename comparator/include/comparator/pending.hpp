@@ -108,13 +108,18 @@ struct Tally {
   std::vector<std::pair<std::string, std::string>> discrepancies;  // (fingerprint, kind), one per finding
 };
 
+// A result waiting for its request.
+struct WaitingResult {
+  ResultSide side;
+  int64_t since_wall_us = 0;  // when it started waiting (results without a source offset expire by it)
+};
+
 // A request or a result waiting for the other side, by request id.
 struct PendingEntry {
   RequestId id;
-  std::optional<PendingRequest> request;
-  std::unique_ptr<ResultSide> result;  // a pointer: most entries are requests
+  PendingRequest request;                 // holds none when the entry is a result
+  std::unique_ptr<WaitingResult> result;  // a pointer: most entries are requests
   size_t bytes = 0;
-  int64_t since_wall_us = 0;  // when a result without a source offset started waiting
 };
 
 class PairState {
