@@ -52,6 +52,7 @@ std::vector<uint64_t> slice(const uint64_t* from, uint32_t count) {
 static_assert(std::is_trivially_destructible_v<CompactStatement>);
 static_assert(sizeof(CompactStatement) % alignof(uint64_t) == 0, "the digests follow the statements");
 static_assert(sizeof(CompactStatement) == 56, "a waiting statement's fixed part");
+static_assert(alignof(RequestSide) > 1 && __STDCPP_DEFAULT_NEW_ALIGNMENT__ > 1, "the low bit of either form's address is free");
 
 size_t digest_count(const wire::StatementResult& result) {
   return result.column_digests.size() + result.column_ordered.size() + result.column_values.size();
@@ -114,11 +115,11 @@ size_t PendingRequest::storage_bytes(const RequestSide& side) {
 
 PendingRequest::PendingRequest(RequestSide&& side, LayoutTable& layouts) : ts_us_(side.ts_us), offset_(side.offset) {
   if (!fits(side)) {
-    whole_ = std::make_unique<RequestSide>(std::move(side));
+    held_ = reinterpret_cast<std::uintptr_t>(new RequestSide(std::move(side))) | kWhole;
     return;
   }
-  storage_ = std::make_unique_for_overwrite<std::byte[]>(storage_bytes(side));
-  Header& header = *new (storage_.get()) Header{static_cast<uint32_t>(side.statements.size()),
+  held_ = reinterpret_cast<std::uintptr_t>(new std::byte[storage_bytes(side)]);
+  Header& header = *new (storage()) Header{static_cast<uint32_t>(side.statements.size()),
                                                  static_cast<uint32_t>(side.key.size())};
   CompactStatement* const compact = statements();
   uint64_t* next_digest = reinterpret_cast<uint64_t*>(compact + header.statement_count);
@@ -144,10 +145,29 @@ PendingRequest::PendingRequest(RequestSide&& side, LayoutTable& layouts) : ts_us
   std::memcpy(next_digest, side.key.data(), side.key.size());
 }
 
+PendingRequest& PendingRequest::operator=(PendingRequest&& other) noexcept {
+  if (this != &other) {
+    drop();
+    ts_us_ = other.ts_us_;
+    offset_ = other.offset_;
+    held_ = std::exchange(other.held_, 0);
+  }
+  return *this;
+}
+
+void PendingRequest::drop() noexcept {
+  if (held_ & kWhole) {
+    delete whole();
+  } else {
+    delete[] storage();
+  }
+  held_ = 0;
+}
+
 RequestSide PendingRequest::take(LayoutTable& layouts) {
-  if (whole_) {
-    RequestSide side = std::move(*whole_);
-    whole_.reset();
+  if (held_ & kWhole) {
+    RequestSide side = std::move(*whole());
+    drop();
     return side;
   }
   RequestSide side;
@@ -177,7 +197,7 @@ RequestSide PendingRequest::take(LayoutTable& layouts) {
     side.statements.push_back(std::move(statement));
   }
   side.key.assign(reinterpret_cast<const char*>(digests), header.key_size);
-  storage_.reset();
+  drop();
   return side;
 }
 
@@ -190,8 +210,8 @@ size_t PendingRequest::storage_size() const {
 }
 
 size_t PendingRequest::heap_bytes() const {
-  if (whole_) return sizeof(RequestSide) + kAllocationOverhead + comparator::heap_bytes(*whole_);
-  return storage_ ? storage_size() + kAllocationOverhead : 0;
+  if (held_ & kWhole) return sizeof(RequestSide) + kAllocationOverhead + comparator::heap_bytes(*whole());
+  return held_ ? storage_size() + kAllocationOverhead : 0;
 }
 
 }  // namespace shadowpipe::comparator

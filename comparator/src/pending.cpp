@@ -36,9 +36,9 @@ size_t statement_bytes(const SideStatement& statement) {
 // as 40 for the vector's spare capacity (a vector grown by doubling is on
 // average a third empty) and the holes not swept yet (at most as many as the
 // live slots; usually none, as results mostly come in request order).
-// Every pending request pays for it: its id, its request (two pointers and
-// its offset and time) and the result pointer and byte count.
-static_assert(sizeof(PendingEntry) == 80, "an entry in the id table's slab");
+// Every pending request pays for it: its id, its request (its offset, time
+// and one pointer) and the result pointer; eight fill a deque's 512-byte chunk.
+static_assert(sizeof(PendingEntry) == 64, "an entry in the id table's slab");
 size_t entry_overhead(size_t id_heap_bytes) {
   constexpr size_t kEntry = sizeof(PendingEntry) + IdTable<PendingEntry>::kOverheadPerEntry;
   constexpr size_t kOffsetSlot = PendingOffsets::kSlotBytes + 16;
@@ -48,6 +48,20 @@ size_t entry_overhead(size_t id_heap_bytes) {
 // A waiting result's node in the ordered index of results by source offset
 // (or by wall time) that refers to its id.
 constexpr size_t kResultIndexNode = 4 * sizeof(void*) + sizeof(int64_t) + sizeof(const RequestId*) + kAllocationOverhead;
+
+// The bytes an entry is counted for are worked out again from what it holds
+// when it leaves (nothing it holds changes while it waits), so the entry
+// keeps no count of them.
+size_t waiting_request_bytes(const PendingEntry& entry) {
+  return entry_overhead(entry.id.heap_bytes()) + entry.request.heap_bytes();
+}
+
+size_t waiting_result_bytes(size_t id_heap_bytes, const ResultSide& side) {
+  size_t bytes = entry_overhead(id_heap_bytes) + kResultIndexNode + sizeof(WaitingResult) + kAllocationOverhead;
+  bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
+  for (const auto& statement : side.statements) bytes += statement_bytes(statement);
+  return bytes;
+}
 
 SideStatement slim(std::string fingerprint, wire::StatementResult result, bool keep_message) {
   if (!keep_message) {
@@ -136,10 +150,7 @@ size_t estimate_bytes(const std::string& request_id, const RequestSide& side) {
 }
 
 size_t estimate_bytes(const std::string& request_id, const ResultSide& side) {
-  size_t bytes = entry_overhead(RequestId::heap_bytes_for(request_id)) + kResultIndexNode + sizeof(WaitingResult) + kAllocationOverhead;
-  bytes += vector_bytes(side.statements) - side.statements.capacity() * sizeof(SideStatement);
-  for (const auto& statement : side.statements) bytes += statement_bytes(statement);
-  return bytes;
+  return waiting_result_bytes(RequestId::heap_bytes_for(request_id), side);
 }
 
 PairState::PairState(int64_t stall_after_us, int64_t decided_retention_us, size_t decided_capacity)
@@ -262,7 +273,7 @@ void PairState::forget_expired_decisions(int64_t wall_us) {
 
 void PairState::forget_request(const Entry& entry) {
   pending_[0].remove(entry.request.offset());
-  bytes_[0] -= entry.bytes;
+  bytes_[0] -= waiting_request_bytes(entry);
 }
 
 void PairState::forget_result(Entry& entry) {
@@ -273,7 +284,7 @@ void PairState::forget_result(Entry& entry) {
     unplaced_results_.erase({entry.result->since_wall_us, &entry.id});
   }
   pending_[1].remove(result.offset);
-  bytes_[1] -= entry.bytes;
+  bytes_[1] -= waiting_result_bytes(entry.id.heap_bytes(), result);
   --pending_results_;
 }
 
@@ -317,8 +328,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   Entry& entry = entries_.insert(request_id, hash);
   pending_[0].add(side.offset, &entry.id);
   entry.request = PendingRequest(std::move(side), layouts_);
-  entry.bytes = entry_overhead(entry.id.heap_bytes()) + entry.request.heap_bytes();
-  bytes_[0] += entry.bytes;
+  bytes_[0] += waiting_request_bytes(entry);
   Added added;
   added.orphan_results = drop_orphan_results();
   return added;
@@ -348,10 +358,8 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
     remember(hash, wall_us);
     added = join(*found, hash, std::move(request_id), std::move(request), std::move(side));
   } else {
-    const size_t bytes = estimate_bytes(request_id, side);
     Entry& entry = entries_.insert(request_id, hash);
-    entry.bytes = bytes;
-    bytes_[1] += entry.bytes;
+    bytes_[1] += waiting_result_bytes(entry.id.heap_bytes(), side);
     pending_[1].add(side.offset, nullptr);
     if (side.source_offset >= 0) {
       placed_results_.emplace(side.source_offset, &entry.id);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace shadowpipe::comparator {
@@ -87,21 +88,22 @@ class PendingRequest {
   PendingRequest() = default;
   // Moves out of `side`; acquires its layouts from `layouts`.
   PendingRequest(RequestSide&& side, LayoutTable& layouts);
-  PendingRequest(PendingRequest&& other) noexcept = default;
-  PendingRequest& operator=(PendingRequest&& other) noexcept = default;
+  PendingRequest(PendingRequest&& other) noexcept
+      : ts_us_(other.ts_us_), offset_(other.offset_), held_(std::exchange(other.held_, 0)) {}
+  PendingRequest& operator=(PendingRequest&& other) noexcept;
   // Its layouts are released by take(); one dropped without take() leaves
   // its layouts referenced in the table (which frees them with itself).
-  ~PendingRequest() = default;
+  ~PendingRequest() { drop(); }
 
   // Whether it holds a request (until take()).
-  explicit operator bool() const { return storage_ || whole_; }
+  explicit operator bool() const { return held_ != 0; }
   // The request exactly as it came; releases its layouts. Once only: it
   // holds no request after.
   RequestSide take(LayoutTable& layouts);
 
   int64_t ts_us() const { return ts_us_; }
   int64_t offset() const { return offset_; }
-  bool compact() const { return storage_ != nullptr; }
+  bool compact() const { return held_ != 0 && (held_ & kWhole) == 0; }
   // Heap bytes it holds beyond itself, its layouts not included.
   size_t heap_bytes() const;
 
@@ -117,14 +119,19 @@ class PendingRequest {
     uint32_t statement_count = 0;
     uint32_t key_size = 0;
   };
-  Header& header() const { return *reinterpret_cast<Header*>(storage_.get()); }
-  CompactStatement* statements() const { return reinterpret_cast<CompactStatement*>(storage_.get() + sizeof(Header)); }
+  // One word holds either form: the compact form's allocation, or (with
+  // the low bit set; both are aligned) the request as it came.
+  static constexpr std::uintptr_t kWhole = 1;
+  std::byte* storage() const { return reinterpret_cast<std::byte*>(held_); }
+  RequestSide* whole() const { return reinterpret_cast<RequestSide*>(held_ & ~kWhole); }
+  Header& header() const { return *reinterpret_cast<Header*>(storage()); }
+  CompactStatement* statements() const { return reinterpret_cast<CompactStatement*>(storage() + sizeof(Header)); }
   size_t storage_size() const;
+  void drop() noexcept;
 
   int64_t ts_us_ = 0;
   int64_t offset_ = -1;
-  std::unique_ptr<std::byte[]> storage_;  // the compact form
-  std::unique_ptr<RequestSide> whole_;    // when it does not fit the compact form
+  std::uintptr_t held_ = 0;
 };
 
 }  // namespace shadowpipe::comparator

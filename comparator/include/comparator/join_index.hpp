@@ -229,7 +229,7 @@ class IdTable {
   // Bytes per entry the table and slab take besides the Entry itself, on
   // average: its 8-byte slot in a table between 3/8 and 3/4 full (16 at
   // half full), and its share of the slab's chunk headers and chunk map (a
-  // deque's chunk holds 512 bytes' worth of entries: 6 of 80 bytes).
+  // deque's chunk holds 512 bytes' worth of entries: 8 of 64 bytes).
   static constexpr size_t kOverheadPerEntry = 16 + 8;
 
  private:

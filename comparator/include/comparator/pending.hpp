@@ -119,7 +119,6 @@ struct PendingEntry {
   RequestId id;
   PendingRequest request;                 // holds none when the entry is a result
   std::unique_ptr<WaitingResult> result;  // a pointer: most entries are requests
-  size_t bytes = 0;
 };
 
 class PairState {
