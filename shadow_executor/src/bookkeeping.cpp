@@ -249,15 +249,22 @@ std::string binary_array(uint32_t element_type, size_t count, const std::string&
 }
 }  // namespace
 
-BatchLog::BatchLog(const PartitionId& id, size_t units) {
-  // The UPDATE in a WITH runs whether or not the INSERT reads it: the fence
-  // at the batch's start checked the offset already.
-  statement_.sql =
+namespace {
+// The UPDATE in a WITH runs whether or not the INSERT reads it: the fence
+// at the batch's start checked the offset already.
+const std::string& batch_log_sql() {
+  static const std::string sql =
       "WITH advanced AS (UPDATE shadowpipe.applied SET next_offset = $4::bigint, updated_at = now()"
       " WHERE consumer_group = $1 AND topic = $2 AND partition = $3::int RETURNING 1)" +
       log_write({"$1", "$2", "$3::int", "$8::bigint", "$4::bigint - 1", "'results'", "$5::bigint[]", "$6::text[]",
                  "$7::text[]"},
                 "");
+  return sql;
+}
+}  // namespace
+
+BatchLog::BatchLog(const PartitionId& id, size_t units) {
+  statement_.sql = batch_log_sql();
   // The scalars as text, the arrays binary.
   statement_.params = {id.group,      id.topic,      std::to_string(id.partition), std::string(),
                        std::string(), std::string(), std::string(),                std::string()};
@@ -296,6 +303,23 @@ std::string fence_check(const Quote& quote, const PartitionId& id, int64_t first
   return "SELECT coalesce((SELECT next_offset::text FROM shadowpipe.applied" + partition_row(quote, id) +
          " AND next_offset <= " + std::to_string(first_offset) + " FOR UPDATE), " +
          quote("shadowpipe fence: offset " + std::to_string(first_offset) + " was applied before") + ")::bigint";
+}
+
+std::string prepare_batch_statements() {
+  // DEALLOCATE ALL first: what the traffic left (it cannot PREPARE: the
+  // runner refuses that) and a half-done earlier attempt are gone, so the
+  // names are free. The parameter types are BatchLog's binding's.
+  return "DEALLOCATE ALL; PREPARE shadowpipe_fence (text, text, int, bigint) AS"
+         " SELECT coalesce((SELECT next_offset::text FROM shadowpipe.applied WHERE consumer_group = $1 AND topic = $2"
+         " AND partition = $3 AND next_offset <= $4 FOR UPDATE),"
+         " 'shadowpipe fence: offset ' || $4 || ' was applied before')::bigint; PREPARE " +
+         std::string(kBatchLogStatement) + " (text, text, int, bigint, bigint[], text[], text[], bigint) AS " +
+         batch_log_sql();
+}
+
+std::string fence_check_prepared(const Quote& quote, const PartitionId& id, int64_t first_offset) {
+  return "EXECUTE shadowpipe_fence(" + quote(id.group) + ", " + quote(id.topic) + ", " + std::to_string(id.partition) +
+         ", " + std::to_string(first_offset) + ")";
 }
 
 std::string advance_applied(const Quote& quote, const PartitionId& id, int64_t last_offset) {

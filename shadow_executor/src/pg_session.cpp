@@ -160,6 +160,17 @@ void PgSession::pipeline_send(const std::string& sql, const wire::Statement* sta
   sent_at_.emplace_back();
 }
 
+void PgSession::pipeline_send_prepared(const std::string& name, const wire::Statement& statement) {
+  const BoundParams bound(statement);
+  if (!PQsendQueryPrepared(conn_.get(), name.c_str(), bound.count(), bound.value_array(), bound.length_array(),
+                           bound.format_array(), bound.result_format)) {
+    throw_if_lost();
+    throw Failure(std::string("cannot send to the shadow: ") + PQerrorMessage(conn_.get()));
+  }
+  sent_is_sync_.push_back(false);
+  sent_at_.emplace_back();
+}
+
 void PgSession::pipeline_flush_request() {
   if (!PQsendFlushRequest(conn_.get())) throw_if_lost();
 }

@@ -42,7 +42,7 @@ UnitRunner::~UnitRunner() = default;
 // whether the batch goes on (statement_policy.hpp).
 class UnitRunner::Attempt final : public EngineSink {
  public:
-  enum class Start { ok, begin_refused, fence_refused, settings_refused, savepoint_refused };
+  enum class Start { ok, begin_refused, fence_refused, settings_refused, savepoint_refused, prepared_lost };
 
   Attempt(UnitRunner& runner, std::vector<PlannedUnit>& units, bool batch, bool has_settings, bool direct)
       : runner_(runner), units_(units), batch_(batch), has_settings_(has_settings), direct_(direct) {}
@@ -51,7 +51,10 @@ class UnitRunner::Attempt final : public EngineSink {
     // BEGIN, the fence, the settings when there are any, SAVEPOINT sp (not in a direct batch).
     const size_t settings_at = 2, savepoint_at = has_settings_ ? 3 : 2;
     if (!replies[0].ok()) return refuse(Start::begin_refused, replies[0]);
-    if (!replies[1].ok()) return refuse(Start::fence_refused, replies[1]);
+    // 26000: the fence's prepared statement is gone, which says nothing of the offsets.
+    if (!replies[1].ok()) {
+      return refuse(replies[1].sqlstate == "26000" ? Start::prepared_lost : Start::fence_refused, replies[1]);
+    }
     if (has_settings_ && !replies[settings_at].ok()) return refuse(Start::settings_refused, replies[settings_at]);
     if (!direct_ && !replies[savepoint_at].ok()) return refuse(Start::savepoint_refused, replies[savepoint_at]);
     return true;
@@ -184,13 +187,16 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
     planned.push_back(PlannedUnit{&request, std::move(steps), undo, runs_per_statement(request)});
   }
   const bool direct = try_direct && runs_direct(planned);
+  prepare_batch_statements();
   const std::string settings = settings_select(units[first].request->session);
   // A unit that ran under another isolation level on the primary runs
   // alone, and its transaction gets that level.
   const std::string isolation = batch ? "" : isolation_clause(*units[first].request, analyzer_);
   Segment start;
-  for (std::string sql : {"BEGIN" + isolation, bookkeeping_sql::fence_check(quote_, id, units[first].offset), settings,
-                          std::string(direct ? "" : "SAVEPOINT sp")}) {
+  const std::string fence = prepared_ == Prepared::yes
+                                ? bookkeeping_sql::fence_check_prepared(quote_, id, units[first].offset)
+                                : bookkeeping_sql::fence_check(quote_, id, units[first].offset);
+  for (std::string sql : {"BEGIN" + isolation, fence, settings, std::string(direct ? "" : "SAVEPOINT sp")}) {
     if (!sql.empty()) start.push_back(Command{Command::Type::bookkeeping, std::move(sql)});
   }
   const bool alone = runs_alone(*units[first].request, analyzer_);
@@ -216,6 +222,7 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
       return Outcome::committed;
     case Attempt::Start::savepoint_refused:
       throw_refused("SAVEPOINT refused on the shadow: ", &attempt.refusal);
+    case Attempt::Start::prepared_lost: batch_statements_lost(attempt.refusal.sqlstate, attempt.refusal.message);
   }
   if (attempt.redo) return Outcome::redo_serially;
   if (attempt.transient) throw Transient(Transient::Cause::refused_for_now, *attempt.transient);
@@ -253,13 +260,22 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   // bookkeeping: a slow log insert must not turn into a shadow error of the
   // unit. After an error the server skips the rest of the segment, COMMIT
   // included.
+  // A utility statement of the traffic may have been DEALLOCATE ALL: the
+  // text goes this once, and the statements are prepared again before the
+  // next batch.
+  const bool prepared = prepared_ == Prepared::yes && !session_changed;
+  if (session_changed && prepared_ == Prepared::yes) prepared_ = Prepared::no;
   std::vector<Reply> replies;
   session_.pipeline_enter();
   try {
     for (const auto& command : closing) session_.pipeline_send(command, nullptr);
     session_.pipeline_send("SET LOCAL statement_timeout = 0", nullptr);
     const wire::Statement& bookkeeping = log.statement(units.back().offset + 1);
-    session_.pipeline_send(bookkeeping.sql, &bookkeeping);
+    if (prepared) {
+      session_.pipeline_send_prepared(bookkeeping_sql::kBatchLogStatement, bookkeeping);
+    } else {
+      session_.pipeline_send(bookkeeping.sql, &bookkeeping);
+    }
     session_.pipeline_send("COMMIT", nullptr);
     if (session_changed) session_.pipeline_send("RESET ALL", nullptr);
     session_.pipeline_sync();
@@ -287,6 +303,7 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
     return Outcome::committed;
   }
   session_.script("ROLLBACK");
+  if (prepared && commit_sqlstate == "26000") batch_statements_lost(commit_sqlstate, commit_error);
   const std::string why = "the shadow did not commit (" + commit_sqlstate + "): " + commit_error;
   switch (classify_commit_failure(commit_sqlstate, abandoning(), units.size() - first > 1)) {
     case CommitFailure::abandoned:
@@ -326,6 +343,23 @@ UnitReport UnitRunner::blank_report(const wire::Request& request, const Partitio
   report.result.source_partition = id.partition;
   report.result.source_offset = offset;
   return report;
+}
+
+void UnitRunner::prepare_batch_statements() {
+  if (prepared_ != Prepared::no) return;
+  const auto replies = session_.script(bookkeeping_sql::prepare_batch_statements());
+  const bool all_ok = replies.size() == 3 && std::all_of(replies.begin(), replies.end(), [](const Reply& reply) { return reply.ok(); });
+  prepared_ = all_ok ? Prepared::yes : Prepared::unavailable;
+}
+
+// Nothing of the batch committed (the transaction was rolled back): it is
+// run again once the statements are prepared again.
+void UnitRunner::batch_statements_lost(const std::string& sqlstate, const std::string& message) {
+  prepared_ = ++prepared_lost_ >= 3 ? Prepared::unavailable : Prepared::no;
+  throw Transient(Transient::Cause::refused_for_now,
+                  "the shadow lost the executor's prepared bookkeeping statements (" + sqlstate + ": " + message +
+                      "); the batch runs again" +
+                      (prepared_ == Prepared::unavailable ? " with their texts (lost three times on this connection)" : ""));
 }
 
 std::vector<UnitReport> UnitRunner::run_batch(const std::vector<BatchUnit>& units, const PartitionId& id) {

@@ -6,6 +6,7 @@
 // their text (always or once) and COMMIT fail once, and read what was sent.
 #pragma once
 
+#include "shadow_executor/bookkeeping.hpp"
 #include "shadow_executor/runner_errors.hpp"
 #include "shadow_executor/shadow_session.hpp"
 
@@ -34,6 +35,9 @@ class FakeSession final : public executor::ShadowSession {
   std::map<std::string, std::string> fail_once;    // statement text -> SQLSTATE, then it succeeds
   std::string commit_fails_once;          // SQLSTATE of the next COMMIT; "08006" loses the connection
   int begins = 0;
+  std::set<std::string> prepared;         // names PREPAREd in the session (a test may take them away)
+  bool refuse_prepare = false;            // PREPARE fails, as through a pooler that cannot keep them
+  std::string lose_prepared_at;           // this statement's text takes the prepared ones away as it runs
 
   std::string literal(std::string_view text) override {
     std::string out = "'";
@@ -59,6 +63,13 @@ class FakeSession final : public executor::ShadowSession {
   void pipeline_send(const std::string& sql, const wire::Statement* statement) override {
     piped_.push_back(sql);
     piped_params_.push_back(statement ? statement->params : executor::Params{});
+  }
+  void pipeline_send_prepared(const std::string& name, const executor::Params& params) {
+    piped_.push_back("EXECUTE " + name);
+    piped_params_.push_back(params);
+  }
+  void pipeline_send_prepared(const std::string& name, const wire::Statement& statement) override {
+    pipeline_send_prepared(name, statement.params);
   }
   void pipeline_flush_request() override {}
   void pipeline_sync() override {
@@ -151,6 +162,14 @@ class FakeSession final : public executor::ShadowSession {
     return reply;
   }
 
+  // BatchLog's statement: offset and log.
+  Reply batch_log(const executor::Params& params) {
+    work_.next_offset = std::stoll(params.at(3).value());
+    const int64_t rows = array_length(params.at(4));
+    work_.logged += rows;
+    return ok("INSERT 0 " + std::to_string(rows), PGRES_COMMAND_OK, rows);
+  }
+
   // The element count of a binary array parameter (array_recv's format).
   static int64_t array_length(const std::optional<std::string>& array) {
     if (!array || array->size() < 16) return 0;
@@ -162,8 +181,10 @@ class FakeSession final : public executor::ShadowSession {
   Reply run(const std::string& command, const executor::Params& params = {}) {
     static const std::regex insert(R"(INSERT INTO t VALUES \((\d+)\))");
     static const std::regex fence(R"(next_offset <= (\d+) FOR UPDATE)");
+    static const std::regex prepared_fence(R"(^EXECUTE shadowpipe_fence\('.*', '.*', \d+, (\d+)\)$)");
     static const std::regex advance(R"(UPDATE shadowpipe\.applied SET next_offset = (\d+).*?(?:next_offset <= (\d+))?$)");
     sent.push_back(command);
+    if (!lose_prepared_at.empty() && command == lose_prepared_at) prepared.clear();
     if (!in_tx_) work_ = committed;  // outside a transaction each command commits alone
     std::smatch match;
     if (command.rfind("BEGIN", 0) == 0) {
@@ -216,6 +237,26 @@ class FakeSession final : public executor::ShadowSession {
       }
       return fail("3B001", "savepoint \"" + name + "\" does not exist");
     }
+    if (command == "DEALLOCATE ALL") {  // not transactional: gone even if rolled back
+      prepared.clear();
+      return ok("DEALLOCATE ALL");
+    }
+    if (command.rfind("PREPARE ", 0) == 0) {
+      if (refuse_prepare) return fail("08P01", "prepared statements are not supported");
+      const std::string name = command.substr(8, command.find(' ', 8) - 8);
+      if (!prepared.insert(name).second) return fail("42P05", "prepared statement \"" + name + "\" already exists");
+      return ok("PREPARE");
+    }
+    if (command.rfind("EXECUTE shadowpipe_", 0) == 0) {
+      const std::string name = command.substr(8, command.find_first_of("( ", 8) - 8);
+      if (!prepared.contains(name)) return fail("26000", "prepared statement \"" + name + "\" does not exist");
+      if (std::regex_match(command, match, prepared_fence)) {
+        if (work_.next_offset > std::stoll(match[1])) return fail("22P02", "shadowpipe fence: applied before");
+        return value(std::to_string(work_.next_offset));
+      }
+      if (name == executor::bookkeeping_sql::kBatchLogStatement) return batch_log(params);
+      return fail("42601", "the fake does not know " + command);
+    }
     if (auto found = fail_always.find(command); found != fail_always.end()) return fail(found->second, "fails");
     if (auto found = fail_once.find(command); found != fail_once.end()) {
       const std::string sqlstate = found->second;
@@ -234,12 +275,7 @@ class FakeSession final : public executor::ShadowSession {
       if (!in_tx_) committed = work_;
       return ok("INSERT 0 " + std::to_string(moved.affected_rows), PGRES_COMMAND_OK, moved.affected_rows);
     }
-    if (command.rfind("WITH advanced AS (UPDATE shadowpipe.applied", 0) == 0) {  // BatchLog: offset and log
-      work_.next_offset = std::stoll(params.at(3).value());
-      const int64_t rows = array_length(params.at(4));
-      work_.logged += rows;
-      return ok("INSERT 0 " + std::to_string(rows), PGRES_COMMAND_OK, rows);
-    }
+    if (command.rfind("WITH advanced AS (UPDATE shadowpipe.applied", 0) == 0) return batch_log(params);
     if (std::regex_search(command, match, advance)) {
       if (match[2].matched && work_.next_offset > std::stoll(match[2])) return ok("UPDATE 0");
       work_.next_offset = std::stoll(match[1]);

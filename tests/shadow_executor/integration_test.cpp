@@ -509,9 +509,9 @@ TEST_P(ExecutorRunner, WhatCannotBeReplayedIsRefusedAndTheNextUnitRuns) {
   }
   EXPECT_EQ(bench.count(), 0);
   EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), static_cast<int64_t>(refused.size()));
-  // Nothing was left on the connection: no lock, no prepared statement, and the next unit runs.
+  // Nothing was left on the connection: no lock, no prepared statement (but the runner's own), and the next unit runs.
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").value(0, 0)), "0");
-  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements").value(0, 0)), "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements WHERE name NOT IN ('shadowpipe_fence', 'shadowpipe_batch_log')").value(0, 0)), "0");
   EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").value(0, 0)), "0");
   EXPECT_EQ(std::string(bench.conn.exec_checked("SHOW search_path").value(0, 0)), "\"$user\", public");
   auto next = bench.run(make_request("after", "k", TxMode::autocommit, {insert_item(3, "c")}));
@@ -702,6 +702,45 @@ TEST_P(ExecutorRunner, AnOffsetIsAppliedOnlyOnce) {
   ASSERT_TRUE(bench.runner->run(request, bench.id, 0).applied);
   EXPECT_FALSE(bench.runner->run(request, bench.id, 0).applied);
   EXPECT_EQ(bench.count(), 1);
+}
+
+// The batch's fence and log run as statements prepared on the connection;
+// traffic that deallocates them costs at most a batch run again, and never
+// a unit's result or an offset.
+TEST_P(ExecutorRunner, TrafficThatDeallocatesTheBatchStatementsIsAppliedOnceWithItsOwnResults) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  ASSERT_TRUE(bench.run(make_request("r0", "k", TxMode::autocommit, {insert_item(1, "a")})).applied);
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements").value(0, 0)), "2")
+      << "the fence and the log, prepared on the runner's connection (the bench's own)";
+  auto deallocating = bench.run(make_request("r1", "k", TxMode::autocommit, {make_statement("DEALLOCATE ALL", {})}));
+  EXPECT_TRUE(deallocating.applied);
+  ASSERT_EQ(deallocating.result.statements.size(), 1u);
+  EXPECT_EQ(deallocating.result.statements[0].result.status, Status::ok);
+  ASSERT_TRUE(bench.run(make_request("r2", "k", TxMode::autocommit, {insert_item(2, "b")})).applied);
+  // DEALLOCATE ALL ran, then the text failed: the log finds its statement
+  // gone, and the batch runs again (three times, then with the texts).
+  const auto failing = make_request("r3", "k", TxMode::autocommit, {make_statement("DEALLOCATE ALL; SELECT 1/0", {})});
+  ex::UnitReport report;
+  int transient = 0;
+  for (;;) {
+    try {
+      report = bench.runner->run(failing, bench.id, 3);
+      break;
+    } catch (const sp::Transient& lost) {
+      EXPECT_NE(std::string(lost.what()).find("26000"), std::string::npos) << lost.what();
+      ASSERT_LT(++transient, 4);
+    }
+  }
+  EXPECT_EQ(transient, 3);
+  EXPECT_TRUE(report.applied);
+  ASSERT_EQ(report.result.statements.size(), 1u);
+  EXPECT_EQ(report.result.statements[0].result.sqlstate, "22012") << "its own error, not the lost statement's";
+  bench.next = 4;
+  ASSERT_TRUE(bench.run(make_request("r4", "k", TxMode::autocommit, {insert_item(3, "c")})).applied);
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 5);
+  EXPECT_EQ(bench.count(), 3);
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT sum(cardinality(source_offsets)) FROM shadowpipe.results_log").value(0, 0)), "5")
+      << "one logged record per unit";
 }
 
 TEST_P(ExecutorRunner, SessionSettingsOfTheRecordApply) {

@@ -187,6 +187,82 @@ TEST_P(Runner, UnitsAppliedBeforeAreNotRunAgain) {
   EXPECT_EQ(session.committed.rows, (std::set<int>{2}));
 }
 
+// The statements every batch runs are parsed and planned once a connection
+// (they were 260 us of the server's CPU a batch), and their loss never
+// becomes a unit's result, a moved fence or a skipped unit.
+size_t count_sent(const FakeSession& session, const std::string& prefix) { return session.sent_starting(prefix).size(); }
+
+TEST_P(Runner, TheBatchStatementsArePreparedOnceAConnectionAndRunByName) {
+  for (int i = 1; i <= 3; ++i) EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (" + std::to_string(i) + ")"})).applied);
+  EXPECT_EQ(count_sent(session, "PREPARE "), 2u) << "the fence and the batch log, once";
+  EXPECT_EQ(count_sent(session, "EXECUTE shadowpipe_fence("), 3u);
+  EXPECT_EQ(count_sent(session, "EXECUTE shadowpipe_batch_log"), 3u);
+  EXPECT_EQ(count_sent(session, "SELECT coalesce((SELECT next_offset"), 0u) << "no fence text";
+  EXPECT_EQ(count_sent(session, "WITH advanced AS"), 0u) << "no batch log text";
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1, 2, 3}));
+  EXPECT_EQ(session.committed.next_offset, 3);
+  EXPECT_EQ(session.committed.logged, 3);
+}
+
+TEST_P(Runner, AfterAUtilityStatementTheBatchLogGoesAsTextAndTheStatementsArePreparedAgain) {
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})).applied);
+  auto deallocating = run(request(TxMode::autocommit, {"DEALLOCATE ALL"}));
+  EXPECT_TRUE(deallocating.applied);
+  EXPECT_EQ(statuses(deallocating), (std::vector<Status>{Status::ok}));
+  EXPECT_EQ(count_sent(session, "WITH advanced AS"), 1u) << "the unit that may have deallocated them logs by text";
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"})).applied);
+  EXPECT_EQ(count_sent(session, "PREPARE "), 4u) << "prepared again before the next batch";
+  EXPECT_EQ(count_sent(session, "EXECUTE shadowpipe_batch_log"), 2u);
+  EXPECT_EQ(session.committed.next_offset, 3);
+  EXPECT_EQ(session.committed.logged, 3);
+}
+
+TEST_P(Runner, StatementsTheServerLostAtTheFenceRunTheBatchAgainNeverMovingTheFence) {
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})).applied);
+  session.prepared.clear();
+  const auto unit = request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"});
+  EXPECT_THROW(runner().run(unit, id, 1), Transient) << "a 26000 at the fence is not a refused fence (a Failure)";
+  EXPECT_EQ(session.committed.next_offset, 1);
+  auto report = runner().run(unit, id, 1);  // as the partition worker retries it
+  EXPECT_TRUE(report.applied);
+  EXPECT_EQ(statuses(report), (std::vector<Status>{Status::ok}));
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1, 2}));
+  EXPECT_EQ(session.committed.next_offset, 2);
+}
+
+TEST_P(Runner, StatementsTheServerLostBeforeTheBatchLogRunTheBatchAgainNeverRecordingTheLoss) {
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})).applied);
+  session.lose_prepared_at = "INSERT INTO t VALUES (2)";
+  const auto unit = request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"});
+  EXPECT_THROW(runner().run(unit, id, 1), Transient);
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1})) << "rolled back";
+  EXPECT_EQ(session.committed.next_offset, 1);
+  EXPECT_EQ(session.committed.logged, 1);
+  session.lose_prepared_at.clear();
+  auto report = runner().run(unit, id, 1);
+  EXPECT_TRUE(report.applied);
+  EXPECT_EQ(statuses(report), (std::vector<Status>{Status::ok})) << "the 26000 is not the unit's result";
+  EXPECT_EQ(session.committed.rows, (std::set<int>{1, 2}));
+  EXPECT_EQ(session.committed.next_offset, 2);
+}
+
+TEST_P(Runner, AServerThatLosesThemThreeTimesOrRefusesThemGetsTheTexts) {
+  session.refuse_prepare = true;
+  for (int i = 1; i <= 2; ++i) EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (" + std::to_string(i) + ")"})).applied);
+  EXPECT_EQ(count_sent(session, "PREPARE "), 1u) << "refused once, not asked again on this connection";
+  EXPECT_EQ(count_sent(session, "EXECUTE "), 0u);
+  EXPECT_EQ(count_sent(session, "WITH advanced AS"), 2u);
+
+  FakeSession losing;
+  ex::UnitRunner runner(losing, ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "test", nullptr, GetParam()}, analyzer);
+  losing.lose_prepared_at = "INSERT INTO t VALUES (7)";
+  const auto unit = request(TxMode::autocommit, {"INSERT INTO t VALUES (7)"});
+  for (int attempt = 1; attempt <= 3; ++attempt) EXPECT_THROW(runner.run(unit, id, 0), Transient) << attempt;
+  EXPECT_TRUE(runner.run(unit, id, 0).applied) << "the fourth attempt sends the texts";
+  EXPECT_EQ(losing.committed.next_offset, 1);
+  EXPECT_EQ(losing.committed.rows, (std::set<int>{7}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, Runner, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "pipelined" : "plain"; });
 

@@ -92,6 +92,15 @@ namespace bookkeeping_sql {
 // Locks the partition's row and fails (so nothing after it in the
 // transaction runs) unless `first_offset` is not applied yet.
 std::string fence_check(const Quote& quote, const PartitionId& id, int64_t first_offset);
+
+// The statements every batch runs, PREPAREd once a connection so the server
+// parses and plans them once (planning them was 260 us of its CPU a batch):
+// the script that (re)prepares them, the fence as an EXECUTE of its
+// prepared form (the same check, the same error), and the name of
+// BatchLog's statement.
+inline constexpr const char* kBatchLogStatement = "shadowpipe_batch_log";
+std::string prepare_batch_statements();
+std::string fence_check_prepared(const Quote& quote, const PartitionId& id, int64_t first_offset);
 // Moves the partition past `last_offset` (its row locked by the fence).
 std::string advance_applied(const Quote& quote, const PartitionId& id, int64_t last_offset);
 // Moves the partition past `offset` unless it is there already; one row

@@ -67,6 +67,9 @@ class ShadowSession {
   // statement: the traffic's statement whose parameters, types and result
   // format go with sql; null for the runner's own commands.
   virtual void pipeline_send(const std::string& sql, const wire::Statement* statement) = 0;
+  // The runner's own statement `name`, PREPAREd on this connection before,
+  // with the parameters of `statement` (its text is not sent).
+  virtual void pipeline_send_prepared(const std::string& name, const wire::Statement& statement) = 0;
   // Asks the server to send the replies so far at once, not at the next
   // sync, so each statement's arrival time is its own.
   virtual void pipeline_flush_request() = 0;
@@ -90,6 +93,7 @@ class PgSession final : public ShadowSession {
   Reply statement(const wire::Statement& statement, int statement_count) override;
   void pipeline_enter() override;
   void pipeline_send(const std::string& sql, const wire::Statement* statement) override;
+  void pipeline_send_prepared(const std::string& name, const wire::Statement& statement) override;
   void pipeline_flush_request() override;
   void pipeline_sync() override;
   std::vector<Reply> pipeline_collect() override;

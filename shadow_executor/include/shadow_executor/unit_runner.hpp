@@ -183,6 +183,16 @@ class UnitRunner {
     return config_.normalization ? *config_.normalization : default_normalization_;
   }
 
+  // The batch statements PREPAREd on this connection
+  // (bookkeeping_sql::prepare_batch_statements). `no`: not yet, or to be
+  // prepared again (after a utility statement of the traffic, which may have
+  // been a DEALLOCATE ALL, or the server said it lost them); `unavailable`:
+  // the server does not keep them (refused, or lost three times: a
+  // transaction-mode pooler between), so their texts are sent, as before.
+  enum class Prepared { no, yes, unavailable };
+  void prepare_batch_statements();
+  [[noreturn]] void batch_statements_lost(const std::string& sqlstate, const std::string& message);
+
   std::unique_ptr<ShadowSession> owned_session_;
   ShadowSession& session_;
   Quote quote_;
@@ -198,6 +208,8 @@ class UnitRunner {
   // not see. config_.ddl_seen points here when no shared flag was given.
   std::atomic<bool> own_ddl_seen_{false};
   size_t direct_batches_run_ = 0;
+  Prepared prepared_ = Prepared::no;
+  int prepared_lost_ = 0;
 };
 
 }  // namespace shadowpipe::executor
