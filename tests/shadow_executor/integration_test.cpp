@@ -1535,18 +1535,25 @@ OvertakenByRetention run_overtaken_by_retention(const std::string& stem,
   auto options = base_options(topics, shadow.dsn(), group);
   bound(options);
   RunningExecutor running(std::move(options));
+  OvertakenByRetention run;
   {
-    // Until the slow unit runs.
+    // Until the slow unit runs. The group's first assignment can take long on
+    // a loaded machine; deleting before it would test nothing (the executor
+    // would start where retention left off), so that is a failure of its own.
     sp::pg::Connection conn(shadow.dsn());
-    const auto until = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < until &&
-           conn.exec_checked("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'")
-                   .value(0, 0) == "0") {
-      std::this_thread::sleep_for(20ms);
+    const auto until = std::chrono::steady_clock::now() + 90s;
+    bool running_slow_unit = false;
+    while (!running_slow_unit && std::chrono::steady_clock::now() < until) {
+      running_slow_unit =
+          conn.exec_checked("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'").value(0, 0) != "0";
+      if (!running_slow_unit) std::this_thread::sleep_for(20ms);
+    }
+    if (!running_slow_unit) {
+      ADD_FAILURE() << "the executor did not run the slow unit within 90 s: not assigned?";
+      return run;
     }
   }
   delete_records(topics.requests(), 0, 15);
-  OvertakenByRetention run;
   EXPECT_TRUE(wait_applied(shadow.dsn(), group, topics, 30s));
   run.announced = metric_value(running.executor(), "shadowpipe_executor_gap_units_total{reason=\"retention\"}");
   EXPECT_EQ(running.stop(), 0);
