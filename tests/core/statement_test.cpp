@@ -144,6 +144,14 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
     EXPECT_FALSE(analyzed(sql).session_uses.empty()) << sql;
   }
   EXPECT_TRUE(analyzed("SELECT pg_advisory_xact_lock(1)").session_uses.empty());
+  // What takes a replayer's own prepared statements away, in any text.
+  for (const char* sql : {"DEALLOCATE p", "DEALLOCATE ALL", "DEALLOCATE PREPARE ALL", "DISCARD ALL",
+                          "SELECT 1; DEALLOCATE ALL; INSERT INTO t VALUES (1)"}) {
+    EXPECT_TRUE(analyzed(sql).drops_prepared_statements) << sql;
+  }
+  for (const char* sql : {"DISCARD TEMP", "DISCARD PLANS", "RESET ALL", "SET search_path = app", "EXECUTE p(1)", "SELECT 1"}) {
+    EXPECT_FALSE(analyzed(sql).drops_prepared_statements) << sql;
+  }
 }
 
 // The settings a statement changes, as a capture that follows a session reads them.

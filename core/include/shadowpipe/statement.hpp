@@ -90,6 +90,9 @@ struct Analysis {
   // (EXECUTE, DEALLOCATE, LISTEN / UNLISTEN, advisory unlocks): elsewhere,
   // as on the shadow's shared connection, it means something else.
   std::vector<std::string> session_uses;
+  // DEALLOCATE or DISCARD ALL: drops the session's prepared statements
+  // (a replayer's own among them).
+  bool drops_prepared_statements = false;
   std::vector<SettingChange> setting_changes;  // SET, RESET, set_config, DISCARD ALL / TEMP, in order
   // Transaction control a replayer runs inside the unit's transaction, as the
   // primary ran it (set only for a text of one statement):

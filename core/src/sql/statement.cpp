@@ -680,9 +680,13 @@ void add_session_reasons(std::string_view type, object node, std::string_view sq
     SettingChange change;
     change.kind = target == "DISCARD_ALL" ? SettingChange::Kind::discard_all : SettingChange::Kind::discard_temp;
     if (target == "DISCARD_ALL" || target == "DISCARD_TEMP") analysis.setting_changes.push_back(std::move(change));
+    if (target == "DISCARD_ALL") analysis.drops_prepared_statements = true;
   }
   if (type == "ExecuteStmt") add_unique(analysis.session_uses, "EXECUTE of a statement PREPAREd by the session");
-  if (type == "DeallocateStmt") add_unique(analysis.session_uses, "DEALLOCATE of a statement PREPAREd by the session");
+  if (type == "DeallocateStmt") {
+    add_unique(analysis.session_uses, "DEALLOCATE of a statement PREPAREd by the session");
+    analysis.drops_prepared_statements = true;
+  }
   if (type == "ListenStmt") add_unique(analysis.session_reasons, "LISTEN");
   if (type == "UnlistenStmt") add_unique(analysis.session_uses, "UNLISTEN");
   if (type == "VariableSetStmt" && !bool_field(node, "is_local")) {
