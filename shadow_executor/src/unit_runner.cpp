@@ -238,11 +238,26 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
       reports[u].notes.push_back(step.note);
     }
   }
-  return finish(units, first, id, reports, transport->closing(), attempt.session_changed);
+  return finish(units, first, id, reports, transport->closing(), attempt.session_changed,
+                drops_prepared_statements(planned));
+}
+
+// Decided from the texts, not from how they ended: a DEALLOCATE ALL in a
+// text of several statements has run whether or not the text failed later.
+bool UnitRunner::drops_prepared_statements(const std::vector<PlannedUnit>& planned) {
+  for (const auto& unit : planned) {
+    for (size_t i = 0; i < unit.steps.size(); ++i) {
+      if (!unit.steps[i].execute) continue;
+      const auto analysis = analyzer_.analyze_shared(unit.request->statements[i].sql);
+      if (!analysis.ok() || analysis.value()->drops_prepared_statements) return true;
+    }
+  }
+  return false;
 }
 
 UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
-                                       std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed) {
+                                       std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed,
+                                       bool drops_prepared) {
   if (abandoning()) {
     session_.script("ROLLBACK");
     throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " abandoned at shutdown");
@@ -260,16 +275,20 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   // bookkeeping: a slow log insert must not turn into a shadow error of the
   // unit. After an error the server skips the rest of the segment, COMMIT
   // included.
-  // A utility statement of the traffic may have been DEALLOCATE ALL: the
-  // text goes this once, and the statements are prepared again before the
-  // next batch.
-  const bool prepared = prepared_ == Prepared::yes && !session_changed;
-  if (session_changed && prepared_ == Prepared::yes) prepared_ = Prepared::no;
+  // After traffic that may have dropped the prepared statements the text
+  // goes this once, and they are prepared again before the next batch.
+  const bool prepared = prepared_ == Prepared::yes && !drops_prepared;
+  if (drops_prepared && prepared_ == Prepared::yes) prepared_ = Prepared::no;
   std::vector<Reply> replies;
   session_.pipeline_enter();
   try {
     for (const auto& command : closing) session_.pipeline_send(command, nullptr);
-    session_.pipeline_send("SET LOCAL statement_timeout = 0", nullptr);
+    // The search path too: the log's names are qualified, and a prepared
+    // statement is planned again whenever the path differs from its last
+    // run's (the traffic's units set theirs, a tenant's schema for example).
+    session_.pipeline_send("SELECT pg_catalog.set_config('statement_timeout', '0', true),"
+                           " pg_catalog.set_config('search_path', 'pg_catalog', true)",
+                           nullptr);
     const wire::Statement& bookkeeping = log.statement(units.back().offset + 1);
     if (prepared) {
       session_.pipeline_send_prepared(bookkeeping_sql::kBatchLogStatement, bookkeeping);
@@ -284,6 +303,9 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
     session_.pipeline_leave();
     throw;
   }
+  const size_t log_at = closing.size() + 1;  // the closing commands, the settings, the log
+  const bool log_lost = prepared && replies.size() > log_at && replies[log_at].kind == Reply::Kind::error &&
+                        replies[log_at].sqlstate == "26000";
   // A COMMIT of a transaction the server had aborted answers with the tag
   // ROLLBACK, not an error: the batch counts as committed only on "COMMIT".
   bool committed = false;
@@ -303,7 +325,7 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
     return Outcome::committed;
   }
   session_.script("ROLLBACK");
-  if (prepared && commit_sqlstate == "26000") batch_statements_lost(commit_sqlstate, commit_error);
+  if (log_lost) batch_statements_lost(replies[log_at].sqlstate, replies[log_at].message);
   const std::string why = "the shadow did not commit (" + commit_sqlstate + "): " + commit_error;
   switch (classify_commit_failure(commit_sqlstate, abandoning(), units.size() - first > 1)) {
     case CommitFailure::abandoned:
@@ -348,8 +370,12 @@ UnitReport UnitRunner::blank_report(const wire::Request& request, const Partitio
 void UnitRunner::prepare_batch_statements() {
   if (prepared_ != Prepared::no) return;
   const auto replies = session_.script(bookkeeping_sql::prepare_batch_statements());
-  const bool all_ok = replies.size() == 3 && std::all_of(replies.begin(), replies.end(), [](const Reply& reply) { return reply.ok(); });
-  prepared_ = all_ok ? Prepared::yes : Prepared::unavailable;
+  const auto failed = std::find_if(replies.begin(), replies.end(), [](const Reply& reply) { return !reply.ok(); });
+  if (failed != replies.end() && transient_sqlstate(failed->sqlstate)) {
+    throw Transient(Transient::Cause::refused_for_now, "preparing the executor's bookkeeping statements failed for now (" +
+                                                           failed->sqlstate + ": " + failed->message + ")");
+  }
+  prepared_ = failed == replies.end() && replies.size() == 3 ? Prepared::yes : Prepared::unavailable;
 }
 
 // Nothing of the batch committed (the transaction was rolled back): it is

@@ -237,10 +237,8 @@ class FakeSession final : public executor::ShadowSession {
       }
       return fail("3B001", "savepoint \"" + name + "\" does not exist");
     }
-    if (command == "DEALLOCATE ALL") {  // not transactional: gone even if rolled back
-      prepared.clear();
-      return ok("DEALLOCATE ALL");
-    }
+    if (command.find("DEALLOCATE ALL") != std::string::npos) prepared.clear();  // not transactional
+    if (command == "DEALLOCATE ALL") return ok("DEALLOCATE ALL");
     if (command.rfind("PREPARE ", 0) == 0) {
       if (refuse_prepare) return fail("08P01", "prepared statements are not supported");
       const std::string name = command.substr(8, command.find(' ', 8) - 8);

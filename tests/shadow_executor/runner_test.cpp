@@ -204,7 +204,7 @@ TEST_P(Runner, TheBatchStatementsArePreparedOnceAConnectionAndRunByName) {
   EXPECT_EQ(session.committed.logged, 3);
 }
 
-TEST_P(Runner, AfterAUtilityStatementTheBatchLogGoesAsTextAndTheStatementsArePreparedAgain) {
+TEST_P(Runner, AfterTrafficThatDropsThemTheBatchLogGoesAsTextAndTheStatementsArePreparedAgain) {
   EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})).applied);
   auto deallocating = run(request(TxMode::autocommit, {"DEALLOCATE ALL"}));
   EXPECT_TRUE(deallocating.applied);
@@ -215,6 +215,23 @@ TEST_P(Runner, AfterAUtilityStatementTheBatchLogGoesAsTextAndTheStatementsArePre
   EXPECT_EQ(count_sent(session, "EXECUTE shadowpipe_batch_log"), 2u);
   EXPECT_EQ(session.committed.next_offset, 3);
   EXPECT_EQ(session.committed.logged, 3);
+}
+
+// Decided from the text, not from how it ended, and not for every utility
+// statement: a DEALLOCATE ALL in a text of several statements that succeeds
+// costs no second run (a second run would advance sequences a second time).
+TEST_P(Runner, ATextThatDeallocatesAmongOtherStatementsRunsOnceAndASetDoesNotPrepareAgain) {
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})).applied);
+  const int begins = session.begins;
+  auto report = run(request(TxMode::autocommit, {"DEALLOCATE ALL; SELECT 1"}));
+  EXPECT_TRUE(report.applied);
+  EXPECT_EQ(session.begins, begins + 1) << "one transaction: no 26000, no second run";
+  EXPECT_EQ(count_sent(session, "WITH advanced AS"), 1u);
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"SET work_mem = '64MB'"})).applied);
+  EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"})).applied);
+  EXPECT_EQ(count_sent(session, "PREPARE "), 4u) << "prepared again after the DEALLOCATE, not after the SET";
+  EXPECT_EQ(count_sent(session, "EXECUTE shadowpipe_batch_log"), 3u);
+  EXPECT_EQ(session.committed.next_offset, 4);
 }
 
 TEST_P(Runner, StatementsTheServerLostAtTheFenceRunTheBatchAgainNeverMovingTheFence) {
@@ -250,6 +267,7 @@ TEST_P(Runner, AServerThatLosesThemThreeTimesOrRefusesThemGetsTheTexts) {
   session.refuse_prepare = true;
   for (int i = 1; i <= 2; ++i) EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (" + std::to_string(i) + ")"})).applied);
   EXPECT_EQ(count_sent(session, "PREPARE "), 1u) << "refused once, not asked again on this connection";
+  EXPECT_EQ(count_sent(session, "SELECT pg_catalog.set_config('statement_timeout'"), 2u);
   EXPECT_EQ(count_sent(session, "EXECUTE "), 0u);
   EXPECT_EQ(count_sent(session, "WITH advanced AS"), 2u);
 

@@ -168,8 +168,11 @@ class UnitRunner {
   // failed direct attempt and its rerun) leaves nothing behind, as far as
   // the text and the shadow's triggers and rules tell.
   bool reruns_cleanly(const wire::Statement& statement);
+  // `drops_prepared`: the batch's traffic may have dropped the runner's prepared statements.
   Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
-                 std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed);
+                 std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed,
+                 bool drops_prepared);
+  bool drops_prepared_statements(const std::vector<PlannedUnit>& planned);
   // Records every statement of the unit as not run, with `status`, and the offset.
   void record_unrun(const wire::Request& request, const PartitionId& id, int64_t offset, const std::string& sqlstate,
                     const std::string& message, UnitReport& report);
@@ -185,8 +188,8 @@ class UnitRunner {
 
   // The batch statements PREPAREd on this connection
   // (bookkeeping_sql::prepare_batch_statements). `no`: not yet, or to be
-  // prepared again (after a utility statement of the traffic, which may have
-  // been a DEALLOCATE ALL, or the server said it lost them); `unavailable`:
+  // prepared again (after traffic that may have dropped them: DEALLOCATE,
+  // DISCARD ALL; or the server said it lost them); `unavailable`:
   // the server does not keep them (refused, or lost three times: a
   // transaction-mode pooler between), so their texts are sent, as before.
   enum class Prepared { no, yes, unavailable };
