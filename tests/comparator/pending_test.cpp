@@ -635,6 +635,19 @@ TEST(PairStatePendingRequest, OnlyOneThatWasGivenARequestHoldsOne) {
     expect_same(assigned.take(layouts), want);
   }
   EXPECT_EQ(layouts.live_bytes(), 0u);
+  // Assigned over one that holds a request (of no statement: no layout to
+  // give back), in either form: the held one is freed (ASan sees a leak or a
+  // double free), the new one kept.
+  const auto shapes = request_shapes();
+  for (const bool compact : {true, false}) {
+    auto held = shapes[compact ? 4 : 6];  // no statements; the second keeps parameters
+    held.statements.clear();
+    cmp::PendingRequest holder(std::move(held), layouts);
+    ASSERT_EQ(holder.compact(), compact);
+    holder = cmp::PendingRequest(cmp::RequestSide(shapes[0]), layouts);
+    expect_same(holder.take(layouts), shapes[0]);
+  }
+  EXPECT_EQ(layouts.live_bytes(), 0u);
 }
 
 TEST(PairStateLayouts, RequestsOfOneStatementShareOneLayoutAndOnlyEqualOnesDo) {
