@@ -199,6 +199,11 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
   for (std::string sql : {"BEGIN" + isolation, fence, settings, std::string(direct ? "" : "SAVEPOINT sp")}) {
     if (!sql.empty()) start.push_back(Command{Command::Type::bookkeeping, std::move(sql)});
   }
+  // Decided from the texts before they run: whatever way the attempt ends,
+  // the next one prepares the statements again, and this one's log goes by
+  // its text.
+  const bool log_prepared = prepared_ == Prepared::yes && !drops_prepared_statements(planned);
+  if (prepared_ == Prepared::yes && !log_prepared) prepared_ = Prepared::no;
   const bool alone = runs_alone(*units[first].request, analyzer_);
   auto transport = make_transport(config_.pipeline && !alone, session_, !direct);
   Attempt attempt(*this, planned, batch, !settings.empty(), direct);
@@ -238,8 +243,7 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
       reports[u].notes.push_back(step.note);
     }
   }
-  return finish(units, first, id, reports, transport->closing(), attempt.session_changed,
-                drops_prepared_statements(planned));
+  return finish(units, first, id, reports, transport->closing(), attempt.session_changed, log_prepared);
 }
 
 // Decided from the texts, not from how they ended: a DEALLOCATE ALL in a
@@ -257,7 +261,7 @@ bool UnitRunner::drops_prepared_statements(const std::vector<PlannedUnit>& plann
 
 UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
                                        std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed,
-                                       bool drops_prepared) {
+                                       bool prepared) {
   if (abandoning()) {
     session_.script("ROLLBACK");
     throw UnitAbandoned("units from offset " + std::to_string(units[first].offset) + " abandoned at shutdown");
@@ -275,20 +279,11 @@ UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size
   // bookkeeping: a slow log insert must not turn into a shadow error of the
   // unit. After an error the server skips the rest of the segment, COMMIT
   // included.
-  // After traffic that may have dropped the prepared statements the text
-  // goes this once, and they are prepared again before the next batch.
-  const bool prepared = prepared_ == Prepared::yes && !drops_prepared;
-  if (drops_prepared && prepared_ == Prepared::yes) prepared_ = Prepared::no;
   std::vector<Reply> replies;
   session_.pipeline_enter();
   try {
     for (const auto& command : closing) session_.pipeline_send(command, nullptr);
-    // The search path too: the log's names are qualified, and a prepared
-    // statement is planned again whenever the path differs from its last
-    // run's (the traffic's units set theirs, a tenant's schema for example).
-    session_.pipeline_send("SELECT pg_catalog.set_config('statement_timeout', '0', true),"
-                           " pg_catalog.set_config('search_path', 'pg_catalog', true)",
-                           nullptr);
+    session_.pipeline_send("SET LOCAL statement_timeout = 0", nullptr);
     const wire::Statement& bookkeeping = log.statement(units.back().offset + 1);
     if (prepared) {
       session_.pipeline_send_prepared(bookkeeping_sql::kBatchLogStatement, bookkeeping);
@@ -371,7 +366,10 @@ void UnitRunner::prepare_batch_statements() {
   if (prepared_ != Prepared::no) return;
   const auto replies = session_.script(bookkeeping_sql::prepare_batch_statements());
   const auto failed = std::find_if(replies.begin(), replies.end(), [](const Reply& reply) { return !reply.ok(); });
-  if (failed != replies.end() && transient_sqlstate(failed->sqlstate)) {
+  // A passing cause (a cancel or lock timeout while DDL holds the tables
+  // among them) is tried again, not taken for a server that cannot keep them.
+  if (failed != replies.end() &&
+      (transient_sqlstate(failed->sqlstate) || failed->sqlstate == "57014" || failed->sqlstate == "55P03")) {
     throw Transient(Transient::Cause::refused_for_now, "preparing the executor's bookkeeping statements failed for now (" +
                                                            failed->sqlstate + ": " + failed->message + ")");
   }

@@ -168,10 +168,10 @@ class UnitRunner {
   // failed direct attempt and its rerun) leaves nothing behind, as far as
   // the text and the shadow's triggers and rules tell.
   bool reruns_cleanly(const wire::Statement& statement);
-  // `drops_prepared`: the batch's traffic may have dropped the runner's prepared statements.
+  // `prepared`: the log runs as the prepared statement (else by its text).
   Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
                  std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed,
-                 bool drops_prepared);
+                 bool prepared);
   bool drops_prepared_statements(const std::vector<PlannedUnit>& planned);
   // Records every statement of the unit as not run, with `status`, and the offset.
   void record_unrun(const wire::Request& request, const PartitionId& id, int64_t offset, const std::string& sqlstate,
