@@ -151,19 +151,18 @@ void PgSession::pipeline_enter() {
 
 void PgSession::pipeline_send(const std::string& sql, const wire::Statement* statement) {
   const BoundParams bound = statement ? BoundParams(*statement) : BoundParams(wire::Statement{});
-  if (!PQsendQueryParams(conn_.get(), sql.c_str(), bound.count(), bound.type_array(), bound.value_array(),
-                         bound.length_array(), bound.format_array(), bound.result_format)) {
-    throw_if_lost();
-    throw Failure(std::string("cannot send to the shadow: ") + PQerrorMessage(conn_.get()));
-  }
-  sent_is_sync_.push_back(false);
-  sent_at_.emplace_back();
+  queued(PQsendQueryParams(conn_.get(), sql.c_str(), bound.count(), bound.type_array(), bound.value_array(),
+                           bound.length_array(), bound.format_array(), bound.result_format));
 }
 
 void PgSession::pipeline_send_prepared(const std::string& name, const wire::Statement& statement) {
   const BoundParams bound(statement);
-  if (!PQsendQueryPrepared(conn_.get(), name.c_str(), bound.count(), bound.value_array(), bound.length_array(),
-                           bound.format_array(), bound.result_format)) {
+  queued(PQsendQueryPrepared(conn_.get(), name.c_str(), bound.count(), bound.value_array(), bound.length_array(),
+                             bound.format_array(), bound.result_format));
+}
+
+void PgSession::queued(int sent) {
+  if (!sent) {
     throw_if_lost();
     throw Failure(std::string("cannot send to the shadow: ") + PQerrorMessage(conn_.get()));
   }

@@ -150,6 +150,7 @@ std::vector<Step> plan_unit(const wire::Request& request, statement::Analyzer& a
       step.execute = true;
       step.statement_count = analysis->statement_count;
       step.changes_session = changes_session(*analysis);
+      step.drops_prepared_statements = analysis->drops_prepared_statements;
     }
     steps.push_back(std::move(step));
   }

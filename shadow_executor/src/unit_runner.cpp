@@ -202,7 +202,11 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
   // Decided from the texts before they run: whatever way the attempt ends,
   // the next one prepares the statements again, and this one's log goes by
   // its text.
-  const bool log_prepared = prepared_ == Prepared::yes && !drops_prepared_statements(planned);
+  const bool drops = std::any_of(planned.begin(), planned.end(), [](const PlannedUnit& unit) {
+    return std::any_of(unit.steps.begin(), unit.steps.end(),
+                       [](const Step& step) { return step.execute && step.drops_prepared_statements; });
+  });
+  const bool log_prepared = prepared_ == Prepared::yes && !drops;
   if (prepared_ == Prepared::yes && !log_prepared) prepared_ = Prepared::no;
   const bool alone = runs_alone(*units[first].request, analyzer_);
   auto transport = make_transport(config_.pipeline && !alone, session_, !direct);
@@ -244,19 +248,6 @@ UnitRunner::Outcome UnitRunner::attempt(const std::vector<BatchUnit>& units, siz
     }
   }
   return finish(units, first, id, reports, transport->closing(), attempt.session_changed, log_prepared);
-}
-
-// Decided from the texts, not from how they ended: a DEALLOCATE ALL in a
-// text of several statements has run whether or not the text failed later.
-bool UnitRunner::drops_prepared_statements(const std::vector<PlannedUnit>& planned) {
-  for (const auto& unit : planned) {
-    for (size_t i = 0; i < unit.steps.size(); ++i) {
-      if (!unit.steps[i].execute) continue;
-      const auto analysis = analyzer_.analyze_shared(unit.request->statements[i].sql);
-      if (!analysis.ok() || analysis.value()->drops_prepared_statements) return true;
-    }
-  }
-  return false;
 }
 
 UnitRunner::Outcome UnitRunner::finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,

@@ -103,6 +103,8 @@ class PgSession final : public ShadowSession {
  private:
   void flush();
   void throw_if_lost() const;
+  // After a pipeline send (libpq's result: 0 when it failed): one more reply to collect.
+  void queued(int sent);
   pg::Result copy_in(const wire::Statement& statement);
 
   const pg::Connection& conn_;

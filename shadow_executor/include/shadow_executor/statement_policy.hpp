@@ -89,6 +89,9 @@ struct Step {
   // A plain SET or a set_config(..., false) whose setting outlives the
   // unit: the session is reset (RESET ALL) after the unit's COMMIT.
   bool changes_session = false;
+  // DEALLOCATE or DISCARD ALL in its text: the runner's own prepared
+  // statements may be gone once it ran, whether or not it succeeded.
+  bool drops_prepared_statements = false;
 
   // Fills the result from the server's reply; false when it failed.
   bool record(const Reply& reply, const digest::NormalizationRules& rules);

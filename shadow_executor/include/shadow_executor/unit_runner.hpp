@@ -172,7 +172,6 @@ class UnitRunner {
   Outcome finish(const std::vector<BatchUnit>& units, size_t first, const PartitionId& id,
                  std::vector<UnitReport>& reports, const std::vector<std::string>& closing, bool session_changed,
                  bool prepared);
-  bool drops_prepared_statements(const std::vector<PlannedUnit>& planned);
   // Records every statement of the unit as not run, with `status`, and the offset.
   void record_unrun(const wire::Request& request, const PartitionId& id, int64_t offset, const std::string& sqlstate,
                     const std::string& message, UnitReport& report);
