@@ -64,12 +64,9 @@ class FakeSession final : public executor::ShadowSession {
     piped_.push_back(sql);
     piped_params_.push_back(statement ? statement->params : executor::Params{});
   }
-  void pipeline_send_prepared(const std::string& name, const executor::Params& params) {
-    piped_.push_back("EXECUTE " + name);
-    piped_params_.push_back(params);
-  }
   void pipeline_send_prepared(const std::string& name, const wire::Statement& statement) override {
-    pipeline_send_prepared(name, statement.params);
+    piped_.push_back("EXECUTE " + name);
+    piped_params_.push_back(statement.params);
   }
   void pipeline_flush_request() override {}
   void pipeline_sync() override {
