@@ -129,15 +129,22 @@ bookkeeping_stats() {
 # The server's CPU under pgbench: its backends exit when it ends, and the
 # postmaster then adds their time to its cutime + cstime.
 postmaster=$(head -1 "$(psql "$dsn" -qtAc 'SHOW data_directory')/postmaster.pid" 2>/dev/null || true)
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The broker's CPU (the executor fetches requests and produces results; pgbench needs no broker).
 broker=$(ss -Hltnp "sport = :${SHADOWPIPE_BROKERS##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
 process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The broker's JIT compiler and GC threads: a broker warms up for many
+# minutes, and that is printed apart from what the clients cost it.
+broker_service_ticks() {
+  [[ -n $broker ]] || { echo 0; return; }
+  "$bench_dir/jvm_cpu.sh" "$broker" | sed 's/.* jit=\([0-9]*\) gc=\([0-9]*\)/\1 + \2/' | bc
+}
 reaped_ticks() { awk '{print $16 + $17}' "/proc/$postmaster/stat" 2>/dev/null || echo 0; }
 run_pgbench() {
   statement_stats_reset
   sleep 1  # the previous run's backends are gone and reaped
-  local out reaped_start broker_start client
-  reaped_start=$(reaped_ticks); broker_start=$(process_ticks "$broker")
+  local out reaped_start broker_start service_start client
+  reaped_start=$(reaped_ticks); broker_start=$(process_ticks "$broker"); service_start=$(broker_service_ticks)
   out=$(TIMEFORMAT='%U %S'; { time pgbench -n -M extended -c "$connections" -j "$connections" -T "$seconds" \
     -f "$work/update.sql@1" -f "$work/select.sql@1" "$dsn" 2>"$work/pgbench-errors"; } 2>"$work/pgbench-time")
   client=$(awk '{print $1 + $2}' "$work/pgbench-time")
@@ -153,13 +160,15 @@ run_pgbench() {
   sleep 1
   {
     echo "pgbench $1: $(printf '%.0f' "$tps") statements/s, load average $(load)"
-    local client_us backends_us broker_us
+    local client_us backends_us broker_us service_us
     client_us=$(echo "$client * 1000000 / $count" | bc -l)
     backends_us=$(echo "($(reaped_ticks) - $reaped_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)
     broker_us=$(echo "($(process_ticks "$broker") - $broker_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)
+    service_us=$(echo "($(broker_service_ticks) - $service_start) * 1000000 / $(getconf CLK_TCK) / $count" | bc -l)
     echo "$client_us + $backends_us + $broker_us" | bc -l >"$work/cpu-pgbench-$1"
-    printf '  CPU per statement: pgbench %.1f us, its %s server backends %.1f us, broker %.1f us\n' \
-      "$client_us" "$connections" "$backends_us" "$broker_us"
+    echo "$service_us" >"$work/service-pgbench-$1"
+    printf '  CPU per statement: pgbench %.1f us, its %s server backends %.1f us, broker %.1f us (its JIT compiler and GC threads %.1f)\n' \
+      "$client_us" "$connections" "$backends_us" "$broker_us" "$service_us"
     statement_stats "pgbench $1" "$count"
   } >>"$work/report"
   echo "$tps"
@@ -243,8 +252,8 @@ run_executor() {
     perf_pid=$!
   fi
   start_units=$(applied); start=$(date +%s.%N); load_start=$(load)
-  local broker_start
-  broker_start=$(process_ticks "$broker")
+  local broker_start service_start
+  broker_start=$(process_ticks "$broker"); service_start=$(broker_service_ticks)
   executor_start=$(ticks "$executor_pid"); read -r -a backend_pids <<<"$backends"; backends_start=$(ticks "${backend_pids[@]}")
   local workers_start workers_end
   workers_start=$(worker_seconds)
@@ -260,7 +269,7 @@ run_executor() {
   end=$(date +%s.%N)
   workers_end=$(worker_seconds)
   local executor_ticks=$(( $(ticks "$executor_pid") - executor_start )) backend_ticks=$(( $(ticks "${backend_pids[@]}") - backends_start ))
-  local broker_ticks=$(( $(process_ticks "$broker") - broker_start ))
+  local broker_ticks=$(( $(process_ticks "$broker") - broker_start )) service_ticks=$(( $(broker_service_ticks) - service_start ))
   [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
   local measured=$(( units - start_units )) hz
   hz=$(getconf CLK_TCK)
@@ -275,10 +284,12 @@ run_executor() {
   {
     printf 'executor %s: %.0f statements/s over %s units, load average %s at start, %s at end\n' "$label" \
       "$(echo "$measured / ($end - $start)" | bc -l)" "$measured" "$load_start" "$(load)"
-    printf '  CPU per unit: executor %.1f us, its %s server backends %.1f us, broker %.1f us\n' \
+    printf '  CPU per unit: executor %.1f us, its %s server backends %.1f us, broker %.1f us (its JIT compiler and GC threads %.1f)\n' \
       "$(echo "$executor_ticks * 1000000 / $hz / $measured" | bc -l)" "${#backend_pids[@]}" \
       "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)" \
-      "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)"
+      "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)" \
+      "$(echo "$service_ticks * 1000000 / $hz / $measured" | bc -l)"
+    echo "$service_ticks * 1000000 / $hz / $measured" | bc -l >"$work/service-$label"
     echo "($executor_ticks + $backend_ticks + $broker_ticks) * 1000000 / $hz / $measured" | bc -l >"$work/cpu-$label"
     local total=${#sessions}
     if (( total > 0 )); then
@@ -323,5 +334,11 @@ printf 'CPU per statement in all: pgbench %.0f us, executor %.0f us, executor --
   "$cpu_pgbench" "$(cat "$work/cpu-plain")" "$(cat "$work/cpu-pipeline")"
 printf 'CPU-bound ceiling of the ratios (pgbench CPU / executor CPU): %.2f, --pipeline %.2f\n' \
   "$(echo "$cpu_pgbench / $(cat "$work/cpu-plain")" | bc -l)" "$(echo "$cpu_pgbench / $(cat "$work/cpu-pipeline")" | bc -l)"
+# The same without what the broker spent warming up (its JIT compiler and GC
+# threads) in each run: what a long-running broker would leave.
+warm() { echo "$(cat "$work/cpu-$1") - $(cat "$work/service-$1")" | bc -l; }
+cpu_pgbench_warm=$(echo "($(warm pgbench-before) + $(warm pgbench-after)) / 2" | bc -l)
+printf 'the same without the broker'"'"'s JIT compiler and GC threads: %.2f, --pipeline %.2f\n' \
+  "$(echo "$cpu_pgbench_warm / $(warm plain)" | bc -l)" "$(echo "$cpu_pgbench_warm / $(warm pipeline)" | bc -l)"
 printf 'nproc %s; per run (commands per unit do not depend on the load; CPU per unit moves less than throughput, but rises on a saturated machine too):\n' "$(nproc)"
 cat "$work/report"

@@ -18,7 +18,8 @@
 # its JIT compiler threads took 8-12 us a unit and the broker 56-65 us in
 # all in the first rounds on a fresh stack, 12-17 us once warm (2026-11-30).
 # So one "on" run of --warmup seconds goes first and is not counted, and the
-# broker's CPU is printed with its JIT compiler threads' share apart.
+# broker's CPU is printed with its JIT compiler and GC threads' shares apart
+# (bench/jvm_cpu.sh).
 #
 #   eval "$(scripts/stack env)"; scripts/shop-prepare --migration risky
 #   bench/loadgen_overhead.sh [--seconds 20] [--rounds 2] [--concurrency 4] [--bin build/bin] [--warmup 15]
@@ -49,19 +50,9 @@ if [ -z "$kafka_pid" ] && [ -f "$kafka_pid_file" ]; then kafka_pid=$(cat "$kafka
 if [ -n "$kafka_pid" ] && ! [ -r "/proc/$kafka_pid/stat" ]; then kafka_pid=; fi
 [ -n "$kafka_pid" ] || echo "loadgen_overhead: the broker's pid is unknown (--kafka-pid): its CPU is not shown" >&2
 
-jvm_ticks() {  # utime + stime of the broker, in clock ticks (0 when unknown)
-  if [ -z "$kafka_pid" ]; then echo 0; return; fi
-  sed 's/.*) //' "/proc/$kafka_pid/stat" | awk '{ print $12 + $13 }'
-}
-jit_ticks() {  # the same for the broker's live JIT compiler threads ("C1 CompilerThre", "C2 CompilerThre")
-  if [ -z "$kafka_pid" ]; then echo 0; return; fi
-  local task total=0
-  for task in /proc/"$kafka_pid"/task/*; do
-    case "$(cat "$task/comm" 2>/dev/null)" in
-      *CompilerThre*) total=$((total + $(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{ print $12 + $13 }'))) ;;
-    esac
-  done
-  echo "$total"
+broker_cpu() {  # "total=<ticks> jit=<ticks> gc=<ticks>" of the broker (zeros when unknown)
+  if [ -z "$kafka_pid" ]; then echo "total=0 jit=0 gc=0"; return; fi
+  "$root/bench/jvm_cpu.sh" "$kafka_pid"
 }
 tick=$(getconf CLK_TCK)
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -71,19 +62,18 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 run() {
   local flags=(--primary "$PRIMARY_DSN" --rate 0 --concurrency "$concurrency" --duration "$seconds" --seed 42)
   if [ "$1" = off ]; then flags+=(--no-shadow); else flags+=(--topic "$topic" --create-topic 6 "${on_extra[@]}"); fi
-  local out before after jit_before jit_after la
+  local out before after la
   la=$(load)
-  before=$(jvm_ticks)
-  jit_before=$(jit_ticks)
+  before=$(broker_cpu)
   local errors; errors=$(mktemp)
   if ! out=$("$bin/shop-loadgen" "${flags[@]}" 2>"$errors"); then
     # A run that did not happen must not read as 0 units/s.
     echo "loadgen_overhead: shop-loadgen failed ($1):" >&2; cat "$errors" >&2; rm -f "$errors"; exit 1
   fi
   rm -f "$errors"
-  after=$(jvm_ticks)
+  after=$(broker_cpu)
   printf '%s\n' "$out" | sed -n 's/^recorder: /    recorder: /p' >&2
-  printf '%s\n' "$out" | awk -v b="$before" -v a="$after" -v tick="$tick" -v la="$la" -v known="${kafka_pid:+1}" '
+  printf '%s\n' "$out" | awk -v before="$before" -v after="$after" -v tick="$tick" -v la="$la" -v known="${kafka_pid:+1}" '
     /^shop-loadgen: / {
       units = $2; stmts = $6
       for (i = 1; i <= NF; i++) {
@@ -92,10 +82,17 @@ run() {
       }
     }
     /^cpu_us_per_unit_by_thread:/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); groups = groups " g_" kv[1] "=" kv[2] } }
+    function field(fields, name,   n, i, kv) {
+      n = split(fields, kv, /[ =]/)
+      for (i = 1; i < n; i += 2) if (kv[i] == name) return kv[i + 1]
+      return 0
+    }
+    function per_unit(name) {
+      return (known && units > 0) ? (field(after, name) - field(before, name)) / tick * 1e6 / units : -1
+    }
     END {
-      broker = (known && units > 0) ? (a - b) / tick * 1e6 / units : -1
-      jit = (known && units > 0) ? (ja - jb) / tick * 1e6 / units : -1
-      printf "ups=%s cpu=%s units=%s stmts=%s broker=%.1f jit=%.1f load=%s%s\n", ups, cpu, units, stmts, broker, jit, la, groups
+      printf "ups=%s cpu=%s units=%s stmts=%s broker=%.1f jit=%.1f gc=%.1f load=%s%s\n", ups, cpu, units, stmts,
+             per_unit("total"), per_unit("jit"), per_unit("gc"), la, groups
     }'
 }
 
@@ -106,7 +103,7 @@ describe() {  # label, fields -> a readable line on stderr
                    v["units"] > 0 ? v["stmts"] / v["units"] : 0, v["cpu"])
     for (i = 1; i <= n; i++) line = line sprintf("%s%s %.1f", i > 1 ? ", " : "", substr(order[i], 3), v[order[i]])
     line = line ")"
-    if (v["broker"] >= 0) line = line sprintf("  broker JVM %5.1f us/unit (JIT %.1f)", v["broker"], v["jit"])
+    if (v["broker"] >= 0) line = line sprintf("  broker JVM %5.1f us/unit (JIT %.1f, GC %.1f)", v["broker"], v["jit"], v["gc"])
     printf "%s  load %s\n", line, v["load"] }' >&2
 }
 
@@ -146,6 +143,6 @@ printf '%s\n' "${results[@]}" | awk -v c="$concurrency" -v s="$seconds" -v n="$r
     printf "recording per recorded statement: +%.1f us of loadgen CPU (%.2f statements per unit, BEGIN/COMMIT not counted)\n",
            per_stmt, (mean("on", "units") > 0 ? mean("on", "stmts") / mean("on", "units") : 0)
     if (mean("on", "broker") >= 0 && mean("off", "broker") >= 0)
-      printf "broker JVM CPU per unit: off %.1f us, on %.1f us (of which its JIT compiler threads: off %.1f us, on %.1f us)\n",
-             mean("off", "broker"), mean("on", "broker"), mean("off", "jit"), mean("on", "jit")
+      printf "broker JVM CPU per unit: off %.1f us, on %.1f us (of which its JIT compiler threads: off %.1f us, on %.1f us; its GC threads: off %.1f us, on %.1f us)\n",
+             mean("off", "broker"), mean("on", "broker"), mean("off", "jit"), mean("on", "jit"), mean("off", "gc"), mean("on", "gc")
   }'

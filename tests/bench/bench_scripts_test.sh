@@ -39,7 +39,25 @@ run loadgen_overhead "$root/bench/loadgen_overhead.sh" --seconds 2 --rounds 1 --
     --bin "$build/bin"
 expect "loadgen_overhead: the ratio" 'ratio on/off [0-9]+\.[0-9]+' "$out"
 expect "loadgen_overhead: the cost per statement" 'recording per recorded statement: \+-?[0-9]+\.[0-9] us' "$out"
-expect "loadgen_overhead: the broker and its JIT" 'broker JVM CPU per unit: off [0-9.]+ us, on [0-9.]+ us \(of which its JIT' "$out"
+expect "loadgen_overhead: the broker and its JIT" 'broker JVM CPU per unit: off [0-9.]+ us, on [0-9.]+ us \(of which its JIT compiler threads: off [0-9.]+ us, on [0-9.]+ us; its GC threads: off [0-9.]+ us, on [0-9.]+ us\)' "$out"
+
+# The broker's JIT compiler share is read from its threads: a JVM that has
+# served requests has compiled something, and the shares are within the
+# whole. (The loadgen printed a JIT figure that was never measured: 0.0.)
+broker_pid=$(cat "${SHADOWPIPE_STACK_DIR:-$root/.stack}/kafka/kafka.pid" 2>/dev/null || true)
+if [[ -n $broker_pid ]]; then
+  run jvm_cpu "$root/bench/jvm_cpu.sh" "$broker_pid"
+  read -r total jit gc < <(sed -n 's/^total=\([0-9]*\) jit=\([0-9]*\) gc=\([0-9]*\)$/\1 \2 \3/p' <<<"$out")
+  if [[ -n ${total:-} ]] && (( jit > 0 && jit + gc <= total )); then
+    echo "ok: jvm_cpu: the broker's JIT compiler threads ($jit of $total ticks, GC $gc)"
+  else
+    echo "FAILED: jvm_cpu: no JIT compiler time, or shares above the whole, for the broker: $out"; failed=1
+  fi
+else
+  echo "FAILED: jvm_cpu: no broker pid file under ${SHADOWPIPE_STACK_DIR:-$root/.stack}"; failed=1
+fi
+run jvm_cpu_gone "$root/bench/jvm_cpu.sh" 999999999
+expect "jvm_cpu: a process that is gone reads as zeros" '^total=0 jit=0 gc=0$' "$out"
 
 # Enough units that neither run applies them all before it is measured (the
 # script refuses to divide by a run it could not time).
@@ -48,6 +66,8 @@ BENCH_PGBENCH_SECONDS=2 BENCH_WARMUP_UNITS=2000 run executor_vs_pgbench "$root/b
 expect "executor_vs_pgbench: plain" 'ratio executor/pgbench: +[0-9]+\.[0-9]+' "$out"
 expect "executor_vs_pgbench: pipelined" 'ratio executor --pipeline/pgbench: +[0-9]+\.[0-9]+' "$out"
 expect "executor_vs_pgbench: the CPU ceiling" 'CPU-bound ceiling of the ratios' "$out"
+expect "executor_vs_pgbench: the ceiling without the broker's warm-up" "the same without the broker's JIT compiler and GC threads: [0-9]+\.[0-9]+, --pipeline [0-9]+\.[0-9]+" "$out"
+expect "executor_vs_pgbench: the broker's JIT and GC apart" '^  CPU per unit: executor [0-9.]+ us, its [0-9]+ server backends [0-9.]+ us, broker [0-9.]+ us \(its JIT compiler and GC threads [0-9.]+\)$' "$out"
 
 run broker_requests "$root/bench/broker_requests.sh" -- kcat -L -b "$SHADOWPIPE_BROKERS"
 expect "broker_requests: the requests the command made" '^  Metadata +[1-9][0-9]* +[0-9.]+/s$' "$out"
