@@ -49,6 +49,13 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                      .Help("Shadow connections re-established after a drop")
                      .Register(registry)
                      .Add({})),
+      bookkeeping_as_text(BuildCounter()
+                              .Name("shadowpipe_executor_bookkeeping_as_text_total")
+                              .Help("Shadow connections that could not keep the executor's prepared bookkeeping "
+                                    "statements (PREPARE refused, or lost three times: a transaction-mode pooler?) "
+                                    "and send their texts with every batch")
+                              .Register(registry)
+                              .Add({})),
       positions_went_back(BuildCounter()
                               .Name("shadowpipe_executor_positions_went_back_total")
                               .Help("Reconnects that found the shadow's position below what was applied (lost commits), "

@@ -309,6 +309,7 @@ bool PartitionWorker::connect() {
                             shared_.options.pipeline, shared_.options.direct_batches, triggers_or_rules,
                             &shared_.shadow_ddl_seen};
         runner_ = std::make_unique<UnitRunner>(*connection_, std::move(config), shared_.analyzer);
+        bookkeeping_as_text_told_ = false;
       }
       return !went_back();
     } catch (const Failure& failure) {
@@ -435,6 +436,14 @@ void PartitionWorker::process(std::span<const Unit> batch) {
   const auto on_the_shadow = Clock::now();
   std::vector<UnitReport> reports = runner_->run_batch(units, id_);
   on_the_shadow_seconds_ += seconds_between(on_the_shadow, Clock::now());
+  if (!bookkeeping_as_text_told_ && !runner_->bookkeeping_sent_as_text().empty()) {
+    bookkeeping_as_text_told_ = true;
+    shared_.metrics.bookkeeping_as_text.Increment();
+    log("partition " + std::to_string(id_.partition) + ": this shadow connection cannot keep the executor's prepared " +
+        "bookkeeping statements (" + runner_->bookkeeping_sent_as_text() +
+        "); their texts are sent with every batch, which costs the shadow a parse and plan a batch. A " +
+        "transaction-mode pooler between the executor and the shadow does this: connect the executor to the shadow directly");
+  }
   shared_.metrics.batch_units.Observe(static_cast<double>(units.size()));
   for (size_t u = 0; u < units.size(); ++u) {
     const wire::Request& request = *units[u].request;

@@ -364,13 +364,24 @@ void UnitRunner::prepare_batch_statements() {
     throw Transient(Transient::Cause::refused_for_now, "preparing the executor's bookkeeping statements failed for now (" +
                                                            failed->sqlstate + ": " + failed->message + ")");
   }
-  prepared_ = failed == replies.end() && replies.size() == 3 ? Prepared::yes : Prepared::unavailable;
+  if (failed == replies.end() && replies.size() == 3) {
+    prepared_ = Prepared::yes;
+    return;
+  }
+  prepared_ = Prepared::unavailable;
+  bookkeeping_as_text_why_ =
+      failed == replies.end()
+          ? "PREPARE answered " + std::to_string(replies.size()) + " replies, not 3"
+          : "PREPARE refused (" + failed->sqlstate + ": " + failed->message + ")";
 }
 
 // Nothing of the batch committed (the transaction was rolled back): it is
 // run again once the statements are prepared again.
 void UnitRunner::batch_statements_lost(const std::string& sqlstate, const std::string& message) {
   prepared_ = ++prepared_lost_ >= 3 ? Prepared::unavailable : Prepared::no;
+  if (prepared_ == Prepared::unavailable) {
+    bookkeeping_as_text_why_ = "the server lost them three times, the last time with " + sqlstate + ": " + message;
+  }
   throw Transient(Transient::Cause::refused_for_now,
                   "the shadow lost the executor's prepared bookkeeping statements (" + sqlstate + ": " + message +
                       "); the batch runs again" +

@@ -202,6 +202,7 @@ TEST_P(Runner, TheBatchStatementsArePreparedOnceAConnectionAndRunByName) {
   EXPECT_EQ(session.committed.rows, (std::set<int>{1, 2, 3}));
   EXPECT_EQ(session.committed.next_offset, 3);
   EXPECT_EQ(session.committed.logged, 3);
+  EXPECT_EQ(runner().bookkeeping_sent_as_text(), "") << "nothing for the worker to report";
 }
 
 TEST_P(Runner, AfterTrafficThatDropsThemTheBatchLogGoesAsTextAndTheStatementsArePreparedAgain) {
@@ -215,6 +216,7 @@ TEST_P(Runner, AfterTrafficThatDropsThemTheBatchLogGoesAsTextAndTheStatementsAre
   EXPECT_EQ(count_sent(session, "EXECUTE shadowpipe_batch_log"), 2u);
   EXPECT_EQ(session.committed.next_offset, 3);
   EXPECT_EQ(session.committed.logged, 3);
+  EXPECT_EQ(runner().bookkeeping_sent_as_text(), "") << "one batch by text is not a connection that cannot keep them";
 }
 
 // Decided from the text, not from how it ended, and not for every utility
@@ -283,13 +285,21 @@ TEST_P(Runner, AServerThatLosesThemThreeTimesOrRefusesThemGetsTheTexts) {
   EXPECT_EQ(count_sent(session, "SET LOCAL statement_timeout = 0"), 2u);
   EXPECT_EQ(count_sent(session, "EXECUTE "), 0u);
   EXPECT_EQ(count_sent(session, "WITH advanced AS"), 2u);
+  EXPECT_EQ(runner().bookkeeping_sent_as_text(), "PREPARE refused (08P01: prepared statements are not supported)")
+      << "why, for the worker to say once";
 
   FakeSession losing;
   ex::UnitRunner runner(losing, ex::RunnerConfig{ex::WritesMode::apply, 0, nullptr, "test", nullptr, GetParam()}, analyzer);
   losing.lose_prepared_at = "INSERT INTO t VALUES (7)";
   const auto unit = request(TxMode::autocommit, {"INSERT INTO t VALUES (7)"});
-  for (int attempt = 1; attempt <= 3; ++attempt) EXPECT_THROW(runner.run(unit, id, 0), Transient) << attempt;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    EXPECT_TRUE(runner.bookkeeping_sent_as_text().empty()) << "prepared again before attempt " << attempt;
+    EXPECT_THROW(runner.run(unit, id, 0), Transient) << attempt;
+  }
   EXPECT_TRUE(runner.run(unit, id, 0).applied) << "the fourth attempt sends the texts";
+  EXPECT_NE(runner.bookkeeping_sent_as_text().find("the server lost them three times, the last time with 26000"),
+            std::string::npos)
+      << runner.bookkeeping_sent_as_text();
   EXPECT_EQ(losing.committed.next_offset, 1);
   EXPECT_EQ(losing.committed.rows, (std::set<int>{7}));
 }

@@ -40,6 +40,7 @@ struct ExecutorMetrics {
   prometheus::Counter& not_replayable;
   prometheus::Counter& dead_letters;
   prometheus::Counter& reconnects;
+  prometheus::Counter& bookkeeping_as_text;  // connections that send the bookkeeping's texts, not prepared
   prometheus::Counter& positions_went_back;
   prometheus::Counter& plans_captured;
   prometheus::Counter& results_republished;

@@ -156,6 +156,7 @@ class PartitionWorker {
   bool stopping_ = false;
   bool done_ = false;
   bool ever_connected_ = false;
+  bool bookkeeping_as_text_told_ = false;  // logged once a connection (UnitRunner::bookkeeping_sent_as_text)
   Streak transient_;  // connection losses and transient refusals (worker thread only)
   std::unique_ptr<pg::Connection> connection_;
   PGcancel* cancel_ = nullptr;

@@ -156,6 +156,12 @@ class UnitRunner {
   // Batches whose statements all ran on the direct path, since this runner was made.
   size_t direct_batches_run() const { return direct_batches_run_; }
 
+  // Why this connection sends the bookkeeping statements' texts with every
+  // batch instead of running them prepared (the server refused PREPARE, or
+  // lost them three times); empty while they are prepared or not yet tried.
+  // Texts cost the shadow a parse and plan a batch: the worker says so once.
+  const std::string& bookkeeping_sent_as_text() const { return bookkeeping_as_text_why_; }
+
  private:
   class Attempt;
   enum class Outcome { committed, fence_moved, redo_serially, redo_with_savepoints };
@@ -212,6 +218,7 @@ class UnitRunner {
   size_t direct_batches_run_ = 0;
   Prepared prepared_ = Prepared::no;
   int prepared_lost_ = 0;
+  std::string bookkeeping_as_text_why_;
 };
 
 }  // namespace shadowpipe::executor
