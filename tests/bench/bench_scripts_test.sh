@@ -47,7 +47,8 @@ expect "loadgen_overhead: the broker and its JIT" 'broker JVM CPU per unit: off 
 broker_pid=$(cat "${SHADOWPIPE_STACK_DIR:-$root/.stack}/kafka/kafka.pid" 2>/dev/null || true)
 if [[ -n $broker_pid ]]; then
   run jvm_cpu "$root/bench/jvm_cpu.sh" "$broker_pid"
-  read -r total jit gc < <(sed -n 's/^total=\([0-9]*\) jit=\([0-9]*\) gc=\([0-9]*\)$/\1 \2 \3/p' <<<"$out")
+  total='' jit=0 gc=0
+  read -r total jit gc < <(sed -n 's/^total=\([0-9]*\) jit=\([0-9]*\) gc=\([0-9]*\)$/\1 \2 \3/p' <<<"$out") || true
   if [[ -n ${total:-} ]] && (( jit > 0 && jit + gc <= total )); then
     echo "ok: jvm_cpu: the broker's JIT compiler threads ($jit of $total ticks, GC $gc)"
   else
