@@ -60,6 +60,14 @@ std::string not_replayable(const statement::Analysis& analysis, bool has_copy_da
   if (!analysis.session_reasons.empty()) {
     return "leaves state in the shadow session past the unit (" + join(analysis.session_reasons, "; ") + ")";
   }
+  // The application's PREPARE is never replayed (above), so on the shadow's
+  // connection the name is missing, or is the executor's own bookkeeping
+  // statement (shadowpipe_fence, shadowpipe_batch_log), which must never
+  // run with the traffic's arguments.
+  if (!analysis.prepared_names_used.empty()) {
+    return "uses a statement PREPAREd earlier in the application's session (" +
+           join(analysis.prepared_names_used, ", ") + "), which the shadow's session does not have";
+  }
   return {};
 }
 

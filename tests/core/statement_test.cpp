@@ -152,6 +152,15 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   for (const char* sql : {"DISCARD TEMP", "DISCARD PLANS", "RESET ALL", "SET search_path = app", "EXECUTE p(1)", "SELECT 1"}) {
     EXPECT_FALSE(analyzed(sql).drops_prepared_statements) << sql;
   }
+  // The names it uses, as the server folds them; none for DEALLOCATE ALL.
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(analyzed("EXECUTE p(1)").prepared_names_used, Names{"p"});
+  EXPECT_EQ(analyzed("EXECUTE Shadowpipe_Fence('g', 't', 0, 0)").prepared_names_used, Names{"shadowpipe_fence"});
+  EXPECT_EQ(analyzed("DEALLOCATE PREPARE \"Q\"").prepared_names_used, Names{"Q"});
+  EXPECT_EQ(analyzed("SELECT 1; DEALLOCATE a; EXECUTE b").prepared_names_used, (Names{"a", "b"}));
+  for (const char* sql : {"DEALLOCATE ALL", "DEALLOCATE PREPARE ALL", "DISCARD ALL", "PREPARE p AS SELECT 1", "SELECT 1"}) {
+    EXPECT_TRUE(analyzed(sql).prepared_names_used.empty()) << sql;
+  }
 }
 
 // The settings a statement changes, as a capture that follows a session reads them.

@@ -739,6 +739,29 @@ TEST_P(ExecutorRunner, TrafficThatDeallocatesTheBatchStatementsIsAppliedOnceWith
       << "one logged record per unit";
 }
 
+// Traffic that names the executor's own prepared statements (the
+// application's PREPARE is never replayed, so no other name of its can be
+// there): refused, never run with the traffic's arguments on the real server.
+TEST_P(ExecutorRunner, TrafficThatNamesTheExecutorsPreparedStatementsIsRefused) {
+  RunnerBench bench(ex::WritesMode::apply, GetParam());
+  ASSERT_TRUE(bench.run(make_request("r0", "k", TxMode::autocommit, {insert_item(1, "a")})).applied);
+  const std::vector<std::string> texts = {
+      "EXECUTE shadowpipe_batch_log('g', 't', 0, 1000, '{1000}', '{k}', '{forged}', 1000)",
+      "EXECUTE shadowpipe_fence('g', 't', 0, 1000)", "DEALLOCATE shadowpipe_batch_log"};
+  for (const auto& text : texts) {
+    auto report = bench.run(make_request("r-" + text.substr(0, 12), "k", TxMode::autocommit, {make_statement(text, {})}));
+    EXPECT_TRUE(report.applied) << text;
+    ASSERT_EQ(report.result.statements.size(), 1u);
+    EXPECT_EQ(report.result.statements[0].result.status, Status::refused) << text;
+  }
+  EXPECT_EQ(ex::read_next_offset(bench.conn, bench.id), 4) << "moved by the four units, one each";
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM shadowpipe.results_log"
+                                                " WHERE 'forged' = ANY (payloads) OR last_offset >= 1000").value(0, 0)),
+            "0");
+  EXPECT_EQ(std::string(bench.conn.exec_checked("SELECT count(*) FROM pg_prepared_statements").value(0, 0)), "2")
+      << "the executor's statements are still there";
+}
+
 TEST_P(ExecutorRunner, SessionSettingsOfTheRecordApply) {
   RunnerBench bench(ex::WritesMode::apply, GetParam());
   auto request = make_request("r1", "k", TxMode::autocommit,

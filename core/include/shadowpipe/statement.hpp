@@ -90,6 +90,10 @@ struct Analysis {
   // (EXECUTE, DEALLOCATE, LISTEN / UNLISTEN, advisory unlocks): elsewhere,
   // as on the shadow's shared connection, it means something else.
   std::vector<std::string> session_uses;
+  // The prepared statements it names (EXECUTE p, DEALLOCATE p; not
+  // DEALLOCATE ALL): made by an earlier PREPARE of the session, so not on
+  // another connection, where the name may be someone else's.
+  std::vector<std::string> prepared_names_used;
   // DEALLOCATE or DISCARD ALL: drops the session's prepared statements
   // (a replayer's own among them).
   bool drops_prepared_statements = false;

@@ -687,6 +687,11 @@ void add_session_reasons(std::string_view type, object node, std::string_view sq
     add_unique(analysis.session_uses, "DEALLOCATE of a statement PREPAREd by the session");
     analysis.drops_prepared_statements = true;
   }
+  if (type == "ExecuteStmt" || type == "DeallocateStmt") {
+    // As the server folds it: pg_query gives the identifier's folded form.
+    const std::string_view name = string_field(node, "name");
+    if (!name.empty()) add_unique(analysis.prepared_names_used, std::string(name));
+  }
   if (type == "ListenStmt") add_unique(analysis.session_reasons, "LISTEN");
   if (type == "UnlistenStmt") add_unique(analysis.session_uses, "UNLISTEN");
   if (type == "VariableSetStmt" && !bool_field(node, "is_local")) {
