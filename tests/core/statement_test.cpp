@@ -158,6 +158,12 @@ TEST(StatementSession, ClientCopyAndSessionStateAreFlagged) {
   EXPECT_EQ(analyzed("EXECUTE Shadowpipe_Fence('g', 't', 0, 0)").prepared_names_used, Names{"shadowpipe_fence"});
   EXPECT_EQ(analyzed("DEALLOCATE PREPARE \"Q\"").prepared_names_used, Names{"Q"});
   EXPECT_EQ(analyzed("SELECT 1; DEALLOCATE a; EXECUTE b").prepared_names_used, (Names{"a", "b"}));
+  // Inside another statement, which runs it too.
+  EXPECT_EQ(analyzed("EXPLAIN ANALYZE EXECUTE shadowpipe_batch_log('g', 't', 0, 1)").prepared_names_used,
+            Names{"shadowpipe_batch_log"});
+  EXPECT_EQ(analyzed("CREATE TABLE x AS EXECUTE shadowpipe_fence('g', 't', 0, 1)").prepared_names_used,
+            Names{"shadowpipe_fence"});
+  EXPECT_EQ(analyzed("EXPLAIN EXECUTE p").prepared_names_used, Names{"p"});
   for (const char* sql : {"DEALLOCATE ALL", "DEALLOCATE PREPARE ALL", "DISCARD ALL", "PREPARE p AS SELECT 1", "SELECT 1"}) {
     EXPECT_TRUE(analyzed(sql).prepared_names_used.empty()) << sql;
   }

@@ -243,17 +243,19 @@ TEST_P(Runner, ATextThatDeallocatesAmongOtherStatementsRunsOnceAndASetDoesNotPre
 TEST_P(Runner, TrafficThatUsesAPreparedNameIsRefusedAndTheExecutorsOwnNeverRunForIt) {
   EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (1)"})).applied);
   const std::string own = "EXECUTE shadowpipe_batch_log('g', 't', 0, 99, '{}', '{}', '{}', 99)";
-  for (const std::string& sql : {own, std::string("EXECUTE p(1)"), std::string("DEALLOCATE shadowpipe_fence")}) {
+  for (const std::string& sql : {own, "EXPLAIN ANALYZE " + own, std::string("EXECUTE p(1)"),
+                                 std::string("DEALLOCATE shadowpipe_fence")}) {
     auto report = run(request(TxMode::autocommit, {sql}));
     EXPECT_TRUE(report.applied) << sql;
     EXPECT_EQ(statuses(report), (std::vector<Status>{Status::refused})) << sql;
+    ASSERT_EQ(report.notes.size(), 1u);
     EXPECT_EQ(report.notes[0].disposition, ex::Disposition::not_replayable) << sql;
     EXPECT_NE(report.result.statements[0].result.message.find("PREPAREd earlier in the application's session"),
               std::string::npos)
         << report.result.statements[0].result.message;
     EXPECT_EQ(count_sent(session, sql), 0u) << sql;
   }
-  EXPECT_EQ(session.committed.next_offset, 4) << "each unit moved the position by one, as its own";
+  EXPECT_EQ(session.committed.next_offset, 5) << "each unit moved the position by one, as its own";
   EXPECT_TRUE(run(request(TxMode::autocommit, {"INSERT INTO t VALUES (2)"})).applied);
   EXPECT_EQ(count_sent(session, "PREPARE "), 2u) << "the executor's statements were never dropped";
   EXPECT_EQ(session.committed.rows, (std::set<int>{1, 2}));

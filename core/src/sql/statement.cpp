@@ -350,6 +350,11 @@ class Walker {
     } else if (type == "LockingClause" || type == "InsertStmt" || type == "UpdateStmt" ||
                type == "DeleteStmt" || type == "MergeStmt") {
       findings.modifies_data = true;
+    } else if (type == "ExecuteStmt" || type == "DeallocateStmt") {
+      // At any depth: EXPLAIN ANALYZE EXECUTE p and CREATE TABLE ... AS
+      // EXECUTE p run p too. pg_query gives the name as the server folds it.
+      const std::string_view name = string_field(node, "name");
+      if (!name.empty()) add_unique(analysis_.prepared_names_used, std::string(name));
     }
   }
 
@@ -686,11 +691,6 @@ void add_session_reasons(std::string_view type, object node, std::string_view sq
   if (type == "DeallocateStmt") {
     add_unique(analysis.session_uses, "DEALLOCATE of a statement PREPAREd by the session");
     analysis.drops_prepared_statements = true;
-  }
-  if (type == "ExecuteStmt" || type == "DeallocateStmt") {
-    // As the server folds it: pg_query gives the identifier's folded form.
-    const std::string_view name = string_field(node, "name");
-    if (!name.empty()) add_unique(analysis.prepared_names_used, std::string(name));
   }
   if (type == "ListenStmt") add_unique(analysis.session_reasons, "LISTEN");
   if (type == "UnlistenStmt") add_unique(analysis.session_uses, "UNLISTEN");
