@@ -137,7 +137,7 @@ process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0;
 # minutes, and that is printed apart from what the clients cost it.
 broker_service_ticks() {
   [[ -n $broker ]] || { echo 0; return; }
-  "$bench_dir/jvm_cpu.sh" "$broker" | sed 's/.* jit=\([0-9]*\) gc=\([0-9]*\)/\1 + \2/' | bc
+  python3 "$bench_dir/cpu_snapshot.py" --jvm "$broker" | sed 's/.* jit=\([0-9]*\) gc=\([0-9]*\)/\1 + \2/' | bc
 }
 reaped_ticks() { awk '{print $16 + $17}' "/proc/$postmaster/stat" 2>/dev/null || echo 0; }
 run_pgbench() {
@@ -251,7 +251,7 @@ run_executor() {
       2>"$EXECUTOR_PERF/$group.perf.log" >/dev/null &
     perf_pid=$!
   fi
-  # The broker's service threads first: reading them costs a few processes,
+  # The broker's service threads first: reading them starts processes,
   # which must not fall inside the measured window.
   local broker_start service_start
   service_start=$(broker_service_ticks)

@@ -19,7 +19,7 @@
 # all in the first rounds on a fresh stack, 12-17 us once warm (2026-11-30).
 # So one "on" run of --warmup seconds goes first and is not counted, and the
 # broker's CPU is printed with its JIT compiler and GC threads' shares apart
-# (bench/jvm_cpu.sh).
+# (bench/cpu_snapshot.py --jvm).
 #
 #   eval "$(scripts/stack env)"; scripts/shop-prepare --migration risky
 #   bench/loadgen_overhead.sh [--seconds 20] [--rounds 2] [--concurrency 4] [--bin build/bin] [--warmup 15]
@@ -52,7 +52,7 @@ if [ -n "$kafka_pid" ] && ! [ -r "/proc/$kafka_pid/stat" ]; then kafka_pid=; fi
 
 broker_cpu() {  # "total=<ticks> jit=<ticks> gc=<ticks>" of the broker (zeros when unknown)
   if [ -z "$kafka_pid" ]; then echo "total=0 jit=0 gc=0"; return; fi
-  "$root/bench/jvm_cpu.sh" "$kafka_pid"
+  python3 "$root/bench/cpu_snapshot.py" --jvm "$kafka_pid"
 }
 tick=$(getconf CLK_TCK)
 load() { cut -d' ' -f1 /proc/loadavg; }

@@ -46,19 +46,19 @@ expect "loadgen_overhead: the broker and its JIT" 'broker JVM CPU per unit: off 
 # whole. (The loadgen printed a JIT figure that was never measured: 0.0.)
 broker_pid=$(cat "${SHADOWPIPE_STACK_DIR:-$root/.stack}/kafka/kafka.pid" 2>/dev/null || true)
 if [[ -n $broker_pid ]]; then
-  run jvm_cpu "$root/bench/jvm_cpu.sh" "$broker_pid"
+  run jvm_cpu python3 "$root/bench/cpu_snapshot.py" --jvm "$broker_pid"
   total='' jit=0 gc=0
   read -r total jit gc < <(sed -n 's/^total=\([0-9]*\) jit=\([0-9]*\) gc=\([0-9]*\)$/\1 \2 \3/p' <<<"$out") || true
   if [[ -n ${total:-} ]] && (( jit > 0 && jit + gc <= total )); then
-    echo "ok: jvm_cpu: the broker's JIT compiler threads ($jit of $total ticks, GC $gc)"
+    echo "ok: cpu_snapshot --jvm: the broker's JIT compiler threads ($jit of $total ticks, GC $gc)"
   else
-    echo "FAILED: jvm_cpu: no JIT compiler time, or shares above the whole, for the broker: $out"; failed=1
+    echo "FAILED: cpu_snapshot --jvm: no JIT compiler time, or shares above the whole, for the broker: $out"; failed=1
   fi
 else
-  echo "FAILED: jvm_cpu: no broker pid file under ${SHADOWPIPE_STACK_DIR:-$root/.stack}"; failed=1
+  echo "FAILED: cpu_snapshot --jvm: no broker pid file under ${SHADOWPIPE_STACK_DIR:-$root/.stack}"; failed=1
 fi
-run jvm_cpu_gone "$root/bench/jvm_cpu.sh" 999999999
-expect "jvm_cpu: a process that is gone reads as zeros" '^total=0 jit=0 gc=0$' "$out"
+run jvm_cpu_gone python3 "$root/bench/cpu_snapshot.py" --jvm 999999999
+expect "cpu_snapshot --jvm: a process that is gone reads as zeros" '^total=0 jit=0 gc=0$' "$out"
 
 # Enough units that neither run applies them all before it is measured (the
 # script refuses to divide by a run it could not time).
