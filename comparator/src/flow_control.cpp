@@ -40,19 +40,24 @@ void FlowControl::sync(int32_t partition, const PairState& pair, rd_kafka_t* con
   for (auto side : {Side::requests, Side::results}) {
     const auto& topic = side == Side::requests ? requests_topic_ : results_topic_;
     const bool want = pair.paused(side);
-    if (want == paused_.contains({topic, partition})) continue;
+    if (want == paused_.contains({side, partition})) continue;
     if (auto err = kafka::set_paused(consumer, topic, partition, want)) {
       std::cerr << "shadow-comparator: cannot " << (want ? "pause " : "resume ") << topic << "[" << partition
                 << "]: " << rd_kafka_err2str(err) << std::endl;
       continue;
     }
     if (want) {
-      paused_.emplace(topic, partition);
+      paused_.emplace(side, partition);
       ++pauses_;
     } else {
-      paused_.erase({topic, partition});
+      paused_.erase({side, partition});
     }
   }
+}
+
+void FlowControl::forget(const std::string& topic, int32_t partition) {
+  if (topic == requests_topic_) paused_.erase({Side::requests, partition});
+  if (topic == results_topic_) paused_.erase({Side::results, partition});
 }
 
 std::vector<wire::Summary::Stall> StallWatch::check(const std::map<int32_t, PairState>& pairs, int64_t wall_us) {

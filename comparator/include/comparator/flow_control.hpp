@@ -28,7 +28,7 @@ class FlowControl {
   size_t pausing_above() const { return max_pending_bytes_ / 3 * 2; }
 
   // A revoked partition, or a new assignment: no pause survives it.
-  void forget(const std::string& topic, int32_t partition) { paused_.erase({topic, partition}); }
+  void forget(const std::string& topic, int32_t partition);
 
   size_t paused_partitions() const { return paused_.size(); }
   uint64_t pauses() const { return pauses_; }
@@ -40,7 +40,10 @@ class FlowControl {
   size_t max_pending_bytes_;
   std::string requests_topic_;
   std::string results_topic_;
-  std::set<std::pair<std::string, int32_t>> paused_;
+  // What librdkafka was told, by side rather than topic name: enforce() looks
+  // every pair up after each record, and a key holding the topic's name cost
+  // a string allocation per lookup.
+  std::set<std::pair<Side, int32_t>> paused_;
   uint64_t pauses_ = 0;
   size_t high_water_ = 0;
 };
