@@ -91,7 +91,7 @@ std::string readable_binary(uint32_t type_oid, const std::string& bytes) {
 
 }  // namespace
 
-RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params) {
+RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params, Take take) {
   RequestSide side;
   side.key = std::move(request.key);
   side.ts_us = request.ts_us;
@@ -101,7 +101,8 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
     // Copied, not moved: the caller decodes every request into the same
     // record, whose vectors and strings then keep their capacity (moved out,
     // each decode grew them again from nothing, an allocation per doubling).
-    side.statements.push_back(slim(statement.fingerprint, statement.result, false));
+    side.statements.push_back(take == Take::copy ? slim(statement.fingerprint, statement.result, false)
+                                                 : slim(std::move(statement.fingerprint), std::move(statement.result), false));
     if (!keep_params) continue;
     const auto& binding = statement.binding;
     for (size_t i = 0; i < statement.params.size(); ++i) {
@@ -115,7 +116,7 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
   return side;
 }
 
-ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition) {
+ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition, Take take) {
   ResultSide side;
   side.ts_us = result.ts_us;
   side.offset = offset;
@@ -124,9 +125,28 @@ ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t parti
   side.published_below = placed ? result.published_below : -1;
   side.statements.reserve(result.statements.size());
   for (auto& statement : result.statements) {
-    side.statements.push_back(slim(statement.fingerprint, statement.result, true));  // copied, as in request_side
+    side.statements.push_back(take == Take::copy ? SideStatement{statement.fingerprint, statement.result}
+                                                 : SideStatement{std::move(statement.fingerprint), std::move(statement.result)});
   }
   return side;
+}
+
+namespace {
+
+template <class Record>
+void give_back_into(std::vector<SideStatement>&& statements, Record& into) {
+  const size_t count = std::min(statements.size(), into.statements.size());
+  for (size_t i = 0; i < count; ++i) {
+    into.statements[i].fingerprint = std::move(statements[i].fingerprint);
+    into.statements[i].result = std::move(statements[i].result);
+  }
+}
+
+}  // namespace
+
+void give_back(std::vector<SideStatement>&& statements, wire::Request& into) { give_back_into(std::move(statements), into); }
+void give_back(std::vector<SideStatement>&& statements, wire::ShadowResult& into) {
+  give_back_into(std::move(statements), into);
 }
 
 size_t heap_bytes(const RequestSide& side) {
@@ -332,6 +352,14 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   Added added;
   added.orphan_results = drop_orphan_results();
   return added;
+}
+
+bool PairState::joins_on_arrival(Side arriving, const std::string& request_id) const {
+  const uint64_t hash = id_hash(request_id);
+  if (decided_.contains(hash)) return false;
+  const Entry* found = entries_.find(request_id, hash);
+  if (!found) return false;
+  return arriving == Side::results ? found->request && !found->result : found->result && !found->request;
 }
 
 PairState::Added PairState::add_result(std::string request_id, ResultSide side, int64_t wall_us) {

@@ -268,8 +268,11 @@ struct Comparator::Impl {
       pair.mark_decided(request.request_id, wall_us);
       return;
     }
-    auto added = pair.add_request(std::move(request.request_id), request_side(request, message.offset(), options.include_params), wall_us);
+    const auto take = pair.joins_on_arrival(Side::requests, request.request_id) ? Take::move : Take::copy;
+    auto added = pair.add_request(std::move(request.request_id),
+                                  request_side(request, message.offset(), options.include_params, take), wall_us);
     after_add(lane, message.partition(), added, wall_us);
+    if (take == Take::move && added.joined) give_back(std::move(added.joined->request.statements), request);
   }
 
   void handle_result(Lane& lane, const kafka::Message& message, int64_t wall_us) {
@@ -289,8 +292,11 @@ struct Comparator::Impl {
         decider.note_plan(statement.fingerprint, std::move(*statement.plan));
       }
     }
-    auto added = pair.add_result(std::move(result.request_id), result_side(result, message.offset(), message.partition()), wall_us);
+    const auto take = pair.joins_on_arrival(Side::results, result.request_id) ? Take::move : Take::copy;
+    auto added = pair.add_result(std::move(result.request_id),
+                                 result_side(result, message.offset(), message.partition(), take), wall_us);
     after_add(lane, message.partition(), added, wall_us);
+    if (take == Take::move && added.joined) give_back(std::move(added.joined->result.statements), result);
   }
 
   // Offsets of `side`'s partition that retention deleted before this group

@@ -862,3 +862,122 @@ TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDec
     EXPECT_EQ(cmp::request_side(reused, 3, false).statements.size(), records[index].size());
   }
 }
+
+// The same with the statements moved out (a request that joins on arrival),
+// given back after every other one and left moved-from after the others.
+TEST(PendingRequestSide, ARequestMovedOutOfAReusedRecordGivesTheSideOfAFreshDecode) {
+  namespace wire = shadowpipe::wire;
+  auto rich = five_columns(1);
+  rich.column_ordered = {11, 12, 13, 14, 15};
+  rich.column_values = {21, 22, 23, 24, 25};
+  rich.volatile_columns.push_back({4, "calls random()"});
+  rich.order_total = true;
+  rich.message = "a notice";
+  auto failed = wire::StatementResult{};
+  failed.status = wire::Status::error;
+  failed.sqlstate = "23505";
+  const std::vector<std::vector<wire::StatementResult>> records = {
+      {rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
+  std::vector<std::string> encoded;
+  for (size_t i = 0; i < records.size(); ++i) {
+    wire::Request request;
+    request.request_id = "r" + std::to_string(i);
+    request.ts_us = kStart;
+    request.key = "k" + std::to_string(i);
+    request.source = "test";
+    for (const auto& result : records[i]) request.statements.push_back({"SELECT 1", {}, "0123456789abcdef", result});
+    encoded.push_back(wire::encode(request));
+  }
+  const std::vector<size_t> order = {0, 1, 2, 3, 4, 0, 2, 1, 3, 0};
+  wire::Request reused;
+  for (size_t step = 0; step < order.size(); ++step) {
+    const size_t index = order[step];
+    SCOPED_TRACE("step " + std::to_string(step) + ", record " + std::to_string(index));
+    ASSERT_TRUE(wire::decode_request_into(encoded[index], reused).ok());
+    auto fresh = wire::decode_request(encoded[index]);
+    ASSERT_TRUE(fresh.ok());
+    auto got = cmp::request_side(reused, 3, false, cmp::Take::move);
+    expect_same(got, cmp::request_side(fresh.value(), 3, false));
+    if (step % 2 == 0) cmp::give_back(std::move(got.statements), reused);
+  }
+}
+
+// The service lends a record's statements only to a pair that joins it on
+// arrival; a record that waits, a duplicate or a decided id is not one.
+TEST(PairState, JoinsOnArrivalOnlyWhenTheOtherSideWaits) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::requests, "a"));
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::results, "a"));
+  ASSERT_FALSE(pair.add_request("a", request(kStart, 1), kStart).joined);
+  EXPECT_TRUE(pair.joins_on_arrival(cmp::Side::results, "a"));
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::requests, "a")) << "a copy of a waiting request is a duplicate";
+  ASSERT_FALSE(pair.add_result("b", result(kStart, 1), kStart).joined);
+  EXPECT_TRUE(pair.joins_on_arrival(cmp::Side::requests, "b"));
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::results, "b"));
+  ASSERT_TRUE(pair.add_result("a", result(kStart, 2), kStart).joined);
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::results, "a")) << "decided";
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::requests, "a")) << "decided";
+}
+
+// A result side takes the statements of the record the service decodes every
+// result into by copy (it will wait) or by move (it joins on arrival, and the
+// service gives them back once decided): whichever way the record was left
+// (kept, given back, or moved-from), the next record decoded into it must
+// give the side of a fresh decode.
+TEST(PendingResultSide, AResultDecodedIntoAReusedRecordGivesTheSideOfAFreshDecode) {
+  namespace wire = shadowpipe::wire;
+  auto rich = five_columns(1);  // every optional member present
+  rich.column_ordered = {11, 12, 13, 14, 15};
+  rich.column_values = {21, 22, 23, 24, 25};
+  rich.volatile_columns.push_back({4, "calls random()"});
+  rich.volatile_statement = "calls now()";
+  rich.order_total = true;
+  rich.message = "a notice";
+  auto failed = wire::StatementResult{};
+  failed.status = wire::Status::error;
+  failed.sqlstate = "22001";
+  failed.message = "value too long for type character varying(8)";
+  const std::vector<std::vector<wire::StatementResult>> records = {
+      {rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
+  std::vector<std::string> encoded;
+  for (size_t i = 0; i < records.size(); ++i) {
+    wire::ShadowResult result;
+    result.request_id = "r" + std::to_string(i);
+    result.ts_us = kStart;
+    result.key = "k" + std::to_string(i);
+    result.executor = "test";
+    result.source_partition = 0;
+    result.source_offset = static_cast<int64_t>(i);
+    result.published_below = static_cast<int64_t>(i);
+    for (const auto& statement : records[i]) result.statements.push_back({"0123456789abcdef", statement, {}});
+    encoded.push_back(wire::encode(result));
+  }
+  // Richer records before poorer ones, and back; in turn copied, moved and
+  // given back, moved and left moved-from.
+  const std::vector<size_t> order = {0, 1, 2, 3, 4, 0, 2, 1, 3, 0, 4, 1, 0};
+  wire::ShadowResult reused;
+  for (size_t step = 0; step < order.size(); ++step) {
+    const size_t index = order[step];
+    SCOPED_TRACE("step " + std::to_string(step) + ", record " + std::to_string(index));
+    auto decoded = wire::decode_result_into(encoded[index], reused);
+    ASSERT_TRUE(decoded.ok()) << decoded.error().describe();
+    auto fresh = wire::decode_result(encoded[index]);
+    ASSERT_TRUE(fresh.ok());
+    const auto take = step % 3 == 0 ? cmp::Take::copy : cmp::Take::move;
+    auto got = cmp::result_side(reused, 7, 0, take);
+    const auto want = cmp::result_side(fresh.value(), 7, 0);
+    EXPECT_EQ(got.source_offset, want.source_offset);
+    EXPECT_EQ(got.published_below, want.published_below);
+    ASSERT_EQ(got.statements.size(), records[index].size());
+    ASSERT_EQ(want.statements.size(), records[index].size());
+    for (size_t i = 0; i < want.statements.size(); ++i) {
+      EXPECT_EQ(got.statements[i].fingerprint, want.statements[i].fingerprint) << i;
+      EXPECT_EQ(got.statements[i].result, want.statements[i].result) << i;
+      EXPECT_EQ(got.statements[i].result, records[index][i]) << i;
+    }
+    if (take == cmp::Take::copy) {
+      for (size_t i = 0; i < records[index].size(); ++i) EXPECT_EQ(reused.statements[i].result, records[index][i]) << "kept";
+    }
+    if (step % 3 == 1) cmp::give_back(std::move(got.statements), reused);
+  }
+}

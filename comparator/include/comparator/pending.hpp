@@ -78,18 +78,29 @@ struct Missing {  // a request the executor passed without publishing a result f
 
 enum class Side { requests, results };
 
-// Estimated heap and container bytes an entry holds (strings, vectors, map node).
-// The evidence of a request record that deciding it takes (the primary's
-// error message is not kept, its SQLSTATE is). Copies the statements' results
-// (the caller reuses `request` for the next record's decode) and moves the
-// key and, when kept, the parameters out of it.
-RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params);
+// How a side takes the statements of the record the service decodes every
+// record into. copy: the record keeps their strings' and vectors' capacity
+// for the next decode (a side that will wait: a copy allocates each at its
+// size, where decoding into moved-from ones grows each from nothing). move:
+// for a side that joins on arrival, whose statements the service gives back
+// (give_back) once the pair is decided: no allocation at all.
+enum class Take { copy, move };
 
-// The same of a result record read at `offset` of `partition` (its
-// statements copied, the caller reuses `result` for the next decode). A result
+// The evidence of a request record that deciding it takes (the primary's
+// error message is not kept, its SQLSTATE is). Takes the statements' results
+// as `take` says and moves the key and, when kept, the parameters out of it.
+RequestSide request_side(wire::Request& request, int64_t offset, bool keep_params, Take take = Take::copy);
+
+// The same of a result record read at `offset` of `partition`. A result
 // published to another partition than its request's says nothing about this
 // partition's offsets, so it carries no source offset and no stamp.
-ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition);
+ResultSide result_side(wire::ShadowResult& result, int64_t offset, int32_t partition, Take take = Take::copy);
+
+// Puts statements a side took with Take::move back into the record they
+// came from, once decided, so the next record decoded into it reuses their
+// capacity. Only the slots the record still has are filled.
+void give_back(std::vector<SideStatement>&& statements, wire::Request& into);
+void give_back(std::vector<SideStatement>&& statements, wire::ShadowResult& into);
 
 // What a request alone costs waiting: its entry in the compact form it waits
 // in, and the layouts of its statements as if no other request shared them.
@@ -163,6 +174,10 @@ class PairState {
   // Remembers a request id as decided, so a later copy or result is a duplicate.
   void mark_decided(const std::string& request_id, int64_t wall_us);
   bool was_decided(const std::string& request_id) const { return decided_.contains(id_hash(request_id)); }
+  // Whether a record of `arriving` with this id joins on arrival: the other
+  // side's record waits for it. (The service then lends the record's
+  // statements to the pair instead of copying them: see Take.)
+  bool joins_on_arrival(Side arriving, const std::string& request_id) const;
   size_t decided_ids() const { return decided_.size(); }
 
   // Results that carry no source offset (older executors) and whose request
