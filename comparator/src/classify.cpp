@@ -85,7 +85,7 @@ bool parallel(const std::vector<uint64_t>& digests, const std::vector<digest::Co
 }  // namespace
 
 std::vector<Finding> classify_statement(const wire::StatementResult& primary, const wire::StatementResult& shadow,
-                                        StatementTraits traits, int32_t index) {
+                                        const StatementTraits& traits, int32_t index) {
   std::vector<Finding> found;
   auto add = [&](std::string kind, std::string detail, std::vector<std::string> columns = {}) {
     found.push_back(Finding{std::move(kind), index, std::move(columns), std::move(detail)});
@@ -131,9 +131,17 @@ std::vector<Finding> classify_statement(const wire::StatementResult& primary, co
   if (!renamed.empty() || primary.rows != shadow.rows) return found;
 
   const auto& columns = primary.columns;
-  std::vector<std::string> names;
-  names.reserve(columns.size());
-  for (const auto& column : columns) names.push_back(column.name);
+  // The output names, made only when a rule needs them: most statements
+  // compare equal without.
+  std::optional<std::vector<std::string>> made_names;
+  auto names = [&]() -> const std::vector<std::string>& {
+    if (!made_names) {
+      made_names.emplace();
+      made_names->reserve(columns.size());
+      for (const auto& column : columns) made_names->push_back(column.name);
+    }
+    return *made_names;
+  };
 
   // Which rows come back is decided by a volatile call: errors and row counts only.
   std::string whole_statement_volatile;
@@ -144,7 +152,7 @@ std::vector<Finding> classify_statement(const wire::StatementResult& primary, co
   // volatile functions, and what the shadow's catalog found.
   std::map<size_t, std::string> excluded;
   for (const auto& output : traits.volatile_outputs) {
-    if (auto column = statement::output_index(output, names)) {
+    if (auto column = statement::output_index(output, names())) {
       excluded.emplace(*column, "calls " + list(output.volatile_calls));
     } else {
       whole_statement_volatile = "a select-list entry calling " + list(output.volatile_calls) + " cannot be placed";
@@ -155,7 +163,7 @@ std::vector<Finding> classify_statement(const wire::StatementResult& primary, co
   }
   if (!whole_statement_volatile.empty()) {
     add("columns_not_compared", "values not compared: " + whole_statement_volatile + "; errors and row counts are",
-        names);
+        names());
     return found;
   }
 
@@ -236,7 +244,7 @@ std::vector<Finding> classify_statement(const wire::StatementResult& primary, co
     if (key.position > 0 && static_cast<size_t>(key.position) <= columns.size()) {
       column = static_cast<size_t>(key.position - 1);
     } else if (key.position == 0) {
-      column = statement::unique_column(key.output_name, names);
+      column = statement::unique_column(key.output_name, names());
     }
     if (!column || excluded.contains(*column)) break;
     checked.push_back(*column);
@@ -264,13 +272,21 @@ std::vector<Finding> classify_statement(const wire::StatementResult& primary, co
   return found;
 }
 
+namespace {
+const StatementTraits& traits_or_defaults(const StatementTraits* traits) {
+  static const StatementTraits kDefaults;
+  return traits ? *traits : kDefaults;
+}
+}  // namespace
+
 std::vector<Finding> classify_request(std::span<const SideStatement> primary, std::span<const SideStatement> shadow,
                                       const TraitsLookup& traits) {
   std::vector<Finding> found;
   const size_t common = std::min(primary.size(), shadow.size());
   for (size_t i = 0; i < common; ++i) {
     auto statement_found =
-        classify_statement(primary[i].result, shadow[i].result, traits(primary[i].fingerprint), static_cast<int32_t>(i));
+        classify_statement(primary[i].result, shadow[i].result, traits_or_defaults(traits(primary[i].fingerprint)),
+                           static_cast<int32_t>(i));
     for (auto& finding : statement_found) found.push_back(std::move(finding));
   }
   if (primary.size() != shadow.size()) {

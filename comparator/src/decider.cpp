@@ -109,9 +109,9 @@ Decision Decider::decide(const Joined& joined) {
       it->second.shadow_latency.add(static_cast<double>(shadow[i].result.latency_us));
     }
   }
-  const TraitsLookup traits = [this](const std::string& fingerprint) {
+  const TraitsLookup traits = [this](const std::string& fingerprint) -> const StatementTraits* {
     auto it = fingerprints_.find(fingerprint);
-    return it == fingerprints_.end() ? StatementTraits{} : it->second.traits;
+    return it == fingerprints_.end() ? nullptr : &it->second.traits;
   };
   Decision decision =
       publish_findings(joined.request_id, joined.request, &joined.result, classify_request(primary, shadow, traits));

@@ -220,7 +220,7 @@ std::vector<cmp::SideStatement> statements(std::vector<sp::wire::StatementResult
   for (auto& result : results) out.push_back({"fp" + std::to_string(out.size()), std::move(result)});
   return out;
 }
-cmp::StatementTraits plain(const std::string&) { return {}; }
+const cmp::StatementTraits* plain(const std::string&) { return nullptr; }
 }  // namespace
 
 TEST(ClassifyRequest, EachStatementIsClassifiedWithItsIndex) {
@@ -248,9 +248,9 @@ TEST(ClassifyRequest, ShadowStoppingAtAReportedFailureIsOnlyThatFailure) {
 TEST(ClassifyRequest, TraitsAreLookedUpByFingerprint) {
   auto shadow = ok_result();
   shadow.ordered = 0x5555;
-  auto ordered_fp1 = [](const std::string& fingerprint) {
-    return cmp::StatementTraits{.top_level_order_by = fingerprint == "fp1"};
-  };
+  static const cmp::StatementTraits kOrdered{.top_level_order_by = true};
+  static const cmp::StatementTraits kUnordered{};
+  auto ordered_fp1 = [](const std::string& fingerprint) { return fingerprint == "fp1" ? &kOrdered : &kUnordered; };
   auto found = cmp::classify_request(statements({ok_result(), ok_result()}), statements({shadow, shadow}), ordered_fp1);
   ASSERT_EQ(kinds(found), Kinds{"order_mismatch"});
   EXPECT_EQ(found[0].statement_index, 1);

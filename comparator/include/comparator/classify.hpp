@@ -46,9 +46,12 @@ struct Finding {
 
 // Discrepancies of one statement, one Finding per kind found.
 std::vector<Finding> classify_statement(const wire::StatementResult& primary, const wire::StatementResult& shadow,
-                                        StatementTraits traits, int32_t index);
+                                        const StatementTraits& traits, int32_t index);
 
-using TraitsLookup = std::function<StatementTraits(const std::string& fingerprint)>;
+// The traits of a fingerprint, or nullptr when none are known (compared with
+// the defaults). A pointer, not a copy: a lookup runs for every statement
+// compared, and the traits hold vectors.
+using TraitsLookup = std::function<const StatementTraits*(const std::string& fingerprint)>;
 
 // Discrepancies of a whole request. Statements are compared pairwise over the
 // common prefix. A different statement count is a schema_mismatch of the whole
