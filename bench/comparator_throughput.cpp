@@ -10,6 +10,7 @@
 #include "shadowpipe/wire.hpp"
 
 #include <malloc.h>
+#include <sys/types.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -17,6 +18,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -105,9 +109,51 @@ double process_cpu_seconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+// CPU seconds of each thread of this process by thread id, from the
+// scheduler's own account (/proc/self/task/<tid>/schedstat, nanoseconds),
+// with whether it is one of librdkafka's threads (named "rdk:…").
+struct ThreadCpu {
+  double seconds = 0;
+  bool librdkafka = false;
+};
+std::map<pid_t, ThreadCpu> threads_cpu() {
+  std::map<pid_t, ThreadCpu> threads;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream schedstat(task.path() / "schedstat");
+    std::ifstream comm(task.path() / "comm");
+    uint64_t nanoseconds = 0;
+    std::string name;
+    if (!(schedstat >> nanoseconds) || !std::getline(comm, name)) continue;  // it ended meanwhile
+    threads[static_cast<pid_t>(std::stoi(task.path().filename()))] = {static_cast<double>(nanoseconds) / 1e9,
+                                                                      name.starts_with("rdk:")};
+  }
+  return threads;
+}
+
+// Where the process's CPU went between two readings, over the threads alive
+// at both: this (the bench's main) thread, librdkafka's, and the others (the
+// comparator's). Process CPU moves with librdkafka's fetching from run to
+// run; the comparator's own threads are what its code changes move.
+struct CpuSplit {
+  double main = 0;
+  double librdkafka = 0;
+  double others = 0;
+};
+CpuSplit cpu_split(const std::map<pid_t, ThreadCpu>& before, const std::map<pid_t, ThreadCpu>& after) {
+  CpuSplit split;
+  for (const auto& [tid, now] : after) {
+    const auto was = before.find(tid);
+    if (was == before.end()) continue;
+    const double used = now.seconds - was->second.seconds;
+    (tid == getpid() ? split.main : now.librdkafka ? split.librdkafka : split.others) += used;
+  }
+  return split;
+}
+
 struct Timed {
   double seconds = 0;
   double cpu_seconds = 0;  // process CPU over the same time: cores used = cpu_seconds / seconds
+  CpuSplit split;
 };
 
 // Seconds from the first record to the last, for a bare consumer of both topics.
@@ -124,6 +170,7 @@ Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t 
   int64_t read = 0;
   Clock::time_point first{};
   double first_cpu = 0;
+  std::map<pid_t, ThreadCpu> first_threads;
   const auto deadline = Clock::now() + 300s;
   while (read < records && Clock::now() < deadline) {
     auto message = consumer.poll(100ms);
@@ -131,6 +178,7 @@ Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t 
     if (read++ == 0) {
       first = Clock::now();
       first_cpu = process_cpu_seconds();
+      first_threads = threads_cpu();
     }
     if (decode) {
       const bool ok = message.topic() == t.requests ? sp::wire::decode_request(message.payload()).ok()
@@ -138,7 +186,8 @@ Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t 
       if (!ok) throw sp::Failure("benchmark record did not decode");
     }
   }
-  const Timed timed{std::chrono::duration<double>(Clock::now() - first).count(), process_cpu_seconds() - first_cpu};
+  const Timed timed{std::chrono::duration<double>(Clock::now() - first).count(), process_cpu_seconds() - first_cpu,
+                    cpu_split(first_threads, threads_cpu())};
   consumer.close();
   if (read < records) throw sp::Failure("bare consumer read only " + std::to_string(read) + " records");
   return timed;
@@ -165,7 +214,9 @@ struct ComparatorRun {
   double rate = 0;  // pairs per second while every worker had work
   double seconds = 0;
   double cpu_seconds = 0;
+  CpuSplit split;
   uint64_t pairs_timed = 0;
+  size_t most_waiting = 0;  // requests and results waiting for their other side, the most seen at a refresh
   cmp::Stats finished;
 };
 
@@ -194,21 +245,25 @@ ComparatorRun run_comparator(const sp::kafka::Properties& base, sp::kafka::Produ
     Clock::time_point at;
     uint64_t pairs;
     double cpu_seconds;
+    std::map<pid_t, ThreadCpu> threads;
   };
   std::optional<Sample> first, last_full;
   uint64_t seen = 0;
+  size_t most_waiting = 0;
   const auto deadline = Clock::now() + 300s;
   while (Clock::now() < deadline) {
     const auto stats = comparator.stats();
+    most_waiting = std::max(most_waiting, stats.pending_requests + stats.pending_results);
     if (stats.pairs >= static_cast<uint64_t>(pairs)) break;
     if (stats.pairs > seen && stats.committed_transactions > 0) {  // a refresh: the counts are those of this moment
       seen = stats.pairs;
-      (first ? last_full : first) = Sample{Clock::now(), stats.pairs, process_cpu_seconds()};
+      (first ? last_full : first) = Sample{Clock::now(), stats.pairs, process_cpu_seconds(), threads_cpu()};
     }
     std::this_thread::sleep_for(2ms);
   }
   ComparatorRun result;
   result.finished = comparator.stats();
+  result.most_waiting = most_waiting;
   stop = true;
   thread.join();
   if (!first || !last_full) {
@@ -217,6 +272,7 @@ ComparatorRun run_comparator(const sp::kafka::Properties& base, sp::kafka::Produ
   result.seconds = std::chrono::duration<double>(last_full->at - first->at).count();
   result.pairs_timed = last_full->pairs - first->pairs;
   result.cpu_seconds = last_full->cpu_seconds - first->cpu_seconds;
+  result.split = cpu_split(first->threads, last_full->threads);
   result.rate = static_cast<double>(result.pairs_timed) / result.seconds;
   return result;
 }
@@ -251,16 +307,22 @@ int main(int argc, char** argv) {
     std::printf("produced %lld pairs on %d partitions (load average %.1f)\n", static_cast<long long>(pairs), partitions,
                 load_average());
 
-    auto report = [&](const char* what, double pairs_timed, double seconds, double cpu_seconds) {
-      std::printf("%s: %.0f pairs in %.2f s = %.0f pairs/s; %.1f us CPU per pair, %.2f cores busy\n", what,
-                  pairs_timed, seconds, pairs_timed / seconds, cpu_seconds / pairs_timed * 1e6, cpu_seconds / seconds);
+    // The split names where the work ran: the bare consumers poll (and
+    // decode) on the main thread, the comparator on threads of its own.
+    auto report = [&](const char* what, double pairs_timed, double seconds, double cpu_seconds, const CpuSplit& split) {
+      const auto per_pair = [&](double cpu) { return cpu / pairs_timed * 1e6; };
+      std::printf("%s: %.0f pairs in %.2f s = %.0f pairs/s; %.1f us CPU per pair, %.2f cores busy\n"
+                  "  of it, per pair: %.2f us in the polling/deciding threads, %.2f us in librdkafka's\n",
+                  what, pairs_timed, seconds, pairs_timed / seconds, per_pair(cpu_seconds), cpu_seconds / seconds,
+                  per_pair(split.main + split.others), per_pair(split.librdkafka));
       return pairs_timed / seconds;
     };
     const auto bare = bare_consumer(base, topics, 2 * pairs, false);
-    const double bare_rate = report("bare consumer", static_cast<double>(pairs), bare.seconds, bare.cpu_seconds);
+    const double bare_rate = report("bare consumer", static_cast<double>(pairs), bare.seconds, bare.cpu_seconds, bare.split);
     const auto decoding = bare_consumer(base, topics, 2 * pairs, true);
     const double decoding_rate =
-        report("bare consumer that decodes each record", static_cast<double>(pairs), decoding.seconds, decoding.cpu_seconds);
+        report("bare consumer that decodes each record", static_cast<double>(pairs), decoding.seconds,
+               decoding.cpu_seconds, decoding.split);
 
     std::vector<std::pair<unsigned, ComparatorRun>> runs;
     for (unsigned workers : {1u, 2u}) {
@@ -268,8 +330,10 @@ int main(int argc, char** argv) {
       const std::string what = "comparator, " + std::to_string(workers) +
                                (workers == 1 ? " worker (on the consumer's thread)" : " workers") + ", " +
                                std::to_string(measured.finished.pairs) + " decided (" +
-                               std::to_string(measured.finished.mismatches_published) + " mismatches), steady";
-      report(what.c_str(), static_cast<double>(measured.pairs_timed), measured.seconds, measured.cpu_seconds);
+                               std::to_string(measured.finished.mismatches_published) + " mismatches, at most " +
+                               std::to_string(measured.most_waiting) + " records waiting for their other side), steady";
+      report(what.c_str(), static_cast<double>(measured.pairs_timed), measured.seconds, measured.cpu_seconds,
+             measured.split);
       runs.emplace_back(workers, measured);
     }
     std::printf("\nratios (pairs/s over pairs/s, same topics, same run; load average %.1f on %ld cores):\n",

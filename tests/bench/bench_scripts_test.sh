@@ -70,6 +70,17 @@ expect "executor_vs_pgbench: the CPU ceiling" 'CPU-bound ceiling of the ratios' 
 expect "executor_vs_pgbench: the ceiling without the broker's warm-up" "the same without the broker's JIT compiler and GC threads: [0-9]+\.[0-9]+, --pipeline [0-9]+\.[0-9]+" "$out"
 expect "executor_vs_pgbench: the broker's JIT and GC apart" '^  CPU per unit: executor [0-9.]+ us, its [0-9]+ server backends [0-9.]+ us, broker [0-9.]+ us \(its JIT compiler and GC threads [0-9.]+\)$' "$out"
 
+# Enough pairs for two stats refreshes of the two-worker run after its first commit
+# (150 000 were not always: its stats refresh once a second).
+BUILD_DIR=$build run comparator_throughput "$root/bench/comparator_throughput.sh" --pairs 300000 --pending 2000
+expect "comparator_throughput: the decoding consumer" '^bare consumer that decodes each record: 300000 pairs in [0-9.]+ s = [0-9]+ pairs/s; [0-9.]+ us CPU per pair' "$out"
+expect "comparator_throughput: one worker, with what waited" '^comparator, 1 worker \(on the consumer.s thread\), 300000 decided \(3000 mismatches, at most [0-9]+ records waiting for their other side\), steady: [1-9][0-9]* pairs' "$out"
+expect "comparator_throughput: two workers" '^comparator, 2 workers, 300000 decided \(3000 mismatches, at most [0-9]+ records waiting' "$out"
+# The deciding threads' CPU apart from librdkafka's: read from every thread, never all zero.
+expect "comparator_throughput: the CPU by thread" '^  of it, per pair: [0-9.]*[1-9][0-9.]* us in the polling/deciding threads, [0-9.]+ us in librdkafka.s$' "$out"
+expect "comparator_throughput: the CPU ratio" 'CPU per pair, decoding consumer / comparator with 2 workers: [0-9]+\.[0-9]+' "$out"
+expect "comparator_throughput: bytes per pending request" '^pending: 2000 requests, estimated [0-9]+ bytes = [0-9]+ bytes per pending request; heap in use grew' "$out"
+
 run broker_requests "$root/bench/broker_requests.sh" -- kcat -L -b "$SHADOWPIPE_BROKERS"
 expect "broker_requests: the requests the command made" '^  Metadata +[1-9][0-9]* +[0-9.]+/s$' "$out"
 
