@@ -283,7 +283,21 @@ void PairState::remember(uint64_t hash, int64_t wall_us) {
   forget_expired_decisions(wall_us);
 }
 
-void PairState::mark_decided(const std::string& request_id, int64_t wall_us) { remember(id_hash(request_id), wall_us); }
+void PairState::mark_decided(const std::string& request_id, int64_t wall_us) {
+  const uint64_t hash = id_hash(request_id);
+  if (entries_.find(request_id, hash)) ++waiting_ids_marked_decided_;
+  remember(hash, wall_us);
+}
+
+// An id that has an entry was not decided: a decision erases the entry
+// first, and no entry is made for a decided id. So the decided ids (a large
+// table, a cache miss a probe) are probed only for an id with no entry,
+// unless mark_decided found its id waiting. (Two ids whose 64-bit hashes
+// collide, one decided and one waiting, are told apart by the entry: the
+// waiting one joins instead of being taken for a copy.)
+bool PairState::decided_before(const Entry* found, uint64_t hash) const {
+  return (!found || waiting_ids_marked_decided_ > 0) && decided_.contains(hash);
+}
 
 // Wall time, never record time: a request stamped far in the future by a
 // skewed clock must not make every other decided id forgettable.
@@ -324,8 +338,8 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   consumed(Side::requests, side.offset, wall_us);
   forget_expired_decisions(wall_us);
   const uint64_t hash = id_hash(request_id);
-  if (decided_.contains(hash)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   Entry* found = entries_.find(request_id, hash);
+  if (decided_before(found, hash)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   if (found && found->request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   if (found) {  // its result waits
     forget_result(*found);
@@ -356,9 +370,8 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
 
 bool PairState::joins_on_arrival(Side arriving, const std::string& request_id) const {
   const uint64_t hash = id_hash(request_id);
-  if (decided_.contains(hash)) return false;
   const Entry* found = entries_.find(request_id, hash);
-  if (!found) return false;
+  if (!found || decided_before(found, hash)) return false;
   return arriving == Side::results ? found->request && !found->result : found->result && !found->request;
 }
 
@@ -370,11 +383,10 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   bound_lost_results(side.source_offset < 0 ? -1 : std::max(side.source_offset, stamp));
   const uint64_t hash = id_hash(request_id);
   Added added;
-  Entry* found = nullptr;
-  if (decided_.contains(hash)) {
+  Entry* found = entries_.find(request_id, hash);
+  if (decided_before(found, hash)) {
     added.outcome = Outcome::duplicate;
-  } else if (found = entries_.find(request_id, hash);
-             !found && side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0]) {
+  } else if (!found && side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0]) {
     // Its request was consumed (or lies below where this instance started)
     // and is not waiting: it was decided before, or dead-lettered.
     added.orphan_results = 1;

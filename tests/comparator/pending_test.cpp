@@ -981,3 +981,39 @@ TEST(PendingResultSide, AResultDecodedIntoAReusedRecordGivesTheSideOfAFreshDecod
     if (step % 3 == 1) cmp::give_back(std::move(got.statements), reused);
   }
 }
+
+// The decided ids are probed only for an id that has no entry. An id
+// marked decided while its result waits (its request was dead-lettered)
+// keeps the old answers: a later copy of the request, or of the result, is a
+// duplicate, not a join.
+TEST(PairState, AnIdMarkedDecidedWhileItsResultWaitsNeverJoins) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  ASSERT_EQ(pair.add_result("r1", result(kStart, 0), kStart).outcome, cmp::PairState::Outcome::pending);
+  pair.mark_decided("r1", kStart);
+  EXPECT_TRUE(pair.was_decided("r1"));
+  EXPECT_FALSE(pair.joins_on_arrival(cmp::Side::requests, "r1"));
+  const auto copy = pair.add_request("r1", request(kStart, 0), kStart);
+  EXPECT_EQ(copy.outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_FALSE(copy.joined);
+  EXPECT_EQ(pair.add_result("r1", result(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  // Other ids of the pair join as before.
+  ASSERT_EQ(pair.add_request("r2", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::pending);
+  EXPECT_TRUE(pair.joins_on_arrival(cmp::Side::results, "r2"));
+  EXPECT_EQ(pair.add_result("r2", result(kStart, 2), kStart).outcome, cmp::PairState::Outcome::joined);
+}
+
+// A decided id is a duplicate on either side whether or not anything of the
+// pair waits, and a copy of a waiting request is one too.
+TEST(PairState, DecidedIdsAndCopiesAreDuplicatesOnEitherSide) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  ASSERT_EQ(pair.add_request("a", request(kStart, 0), kStart).outcome, cmp::PairState::Outcome::pending);
+  EXPECT_EQ(pair.add_request("a", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  ASSERT_EQ(pair.add_result("a", result(kStart, 0), kStart).outcome, cmp::PairState::Outcome::joined);
+  EXPECT_EQ(pair.add_request("a", request(kStart, 2), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.add_result("a", result(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  ASSERT_EQ(pair.add_result("b", result(kStart, 2), kStart).outcome, cmp::PairState::Outcome::pending);
+  EXPECT_EQ(pair.add_result("b", result(kStart, 3), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  ASSERT_EQ(pair.add_request("b", request(kStart, 3), kStart).outcome, cmp::PairState::Outcome::joined);
+  EXPECT_EQ(pair.add_result("b", result(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.add_request("b", request(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
+}

@@ -227,6 +227,8 @@ class PairState {
   void forget_request(const Entry& entry);
   void forget_result(Entry& entry);
   void remember(uint64_t hash, int64_t wall_us);
+  // Whether the id of `found` (its entry, or null) with this hash was decided before.
+  bool decided_before(const Entry* found, uint64_t hash) const;
   void record_replayable(int64_t request_offset, int64_t result_offset);
   // Forgets replayable pairs whose request is before the requests commit position.
   void drop_passed_joins();
@@ -273,6 +275,7 @@ class PairState {
   // wall time, for eviction.
   static uint64_t id_hash(std::string_view request_id);
   DecidedIds decided_;
+  size_t waiting_ids_marked_decided_ = 0;  // mark_decided calls that found their id waiting
   int64_t last_progress_wall_us_ = 0;
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.
