@@ -130,9 +130,11 @@ std::map<pid_t, ThreadCpu> threads_cpu() {
   return threads;
 }
 
-// Where the process's CPU went between two readings, over the threads alive
-// at both: this (the bench's main) thread, librdkafka's, and the others (the
-// comparator's). Process CPU moves with librdkafka's fetching from run to
+// Where the process's CPU went between two readings: this (the bench's
+// main) thread, librdkafka's (the bench's idle producer's among them), and
+// the others (the comparator's). A thread that started in between counts
+// from nothing; one that ended in between is not seen (the process total
+// still has it). Process CPU moves with librdkafka's fetching from run to
 // run; the comparator's own threads are what its code changes move.
 struct CpuSplit {
   double main = 0;
@@ -143,8 +145,7 @@ CpuSplit cpu_split(const std::map<pid_t, ThreadCpu>& before, const std::map<pid_
   CpuSplit split;
   for (const auto& [tid, now] : after) {
     const auto was = before.find(tid);
-    if (was == before.end()) continue;
-    const double used = now.seconds - was->second.seconds;
+    const double used = std::max(0.0, now.seconds - (was == before.end() ? 0.0 : was->second.seconds));
     (tid == getpid() ? split.main : now.librdkafka ? split.librdkafka : split.others) += used;
   }
   return split;
@@ -216,7 +217,7 @@ struct ComparatorRun {
   double cpu_seconds = 0;
   CpuSplit split;
   uint64_t pairs_timed = 0;
-  size_t most_waiting = 0;  // requests and results waiting for their other side, the most seen at a refresh
+  size_t most_waiting = 0;  // requests and results waiting for their other side, the most seen at a stats refresh
   cmp::Stats finished;
 };
 
@@ -308,21 +309,30 @@ int main(int argc, char** argv) {
                 load_average());
 
     // The split names where the work ran: the bare consumers poll (and
-    // decode) on the main thread, the comparator on threads of its own.
-    auto report = [&](const char* what, double pairs_timed, double seconds, double cpu_seconds, const CpuSplit& split) {
+    // decode) on the main thread; the comparator runs on threads of its own
+    // while the main thread samples its stats.
+    auto report = [&](const char* what, double pairs_timed, double seconds, double cpu_seconds, const CpuSplit& split,
+                      bool comparator) {
       const auto per_pair = [&](double cpu) { return cpu / pairs_timed * 1e6; };
-      std::printf("%s: %.0f pairs in %.2f s = %.0f pairs/s; %.1f us CPU per pair, %.2f cores busy\n"
-                  "  of it, per pair: %.2f us in the polling/deciding threads, %.2f us in librdkafka's\n",
-                  what, pairs_timed, seconds, pairs_timed / seconds, per_pair(cpu_seconds), cpu_seconds / seconds,
-                  per_pair(split.main + split.others), per_pair(split.librdkafka));
+      std::printf("%s: %.0f pairs in %.2f s = %.0f pairs/s; %.1f us CPU per pair, %.2f cores busy\n", what, pairs_timed,
+                  seconds, pairs_timed / seconds, per_pair(cpu_seconds), cpu_seconds / seconds);
+      const double unseen = cpu_seconds - split.main - split.librdkafka - split.others;
+      if (comparator) {
+        std::printf("  of it, per pair: %.2f us in the comparator's threads, %.2f us in librdkafka's, %.2f us in this "
+                    "bench's sampling, %.2f us in threads that ended meanwhile\n",
+                    per_pair(split.others), per_pair(split.librdkafka), per_pair(split.main), per_pair(unseen));
+      } else {
+        std::printf("  of it, per pair: %.2f us in the polling thread, %.2f us in librdkafka's\n",
+                    per_pair(split.main + split.others), per_pair(split.librdkafka));
+      }
       return pairs_timed / seconds;
     };
     const auto bare = bare_consumer(base, topics, 2 * pairs, false);
-    const double bare_rate = report("bare consumer", static_cast<double>(pairs), bare.seconds, bare.cpu_seconds, bare.split);
+    const double bare_rate = report("bare consumer", static_cast<double>(pairs), bare.seconds, bare.cpu_seconds, bare.split, false);
     const auto decoding = bare_consumer(base, topics, 2 * pairs, true);
     const double decoding_rate =
         report("bare consumer that decodes each record", static_cast<double>(pairs), decoding.seconds,
-               decoding.cpu_seconds, decoding.split);
+               decoding.cpu_seconds, decoding.split, false);
 
     std::vector<std::pair<unsigned, ComparatorRun>> runs;
     for (unsigned workers : {1u, 2u}) {
@@ -331,9 +341,10 @@ int main(int argc, char** argv) {
                                (workers == 1 ? " worker (on the consumer's thread)" : " workers") + ", " +
                                std::to_string(measured.finished.pairs) + " decided (" +
                                std::to_string(measured.finished.mismatches_published) + " mismatches, at most " +
-                               std::to_string(measured.most_waiting) + " records waiting for their other side), steady";
+                               std::to_string(measured.most_waiting) +
+                               " records waiting for their other side at a stats refresh), steady";
       report(what.c_str(), static_cast<double>(measured.pairs_timed), measured.seconds, measured.cpu_seconds,
-             measured.split);
+             measured.split, true);
       runs.emplace_back(workers, measured);
     }
     std::printf("\nratios (pairs/s over pairs/s, same topics, same run; load average %.1f on %ld cores):\n",

@@ -98,9 +98,9 @@ RequestSide request_side(wire::Request& request, int64_t offset, bool keep_param
   side.offset = offset;
   side.statements.reserve(request.statements.size());
   for (auto& statement : request.statements) {
-    // Copied, not moved: the caller decodes every request into the same
-    // record, whose vectors and strings then keep their capacity (moved out,
-    // each decode grew them again from nothing, an allocation per doubling).
+    // Copied (Take::copy), the record the caller decodes every request into
+    // keeps its vectors' and strings' capacity; moved (Take::move), the
+    // service gives them back once the pair is decided (see Take).
     side.statements.push_back(take == Take::copy ? slim(statement.fingerprint, statement.result, false)
                                                  : slim(std::move(statement.fingerprint), std::move(statement.result), false));
     if (!keep_params) continue;

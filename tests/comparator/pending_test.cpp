@@ -885,7 +885,9 @@ TEST(PendingRequestSide, ARequestMovedOutOfAReusedRecordGivesTheSideOfAFreshDeco
     request.ts_us = kStart;
     request.key = "k" + std::to_string(i);
     request.source = "test";
-    for (const auto& result : records[i]) request.statements.push_back({"SELECT 1", {}, "0123456789abcdef", result});
+    for (const auto& result : records[i]) {
+      request.statements.push_back({"SELECT $1", {std::string("v" + std::to_string(i)), std::nullopt}, "0123456789abcdef", result});
+    }
     encoded.push_back(wire::encode(request));
   }
   const std::vector<size_t> order = {0, 1, 2, 3, 4, 0, 2, 1, 3, 0};
@@ -896,8 +898,9 @@ TEST(PendingRequestSide, ARequestMovedOutOfAReusedRecordGivesTheSideOfAFreshDeco
     ASSERT_TRUE(wire::decode_request_into(encoded[index], reused).ok());
     auto fresh = wire::decode_request(encoded[index]);
     ASSERT_TRUE(fresh.ok());
-    auto got = cmp::request_side(reused, 3, false, cmp::Take::move);
-    expect_same(got, cmp::request_side(fresh.value(), 3, false));
+    const bool keep_params = step % 3 == 2;  // the parameters are moved out in either mode
+    auto got = cmp::request_side(reused, 3, keep_params, cmp::Take::move);
+    expect_same(got, cmp::request_side(fresh.value(), 3, keep_params));
     if (step % 2 == 0) cmp::give_back(std::move(got.statements), reused);
   }
 }
@@ -1016,4 +1019,47 @@ TEST(PairState, DecidedIdsAndCopiesAreDuplicatesOnEitherSide) {
   ASSERT_EQ(pair.add_request("b", request(kStart, 3), kStart).outcome, cmp::PairState::Outcome::joined);
   EXPECT_EQ(pair.add_result("b", result(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
   EXPECT_EQ(pair.add_request("b", request(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
+}
+
+// joins_on_arrival must say exactly whether add_request / add_result will
+// join the record: the service moves a record's statements out on its word.
+TEST(PairState, JoinsOnArrivalSaysWhatTheAddWillDo) {
+  cmp::PairState pair(kWindow, 2 * kWindow);
+  int64_t result_offset = 0;
+  auto placed = [&](int64_t source_offset, int64_t published_below = -1) {
+    auto side = result(kStart, result_offset++);
+    side.source_offset = source_offset;
+    side.published_below = published_below;
+    return side;
+  };
+  auto check_request = [&](const std::string& id, int64_t offset, int64_t wall_us, bool joins) {
+    SCOPED_TRACE("request " + id);
+    EXPECT_EQ(pair.joins_on_arrival(cmp::Side::requests, id), joins);
+    auto added = pair.add_request(id, request(kStart, offset), wall_us);
+    EXPECT_EQ(added.joined.has_value(), joins);
+    return added;
+  };
+  auto check_result = [&](const std::string& id, cmp::ResultSide side, int64_t wall_us, bool joins) {
+    SCOPED_TRACE("result " + id);
+    EXPECT_EQ(pair.joins_on_arrival(cmp::Side::results, id), joins);
+    auto added = pair.add_result(id, std::move(side), wall_us);
+    EXPECT_EQ(added.joined.has_value(), joins);
+    return added;
+  };
+  check_request("a", 0, kStart, false);             // waits
+  check_result("a", placed(0), kStart, true);       // its request waits
+  check_result("a", placed(0), kStart, false);      // decided: a copy
+  check_request("a", 1, kStart, false);             // decided: a copy
+  check_result("b", placed(5), kStart, false);      // waits, placed at offset 5
+  check_result("b", placed(5), kStart, false);      // a copy of a waiting result
+  check_request("b", 5, kStart, true);              // its result waits
+  EXPECT_EQ(check_result("c", placed(2), kStart, false).orphan_results, 1u);  // its request's offset was passed
+  check_request("d", 6, kStart, false);                                       // waits
+  EXPECT_EQ(check_result("x", placed(9, 8), kStart, false).missing.size(), 1u);  // its stamp passes d; x waits
+  EXPECT_EQ(check_request("e", 7, kStart, false).missing.size(), 1u);            // below the stamp: passed at once
+  check_request("x", 9, kStart, true);                                         // its result waits
+  // Once forgotten (the retention of wall time), a decided id is new again.
+  const int64_t later = kStart + 3 * kWindow;
+  check_request("a", 10, later, false);
+  check_result("a", placed(10), later, true);
 }

@@ -80,10 +80,13 @@ enum class Side { requests, results };
 
 // How a side takes the statements of the record the service decodes every
 // record into. copy: the record keeps their strings' and vectors' capacity
-// for the next decode (a side that will wait: a copy allocates each at its
-// size, where decoding into moved-from ones grows each from nothing). move:
-// for a side that joins on arrival, whose statements the service gives back
-// (give_back) once the pair is decided: no allocation at all.
+// for the next decode; the service copies every side that does not join on
+// arrival (one that will wait above all: a copy allocates each string and
+// vector at its size, where decoding into moved-from ones grows each from
+// nothing). move: for a side that joins on arrival, whose statements the
+// service gives back (give_back) once the pair is decided, so neither the
+// side nor the next decode allocates them (a request's dropped error message
+// excepted).
 enum class Take { copy, move };
 
 // The evidence of a request record that deciding it takes (the primary's
