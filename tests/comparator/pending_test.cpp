@@ -89,6 +89,12 @@ TEST(PairState, CopiesOfPendingOrDecidedRecordsAreDuplicates) {
   EXPECT_EQ(pair.add_result("r1", result(kStart, 0), kStart).outcome, cmp::PairState::Outcome::joined);
   EXPECT_EQ(pair.add_result("r1", result(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
   EXPECT_EQ(pair.add_request("r1", request(kStart, 2), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  // The same with the result first.
+  (void)pair.add_result("r2", result(kStart, 2), kStart);
+  EXPECT_EQ(pair.add_result("r2", result(kStart, 3), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.add_request("r2", request(kStart, 3), kStart).outcome, cmp::PairState::Outcome::joined);
+  EXPECT_EQ(pair.add_request("r2", request(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.add_result("r2", result(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
 }
 
 TEST(PairState, TheNextOffsetExpectedIsAfterTheLastConsumedElseWhereTheAssignmentStarted) {
@@ -821,12 +827,14 @@ TEST(PairState, TwoIdsAtOneOffsetKeepTheOffsetUntilBothAreDecided) {
   EXPECT_EQ(pair.pending_bytes(), 0u);
 }
 
-// request_side copies out of the record the service decodes every request
-// into, so that record keeps its capacity: what one request leaves in it must
-// never show in the next one's side.
-TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDecode) {
+namespace {
+
+// Results of every shape a reused record must forget between decodes: every
+// optional member present, none, an error, several statements, one.
+std::vector<std::vector<shadowpipe::wire::StatementResult>> reuse_shapes(const std::string& sqlstate,
+                                                                         const std::string& error) {
   namespace wire = shadowpipe::wire;
-  auto rich = five_columns(1);  // every optional member present
+  auto rich = five_columns(1);
   rich.column_ordered = {11, 12, 13, 14, 15};
   rich.column_values = {21, 22, 23, 24, 25};
   rich.volatile_columns.push_back({4, "calls random()"});
@@ -835,10 +843,15 @@ TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDec
   rich.message = "a notice";
   auto failed = wire::StatementResult{};
   failed.status = wire::Status::error;
-  failed.sqlstate = "23505";
-  failed.message = "duplicate key";
-  const std::vector<std::vector<wire::StatementResult>> records = {
-      {rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
+  failed.sqlstate = sqlstate;
+  failed.message = error;
+  return {{rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
+}
+
+// Requests of those shapes, encoded; with_params: each statement binds a value and a null.
+std::vector<std::string> encoded_requests(const std::vector<std::vector<shadowpipe::wire::StatementResult>>& records,
+                                          bool with_params) {
+  namespace wire = shadowpipe::wire;
   std::vector<std::string> encoded;
   for (size_t i = 0; i < records.size(); ++i) {
     wire::Request request;
@@ -846,9 +859,25 @@ TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDec
     request.ts_us = kStart;
     request.key = "k" + std::to_string(i);
     request.source = "test";
-    for (const auto& result : records[i]) request.statements.push_back({"SELECT 1", {}, "0123456789abcdef", result});
+    for (const auto& result : records[i]) {
+      cmp::Params params;
+      if (with_params) params = {std::string("v" + std::to_string(i)), std::nullopt};
+      request.statements.push_back({with_params ? "SELECT $1" : "SELECT 1", params, "0123456789abcdef", result});
+    }
     encoded.push_back(wire::encode(request));
   }
+  return encoded;
+}
+
+}  // namespace
+
+// request_side copies out of the record the service decodes every request
+// into, so that record keeps its capacity: what one request leaves in it must
+// never show in the next one's side.
+TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDecode) {
+  namespace wire = shadowpipe::wire;
+  const auto records = reuse_shapes("23505", "duplicate key");
+  const auto encoded = encoded_requests(records, false);
   // Richer records before poorer ones, and back.
   const std::vector<size_t> order = {0, 1, 2, 3, 4, 0, 2, 1};
   wire::Request reused;
@@ -867,29 +896,8 @@ TEST(PendingRequestSide, ARequestDecodedIntoAReusedRecordGivesTheSideOfAFreshDec
 // given back after every other one and left moved-from after the others.
 TEST(PendingRequestSide, ARequestMovedOutOfAReusedRecordGivesTheSideOfAFreshDecode) {
   namespace wire = shadowpipe::wire;
-  auto rich = five_columns(1);
-  rich.column_ordered = {11, 12, 13, 14, 15};
-  rich.column_values = {21, 22, 23, 24, 25};
-  rich.volatile_columns.push_back({4, "calls random()"});
-  rich.order_total = true;
-  rich.message = "a notice";
-  auto failed = wire::StatementResult{};
-  failed.status = wire::Status::error;
-  failed.sqlstate = "23505";
-  const std::vector<std::vector<wire::StatementResult>> records = {
-      {rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
-  std::vector<std::string> encoded;
-  for (size_t i = 0; i < records.size(); ++i) {
-    wire::Request request;
-    request.request_id = "r" + std::to_string(i);
-    request.ts_us = kStart;
-    request.key = "k" + std::to_string(i);
-    request.source = "test";
-    for (const auto& result : records[i]) {
-      request.statements.push_back({"SELECT $1", {std::string("v" + std::to_string(i)), std::nullopt}, "0123456789abcdef", result});
-    }
-    encoded.push_back(wire::encode(request));
-  }
+  const auto records = reuse_shapes("23505", "duplicate key");
+  const auto encoded = encoded_requests(records, true);
   const std::vector<size_t> order = {0, 1, 2, 3, 4, 0, 2, 1, 3, 0};
   wire::Request reused;
   for (size_t step = 0; step < order.size(); ++step) {
@@ -929,19 +937,7 @@ TEST(PairState, JoinsOnArrivalOnlyWhenTheOtherSideWaits) {
 // give the side of a fresh decode.
 TEST(PendingResultSide, AResultDecodedIntoAReusedRecordGivesTheSideOfAFreshDecode) {
   namespace wire = shadowpipe::wire;
-  auto rich = five_columns(1);  // every optional member present
-  rich.column_ordered = {11, 12, 13, 14, 15};
-  rich.column_values = {21, 22, 23, 24, 25};
-  rich.volatile_columns.push_back({4, "calls random()"});
-  rich.volatile_statement = "calls now()";
-  rich.order_total = true;
-  rich.message = "a notice";
-  auto failed = wire::StatementResult{};
-  failed.status = wire::Status::error;
-  failed.sqlstate = "22001";
-  failed.message = "value too long for type character varying(8)";
-  const std::vector<std::vector<wire::StatementResult>> records = {
-      {rich, five_columns(2)}, {five_columns(3)}, {failed}, {rich}, {failed, five_columns(4)}};
+  const auto records = reuse_shapes("22001", "value too long for type character varying(8)");
   std::vector<std::string> encoded;
   for (size_t i = 0; i < records.size(); ++i) {
     wire::ShadowResult result;
@@ -1003,22 +999,6 @@ TEST(PairState, AnIdMarkedDecidedWhileItsResultWaitsNeverJoins) {
   ASSERT_EQ(pair.add_request("r2", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::pending);
   EXPECT_TRUE(pair.joins_on_arrival(cmp::Side::results, "r2"));
   EXPECT_EQ(pair.add_result("r2", result(kStart, 2), kStart).outcome, cmp::PairState::Outcome::joined);
-}
-
-// A decided id is a duplicate on either side whether or not anything of the
-// pair waits, and a copy of a waiting request is one too.
-TEST(PairState, DecidedIdsAndCopiesAreDuplicatesOnEitherSide) {
-  cmp::PairState pair(kWindow, 2 * kWindow);
-  ASSERT_EQ(pair.add_request("a", request(kStart, 0), kStart).outcome, cmp::PairState::Outcome::pending);
-  EXPECT_EQ(pair.add_request("a", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
-  ASSERT_EQ(pair.add_result("a", result(kStart, 0), kStart).outcome, cmp::PairState::Outcome::joined);
-  EXPECT_EQ(pair.add_request("a", request(kStart, 2), kStart).outcome, cmp::PairState::Outcome::duplicate);
-  EXPECT_EQ(pair.add_result("a", result(kStart, 1), kStart).outcome, cmp::PairState::Outcome::duplicate);
-  ASSERT_EQ(pair.add_result("b", result(kStart, 2), kStart).outcome, cmp::PairState::Outcome::pending);
-  EXPECT_EQ(pair.add_result("b", result(kStart, 3), kStart).outcome, cmp::PairState::Outcome::duplicate);
-  ASSERT_EQ(pair.add_request("b", request(kStart, 3), kStart).outcome, cmp::PairState::Outcome::joined);
-  EXPECT_EQ(pair.add_result("b", result(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
-  EXPECT_EQ(pair.add_request("b", request(kStart, 4), kStart).outcome, cmp::PairState::Outcome::duplicate);
 }
 
 // joins_on_arrival must say exactly whether add_request / add_result will
