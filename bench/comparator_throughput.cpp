@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
       const double unseen = cpu_seconds - split.main - split.librdkafka - split.others;
       if (comparator) {
         std::printf("  of it, per pair: %.2f us in the comparator's threads, %.2f us in librdkafka's, %.2f us in this "
-                    "bench's sampling, %.2f us in threads that ended meanwhile\n",
+                    "bench's sampling, %.2f us unattributed (threads that ended meanwhile, accounting skew)\n",
                     per_pair(split.others), per_pair(split.librdkafka), per_pair(split.main), per_pair(unseen));
       } else {
         std::printf("  of it, per pair: %.2f us in the polling thread, %.2f us in librdkafka's\n",

@@ -289,14 +289,19 @@ void PairState::mark_decided(const std::string& request_id, int64_t wall_us) {
   remember(hash, wall_us);
 }
 
-// An id that has an entry was not decided: a decision erases the entry
-// first, and no entry is made for a decided id. So the decided ids (a large
-// table, a cache miss a probe) are probed only for an id with no entry,
+// An id that has an entry was not decided: a decision erases the entry in
+// the same call, and no entry is made for a decided id. So the decided ids (a
+// large table, a cache miss a probe) are probed only for an id with no entry,
 // unless mark_decided found its id waiting. (Two ids whose 64-bit hashes
 // collide, one decided and one waiting, are told apart by the entry: the
 // waiting one joins instead of being taken for a copy.)
 bool PairState::decided_before(const Entry* found, uint64_t hash) const {
   return (!found || waiting_ids_marked_decided_ > 0) && decided_.contains(hash);
+}
+
+PendingEntry* PairState::find_entry(const std::string& request_id, uint64_t hash) {
+  if (entries_.size() == 0) waiting_ids_marked_decided_ = 0;  // no id marked while waiting waits any more
+  return entries_.find(request_id, hash);
 }
 
 // Wall time, never record time: a request stamped far in the future by a
@@ -338,7 +343,7 @@ PairState::Added PairState::add_request(std::string request_id, RequestSide side
   consumed(Side::requests, side.offset, wall_us);
   forget_expired_decisions(wall_us);
   const uint64_t hash = id_hash(request_id);
-  Entry* found = entries_.find(request_id, hash);
+  Entry* found = find_entry(request_id, hash);
   if (decided_before(found, hash)) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   if (found && found->request) return {Outcome::duplicate, std::nullopt, {}, drop_orphan_results()};
   if (found) {  // its result waits
@@ -383,7 +388,7 @@ PairState::Added PairState::add_result(std::string request_id, ResultSide side, 
   bound_lost_results(side.source_offset < 0 ? -1 : std::max(side.source_offset, stamp));
   const uint64_t hash = id_hash(request_id);
   Added added;
-  Entry* found = entries_.find(request_id, hash);
+  Entry* found = find_entry(request_id, hash);
   if (decided_before(found, hash)) {
     added.outcome = Outcome::duplicate;
   } else if (!found && side.source_offset >= 0 && next_offset_[0] && side.source_offset < *next_offset_[0]) {

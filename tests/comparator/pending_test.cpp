@@ -999,10 +999,18 @@ TEST(PairState, AnIdMarkedDecidedWhileItsResultWaitsNeverJoins) {
   ASSERT_EQ(pair.add_request("r2", request(kStart, 1), kStart).outcome, cmp::PairState::Outcome::pending);
   EXPECT_TRUE(pair.joins_on_arrival(cmp::Side::results, "r2"));
   EXPECT_EQ(pair.add_result("r2", result(kStart, 2), kStart).outcome, cmp::PairState::Outcome::joined);
+  // Once r1's waiting result is gone (it names no request offset and its
+  // request never came: it expires), copies of r1 are still duplicates: they
+  // have no entry, and the decided ids are probed for them.
+  const int64_t later = kStart + kWindow + 1;
+  EXPECT_EQ(pair.expire_unplaced_results(later), 1u);
+  ASSERT_EQ(pair.pending_results(), 0u);
+  EXPECT_EQ(pair.add_result("r1", result(kStart, 3), later).outcome, cmp::PairState::Outcome::duplicate);
+  EXPECT_EQ(pair.add_request("r1", request(kStart, 2), later).outcome, cmp::PairState::Outcome::duplicate);
 }
 
-// joins_on_arrival must say exactly whether add_request / add_result will
-// join the record: the service moves a record's statements out on its word.
+// joins_on_arrival must say whether add_request / add_result will join the
+// record: the service moves a record's statements out on its word.
 TEST(PairState, JoinsOnArrivalSaysWhatTheAddWillDo) {
   cmp::PairState pair(kWindow, 2 * kWindow);
   int64_t result_offset = 0;

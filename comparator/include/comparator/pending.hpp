@@ -179,7 +179,10 @@ class PairState {
   bool was_decided(const std::string& request_id) const { return decided_.contains(id_hash(request_id)); }
   // Whether a record of `arriving` with this id joins on arrival: the other
   // side's record waits for it. (The service then lends the record's
-  // statements to the pair instead of copying them: see Take.)
+  // statements to the pair instead of copying them: see Take.) Never true for
+  // a record that will not join; false for one that will only when the add
+  // itself forgets the id's decision (its retention ends at that moment),
+  // which costs the record a copy and nothing else.
   bool joins_on_arrival(Side arriving, const std::string& request_id) const;
   size_t decided_ids() const { return decided_.size(); }
 
@@ -232,6 +235,8 @@ class PairState {
   void remember(uint64_t hash, int64_t wall_us);
   // Whether the id of `found` (its entry, or null) with this hash was decided before.
   bool decided_before(const Entry* found, uint64_t hash) const;
+  // The id's entry, or null; forgets the ids mark_decided found waiting once none waits.
+  Entry* find_entry(const std::string& request_id, uint64_t hash);
   void record_replayable(int64_t request_offset, int64_t result_offset);
   // Forgets replayable pairs whose request is before the requests commit position.
   void drop_passed_joins();
@@ -278,7 +283,7 @@ class PairState {
   // wall time, for eviction.
   static uint64_t id_hash(std::string_view request_id);
   DecidedIds decided_;
-  size_t waiting_ids_marked_decided_ = 0;  // mark_decided calls that found their id waiting
+  size_t waiting_ids_marked_decided_ = 0;  // mark_decided calls that found their id waiting, while entries remain
   int64_t last_progress_wall_us_ = 0;
   // The highest progress stamp read: a request below it that arrives later
   // (the results side ran ahead) and finds no result waiting was passed too.
