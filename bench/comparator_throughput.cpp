@@ -7,6 +7,7 @@
 #include "shadowpipe/cli.hpp"
 #include "shadowpipe/kafka.hpp"
 #include "shadowpipe/statement.hpp"
+#include "shadowpipe/thread_cpu.hpp"
 #include "shadowpipe/wire.hpp"
 
 #include <malloc.h>
@@ -18,8 +19,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <thread>
@@ -109,24 +108,15 @@ double process_cpu_seconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
-// CPU seconds of each thread of this process by thread id, from the
-// scheduler's own account (/proc/self/task/<tid>/schedstat, nanoseconds),
-// with whether it is one of librdkafka's threads (named "rdk:…").
-struct ThreadCpu {
+// This process's threads' CPU by thread id, with whether each is one of
+// librdkafka's (named "rdk:…").
+struct ThreadSeconds {
   double seconds = 0;
   bool librdkafka = false;
 };
-std::map<pid_t, ThreadCpu> threads_cpu() {
-  std::map<pid_t, ThreadCpu> threads;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream schedstat(task.path() / "schedstat");
-    std::ifstream comm(task.path() / "comm");
-    uint64_t nanoseconds = 0;
-    std::string name;
-    if (!(schedstat >> nanoseconds) || !std::getline(comm, name)) continue;  // it ended meanwhile
-    threads[static_cast<pid_t>(std::stoi(task.path().filename()))] = {static_cast<double>(nanoseconds) / 1e9,
-                                                                      name.starts_with("rdk:")};
-  }
+std::map<pid_t, ThreadSeconds> threads_by_id() {
+  std::map<pid_t, ThreadSeconds> threads;
+  for (const auto& thread : sp::threads_cpu()) threads[thread.tid] = {thread.seconds, thread.name.starts_with("rdk:")};
   return threads;
 }
 
@@ -141,7 +131,7 @@ struct CpuSplit {
   double librdkafka = 0;
   double others = 0;
 };
-CpuSplit cpu_split(const std::map<pid_t, ThreadCpu>& before, const std::map<pid_t, ThreadCpu>& after) {
+CpuSplit cpu_split(const std::map<pid_t, ThreadSeconds>& before, const std::map<pid_t, ThreadSeconds>& after) {
   CpuSplit split;
   for (const auto& [tid, now] : after) {
     const auto was = before.find(tid);
@@ -171,7 +161,7 @@ Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t 
   int64_t read = 0;
   Clock::time_point first{};
   double first_cpu = 0;
-  std::map<pid_t, ThreadCpu> first_threads;
+  std::map<pid_t, ThreadSeconds> first_threads;
   const auto deadline = Clock::now() + 300s;
   while (read < records && Clock::now() < deadline) {
     auto message = consumer.poll(100ms);
@@ -179,7 +169,7 @@ Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t 
     if (read++ == 0) {
       first = Clock::now();
       first_cpu = process_cpu_seconds();
-      first_threads = threads_cpu();
+      first_threads = threads_by_id();
     }
     if (decode) {
       const bool ok = message.topic() == t.requests ? sp::wire::decode_request(message.payload()).ok()
@@ -188,7 +178,7 @@ Timed bare_consumer(const sp::kafka::Properties& base, const Topics& t, int64_t 
     }
   }
   const Timed timed{std::chrono::duration<double>(Clock::now() - first).count(), process_cpu_seconds() - first_cpu,
-                    cpu_split(first_threads, threads_cpu())};
+                    cpu_split(first_threads, threads_by_id())};
   consumer.close();
   if (read < records) throw sp::Failure("bare consumer read only " + std::to_string(read) + " records");
   return timed;
@@ -246,7 +236,7 @@ ComparatorRun run_comparator(const sp::kafka::Properties& base, sp::kafka::Produ
     Clock::time_point at;
     uint64_t pairs;
     double cpu_seconds;
-    std::map<pid_t, ThreadCpu> threads;
+    std::map<pid_t, ThreadSeconds> threads;
   };
   std::optional<Sample> first, last_full;
   uint64_t seen = 0;
@@ -258,7 +248,7 @@ ComparatorRun run_comparator(const sp::kafka::Properties& base, sp::kafka::Produ
     if (stats.pairs >= static_cast<uint64_t>(pairs)) break;
     if (stats.pairs > seen && stats.committed_transactions > 0) {  // a refresh: the counts are those of this moment
       seen = stats.pairs;
-      (first ? last_full : first) = Sample{Clock::now(), stats.pairs, process_cpu_seconds(), threads_cpu()};
+      (first ? last_full : first) = Sample{Clock::now(), stats.pairs, process_cpu_seconds(), threads_by_id()};
     }
     std::this_thread::sleep_for(2ms);
   }

@@ -3,19 +3,17 @@
 
 #include "shadowpipe/pg.hpp"
 #include "shadowpipe/result.hpp"
+#include "shadowpipe/thread_cpu.hpp"
 
 #include "shop_workload.hpp"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <iomanip>
 #include <ostream>
 #include <thread>
@@ -53,29 +51,10 @@ std::string thread_group(std::string_view name) {
 }
 
 // CPU seconds (user + system) of each live thread of this process, summed by
-// thread_group(). From /proc/self/task/<tid>/stat: the name is between the
-// first '(' and the last ')', utime and stime are fields 14 and 15, in ticks.
+// thread_group().
 std::map<std::string, double> cpu_seconds_by_thread_group() {
   std::map<std::string, double> out;
-  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  std::unique_ptr<DIR, int (*)(DIR*)> tasks(opendir("/proc/self/task"), &closedir);
-  if (!tasks) return out;
-  while (const dirent* entry = readdir(tasks.get())) {
-    if (entry->d_name[0] == '.') continue;
-    std::ifstream file(std::string("/proc/self/task/") + entry->d_name + "/stat");
-    std::string line;
-    if (!std::getline(file, line)) continue;  // the thread ended meanwhile
-    const auto open = line.find('(');
-    const auto close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open) continue;
-    std::istringstream fields(line.substr(close + 2));  // from field 3 (state) on
-    std::string field;
-    double ticks = 0;
-    for (int index = 3; index <= 15 && fields >> field; ++index) {
-      if (index >= 14) ticks += std::stod(field);
-    }
-    out[thread_group(std::string_view(line).substr(open + 1, close - open - 1))] += ticks / tick;
-  }
+  for (const auto& thread : threads_cpu()) out[thread_group(thread.name)] += thread.seconds;
   return out;
 }
 
