@@ -192,7 +192,13 @@ fi
 
 # Statements per second of one executor run over the whole topic, timed from
 # its first applied unit (after the group join) to its last. Progress is read
-# through one long-lived psql session, so polling costs no process starts.
+# through one long-lived psql session every 20 ms, and the wait between polls
+# is a read with a timeout on a pipe nothing writes to: the polling must not
+# take from the two cores the executor shares with its shadow what pgbench's
+# runs, timed by pgbench itself, are not charged. (It did: a `sleep 0.02`
+# process, a subshell and a pg_stat_activity scan a poll cost 2.3 ms of CPU,
+# about 5 % of this machine during the executor's runs only.) The sessions'
+# states are sampled every fourth poll; what the polling cost is printed.
 run_executor() {
   local label=$1 group=bench-$stamp-$1 run_topic=${run_topic:-$topic} units=${run_units:-$units}
   shift
@@ -203,25 +209,28 @@ run_executor() {
     --plans-per-minute 0 "${metrics_args[@]}" "$@" 2>"$work/executor-$group.log" &
   executor_pid=$!
   until psql "$dsn" -qtAc "SELECT 1 FROM shadowpipe.applied LIMIT 0" >/dev/null 2>&1; do sleep 0.1; done
-  coproc PSQL { psql "$dsn" -qtA 2>/dev/null; }
+  coproc PSQL { exec psql "$dsn" -qtA 2>/dev/null; }
   applied() {
     echo "SELECT coalesce(sum(next_offset), 0) FROM shadowpipe.applied WHERE consumer_group = '$group';" >&"${PSQL[1]}"
     local value
     read -r value <&"${PSQL[0]}"
     echo "$value"
   }
-  # Progress and, in one query, one letter per partition session: A running a
-  # command, L waiting for a lock, T idle in a transaction (waiting for the
-  # executor), I idle between transactions.
-  local sessions_sample=''
+  # Progress into $progress_units and, with sample=1, one letter per
+  # partition session into $sessions_sample: A running a command, L waiting
+  # for a lock, T idle in a transaction (waiting for the executor), I idle
+  # between transactions. Runs in this shell: no subshell, no process.
+  local sessions_sample='' progress_units=0
   progress() {
-    echo "SELECT coalesce(sum(next_offset), 0), (SELECT coalesce(string_agg(CASE WHEN state = 'active' AND wait_event_type = 'Lock' THEN 'L'
-        WHEN state = 'active' THEN 'A' WHEN state LIKE 'idle in transaction%' THEN 'T' ELSE 'I' END, ''), '')
-        FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'shadow-executor/p%')
-        FROM shadowpipe.applied WHERE consumer_group = '$group';" >&"${PSQL[1]}"
-    local value
-    IFS='|' read -r value sessions_sample <&"${PSQL[0]}"
-    echo "$value"
+    if (( $1 )); then
+      echo "SELECT coalesce(sum(next_offset), 0), (SELECT coalesce(string_agg(CASE WHEN state = 'active' AND wait_event_type = 'Lock' THEN 'L'
+          WHEN state = 'active' THEN 'A' WHEN state LIKE 'idle in transaction%' THEN 'T' ELSE 'I' END, ''), '')
+          FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'shadow-executor/p%')
+          FROM shadowpipe.applied WHERE consumer_group = '$group';" >&"${PSQL[1]}"
+    else
+      echo "SELECT coalesce(sum(next_offset), 0), '' FROM shadowpipe.applied WHERE consumer_group = '$group';" >&"${PSQL[1]}"
+    fi
+    IFS='|' read -r progress_units sessions_sample <&"${PSQL[0]}"
   }
   worker_seconds() {
     [[ -n ${EXECUTOR_METRICS_PORT:-} ]] || return 0
@@ -240,6 +249,16 @@ run_executor() {
         AND backend_type = 'client backend' AND pid <> pg_backend_pid();" >&"${PSQL[1]}"
   local backends
   read -r backends <&"${PSQL[0]}"
+  echo "SELECT pg_backend_pid();" >&"${PSQL[1]}"
+  local progress_backend
+  read -r progress_backend <&"${PSQL[0]}"
+  # What the polling costs: this shell, its psql and psql's backend.
+  local polling_shell=$BASHPID  # this (sub)shell; inside $(...) BASHPID would be that subshell's
+  polling_ticks() {
+    echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$polling_shell/stat") + $(ticks "$PSQL_PID" "$progress_backend") ))
+  }
+  local idle_fd
+  exec {idle_fd}<> <(:)  # never written: `read -t` on it waits without a process
   ticks() { local sum=0 pid; for pid in "$@"; do sum=$(( sum + $(process_ticks "$pid") )); done; echo "$sum"; }
   statement_stats_reset
   local start_units start end load_start executor_start backends_start perf_pid=
@@ -260,16 +279,16 @@ run_executor() {
   executor_start=$(ticks "$executor_pid"); read -r -a backend_pids <<<"$backends"; backends_start=$(ticks "${backend_pids[@]}")
   local workers_start workers_end
   workers_start=$(worker_seconds)
-  local sessions=''
-  # progress() runs in this shell (not a $(...) subshell) so its sample is kept.
-  local now=0
-  until (( now >= units )); do
-    progress >"$work/progress"
-    now=$(<"$work/progress")
+  local sessions='' polls=0 polling_start
+  polling_start=$(polling_ticks)
+  until (( progress_units >= units )); do
+    progress $(( polls++ % 4 == 0 ))
     sessions+=$sessions_sample
-    sleep 0.02
+    (( progress_units >= units )) || read -r -t 0.02 -u "$idle_fd" || true
   done
   end=$(date +%s.%N)
+  local polling_used=$(( $(polling_ticks) - polling_start ))
+  exec {idle_fd}<&-
   workers_end=$(worker_seconds)
   local executor_ticks=$(( $(ticks "$executor_pid") - executor_start )) backend_ticks=$(( $(ticks "${backend_pids[@]}") - backends_start ))
   local broker_ticks=$(( $(process_ticks "$broker") - broker_start )) service_ticks=$(( $(broker_service_ticks) - service_start ))
@@ -300,6 +319,8 @@ run_executor() {
       printf '  partition sessions on the server (%s samples): running %.0f %%, waiting for a row lock %.0f %%, idle in transaction (waiting for the executor) %.0f %%, idle between transactions %.0f %%\n' \
         "$total" "$(share A)" "$(share L)" "$(share T)" "$(share I)"
     fi
+    printf '  this script polling for progress (%s polls): %.1f us a unit (its shell, psql and psql'"'"'s backend)\n' "$polls" \
+      "$(echo "$polling_used * 1000000 / $hz / $measured" | bc -l)"
     if [[ -n $workers_start && -n $workers_end ]]; then
       join <(sort <<<"$workers_start") <(sort <<<"$workers_end") |
         awk -v wall="$(echo "$end - $start" | bc -l)" '{ d[$1] = $3 - $2; sum += $3 - $2 }

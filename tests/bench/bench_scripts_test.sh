@@ -68,6 +68,8 @@ expect "executor_vs_pgbench: plain" 'ratio executor/pgbench: +[0-9]+\.[0-9]+' "$
 expect "executor_vs_pgbench: pipelined" 'ratio executor --pipeline/pgbench: +[0-9]+\.[0-9]+' "$out"
 expect "executor_vs_pgbench: the CPU ceiling" 'CPU-bound ceiling of the ratios' "$out"
 expect "executor_vs_pgbench: the ceiling without the broker's warm-up" "the same without the broker's JIT compiler and GC threads: [0-9]+\.[0-9]+, --pipeline [0-9]+\.[0-9]+" "$out"
+expect "executor_vs_pgbench: what its own polling cost" "^  this script polling for progress \\([1-9][0-9]* polls\\): [0-9.]+ us a unit \\(its shell, psql and psql's backend\\)$" "$out"
+expect "executor_vs_pgbench: the sessions sampled every fourth poll" '^  partition sessions on the server \([1-9][0-9]* samples\): running' "$out"
 expect "executor_vs_pgbench: the broker's JIT and GC apart" '^  CPU per unit: executor [0-9.]+ us, its [0-9]+ server backends [0-9.]+ us, broker [0-9.]+ us \(its JIT compiler and GC threads [0-9.]+\)$' "$out"
 
 # Enough pairs for two stats refreshes of the two-worker run after its first commit
