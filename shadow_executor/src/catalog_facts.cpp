@@ -20,14 +20,18 @@ void CatalogFacts::describe(const std::string& fingerprint, const std::string& s
     // A statement's facts depend on its text and the catalog, not on its
     // parameters: worked out once per fingerprint and result width, so the
     // steady state costs one lookup per statement.
-    const std::string key = fingerprint + "/" + std::to_string(out.columns.size());
-    auto known = facts_.find(key);
+    // The key is built in a buffer kept between statements: one allocation
+    // a statement otherwise.
+    key_.assign(fingerprint);
+    key_ += '/';
+    key_ += std::to_string(out.columns.size());
+    auto known = facts_.find(key_);
     if (known == facts_.end()) {
       wire::StatementResult facts;
-      auto analysis = analyzer_.analyze(sql);
-      if (analysis.ok()) catalog_->describe(*analysis, executed, facts);
+      auto analysis = analyzer_.analyze_shared(sql);
+      if (analysis.ok()) catalog_->describe(*analysis.value(), executed, facts);
       if (facts_.size() >= kMaxFacts) facts_.clear();
-      known = facts_.emplace(key, Facts{std::move(facts.volatile_columns), std::move(facts.volatile_statement),
+      known = facts_.emplace(key_, Facts{std::move(facts.volatile_columns), std::move(facts.volatile_statement),
                                         facts.order_total})
                   .first;
     }

@@ -85,7 +85,7 @@ std::optional<PartitionWorker::Unit> PartitionWorker::take() {
 
 std::optional<Error> PartitionWorker::unparsable_sql(const wire::Request& request) {
   for (size_t i = 0; i < request.statements.size(); ++i) {
-    auto analysis = shared_.analyzer.analyze(request.statements[i].sql);
+    auto analysis = shared_.analyzer.analyze_shared(request.statements[i].sql);
     if (analysis.ok()) continue;
     Error error = analysis.error();
     error.field = "statements[" + std::to_string(i) + "].sql";

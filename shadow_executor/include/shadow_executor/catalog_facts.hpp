@@ -45,6 +45,7 @@ class CatalogFacts {
   std::unique_ptr<catalog::Catalog> catalog_;
   bool unavailable_ = false;
   std::unordered_map<std::string, Facts> facts_;  // by fingerprint and result width
+  std::string key_;                               // the lookup's key, its capacity kept
 };
 
 }  // namespace shadowpipe::executor
