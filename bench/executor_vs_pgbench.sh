@@ -37,8 +37,8 @@
 # perf's own messages go to <dir>/<run>.perf.log.
 #
 # Where the executor's wall time goes, per run: the state of its partition
-# sessions on the server (pg_stat_activity, sampled with every progress poll,
-# ~50 a second: running a command, waiting for a row lock, idle in a
+# sessions on the server (pg_stat_activity, sampled every fourth progress
+# poll, ~12 a second: running a command, waiting for a row lock, idle in a
 # transaction = waiting for the executor's next command, idle = between
 # transactions), and with EXECUTOR_METRICS_PORT=<port> the partition
 # workers' own split (shadowpipe_executor_worker_seconds_total: waiting for
@@ -210,6 +210,7 @@ run_executor() {
   executor_pid=$!
   until psql "$dsn" -qtAc "SELECT 1 FROM shadowpipe.applied LIMIT 0" >/dev/null 2>&1; do sleep 0.1; done
   coproc PSQL { exec psql "$dsn" -qtA 2>/dev/null; }
+  local psql_pid=$PSQL_PID  # bash unsets PSQL_PID once it reaps the coprocess
   applied() {
     echo "SELECT coalesce(sum(next_offset), 0) FROM shadowpipe.applied WHERE consumer_group = '$group';" >&"${PSQL[1]}"
     local value
@@ -239,7 +240,7 @@ run_executor() {
   }
   end_run() {  # the progress session and the executor
     echo '\q' >&"${PSQL[1]}"
-    wait "$PSQL_PID" 2>/dev/null || true
+    wait "$psql_pid" 2>/dev/null || true
     kill "$executor_pid" && wait "$executor_pid" || true
     executor_pid=
   }
@@ -252,10 +253,12 @@ run_executor() {
   echo "SELECT pg_backend_pid();" >&"${PSQL[1]}"
   local progress_backend
   read -r progress_backend <&"${PSQL[0]}"
-  # What the polling costs: this shell, its psql and psql's backend.
+  # What the polling costs: this shell, its psql and psql's backend. The
+  # shell's reaped children count too (the old loop's sleeps were children),
+  # so the processes of one reading are in it: a few ms a run.
   local polling_shell=$BASHPID  # this (sub)shell; inside $(...) BASHPID would be that subshell's
   polling_ticks() {
-    echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$polling_shell/stat") + $(ticks "$PSQL_PID" "$progress_backend") ))
+    echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$polling_shell/stat") + $(ticks "$psql_pid" "$progress_backend") ))
   }
   local idle_fd
   exec {idle_fd}<> <(:)  # never written: `read -t` on it waits without a process
