@@ -467,6 +467,70 @@ TEST(DigestResult, AWideResultDigestsAsBeforeWithAndWithoutIgnoredColumns) {
   EXPECT_EQ(to_hex(ignoring.column_values[1]), "b1b6fa85f4098856");
 }
 
+// A usual result (narrower than the builder's inline row buffer, 32 kept
+// columns) with every rule applied, one column ignored (the builder then
+// reads values through its column table) and more rows than one batch of
+// the ordered stream (64), pinned to the digests the code gave before the
+// per-column tables became one allocation: the digest is a wire contract.
+TEST(DigestBuilder, ANarrowResultWithRulesDigestsAsBefore) {
+  const std::vector<Column> columns = {{"id", kInt8},        {"name", kText},      {"amount", kNumeric},
+                                       {"at", kTimestamptz}, {"ratio", kFloat8},   {"small", kFloat4},
+                                       {"flag", kBool},      {"code", kVarchar}};
+  std::vector<std::string> texts;
+  for (int r = 0; r < 70; ++r) {
+    texts.push_back(std::to_string(r));
+    texts.push_back("customer-" + std::to_string(r * 7));
+    texts.push_back(std::to_string(r) + ".12" + std::to_string(r % 10));
+    texts.push_back("2024-01-02 03:04:" + std::to_string(10 + r % 50) + ".123456+00");
+    texts.push_back("0." + std::to_string(123456789 + r));
+    texts.push_back("1.2345" + std::to_string(r % 10));
+    texts.push_back(r % 2 ? "t" : "f");
+    texts.push_back("c" + std::to_string(r % 5));
+  }
+  std::vector<Row> rows;
+  for (size_t r = 0; r < 70; ++r) {
+    Row row;
+    for (size_t c = 0; c < columns.size(); ++c) {
+      row.push_back((r + c) % 9 == 0 ? Value() : Value(texts[r * columns.size() + c]));
+    }
+    rows.push_back(std::move(row));
+  }
+  const ResultDigest plain = digest_of(columns, rows);
+  EXPECT_EQ(to_hex(plain.ordered), "839dde6eac6ce5b6");
+  EXPECT_EQ(to_hex(plain.unordered), "7131e486a36d42cf");
+  EXPECT_EQ(to_hex(plain.column_digests[2]), "69ecdd6ffcb7fc9a");
+  EXPECT_EQ(to_hex(plain.column_ordered[4]), "a12320c61be794b9");
+  EXPECT_EQ(to_hex(plain.column_values[2]), "62c2bfa3581b0390");
+
+  const ResultDigest normalized = digest_of(columns, rows, rules_with(2, 6, 3, {"name"}));
+  ASSERT_EQ(normalized.columns.size(), columns.size() - 1);
+  EXPECT_EQ(normalized.columns[1].name, "amount");
+  EXPECT_EQ(to_hex(normalized.ordered), "804cb578069a66df");
+  EXPECT_EQ(to_hex(normalized.unordered), "46277c5154a31b36");
+  EXPECT_EQ(to_hex(normalized.column_digests[1]), "7d299f00e95d4909");
+  EXPECT_EQ(to_hex(normalized.column_digests[2]), "cf46e97960d24a9c");
+  EXPECT_EQ(to_hex(normalized.column_ordered[3]), "9f937ff78dffbeac");
+  EXPECT_EQ(to_hex(normalized.column_values[1]), "7d299f00e95d4909");
+  EXPECT_EQ(to_hex(normalized.column_values[4]), "73904b4c0430ba12");
+}
+
+// Set up once per result on the application's thread: the builder's own
+// allocations are its column table and the three per-column sums the
+// digest takes over (the columns themselves are moved in). A column with a
+// rule (a normalization, or a number's canonical form) adds the scratch
+// buffer. (Before the column table was one allocation: 7 and 8.)
+TEST(DigestBuilder, SettingUpAResultAllocatesItsColumnTableAndTheDigestsVectorsOnly) {
+  std::vector<Column> columns = {{"name", kText}, {"flag", kBool}, {"code", kVarchar}};
+  long before = g_allocations.load();
+  DigestBuilder plain(std::move(columns), exact_floats());
+  EXPECT_EQ(g_allocations.load() - before, 4);
+
+  std::vector<Column> with_numeric = {{"id", kInt8}, {"amount", kNumeric}};
+  before = g_allocations.load();
+  DigestBuilder normalized(std::move(with_numeric), numeric_scale(2));
+  EXPECT_EQ(g_allocations.load() - before, 5);
+}
+
 TEST(DigestResult, CommandResultHasNoColumnsOrRows) {
   PgResultPtr result(PQmakeEmptyPGresult(nullptr, PGRES_COMMAND_OK));
   const ResultDigest digest = digest_result(result.get(), {});
