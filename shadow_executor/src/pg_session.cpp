@@ -6,6 +6,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 
 namespace shadowpipe::executor {
@@ -65,34 +66,61 @@ std::vector<Reply> PgSession::script(const std::string& sql) {
 
 namespace {
 
+// n values in the object itself up to kInline, on the heap beyond: a
+// statement's parameter arrays are built for every statement, and most
+// statements have a few parameters.
+template <typename T>
+class ParamArray {
+ public:
+  static constexpr size_t kInline = 16;
+  explicit ParamArray(size_t n) : size_(n) {
+    if (n > kInline) heap_.resize(n);
+  }
+  T* data() { return size_ > kInline ? heap_.data() : inline_.data(); }
+  const T* data() const { return size_ > kInline ? heap_.data() : inline_.data(); }
+  T& operator[](size_t i) { return data()[i]; }
+
+ private:
+  size_t size_;
+  std::array<T, kInline> inline_{};
+  std::vector<T> heap_;
+};
+
 // A statement's parameters as libpq takes them, with the types and formats
 // the primary's client bound them with (requests v2) and its result format.
 struct BoundParams {
-  std::vector<const char*> values;
-  std::vector<int> lengths;
-  std::vector<int> formats;
-  std::vector<Oid> types;
+  size_t params;
+  ParamArray<const char*> values;
+  ParamArray<int> lengths;
+  ParamArray<int> formats;
+  size_t type_count;
+  ParamArray<Oid> types;
   int result_format = 0;
 
-  explicit BoundParams(const wire::Statement& statement) {
+  explicit BoundParams(const wire::Statement& statement)
+      : params(statement.params.size()),
+        values(params),
+        lengths(params),
+        formats(params),
+        type_count(statement.binding.param_types.size()),
+        types(type_count),
+        result_format(statement.binding.result_format) {
     const auto& binding = statement.binding;
-    values.reserve(statement.params.size());
-    for (size_t i = 0; i < statement.params.size(); ++i) {
+    for (size_t i = 0; i < params; ++i) {
       const auto& param = statement.params[i];
-      values.push_back(param ? param->data() : nullptr);
-      lengths.push_back(param ? static_cast<int>(param->size()) : 0);
-      formats.push_back(binding.binary_param(i) ? 1 : 0);
+      values[i] = param ? param->data() : nullptr;
+      lengths[i] = param ? static_cast<int>(param->size()) : 0;
+      formats[i] = binding.binary_param(i) ? 1 : 0;
     }
-    types.assign(binding.param_types.begin(), binding.param_types.end());
-    result_format = binding.result_format;
+    std::copy(binding.param_types.begin(), binding.param_types.end(), types.data());
   }
-  int count() const { return static_cast<int>(values.size()); }
-  const char* const* value_array() const { return values.empty() ? nullptr : values.data(); }
-  const Oid* type_array() const { return types.empty() ? nullptr : types.data(); }
+  int count() const { return static_cast<int>(params); }
+  const char* const* value_array() const { return params == 0 ? nullptr : values.data(); }
+  const Oid* type_array() const { return type_count == 0 ? nullptr : types.data(); }
   // Lengths and formats matter to libpq for binary values only; text ones
   // (v1) are NUL-terminated strings, as before.
-  const int* length_array() const { return values.empty() ? nullptr : lengths.data(); }
-  const int* format_array() const { return values.empty() ? nullptr : formats.data(); }
+  const int* length_array() const { return params == 0 ? nullptr : lengths.data(); }
+  const int* format_array() const { return params == 0 ? nullptr : formats.data(); }
 };
 
 }  // namespace
