@@ -116,14 +116,8 @@ class DigestBuilder {
  private:
   std::vector<Column> columns_;        // the kept (not ignored) columns, in input order
   size_t input_columns_ = 0;           // values add_row expects, ignored columns included
-  // Per kept column, in one allocation: its input index and the rules for
-  // its values (which normalization, which canonical form).
-  struct KeptColumn {
-    uint32_t input = 0;
-    uint8_t value_kind = 0;
-    uint8_t canonical_kind = 0;
-  };
-  std::vector<KeptColumn> kept_;
+  std::vector<int> kept_;              // input index of each kept column
+  std::vector<uint8_t> value_kind_;    // per kept column: which normalization applies
   // Copied, not referenced: a builder must not dangle when given temporary rules.
   int numeric_scale_ = 0;
   int float_digits_ = 0;
@@ -131,12 +125,9 @@ class DigestBuilder {
   std::vector<uint64_t> column_sums_;  // per kept column: wrapping sum of value hashes
   std::vector<uint64_t> column_sequences_;  // per kept column: polynomial over its value hashes in row order
   std::vector<uint64_t> value_sums_;   // per kept column: wrapping sum of canonical value hashes
+  std::vector<uint8_t> canonical_kind_;  // per kept column: which canonical form applies
   std::string canonical_scratch_;
-  // The current row's value hashes, reused: in the builder up to
-  // kInlineColumns kept columns, so a usual result allocates nothing for them.
-  static constexpr size_t kInlineColumns = 32;
-  std::array<uint64_t, kInlineColumns> inline_value_hashes_{};
-  std::vector<uint64_t> value_hashes_;  // wider results only
+  std::vector<uint64_t> value_hashes_; // the current row's value hashes, reused
   std::array<uint64_t, 64> pending_{}; // row hashes batched for the ordered stream
   size_t pending_count_ = 0;
   std::string scratch_;                // normalization output buffer, reused

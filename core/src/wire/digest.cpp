@@ -429,6 +429,8 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
   // Built once per result, on the application's thread when recording:
   // one allocation per member, no regrowth, no lookup without ignored columns.
   kept_.reserve(columns.size());
+  value_kind_.reserve(columns.size());
+  canonical_kind_.reserve(columns.size());
   const bool ignoring = !rules.ignored_columns.empty();
   // Every column kept (no ignore rule): the given vector is taken whole.
   if (ignoring) {
@@ -439,20 +441,19 @@ DigestBuilder::DigestBuilder(std::vector<Column> columns, const NormalizationRul
   const std::vector<Column>& given = ignoring ? columns : columns_;
   for (size_t i = 0; i < given.size(); ++i) {
     if (ignoring && rules.ignored_columns.contains(given[i].name)) continue;
+    kept_.push_back(static_cast<int>(i));
     // Binary bytes are not text: no normalization or canonical form applies.
     const bool binary = given[i].format != 0;
-    kept_.push_back(KeptColumn{static_cast<uint32_t>(i),
-                               static_cast<uint8_t>(binary ? kPlain : kind_for(given[i].type_oid, rules)),
-                               static_cast<uint8_t>(binary ? kAsRendered : canonical_kind_for(given[i].type_oid))});
+    value_kind_.push_back(binary ? kPlain : kind_for(given[i].type_oid, rules));
+    canonical_kind_.push_back(binary ? kAsRendered : canonical_kind_for(given[i].type_oid));
     if (ignoring) columns_.push_back(std::move(columns[i]));
   }
   column_sums_.assign(columns_.size(), 0);
   column_sequences_.assign(columns_.size(), 0);
   value_sums_.assign(columns_.size(), 0);
-  if (columns_.size() > kInlineColumns) value_hashes_.assign(columns_.size(), 0);
-  rules_active_ = std::any_of(kept_.begin(), kept_.end(), [](const KeptColumn& column) {
-    return column.value_kind != kPlain || column.canonical_kind != kAsRendered;
-  });
+  value_hashes_.assign(columns_.size(), 0);
+  rules_active_ = std::any_of(value_kind_.begin(), value_kind_.end(), [](uint8_t kind) { return kind != kPlain; }) ||
+                  std::any_of(canonical_kind_.begin(), canonical_kind_.end(), [](uint8_t kind) { return kind != kAsRendered; });
   if (rules_active_) scratch_.reserve(128);
 }
 
@@ -482,15 +483,15 @@ void DigestBuilder::add_row_as(const std::optional<std::string_view>* values) {
   uint64_t* const sums = column_sums_.data();
   uint64_t* const sequences = column_sequences_.data();
   uint64_t* const value_sums = value_sums_.data();
-  uint64_t* const hashes = kept <= kInlineColumns ? inline_value_hashes_.data() : value_hashes_.data();
+  uint64_t* const hashes = value_hashes_.data();
   for (size_t k = 0; k < kept; ++k) {
-    const std::optional<std::string_view>& value = values[kDense ? k : kept_[k].input];
+    const std::optional<std::string_view>& value = values[kDense ? k : static_cast<size_t>(kept_[k])];
     uint64_t hash = kNullHash;
     uint64_t canonical_hash = kNullHash;
     if (value) {
       std::string_view text = *value;
       if constexpr (kRules) {
-        switch (kept_[k].value_kind) {
+        switch (value_kind_[k]) {
           case kPlain: break;
           case kNumeric: text = normalize_numeric(text, numeric_scale_, scratch_); break;
           case kFloat: text = normalize_float(text, float_digits_, scratch_); break;
@@ -502,7 +503,7 @@ void DigestBuilder::add_row_as(const std::optional<std::string_view>* values) {
       canonical_hash = hash;
       if constexpr (kRules) {
         std::string_view canonical = text;
-        switch (kept_[k].canonical_kind) {
+        switch (canonical_kind_[k]) {
           case kAsRendered: break;
           case kNumber: canonical = canonical_number(text, canonical_scratch_); break;
           case kPadded: canonical = canonical_padded(text); break;
