@@ -244,7 +244,16 @@ run_executor() {
     kill "$executor_pid" && wait "$executor_pid" || true
     executor_pid=
   }
-  until (( $(applied) > 0 )); do sleep 0.02; done
+  # Every partition has applied a unit, so each worker has opened its
+  # session and its catalog session: sampled at the first applied unit, a
+  # run once counted 2 of its 9 backends and printed a third of their CPU.
+  partitions_started() {
+    echo "SELECT count(*) FROM shadowpipe.applied WHERE consumer_group = '$group' AND next_offset > 0;" >&"${PSQL[1]}"
+    local value
+    read -r value <&"${PSQL[0]}"
+    echo "$value"
+  }
+  until (( $(partitions_started) >= connections )); do sleep 0.02; done
   # The executor's sessions: every client backend of the database but this one.
   echo "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = current_database()
         AND backend_type = 'client backend' AND pid <> pg_backend_pid();" >&"${PSQL[1]}"
@@ -291,6 +300,11 @@ run_executor() {
   done
   end=$(date +%s.%N)
   local polling_used=$(( $(polling_ticks) - polling_start ))
+  # A session opened inside the window is not in the CPU figure: said, not hidden.
+  echo "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
+        AND pid <> pg_backend_pid() AND pid <> ALL (string_to_array('$backends', ' ')::int[]);" >&"${PSQL[1]}"
+  local late_sessions
+  read -r late_sessions <&"${PSQL[0]}"
   exec {idle_fd}<&-
   workers_end=$(worker_seconds)
   local executor_ticks=$(( $(ticks "$executor_pid") - executor_start )) backend_ticks=$(( $(ticks "${backend_pids[@]}") - backends_start ))
@@ -314,6 +328,8 @@ run_executor() {
       "$(echo "$backend_ticks * 1000000 / $hz / $measured" | bc -l)" \
       "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)" \
       "$(echo "$service_ticks * 1000000 / $hz / $measured" | bc -l)"
+    (( late_sessions > 0 )) &&
+      echo "  $late_sessions sessions opened inside the measured window: their CPU is not in these figures"
     echo "$service_ticks * 1000000 / $hz / $measured" | bc -l >"$work/service-$label"
     echo "($executor_ticks + $backend_ticks + $broker_ticks) * 1000000 / $hz / $measured" | bc -l >"$work/cpu-$label"
     local total=${#sessions}
