@@ -246,14 +246,21 @@ run_executor() {
   }
   # Every partition has applied a unit, so each worker has opened its
   # session and its catalog session: sampled at the first applied unit, a
-  # run once counted 2 of its 9 backends and printed a third of their CPU.
+  # run once counted 2 of its 9 backends and printed a quarter of their CPU.
   partitions_started() {
     echo "SELECT count(*) FROM shadowpipe.applied WHERE consumer_group = '$group' AND next_offset > 0;" >&"${PSQL[1]}"
     local value
     read -r value <&"${PSQL[0]}"
     echo "$value"
   }
-  until (( $(partitions_started) >= connections )); do sleep 0.02; done
+  # Bounded: a partition that gets no units (more partitions than the load's
+  # 64 keys) must not hold the run; its late session is then said below.
+  local sessions_deadline=$(( SECONDS + 30 ))
+  until (( $(partitions_started) >= connections || SECONDS >= sessions_deadline )); do
+    kill -0 "$executor_pid" 2>/dev/null ||
+      { echo "executor_vs_pgbench: the executor exited before every partition applied a unit: $work/executor-$group.log" >&2; exit 1; }
+    sleep 0.02
+  done
   # The executor's sessions: every client backend of the database but this one.
   echo "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = current_database()
         AND backend_type = 'client backend' AND pid <> pg_backend_pid();" >&"${PSQL[1]}"
@@ -329,7 +336,7 @@ run_executor() {
       "$(echo "$broker_ticks * 1000000 / $hz / $measured" | bc -l)" \
       "$(echo "$service_ticks * 1000000 / $hz / $measured" | bc -l)"
     (( late_sessions > 0 )) &&
-      echo "  $late_sessions sessions opened inside the measured window: their CPU is not in these figures"
+      echo "  sessions opened inside the measured window and open at its end: $late_sessions (their CPU is not in these figures)"
     echo "$service_ticks * 1000000 / $hz / $measured" | bc -l >"$work/service-$label"
     echo "($executor_ticks + $backend_ticks + $broker_ticks) * 1000000 / $hz / $measured" | bc -l >"$work/cpu-$label"
     local total=${#sessions}
